@@ -1,0 +1,147 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace FedLlm.Modeling;
+
+/// <summary>
+/// A Llama-family decoder with its language-model head: the model FedLlm fine-tunes.
+/// Build it with <see cref="ModelLoader"/> from a checkpoint folder, or with <see cref="CreateRandom"/> for tests.
+/// </summary>
+public sealed class LlamaForCausalLM : nn.Module
+{
+    private readonly LlamaModel model;
+    private readonly DenseLinear? lm_head; // absent when the head shares the embedding matrix
+    private readonly RotaryEmbedding rotary;
+
+    public LlamaForCausalLM(LlamaConfig config, ScalarType dtype = ScalarType.Float32, Device? device = null) : base(nameof(LlamaForCausalLM))
+    {
+        config.Validate();
+        Config = config;
+        Dtype = dtype;
+        Device = device ?? CPU;
+        model = new LlamaModel(config, dtype, device);
+        lm_head = config.TieWordEmbeddings ? null : new DenseLinear(config.HiddenSize, config.VocabSize, false, dtype, device);
+        rotary = new RotaryEmbedding(config, device);
+        RegisterComponents();
+    }
+
+    public LlamaConfig Config { get; }
+    public ScalarType Dtype { get; }
+    public Device Device { get; }
+    public LlamaModel Model => model;
+
+    /// <summary>The output projection's weight: lm_head, or the embedding matrix when tied.</summary>
+    public Tensor HeadWeight => lm_head?.Weight ?? model.EmbedTokens.Weight;
+
+    /// <summary>Final hidden states (B, T, H).</summary>
+    /// <param name="inputIds">(B, T) int64.</param>
+    /// <param name="attentionMask">(B, S) with 1 for real tokens and 0 for padding, S = cached + T; null = no padding.</param>
+    /// <param name="positionIds">(B, T) int64; default past..past+T-1 as transformers does without explicit positions.</param>
+    public Tensor HiddenStates(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null)
+    {
+        long B = inputIds.shape[0], T = inputIds.shape[1];
+        long past = cache?.Length ?? 0;
+        using var positions = positionIds?.alias() ?? arange(past, past + T, ScalarType.Int64, inputIds.device).unsqueeze(0).expand(B, T);
+        var (cos, sin) = rotary.Tables(positions, Dtype);
+        using var _cos = cos;
+        using var _sin = sin;
+        using var mask = AttentionMask.Build(attentionMask, T, past, Config.SlidingWindow, inputIds.device);
+        var hidden = model.Forward(inputIds, cos, sin, mask, cache);
+        cache?.Advance(T);
+        return hidden;
+    }
+
+    /// <summary>Logits (B, T, V) for every position.</summary>
+    public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null)
+    {
+        using var hidden = HiddenStates(inputIds, attentionMask, positionIds, cache);
+        return Head(hidden);
+    }
+
+    /// <summary>Projects hidden states (…, H) to vocabulary logits (…, V).</summary>
+    public Tensor Head(Tensor hidden) => nn.functional.linear(hidden, HeadWeight);
+
+    /// <summary>
+    /// The causal-LM loss of transformers: position t predicts token t+1, cross-entropy averaged over the
+    /// labels that are not −100.
+    /// </summary>
+    /// <param name="labels">(B, T) int64, −100 where no loss is taken (prompt, padding).</param>
+    public Tensor Loss(Tensor inputIds, Tensor labels, Tensor? attentionMask = null)
+    {
+        using var logits = Forward(inputIds, attentionMask);
+        return CausalLmLoss(logits, labels);
+    }
+
+    /// <summary>Cross-entropy of logits (B, T, V) against labels shifted by one, mean over labels ≠ −100.</summary>
+    public static Tensor CausalLmLoss(Tensor logits, Tensor labels)
+    {
+        long T = logits.shape[1], V = logits.shape[2];
+        using var shiftedLogits = logits.narrow(1, 0, T - 1).reshape(-1, V);       // (B*(T-1), V)
+        using var shiftedLabels = labels.narrow(1, 1, T - 1).reshape(-1);          // (B*(T-1))
+        using var logits32 = shiftedLogits.to(ScalarType.Float32);
+        return nn.functional.cross_entropy(logits32, shiftedLabels, ignore_index: -100);
+    }
+
+    /// <summary>A model with random weights (normal, std <paramref name="std"/>; norms at 1), for tests and benchmarks.</summary>
+    public static LlamaForCausalLM CreateRandom(LlamaConfig config, long seed, double std = 0.02, ScalarType dtype = ScalarType.Float32, Device? device = null)
+    {
+        var result = new LlamaForCausalLM(config, dtype, device);
+        var generator = new Generator((ulong)seed);
+        using var _ = no_grad();
+        foreach (var (name, parameter) in result.named_parameters())
+        {
+            if (name.EndsWith("norm.weight", StringComparison.Ordinal)) parameter.fill_(1.0);
+            else if (name.EndsWith(".bias", StringComparison.Ordinal)) parameter.zero_();
+            else
+            {
+                using var values = normal(0, std, parameter.shape, ScalarType.Float32, generator: generator);
+                parameter.copy_(values);
+            }
+        }
+        return result;
+    }
+
+    /// <summary>Freezes every parameter (the base stays frozen; adapters re-enable their own).</summary>
+    public void FreezeAll()
+    {
+        foreach (var p in parameters()) p.requires_grad = false;
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) rotary.Dispose();
+        base.Dispose(disposing);
+    }
+}
+
+/// <summary>Builds the boolean attention mask (B, 1, T, S), true where a query may attend to a key.</summary>
+internal static class AttentionMask
+{
+    /// <returns>null when plain causal attention over the new tokens is exact (no padding, no window, no cache).</returns>
+    public static Tensor? Build(Tensor? paddingMask, long T, long past, int? slidingWindow, Device device)
+    {
+        long S = past + T;
+        bool hasPadding = paddingMask is not null && paddingMask.eq(0).any().item<bool>();
+        bool windowMatters = slidingWindow is { } w && S > w;
+        if (!hasPadding && !windowMatters && (past == 0 || T == 1)) return null;
+
+        using var scope = NewDisposeScope();
+        var queryPositions = arange(past, S, ScalarType.Int64, device).unsqueeze(1); // (T, 1)
+        var keyPositions = arange(0, S, ScalarType.Int64, device).unsqueeze(0);      // (1, S)
+        var allowed = keyPositions <= queryPositions;                                 // (T, S) causal
+        if (slidingWindow is { } window) allowed = allowed & (keyPositions > queryPositions - window);
+        allowed = allowed.unsqueeze(0).unsqueeze(0);                                  // (1, 1, T, S)
+        if (hasPadding)
+        {
+            var keys = paddingMask!.to(ScalarType.Bool).unsqueeze(1).unsqueeze(1);    // (B, 1, 1, S)
+            allowed = allowed & keys;                                                 // (B, 1, T, S)
+            // A query with no visible key (a left-padding position) would produce NaN, which leaks into real tokens
+            // through the next layer's values; let such rows see their own position, as transformers unmasks them.
+            var empty = allowed.any(-1, keepdim: true).logical_not();                 // (B, 1, T, 1)
+            var diagonal = (keyPositions == queryPositions).unsqueeze(0).unsqueeze(0);
+            allowed = allowed | (empty & diagonal);
+        }
+        return allowed.MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,87 @@
+using static TorchSharp.torch;
+
+namespace FedLlm.Modeling;
+
+/// <summary>
+/// Rotary position embeddings in the Hugging Face convention: the head dimension is split into two halves that are
+/// rotated together (rotate_half), not interleaved pairs as in Meta's original code. Frequencies are
+/// 1 / theta^(2i/d), optionally rescaled (rope_scaling "linear" or "llama3"), computed in float32 as transformers does.
+/// </summary>
+public sealed class RotaryEmbedding : IDisposable
+{
+    private readonly Tensor inverseFrequencies; // (d/2) float32
+
+    public RotaryEmbedding(LlamaConfig config, Device? device = null)
+    {
+        InverseFrequencies = inverseFrequencies = ComputeInverseFrequencies(config, device);
+    }
+
+    /// <summary>The (rescaled) inverse frequencies, (head_dim / 2) float32.</summary>
+    public Tensor InverseFrequencies { get; }
+
+    public static Tensor ComputeInverseFrequencies(LlamaConfig config, Device? device = null)
+    {
+        using var scope = NewDisposeScope();
+        int dim = config.HeadDim;
+        // Same op order as transformers: arange(0, d, 2) as int64 -> float -> / d, then base ** that, then reciprocal.
+        var exponents = arange(0, dim, 2, ScalarType.Int64, device).to(ScalarType.Float32) / dim;
+        var inverse = 1.0f / pow(tensor((float)config.RopeTheta, ScalarType.Float32, device), exponents);
+        if (config.RopeScaling is { } scaling)
+        {
+            inverse = scaling.Type switch
+            {
+                "linear" => inverse / scaling.Factor,
+                "llama3" => Llama3Scaling(inverse, scaling),
+                _ => throw new ModelConfigException($"rope_scaling type '{scaling.Type}' is not supported"),
+            };
+        }
+        return inverse.contiguous().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Llama 3.1's frequency-dependent rescaling: long wavelengths are divided by the factor, short ones kept,
+    /// and the band in between interpolated smoothly (transformers' _compute_llama3_parameters).
+    /// </summary>
+    static Tensor Llama3Scaling(Tensor inverse, RopeScaling s)
+    {
+        double oldContext = s.OriginalMaxPositionEmbeddings;
+        double lowFreqWavelength = oldContext / s.LowFreqFactor;
+        double highFreqWavelength = oldContext / s.HighFreqFactor;
+        var wavelength = 2 * Math.PI / inverse;
+        var scaled = where(wavelength > lowFreqWavelength, inverse / s.Factor, inverse);
+        var smooth = (oldContext / wavelength - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor);
+        var smoothed = (1 - smooth) * scaled / s.Factor + smooth * scaled;
+        var isMedium = (wavelength < highFreqWavelength).logical_not() & (wavelength > lowFreqWavelength).logical_not();
+        return where(isMedium, smoothed, scaled);
+    }
+
+    /// <summary>Cosine and sine tables for the given positions.</summary>
+    /// <param name="positionIds">(B, T) int64 positions.</param>
+    /// <returns>cos and sin, each (B, 1, T, head_dim) in <paramref name="dtype"/>, ready to broadcast over heads.</returns>
+    public (Tensor Cos, Tensor Sin) Tables(Tensor positionIds, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var positions = positionIds.to(ScalarType.Float32).unsqueeze(-1);           // (B, T, 1)
+        var frequencies = positions * inverseFrequencies.to(positionIds.device);      // (B, T, d/2)
+        var angles = cat(new[] { frequencies, frequencies }, -1).unsqueeze(1);        // (B, 1, T, d)
+        var cos = angles.cos().to(dtype);
+        var sin = angles.sin().to(dtype);
+        return (cos.MoveToOuterDisposeScope(), sin.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>x·cos + rotate_half(x)·sin, where rotate_half(x) = cat(−x₂, x₁) over the two halves of the last axis.</summary>
+    /// <param name="x">(B, heads, T, d).</param>
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
+    {
+        long half = x.shape[^1] / 2;
+        using var first = x.narrow(-1, 0, half);
+        using var second = x.narrow(-1, half, half);
+        using var negatedSecond = second.neg();
+        using var rotated = cat(new[] { negatedSecond, first }, -1);
+        using var a = x * cos;
+        using var b = rotated * sin;
+        return a + b;
+    }
+
+    public void Dispose() => inverseFrequencies.Dispose();
+}

@@ -1,0 +1,123 @@
+using FedLlm.Modeling;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace FedLlm.Peft;
+
+/// <summary>
+/// A LoRA adapter around a frozen projection, as PEFT's lora.Linear: y = base(x) + B(A(dropout(x))) · scaling.
+/// The base layer is wrapped, not edited, so the adapter can be switched off (the reference policy of DPO),
+/// merged into the weight for inference, or shipped on its own to a federation server.
+/// </summary>
+/// <remarks>
+/// State-dict names follow PEFT without the adapter name: <c>q_proj.base_layer.weight</c>, <c>q_proj.lora_A.weight</c>
+/// ([r, in]) and <c>q_proj.lora_B.weight</c> ([out, r]); PEFT's files use exactly these with a
+/// <c>base_model.model.</c> prefix.
+/// </remarks>
+public sealed class LoraLinear : nn.Module<Tensor, Tensor>
+{
+    private readonly DenseLinear base_layer;
+    private readonly AdapterWeight lora_A;
+    private readonly AdapterWeight lora_B;
+    private readonly double dropout;
+
+    public LoraLinear(DenseLinear baseLayer, LoraOptions options, Generator? generator = null) : base(nameof(LoraLinear))
+    {
+        options.Validate();
+        base_layer = baseLayer;
+        Rank = options.Rank;
+        Scaling = options.Scaling;
+        dropout = options.Dropout;
+        var device = baseLayer.Weight.device;
+        lora_A = new AdapterWeight(Rank, baseLayer.InFeatures, device);
+        lora_B = new AdapterWeight(baseLayer.OutFeatures, Rank, device);
+        ResetParameters(generator);
+        RegisterComponents();
+    }
+
+    public DenseLinear BaseLayer => base_layer;
+    public Parameter LoraA => lora_A.Weight;
+    public Parameter LoraB => lora_B.Weight;
+    public int Rank { get; }
+    public double Scaling { get; }
+
+    /// <summary>False turns the adapter off: the layer computes its frozen base alone.</summary>
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>True while B·A·scaling is folded into the base weight.</summary>
+    public bool Merged { get; private set; }
+
+    /// <summary>
+    /// PEFT's default initialisation: A Kaiming-uniform with a = √5 (the nn.Linear default, bound 1/√in), B zero,
+    /// so the adapted model starts exactly at the base model.
+    /// </summary>
+    public void ResetParameters(Generator? generator = null)
+    {
+        using var _ = no_grad();
+        double bound = 1.0 / Math.Sqrt(base_layer.InFeatures);
+        using var uniform = rand(lora_A.Weight.shape, ScalarType.Float32, generator: generator);
+        lora_A.Weight.copy_(uniform * (2 * bound) - bound);
+        lora_B.Weight.zero_();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        var result = base_layer.forward(x);                       // (B, T, out)
+        if (!Enabled || Merged) return result;
+        var inputDtype = x.dtype;
+        // Adapter weights stay fp32 whatever the base computes in (bf16, int8...); cast the activations to them and back.
+        using var x32 = x.to(lora_A.Weight.dtype);
+        using var dropped = dropout > 0 && training ? nn.functional.dropout(x32, dropout, training: true) : x32.alias();
+        using var down = nn.functional.linear(dropped, lora_A.Weight); // (B, T, r)
+        using var up = nn.functional.linear(down, lora_B.Weight);      // (B, T, out)
+        using var delta = up.to(inputDtype);
+        return result.add_(delta, Scaling);
+    }
+
+    /// <summary>ΔW = B·A·scaling, the one formula merge and unmerge share ([out, in], fp32).</summary>
+    public Tensor DeltaWeight()
+    {
+        using var _ = no_grad();
+        using var product = lora_B.Weight.matmul(lora_A.Weight);
+        return product * Scaling;
+    }
+
+    /// <summary>Folds the adapter into the base weight. The sum is checked on a copy first, so a NaN never reaches the base.</summary>
+    public void Merge()
+    {
+        if (Merged) return;
+        using var _ = no_grad();
+        using var delta = DeltaWeight();
+        using var merged = base_layer.Weight.to(ScalarType.Float32) + delta;
+        if (!merged.isfinite().all().item<bool>())
+            throw new InvalidOperationException("merging the LoRA adapter would put NaN or Inf into the base weight");
+        base_layer.Weight.copy_(merged);
+        Merged = true;
+    }
+
+    /// <summary>Subtracts the adapter again (exact up to float rounding).</summary>
+    public void Unmerge()
+    {
+        if (!Merged) return;
+        using var _ = no_grad();
+        using var delta = DeltaWeight();
+        using var restored = base_layer.Weight.to(ScalarType.Float32) - delta;
+        base_layer.Weight.copy_(restored);
+        Merged = false;
+    }
+
+    /// <summary>The trainable matrix of one side of the adapter, a module of its own so its key is "lora_A.weight".</summary>
+    private sealed class AdapterWeight : nn.Module
+    {
+        private readonly Parameter weight;
+
+        public AdapterWeight(long rows, long columns, Device device) : base(nameof(AdapterWeight))
+        {
+            weight = new Parameter(zeros(new[] { rows, columns }, ScalarType.Float32, device), requires_grad: true);
+            RegisterComponents();
+        }
+
+        public Parameter Weight => weight;
+    }
+}
