@@ -79,7 +79,8 @@ public sealed class LlamaForCausalLM : nn.Module
         long T = logits.shape[1], V = logits.shape[2];
         using var shiftedLogits = logits.narrow(1, 0, T - 1).reshape(-1, V);       // (B*(T-1), V)
         using var shiftedLabels = labels.narrow(1, 1, T - 1).reshape(-1);          // (B*(T-1))
-        using var logits32 = shiftedLogits.to(ScalarType.Float32);
+        // Softmax statistics in at least fp32, as transformers upcasts logits before the loss.
+        using var logits32 = shiftedLogits.to(shiftedLogits.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32);
         return nn.functional.cross_entropy(logits32, shiftedLabels, ignore_index: -100);
     }
 

@@ -30,8 +30,10 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         Scaling = options.Scaling;
         dropout = options.Dropout;
         var device = baseLayer.Weight.device;
-        lora_A = new AdapterWeight(Rank, baseLayer.InFeatures, device);
-        lora_B = new AdapterWeight(baseLayer.OutFeatures, Rank, device);
+        // Adapters train in fp32 over any lower-precision base; a float64 base (gradient checks) keeps float64.
+        var dtype = baseLayer.Weight.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+        lora_A = new AdapterWeight(Rank, baseLayer.InFeatures, dtype, device);
+        lora_B = new AdapterWeight(baseLayer.OutFeatures, Rank, dtype, device);
         ResetParameters(generator);
         RegisterComponents();
     }
@@ -56,7 +58,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     {
         using var _ = no_grad();
         double bound = 1.0 / Math.Sqrt(base_layer.InFeatures);
-        using var uniform = rand(lora_A.Weight.shape, ScalarType.Float32, generator: generator);
+        using var uniform = rand(lora_A.Weight.shape, lora_A.Weight.dtype, generator: generator);
         lora_A.Weight.copy_(uniform * (2 * bound) - bound);
         lora_B.Weight.zero_();
     }
@@ -89,7 +91,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         if (Merged) return;
         using var _ = no_grad();
         using var delta = DeltaWeight();
-        using var merged = base_layer.Weight.to(ScalarType.Float32) + delta;
+        using var merged = base_layer.Weight.to(delta.dtype) + delta;
         if (!merged.isfinite().all().item<bool>())
             throw new InvalidOperationException("merging the LoRA adapter would put NaN or Inf into the base weight");
         base_layer.Weight.copy_(merged);
@@ -102,7 +104,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         if (!Merged) return;
         using var _ = no_grad();
         using var delta = DeltaWeight();
-        using var restored = base_layer.Weight.to(ScalarType.Float32) - delta;
+        using var restored = base_layer.Weight.to(delta.dtype) - delta;
         base_layer.Weight.copy_(restored);
         Merged = false;
     }
@@ -112,9 +114,9 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     {
         private readonly Parameter weight;
 
-        public AdapterWeight(long rows, long columns, Device device) : base(nameof(AdapterWeight))
+        public AdapterWeight(long rows, long columns, ScalarType dtype, Device device) : base(nameof(AdapterWeight))
         {
-            weight = new Parameter(zeros(new[] { rows, columns }, ScalarType.Float32, device), requires_grad: true);
+            weight = new Parameter(zeros(new[] { rows, columns }, dtype, device), requires_grad: true);
             RegisterComponents();
         }
 
