@@ -1,0 +1,35 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace FedLlm.Generation;
+
+/// <summary>Chooses the next token from logits: greedy, or temperature / top-k / top-p sampling as transformers' warpers do.</summary>
+public static class Sampling
+{
+    /// <param name="logits">(B, V) logits of the last position.</param>
+    /// <returns>(B) int64 token ids.</returns>
+    public static Tensor NextTokens(Tensor logits, GenerationOptions options, Generator generator)
+    {
+        using var scope = NewDisposeScope();
+        var scores = logits.to(ScalarType.Float32);
+        if (options.Temperature == 0) return scores.argmax(-1).MoveToOuterDisposeScope();
+
+        scores = scores / options.Temperature;
+        if (options.TopK > 0 && options.TopK < scores.shape[^1])
+        {
+            var kth = scores.topk(options.TopK, -1).values.narrow(-1, options.TopK - 1, 1); // (B, 1)
+            scores = scores.masked_fill(scores < kth, double.NegativeInfinity);
+        }
+        if (options.TopP < 1.0)
+        {
+            var (sorted, order) = scores.sort(-1, descending: false);                      // ascending, as transformers
+            var cumulative = sorted.softmax(-1).cumsum(-1);
+            var removeSorted = cumulative <= (1 - options.TopP);
+            removeSorted.narrow(-1, removeSorted.shape[^1] - 1, 1).fill_(false);           // always keep the best token
+            var remove = removeSorted.scatter(-1, order, removeSorted);
+            scores = scores.masked_fill(remove, double.NegativeInfinity);
+        }
+        var probabilities = scores.softmax(-1);
+        return multinomial(probabilities, 1, generator: generator).squeeze(-1).MoveToOuterDisposeScope();
+    }
+}

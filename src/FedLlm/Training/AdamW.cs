@@ -1,0 +1,101 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace FedLlm.Training;
+
+/// <summary>
+/// AdamW (Loshchilov &amp; Hutter, 2019) exactly as torch.optim.AdamW computes it (decoupled weight decay, bias
+/// correction, eps added after the bias-corrected square root). Written out rather than taken from TorchSharp so that
+/// its state is ours to checkpoint, restore, reset per federated round or keep per client.
+/// </summary>
+public sealed class AdamW : IDisposable
+{
+    private readonly IReadOnlyList<(string Name, Parameter Parameter)> parameters;
+    private readonly Dictionary<string, (Tensor ExpAvg, Tensor ExpAvgSq)> moments = new();
+
+    public AdamW(IEnumerable<(string Name, Parameter Parameter)> parameters, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weightDecay = 0.0)
+    {
+        this.parameters = parameters.ToList();
+        Beta1 = beta1; Beta2 = beta2; Eps = eps; WeightDecay = weightDecay;
+    }
+
+    public double Beta1 { get; }
+    public double Beta2 { get; }
+    public double Eps { get; }
+    public double WeightDecay { get; }
+
+    /// <summary>Optimizer steps taken (the t of bias correction).</summary>
+    public long StepCount { get; private set; }
+
+    public IReadOnlyList<(string Name, Parameter Parameter)> Parameters => parameters;
+
+    public void ZeroGrad()
+    {
+        foreach (var (_, p) in parameters)
+            if (p.grad is { } g) g.zero_();
+    }
+
+    /// <summary>One update with learning rate <paramref name="lr"/>; parameters without a gradient are skipped.</summary>
+    public void Step(double lr)
+    {
+        using var noGrad = no_grad();
+        StepCount++;
+        double biasCorrection1 = 1 - Math.Pow(Beta1, StepCount);
+        double biasCorrection2 = 1 - Math.Pow(Beta2, StepCount);
+        double stepSize = lr / biasCorrection1;
+        double sqrtBiasCorrection2 = Math.Sqrt(biasCorrection2);
+        foreach (var (name, p) in parameters)
+        {
+            if (p.grad is not { } grad) continue;
+            if (!moments.TryGetValue(name, out var m))
+            {
+                m = (zeros_like(p).DetachFromDisposeScope(), zeros_like(p).DetachFromDisposeScope());
+                moments[name] = m;
+            }
+            if (WeightDecay != 0) p.mul_(1 - lr * WeightDecay);
+            m.ExpAvg.lerp_(grad, 1 - Beta1);                                  // m ← β1·m + (1−β1)·g
+            m.ExpAvgSq.mul_(Beta2).addcmul_(grad, grad, 1 - Beta2);           // v ← β2·v + (1−β2)·g²
+            using var root = m.ExpAvgSq.sqrt();
+            using var denominator = root.div_(sqrtBiasCorrection2).add_(Eps);
+            p.addcdiv_(m.ExpAvg, denominator, -stepSize);
+        }
+    }
+
+    /// <summary>The state as name-keyed tensors ("{param}.exp_avg", "{param}.exp_avg_sq") plus the step count.</summary>
+    public IEnumerable<KeyValuePair<string, Tensor>> StateTensors()
+    {
+        foreach (var (name, m) in moments)
+        {
+            yield return new(name + ".exp_avg", m.ExpAvg);
+            yield return new(name + ".exp_avg_sq", m.ExpAvgSq);
+        }
+    }
+
+    /// <summary>Restores what <see cref="StateTensors"/> saved; <paramref name="read"/> returns a tensor by name or null.</summary>
+    public void LoadState(long stepCount, Func<string, Tensor?> read)
+    {
+        Reset();
+        StepCount = stepCount;
+        foreach (var (name, p) in parameters)
+        {
+            var expAvg = read(name + ".exp_avg");
+            var expAvgSq = read(name + ".exp_avg_sq");
+            if (expAvg is null && expAvgSq is null) continue;
+            if (expAvg is null || expAvgSq is null)
+                throw new InvalidDataException($"optimizer state for '{name}' is incomplete (needs exp_avg and exp_avg_sq)");
+            if (!expAvg.shape.SequenceEqual(p.shape) || !expAvgSq.shape.SequenceEqual(p.shape))
+                throw new InvalidDataException($"optimizer state for '{name}' has shape [{string.Join(",", expAvg.shape)}], parameter has [{string.Join(",", p.shape)}]");
+            moments[name] = (expAvg.to(p.dtype).DetachFromDisposeScope(), expAvgSq.to(p.dtype).DetachFromDisposeScope());
+        }
+    }
+
+    /// <summary>Forgets moments and step count (a fresh optimizer, as each federated round starts by default).</summary>
+    public void Reset()
+    {
+        foreach (var (a, b) in moments.Values) { a.Dispose(); b.Dispose(); }
+        moments.Clear();
+        StepCount = 0;
+    }
+
+    public void Dispose() => Reset();
+}
