@@ -1,1 +1,21 @@
-System.Console.WriteLine("fedllm");
+using FedLlm.Cli.Commands;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+var app = new CommandApp();
+app.Configure(config =>
+{
+    config.SetApplicationName("fedllm");
+    config.AddCommand<TrainCommand>("train")
+        .WithDescription("Fine-tune LoRA adapters on instruction data (Alpaca schema). With no arguments: the embedded default model and data.");
+    config.AddCommand<GenerateCommand>("generate")
+        .WithDescription("Answer a prompt with a base model and an optional adapter.");
+    config.SetExceptionHandler((exception, _) =>
+    {
+        // Bad input is the user's to fix: print the message that names the file/field, not a stack trace.
+        AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {exception.Message}");
+        if (Environment.GetEnvironmentVariable("FEDLLM_DEBUG") == "1") AnsiConsole.WriteException(exception);
+        return 1;
+    });
+});
+return app.Run(args);

@@ -1,0 +1,50 @@
+using FedLlm.Checkpoints;
+using static TorchSharp.torch;
+
+namespace FedLlm.Modeling;
+
+/// <summary>Builds a <see cref="LlamaForCausalLM"/> from a Hugging Face checkpoint folder and writes one back.</summary>
+public static class ModelLoader
+{
+    /// <summary>
+    /// Reads config.json and the safetensors weights (single file or sharded). Each tensor is read straight into the
+    /// parameter that owns it (converted from BF16/F16 chunk by chunk), so loading never holds two copies of the model.
+    /// </summary>
+    public static LlamaForCausalLM Load(string directory, ScalarType dtype = ScalarType.Float32, Device? device = null)
+    {
+        if (!Directory.Exists(directory)) throw new ModelConfigException($"{directory}: model folder not found");
+        var config = LlamaConfig.Load(Path.Combine(directory, "config.json"));
+        using var checkpoint = CheckpointFolder.Open(directory);
+        var model = new LlamaForCausalLM(config, dtype, device);
+        try
+        {
+            using var noGrad = no_grad();
+            foreach (var (name, parameter) in model.named_parameters())
+            {
+                if (!checkpoint.Contains(name))
+                    throw new CheckpointException($"{directory}: the checkpoint has no tensor '{name}' that a {config.Family} model with this config.json needs");
+                checkpoint.ReadInto(name, parameter);
+            }
+            model.FreezeAll();
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Writes config.json and model.safetensors (sharded above <paramref name="maxShardBytes"/>) like save_pretrained.</summary>
+    public static void Save(string directory, LlamaForCausalLM model, long maxShardBytes = 5L << 30)
+    {
+        Directory.CreateDirectory(directory);
+        var config = model.Config with { TorchDtype = model.Dtype switch { ScalarType.BFloat16 => "bfloat16", ScalarType.Float16 => "float16", _ => "float32" } };
+        config.Save(Path.Combine(directory, "config.json"));
+        // Base weights only: an adapter's lora_A/B and the base_layer indirection are not part of a base checkpoint.
+        var tensors = model.named_parameters()
+            .Where(p => !p.name.Contains(".lora_", StringComparison.Ordinal))
+            .Select(p => new KeyValuePair<string, Tensor>(p.name.Replace(".base_layer.", "."), p.parameter));
+        CheckpointWriter.Write(directory, tensors, maxShardBytes);
+    }
+}
