@@ -40,7 +40,7 @@ public sealed class GenerateSettings : CommonSettings
 /// <summary><c>fedllm generate</c>: one answer from a base model and an optional adapter.</summary>
 public sealed class GenerateCommand : Command<GenerateSettings>
 {
-    protected override int Execute(CommandContext context, GenerateSettings s, CancellationToken cancellationToken)
+    public override int Execute(CommandContext context, GenerateSettings s, CancellationToken cancellationToken)
     {
         TorchRuntime.ConfigureThreads(s.Threads);
         var device = TorchRuntime.ParseDevice(s.Device);

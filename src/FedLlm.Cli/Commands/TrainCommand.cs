@@ -69,7 +69,7 @@ public sealed class TrainSettings : CommonSettings
 /// <summary><c>fedllm train</c>: local LoRA fine-tuning with a progress bar, checkpoints, resume and a before/after score.</summary>
 public sealed class TrainCommand : Command<TrainSettings>
 {
-    protected override int Execute(CommandContext context, TrainSettings s, CancellationToken cancellationToken)
+    public override int Execute(CommandContext context, TrainSettings s, CancellationToken cancellationToken)
     {
         int threads = TorchRuntime.ConfigureThreads(s.Threads);
         var device = TorchRuntime.ParseDevice(s.Device);

@@ -1,3 +1,4 @@
+using FedLlm.Runtime;
 using FedLlm.Data;
 using FedLlm.Generation;
 using FedLlm.Modeling;
@@ -41,7 +42,7 @@ public sealed class HeldOutEvaluation(LlamaForCausalLM model, ITextTokenizer tok
                 using var logits = model.Forward(ids);
                 var loss = LlamaForCausalLM.CausalLmLoss(logits, labels);
                 long n = batch.LossTokenCount;
-                sum += loss.item<float>() * n;
+                sum += loss.ToScalarDouble() * n;
                 count += n;
             }
         }

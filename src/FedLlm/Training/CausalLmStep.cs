@@ -1,3 +1,4 @@
+using FedLlm.Runtime;
 using FedLlm.Modeling;
 using static TorchSharp.torch;
 
@@ -46,7 +47,7 @@ public static class CausalLmStep
             var logits = model.Head(leaf.narrow(0, start, length));                 // (n, V)
             var logits32 = logits.dtype == ScalarType.Float64 ? logits : logits.to(ScalarType.Float32);
             var chunkLoss = nn.functional.cross_entropy(logits32, selectedLabels.narrow(0, start, length), reduction: nn.Reduction.Sum);
-            lossSum += chunkLoss.item<double>();
+            lossSum += chunkLoss.ToScalarDouble();
             (chunkLoss * (lossScale / labelled)).backward();
         }
         if (extraLoss is not null)

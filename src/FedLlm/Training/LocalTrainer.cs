@@ -1,3 +1,4 @@
+using FedLlm.Runtime;
 using System.Diagnostics;
 using FedLlm.Data;
 using FedLlm.Modeling;
@@ -126,7 +127,7 @@ public sealed class LocalTrainer : IDisposable
         if (options.MaxGradNorm <= 0)
         {
             using var noGrad = no_grad();
-            return Math.Sqrt(grads.Sum(p => p.grad!.square().sum().item<double>()));
+            return Math.Sqrt(grads.Sum(p => p.grad!.square().sum().ToScalarDouble()));
         }
         return nn.utils.clip_grad_norm_(grads, options.MaxGradNorm);
     }
