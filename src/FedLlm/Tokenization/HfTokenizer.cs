@@ -1,19 +1,19 @@
 // Why the Rust library (Tokenizers.DotNet 1.4.1, a wrapper of Hugging Face's `tokenizers`) and not
-// Microsoft.ML.Tokenizers 2.0.1: measured on the 79 hard strings of tests/reference/tokenizers/make_golden.mjs
-// against tokenizers.js (run by tests/reference/tokenizers/measure), ids without / with special tokens:
+// Microsoft.ML.Tokenizers 2.0.1: both were run on the 79 hard strings of tests/reference/tokenizers/make_golden.mjs
+// against its reference (tokenizers.js; sentencepiece itself for tokenizer.model), by tests/reference/tokenizers/measure.
+// Strings that differ, of 79 per fixture: ids / ids with special tokens / decode / decode keeping special tokens.
 //
-//   tokenizer.json                  Tokenizers.DotNet        Microsoft.ML.Tokenizers (BpeTokenizer built from the json)
-//   llama3 (byte-level BPE)         0/79, 0/79               0/79 ids; no BOS template, no ignore_merges
-//   qwen3 (byte-level BPE + NFC)    0/79, 0/79               2/79 ids (NFD accents, Kelvin sign); 2 decodes drop <think>
-//   mistral (SentencePiece-style)   0/79, 0/79               27/79 ids, 22/79 decodes (no byte fallback)
-//   mistral, Metaspace variant      0/79, 0/79               30/79 ids
-//   tokenizer.model (tiny Llama-2-settings model vs sentencepiece itself, make_spm_golden.py):
-//                                   0/79 via the converter   5/79 ids with LlamaTokenizer (3/79 when this class splits
-//                                   below                    special tokens for it): runs of spaces and dashes merge
-//                                                            in another order
-// Decode: the Rust library matched every decode except where transformers itself adds to it (clean_up_tokenization_spaces,
-// done below) and one string where tokenizers.js is the one that differs from the Rust library transformers runs
-// (Metaspace decoder on a first token made only of "▁"; see make_golden.mjs).
+//   fixture                         Tokenizers.DotNet (raw)   Microsoft.ML.Tokenizers (best adapter built from the files)
+//   llama3 (byte-level BPE)         0 / 0 / 2 / 2             BpeTokenizer  0 / 0 / 2 / 2
+//   qwen3 (byte-level BPE, NFC)     0 / 0 / 0 / 0             BpeTokenizer  0 / 0 / 2 / 0  (2 / 2 / 2 / 0 with this
+//                                                                            project's InvariantGlobalization: no NFC)
+//   mistral (SentencePiece json)    0 / 0 / 0 / 0             BpeTokenizer 27 / 27 / 22 / 22  (no byte fallback)
+//   mistral, Metaspace variant      0 / 0 / 0 / 0             BpeTokenizer 30 / 30 / 22 / 22
+//   spm-llama (tokenizer.model)     0 / 0 / 0 / 0 converted   LlamaTokenizer 5 / 6 / 0 / -  (3 ids even with special
+//                                   by SentencePieceConverter                tokens split off first: runs of spaces and
+//                                                                            dashes merge in another order)
+// The 2 llama3 decodes are transformers' own clean_up_tokenization_spaces step, which this class adds; ML's decode also
+// drops Qwen's non-special added tokens (<think>). With the glue below every count is 0.
 //
 // The wrapper only offers Encode(text) with add_special_tokens=true and Decode(ids) with skip_special_tokens=true, and
 // loads only from a file. So this class loads the same tokenizer.json twice: as is, and with no post-processor and no

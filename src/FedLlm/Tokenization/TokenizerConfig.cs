@@ -148,8 +148,6 @@ internal sealed class TokenizerConfig
                 .OrderBy(t => t.Id)
                 .ToArray();
         }
-
-        return true;
     });
 
     private void ReadSpecialTokensMap(JsonObject json, bool overrideConfig, string path) => Wrap(path, () =>
@@ -166,8 +164,6 @@ internal sealed class TokenizerConfig
         {
             AdditionalSpecialTokens = AdditionalSpecialTokens.Union(TokenList(json["additional_special_tokens"])).ToArray();
         }
-
-        return true;
     });
 
     /// <summary>A chat template is a string, or (older multi-template configs) a list of {name, template}: take "default".</summary>
@@ -205,6 +201,13 @@ internal sealed class TokenizerConfig
         return Wrap(path, () => JsonNode.Parse(File.ReadAllText(path))?.AsObject()
             ?? throw new JsonException("the file holds JSON null"));
     }
+
+    /// <summary>Runs a read and turns JSON and type errors into one exception that names the file.</summary>
+    internal static void Wrap(string path, Action read) => Wrap(path, () =>
+    {
+        read();
+        return 0;
+    });
 
     /// <summary>Runs a read and turns JSON and type errors into one exception that names the file.</summary>
     internal static T Wrap<T>(string path, Func<T> read)

