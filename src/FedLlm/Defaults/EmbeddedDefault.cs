@@ -18,7 +18,7 @@ public sealed record EmbeddedRecipe(TrainingOptions Training, LoraOptions Lora);
 public static class EmbeddedDefault
 {
     /// <summary>Bump when anything below changes, so stale caches are rebuilt rather than reused.</summary>
-    public const string Version = "v1";
+    public const string Version = "v2";
 
     public static readonly string SamplePrompt =
         FinancialSentimentDataset.Instruction + " Acme Corp shares surge after record quarterly profit";
@@ -45,6 +45,13 @@ public static class EmbeddedDefault
         EosTokenIds = new[] { eosId },
         TorchDtype = "float32",
     };
+
+    /// <summary>
+    /// The head is tied to the embedding and frozen, so the embedding's scale bounds how confident any prediction can
+    /// be: with std 0.02 and hidden 128 the largest reachable logit is about 2.6 against 511 rivals, a loss floor near 3.6
+    /// nats. At 0.3 the same LoRA can drive the loss towards zero.
+    /// </summary>
+    public const double EmbeddingStd = 0.3;
 
     public static EmbeddedRecipe Recipe { get; } = new(
         new TrainingOptions { MaxSteps = 150, BatchSize = 16, LearningRate = 3e-3, Schedule = LearningRateScheduleKind.Cosine, WarmupSteps = 10 },
@@ -77,7 +84,7 @@ public static class EmbeddedDefault
         var tokenizer = DefaultTokenizer.Train(dataset);
         tokenizer.Save(Path.Combine(staging, "model"));
         var config = ModelConfig(tokenizer.VocabSize, tokenizer.BosTokenId!.Value, tokenizer.EosTokenId!.Value);
-        using (var model = LlamaForCausalLM.CreateRandom(config, seed: 2023, std: 0.02))
+        using (var model = LlamaForCausalLM.CreateRandom(config, seed: 2023, std: 0.02, embeddingStd: EmbeddingStd))
             ModelLoader.Save(Path.Combine(staging, "model"), model);
         File.WriteAllText(Path.Combine(staging, "complete"), Version);
         if (Directory.Exists(root)) Directory.Delete(root, recursive: true);

@@ -85,7 +85,9 @@ public sealed class LlamaForCausalLM : nn.Module
     }
 
     /// <summary>A model with random weights (normal, std <paramref name="std"/>; norms at 1), for tests and benchmarks.</summary>
-    public static LlamaForCausalLM CreateRandom(LlamaConfig config, long seed, double std = 0.02, ScalarType dtype = ScalarType.Float32, Device? device = null)
+    /// <param name="embeddingStd">Std of the token embedding (and so of a tied head); default <paramref name="std"/>.</param>
+    public static LlamaForCausalLM CreateRandom(LlamaConfig config, long seed, double std = 0.02, ScalarType dtype = ScalarType.Float32, Device? device = null,
+        double? embeddingStd = null)
     {
         var result = new LlamaForCausalLM(config, dtype, device);
         var generator = new Generator((ulong)seed);
@@ -96,7 +98,8 @@ public sealed class LlamaForCausalLM : nn.Module
             else if (name.EndsWith(".bias", StringComparison.Ordinal)) parameter.zero_();
             else
             {
-                using var values = normal(0, std, parameter.shape, ScalarType.Float32, generator: generator);
+                double scale = name == "model.embed_tokens.weight" ? embeddingStd ?? std : std;
+                using var values = normal(0, scale, parameter.shape, ScalarType.Float32, generator: generator);
                 parameter.copy_(values);
             }
         }
