@@ -22,10 +22,8 @@ public static class CausalLmStep
     /// <param name="labels">(B, T) int64 with −100 where no loss is taken.</param>
     /// <param name="attentionMask">(B, T) or null for right-padded batches (padding sits after every real token, so plain causal attention is exact for them).</param>
     /// <param name="lossScale">Multiplies the gradient, e.g. 1 / accumulation steps.</param>
-    /// <param name="extraLoss">Optional additional differentiable term, added before backward (e.g. FedProx's proximal term).</param>
     public static (double Loss, long LabelledTokens) ForwardBackward(
-        LlamaForCausalLM model, Tensor inputIds, Tensor labels, Tensor? attentionMask, double lossScale, int chunkTokens,
-        Func<Tensor>? extraLoss = null)
+        LlamaForCausalLM model, Tensor inputIds, Tensor labels, Tensor? attentionMask, double lossScale, int chunkTokens)
     {
         using var scope = NewDisposeScope();
         long T = inputIds.shape[1];
@@ -49,12 +47,6 @@ public static class CausalLmStep
             var chunkLoss = nn.functional.cross_entropy(logits32, selectedLabels.narrow(0, start, length), reduction: nn.Reduction.Sum);
             lossSum += chunkLoss.ToScalarDouble();
             (chunkLoss * (lossScale / labelled)).backward();
-        }
-        if (extraLoss is not null)
-        {
-            var extra = extraLoss();
-            // The decoder backward below and this one both accumulate into the adapters' .grad.
-            (extra * lossScale).backward();
         }
         selectedHidden.backward(new[] { leaf.grad! });
         return (lossSum / labelled, labelled);

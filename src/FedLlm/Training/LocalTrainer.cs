@@ -44,6 +44,12 @@ public sealed class LocalTrainer : IDisposable
     }
 
     public TrainingOptions Options => options;
+
+    /// <summary>An extra differentiable term added to every micro-batch loss (FedProx's proximal term), or null.</summary>
+    public Func<Tensor>? ExtraLoss { get; set; }
+
+    /// <summary>Runs after every optimizer step with that step's learning rate (SCAFFOLD's drift correction), or null.</summary>
+    public Action<double>? AfterOptimizerStep { get; set; }
     public AdamW Optimizer { get; }
 
     /// <summary>Optimizer steps completed so far (also after a resume).</summary>
@@ -73,7 +79,8 @@ public sealed class LocalTrainer : IDisposable
         {
             cancellationToken.ThrowIfCancellationRequested();
             double lr = schedule.At(Step);
-            var (loss, gradNorm, stepTokens) = TrainStep(examples, Step, lr);
+            var (loss, gradNorm, stepTokens) = TrainStep(examples, Step, lr, ExtraLoss);
+            AfterOptimizerStep?.Invoke(lr);
             Step++;
             stepLosses.Add(loss);
             tokens += stepTokens;
@@ -109,11 +116,18 @@ public sealed class LocalTrainer : IDisposable
             // Weight each micro-batch by its share of labelled tokens, so the step's gradient is that of the mean
             // over all labelled tokens of the step, whatever the padding of each micro-batch.
             double share = (double)batchLabelled / Math.Max(1, totalLabelled);
-            var (loss, n) = CausalLmStep.ForwardBackward(model, ids, labels, attentionMask: null, share, options.LossChunkTokens,
-                extraLoss is null ? null : () => extraLoss() / micro);
+            var (loss, n) = CausalLmStep.ForwardBackward(model, ids, labels, attentionMask: null, share, options.LossChunkTokens);
             weightedLoss += loss * n;
             labelled += n;
             tokens += batch.AttentionMask.Sum();
+        }
+        if (extraLoss is not null)
+        {
+            // Transformers adds such a term to each micro-batch loss and divides each by the accumulation count, so its
+            // gradient enters the step once in total; the weights do not move between micro-batches, so adding it once
+            // here is the same gradient.
+            using var scope = NewDisposeScope();
+            extraLoss().backward();
         }
         double gradNorm = ClipGradients();
         Optimizer.Step(learningRate);

@@ -1,0 +1,56 @@
+using FedLlm.Modeling;
+using FedLlm.Peft;
+using static TorchSharp.torch;
+
+namespace FedLlm.Federation;
+
+/// <summary>Name-keyed adapter tensors (PEFT keys) moving between a model and the federation.</summary>
+public static class AdapterTensors
+{
+    /// <summary>Detached copies of the model's adapter weights, owned by the caller.</summary>
+    public static Dictionary<string, Tensor> Snapshot(LlamaForCausalLM model)
+    {
+        using var noGrad = no_grad();
+        return AdapterIO.State(model).ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
+    }
+
+    /// <summary>Copies <paramref name="state"/> into the model's adapters; keys and shapes must match exactly.</summary>
+    public static void Load(LlamaForCausalLM model, IReadOnlyDictionary<string, Tensor> state)
+    {
+        var live = AdapterIO.State(model);
+        if (live.Count != state.Count || live.Keys.Any(k => !state.ContainsKey(k)))
+            throw new InvalidOperationException($"adapter state has {state.Count} tensors, the model {live.Count}; first missing: {live.Keys.FirstOrDefault(k => !state.ContainsKey(k))}");
+        using var noGrad = no_grad();
+        foreach (var (key, parameter) in live) parameter.copy_(state[key]);
+    }
+
+    public static Dictionary<string, Tensor> Clone(IReadOnlyDictionary<string, Tensor> state)
+    {
+        using var noGrad = no_grad();
+        return state.ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
+    }
+
+    public static Dictionary<string, Tensor> ZerosLike(IReadOnlyDictionary<string, Tensor> state) =>
+        state.ToDictionary(kv => kv.Key, kv => zeros_like(kv.Value).DetachFromDisposeScope());
+
+    /// <summary>‖a − b‖₂ over all tensors.</summary>
+    public static double DistanceNorm(IReadOnlyDictionary<string, Tensor> a, IReadOnlyDictionary<string, Tensor> b)
+    {
+        using var scope = NewDisposeScope();
+        double sum = 0;
+        foreach (var (key, tensor) in a)
+        {
+            var diff = (tensor - b[key]).to(ScalarType.Float64);
+            sum += diff.square().sum().item<double>();
+        }
+        return Math.Sqrt(sum);
+    }
+
+    public static long Bytes(IReadOnlyDictionary<string, Tensor> state) => state.Values.Sum(t => t.NumberOfElements * t.ElementSize);
+
+    public static void Dispose(IReadOnlyDictionary<string, Tensor>? state)
+    {
+        if (state is null) return;
+        foreach (var tensor in state.Values) tensor.Dispose();
+    }
+}

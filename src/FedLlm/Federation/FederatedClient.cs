@@ -1,0 +1,110 @@
+using FedLlm.Data;
+using FedLlm.Federation.Strategies;
+using FedLlm.Modeling;
+using FedLlm.Peft;
+using FedLlm.Training;
+using static TorchSharp.torch;
+
+namespace FedLlm.Federation;
+
+/// <summary>
+/// The client side of a round, independent of transport: receive the global adapter and the round's plan, train the
+/// local steps on a fresh sample of the client's own data, and return the update. What a client keeps between rounds
+/// (SCAFFOLD's c_i, optionally its optimizer moments) lives in <see cref="ClientState"/>.
+/// </summary>
+public sealed class FederatedClient(LlamaForCausalLM model, FederationOptions options, int padTokenId)
+{
+    /// <summary>What one client carries from round to round.</summary>
+    public sealed class ClientState : IDisposable
+    {
+        /// <summary>SCAFFOLD's client control variate c_i (empty until the first SCAFFOLD round).</summary>
+        public Dictionary<string, Tensor> Control { get; set; } = new();
+
+        /// <summary>AdamW moments, kept only with <see cref="FederationOptions.KeepClientOptimizerState"/>.</summary>
+        public Dictionary<string, Tensor> OptimizerMoments { get; set; } = new();
+        public long OptimizerSteps { get; set; }
+
+        public void Dispose()
+        {
+            AdapterTensors.Dispose(Control);
+            AdapterTensors.Dispose(OptimizerMoments);
+        }
+    }
+
+    /// <summary>Runs the client's part of <paramref name="plan"/>; the model's adapters hold y_i afterwards.</summary>
+    /// <param name="clientIndex">Index among all clients (fixes its data sample and dropout seeds).</param>
+    /// <param name="shard">The client's whole local data set (its size is the update's example count).</param>
+    public ClientUpdate Train(string clientId, int clientIndex, IReadOnlyList<SftExample> shard, IReadOnlyDictionary<string, Tensor> global,
+        ClientRoundPlan plan, ClientState state)
+    {
+        if (shard.Count == 0) throw new InvalidOperationException($"client {clientId} has no training examples");
+        AdapterTensors.Load(model, global);
+        var training = new TrainingOptions
+        {
+            MaxSteps = options.LocalSteps,
+            BatchSize = options.BatchSize,
+            GradientAccumulationSteps = options.GradientAccumulationSteps,
+            LearningRate = plan.LearningRate,
+            Schedule = LearningRateScheduleKind.Constant, // constant within a round; the cosine runs across rounds
+            MaxGradNorm = options.MaxGradNorm,
+            MaxSequenceLength = options.MaxSequenceLength,
+            // The trainer's first epoch order is a fresh sample without replacement of batch × accumulation × steps
+            // examples, different every round and client (OpenFedLLM draws the same positions for every client).
+            Seed = RoundSchedule.LocalSeed(plan.Round, clientIndex, options),
+        };
+        using var trainer = new LocalTrainer(model, training, padTokenId);
+        if (options.KeepClientOptimizerState && state.OptimizerMoments.Count > 0)
+            trainer.Optimizer.LoadState(state.OptimizerSteps, name => state.OptimizerMoments.GetValueOrDefault(name));
+
+        var trainable = LoraInjector.Sites(model)
+            .SelectMany(s => new[] { (AdapterIO.KeyPrefix + s.ModulePath + ".lora_A.weight", s.Layer.LoraA), (AdapterIO.KeyPrefix + s.ModulePath + ".lora_B.weight", s.Layer.LoraB) })
+            .ToList();
+        if (plan.ProximalMu > 0)
+            trainer.ExtraLoss = () => FedProx.ProximalTerm(trainable.Select(p => ((Tensor)p.Item2, global[p.Item1])), plan.ProximalMu);
+
+        Dictionary<string, Tensor>? correction = null;
+        if (plan.ServerControl is { } serverControl)
+        {
+            // SCAFFOLD as OpenFedLLM applies it: after each optimizer step, w ← w − lr·(c − c_i).
+            correction = Scaffold.Correction(serverControl, state.Control);
+            foreach (var t in correction.Values) t.DetachFromDisposeScope();
+            trainer.AfterOptimizerStep = lr =>
+            {
+                using var noGrad = no_grad();
+                foreach (var (key, parameter) in trainable)
+                    if (correction.TryGetValue(key, out var c)) parameter.sub_(c, lr);
+            };
+        }
+
+        try
+        {
+            trainer.Train(shard);
+            var local = AdapterTensors.Snapshot(model);
+            Dictionary<string, Tensor>? controlDelta = null;
+            if (plan.ServerControl is { } c)
+            {
+                var (newControl, delta) = Scaffold.ClientControlUpdate(global, local, c, state.Control, options.LocalSteps, plan.LearningRate);
+                foreach (var t in newControl.Values.Concat(delta.Values)) t.DetachFromDisposeScope();
+                AdapterTensors.Dispose(state.Control);
+                state.Control = newControl;
+                controlDelta = delta;
+            }
+            if (options.KeepClientOptimizerState)
+            {
+                AdapterTensors.Dispose(state.OptimizerMoments);
+                state.OptimizerMoments = trainer.Optimizer.StateTensors().ToDictionary(kv => kv.Key, kv => kv.Value.clone().DetachFromDisposeScope());
+                state.OptimizerSteps = trainer.Optimizer.StepCount;
+            }
+            var metrics = new Dictionary<string, double>
+            {
+                ["train_loss"] = trainer.StepLosses.Average(),
+                ["train_loss_last"] = trainer.StepLosses[^1],
+            };
+            return new ClientUpdate(clientId, local, shard.Count, controlDelta, metrics);
+        }
+        finally
+        {
+            AdapterTensors.Dispose(correction);
+        }
+    }
+}

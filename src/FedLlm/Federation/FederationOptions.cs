@@ -1,0 +1,53 @@
+namespace FedLlm.Federation;
+
+/// <summary>
+/// How a federated run proceeds. Defaults are OpenFedLLM's training script (run_sft.sh): 20 clients, 2 sampled per
+/// round, 200 rounds, 10 local steps of batch 16, learning rate 5e-5 decayed by a cosine over rounds to 1e-6,
+/// a fresh local optimizer each round, seed 2023.
+/// </summary>
+public sealed record FederationOptions
+{
+    public int Rounds { get; init; } = 200;
+    public int TotalClients { get; init; } = 20;
+
+    /// <summary>Clients sampled per round (OpenFedLLM: sample_clients).</summary>
+    public int ClientsPerRound { get; init; } = 2;
+
+    public int LocalSteps { get; init; } = 10;
+    public int BatchSize { get; init; } = 16;
+    public int GradientAccumulationSteps { get; init; } = 1;
+    public double LearningRate { get; init; } = 5e-5;
+
+    /// <summary>The cosine over rounds ends here (OpenFedLLM: 1e-6 for SFT, 1e-5 for DPO).</summary>
+    public double MinLearningRate { get; init; } = 1e-6;
+
+    public double MaxGradNorm { get; init; } = 1.0;
+    public int MaxSequenceLength { get; init; } = 512;
+
+    /// <summary>Keep each client's AdamW moments from round to round instead of starting fresh (OpenFedLLM starts fresh).</summary>
+    public bool KeepClientOptimizerState { get; init; }
+
+    public long Seed { get; init; } = 2023;
+
+    /// <summary>Evaluate the global adapter every this many rounds (and after the last); 0 = never.</summary>
+    public int EvaluateEvery { get; init; } = 1;
+
+    public void Validate()
+    {
+        static void Positive(double value, string name)
+        {
+            if (!(value > 0)) throw new ArgumentOutOfRangeException(name, value, $"{name} must be positive");
+        }
+        Positive(Rounds, nameof(Rounds));
+        Positive(TotalClients, nameof(TotalClients));
+        Positive(ClientsPerRound, nameof(ClientsPerRound));
+        Positive(LocalSteps, nameof(LocalSteps));
+        Positive(BatchSize, nameof(BatchSize));
+        Positive(GradientAccumulationSteps, nameof(GradientAccumulationSteps));
+        Positive(LearningRate, nameof(LearningRate));
+        Positive(MaxSequenceLength, nameof(MaxSequenceLength));
+        if (MinLearningRate < 0 || MinLearningRate > LearningRate)
+            throw new ArgumentOutOfRangeException(nameof(MinLearningRate), MinLearningRate, "must be in [0, LearningRate]");
+        if (EvaluateEvery < 0) throw new ArgumentOutOfRangeException(nameof(EvaluateEvery), EvaluateEvery, "must be ≥ 0");
+    }
+}

@@ -1,0 +1,120 @@
+using System.Diagnostics;
+using static TorchSharp.torch;
+
+namespace FedLlm.Federation;
+
+/// <summary>Held-out scores of a global adapter: loss and a task score (e.g. exact match).</summary>
+public sealed record EvaluationResult(double Loss, double Score);
+
+/// <summary>
+/// The server's round loop, the one federation core that simulation and deployment both drive:
+/// sample clients → plan → send the global adapter → collect updates → aggregate → evaluate → commit.
+/// </summary>
+public sealed class FederationServer : IDisposable
+{
+    private readonly IFederatedStrategy strategy;
+    private readonly FederationOptions options;
+    private readonly IClientExecutor clients;
+    private readonly Func<IReadOnlyDictionary<string, Tensor>, EvaluationResult>? evaluate;
+    private readonly RunStore? store;
+    private readonly List<RoundRecord> history = new();
+    private Dictionary<string, Tensor> global;
+
+    public FederationServer(IFederatedStrategy strategy, FederationOptions options, IReadOnlyDictionary<string, Tensor> initialGlobal,
+        IClientExecutor clients, RunStore? store = null, Func<IReadOnlyDictionary<string, Tensor>, EvaluationResult>? evaluate = null)
+    {
+        options.Validate();
+        this.strategy = strategy;
+        this.options = options;
+        this.clients = clients;
+        this.store = store;
+        this.evaluate = evaluate;
+        global = AdapterTensors.Clone(initialGlobal);
+    }
+
+    /// <summary>The next round to run (0-based); after a resume, the one after the last committed.</summary>
+    public int NextRound { get; private set; }
+
+    public IReadOnlyDictionary<string, Tensor> Global => global;
+    public IReadOnlyList<RoundRecord> History => history;
+
+    /// <summary>Continues from the store's last committed round, if there is one; returns whether it did.</summary>
+    public bool TryResume()
+    {
+        if (store?.LoadLatest() is not { } committed) return false;
+        AdapterTensors.Dispose(global);
+        global = committed.Global;
+        strategy.LoadState(committed.StrategyState);
+        clients.RestoreState(committed.ClientState);
+        AdapterTensors.Dispose(committed.StrategyState);
+        AdapterTensors.Dispose(committed.ClientState);
+        history.Clear();
+        history.AddRange(committed.History);
+        NextRound = committed.History.Count;
+        return true;
+    }
+
+    public async Task<RoundRecord> RunRoundAsync(CancellationToken cancellationToken = default)
+    {
+        int round = NextRound;
+        var clock = Stopwatch.StartNew();
+        double lr = RoundSchedule.LearningRate(round, options);
+        var sampled = RoundSchedule.SampleClients(round, options);
+        var plan = strategy.PlanClientRound(round, lr);
+        var updates = await clients.TrainRoundAsync(round, sampled, global, plan, cancellationToken);
+        if (updates.Count == 0) throw new InvalidOperationException($"round {round}: no client update arrived");
+        try
+        {
+            var updateNorms = updates.ToDictionary(u => u.ClientId, u => AdapterTensors.DistanceNorm(u.Weights, global));
+            var aggregated = strategy.Aggregate(round, global, updates);
+            var next = AdapterTensors.Clone(aggregated);
+            AdapterTensors.Dispose(aggregated);
+            double stepNorm = AdapterTensors.DistanceNorm(next, global);
+            AdapterTensors.Dispose(global);
+            global = next;
+
+            bool evaluateNow = evaluate is not null && options.EvaluateEvery > 0
+                && ((round + 1) % options.EvaluateEvery == 0 || round + 1 == options.Rounds);
+            var scores = evaluateNow ? evaluate!(global) : null;
+            long adapterBytes = AdapterTensors.Bytes(global);
+            var record = new RoundRecord
+            {
+                Round = round,
+                LearningRate = lr,
+                Clients = updates.Select(u => u.ClientId).ToList(),
+                ClientLoss = updates.ToDictionary(u => u.ClientId, u => u.Metrics?.GetValueOrDefault("train_loss", double.NaN) ?? double.NaN),
+                UpdateNorms = updateNorms,
+                GlobalStepNorm = stepNorm,
+                EvalLoss = scores?.Loss,
+                EvalScore = scores?.Score,
+                BytesSent = adapterBytes * sampled.Count,
+                BytesReceived = updates.Sum(u => AdapterTensors.Bytes(u.Weights) + (u.ControlDelta is null ? 0 : AdapterTensors.Bytes(u.ControlDelta))),
+                Seconds = clock.Elapsed.TotalSeconds,
+            };
+            history.Add(record);
+            NextRound = round + 1;
+            store?.Commit(global, strategy.State, clients.SnapshotState(), history);
+            return record;
+        }
+        finally
+        {
+            foreach (var update in updates)
+            {
+                AdapterTensors.Dispose(update.Weights);
+                AdapterTensors.Dispose(update.ControlDelta);
+            }
+        }
+    }
+
+    /// <summary>Runs the remaining rounds, reporting each.</summary>
+    public async Task RunAsync(IProgress<RoundRecord>? progress = null, CancellationToken cancellationToken = default)
+    {
+        while (NextRound < options.Rounds)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            progress?.Report(await RunRoundAsync(cancellationToken));
+        }
+    }
+
+    public void Dispose() => AdapterTensors.Dispose(global);
+}

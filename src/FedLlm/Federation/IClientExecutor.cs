@@ -1,0 +1,20 @@
+using static TorchSharp.torch;
+
+namespace FedLlm.Federation;
+
+/// <summary>
+/// Where the clients of a round run: in this process (simulation) or behind a network transport. The server's round
+/// loop talks only to this, so simulation and deployment share every line of round logic.
+/// </summary>
+public interface IClientExecutor
+{
+    /// <summary>Trains the given clients from <paramref name="global"/> under <paramref name="plan"/>.</summary>
+    /// <returns>The updates that arrived (a networked executor may return fewer than asked).</returns>
+    Task<IReadOnlyList<ClientUpdate>> TrainRoundAsync(int round, IReadOnlyList<int> clients, IReadOnlyDictionary<string, Tensor> global,
+        ClientRoundPlan plan, CancellationToken cancellationToken = default);
+
+    /// <summary>Client-side state to commit with the server's (SCAFFOLD's c_i, kept optimizer moments), name-keyed.</summary>
+    IReadOnlyDictionary<string, Tensor> SnapshotState();
+
+    void RestoreState(IReadOnlyDictionary<string, Tensor> state);
+}

@@ -1,0 +1,24 @@
+namespace FedLlm.Federation;
+
+/// <summary>What one round did: one line of metrics.jsonl.</summary>
+public sealed record RoundRecord
+{
+    public required int Round { get; init; }
+    public required double LearningRate { get; init; }
+    public required IReadOnlyList<string> Clients { get; init; }
+    public required IReadOnlyDictionary<string, double> ClientLoss { get; init; }
+
+    /// <summary>‖y_i − x‖ of each client's update.</summary>
+    public required IReadOnlyDictionary<string, double> UpdateNorms { get; init; }
+
+    /// <summary>‖x_new − x_old‖ of the global step.</summary>
+    public required double GlobalStepNorm { get; init; }
+
+    public double? EvalLoss { get; init; }
+    public double? EvalScore { get; init; }
+
+    /// <summary>Bytes of adapter tensors sent to clients and received from them this round.</summary>
+    public required long BytesSent { get; init; }
+    public required long BytesReceived { get; init; }
+    public required double Seconds { get; init; }
+}

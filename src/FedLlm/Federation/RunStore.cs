@@ -1,0 +1,71 @@
+using System.Text.Json;
+using FedLlm.Checkpoints;
+using static TorchSharp.torch;
+
+namespace FedLlm.Federation;
+
+/// <summary>A committed round: everything the server needs to continue exactly.</summary>
+public sealed record CommittedRound(
+    Dictionary<string, Tensor> Global, Dictionary<string, Tensor> StrategyState, Dictionary<string, Tensor> ClientState,
+    IReadOnlyList<RoundRecord> History);
+
+/// <summary>
+/// Crash-safe state of a federated run. After each round, <c>state-{round}/</c> is assembled under a temporary name
+/// (global adapter, strategy state, client state, history) and renamed into place, then older states are removed;
+/// metrics.jsonl is rewritten atomically from the history. A kill at any moment leaves the last committed round intact.
+/// </summary>
+public sealed class RunStore(string directory)
+{
+    const string Prefix = "state-";
+    const string HistoryFile = "history.json";
+    static readonly JsonSerializerOptions Json = new() { WriteIndented = false };
+
+    public string Directory { get; } = directory;
+    public string MetricsPath => Path.Combine(Directory, "metrics.jsonl");
+
+    public void Commit(IReadOnlyDictionary<string, Tensor> global, IReadOnlyDictionary<string, Tensor> strategyState,
+        IReadOnlyDictionary<string, Tensor> clientState, IReadOnlyList<RoundRecord> history)
+    {
+        int round = history.Count - 1;
+        System.IO.Directory.CreateDirectory(Directory);
+        string final = Path.Combine(Directory, Prefix + round);
+        string staging = Path.Combine(Directory, $".{Prefix}{round}.{Environment.ProcessId}.tmp");
+        if (System.IO.Directory.Exists(staging)) System.IO.Directory.Delete(staging, recursive: true);
+        System.IO.Directory.CreateDirectory(staging);
+        SafeTensorsWriter.Write(Path.Combine(staging, "global.safetensors"), global.OrderBy(kv => kv.Key, StringComparer.Ordinal));
+        SafeTensorsWriter.Write(Path.Combine(staging, "strategy.safetensors"), strategyState.OrderBy(kv => kv.Key, StringComparer.Ordinal));
+        SafeTensorsWriter.Write(Path.Combine(staging, "clients.safetensors"), clientState.OrderBy(kv => kv.Key, StringComparer.Ordinal));
+        Io.AtomicFile.WriteAllText(Path.Combine(staging, HistoryFile), JsonSerializer.Serialize(history, Json));
+        if (System.IO.Directory.Exists(final)) System.IO.Directory.Delete(final, recursive: true);
+        System.IO.Directory.Move(staging, final);
+        Io.AtomicFile.WriteAllText(MetricsPath, string.Concat(history.Select(r => JsonSerializer.Serialize(r, Json) + "\n")));
+        foreach (var (dir, step) in States())
+            if (step < round) System.IO.Directory.Delete(dir, recursive: true);
+    }
+
+    /// <summary>The last committed round, or null when the run has none.</summary>
+    public CommittedRound? LoadLatest()
+    {
+        var latest = States().OrderByDescending(s => s.Round).Select(s => s.Dir).FirstOrDefault();
+        if (latest is null) return null;
+        var history = JsonSerializer.Deserialize<List<RoundRecord>>(File.ReadAllText(Path.Combine(latest, HistoryFile)))
+            ?? throw new InvalidDataException($"{latest}: empty {HistoryFile}");
+        return new CommittedRound(Read(Path.Combine(latest, "global.safetensors")), Read(Path.Combine(latest, "strategy.safetensors")),
+            Read(Path.Combine(latest, "clients.safetensors")), history);
+    }
+
+    IEnumerable<(string Dir, int Round)> States() =>
+        System.IO.Directory.Exists(Directory)
+            ? System.IO.Directory.GetDirectories(Directory, Prefix + "*")
+                .Select(d => (Dir: d, Ok: int.TryParse(Path.GetFileName(d)[Prefix.Length..], out int r), Round: r))
+                .Where(x => x.Ok && File.Exists(Path.Combine(x.Dir, HistoryFile)))
+                .Select(x => (x.Dir, x.Round))
+                .ToList()
+            : Enumerable.Empty<(string, int)>();
+
+    static Dictionary<string, Tensor> Read(string path)
+    {
+        using var file = SafeTensorsFile.Open(path);
+        return file.Tensors.Keys.ToDictionary(k => k, k => file.Read(k).DetachFromDisposeScope());
+    }
+}
