@@ -30,14 +30,18 @@ public static class AdapterIO
     }
 
     /// <summary>Writes the model's adapters and their config into <paramref name="directory"/> (each file atomically).</summary>
-    public static void Save(string directory, LlamaForCausalLM model, LoraOptions options, string? baseModelNameOrPath = null)
+    public static void Save(string directory, LlamaForCausalLM model, LoraOptions options, string? baseModelNameOrPath = null) =>
+        Save(directory, State(model), options, baseModelNameOrPath);
+
+    /// <summary>Writes PEFT-keyed adapter tensors (e.g. a federated global adapter) and their config.</summary>
+    public static void Save(string directory, IReadOnlyDictionary<string, Tensor> state, LoraOptions options, string? baseModelNameOrPath = null)
     {
         Directory.CreateDirectory(directory);
-        var state = State(model);
-        if (state.Count == 0) throw new InvalidOperationException("the model carries no LoRA adapters to save");
-        SafeTensorsWriter.Write(Path.Combine(directory, WeightsFileName), state,
+        if (state.Count == 0) throw new InvalidOperationException("no LoRA adapter tensors to save");
+        SafeTensorsWriter.Write(Path.Combine(directory, WeightsFileName), state.OrderBy(kv => kv.Key, StringComparer.Ordinal),
             new Dictionary<string, string> { ["format"] = "pt" });
-        var targets = LoraInjector.Sites(model).Select(s => s.ModulePath[(s.ModulePath.LastIndexOf('.') + 1)..]).Distinct().OrderBy(t => t, StringComparer.Ordinal);
+        // The module names that carry adapters, from keys like "...self_attn.q_proj.lora_A.weight".
+        var targets = state.Keys.Select(k => k.Split('.')).Where(p => p.Length >= 3).Select(p => p[^3]).Distinct().OrderBy(t => t, StringComparer.Ordinal);
         var config = new JsonObject
         {
             ["alpha_pattern"] = new JsonObject(),
