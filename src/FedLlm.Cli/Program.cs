@@ -8,6 +8,8 @@ app.Configure(config =>
     config.SetApplicationName("fedllm");
     config.AddCommand<TrainCommand>("train")
         .WithDescription("Fine-tune LoRA adapters on instruction data (Alpaca schema). With no arguments: the embedded default model and data.");
+    config.AddCommand<SimulateCommand>("simulate")
+        .WithDescription("Federated fine-tuning of many clients in one process, compared with local-only and centralised training. With no arguments: the embedded default.");
     config.AddCommand<GenerateCommand>("generate")
         .WithDescription("Answer a prompt with a base model and an optional adapter.");
     config.SetExceptionHandler((exception, _) =>

@@ -54,7 +54,7 @@ public static class EmbeddedDefault
     public const double EmbeddingStd = 0.3;
 
     public static EmbeddedRecipe Recipe { get; } = new(
-        new TrainingOptions { MaxSteps = 150, BatchSize = 16, LearningRate = 3e-3, Schedule = LearningRateScheduleKind.Cosine, WarmupSteps = 10 },
+        new TrainingOptions { MaxSteps = 500, BatchSize = 16, LearningRate = 1e-3, Schedule = LearningRateScheduleKind.Cosine, WarmupSteps = 10 },
         new LoraOptions { Rank = 16, Alpha = 32, Dropout = 0.0 });
 
     /// <summary>The cache root: $FEDLLM_HOME, else ~/.cache/fedllm.</summary>
