@@ -1,5 +1,6 @@
 using System.ComponentModel;
 using FedLlm.Data;
+using FedLlm.Data.Partitioning;
 using FedLlm.Defaults;
 using FedLlm.Federation;
 using FedLlm.Federation.Simulation;
@@ -77,8 +78,13 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         var read = AlpacaReader.ReadAll(dataPath, new AlpacaReadOptions { SkipBad = config.Data.SkipBad });
         var heldOut = evalPath is null ? null : AlpacaReader.ReadAll(evalPath).Examples.Take(config.Data.EvalLimit ?? int.MaxValue).ToList();
         var builder = new SftExampleBuilder(tokenizer, template, options.MaxSequenceLength);
-        var partition = ClientPartition.Split(read.Examples, options.TotalClients, config.Data.Partition, config.Data.Alpha, options.Seed);
-        var shards = partition.Select(p => (IReadOnlyList<SftExample>)p.Select(builder.Build).ToList()).ToList();
+        // The label of an instruction example is its response (the sentiment of the embedded default); Dirichlet
+        // skews each client's label mix, as the non-IID experiments of the FL literature do.
+        var partitioner = new PartitionOptions { Kind = PartitionOptions.ParseKind(config.Data.Partition), Alpha = config.Data.Alpha }.Create();
+        var labels = read.Examples.Select(e => (string?)e.Response.Trim()).ToList();
+        var partition = partitioner.Partition(labels, options.TotalClients, (ulong)options.Seed);
+        var shards = Enumerable.Range(0, options.TotalClients)
+            .Select(c => (IReadOnlyList<SftExample>)partition.Select(read.Examples, c).Select(builder.Build).ToList()).ToList();
 
         AnsiConsole.MarkupLineInterpolated($"[bold]FedLlm simulate[/]  {options.TotalClients} clients ({config.Data.Partition}{(config.Data.Partition == "dirichlet" ? $" α={config.Data.Alpha}" : "")}, sizes {string.Join(" ", shards.Select(x => x.Count))}), {options.ClientsPerRound} per round, {options.Rounds} rounds × {options.LocalSteps} local steps × batch {options.BatchSize}; lr {options.LearningRate} → {options.MinLearningRate}; LoRA r={lora.Rank}; {threads} threads");
         LoraInjector.Inject(model, lora, new Generator((ulong)options.Seed));
@@ -168,5 +174,19 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         if (s.Output is not null) c.Output = s.Output;
     }
 
-    static StrategyOptions StrategyOptionsFrom(SimulationConfig c, FederationOptions options) => throw new NotImplementedException();
+    static StrategyOptions StrategyOptionsFrom(SimulationConfig c, FederationOptions options)
+    {
+        var defaults = new StrategyOptions();
+        return new StrategyOptions
+        {
+            ProximalMu = c.Strategy.ProximalMu ?? defaults.ProximalMu,
+            ServerLearningRate = c.Strategy.ServerLearningRate,
+            ServerMomentum = c.Strategy.ServerMomentum ?? defaults.ServerMomentum,
+            Beta1 = c.Strategy.Beta1 ?? defaults.Beta1,
+            Beta2 = c.Strategy.Beta2 ?? defaults.Beta2,
+            Tau = c.Strategy.Tau ?? defaults.Tau,
+            TotalClients = options.TotalClients,
+            OpenFedLlmCompatible = c.Strategy.OpenfedllmCompatible,
+        };
+    }
 }

@@ -72,7 +72,7 @@ public sealed class FederatedClient(LlamaForCausalLM model, FederationOptions op
             {
                 using var noGrad = no_grad();
                 foreach (var (key, parameter) in trainable)
-                    if (correction.TryGetValue(key, out var c)) parameter.sub_(c, lr);
+                    if (correction.TryGetValue(key, out var c)) parameter.add_(c, -lr);
             };
         }
 
