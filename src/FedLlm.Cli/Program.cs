@@ -10,6 +10,12 @@ app.Configure(config =>
         .WithDescription("Fine-tune LoRA adapters on instruction data (Alpaca schema). With no arguments: the embedded default model and data.");
     config.AddCommand<GenerateCommand>("generate")
         .WithDescription("Answer a prompt with a base model and an optional adapter.");
+    config.AddBranch("data", data =>
+    {
+        data.SetDescription("Inspect data sets in their published schemas.");
+        data.AddCommand<DataStatsCommand>("stats")
+            .WithDescription("Load a data set, partition it among clients (iid, dirichlet, shards, quantity) and show per-client statistics and a chart.");
+    });
     config.SetExceptionHandler((exception, _) =>
     {
         // Bad input is the user's to fix: print the message that names the file/field, not a stack trace.
