@@ -12,6 +12,12 @@ app.Configure(config =>
         .WithDescription("Federated fine-tuning of many clients in one process, compared with local-only and centralised training. With no arguments: the embedded default.");
     config.AddCommand<GenerateCommand>("generate")
         .WithDescription("Answer a prompt with a base model and an optional adapter.");
+    config.AddBranch("data", data =>
+    {
+        data.SetDescription("Inspect data sets in their published schemas.");
+        data.AddCommand<DataStatsCommand>("stats")
+            .WithDescription("Load a data set, partition it among clients (iid, dirichlet, shards, quantity) and show per-client statistics and a chart.");
+    });
     config.SetExceptionHandler((exception, _) =>
     {
         // Bad input is the user's to fix: print the message that names the file/field, not a stack trace.

@@ -1,7 +1,6 @@
-using System.Globalization;
 using System.Runtime.CompilerServices;
-using System.Text;
 using System.Text.Json;
+using FedLlm.Data.Datasets;
 
 namespace FedLlm.Data;
 
@@ -49,8 +48,6 @@ public sealed record AlpacaReadResult(IReadOnlyList<InstructionExample> Examples
 /// </remarks>
 public static class AlpacaReader
 {
-    private static readonly string[] Fields = ["instruction", "input", "output"];
-
     /// <summary>Streams the examples of a file.</summary>
     /// <param name="path">A JSON array or JSON Lines file.</param>
     /// <param name="options">Layout and skip-bad behaviour; defaults when null.</param>
@@ -68,13 +65,8 @@ public static class AlpacaReader
         if (options.SkipBad && report is null)
             throw new ArgumentException("SkipBad needs a DataReadReport to count the skipped records in.", nameof(report));
 
-        await using var stream = new FileStream(
-            path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 64 * 1024, useAsync: true);
-        var layout = options.Layout == AlpacaFileLayout.Auto ? await DetectLayoutAsync(stream, path, cancellationToken) : options.Layout;
-        var records = layout == AlpacaFileLayout.JsonArray
-            ? ReadArrayAsync(stream, path, cancellationToken)
-            : ReadLinesAsync(stream, path, cancellationToken);
-
+        var records = DataRecordReader.ReadAsync(path, ToFormat(options.Layout), cancellationToken)
+            .Select(r => r.Error is not null ? (null, r.Error) : ToRecord(r.Record!));
         await foreach (var (record, error) in records)
         {
             if (error is not null)
@@ -111,108 +103,25 @@ public static class AlpacaReader
         return new AlpacaReadResult(examples, report);
     }
 
-    private static async Task<AlpacaFileLayout> DetectLayoutAsync(FileStream stream, string path, CancellationToken ct)
+    private static DataFileFormat ToFormat(AlpacaFileLayout layout) => layout switch
     {
-        var buffer = new byte[4096];
-        var total = await stream.ReadAsync(buffer, ct);
-        stream.Seek(0, SeekOrigin.Begin);
-        var start = total >= 3 && buffer[0] == 0xEF && buffer[1] == 0xBB && buffer[2] == 0xBF ? 3 : 0;
-        for (var i = start; i < total; i++)
-        {
-            switch (buffer[i])
-            {
-                case (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n':
-                    continue;
-                case (byte)'[':
-                    return AlpacaFileLayout.JsonArray;
-                case (byte)'{':
-                    return AlpacaFileLayout.JsonLines;
-                default:
-                    throw new DataFormatException(path, null, null, null,
-                        $"expected a JSON array ('[') or JSON Lines ('{{'), found '{(char)buffer[i]}'");
-            }
-        }
+        AlpacaFileLayout.JsonArray => DataFileFormat.JsonArray,
+        AlpacaFileLayout.JsonLines => DataFileFormat.JsonLines,
+        _ => DataFileFormat.Auto,
+    };
 
-        // An empty (or whitespace-only) file is an empty JSON Lines file: zero records, no error.
-        return AlpacaFileLayout.JsonLines;
-    }
-
-    private static async IAsyncEnumerable<(AlpacaRecord? Record, DataFormatException? Error)> ReadLinesAsync(
-        Stream stream, string path, [EnumeratorCancellation] CancellationToken ct)
-    {
-        using var reader = new StreamReader(stream, new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true, leaveOpen: true);
-        long lineNumber = 0;
-        while (await reader.ReadLineAsync(ct) is { } line)
-        {
-            lineNumber++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            yield return ParseLine(line, path, lineNumber);
-        }
-    }
-
-    private static (AlpacaRecord?, DataFormatException?) ParseLine(string line, string path, long lineNumber)
+    private static (AlpacaRecord?, DataFormatException?) ToRecord(DataRecord record)
     {
         try
         {
-            using var document = JsonDocument.Parse(line);
-            return ToRecord(document.RootElement, path, lineNumber, null);
+            return (new AlpacaRecord(
+                RecordFields.String(record, "instruction"),
+                RecordFields.String(record, "input"),
+                RecordFields.String(record, "output")), null);
         }
-        catch (JsonException e)
+        catch (DataFormatException e)
         {
-            return (null, new DataFormatException(path, lineNumber, null, null, "malformed JSON: " + e.Message, e));
+            return (null, e);
         }
-    }
-
-    private static async IAsyncEnumerable<(AlpacaRecord? Record, DataFormatException? Error)> ReadArrayAsync(
-        Stream stream, string path, [EnumeratorCancellation] CancellationToken ct)
-    {
-        var elements = JsonSerializer.DeserializeAsyncEnumerable<JsonElement>(stream, cancellationToken: ct);
-        await using var enumerator = elements.GetAsyncEnumerator(ct);
-        var index = 0;
-        while (true)
-        {
-            bool hasNext;
-            try
-            {
-                hasNext = await enumerator.MoveNextAsync();
-            }
-            catch (JsonException e)
-            {
-                // Not skippable: after a syntax error the parser has no element boundary to resume from.
-                // The deserializer parses a whole buffer before yielding, and the exception's path ("$[12]...") counts
-                // from the start of that buffer's batch; the elements yielded so far are those of earlier batches.
-                var failedAt = index + (ElementIndexFromPath(e.Path) ?? 0);
-                throw new DataFormatException(path, e.LineNumber + 1, failedAt, null, "malformed JSON: " + e.Message, e);
-            }
-
-            if (!hasNext) yield break;
-            yield return ToRecord(enumerator.Current, path, null, index);
-            index++;
-        }
-    }
-
-    private static int? ElementIndexFromPath(string? jsonPath)
-    {
-        if (jsonPath is null || !jsonPath.StartsWith("$[", StringComparison.Ordinal)) return null;
-        var end = jsonPath.IndexOf(']', 2);
-        return end > 2 && int.TryParse(jsonPath.AsSpan(2, end - 2), NumberStyles.None, CultureInfo.InvariantCulture, out var i) ? i : null;
-    }
-
-    private static (AlpacaRecord?, DataFormatException?) ToRecord(JsonElement element, string path, long? line, int? index)
-    {
-        if (element.ValueKind != JsonValueKind.Object)
-            return (null, new DataFormatException(path, line, index, null, $"expected a JSON object, got {element.ValueKind}"));
-
-        var values = new string[Fields.Length];
-        for (var i = 0; i < Fields.Length; i++)
-        {
-            if (!element.TryGetProperty(Fields[i], out var value))
-                return (null, new DataFormatException(path, line, index, Fields[i], "missing"));
-            if (value.ValueKind != JsonValueKind.String)
-                return (null, new DataFormatException(path, line, index, Fields[i], $"expected a string, got {value.ValueKind}"));
-            values[i] = value.GetString()!;
-        }
-
-        return (new AlpacaRecord(values[0], values[1], values[2]), null);
     }
 }

@@ -21,10 +21,18 @@ public sealed class DataReadReport
     /// <summary>Records skipped because they did not fit the schema (only with skip-bad enabled).</summary>
     public int RecordsSkipped { get; private set; }
 
+    /// <summary>
+    /// Well-formed records left out by a documented preprocessing rule, e.g. MathInstruct's de-duplication on
+    /// <c>instruction</c>; counted so that the totals always add up to the records in the file.
+    /// </summary>
+    public int RecordsDeduplicated { get; private set; }
+
     /// <summary>The first <see cref="MaxRecordedErrors"/> reasons for skipping, in file order.</summary>
     public IReadOnlyList<DataFormatException> SkippedErrors => _errors;
 
     internal void CountRead() => RecordsRead++;
+
+    internal void CountDeduplicated() => RecordsDeduplicated++;
 
     internal void CountSkipped(DataFormatException error)
     {
@@ -33,5 +41,7 @@ public sealed class DataReadReport
     }
 
     /// <inheritdoc />
-    public override string ToString() => $"{RecordsRead} read, {RecordsSkipped} skipped";
+    public override string ToString() => RecordsDeduplicated == 0
+        ? $"{RecordsRead} read, {RecordsSkipped} skipped"
+        : $"{RecordsRead} read, {RecordsSkipped} skipped, {RecordsDeduplicated} duplicates removed";
 }

@@ -1,16 +1,20 @@
+using FedLlm.Data.Templates;
+
 namespace FedLlm.Data;
 
 /// <summary>
 /// An SFT prompt template: how an instruction and a response become one training text, and where the loss starts.
 /// </summary>
 /// <remarks>
-/// <para>The full text is <c>Header + instruction + AfterInstruction + ResponseSeparator + response + eos</c>.
+/// <para>The full text is <c>Header + instruction + AfterInstruction + ResponseSeparator + response + EndOfTurn + eos</c>.
 /// <see cref="AfterInstruction"/> ends with <see cref="ResponseTemplate"/>, the marker after which OpenFedLLM (via TRL's
 /// DataCollatorForCompletionOnlyLM) computes the loss. Splitting the text at the end of that marker gives the prompt
 /// (<see cref="FormatPrompt"/>, also the generation prompt) and the completion (<see cref="FormatCompletion"/>).</para>
-/// <para>The built-in templates reproduce OpenFedLLM's utils/template.py (commit 14c6af2) character for character.</para>
+/// <para>The built-in alpaca and vicuna templates reproduce OpenFedLLM's utils/template.py (commit 14c6af2) character
+/// for character. chatml and llama-3 are those formats' canonical single-turn layouts (see <see cref="HeaderTurnConversation"/>);
+/// they end the response with their end-of-turn token instead of the tokenizer's EOS.</para>
 /// </remarks>
-public sealed class PromptTemplate
+public sealed class PromptTemplate : IPromptFormat
 {
     /// <summary>Creates a template.</summary>
     /// <param name="name">Lookup name at the CLI edge, e.g. "alpaca".</param>
@@ -18,9 +22,12 @@ public sealed class PromptTemplate
     /// <param name="afterInstruction">Text between the instruction and the response; must end with <paramref name="responseTemplate"/>.</param>
     /// <param name="responseTemplate">The marker after which the loss is computed.</param>
     /// <param name="responseSeparator">Text between the marker and the response (part of the completion, so it is trained on).</param>
+    /// <param name="endOfTurn">Text after the response that ends the assistant's turn (e.g. "&lt;|eot_id|&gt;"), trained on;
+    /// when set, the tokenizer's EOS is not appended as well. Empty for OpenFedLLM's templates, which end with EOS.</param>
     /// <exception cref="ArgumentException"><paramref name="afterInstruction"/> does not end with <paramref name="responseTemplate"/>.</exception>
-    public PromptTemplate(string name, string header, string afterInstruction, string responseTemplate, string responseSeparator)
+    public PromptTemplate(string name, string header, string afterInstruction, string responseTemplate, string responseSeparator, string endOfTurn = "")
     {
+        ArgumentNullException.ThrowIfNull(endOfTurn);
         ArgumentException.ThrowIfNullOrEmpty(name);
         ArgumentNullException.ThrowIfNull(header);
         ArgumentNullException.ThrowIfNull(afterInstruction);
@@ -35,6 +42,7 @@ public sealed class PromptTemplate
         AfterInstruction = afterInstruction;
         ResponseTemplate = responseTemplate;
         ResponseSeparator = responseSeparator;
+        EndOfTurn = endOfTurn;
     }
 
     /// <summary>OpenFedLLM's 'alpaca' template (its default; note the space after the instruction).</summary>
@@ -53,8 +61,15 @@ public sealed class PromptTemplate
         responseTemplate: " ASSISTANT:",
         responseSeparator: " ");
 
+    /// <summary>ChatML, single turn: <c>&lt;|im_start|&gt;user\n{instruction}&lt;|im_end|&gt;\n&lt;|im_start|&gt;assistant\n{response}&lt;|im_end|&gt;</c>.</summary>
+    public static PromptTemplate ChatMl { get; } = HeaderTurnConversation.ChatMl.ToPromptTemplate();
+
+    /// <summary>Llama 3, single turn: user header, instruction, &lt;|eot_id|&gt;, assistant header, response, &lt;|eot_id|&gt;.</summary>
+    /// <remarks>BOS (&lt;|begin_of_text|&gt;) comes from the Llama 3 tokenizer's post-processor, not from the text.</remarks>
+    public static PromptTemplate Llama3 { get; } = HeaderTurnConversation.Llama3.ToPromptTemplate();
+
     /// <summary>The built-in templates, for listing at the CLI.</summary>
-    public static IReadOnlyList<PromptTemplate> BuiltIn { get; } = [Alpaca, Vicuna];
+    public static IReadOnlyList<PromptTemplate> BuiltIn { get; } = [Alpaca, Vicuna, ChatMl, Llama3];
 
     /// <summary>The name the CLI looks the template up by.</summary>
     public string Name { get; }
@@ -71,12 +86,29 @@ public sealed class PromptTemplate
     /// <summary>Text between the marker and the response.</summary>
     public string ResponseSeparator { get; }
 
+    /// <summary>Text that ends the assistant's turn after the response; empty when the tokenizer's EOS does.</summary>
+    public string EndOfTurn { get; }
+
+    /// <inheritdoc />
+    /// <remarks>True: these templates hold no BOS of their own, so the tokenizer adds it as in OpenFedLLM.</remarks>
+    public bool AddSpecialTokens => true;
+
+    /// <inheritdoc />
+    public bool AppendEos => EndOfTurn.Length == 0;
+
     /// <summary>Looks a built-in template up by name (ordinal, case-insensitive). For the CLI/config edge only.</summary>
+    /// <remarks>Aliases: "vicuna_v1.1" for vicuna, "llama3" for llama-3.</remarks>
     /// <exception cref="ArgumentException">No built-in template has that name; the message lists the known names.</exception>
     public static PromptTemplate FromName(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
-        return BuiltIn.FirstOrDefault(t => string.Equals(t.Name, name, StringComparison.OrdinalIgnoreCase))
+        var canonical = name.ToLowerInvariant() switch
+        {
+            "vicuna_v1.1" or "vicuna-v1.1" => "vicuna",
+            "llama3" or "llama_3" => "llama-3",
+            _ => name,
+        };
+        return BuiltIn.FirstOrDefault(t => string.Equals(t.Name, canonical, StringComparison.OrdinalIgnoreCase))
             ?? throw new ArgumentException(
                 $"Unknown prompt template '{name}'. Known: {string.Join(", ", BuiltIn.Select(t => t.Name))}.", nameof(name));
     }
@@ -94,8 +126,12 @@ public sealed class PromptTemplate
     {
         ArgumentNullException.ThrowIfNull(response);
         ArgumentNullException.ThrowIfNull(eos);
-        return ResponseSeparator + response + eos;
+        return ResponseSeparator + response + EndOfTurn + eos;
     }
+
+    /// <inheritdoc />
+    public (string Prompt, string Completion) Format(string instruction, string response) =>
+        (FormatPrompt(instruction), FormatCompletion(response));
 
     /// <summary>The whole training text, as OpenFedLLM's <c>formatting_prompts_func</c> builds it.</summary>
     public string Format(string instruction, string response, string eos) => FormatPrompt(instruction) + FormatCompletion(response, eos);

@@ -1,3 +1,4 @@
+using FedLlm.Data.Templates;
 using FedLlm.Tokenization;
 
 namespace FedLlm.Data;
@@ -21,7 +22,9 @@ namespace FedLlm.Data;
 /// <see cref="SftExample.BoundaryAligned"/> is false, so callers can count such examples.</para>
 /// <para><b>Special tokens.</b> BOS comes from the tokenizer (<c>Encode(text, addSpecialTokens: true)</c>); the EOS id is
 /// appended (OpenFedLLM appends the EOS text, which encodes to the same id). An EOS that the tokenizer's post-processor
-/// appends itself is removed first, so it is never doubled.</para>
+/// appends itself is removed first, so it is never doubled. Formats that carry their own special tokens (a chat
+/// template writes <c>bos_token</c> and ends a turn with &lt;|eot_id|&gt; or &lt;|im_end|&gt;) are encoded without the
+/// post-processor and get no extra EOS: see <see cref="IPromptFormat.AddSpecialTokens"/> and <see cref="IPromptFormat.AppendEos"/>.</para>
 /// <para><b>Truncation</b> keeps the response. The prompt's leading tokens (BOS and template header) and trailing tokens
 /// (the text after the instruction, ending with the response template) are protected; tokens are removed from the middle
 /// of the instruction, keeping its start (usually the task) and its end (usually the Alpaca input, which alpaca_format
@@ -38,29 +41,30 @@ public sealed class SftExampleBuilder
     public const int DefaultMaxSequenceLength = 512;
 
     private readonly ITextTokenizer _tokenizer;
-    private readonly PromptTemplate _template;
-    private readonly int _eosId;
+    private readonly IPromptFormat _template;
+    private readonly int? _eosId;
     private readonly int _headTokens;
     private readonly int _tailTokens;
 
     /// <summary>Creates a builder.</summary>
-    /// <param name="tokenizer">Must define an EOS token.</param>
-    /// <param name="template">The prompt template.</param>
+    /// <param name="tokenizer">Must define an EOS token when the template appends one (<see cref="IPromptFormat.AppendEos"/>).</param>
+    /// <param name="template">The prompt format: a <see cref="PromptTemplate"/> or the model's own <see cref="ChatTemplateFormat"/>.</param>
     /// <param name="maxSequenceLength">Upper bound on the ids per example, BOS and EOS included.</param>
-    /// <exception cref="ArgumentException">The tokenizer has no EOS token.</exception>
-    public SftExampleBuilder(ITextTokenizer tokenizer, PromptTemplate template, int maxSequenceLength = DefaultMaxSequenceLength)
+    /// <exception cref="ArgumentException">The template appends EOS and the tokenizer has none.</exception>
+    public SftExampleBuilder(ITextTokenizer tokenizer, IPromptFormat template, int maxSequenceLength = DefaultMaxSequenceLength)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
         ArgumentNullException.ThrowIfNull(template);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxSequenceLength);
         _tokenizer = tokenizer;
         _template = template;
-        _eosId = tokenizer.EosTokenId
-            ?? throw new ArgumentException("The tokenizer has no EOS token; SFT examples end with EOS so the model learns to stop.", nameof(tokenizer));
+        _eosId = tokenizer.EosTokenId;
+        if (template.AppendEos && _eosId is null)
+            throw new ArgumentException("The tokenizer has no EOS token; SFT examples end with EOS so the model learns to stop.", nameof(tokenizer));
         MaxSequenceLength = maxSequenceLength;
 
         // Protected prompt parts for truncation, measured once: they do not depend on the example.
-        _headTokens = EncodeWithSpecials(template.Header).Count;
+        _headTokens = Encode(template.Header).Count;
         _tailTokens = tokenizer.Encode(template.AfterInstruction, addSpecialTokens: false).Count;
     }
 
@@ -72,9 +76,9 @@ public sealed class SftExampleBuilder
     public SftExample Build(InstructionExample example)
     {
         ArgumentNullException.ThrowIfNull(example);
-        var prompt = _template.FormatPrompt(example.Instruction);
-        var full = EncodeWithSpecials(prompt + _template.FormatCompletion(example.Response));
-        var promptAlone = EncodeWithSpecials(prompt);
+        var (prompt, completion) = _template.Format(example.Instruction, example.Response);
+        var full = Encode(prompt + completion);
+        var promptAlone = Encode(prompt);
 
         var common = CommonPrefixLength(full, promptAlone);
         var aligned = common == promptAlone.Count;
@@ -83,9 +87,10 @@ public sealed class SftExampleBuilder
 
         var promptIds = new int[boundary];
         for (var i = 0; i < boundary; i++) promptIds[i] = full[i];
-        var responseIds = new int[full.Count - boundary + 1];
+        var eos = _template.AppendEos ? 1 : 0;
+        var responseIds = new int[full.Count - boundary + eos];
         for (var i = boundary; i < full.Count; i++) responseIds[i - boundary] = full[i];
-        responseIds[^1] = _eosId;
+        if (eos == 1) responseIds[^1] = _eosId!.Value;
 
         var truncated = false;
         if (promptIds.Length + responseIds.Length > MaxSequenceLength)
@@ -127,8 +132,9 @@ public sealed class SftExampleBuilder
         return (skeletonIds, response[..responseBudget]);
     }
 
-    private IReadOnlyList<int> EncodeWithSpecials(string text)
+    private IReadOnlyList<int> Encode(string text)
     {
+        if (!_template.AddSpecialTokens) return _tokenizer.Encode(text, addSpecialTokens: false);
         var ids = _tokenizer.Encode(text, addSpecialTokens: true);
         // Some post-processors append EOS; the builder appends it itself after the response.
         return ids.Count > 0 && ids[^1] == _eosId ? ids.Take(ids.Count - 1).ToArray() : ids;

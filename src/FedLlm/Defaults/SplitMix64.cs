@@ -35,6 +35,9 @@ internal sealed class SplitMix64(ulong seed)
         }
     }
 
+    /// <summary>A uniform double in [0, 1): the top 53 bits, so every value is a multiple of 2^-53.</summary>
+    public double NextDouble() => (NextUInt64() >> 11) * (1.0 / (1UL << 53));
+
     /// <summary>Fisher-Yates shuffle in place, drawing from the end as Knuth's algorithm P does.</summary>
     public void Shuffle<T>(IList<T> items)
     {

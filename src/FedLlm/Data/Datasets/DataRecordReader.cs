@@ -1,0 +1,290 @@
+using System.Collections;
+using System.Globalization;
+using System.IO.Compression;
+using System.Runtime.CompilerServices;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Parquet;
+using Parquet.Serialization;
+
+namespace FedLlm.Data.Datasets;
+
+/// <summary>How a data file is laid out on disk.</summary>
+public enum DataFileFormat
+{
+    /// <summary>
+    /// Decide from the content, not the extension: "PAR1" is Parquet, '[' a JSON array, '{' JSON Lines; a gzip file
+    /// (hh-rlhf ships <c>train.jsonl.gz</c>) is decompressed on the fly and its content decides.
+    /// </summary>
+    Auto,
+
+    /// <summary>One JSON array of objects (alpaca_data.json, MathInstruct.json, the MedAlpaca flashcards).</summary>
+    JsonArray,
+
+    /// <summary>One JSON object per line; blank lines are allowed.</summary>
+    JsonLines,
+
+    /// <summary>Apache Parquet, as the Hugging Face hub stores most sets (data/train-00000-of-00001.parquet).</summary>
+    Parquet,
+}
+
+/// <summary>Where a record sits in its file, for error messages that point at the exact record.</summary>
+/// <param name="FilePath">The file.</param>
+/// <param name="LineNumber">1-based line (JSON Lines; JSON arrays only for syntax errors).</param>
+/// <param name="ElementIndex">0-based element of a JSON array, or 0-based row of a Parquet file.</param>
+public sealed record RecordLocation(string FilePath, long? LineNumber, int? ElementIndex)
+{
+    /// <summary>An error at this record, naming <paramref name="field"/> when one field is at fault.</summary>
+    public DataFormatException Error(string? field, string problem, Exception? inner = null) =>
+        new(FilePath, LineNumber, ElementIndex, field, problem, inner);
+}
+
+/// <summary>One raw record: the row's columns as JSON nodes, whatever the file format.</summary>
+/// <param name="Fields">The columns; nested Parquet lists and structs become JSON arrays and objects.</param>
+/// <param name="Location">Where the record is, for errors.</param>
+public sealed record DataRecord(JsonObject Fields, RecordLocation Location);
+
+/// <summary>A record or the reason it could not be read; the caller decides whether to skip or throw.</summary>
+internal readonly record struct RecordResult(DataRecord? Record, DataFormatException? Error);
+
+/// <summary>
+/// Streams the rows of JSON, JSON Lines (optionally gzip-compressed) and Parquet files as <see cref="DataRecord"/>s.
+/// </summary>
+/// <remarks>
+/// <para>Memory is bounded by one record (JSON Lines), one read buffer (JSON arrays, parsed element by element as
+/// bytes arrive) or one row group (Parquet, the unit its columns are stored in). A multi-gigabyte file is never held
+/// whole.</para>
+/// <para>Errors that leave the reader able to go on (a malformed line, a non-object element) are yielded as results
+/// for the caller's skip-bad policy. Errors after which no record boundary can be found (a syntax error inside a JSON
+/// array, a corrupt Parquet footer) are thrown.</para>
+/// </remarks>
+internal static class DataRecordReader
+{
+    private const int SniffBytes = 4096;
+
+    /// <summary>Streams the records of a file in order.</summary>
+    public static async IAsyncEnumerable<RecordResult> ReadAsync(
+        string path, DataFileFormat format, [EnumeratorCancellation] CancellationToken ct = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (!File.Exists(path)) throw new FileNotFoundException($"Data file not found: {path}", path);
+
+        var (detected, gzip) = await DetectAsync(path, ct);
+        if (format == DataFileFormat.Auto) format = detected;
+        if (gzip && format == DataFileFormat.Parquet)
+            throw new DataFormatException(path, null, null, null, "a gzip-compressed Parquet file cannot be read: Parquet needs random access; decompress it first");
+
+        if (format == DataFileFormat.Parquet)
+        {
+            await foreach (var result in ReadParquetAsync(path, ct)) yield return result;
+            yield break;
+        }
+
+        await using var file = OpenFile(path);
+        await using var stream = gzip ? new GZipStream(file, CompressionMode.Decompress) : (Stream)file;
+        var records = format == DataFileFormat.JsonArray ? ReadArrayAsync(stream, path, ct) : ReadLinesAsync(stream, path, ct);
+        await foreach (var result in records) yield return result;
+    }
+
+    private static FileStream OpenFile(string path) =>
+        new(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 64 * 1024, useAsync: true);
+
+    /// <summary>The format the content shows, and whether it is gzip-compressed.</summary>
+    internal static async Task<(DataFileFormat Format, bool Gzip)> DetectAsync(string path, CancellationToken ct)
+    {
+        var buffer = new byte[SniffBytes];
+        int total;
+        bool gzip;
+        await using (var file = OpenFile(path))
+        {
+            total = await file.ReadAtLeastAsync(buffer, buffer.Length, throwOnEndOfStream: false, ct);
+            gzip = total >= 2 && buffer[0] == 0x1F && buffer[1] == 0x8B;
+        }
+
+        if (gzip)
+        {
+            // A gzip stream cannot seek back, so sniff from a second, throw-away decompressor.
+            await using var file = OpenFile(path);
+            await using var unzip = new GZipStream(file, CompressionMode.Decompress);
+            try
+            {
+                total = await unzip.ReadAtLeastAsync(buffer, buffer.Length, throwOnEndOfStream: false, ct);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new DataFormatException(path, null, null, null, "corrupt gzip data: " + e.Message, e);
+            }
+        }
+
+        if (total >= 4 && buffer.AsSpan(0, 4).SequenceEqual("PAR1"u8)) return (DataFileFormat.Parquet, gzip);
+        var start = total >= 3 && buffer[0] == 0xEF && buffer[1] == 0xBB && buffer[2] == 0xBF ? 3 : 0;
+        for (var i = start; i < total; i++)
+        {
+            switch (buffer[i])
+            {
+                case (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n':
+                    continue;
+                case (byte)'[':
+                    return (DataFileFormat.JsonArray, gzip);
+                case (byte)'{':
+                    return (DataFileFormat.JsonLines, gzip);
+                default:
+                    throw new DataFormatException(path, null, null, null,
+                        $"expected Parquet (\"PAR1\"), a JSON array ('[') or JSON Lines ('{{'), found '{(char)buffer[i]}'");
+            }
+        }
+
+        // An empty (or whitespace-only) file is an empty JSON Lines file: zero records, no error.
+        return (DataFileFormat.JsonLines, gzip);
+    }
+
+    private static async IAsyncEnumerable<RecordResult> ReadLinesAsync(
+        Stream stream, string path, [EnumeratorCancellation] CancellationToken ct)
+    {
+        using var reader = new StreamReader(stream, new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true, leaveOpen: true);
+        long lineNumber = 0;
+        while (true)
+        {
+            string? line;
+            try
+            {
+                line = await reader.ReadLineAsync(ct);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new DataFormatException(path, lineNumber + 1, null, null, "corrupt gzip data: " + e.Message, e);
+            }
+
+            if (line is null) yield break;
+            lineNumber++;
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            yield return ParseLine(line, new RecordLocation(path, lineNumber, null));
+        }
+    }
+
+    private static RecordResult ParseLine(string line, RecordLocation where)
+    {
+        JsonNode? node;
+        try
+        {
+            node = JsonNode.Parse(line);
+        }
+        catch (Exception e) when (e is JsonException or ArgumentException)
+        {
+            // ArgumentException: a duplicate key, which JsonObject refuses.
+            return new RecordResult(null, where.Error(null, "malformed JSON: " + e.Message, e));
+        }
+
+        return node is JsonObject obj
+            ? new RecordResult(new DataRecord(obj, where), null)
+            : new RecordResult(null, where.Error(null, $"expected a JSON object, got {KindOf(node)}"));
+    }
+
+    private static async IAsyncEnumerable<RecordResult> ReadArrayAsync(
+        Stream stream, string path, [EnumeratorCancellation] CancellationToken ct)
+    {
+        var elements = JsonSerializer.DeserializeAsyncEnumerable<JsonElement>(stream, cancellationToken: ct);
+        await using var enumerator = elements.GetAsyncEnumerator(ct);
+        var index = 0;
+        while (true)
+        {
+            bool hasNext;
+            try
+            {
+                hasNext = await enumerator.MoveNextAsync();
+            }
+            catch (JsonException e)
+            {
+                // Not skippable: after a syntax error the parser has no element boundary to resume from.
+                // The deserializer parses a whole buffer before yielding, and the exception's path ("$[12]...") counts
+                // from the start of that buffer's batch; the elements yielded so far are those of earlier batches.
+                var failedAt = index + (ElementIndexFromPath(e.Path) ?? 0);
+                throw new DataFormatException(path, e.LineNumber + 1, failedAt, null, "malformed JSON: " + e.Message, e);
+            }
+
+            if (!hasNext) yield break;
+            var where = new RecordLocation(path, null, index);
+            var element = enumerator.Current;
+            yield return element.ValueKind == JsonValueKind.Object
+                ? new RecordResult(new DataRecord(JsonObject.Create(element)!, where), null)
+                : new RecordResult(null, where.Error(null, $"expected a JSON object, got {element.ValueKind}"));
+            index++;
+        }
+    }
+
+    private static int? ElementIndexFromPath(string? jsonPath)
+    {
+        if (jsonPath is null || !jsonPath.StartsWith("$[", StringComparison.Ordinal)) return null;
+        var end = jsonPath.IndexOf(']', 2);
+        return end > 2 && int.TryParse(jsonPath.AsSpan(2, end - 2), NumberStyles.None, CultureInfo.InvariantCulture, out var i) ? i : null;
+    }
+
+    private static async IAsyncEnumerable<RecordResult> ReadParquetAsync(string path, [EnumeratorCancellation] CancellationToken ct)
+    {
+        await using var file = OpenFile(path);
+        int rowGroups;
+        try
+        {
+            await using var reader = await ParquetReader.CreateAsync(file, leaveStreamOpen: true, cancellationToken: ct);
+            rowGroups = reader.RowGroupCount;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            throw new DataFormatException(path, null, null, null, "not a readable Parquet file: " + e.Message, e);
+        }
+
+        var row = 0;
+        for (var group = 0; group < rowGroups; group++)
+        {
+            // One row group at a time: the unit Parquet stores columns in, so memory stays at one group's rows.
+            IList<Dictionary<string, object>> rows;
+            try
+            {
+                file.Seek(0, SeekOrigin.Begin);
+                rows = (await ParquetSerializer.DeserializeUntypedAsync(file, rowGroupIndex: group, cancellationToken: ct)).Data;
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                throw new DataFormatException(path, null, row, null, $"row group {group} cannot be read: {e.Message}", e);
+            }
+
+            foreach (var values in rows)
+            {
+                var where = new RecordLocation(path, null, row++);
+                var fields = new JsonObject();
+                foreach (var (name, value) in values) fields[name] = ToNode((object?)value);
+                yield return new RecordResult(new DataRecord(fields, where), null);
+            }
+        }
+    }
+
+    /// <summary>Parquet's CLR values as JSON nodes: strings, numbers, lists and structs as JSON would hold them.</summary>
+    private static JsonNode? ToNode(object? value) => value switch
+    {
+        null => null,
+        string s => JsonValue.Create(s),
+        ReadOnlyMemory<char> m => JsonValue.Create(m.ToString()),
+        bool b => JsonValue.Create(b),
+        int i => JsonValue.Create(i),
+        long l => JsonValue.Create(l),
+        short h => JsonValue.Create(h),
+        sbyte sb => JsonValue.Create(sb),
+        byte by => JsonValue.Create(by),
+        uint ui => JsonValue.Create(ui),
+        ulong ul => JsonValue.Create(ul),
+        float f => JsonValue.Create(f),
+        double d => JsonValue.Create(d),
+        decimal m => JsonValue.Create(m),
+        DateTime t => JsonValue.Create(t.ToString("O", CultureInfo.InvariantCulture)),
+        DateTimeOffset t => JsonValue.Create(t.ToString("O", CultureInfo.InvariantCulture)),
+        byte[] bytes => JsonValue.Create(Convert.ToBase64String(bytes)),
+        IDictionary<string, object?> map => new JsonObject(map.Select(kv => KeyValuePair.Create(kv.Key, ToNode(kv.Value)))),
+        IDictionary map => new JsonObject(map.Keys.Cast<object>().Select(k => KeyValuePair.Create(Convert.ToString(k, CultureInfo.InvariantCulture)!, ToNode(map[k])))),
+        IEnumerable list => new JsonArray(list.Cast<object?>().Select(ToNode).ToArray()),
+        _ => JsonValue.Create(Convert.ToString(value, CultureInfo.InvariantCulture)),
+    };
+
+    /// <summary>The JSON kind of a node, as the error messages name it ("String", "Number", "Null"...).</summary>
+    internal static JsonValueKind KindOf(JsonNode? node) => node?.GetValueKind() ?? JsonValueKind.Null;
+}
