@@ -135,7 +135,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
     {
         Federation = new SimulationConfig.FederationSection
         {
-            Rounds = 10, Clients = 10, ClientsPerRound = 2, LocalSteps = 10, BatchSize = 16, LearningRate = 3e-3, MinLearningRate = 1e-4,
+            Rounds = 20, Clients = 10, ClientsPerRound = 2, LocalSteps = 10, BatchSize = 16, LearningRate = 2e-3, MinLearningRate = 1e-4,
             EvaluateEvery = 5,
         },
         Data = new SimulationConfig.DataSection { Partition = "dirichlet", Alpha = 0.5, EvalLimit = 150 },

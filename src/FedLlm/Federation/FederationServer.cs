@@ -90,6 +90,7 @@ public sealed class FederationServer : IDisposable
                 BytesSent = adapterBytes * sampled.Count,
                 BytesReceived = updates.Sum(u => AdapterTensors.Bytes(u.Weights) + (u.ControlDelta is null ? 0 : AdapterTensors.Bytes(u.ControlDelta))),
                 Seconds = clock.Elapsed.TotalSeconds,
+                ResidentBytes = Runtime.TorchRuntime.ResidentBytes(),
             };
             history.Add(record);
             NextRound = round + 1;

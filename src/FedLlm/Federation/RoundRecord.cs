@@ -21,4 +21,7 @@ public sealed record RoundRecord
     public required long BytesSent { get; init; }
     public required long BytesReceived { get; init; }
     public required double Seconds { get; init; }
+
+    /// <summary>Resident memory of the server process after the round (a simulation: all clients too), to show it does not grow.</summary>
+    public long? ResidentBytes { get; init; }
 }

@@ -33,13 +33,18 @@ public static class TorchRuntime
     }
 
     /// <summary>Peak resident memory of this process so far, in bytes (VmHWM), or null where /proc is absent.</summary>
-    public static long? PeakResidentBytes()
+    public static long? PeakResidentBytes() => ProcStatus("VmHWM:");
+
+    /// <summary>Resident memory of this process now, in bytes (VmRSS), or null where /proc is absent.</summary>
+    public static long? ResidentBytes() => ProcStatus("VmRSS:");
+
+    static long? ProcStatus(string field)
     {
         const string status = "/proc/self/status";
         if (!File.Exists(status)) return null;
         foreach (var line in File.ReadLines(status))
-            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-                return long.Parse(line["VmHWM:".Length..].Trim().Split(' ')[0]) * 1024;
+            if (line.StartsWith(field, StringComparison.Ordinal))
+                return long.Parse(line[field.Length..].Trim().Split(' ')[0]) * 1024;
         return null;
     }
 }
