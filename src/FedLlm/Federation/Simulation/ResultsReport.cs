@@ -2,7 +2,7 @@ using System.Text.Json;
 
 namespace FedLlm.Federation.Simulation;
 
-/// <summary>Writes the comparison of a simulation: results.json (final scores and per-round curves).</summary>
+/// <summary>Writes the comparison of a simulation: results.json (final scores and per-round curves) and rounds.png.</summary>
 public static class ResultsReport
 {
     public static void Write(string directory, IReadOnlyList<SimulationOutcome> outcomes)
@@ -17,5 +17,6 @@ public static class ResultsReport
             rounds = o.Rounds.Select(r => new { round = r.Round, client_loss = r.ClientLoss.Values.Average(), eval_loss = r.EvalLoss, eval_score = r.EvalScore }),
         });
         Io.AtomicFile.WriteAllText(Path.Combine(directory, "results.json"), JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }));
+        RoundChart.WritePng(Path.Combine(directory, "rounds.png"), outcomes);
     }
 }
