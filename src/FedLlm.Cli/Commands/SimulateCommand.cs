@@ -40,6 +40,17 @@ public sealed class SimulateSettings : CommandSettings
     [CommandOption("--server-lr <X>")] public double? ServerLearningRate { get; init; }
     [CommandOption("--openfedllm-compatible")][Description("Reproduce OpenFedLLM's update rules instead of the papers'")] public bool? OpenFedLlm { get; init; }
     [CommandOption("--keep-optimizer-state")] public bool? KeepOptimizerState { get; init; }
+    [CommandOption("--max-grad-norm <X>")] public double? MaxGradNorm { get; init; }
+    [CommandOption("--max-length <N>")] public int? MaxLength { get; init; }
+    [CommandOption("--evaluate-every <N>")] public int? EvaluateEvery { get; init; }
+    [CommandOption("--template <NAME>")] public string? Template { get; init; }
+    [CommandOption("--skip-bad")] public bool? SkipBad { get; init; }
+    [CommandOption("--server-momentum <X>")] public double? ServerMomentum { get; init; }
+    [CommandOption("--beta1 <X>")] public double? Beta1 { get; init; }
+    [CommandOption("--beta2 <X>")] public double? Beta2 { get; init; }
+    [CommandOption("--tau <X>")] public double? Tau { get; init; }
+    [CommandOption("--lora-dropout <X>")] public double? LoraDropout { get; init; }
+    [CommandOption("--lora-targets <LIST>")] public string? LoraTargets { get; init; }
     [CommandOption("--lora-r <N>")] public int? LoraRank { get; init; }
     [CommandOption("--lora-alpha <X>")] public double? LoraAlpha { get; init; }
     [CommandOption("--baselines <LIST>")][Description("Comma-separated: local,central; 'none' for none")] public string? Baselines { get; init; }
@@ -166,6 +177,17 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         if (s.Mu is not null) c.Strategy.ProximalMu = s.Mu;
         if (s.ServerLearningRate is not null) c.Strategy.ServerLearningRate = s.ServerLearningRate;
         if (s.OpenFedLlm is not null) c.Strategy.OpenfedllmCompatible = s.OpenFedLlm.Value;
+        if (s.MaxGradNorm is not null) c.Federation.MaxGradNorm = s.MaxGradNorm.Value;
+        if (s.MaxLength is not null) c.Federation.MaxLength = s.MaxLength.Value;
+        if (s.EvaluateEvery is not null) c.Federation.EvaluateEvery = s.EvaluateEvery.Value;
+        if (s.Template is not null) c.Data.Template = s.Template;
+        if (s.SkipBad is not null) c.Data.SkipBad = s.SkipBad.Value;
+        if (s.ServerMomentum is not null) c.Strategy.ServerMomentum = s.ServerMomentum;
+        if (s.Beta1 is not null) c.Strategy.Beta1 = s.Beta1;
+        if (s.Beta2 is not null) c.Strategy.Beta2 = s.Beta2;
+        if (s.Tau is not null) c.Strategy.Tau = s.Tau;
+        if (s.LoraDropout is not null) c.Lora.Dropout = s.LoraDropout.Value;
+        if (s.LoraTargets is not null) c.Lora.TargetModules = s.LoraTargets.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
         if (s.LoraRank is not null) c.Lora.R = s.LoraRank.Value;
         if (s.LoraAlpha is not null) c.Lora.Alpha = s.LoraAlpha.Value;
         if (s.Baselines is not null) c.Baselines = s.Baselines == "none" ? new() : s.Baselines.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();

@@ -1,0 +1,80 @@
+using FedLlm.Federation.Simulation;
+
+namespace FedLlm.Tests.Federation;
+
+public class SimulationConfigTests
+{
+    static string Write(string yaml)
+    {
+        string path = Path.Combine(Directory.CreateTempSubdirectory().FullName, "run.yaml");
+        File.WriteAllText(path, yaml);
+        return path;
+    }
+
+    [Fact]
+    public void Reads_every_section_with_snake_case_keys_and_keeps_defaults_elsewhere()
+    {
+        var config = SimulationConfig.Load(Write("""
+            model:
+              path: /models/smol
+            data:
+              partition: iid
+              alpha: 0.1
+            federation:
+              rounds: 7
+              clients_per_round: 3
+              learning_rate: 0.0002
+              keep_optimizer_state: true
+            strategy:
+              algorithms: [fedprox, scaffold]
+              proximal_mu: 0.05
+              openfedllm_compatible: true
+            lora:
+              r: 4
+            baselines: [local]
+            """));
+        Assert.Equal("/models/smol", config.Model.Path);
+        Assert.Equal("iid", config.Data.Partition);
+        Assert.Equal(0.1, config.Data.Alpha);
+        var options = config.Federation.ToOptions();
+        Assert.Equal(7, options.Rounds);
+        Assert.Equal(3, options.ClientsPerRound);
+        Assert.Equal(2e-4, options.LearningRate);
+        Assert.True(options.KeepClientOptimizerState);
+        Assert.Equal(20, options.TotalClients);       // OpenFedLLM's default, untouched
+        Assert.Equal(10, options.LocalSteps);
+        Assert.Equal(new[] { "fedprox", "scaffold" }, config.ResolvedAlgorithms());
+        Assert.Equal(0.05, config.Strategy.ProximalMu);
+        Assert.True(config.Strategy.OpenfedllmCompatible);
+        Assert.Equal(4, config.Lora.R);
+        Assert.Equal(64, config.Lora.Alpha);
+        Assert.Equal(new[] { "local" }, config.Baselines);
+    }
+
+    [Fact]
+    public void An_unknown_key_is_an_error_naming_the_file_line_and_key()
+    {
+        string path = Write("federation:\n  rounds: 3\n  local_stepz: 5\n");
+        var e = Assert.Throws<InvalidDataException>(() => SimulationConfig.Load(path));
+        Assert.Contains(path, e.Message);
+        Assert.Contains("line 3", e.Message);
+        Assert.Contains("local_stepz", e.Message);
+    }
+
+    [Fact]
+    public void A_value_of_the_wrong_type_is_an_error_naming_the_file_and_line()
+    {
+        string path = Write("federation:\n  rounds: many\n");
+        var e = Assert.Throws<InvalidDataException>(() => SimulationConfig.Load(path));
+        Assert.Contains(path, e.Message);
+        Assert.Contains("line 2", e.Message);
+        Assert.Contains("many", e.Message);
+    }
+
+    [Fact]
+    public void All_expands_to_the_seven_algorithms()
+    {
+        var config = SimulationConfig.Load(Write("strategy:\n  algorithms: [all]\n"));
+        Assert.Equal(7, config.ResolvedAlgorithms().Count);
+    }
+}
