@@ -239,10 +239,13 @@ internal static class DataRecordReader
         {
             // One row group at a time: the unit Parquet stores columns in, so memory stays at one group's rows.
             IList<Dictionary<string, object>> rows;
+            string[] columns;
             try
             {
                 file.Seek(0, SeekOrigin.Begin);
-                rows = (await ParquetSerializer.DeserializeUntypedAsync(file, rowGroupIndex: group, cancellationToken: ct)).Data;
+                var result = await ParquetSerializer.DeserializeUntypedAsync(file, rowGroupIndex: group, cancellationToken: ct);
+                rows = result.Data;
+                columns = result.Schema.Fields.Select(f => f.Name).ToArray();
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
@@ -253,7 +256,8 @@ internal static class DataRecordReader
             {
                 var where = new RecordLocation(path, null, row++);
                 var fields = new JsonObject();
-                foreach (var (name, value) in values) fields[name] = ToNode((object?)value);
+                // The deserializer leaves null cells out; put them back so a null reads as null, not as a missing column.
+                foreach (var name in columns) fields[name] = values.TryGetValue(name, out var value) ? ToNode((object?)value) : null;
                 yield return new RecordResult(new DataRecord(fields, where), null);
             }
         }
