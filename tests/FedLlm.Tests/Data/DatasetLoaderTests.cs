@@ -304,6 +304,36 @@ public sealed class DatasetLoaderTests : IDisposable
         Assert.Contains("expected Parquet", e.Problem);
     }
 
+    [Fact]
+    public void Rows_stream_before_later_lines_are_read()
+    {
+        // If the loader read the whole file first, the broken last line would throw before the first row.
+        var path = _dir.File("lazy.jsonl", "{\"instruction\":\"a\",\"input\":\"\",\"output\":\"1\"}\n{broken\n");
+
+        var first = DatasetLoader.ReadInstructions(DatasetKind.Alpaca, path).First();
+
+        Assert.Equal(new InstructionExample("a", "1"), first.Example);
+    }
+
+    [Fact]
+    public void Every_record_is_read_skipped_or_counted_as_a_duplicate()
+    {
+        var path = DatasetFixtures.WriteJsonl(PathOf("math.jsonl"),
+        [
+            new { source = "s1", output = "o", instruction = "i1" },
+            new { source = "s1", output = "o", instruction = "i1" },
+            new { source = "s2", output = 3, instruction = "i2" },
+            new { source = "s2", output = "o", instruction = "i3" },
+        ]);
+        var report = new DataReadReport();
+
+        var rows = Sft(DatasetKind.MathInstruct, path, new DatasetLoadOptions { SkipBad = true }, report);
+
+        Assert.Equal(2, rows.Count);
+        Assert.Equal((2, 1, 1), (report.RecordsRead, report.RecordsSkipped, report.RecordsDeduplicated));
+        Assert.Equal("output", report.SkippedErrors.Single().Field);
+    }
+
     [Theory]
     [InlineData("fingpt-sentiment", DatasetKind.FinGptSentiment)]
     [InlineData("FinGPT/fingpt-sentiment-train", DatasetKind.FinGptSentiment)]

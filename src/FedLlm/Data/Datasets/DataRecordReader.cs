@@ -249,7 +249,14 @@ internal static class DataRecordReader
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
-                throw new DataFormatException(path, null, row, null, $"row group {group} cannot be read: {e.Message}", e);
+                // Parquet.Net 6.1 does not implement repetition levels in DATA_PAGE_V2 pages, so nested lists written as
+                // v2 (hyparquet-writer, or pyarrow with data_page_version="2.0") cannot be read; pyarrow's default, and
+                // so the Hugging Face hub's files, use v1 pages. Say so rather than surface "not implemented".
+                var hint = e.InnerException is NotImplementedException || e is NotImplementedException
+                    ? " (a nested column stored in Parquet data page v2, which this reader cannot decode; re-save the file with" +
+                      " pyarrow's default data_page_version=\"1.0\", or as JSON Lines)"
+                    : "";
+                throw new DataFormatException(path, null, row, null, $"row group {group} cannot be read: {e.Message}{hint}", e);
             }
 
             foreach (var values in rows)

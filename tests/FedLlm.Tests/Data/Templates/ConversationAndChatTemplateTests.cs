@@ -102,6 +102,23 @@ public sealed class ConversationAndChatTemplateTests
     }
 
     [Fact]
+    public void Truncation_with_a_chat_template_cuts_the_instruction_and_keeps_the_response_and_the_turn_markers()
+    {
+        var tokenizer = new CharTokenizer();
+        var format = Golden("qwen3", QwenSpecials);
+        var builder = new SftExampleBuilder(tokenizer, format, maxSequenceLength: 120);
+
+        var example = builder.Build(new InstructionExample("start " + new string('x', 500) + " end", "A"));
+
+        Assert.True(example.Truncated);
+        Assert.Equal(120, example.Length);
+        var text = tokenizer.Decode(example.InputIds, skipSpecialTokens: false);
+        Assert.StartsWith("<|im_start|>user\nstart", text);
+        Assert.EndsWith(" end<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nA<|im_end|>", text);
+        Assert.Equal(tokenizer.Encode("<think>\n\n</think>\n\nA<|im_end|>"), example.Labels.Skip(example.PromptLength));
+    }
+
+    [Fact]
     public void Builder_with_llama3_template_ends_on_eot_text_and_keeps_the_tokenizers_bos()
     {
         var tokenizer = new CharTokenizer();
