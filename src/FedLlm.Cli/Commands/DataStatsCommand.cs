@@ -104,6 +104,7 @@ public sealed class DataStatsSettings : CommandSettings
 public sealed class DataStatsCommand : Command<DataStatsSettings>
 {
     private const int MaxLabelColumns = 8;
+    private const int MaxHeaderLength = 10;
 
     public override int Execute(CommandContext context, DataStatsSettings s, CancellationToken cancellationToken)
     {
@@ -169,17 +170,24 @@ public sealed class DataStatsCommand : Command<DataStatsSettings>
         AnsiConsole.MarkupLineInterpolated($"[bold]{info.Name}[/] [cyan]{s.Path}[/]: {report}");
         foreach (var error in report.SkippedErrors.Take(5)) AnsiConsole.MarkupLineInterpolated($"  [yellow]skipped:[/] {error.Message}");
         if (report.RecordsSkipped > 5) AnsiConsole.MarkupLineInterpolated($"  [yellow]... {report.RecordsSkipped - 5} more skipped[/]");
-        AnsiConsole.MarkupLineInterpolated($"{stats.Description} over {s.Clients} clients, seed {s.Seed}{(label is null ? "" : $", label '{label}' ({stats.Labels.Count} values)")}{(tokens is null ? "" : $", {truncated} examples truncated to {s.MaxLength} tokens")}");
-        AnsiConsole.Write(BuildTable(stats));
+        AnsiConsole.MarkupLineInterpolated($"{stats.Description} over {s.Clients} clients, seed {s.Seed}{(label is null ? "" : $", label '{label}' ({stats.Labels.Count} values)")}{(tokens is null || info.IsPreference ? "" : $", {truncated} examples truncated to {s.MaxLength} tokens")}");
+        var numbered = stats.Labels.Take(MaxLabelColumns).Any(l => l.Length > MaxHeaderLength);
+        AnsiConsole.Write(BuildTable(stats, numbered));
+        if (numbered)
+        {
+            // Long labels (MathInstruct's "data/CoT/aqua_rat.json") would squeeze the table; number them instead.
+            for (var k = 0; k < Math.Min(stats.Labels.Count, MaxLabelColumns); k++)
+                AnsiConsole.MarkupLineInterpolated($"  [bold]#{k + 1}[/] {stats.Labels[k]} ({stats.TotalLabelCounts[k]})");
+        }
 
-        var chart = s.Chart ?? $"partition-{info.Name}-{partition.Kind.ToString().ToLowerInvariant()}.png";
+        var chart = s.Chart ?? $"partition-{info.Name}-{s.Partition.ToLowerInvariant()}.png";
         var title = $"{info.Name}: {stats.Description}, {s.Clients} clients" + (label is null ? "" : $", by {label}");
         PartitionChart.WritePng(stats, chart, title);
         AnsiConsole.MarkupLineInterpolated($"chart written to [cyan]{System.IO.Path.GetFullPath(chart)}[/]");
         return 0;
     }
 
-    private static Table BuildTable(PartitionReport stats)
+    private static Table BuildTable(PartitionReport stats, bool numbered)
     {
         var table = new Table().Border(TableBorder.Rounded);
         table.AddColumn(new TableColumn("client").RightAligned());
@@ -187,7 +195,7 @@ public sealed class DataStatsCommand : Command<DataStatsSettings>
         var hasTokens = stats.TotalTokens is not null;
         if (hasTokens) table.AddColumn(new TableColumn("tokens").RightAligned());
         var shown = Math.Min(stats.Labels.Count, MaxLabelColumns);
-        for (var k = 0; k < shown; k++) table.AddColumn(new TableColumn(Markup.Escape(Abbreviate(stats.Labels[k]))).RightAligned());
+        for (var k = 0; k < shown; k++) table.AddColumn(new TableColumn(numbered ? $"#{k + 1}" : Markup.Escape(stats.Labels[k])).RightAligned());
         if (stats.Labels.Count > shown) table.AddColumn(new TableColumn($"{stats.Labels.Count - shown} other").RightAligned());
         if (stats.Labels.Count > 0) table.AddColumn(new TableColumn("TV to all").RightAligned());
 
@@ -209,9 +217,6 @@ public sealed class DataStatsCommand : Command<DataStatsSettings>
         table.AddRow(total.ToArray());
         return table;
     }
-
-    /// <summary>Long labels (MathInstruct's "data/CoT/aqua_rat.json") shortened for a column header.</summary>
-    private static string Abbreviate(string label) => label.Length <= 18 ? label : "…" + label[^17..];
 
     private static DataFileFormat ParseFormat(string name) => name.ToLowerInvariant() switch
     {

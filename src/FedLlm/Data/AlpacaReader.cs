@@ -44,6 +44,8 @@ public sealed record AlpacaReadResult(IReadOnlyList<InstructionExample> Examples
 /// Memory stays bounded by one record or one read buffer: JSON Lines are parsed line by line, JSON arrays element by
 /// element as each buffer arrives
 /// (<see cref="JsonSerializer.DeserializeAsyncEnumerable{TValue}(Stream, JsonSerializerOptions?, CancellationToken)"/>).
+/// With <see cref="AlpacaFileLayout.Auto"/> the shared record reader also takes gzip-compressed JSON Lines and Parquet
+/// (by row group); see <see cref="Datasets.DatasetLoader"/> for the other published schemas.
 /// All three fields must be present and be strings; other fields (e.g. Alpaca's <c>text</c>) are ignored.
 /// </remarks>
 public static class AlpacaReader

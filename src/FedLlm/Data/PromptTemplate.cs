@@ -97,14 +97,14 @@ public sealed class PromptTemplate : IPromptFormat
     public bool AppendEos => EndOfTurn.Length == 0;
 
     /// <summary>Looks a built-in template up by name (ordinal, case-insensitive). For the CLI/config edge only.</summary>
-    /// <remarks>Aliases: "vicuna_v1.1" for vicuna, "llama3" for llama-3.</remarks>
+    /// <remarks>"llama3" is accepted for llama-3. "vicuna_v1.1" is not a template name here: in OpenFedLLM it names the
+    /// FastChat conversation used for DPO prompts (<see cref="VicunaConversation"/>), not the SFT template.</remarks>
     /// <exception cref="ArgumentException">No built-in template has that name; the message lists the known names.</exception>
     public static PromptTemplate FromName(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
         var canonical = name.ToLowerInvariant() switch
         {
-            "vicuna_v1.1" or "vicuna-v1.1" => "vicuna",
             "llama3" or "llama_3" => "llama-3",
             _ => name,
         };

@@ -239,21 +239,32 @@ internal static class DataRecordReader
         {
             // One row group at a time: the unit Parquet stores columns in, so memory stays at one group's rows.
             IList<Dictionary<string, object>> rows;
+            string[] columns;
             try
             {
                 file.Seek(0, SeekOrigin.Begin);
-                rows = (await ParquetSerializer.DeserializeUntypedAsync(file, rowGroupIndex: group, cancellationToken: ct)).Data;
+                var result = await ParquetSerializer.DeserializeUntypedAsync(file, rowGroupIndex: group, cancellationToken: ct);
+                rows = result.Data;
+                columns = result.Schema.Fields.Select(f => f.Name).ToArray();
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
-                throw new DataFormatException(path, null, row, null, $"row group {group} cannot be read: {e.Message}", e);
+                // Parquet.Net 6.1 does not implement repetition levels in DATA_PAGE_V2 pages, so nested lists written as
+                // v2 (hyparquet-writer, or pyarrow with data_page_version="2.0") cannot be read; pyarrow's default, and
+                // so the Hugging Face hub's files, use v1 pages. Say so rather than surface "not implemented".
+                var hint = e.InnerException is NotImplementedException || e is NotImplementedException
+                    ? " (a nested column stored in Parquet data page v2, which this reader cannot decode; re-save the file with" +
+                      " pyarrow's default data_page_version=\"1.0\", or as JSON Lines)"
+                    : "";
+                throw new DataFormatException(path, null, row, null, $"row group {group} cannot be read: {e.Message}{hint}", e);
             }
 
             foreach (var values in rows)
             {
                 var where = new RecordLocation(path, null, row++);
                 var fields = new JsonObject();
-                foreach (var (name, value) in values) fields[name] = ToNode((object?)value);
+                // The deserializer leaves null cells out; put them back so a null reads as null, not as a missing column.
+                foreach (var name in columns) fields[name] = values.TryGetValue(name, out var value) ? ToNode((object?)value) : null;
                 yield return new RecordResult(new DataRecord(fields, where), null);
             }
         }

@@ -83,7 +83,7 @@ public sealed partial class JinjaTemplate
                 case "safe":
                     return value;
                 case "abs":
-                    return value switch { long l => Math.Abs(l), double x => Math.Abs(x), _ => throw new JinjaException("abs() needs a number") };
+                    return value switch { long l => (object)Math.Abs(l), double x => Math.Abs(x), _ => throw new JinjaException("abs() needs a number") };
                 case "indent":
                     return Indent(Str(value), Arg(0, "width", 4L), Truthy(Arg(1, "first", false)), Truthy(Arg(2, "blank", false)));
                 case "select" or "reject":

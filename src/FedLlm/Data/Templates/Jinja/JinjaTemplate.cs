@@ -227,7 +227,7 @@ public sealed partial class JinjaTemplate
                     return unary.Operator switch
                     {
                         "not" => !Truthy(operand),
-                        "-" => operand switch { long l => -l, double d => -d, _ => throw new JinjaException($"bad operand for unary -: {TypeName(operand)}") },
+                        "-" => operand switch { long l => (object)(-l), double d => -d, _ => throw new JinjaException($"bad operand for unary -: {TypeName(operand)}") },
                         _ => operand,
                     };
                 case BinaryExpr binary:
@@ -316,9 +316,10 @@ public sealed partial class JinjaTemplate
             if (op == "*" && left is string s && right is long n) return string.Concat(Enumerable.Repeat(s, (int)Math.Max(0, n)));
             if (left is long a && right is long b)
             {
+                // object arms: a switch whose arms mix long and double would widen every result to double.
                 return op switch
                 {
-                    "+" => a + b,
+                    "+" => (object)(a + b),
                     "-" => a - b,
                     "*" => a * b,
                     "/" => b == 0 ? throw new JinjaException("division by zero") : (double)a / b,
