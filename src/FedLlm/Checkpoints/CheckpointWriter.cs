@@ -79,7 +79,7 @@ public static partial class CheckpointWriter
         var weightMap = shards
             .SelectMany((shard, i) => shard.Select(kv => (Tensor: kv.Key, Shard: shardNames[i])))
             .ToList();
-        AtomicFile.Write(index, stream => WriteIndex(stream, totalSize, weightMap));
+        Io.AtomicFile.Write(index, stream => WriteIndex(stream, totalSize, weightMap));
         DeleteStaleShards(folder, keep: shardNames.ToHashSet(StringComparer.Ordinal));
     }
 

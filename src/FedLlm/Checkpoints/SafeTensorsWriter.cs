@@ -55,7 +55,7 @@ public static class SafeTensorsWriter
 
         var entries = Plan(tensors);
         var header = BuildHeader(entries, metadata);
-        AtomicFile.Write(path, stream =>
+        Io.AtomicFile.Write(path, stream =>
         {
             Span<byte> prefix = stackalloc byte[8];
             BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)header.Length);
