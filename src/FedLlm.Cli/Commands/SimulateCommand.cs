@@ -126,7 +126,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
             AnsiConsole.MarkupLineInterpolated($"baseline [cyan]{baseline}[/]…");
             outcomes.Add(baseline switch
             {
-                "local" => runner.RunLocalOnly(shards, maxClients: Math.Min(options.TotalClients, 3)),
+                "local" => runner.RunLocalOnly(shards, maxClients: Math.Min(options.TotalClients, 2)),
                 "central" => runner.RunCentralized(shards),
                 _ => throw new ArgumentException($"unknown baseline '{baseline}' (local, central)"),
             });
@@ -146,10 +146,10 @@ public sealed class SimulateCommand : Command<SimulateSettings>
     {
         Federation = new SimulationConfig.FederationSection
         {
-            Rounds = 20, Clients = 10, ClientsPerRound = 2, LocalSteps = 10, BatchSize = 16, LearningRate = 2e-3, MinLearningRate = 1e-4,
-            EvaluateEvery = 5,
+            Rounds = 12, Clients = 10, ClientsPerRound = 2, LocalSteps = 10, BatchSize = 16, LearningRate = 2e-3, MinLearningRate = 1e-4,
+            EvaluateEvery = 4,
         },
-        Data = new SimulationConfig.DataSection { Partition = "dirichlet", Alpha = 0.5, EvalLimit = 150 },
+        Data = new SimulationConfig.DataSection { Partition = "dirichlet", Alpha = 0.5, EvalLimit = 120 },
         Lora = new SimulationConfig.LoraSection { R = 16, Alpha = 32, Dropout = 0 },
         Strategy = new SimulationConfig.StrategySection { Algorithms = new() { "all" }, ServerLearningRate = null },
         Baselines = new() { "local", "central" },
