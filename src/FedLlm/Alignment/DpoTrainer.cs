@@ -31,6 +31,7 @@ public sealed record DpoStepResult(DpoMetrics Metrics, double GradNorm, long Tok
 public sealed class DpoTrainer : IDisposable
 {
     private readonly LlamaForCausalLM model;
+    private readonly TorchSharp.torch.Generator dropoutGenerator = new(0);
     private readonly TrainingOptions options;
     private readonly DpoOptions dpo;
     private readonly PreferenceCollator collator;
@@ -137,7 +138,8 @@ public sealed class DpoTrainer : IDisposable
         // Reference values first: the pass runs in eval mode and must not sit between the dropout seed and the policy pass.
         Reference.Get(model, pairs, microBatches.SelectMany(b => b).ToList(), collator, options.BatchSize, options.LossChunkTokens);
 
-        random.manual_seed(options.Seed * 1_000_003 + step); // dropout masks depend on (seed, step) only
+        dropoutGenerator.manual_seed(options.Seed * 1_000_003 + step); // dropout masks depend on (seed, step) only
+        LoraInjector.SetDropoutGenerator(model, dropoutGenerator);
         Optimizer.ZeroGrad();
         var parts = new List<DpoMetrics>(micro);
         long tokens = 0;
@@ -224,6 +226,7 @@ public sealed class DpoTrainer : IDisposable
     public void Dispose()
     {
         Optimizer.Dispose();
+        dropoutGenerator.Dispose();
         if (ownsReference) Reference.Dispose();
     }
 }

@@ -56,6 +56,12 @@ public static class LoraInjector
     public static IEnumerable<TorchSharp.Modules.Parameter> TrainableParameters(LlamaForCausalLM model) =>
         Sites(model).SelectMany(s => new[] { s.Layer.LoraA, s.Layer.LoraB });
 
+    /// <summary>Makes every adapter's dropout draw from <paramref name="generator"/> (see <see cref="LoraLinear.DropoutGenerator"/>).</summary>
+    public static void SetDropoutGenerator(LlamaForCausalLM model, Generator generator)
+    {
+        foreach (var site in Sites(model)) site.Layer.DropoutGenerator = generator;
+    }
+
     /// <summary>Turns every adapter on or off (off = the frozen base model, e.g. DPO's reference policy).</summary>
     public static void SetEnabled(LlamaForCausalLM model, bool enabled)
     {

@@ -70,11 +70,29 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         var inputDtype = x.dtype;
         // Adapter weights stay fp32 whatever the base computes in (bf16, int8...); cast the activations to them and back.
         using var x32 = x.to(lora_A.Weight.dtype);
-        using var dropped = dropout > 0 && training ? nn.functional.dropout(x32, dropout, training: true) : x32.alias();
+        using var dropped = dropout > 0 && training ? Dropout(x32) : x32.alias();
         using var down = nn.functional.linear(dropped, lora_A.Weight); // (B, T, r)
         using var up = nn.functional.linear(down, lora_B.Weight);      // (B, T, out)
         using var delta = up.to(inputDtype);
         return result.add_(delta, Scaling);
+    }
+
+    /// <summary>
+    /// Where dropout draws its masks. libtorch's dropout draws from the process-wide generator, which anything else in
+    /// the process (another client, a concurrent test) also draws from and reseeds; an explicit generator keeps a
+    /// run's masks a function of its own seed. Null falls back to a generator seeded once at 0.
+    /// </summary>
+    public Generator? DropoutGenerator { get; set; }
+
+    /// <summary>Inverted dropout with <see cref="DropoutGenerator"/>: x · mask / (1 − p).</summary>
+    Tensor Dropout(Tensor x)
+    {
+        DropoutGenerator ??= new Generator(0);
+        using var uniform = rand(x.shape, x.dtype, x.device, generator: DropoutGenerator);
+        // A boolean mask, as libtorch's own dropout keeps: multiplying by it saves 1 byte per element for backward.
+        using var keep = uniform.ge(dropout);
+        using var masked = x * keep;
+        return masked.mul(1.0 / (1.0 - dropout));
     }
 
     /// <summary>ΔW = B·A·scaling, the one formula merge and unmerge share ([out, in], fp32).</summary>

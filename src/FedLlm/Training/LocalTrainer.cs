@@ -26,6 +26,7 @@ public sealed record TrainingProgress(
 public sealed class LocalTrainer : IDisposable
 {
     private readonly LlamaForCausalLM model;
+    private readonly TorchSharp.torch.Generator dropoutGenerator = new(0);
     private readonly TrainingOptions options;
     private readonly SftCollator collator;
     private readonly List<double> stepLosses = new();
@@ -96,7 +97,8 @@ public sealed class LocalTrainer : IDisposable
     public (double Loss, double GradNorm, long Tokens) TrainStep(IReadOnlyList<SftExample> examples, int step, double learningRate,
         Func<Tensor>? extraLoss = null)
     {
-        random.manual_seed(options.Seed * 1_000_003 + step); // dropout masks depend on (seed, step) only
+        dropoutGenerator.manual_seed(options.Seed * 1_000_003 + step); // dropout masks depend on (seed, step) only
+        LoraInjector.SetDropoutGenerator(model, dropoutGenerator);
         Optimizer.ZeroGrad();
         double weightedLoss = 0;
         long labelled = 0, tokens = 0;
@@ -171,5 +173,9 @@ public sealed class LocalTrainer : IDisposable
         return order;
     }
 
-    public void Dispose() => Optimizer.Dispose();
+    public void Dispose()
+    {
+        Optimizer.Dispose();
+        dropoutGenerator.Dispose();
+    }
 }
