@@ -1,4 +1,5 @@
 using FedLlm.Modeling;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace FedLlm.Training;
@@ -46,7 +47,7 @@ public static class CausalLmStep
             var logits = model.Head(leaf.narrow(0, start, length));                 // (n, V)
             var logits32 = logits.dtype == ScalarType.Float64 ? logits : logits.to(ScalarType.Float32);
             var chunkLoss = nn.functional.cross_entropy(logits32, selectedLabels.narrow(0, start, length), reduction: nn.Reduction.Sum);
-            lossSum += chunkLoss.item<double>();
+            lossSum += chunkLoss.ToDouble(); // item<double>() throws on a float32 loss; ToDouble converts any dtype
             (chunkLoss * (lossScale / labelled)).backward();
         }
         if (extraLoss is not null)
