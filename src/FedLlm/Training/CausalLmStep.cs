@@ -1,5 +1,6 @@
 using FedLlm.Runtime;
 using FedLlm.Modeling;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace FedLlm.Training;

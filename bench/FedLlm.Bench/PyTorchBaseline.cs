@@ -1,0 +1,44 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+
+namespace FedLlm.Bench;
+
+/// <summary>Runs bench/pytorch/train_step.py as a child process and reads the JSON line it prints.</summary>
+public static class PyTorchBaseline
+{
+    public static StepMeasurement Run(TrainStepOptions options, TextWriter log)
+    {
+        if (!File.Exists(options.Script)) throw new FileNotFoundException($"PyTorch baseline script not found: {options.Script}");
+        var start = new ProcessStartInfo(options.Python)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.ArgumentList.Add(options.Script);
+        foreach (var (flag, value) in new (string, long)[]
+                 {
+                     ("--steps", options.Steps), ("--warmup", options.Warmup), ("--threads", options.Threads),
+                     ("--batch", options.Batch), ("--seq", options.Seq), ("--seed", options.Seed),
+                 })
+        {
+            start.ArgumentList.Add(flag);
+            start.ArgumentList.Add(value.ToString(CultureInfo.InvariantCulture));
+        }
+
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {options.Python}");
+        // Progress lines pass through as they come; stdout is read whole, it holds one JSON line.
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) log.WriteLine(e.Data); };
+        process.BeginErrorReadLine();
+        string stdout = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        if (process.ExitCode != 0)
+            throw new InvalidOperationException($"{options.Python} {options.Script} exited with code {process.ExitCode}");
+
+        string json = stdout.Split('\n').LastOrDefault(l => l.TrimStart().StartsWith('{'))
+            ?? throw new InvalidDataException($"the PyTorch baseline printed no JSON line; stdout was: {stdout}");
+        return JsonSerializer.Deserialize<StepMeasurement>(json)
+            ?? throw new InvalidDataException($"the PyTorch baseline printed 'null': {json}");
+    }
+}

@@ -1,0 +1,94 @@
+using System.Globalization;
+
+namespace FedLlm.Bench;
+
+/// <summary>Settings of the <c>train-step</c> benchmark; defaults are the foundation issue's (batch 4 × 512, 2 threads).</summary>
+public sealed record TrainStepOptions
+{
+    public int Steps { get; init; } = 5;
+    public int Warmup { get; init; } = 2;
+    public int Threads { get; init; } = 2;
+    public int Batch { get; init; } = 4;
+    public int Seq { get; init; } = 512;
+
+    /// <summary>FedLlm then PyTorch, this many times; on a shared machine, alternating spreads other load over both.</summary>
+    public int Rounds { get; init; } = 1;
+    public long Seed { get; init; } = 2023;
+
+    /// <summary>Rows of the vocabulary projection computed at once in FedLlm's loss (TrainingOptions.LossChunkTokens).</summary>
+    public int LossChunk { get; init; } = new Training.TrainingOptions().LossChunkTokens;
+
+    public bool SkipPyTorch { get; init; }
+
+    /// <summary>Debian's interpreter: the pyenv <c>python3</c> first on PATH has no torch.</summary>
+    public string Python { get; init; } = "/usr/bin/python3";
+
+    public string Script { get; init; } = Path.Combine(AppContext.BaseDirectory, "pytorch", "train_step.py");
+
+    /// <summary>Where the JSON result goes; empty = do not write one.</summary>
+    public string Json { get; init; } = "train-step-result.json";
+
+    public const string Usage = """
+        usage: FedLlm.Bench [train-step] [options]
+
+          train-step        (default) one LoRA training step of a SmolLM-135M-shaped model, FedLlm vs plain PyTorch
+            --steps N       timed steps (median reported)          default 5
+            --warmup N      untimed steps first                    default 2
+            --threads N     torch intra-op threads, both sides     default 2
+            --batch N       sequences per step                     default 4
+            --seq N         tokens per sequence                    default 512
+            --rounds N      alternate FedLlm and PyTorch N times   default 1
+            --seed N        weights, adapters, tokens, dropout     default 2023
+            --loss-chunk N  FedLlm loss rows per vocabulary chunk  default TrainingOptions.LossChunkTokens
+            --skip-pytorch  measure FedLlm only
+            --python PATH   interpreter for the baseline           default /usr/bin/python3
+            --script PATH   the baseline script                    default <bin>/pytorch/train_step.py
+            --json PATH     result file ("" = none)                default train-step-result.json
+        """;
+
+    /// <summary>Parses the options after the command name; throws <see cref="ArgumentException"/> naming the bad flag.</summary>
+    public static TrainStepOptions Parse(IReadOnlyList<string> args)
+    {
+        var options = new TrainStepOptions();
+        for (int i = 0; i < args.Count; i++)
+        {
+            string flag = args[i];
+            string Value() => i + 1 < args.Count ? args[++i] : throw new ArgumentException($"{flag} needs a value");
+            int Int() => int.TryParse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture, out int v)
+                ? v : throw new ArgumentException($"{flag} needs an integer, got '{args[i]}'");
+            options = flag switch
+            {
+                "--steps" => options with { Steps = Int() },
+                "--warmup" => options with { Warmup = Int() },
+                "--threads" => options with { Threads = Int() },
+                "--batch" => options with { Batch = Int() },
+                "--seq" => options with { Seq = Int() },
+                "--rounds" => options with { Rounds = Int() },
+                "--seed" => options with { Seed = Int() },
+                "--loss-chunk" => options with { LossChunk = Int() },
+                "--skip-pytorch" => options with { SkipPyTorch = true },
+                "--python" => options with { Python = Value() },
+                "--script" => options with { Script = Value() },
+                "--json" => options with { Json = Value() },
+                _ => throw new ArgumentException($"unknown option '{flag}'"),
+            };
+        }
+        options.Validate();
+        return options;
+    }
+
+    public void Validate()
+    {
+        static void Positive(int value, string flag)
+        {
+            if (value <= 0) throw new ArgumentException($"{flag} must be positive, got {value}");
+        }
+        Positive(Steps, "--steps");
+        Positive(Threads, "--threads");
+        Positive(Batch, "--batch");
+        Positive(LossChunk, "--loss-chunk");
+        Positive(Rounds, "--rounds");
+        if (Warmup < 0) throw new ArgumentException($"--warmup must be ≥ 0, got {Warmup}");
+        if (Seq < 2) throw new ArgumentException($"--seq must be ≥ 2 (the loss predicts token t+1), got {Seq}");
+    }
+}
