@@ -10,6 +10,7 @@ if (arguments.Contains("--help") || arguments.Contains("-h"))
     Console.WriteLine(TrainStepOptions.Usage);
     return 0;
 }
+if (command == "load") return LoadBenchmark.Run(arguments);
 if (command != "train-step")
 {
     Console.Error.WriteLine($"unknown command '{command}'\n{TrainStepOptions.Usage}");
