@@ -37,7 +37,7 @@ public sealed class DpoTrainer : IDisposable
     private readonly PreferenceCollator collator;
     private readonly bool ownsReference;
     private readonly List<DpoMetrics> stepMetrics = new();
-    private readonly Dictionary<int, int[]> epochOrders = new();
+    private readonly ExampleOrder order;
 
     /// <summary>Creates a trainer over the model's LoRA adapters.</summary>
     /// <param name="reference">Reference values to use and fill; pass the same cache to every round of a federated client so
@@ -52,6 +52,7 @@ public sealed class DpoTrainer : IDisposable
         dpo.Validate();
         this.model = model;
         this.options = options;
+        order = new ExampleOrder(options.Seed);
         this.dpo = dpo;
         collator = new PreferenceCollator(padTokenId);
         ownsReference = reference is null;
@@ -200,27 +201,7 @@ public sealed class DpoTrainer : IDisposable
     }
 
     /// <summary>Indices at positions [start, start+count) of the endless, per-epoch-shuffled stream over <paramref name="n"/> pairs.</summary>
-    int[] IndicesAt(int n, long start, int count)
-    {
-        var result = new int[count];
-        for (int k = 0; k < count; k++)
-        {
-            long p = start + k;
-            result[k] = EpochOrder((int)(p / n), n)[(int)(p % n)];
-        }
-        return result;
-    }
-
-    int[] EpochOrder(int epoch, int n)
-    {
-        if (epochOrders.TryGetValue(epoch, out var order) && order.Length == n) return order;
-        // LocalTrainer's permutation: System.Random with a seed is a fixed legacy algorithm, stable across .NET versions.
-        var rng = new Random(unchecked((int)(options.Seed * 31 + epoch)));
-        order = Enumerable.Range(0, n).ToArray();
-        rng.Shuffle(order);
-        epochOrders[epoch] = order;
-        return order;
-    }
+    int[] IndicesAt(int n, long start, int count) => order.Indices(start, count, n);
 
     /// <summary>Frees the optimizer state, and the reference cache if this trainer created it.</summary>
     public void Dispose()

@@ -30,6 +30,7 @@ public sealed class LocalTrainer : IDisposable
     private readonly TrainingOptions options;
     private readonly SftCollator collator;
     private readonly List<double> stepLosses = new();
+    private readonly ExampleOrder order;
 
     public LocalTrainer(LlamaForCausalLM model, TrainingOptions options, int padTokenId)
     {
@@ -37,6 +38,7 @@ public sealed class LocalTrainer : IDisposable
         this.model = model;
         this.options = options;
         collator = new SftCollator(padTokenId);
+        order = new ExampleOrder(options.Seed);
         var trainable = LoraInjector.Sites(model)
             .SelectMany(s => new[] { (s.ModulePath + ".lora_A.weight", s.Layer.LoraA), (s.ModulePath + ".lora_B.weight", s.Layer.LoraB) })
             .ToList();
@@ -149,29 +151,8 @@ public sealed class LocalTrainer : IDisposable
     }
 
     /// <summary>The examples at positions [start, start+count) of the endless, per-epoch-shuffled example stream.</summary>
-    IReadOnlyList<SftExample> ExamplesAt(IReadOnlyList<SftExample> examples, long start, int count)
-    {
-        var result = new List<SftExample>(count);
-        for (long p = start; p < start + count; p++)
-        {
-            int epoch = (int)(p / examples.Count);
-            result.Add(examples[EpochOrder(epoch, examples.Count)[(int)(p % examples.Count)]]);
-        }
-        return result;
-    }
-
-    readonly Dictionary<int, int[]> epochOrders = new();
-
-    int[] EpochOrder(int epoch, int n)
-    {
-        if (epochOrders.TryGetValue(epoch, out var order) && order.Length == n) return order;
-        // System.Random with a seed uses a fixed legacy algorithm, stable across .NET versions.
-        var rng = new Random(unchecked((int)(options.Seed * 31 + epoch)));
-        order = Enumerable.Range(0, n).ToArray();
-        rng.Shuffle(order);
-        epochOrders[epoch] = order;
-        return order;
-    }
+    IReadOnlyList<SftExample> ExamplesAt(IReadOnlyList<SftExample> examples, long start, int count) =>
+        order.Indices(start, count, examples.Count).Select(i => examples[i]).ToList();
 
     public void Dispose()
     {
