@@ -66,11 +66,12 @@ public static class EmbeddedDefault
         new LoraOptions { Rank = 16, Alpha = 32, Dropout = 0.0 });
 
     /// <summary>
-    /// The DPO recipe for the embedded preference set, measured on two cores: a couple of minutes raise the held-out
-    /// reward margin and accuracy visibly (see <c>fedllm train --task dpo</c>).
+    /// The DPO recipe for the embedded preference set (reference = the untuned base model). Measured on two cores in
+    /// about 80 s end to end: held-out reward margin 0 → 3.69, reward accuracy 0% → 95.7%, DPO loss 0.693 → 0.152
+    /// (60 constant-lr steps reached only margin 0.25 / accuracy 72%).
     /// </summary>
     public static EmbeddedRecipe DpoRecipe { get; } = new(
-        new TrainingOptions { MaxSteps = 60, BatchSize = 8, LearningRate = 1e-3, Schedule = LearningRateScheduleKind.Constant, WarmupSteps = 0 },
+        new TrainingOptions { MaxSteps = 250, BatchSize = 8, LearningRate = 1e-3, Schedule = LearningRateScheduleKind.Cosine, WarmupSteps = 10 },
         new LoraOptions { Rank = 16, Alpha = 32, Dropout = 0.0 });
 
     /// <summary>The cache root: $FEDLLM_HOME, else ~/.cache/fedllm.</summary>

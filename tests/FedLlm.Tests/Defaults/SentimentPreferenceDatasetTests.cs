@@ -68,4 +68,15 @@ public sealed class SentimentPreferenceDatasetTests : IDisposable
 
         Assert.Equal(pairs.Eval, read);
     }
+
+    [Fact]
+    public void Embedded_default_writes_the_pairs_next_to_the_sft_data()
+    {
+        var files = EmbeddedDefault.Ensure(cacheRoot: _dir.Path);
+        var expected = SentimentPreferenceDataset.Generate(Headlines).Write(Path.Combine(_dir.Path, "expected"));
+
+        Assert.Equal(Path.GetDirectoryName(files.TrainPath), Path.GetDirectoryName(files.PreferenceTrainPath));
+        Assert.Equal(File.ReadAllBytes(expected.TrainPath), File.ReadAllBytes(files.PreferenceTrainPath));
+        Assert.Equal(File.ReadAllBytes(expected.EvalPath), File.ReadAllBytes(files.PreferenceEvalPath));
+    }
 }
