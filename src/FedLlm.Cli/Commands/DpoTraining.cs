@@ -102,7 +102,7 @@ internal static class DpoTraining
         var first = DpoMetrics.Aggregate(steps.Take(window));
         var last = DpoMetrics.Aggregate(steps.TakeLast(window));
         var table = new Table().AddColumns("", "before", "after");
-        table.AddRow($"training loss (mean of {window} steps)", $"{first.Loss:F4}", $"{last.Loss:F4}");
+        table.AddRow($"training DPO loss (first / last {window} steps)", $"{first.Loss:F4}", $"{last.Loss:F4}");
         if (before is not null)
         {
             var after = PreferenceEvaluation.Evaluate(model, heldOut!, heldOutReference, dpo, padId, training.BatchSize, training.LossChunkTokens);
