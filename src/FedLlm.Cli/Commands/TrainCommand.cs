@@ -15,9 +15,24 @@ namespace FedLlm.Cli.Commands;
 
 public sealed class TrainSettings : CommonSettings
 {
+    [CommandOption("--task <TASK>")]
+    [Description("sft (instruction tuning) or dpo (Direct Preference Optimization on preference pairs).")]
+    [DefaultValue("sft")]
+    public string Task { get; init; } = "sft";
+
     [CommandOption("--data <FILE>")]
-    [Description("Training data in the Alpaca schema (instruction, input, output), JSON or JSONL. Default: the embedded data set.")]
+    [Description("Training data: Alpaca schema (instruction, input, output) for sft; preference pairs (see --dataset) for dpo. JSON or JSONL. Default: the embedded data set.")]
     public string? Data { get; init; }
+
+    [CommandOption("--dataset <KIND>")]
+    [Description("dpo only: the schema of --data and --eval-data: ultrafeedback, hh-rlhf or generic-preference ({prompt, chosen, rejected}).")]
+    [DefaultValue("generic-preference")]
+    public string Dataset { get; init; } = "generic-preference";
+
+    [CommandOption("--beta <X>")]
+    [Description("dpo only: β, the inverse temperature of the implicit reward.")]
+    [DefaultValue(0.1)]
+    public double Beta { get; init; } = 0.1;
 
     [CommandOption("--eval-data <FILE>")]
     [Description("Held-out data (same schema), scored before and after training: loss and exact match.")]
@@ -70,6 +85,16 @@ public sealed class TrainSettings : CommonSettings
 public sealed class TrainCommand : Command<TrainSettings>
 {
     public override int Execute(CommandContext context, TrainSettings s, CancellationToken cancellationToken)
+    {
+        return s.Task.ToLowerInvariant() switch
+        {
+            "sft" => ExecuteSft(s, cancellationToken),
+            "dpo" => DpoTraining.Execute(s, cancellationToken),
+            _ => throw new ArgumentException($"--task '{s.Task}' is not one of sft, dpo"),
+        };
+    }
+
+    int ExecuteSft(TrainSettings s, CancellationToken cancellationToken)
     {
         int threads = TorchRuntime.ConfigureThreads(s.Threads);
         var device = TorchRuntime.ParseDevice(s.Device);
@@ -164,7 +189,7 @@ public sealed class TrainCommand : Command<TrainSettings>
         return 0;
     }
 
-    static LearningRateScheduleKind? ParseSchedule(string? name) => name?.ToLowerInvariant() switch
+    internal static LearningRateScheduleKind? ParseSchedule(string? name) => name?.ToLowerInvariant() switch
     {
         null => null,
         "constant" => LearningRateScheduleKind.Constant,

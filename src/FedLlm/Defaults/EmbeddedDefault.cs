@@ -5,7 +5,14 @@ using FedLlm.Training;
 namespace FedLlm.Defaults;
 
 /// <summary>Paths of the embedded default: a model folder (config, weights, tokenizer) and train/held-out data.</summary>
-public sealed record EmbeddedDefaultFiles(string ModelDirectory, string TrainPath, string EvalPath);
+public sealed record EmbeddedDefaultFiles(string ModelDirectory, string TrainPath, string EvalPath)
+{
+    /// <summary>Training preference pairs (generic {prompt, chosen, rejected} JSONL), next to the SFT data.</summary>
+    public string PreferenceTrainPath => Path.Combine(Path.GetDirectoryName(TrainPath)!, SentimentPreferenceDataset.TrainFileName);
+
+    /// <summary>Held-out preference pairs, built from the held-out headlines.</summary>
+    public string PreferenceEvalPath => Path.Combine(Path.GetDirectoryName(TrainPath)!, SentimentPreferenceDataset.EvalFileName);
+}
 
 /// <summary>The settings the embedded default is meant to be trained with (used when the user gives none).</summary>
 public sealed record EmbeddedRecipe(TrainingOptions Training, LoraOptions Lora);
@@ -18,7 +25,7 @@ public sealed record EmbeddedRecipe(TrainingOptions Training, LoraOptions Lora);
 public static class EmbeddedDefault
 {
     /// <summary>Bump when anything below changes, so stale caches are rebuilt rather than reused.</summary>
-    public const string Version = "v2";
+    public const string Version = "v3"; // v3: adds the preference pairs
 
     /// <summary>A held-out headline (a company and a phrase pairing the adapter never saw), posed as the task's instruction.</summary>
     public static string SamplePrompt =>
@@ -58,6 +65,15 @@ public static class EmbeddedDefault
         new TrainingOptions { MaxSteps = 500, BatchSize = 16, LearningRate = 1e-3, Schedule = LearningRateScheduleKind.Cosine, WarmupSteps = 10 },
         new LoraOptions { Rank = 16, Alpha = 32, Dropout = 0.0 });
 
+    /// <summary>
+    /// The DPO recipe for the embedded preference set (reference = the untuned base model). Measured on two cores in
+    /// about 80 s end to end: held-out reward margin 0 → 3.69, reward accuracy 0% → 95.7%, DPO loss 0.693 → 0.152
+    /// (60 constant-lr steps reached only margin 0.25 / accuracy 72%).
+    /// </summary>
+    public static EmbeddedRecipe DpoRecipe { get; } = new(
+        new TrainingOptions { MaxSteps = 250, BatchSize = 8, LearningRate = 1e-3, Schedule = LearningRateScheduleKind.Cosine, WarmupSteps = 10 },
+        new LoraOptions { Rank = 16, Alpha = 32, Dropout = 0.0 });
+
     /// <summary>The cache root: $FEDLLM_HOME, else ~/.cache/fedllm.</summary>
     public static string CacheRoot =>
         Environment.GetEnvironmentVariable("FEDLLM_HOME") is { Length: > 0 } home
@@ -82,6 +98,7 @@ public static class EmbeddedDefault
         if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
         var dataset = FinancialSentimentDataset.Generate();
         dataset.Write(Path.Combine(staging, "data"));
+        SentimentPreferenceDataset.Generate(dataset).Write(Path.Combine(staging, "data"));
         var tokenizer = DefaultTokenizer.Train(dataset);
         tokenizer.Save(Path.Combine(staging, "model"));
         var config = ModelConfig(tokenizer.VocabSize, tokenizer.BosTokenId!.Value, tokenizer.EosTokenId!.Value);

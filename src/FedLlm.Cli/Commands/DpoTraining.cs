@@ -1,0 +1,119 @@
+using FedLlm.Alignment;
+using FedLlm.Data;
+using FedLlm.Data.Datasets;
+using FedLlm.Defaults;
+using FedLlm.Modeling;
+using FedLlm.Peft;
+using FedLlm.Runtime;
+using FedLlm.Tokenization;
+using FedLlm.Training;
+using Spectre.Console;
+using static TorchSharp.torch;
+
+namespace FedLlm.Cli.Commands;
+
+/// <summary>
+/// <c>fedllm train --task dpo</c>: local DPO of LoRA adapters on preference pairs, with the base model (adapters off) as
+/// the reference policy, a progress bar, held-out reward margin / accuracy / loss before and after, and a PEFT adapter.
+/// </summary>
+internal static class DpoTraining
+{
+    public static int Execute(TrainSettings s, CancellationToken cancellationToken)
+    {
+        int threads = TorchRuntime.ConfigureThreads(s.Threads);
+        var device = TorchRuntime.ParseDevice(s.Device);
+        bool embedded = s.Model is null && s.Data is null;
+        var defaults = embedded ? EmbeddedDefault.Ensure(message => AnsiConsole.MarkupLineInterpolated($"[grey]{message}[/]")) : null;
+        string modelDir = s.Model ?? defaults?.ModelDirectory ?? EmbeddedDefault.Ensure().ModelDirectory;
+        string dataPath = s.Data ?? defaults?.PreferenceTrainPath ?? throw new ArgumentException("--data is required with --model");
+        string? evalPath = s.EvalData ?? defaults?.PreferenceEvalPath;
+        var kind = embedded ? DatasetKind.GenericPreference : DatasetKinds.Parse(s.Dataset);
+        if (!kind.Info().IsPreference)
+            throw new ArgumentException($"--dataset '{s.Dataset}' holds instruction examples; --task dpo needs ultrafeedback, hh-rlhf or generic-preference");
+        var recipe = embedded ? EmbeddedDefault.DpoRecipe : null;
+
+        var training = new TrainingOptions
+        {
+            MaxSteps = s.Steps ?? recipe?.Training.MaxSteps ?? 100,
+            BatchSize = s.BatchSize ?? recipe?.Training.BatchSize ?? 8,
+            GradientAccumulationSteps = s.GradientAccumulation ?? 1,
+            LearningRate = s.LearningRate ?? recipe?.Training.LearningRate ?? 5e-4, // OpenFedLLM's DPO learning rate
+            Schedule = TrainCommand.ParseSchedule(s.Schedule) ?? recipe?.Training.Schedule ?? LearningRateScheduleKind.Constant,
+            WarmupSteps = s.Warmup ?? recipe?.Training.WarmupSteps ?? 0,
+            MaxGradNorm = s.MaxGradNorm ?? 1.0,
+            MaxSequenceLength = s.MaxLength ?? PreferencePairBuilder.DefaultMaxLength,
+            SaveEverySteps = s.SaveEvery ?? 0,
+            Seed = s.Seed,
+        };
+        var lora = new LoraOptions
+        {
+            Rank = s.LoraRank ?? recipe?.Lora.Rank ?? 8,
+            Alpha = s.LoraAlpha ?? recipe?.Lora.Alpha ?? 16,
+            Dropout = s.LoraDropout ?? recipe?.Lora.Dropout ?? 0.05,
+            TargetModules = s.LoraTargets?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? LoraOptions.AllLlamaProjections,
+        };
+        var dpo = new DpoOptions { Beta = s.Beta };
+        training.Validate();
+        lora.Validate();
+        dpo.Validate();
+        if (s.Resume) throw new ArgumentException("--resume is not supported with --task dpo yet");
+        string output = s.Output ?? Path.Combine("runs", $"train-dpo-{DateTime.Now:yyyyMMdd-HHmmss}");
+
+        var tokenizer = TokenizerLoader.Load(modelDir);
+        int padId = tokenizer.PadTokenId ?? 0;
+        using var model = ModelLoader.Load(modelDir, ScalarType.Float32, device);
+        var builder = new PreferencePairBuilder(tokenizer, training.MaxSequenceLength,
+            Math.Min(PreferencePairBuilder.DefaultMaxPromptLength, training.MaxSequenceLength / 2));
+        var loadOptions = new DatasetLoadOptions { SkipBad = s.SkipBad };
+        var report = new DataReadReport();
+        var pairs = DatasetLoader.ReadPreferences(kind, dataPath, loadOptions, report, cancellationToken)
+            .Select(r => builder.Build(r.Example)).ToList();
+        var heldOut = evalPath is null ? null : DatasetLoader.ReadPreferences(kind, evalPath, loadOptions, new DataReadReport(), cancellationToken)
+            .Take(s.EvalLimit ?? int.MaxValue).Select(r => builder.Build(r.Example)).ToList();
+
+        AnsiConsole.MarkupLineInterpolated($"[bold]FedLlm train --task dpo[/]  model [cyan]{modelDir}[/] ({model.Config.Family}, {model.Config.NumHiddenLayers} layers, hidden {model.Config.HiddenSize}, vocab {model.Config.VocabSize})");
+        AnsiConsole.MarkupLineInterpolated($"data [cyan]{dataPath}[/] ({kind.Info().Name}): {pairs.Count} pairs ({report}); {pairs.Count(p => p.Truncated)} truncated to {training.MaxSequenceLength} tokens; held-out: {heldOut?.Count.ToString() ?? "none"}");
+        AnsiConsole.MarkupLineInterpolated($"DPO β={dpo.Beta}, reference = base model (adapters off); LoRA r={lora.Rank} alpha={lora.Alpha} dropout={lora.Dropout} on {string.Join(",", lora.TargetModules)}; {training.MaxSteps} steps × batch {training.BatchSize} × accumulation {training.GradientAccumulationSteps}, lr {training.LearningRate} {training.Schedule}; {threads} threads on {device}");
+
+        LoraInjector.Inject(model, lora, new Generator((ulong)training.Seed));
+        using var trainer = new DpoTrainer(model, training, dpo, padId);
+        // One cache per held-out set: π_ref runs once for the before and after scores.
+        using var heldOutReference = new ReferenceLogProbCache();
+        DpoMetrics? before = heldOut is null ? null
+            : PreferenceEvaluation.Evaluate(model, heldOut, heldOutReference, dpo, padId, training.BatchSize, training.LossChunkTokens);
+
+        AnsiConsole.Progress()
+            .AutoClear(false)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask("dpo", maxValue: training.MaxSteps);
+                trainer.Train(pairs, new SynchronousProgress<DpoProgress>(p =>
+                {
+                    task.Value = p.Step;
+                    task.Description = $"step {p.Step}/{p.TotalSteps} loss {p.Metrics.Loss:F4} margin {p.Metrics.RewardsMargin:F3} acc {p.Metrics.RewardsAccuracy:P0} lr {p.LearningRate:G3}";
+                }), cancellationToken: cancellationToken);
+            });
+
+        string adapterDir = Path.Combine(output, "adapter");
+        AdapterIO.Save(adapterDir, model, lora, Path.GetFullPath(modelDir));
+        var steps = trainer.StepMetrics;
+        int window = Math.Max(1, Math.Min(10, steps.Count / 5));
+        var first = DpoMetrics.Aggregate(steps.Take(window));
+        var last = DpoMetrics.Aggregate(steps.TakeLast(window));
+        var table = new Table().AddColumns("", "before", "after");
+        table.AddRow($"training DPO loss (first / last {window} steps)", $"{first.Loss:F4}", $"{last.Loss:F4}");
+        if (before is not null)
+        {
+            var after = PreferenceEvaluation.Evaluate(model, heldOut!, heldOutReference, dpo, padId, training.BatchSize, training.LossChunkTokens);
+            table.AddRow("held-out reward margin", $"{before.RewardsMargin:F4}", $"{after.RewardsMargin:F4}");
+            table.AddRow("held-out reward accuracy", $"{before.RewardsAccuracy:P1}", $"{after.RewardsAccuracy:P1}");
+            table.AddRow("held-out DPO loss", $"{before.Loss:F4}", $"{after.Loss:F4}");
+            table.AddRow("held-out log p(chosen)", $"{before.LogpsChosen:F3}", $"{after.LogpsChosen:F3}");
+            table.AddRow("held-out log p(rejected)", $"{before.LogpsRejected:F3}", $"{after.LogpsRejected:F3}");
+        }
+        AnsiConsole.Write(table);
+        AnsiConsole.MarkupLineInterpolated($"adapter saved to [cyan]{adapterDir}[/] (PEFT format); peak RSS {TorchRuntime.PeakResidentBytes() / (1024.0 * 1024):F0} MiB");
+        return 0;
+    }
+}
