@@ -160,7 +160,7 @@ public sealed class DpoTrainer : IDisposable
             using var scope = NewDisposeScope();
             extraLoss().backward();
         }
-        double gradNorm = ClipGradients();
+        double gradNorm = Optimizer.ClipGradientNorm(options.MaxGradNorm);
         Optimizer.Step(learningRate);
         return new DpoStepResult(DpoMetrics.Aggregate(parts), gradNorm, tokens);
     }
@@ -186,18 +186,6 @@ public sealed class DpoTrainer : IDisposable
             chunkTokens);
         var metrics = DpoLoss.Metrics(logProbs[..n], logProbs[n..], referenceChosen, referenceRejected, dpo.Beta, dpo.LabelSmoothing);
         return (metrics, batch.RealTokens);
-    }
-
-    double ClipGradients()
-    {
-        var grads = Optimizer.Parameters.Select(p => p.Parameter).Where(p => p.grad is not null).ToList();
-        if (grads.Count == 0) return 0;
-        if (options.MaxGradNorm <= 0)
-        {
-            using var noGrad = no_grad();
-            return Math.Sqrt(grads.Sum(p => p.grad!.square().sum().ToScalarDouble()));
-        }
-        return nn.utils.clip_grad_norm_(grads, options.MaxGradNorm);
     }
 
     /// <summary>Indices at positions [start, start+count) of the endless, per-epoch-shuffled stream over <paramref name="n"/> pairs.</summary>

@@ -1,3 +1,4 @@
+using FedLlm.Runtime;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -33,6 +34,22 @@ public sealed class AdamW : IDisposable
     {
         foreach (var (_, p) in parameters)
             if (p.grad is { } g) g.zero_();
+    }
+
+    /// <summary>
+    /// Scales the gradients so that their global L2 norm is at most <paramref name="maxNorm"/> (0 = no clipping) and
+    /// returns the norm before clipping, as transformers' Trainer logs it.
+    /// </summary>
+    public double ClipGradientNorm(double maxNorm)
+    {
+        var grads = parameters.Select(p => p.Parameter).Where(p => p.grad is not null).ToList();
+        if (grads.Count == 0) return 0;
+        if (maxNorm <= 0)
+        {
+            using var noGrad = no_grad();
+            return Math.Sqrt(grads.Sum(p => p.grad!.square().sum().ToScalarDouble()));
+        }
+        return nn.utils.clip_grad_norm_(grads, maxNorm);
     }
 
     /// <summary>One update with learning rate <paramref name="lr"/>; parameters without a gradient are skipped.</summary>

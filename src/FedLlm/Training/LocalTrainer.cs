@@ -133,21 +133,9 @@ public sealed class LocalTrainer : IDisposable
             using var scope = NewDisposeScope();
             extraLoss().backward();
         }
-        double gradNorm = ClipGradients();
+        double gradNorm = Optimizer.ClipGradientNorm(options.MaxGradNorm);
         Optimizer.Step(learningRate);
         return (labelled > 0 ? weightedLoss / labelled : double.NaN, gradNorm, tokens);
-    }
-
-    double ClipGradients()
-    {
-        var grads = Optimizer.Parameters.Select(p => p.Parameter).Where(p => p.grad is not null).ToList();
-        if (grads.Count == 0) return 0;
-        if (options.MaxGradNorm <= 0)
-        {
-            using var noGrad = no_grad();
-            return Math.Sqrt(grads.Sum(p => p.grad!.square().sum().ToScalarDouble()));
-        }
-        return nn.utils.clip_grad_norm_(grads, options.MaxGradNorm);
     }
 
     /// <summary>The examples at positions [start, start+count) of the endless, per-epoch-shuffled example stream.</summary>
