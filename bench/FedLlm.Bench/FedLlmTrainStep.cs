@@ -48,7 +48,7 @@ public static class FedLlmTrainStep
 
         var build = Stopwatch.StartNew();
         using var model = LlamaForCausalLM.CreateRandom(SmolLm135M, options.Seed);
-        var sites = LoraInjector.Inject(model, Lora, new Generator((ulong)options.Seed));
+        var sites = LoraInjector.Inject(model, Lora with { Dropout = options.LoraDropout }, new Generator((ulong)options.Seed));
         model.train(); // LoRA dropout active, as in fine-tuning
         var named = sites.SelectMany(s => new[]
         {

@@ -27,6 +27,9 @@ public static class PyTorchBaseline
             start.ArgumentList.Add(value.ToString(CultureInfo.InvariantCulture));
         }
 
+        start.ArgumentList.Add("--lora-dropout");
+        start.ArgumentList.Add(options.LoraDropout.ToString("R", CultureInfo.InvariantCulture));
+
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {options.Python}");
         // Progress lines pass through as they come; stdout is read whole, it holds one JSON line.
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) log.WriteLine(e.Data); };

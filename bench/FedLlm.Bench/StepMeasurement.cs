@@ -35,7 +35,7 @@ public sealed record StepMeasurement
 
     [JsonPropertyName("median_cpu_step_seconds")] public double MedianCpuStepSeconds => Median(CpuStepSeconds);
 
-    /// <summary>All timed steps of several rounds as one measurement; the peak is the highest of the rounds.</summary>
+    /// <summary>All timed steps of several rounds as one measurement; the peak is the highest of the rounds, the RSS after build the first round's.</summary>
     public static StepMeasurement Combine(IReadOnlyList<StepMeasurement> rounds)
     {
         if (rounds.Count == 0) throw new ArgumentException("no rounds", nameof(rounds));
@@ -45,7 +45,6 @@ public sealed record StepMeasurement
             CpuStepSeconds = rounds.SelectMany(r => r.CpuStepSeconds).ToList(),
             Losses = rounds.SelectMany(r => r.Losses).ToList(),
             PeakRssBytes = rounds.Max(r => r.PeakRssBytes),
-            RssAfterBuildBytes = rounds.Max(r => r.RssAfterBuildBytes),
             BuildSeconds = Median(rounds.Select(r => r.BuildSeconds).ToList()),
         };
     }

@@ -18,6 +18,9 @@ public sealed record TrainStepOptions
     /// <summary>Rows of the vocabulary projection computed at once in FedLlm's loss (TrainingOptions.LossChunkTokens).</summary>
     public int LossChunk { get; init; } = new Training.TrainingOptions().LossChunkTokens;
 
+    /// <summary>LoRA dropout on both sides; 0.05 is the setting, 0 shows what the (serial) dropout RNG costs.</summary>
+    public double LoraDropout { get; init; } = 0.05;
+
     public bool SkipPyTorch { get; init; }
 
     /// <summary>Debian's interpreter: the pyenv <c>python3</c> first on PATH has no torch.</summary>
@@ -40,6 +43,7 @@ public sealed record TrainStepOptions
             --rounds N      alternate FedLlm and PyTorch N times   default 1
             --seed N        weights, adapters, tokens, dropout     default 2023
             --loss-chunk N  FedLlm loss rows per vocabulary chunk  default TrainingOptions.LossChunkTokens
+            --lora-dropout P LoRA dropout, both sides               default 0.05
             --skip-pytorch  measure FedLlm only
             --python PATH   interpreter for the baseline           default /usr/bin/python3
             --script PATH   the baseline script                    default <bin>/pytorch/train_step.py
@@ -56,6 +60,8 @@ public sealed record TrainStepOptions
             string Value() => i + 1 < args.Count ? args[++i] : throw new ArgumentException($"{flag} needs a value");
             int Int() => int.TryParse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture, out int v)
                 ? v : throw new ArgumentException($"{flag} needs an integer, got '{args[i]}'");
+            double Double() => double.TryParse(Value(), NumberStyles.Float, CultureInfo.InvariantCulture, out double v)
+                ? v : throw new ArgumentException($"{flag} needs a number, got '{args[i]}'");
             options = flag switch
             {
                 "--steps" => options with { Steps = Int() },
@@ -66,6 +72,7 @@ public sealed record TrainStepOptions
                 "--rounds" => options with { Rounds = Int() },
                 "--seed" => options with { Seed = Int() },
                 "--loss-chunk" => options with { LossChunk = Int() },
+                "--lora-dropout" => options with { LoraDropout = Double() },
                 "--skip-pytorch" => options with { SkipPyTorch = true },
                 "--python" => options with { Python = Value() },
                 "--script" => options with { Script = Value() },
@@ -88,6 +95,7 @@ public sealed record TrainStepOptions
         Positive(Batch, "--batch");
         Positive(LossChunk, "--loss-chunk");
         Positive(Rounds, "--rounds");
+        if (LoraDropout is < 0 or >= 1) throw new ArgumentException($"--lora-dropout must be in [0, 1), got {LoraDropout}");
         if (Warmup < 0) throw new ArgumentException($"--warmup must be ≥ 0, got {Warmup}");
         if (Seq < 2) throw new ArgumentException($"--seq must be ≥ 2 (the loss predicts token t+1), got {Seq}");
     }

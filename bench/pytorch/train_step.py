@@ -86,10 +86,10 @@ def repeat_kv(x, n_rep):
 class LoraLinear(nn.Module):
     """PEFT's lora.Linear forward on a frozen base nn.Linear."""
 
-    def __init__(self, base: nn.Linear):
+    def __init__(self, base: nn.Linear, dropout: float):
         super().__init__()
         self.base_layer = base
-        self.lora_dropout = nn.Dropout(LORA_DROPOUT)
+        self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()  # PEFT's choice for 0
         self.lora_A = nn.Linear(base.in_features, LORA_R, bias=False)
         self.lora_B = nn.Linear(LORA_R, base.out_features, bias=False)
         self.scaling = LORA_ALPHA / LORA_R
@@ -188,14 +188,14 @@ class LlamaForCausalLM(nn.Module):
         return F.cross_entropy(shift_logits, shift_labels)
 
 
-def inject_lora(model):
+def inject_lora(model, dropout=LORA_DROPOUT):
     for p in model.parameters():
         p.requires_grad_(False)
     for layer in model.layers:
         for parent in (layer.self_attn, layer.mlp):
             for name in TARGETS:
                 if hasattr(parent, name):
-                    setattr(parent, name, LoraLinear(getattr(parent, name)))
+                    setattr(parent, name, LoraLinear(getattr(parent, name), dropout))
     return [p for n, p in model.named_parameters() if "lora_" in n]
 
 
@@ -226,6 +226,7 @@ def main():
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=512)
     ap.add_argument("--seed", type=int, default=2023)
+    ap.add_argument("--lora-dropout", type=float, default=LORA_DROPOUT)
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -235,7 +236,7 @@ def main():
     t0 = time.perf_counter()
     model = LlamaForCausalLM()
     random_weights(model, generator)
-    adapters = inject_lora(model)
+    adapters = inject_lora(model, args.lora_dropout)
     model.train()  # LoRA dropout active, as in fine-tuning
     optimizer = torch.optim.AdamW(adapters, lr=5e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     build_seconds = time.perf_counter() - t0
