@@ -1,5 +1,8 @@
 using System.ComponentModel;
+using FedLlm.Alignment;
 using FedLlm.Data;
+using FedLlm.Data.Datasets;
+using FedLlm.Evaluation;
 using FedLlm.Data.Partitioning;
 using FedLlm.Defaults;
 using FedLlm.Federation;
@@ -17,6 +20,11 @@ namespace FedLlm.Cli.Commands;
 
 public sealed class SimulateSettings : CommandSettings
 {
+    [CommandOption("--task <TASK>")][Description("sft (instruction tuning, default) or dpo (preference alignment)")] public string? Task { get; init; }
+    [CommandOption("--dataset <KIND>")][Description("Data schema: alpaca (sft); generic-preference, ultrafeedback, hh-rlhf (dpo)")] public string? Dataset { get; init; }
+    [CommandOption("--beta <X>")][Description("DPO β (default 0.1)")] public double? Beta { get; init; }
+    [CommandOption("--reference-adapter <DIR>")][Description("DPO: a frozen PEFT adapter (e.g. the SFT one) as reference policy and starting point")] public string? ReferenceAdapter { get; init; }
+
     [CommandOption("--config <FILE>")]
     [Description("run.yaml (sections model, data, federation, strategy, lora, baselines, output). Flags override it.")]
     public string? Config { get; init; }
@@ -66,40 +74,46 @@ public sealed class SimulateCommand : Command<SimulateSettings>
 {
     public override int Execute(CommandContext context, SimulateSettings s, CancellationToken cancellationToken)
     {
-        var config = s.Config is null ? EmbeddedDefaultSimulation() : SimulationConfig.Load(s.Config);
+        bool dpo = (s.Task ?? "sft") == "dpo";
+        var config = s.Config is null ? (dpo ? EmbeddedDefaultDpoSimulation() : EmbeddedDefaultSimulation()) : SimulationConfig.Load(s.Config);
         Apply(config, s);
+        dpo = config.Task switch
+        {
+            "sft" => false,
+            "dpo" => true,
+            _ => throw new ArgumentException($"task '{config.Task}': expected sft or dpo"),
+        };
         int threads = TorchRuntime.ConfigureThreads(config.Threads);
         var device = TorchRuntime.ParseDevice(config.Device);
         var defaults = config.Model.Path is null || config.Data.Path is null ? EmbeddedDefault.Ensure(m => AnsiConsole.MarkupLineInterpolated($"[grey]{m}[/]")) : null;
         string modelDir = config.Model.Path ?? defaults!.ModelDirectory;
-        string dataPath = config.Data.Path ?? defaults!.TrainPath;
-        string? evalPath = config.Data.EvalPath ?? defaults?.EvalPath;
-        string output = config.Output ?? Path.Combine("runs", $"simulate-{DateTime.Now:yyyyMMdd-HHmmss}");
+        string output = config.Output ?? Path.Combine("runs", $"simulate{(dpo ? "-dpo" : "")}-{DateTime.Now:yyyyMMdd-HHmmss}");
         var options = config.Federation.ToOptions();
         options.Validate();
         var lora = new LoraOptions { Rank = config.Lora.R, Alpha = config.Lora.Alpha, Dropout = config.Lora.Dropout, TargetModules = config.Lora.TargetModules };
+        if (config.Dpo.ReferenceAdapter is { } referenceDir)
+        {
+            if (!dpo) throw new ArgumentException("dpo.reference_adapter / --reference-adapter is only used with --task dpo");
+            lora = AdapterIO.ReadOptions(referenceDir); // the policy starts from the reference adapter, so it takes its layout
+        }
         lora.Validate();
-        var template = PromptTemplate.FromName(config.Data.Template);
         var algorithms = config.ResolvedAlgorithms();
         var strategyOptions = StrategyOptionsFrom(config, options);
         foreach (var name in algorithms) StrategyFactory.Create(name, strategyOptions); // unknown names fail before any work
 
         var tokenizer = TokenizerLoader.Load(modelDir);
+        int padId = tokenizer.PadTokenId ?? 0;
         using var model = ModelLoader.Load(modelDir, ScalarType.Float32, device);
-        var read = AlpacaReader.ReadAll(dataPath, new AlpacaReadOptions { SkipBad = config.Data.SkipBad });
-        var heldOut = evalPath is null ? null : AlpacaReader.ReadAll(evalPath).Examples.Take(config.Data.EvalLimit ?? int.MaxValue).ToList();
-        var builder = new SftExampleBuilder(tokenizer, template, options.MaxSequenceLength);
-        // The label of an instruction example is its response (the sentiment of the embedded default); Dirichlet
-        // skews each client's label mix, as the non-IID experiments of the FL literature do.
-        var partitioner = new PartitionOptions { Kind = PartitionOptions.ParseKind(config.Data.Partition), Alpha = config.Data.Alpha }.Create();
-        var labels = read.Examples.Select(e => (string?)e.Response.Trim()).ToList();
-        var partition = partitioner.Partition(labels, options.TotalClients, (ulong)options.Seed);
-        var shards = Enumerable.Range(0, options.TotalClients)
-            .Select(c => (IReadOnlyList<SftExample>)partition.Select(read.Examples, c).Select(builder.Build).ToList()).ToList();
-
-        AnsiConsole.MarkupLineInterpolated($"[bold]FedLlm simulate[/]  {options.TotalClients} clients ({config.Data.Partition}{(config.Data.Partition == "dirichlet" ? $" α={config.Data.Alpha}" : "")}, sizes {string.Join(" ", shards.Select(x => x.Count))}), {options.ClientsPerRound} per round, {options.Rounds} rounds × {options.LocalSteps} local steps × batch {options.BatchSize}; lr {options.LearningRate} → {options.MinLearningRate}; LoRA r={lora.Rank}; {threads} threads");
         LoraInjector.Inject(model, lora, new Generator((ulong)options.Seed));
-        var runner = new SimulationRunner(model, tokenizer, template, options, lora, heldOut, Path.GetFullPath(modelDir));
+        using var data = dpo
+            ? PreferenceClients(config, defaults, model, tokenizer, options, padId, cancellationToken)
+            : InstructionClients(config, defaults, model, tokenizer, options, padId);
+        var shards = data.Shards;
+
+        string partitionText = $"{config.Data.Partition}{(config.Data.Partition == "dirichlet" ? $" α={config.Data.Alpha}" : "")}";
+        AnsiConsole.MarkupLineInterpolated($"[bold]FedLlm simulate --task {config.Task}[/]  {options.TotalClients} clients ({partitionText}, sizes {string.Join(" ", shards.Select(x => x.Count))}), {options.ClientsPerRound} per round, {options.Rounds} rounds × {options.LocalSteps} local steps × batch {options.BatchSize}; lr {options.LearningRate} → {options.MinLearningRate}; LoRA r={lora.Rank}; {threads} threads");
+        if (data.Description is { } description) AnsiConsole.MarkupLineInterpolated($"{description}");
+        var runner = new SimulationRunner(model, options, lora, data.Evaluate, Path.GetFullPath(modelDir), padId);
         long baselineRss = TorchRuntime.PeakResidentBytes() ?? 0;
 
         var outcomes = new List<SimulationOutcome>();
@@ -116,7 +130,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
                         {
                             task.Value = r.Round + 1;
                             task.Description = $"{name} round {r.Round + 1}/{options.Rounds} loss {r.ClientLoss.Values.Average():F3}" +
-                                (r.EvalScore is { } score ? $" held-out {score:P0}" : "");
+                                (r.EvalScore is { } score ? $" held-out {data.ScoreName} {score:P0}" : "");
                         }), cancellationToken).GetAwaiter().GetResult();
                     outcomes.Add(outcome);
                 });
@@ -127,19 +141,118 @@ public sealed class SimulateCommand : Command<SimulateSettings>
             outcomes.Add(baseline switch
             {
                 "local" => runner.RunLocalOnly(shards, maxClients: Math.Min(options.TotalClients, 2)),
-                "central" => runner.RunCentralized(shards),
+                "central" => runner.RunCentralized(data.Pooled()),
                 _ => throw new ArgumentException($"unknown baseline '{baseline}' (local, central)"),
             });
         }
 
-        var table = new Table().AddColumns("run", "held-out loss", "held-out exact match", "seconds");
+        var table = new Table().AddColumns("run", $"held-out {data.LossName}", $"held-out {data.ScoreName}");
+        if (dpo) table.AddColumn("held-out reward margin");
+        table.AddColumn("seconds");
         foreach (var o in outcomes)
-            table.AddRow(o.Name, o.Final is null ? "-" : $"{o.Final.Loss:F4}", o.Final is null ? "-" : $"{o.Final.Score:P1}", $"{o.Seconds:F0}");
+        {
+            var row = new List<string> { o.Name, o.Final is null ? "-" : $"{o.Final.Loss:F4}", o.Final is null ? "-" : $"{o.Final.Score:P1}" };
+            if (dpo) row.Add(o.Final?.Metrics?.GetValueOrDefault("eval_rewards/margins") is { } margin ? $"{margin:F3}" : "-");
+            row.Add($"{o.Seconds:F0}");
+            table.AddRow(row.ToArray());
+        }
         AnsiConsole.Write(table);
         ResultsReport.Write(output, outcomes);
         AnsiConsole.MarkupLineInterpolated($"outputs in [cyan]{output}[/] (per algorithm: metrics.jsonl, rounds/round-N adapters, adapter/); peak RSS {TorchRuntime.PeakResidentBytes() / (1024.0 * 1024):F0} MiB (after loading: {baselineRss / (1024.0 * 1024):F0} MiB)");
         return 0;
     }
+
+    /// <summary>The clients' data sets of one task, its pooled data (centralised baseline) and its held-out evaluation.</summary>
+    sealed class SimulationData(IReadOnlyList<IClientDataset> shards, Func<IClientDataset> pooled, Func<EvaluationResult>? evaluate,
+        string lossName, string scoreName, string? description, Action? dispose = null) : IDisposable
+    {
+        public IReadOnlyList<IClientDataset> Shards => shards;
+        public Func<IClientDataset> Pooled => pooled;
+        public Func<EvaluationResult>? Evaluate => evaluate;
+        public string LossName => lossName;
+        public string ScoreName => scoreName;
+        public string? Description => description;
+        public void Dispose() => dispose?.Invoke();
+    }
+
+    static SimulationData InstructionClients(SimulationConfig config, EmbeddedDefaultFiles? defaults, LlamaForCausalLM model, ITextTokenizer tokenizer,
+        FederationOptions options, int padId)
+    {
+        string dataPath = config.Data.Path ?? defaults!.TrainPath;
+        string? evalPath = config.Data.EvalPath ?? defaults?.EvalPath;
+        if (config.Data.Dataset is { } kind && kind != "alpaca")
+            throw new ArgumentException($"data.dataset '{kind}': simulate --task sft reads the Alpaca schema (convert with the data loaders, or use --task dpo for preference data)");
+        var template = PromptTemplate.FromName(config.Data.Template);
+        var read = AlpacaReader.ReadAll(dataPath, new AlpacaReadOptions { SkipBad = config.Data.SkipBad });
+        var heldOut = evalPath is null ? null : AlpacaReader.ReadAll(evalPath).Examples.Take(config.Data.EvalLimit ?? int.MaxValue).ToList();
+        var builder = new SftExampleBuilder(tokenizer, template, options.MaxSequenceLength);
+        // The label of an instruction example is its response (the sentiment of the embedded default); Dirichlet
+        // skews each client's label mix, as the non-IID experiments of the FL literature do.
+        var labels = read.Examples.Select(e => (string?)e.Response.Trim()).ToList();
+        var partition = Partition(config, options, labels);
+        var shards = Enumerable.Range(0, options.TotalClients)
+            .Select(c => (IClientDataset)new SftClientDataset(partition.Select(read.Examples, c).Select(builder.Build).ToList(), padId)).ToList();
+        Func<EvaluationResult>? evaluate = null;
+        if (heldOut is { Count: > 0 })
+        {
+            var evaluation = new HeldOutEvaluation(model, tokenizer, template, options.MaxSequenceLength);
+            evaluate = () =>
+            {
+                var scores = evaluation.Evaluate(heldOut);
+                return new EvaluationResult(scores.Loss, scores.ExactMatch);
+            };
+        }
+        return new SimulationData(shards, () => SftClientDataset.Pool(shards.Cast<SftClientDataset>(), padId), evaluate, "loss", "exact match", null);
+    }
+
+    static SimulationData PreferenceClients(SimulationConfig config, EmbeddedDefaultFiles? defaults, LlamaForCausalLM model, ITextTokenizer tokenizer,
+        FederationOptions options, int padId, CancellationToken cancellationToken)
+    {
+        bool embedded = config.Data.Path is null;
+        string dataPath = config.Data.Path ?? defaults!.PreferenceTrainPath;
+        string? evalPath = config.Data.EvalPath ?? defaults?.PreferenceEvalPath;
+        var kind = DatasetKinds.Parse(config.Data.Dataset ?? "generic-preference");
+        if (!kind.Info().IsPreference)
+            throw new ArgumentException($"data.dataset '{config.Data.Dataset}' holds instruction examples; --task dpo needs ultrafeedback, hh-rlhf or generic-preference");
+        var dpo = new DpoOptions { Beta = config.Dpo.Beta };
+        dpo.Validate();
+        ReferencePolicy? reference = null;
+        string referenceText = "base model (adapters off)";
+        if (config.Dpo.ReferenceAdapter is { } referenceDir)
+        {
+            AdapterIO.Load(referenceDir, model); // the policy starts where the reference is: DPO of an SFT model
+            reference = ReferencePolicy.FromAdapterState(AdapterIO.State(model));
+            referenceText = $"adapter {referenceDir} (also the starting point)";
+        }
+        var builder = new PreferencePairBuilder(tokenizer, options.MaxSequenceLength,
+            Math.Min(PreferencePairBuilder.DefaultMaxPromptLength, options.MaxSequenceLength / 2));
+        var loadOptions = new DatasetLoadOptions { SkipBad = config.Data.SkipBad };
+        var report = new DataReadReport();
+        var examples = DatasetLoader.ReadPreferences(kind, dataPath, loadOptions, report, cancellationToken).Select(r => r.Example).ToList();
+        var heldOut = evalPath is null ? null : DatasetLoader.ReadPreferences(kind, evalPath, loadOptions, new DataReadReport(), cancellationToken)
+            .Take(config.Data.EvalLimit ?? int.MaxValue).Select(r => builder.Build(r.Example)).ToList();
+        // A preference pair's label is its chosen response (the correct sentiment of the embedded set), so Dirichlet
+        // skews which answers each client prefers.
+        var labels = examples.Select(e => (string?)e.Chosen.Trim()).ToList();
+        var partition = Partition(config, options, labels);
+        var shards = Enumerable.Range(0, options.TotalClients)
+            .Select(c => new DpoClientDataset(partition.Select(examples, c).Select(builder.Build).ToList(), dpo, padId, reference)).ToList();
+        var heldOutScores = heldOut is { Count: > 0 } ? new PreferenceHeldOut(model, heldOut, dpo, padId, reference, options.BatchSize) : null;
+        DpoClientDataset? pooled = null;
+        string description = $"DPO β={dpo.Beta}, reference = {referenceText}; data {(embedded ? "embedded preference pairs" : dataPath)} ({kind.Info().Name}, {examples.Count} pairs, {report}); held-out {heldOut?.Count.ToString() ?? "none"}";
+        return new SimulationData(shards.Cast<IClientDataset>().ToList(), () => pooled = DpoClientDataset.Pool(shards, dpo, padId, reference),
+            heldOutScores is null ? null : heldOutScores.Evaluate, "DPO loss", "reward accuracy", description, () =>
+            {
+                foreach (var shard in shards) shard.Dispose();
+                pooled?.Dispose();
+                heldOutScores?.Dispose();
+                reference?.Dispose();
+            });
+    }
+
+    static ClientPartition Partition(SimulationConfig config, FederationOptions options, IReadOnlyList<string?> labels) =>
+        new PartitionOptions { Kind = PartitionOptions.ParseKind(config.Data.Partition), Alpha = config.Data.Alpha }.Create()
+            .Partition(labels, options.TotalClients, (ulong)options.Seed);
 
     /// <summary>The embedded default: a few minutes on 2 cores, every algorithm and both baselines.</summary>
     static SimulationConfig EmbeddedDefaultSimulation() => new()
@@ -155,8 +268,30 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         Baselines = new() { "local", "central" },
     };
 
+    /// <summary>
+    /// The embedded DPO default: the embedded preference pairs (the sentiment headlines, correct vs a wrong label) split
+    /// among 10 clients with a skew of the preferred label, every algorithm and both baselines, a few minutes on 2 cores.
+    /// </summary>
+    static SimulationConfig EmbeddedDefaultDpoSimulation() => new()
+    {
+        Task = "dpo",
+        Federation = new SimulationConfig.FederationSection
+        {
+            Rounds = 8, Clients = 10, ClientsPerRound = 2, LocalSteps = 10, BatchSize = 8, LearningRate = 1e-3, MinLearningRate = 1e-4,
+            EvaluateEvery = 4,
+        },
+        Data = new SimulationConfig.DataSection { Partition = "dirichlet", Alpha = 0.5, EvalLimit = 120 },
+        Lora = new SimulationConfig.LoraSection { R = 16, Alpha = 32, Dropout = 0 },
+        Strategy = new SimulationConfig.StrategySection { Algorithms = new() { "all" } },
+        Baselines = new() { "local", "central" },
+    };
+
     static void Apply(SimulationConfig c, SimulateSettings s)
     {
+        if (s.Task is not null) c.Task = s.Task;
+        if (s.Dataset is not null) c.Data.Dataset = s.Dataset;
+        if (s.Beta is not null) c.Dpo.Beta = s.Beta.Value;
+        if (s.ReferenceAdapter is not null) c.Dpo.ReferenceAdapter = s.ReferenceAdapter;
         if (s.Model is not null) c.Model.Path = s.Model;
         if (s.Data is not null) c.Data.Path = s.Data;
         if (s.EvalData is not null) c.Data.EvalPath = s.EvalData;

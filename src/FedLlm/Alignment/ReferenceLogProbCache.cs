@@ -18,8 +18,16 @@ public sealed class ReferenceLogProbCache : IDisposable
 {
     private readonly Dictionary<int, (PreferencePair Pair, double Chosen, double Rejected)> entries = new();
 
+    private readonly bool ownsPolicy;
+
     /// <summary>Creates an empty cache for <paramref name="policy"/> (default: the base model, adapters off).</summary>
-    public ReferenceLogProbCache(ReferencePolicy? policy = null) => Policy = policy ?? ReferencePolicy.BaseModel();
+    /// <param name="ownsPolicy">Dispose the policy with the cache; false when several caches (a federation's clients)
+    /// share one reference adapter, so that it is held in memory once.</param>
+    public ReferenceLogProbCache(ReferencePolicy? policy = null, bool ownsPolicy = true)
+    {
+        Policy = policy ?? ReferencePolicy.BaseModel();
+        this.ownsPolicy = ownsPolicy || policy is null;
+    }
 
     /// <summary>The reference policy the values belong to.</summary>
     public ReferencePolicy Policy { get; }
@@ -68,6 +76,9 @@ public sealed class ReferenceLogProbCache : IDisposable
     /// <summary>Forgets every value (after the base model or the reference adapter changed).</summary>
     public void Clear() => entries.Clear();
 
-    /// <summary>Disposes the policy's copied adapter state.</summary>
-    public void Dispose() => Policy.Dispose();
+    /// <summary>Disposes the policy's copied adapter state, if the cache owns the policy.</summary>
+    public void Dispose()
+    {
+        if (ownsPolicy) Policy.Dispose();
+    }
 }

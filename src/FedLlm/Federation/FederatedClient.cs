@@ -9,7 +9,8 @@ namespace FedLlm.Federation;
 
 /// <summary>
 /// The client side of a round, independent of transport: receive the global adapter and the round's plan, train the
-/// local steps on a fresh sample of the client's own data, and return the update. What a client keeps between rounds
+/// local steps on a fresh sample of the client's own data (instruction tuning or DPO: <see cref="IClientDataset"/>), and
+/// return the update. What a client keeps between rounds
 /// (SCAFFOLD's c_i, optionally its optimizer moments) lives in <see cref="ClientState"/>.
 /// </summary>
 public sealed class FederatedClient(LlamaForCausalLM model, FederationOptions options, int padTokenId)
@@ -31,13 +32,18 @@ public sealed class FederatedClient(LlamaForCausalLM model, FederationOptions op
         }
     }
 
+    /// <summary>Runs the client's part of <paramref name="plan"/> on instruction examples; see the <see cref="IClientDataset"/> overload.</summary>
+    public ClientUpdate Train(string clientId, int clientIndex, IReadOnlyList<SftExample> shard, IReadOnlyDictionary<string, Tensor> global,
+        ClientRoundPlan plan, ClientState state) =>
+        Train(clientId, clientIndex, new SftClientDataset(shard, padTokenId), global, plan, state);
+
     /// <summary>Runs the client's part of <paramref name="plan"/>; the model's adapters hold y_i afterwards.</summary>
     /// <param name="clientIndex">Index among all clients (fixes its data sample and dropout seeds).</param>
-    /// <param name="shard">The client's whole local data set (its size is the update's example count).</param>
-    public ClientUpdate Train(string clientId, int clientIndex, IReadOnlyList<SftExample> shard, IReadOnlyDictionary<string, Tensor> global,
-        ClientRoundPlan plan, ClientState state)
+    /// <param name="data">The client's whole local data set and its objective (SFT or DPO); its size is the update's example count.</param>
+    public ClientUpdate Train(string clientId, int clientIndex, IClientDataset data, IReadOnlyDictionary<string, Tensor> global,
+        ClientRoundPlan plan, ClientState state, CancellationToken cancellationToken = default)
     {
-        if (shard.Count == 0) throw new InvalidOperationException($"client {clientId} has no training examples");
+        if (data.Count == 0) throw new InvalidOperationException($"client {clientId} has no training examples");
         AdapterTensors.Load(model, global);
         var training = new TrainingOptions
         {
@@ -52,15 +58,15 @@ public sealed class FederatedClient(LlamaForCausalLM model, FederationOptions op
             // examples, different every round and client (OpenFedLLM draws the same positions for every client).
             Seed = RoundSchedule.LocalSeed(plan.Round, clientIndex, options),
         };
-        using var trainer = new LocalTrainer(model, training, padTokenId);
+        using var run = data.StartRun(model, training);
         if (options.KeepClientOptimizerState && state.OptimizerMoments.Count > 0)
-            trainer.Optimizer.LoadState(state.OptimizerSteps, name => state.OptimizerMoments.GetValueOrDefault(name));
+            run.Optimizer.LoadState(state.OptimizerSteps, name => state.OptimizerMoments.GetValueOrDefault(name));
 
         var trainable = LoraInjector.Sites(model)
             .SelectMany(s => new[] { (AdapterIO.KeyPrefix + s.ModulePath + ".lora_A.weight", s.Layer.LoraA), (AdapterIO.KeyPrefix + s.ModulePath + ".lora_B.weight", s.Layer.LoraB) })
             .ToList();
         if (plan.ProximalMu > 0)
-            trainer.ExtraLoss = () => FedProx.ProximalTerm(trainable.Select(p => ((Tensor)p.Item2, global[p.Item1])), plan.ProximalMu);
+            run.ExtraLoss = () => FedProx.ProximalTerm(trainable.Select(p => ((Tensor)p.Item2, global[p.Item1])), plan.ProximalMu);
 
         Dictionary<string, Tensor>? correction = null;
         if (plan.ServerControl is { } serverControl)
@@ -68,7 +74,7 @@ public sealed class FederatedClient(LlamaForCausalLM model, FederationOptions op
             // SCAFFOLD as OpenFedLLM applies it: after each optimizer step, w ← w − lr·(c − c_i).
             correction = Scaffold.Correction(serverControl, state.Control);
             foreach (var t in correction.Values) t.DetachFromDisposeScope();
-            trainer.AfterOptimizerStep = lr =>
+            run.AfterOptimizerStep = lr =>
             {
                 using var noGrad = no_grad();
                 foreach (var (key, parameter) in trainable)
@@ -78,7 +84,7 @@ public sealed class FederatedClient(LlamaForCausalLM model, FederationOptions op
 
         try
         {
-            trainer.Train(shard);
+            var metrics = run.Train(cancellationToken);
             var local = AdapterTensors.Snapshot(model);
             Dictionary<string, Tensor>? controlDelta = null;
             if (plan.ServerControl is { } c)
@@ -92,15 +98,10 @@ public sealed class FederatedClient(LlamaForCausalLM model, FederationOptions op
             if (options.KeepClientOptimizerState)
             {
                 AdapterTensors.Dispose(state.OptimizerMoments);
-                state.OptimizerMoments = trainer.Optimizer.StateTensors().ToDictionary(kv => kv.Key, kv => kv.Value.clone().DetachFromDisposeScope());
-                state.OptimizerSteps = trainer.Optimizer.StepCount;
+                state.OptimizerMoments = run.Optimizer.StateTensors().ToDictionary(kv => kv.Key, kv => kv.Value.clone().DetachFromDisposeScope());
+                state.OptimizerSteps = run.Optimizer.StepCount;
             }
-            var metrics = new Dictionary<string, double>
-            {
-                ["train_loss"] = trainer.StepLosses.Average(),
-                ["train_loss_last"] = trainer.StepLosses[^1],
-            };
-            return new ClientUpdate(clientId, local, shard.Count, controlDelta, metrics);
+            return new ClientUpdate(clientId, local, data.Count, controlDelta, metrics);
         }
         finally
         {

@@ -3,8 +3,9 @@ using static TorchSharp.torch;
 
 namespace FedLlm.Federation;
 
-/// <summary>Held-out scores of a global adapter: loss and a task score (e.g. exact match).</summary>
-public sealed record EvaluationResult(double Loss, double Score);
+/// <summary>Held-out scores of a global adapter: loss and a task score (exact match for SFT, reward accuracy for DPO),
+/// and any further named metrics (DPO's reward margin).</summary>
+public sealed record EvaluationResult(double Loss, double Score, IReadOnlyDictionary<string, double>? Metrics = null);
 
 /// <summary>
 /// The server's round loop, the one federation core that simulation and deployment both drive:
@@ -87,6 +88,7 @@ public sealed class FederationServer : IDisposable
                 GlobalStepNorm = stepNorm,
                 EvalLoss = scores?.Loss,
                 EvalScore = scores?.Score,
+                EvalMetrics = scores?.Metrics,
                 BytesSent = adapterBytes * sampled.Count,
                 BytesReceived = updates.Sum(u => AdapterTensors.Bytes(u.Weights) + (u.ControlDelta is null ? 0 : AdapterTensors.Bytes(u.ControlDelta))),
                 Seconds = clock.Elapsed.TotalSeconds,

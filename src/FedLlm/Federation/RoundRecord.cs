@@ -17,6 +17,9 @@ public sealed record RoundRecord
     public double? EvalLoss { get; init; }
     public double? EvalScore { get; init; }
 
+    /// <summary>Further held-out metrics of the round's evaluation (DPO: reward margin, rewards of chosen and rejected).</summary>
+    public IReadOnlyDictionary<string, double>? EvalMetrics { get; init; }
+
     /// <summary>Bytes of adapter tensors sent to clients and received from them this round.</summary>
     public required long BytesSent { get; init; }
     public required long BytesReceived { get; init; }

@@ -12,10 +12,17 @@ namespace FedLlm.Federation.Simulation;
 public sealed class InProcessClients : IClientExecutor, IDisposable
 {
     private readonly FederatedClient client;
-    private readonly IReadOnlyList<IReadOnlyList<SftExample>> shards;
+    private readonly IReadOnlyList<IClientDataset> shards;
     private readonly FederatedClient.ClientState[] states;
 
+    /// <summary>Clients holding instruction examples.</summary>
     public InProcessClients(LlamaForCausalLM model, FederationOptions options, IReadOnlyList<IReadOnlyList<SftExample>> shards, int padTokenId)
+        : this(model, options, shards.Select(s => (IClientDataset)new SftClientDataset(s, padTokenId)).ToList(), padTokenId)
+    {
+    }
+
+    /// <summary>Clients holding any local data set (instruction examples or preference pairs).</summary>
+    public InProcessClients(LlamaForCausalLM model, FederationOptions options, IReadOnlyList<IClientDataset> shards, int padTokenId)
     {
         if (shards.Count != options.TotalClients)
             throw new ArgumentException($"{shards.Count} data shards for {options.TotalClients} clients", nameof(shards));
@@ -35,7 +42,7 @@ public sealed class InProcessClients : IClientExecutor, IDisposable
         foreach (int index in clients)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            updates.Add(client.Train(ClientId(index), index, shards[index], global, plan, states[index]));
+            updates.Add(client.Train(ClientId(index), index, shards[index], global, plan, states[index], cancellationToken));
         }
         return Task.FromResult<IReadOnlyList<ClientUpdate>>(updates);
     }

@@ -11,11 +11,15 @@ namespace FedLlm.Federation.Simulation;
 /// </summary>
 public sealed class SimulationConfig
 {
+    /// <summary>sft (instruction tuning, the default) or dpo (preference alignment with DPO).</summary>
+    public string Task { get; set; } = "sft";
+
     public ModelSection Model { get; set; } = new();
     public DataSection Data { get; set; } = new();
     public FederationSection Federation { get; set; } = new();
     public StrategySection Strategy { get; set; } = new();
     public LoraSection Lora { get; set; } = new();
+    public DpoSection Dpo { get; set; } = new();
 
     /// <summary>Runs beside the federated ones, with the same step budget: "local" (each client alone) and "central" (pooled data).</summary>
     public List<string> Baselines { get; set; } = new();
@@ -36,6 +40,10 @@ public sealed class SimulationConfig
         public string? EvalPath { get; set; }
         public int? EvalLimit { get; set; }
         public string Template { get; set; } = "alpaca";
+
+        /// <summary>The data set's schema (alpaca, ultrafeedback, hh-rlhf, generic-preference…); null = alpaca for sft,
+        /// generic-preference ({prompt, chosen, rejected}) for dpo.</summary>
+        public string? Dataset { get; set; }
 
         /// <summary>iid or dirichlet (over the label: the response text unless a column is named).</summary>
         public string Partition { get; set; } = "dirichlet";
@@ -81,6 +89,16 @@ public sealed class SimulationConfig
 
         /// <summary>Reproduce OpenFedLLM's departures from the papers (see StrategyOptions).</summary>
         public bool OpenfedllmCompatible { get; set; }
+    }
+
+    public sealed class DpoSection
+    {
+        /// <summary>DPO's β (OpenFedLLM and TRL: 0.1).</summary>
+        public double Beta { get; set; } = 0.1;
+
+        /// <summary>A frozen PEFT adapter (typically the SFT adapter) that is both the reference policy and the starting
+        /// point; null = the base model with adapters off is the reference and training starts from a fresh adapter.</summary>
+        public string? ReferenceAdapter { get; set; }
     }
 
     public sealed class LoraSection

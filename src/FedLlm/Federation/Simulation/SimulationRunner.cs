@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using FedLlm.Data;
 using FedLlm.Evaluation;
-using FedLlm.Federation.Strategies;
 using FedLlm.Modeling;
 using FedLlm.Peft;
 using FedLlm.Tokenization;
@@ -15,50 +14,73 @@ public sealed record SimulationOutcome(string Name, EvaluationResult? Final, IRe
 
 /// <summary>
 /// Runs federated algorithms and the baselines the literature compares them with on one machine, all from the same
-/// initial adapter, the same data split and the same step budget.
+/// initial adapter, the same data split and the same step budget, for any local objective (instruction tuning or DPO).
 /// </summary>
 public sealed class SimulationRunner
 {
     private readonly LlamaForCausalLM model;
-    private readonly ITextTokenizer tokenizer;
     private readonly FederationOptions options;
     private readonly LoraOptions lora;
     private readonly IReadOnlyDictionary<string, Tensor> initialGlobal;
-    private readonly HeldOutEvaluation? evaluation;
-    private readonly IReadOnlyList<InstructionExample>? heldOut;
+    private readonly Func<EvaluationResult>? evaluateLoadedAdapter;
     private readonly string? baseModel;
+    private readonly int padTokenId;
 
     /// <param name="model">The shared base model with LoRA injected; its current adapter is every run's starting point.</param>
-    public SimulationRunner(LlamaForCausalLM model, ITextTokenizer tokenizer, PromptTemplate template, FederationOptions options, LoraOptions lora,
-        IReadOnlyList<InstructionExample>? heldOut, string? baseModel)
+    /// <param name="evaluateLoadedAdapter">Scores the adapter currently loaded in <paramref name="model"/> on held-out data
+    /// (held-out loss and exact match for SFT; DPO loss, reward accuracy and margin for DPO), or null for no evaluation.</param>
+    public SimulationRunner(LlamaForCausalLM model, FederationOptions options, LoraOptions lora, Func<EvaluationResult>? evaluateLoadedAdapter,
+        string? baseModel, int padTokenId)
     {
         options.Validate();
         this.model = model;
-        this.tokenizer = tokenizer;
         this.options = options;
         this.lora = lora;
-        this.heldOut = heldOut;
         this.baseModel = baseModel;
+        this.padTokenId = padTokenId;
+        this.evaluateLoadedAdapter = evaluateLoadedAdapter;
         initialGlobal = AdapterTensors.Snapshot(model);
-        evaluation = heldOut is { Count: > 0 } ? new HeldOutEvaluation(model, tokenizer, template, options.MaxSequenceLength) : null;
+    }
+
+    /// <summary>Instruction tuning, evaluated by held-out loss and exact match on <paramref name="heldOut"/>.</summary>
+    public SimulationRunner(LlamaForCausalLM model, ITextTokenizer tokenizer, PromptTemplate template, FederationOptions options, LoraOptions lora,
+        IReadOnlyList<InstructionExample>? heldOut, string? baseModel)
+        : this(model, options, lora, InstructionEvaluator(model, tokenizer, template, options, heldOut), baseModel, tokenizer.PadTokenId ?? 0)
+    {
+    }
+
+    static Func<EvaluationResult>? InstructionEvaluator(LlamaForCausalLM model, ITextTokenizer tokenizer, PromptTemplate template,
+        FederationOptions options, IReadOnlyList<InstructionExample>? heldOut)
+    {
+        if (heldOut is not { Count: > 0 }) return null;
+        var evaluation = new HeldOutEvaluation(model, tokenizer, template, options.MaxSequenceLength);
+        return () =>
+        {
+            var scores = evaluation.Evaluate(heldOut);
+            return new EvaluationResult(scores.Loss, scores.ExactMatch);
+        };
     }
 
     EvaluationResult? Evaluate(IReadOnlyDictionary<string, Tensor> adapter)
     {
-        if (evaluation is null) return null;
+        if (evaluateLoadedAdapter is null) return null;
         AdapterTensors.Load(model, adapter);
-        var scores = evaluation.Evaluate(heldOut!);
-        return new EvaluationResult(scores.Loss, scores.ExactMatch);
+        return evaluateLoadedAdapter();
     }
 
+    /// <summary>One federated algorithm on instruction shards.</summary>
+    public Task<SimulationOutcome> RunFederatedAsync(IFederatedStrategy strategy, IReadOnlyList<IReadOnlyList<SftExample>> shards, string output,
+        bool resume, IProgress<RoundRecord>? progress = null, CancellationToken cancellationToken = default) =>
+        RunFederatedAsync(strategy, Sft(shards), output, resume, progress, cancellationToken);
+
     /// <summary>One federated algorithm; with <paramref name="resume"/> it continues from the last committed round in <paramref name="output"/>.</summary>
-    public async Task<SimulationOutcome> RunFederatedAsync(IFederatedStrategy strategy, IReadOnlyList<IReadOnlyList<SftExample>> shards, string output,
+    public async Task<SimulationOutcome> RunFederatedAsync(IFederatedStrategy strategy, IReadOnlyList<IClientDataset> shards, string output,
         bool resume, IProgress<RoundRecord>? progress = null, CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
-        using var clients = new InProcessClients(model, options, shards, tokenizer.PadTokenId ?? 0);
+        using var clients = new InProcessClients(model, options, shards, padTokenId);
         var store = new RunStore(output);
-        using var server = new FederationServer(strategy, options, initialGlobal, clients, store, evaluation is null ? null : g => Evaluate(g)!);
+        using var server = new FederationServer(strategy, options, initialGlobal, clients, store, evaluateLoadedAdapter is null ? null : g => Evaluate(g)!);
         if (resume) server.TryResume();
         var reporter = new RoundReporter(r =>
         {
@@ -67,15 +89,20 @@ public sealed class SimulationRunner
         });
         await server.RunAsync(reporter, cancellationToken);
         AdapterIO.Save(Path.Combine(output, "adapter"), server.Global, lora, baseModel);
-        var final = server.History.LastOrDefault(r => r.EvalLoss is not null) is { } last ? new EvaluationResult(last.EvalLoss!.Value, last.EvalScore!.Value) : null;
+        var final = server.History.LastOrDefault(r => r.EvalLoss is not null) is { } last
+            ? new EvaluationResult(last.EvalLoss!.Value, last.EvalScore!.Value, last.EvalMetrics)
+            : null;
         return new SimulationOutcome(strategy.Name, final, server.History, clock.Elapsed.TotalSeconds);
     }
+
+    /// <summary>Local-only baseline on instruction shards.</summary>
+    public SimulationOutcome RunLocalOnly(IReadOnlyList<IReadOnlyList<SftExample>> shards, int maxClients = int.MaxValue) => RunLocalOnly(Sft(shards), maxClients);
 
     /// <summary>
     /// Local-only baseline: each client trains alone for rounds × local steps from the same start; the reported score
     /// is the mean over clients (limited to <paramref name="maxClients"/> to bound the time).
     /// </summary>
-    public SimulationOutcome RunLocalOnly(IReadOnlyList<IReadOnlyList<SftExample>> shards, int maxClients = int.MaxValue)
+    public SimulationOutcome RunLocalOnly(IReadOnlyList<IClientDataset> shards, int maxClients = int.MaxValue)
     {
         var clock = Stopwatch.StartNew();
         var results = new List<EvaluationResult>();
@@ -85,22 +112,24 @@ public sealed class SimulationRunner
             if (Evaluate(adapter) is { } r) results.Add(r);
             AdapterTensors.Dispose(adapter);
         }
-        var mean = results.Count == 0 ? null : new EvaluationResult(results.Average(r => r.Loss), results.Average(r => r.Score));
-        return new SimulationOutcome("local-only", mean, Array.Empty<RoundRecord>(), clock.Elapsed.TotalSeconds);
+        return new SimulationOutcome("local-only", Mean(results), Array.Empty<RoundRecord>(), clock.Elapsed.TotalSeconds);
     }
 
+    /// <summary>Centralised baseline on pooled instruction shards.</summary>
+    public SimulationOutcome RunCentralized(IReadOnlyList<IReadOnlyList<SftExample>> shards) =>
+        RunCentralized(new SftClientDataset(shards.SelectMany(s => s).ToList(), padTokenId));
+
     /// <summary>Centralised baseline: the pooled data of all clients, rounds × local steps × clients per round steps.</summary>
-    public SimulationOutcome RunCentralized(IReadOnlyList<IReadOnlyList<SftExample>> shards)
+    public SimulationOutcome RunCentralized(IClientDataset pooled)
     {
         var clock = Stopwatch.StartNew();
-        var pooled = shards.SelectMany(s => s).ToList();
         var adapter = TrainAlone(pooled, options.Rounds * options.LocalSteps * Math.Min(options.ClientsPerRound, options.TotalClients), 97);
         var result = Evaluate(adapter);
         AdapterTensors.Dispose(adapter);
         return new SimulationOutcome("centralized", result, Array.Empty<RoundRecord>(), clock.Elapsed.TotalSeconds);
     }
 
-    Dictionary<string, Tensor> TrainAlone(IReadOnlyList<SftExample> data, int steps, long seedOffset)
+    Dictionary<string, Tensor> TrainAlone(IClientDataset data, int steps, long seedOffset)
     {
         AdapterTensors.Load(model, initialGlobal);
         var training = new TrainingOptions
@@ -110,10 +139,22 @@ public sealed class SimulationRunner
             LearningRate = options.LearningRate, MinLearningRate = options.MinLearningRate, Schedule = LearningRateScheduleKind.Cosine,
             MaxGradNorm = options.MaxGradNorm, MaxSequenceLength = options.MaxSequenceLength, Seed = options.Seed + seedOffset,
         };
-        using var trainer = new LocalTrainer(model, training, tokenizer.PadTokenId ?? 0);
-        trainer.Train(data);
+        using var run = data.StartRun(model, training);
+        run.Train();
         return AdapterTensors.Snapshot(model);
     }
+
+    /// <summary>The mean of each score over clients (metrics present in every result are averaged too).</summary>
+    static EvaluationResult? Mean(IReadOnlyList<EvaluationResult> results)
+    {
+        if (results.Count == 0) return null;
+        var keys = results.Select(r => r.Metrics?.Keys ?? Enumerable.Empty<string>()).Aggregate((a, b) => a.Intersect(b)).ToList();
+        var metrics = keys.Count == 0 ? null : keys.ToDictionary(k => k, k => results.Average(r => r.Metrics![k]));
+        return new EvaluationResult(results.Average(r => r.Loss), results.Average(r => r.Score), metrics);
+    }
+
+    IReadOnlyList<IClientDataset> Sft(IReadOnlyList<IReadOnlyList<SftExample>> shards) =>
+        shards.Select(s => (IClientDataset)new SftClientDataset(s, padTokenId)).ToList();
 
     sealed class RoundReporter(Action<RoundRecord> report) : IProgress<RoundRecord>
     {

@@ -1,0 +1,75 @@
+using FedLlm.Federation;
+using FedLlm.Modeling;
+using FedLlm.Training;
+using static TorchSharp.torch;
+
+namespace FedLlm.Alignment;
+
+/// <summary>
+/// A client's preference pairs, trained with DPO (<see cref="DpoTrainer"/>). The client keeps one
+/// <see cref="ReferenceLogProbCache"/> for all its rounds: π_ref is frozen, so each pair's reference log-probabilities
+/// are computed once, before the client's first round, and reused by every later round.
+/// </summary>
+public sealed class DpoClientDataset : IClientDataset, IDisposable
+{
+    private readonly DpoOptions dpo;
+    private readonly int padTokenId;
+
+    /// <param name="reference">The reference policy, shared by all clients and not owned here (null = the base model).</param>
+    public DpoClientDataset(IReadOnlyList<PreferencePair> pairs, DpoOptions dpo, int padTokenId, ReferencePolicy? reference = null)
+    {
+        ArgumentNullException.ThrowIfNull(pairs);
+        dpo.Validate();
+        Pairs = pairs;
+        this.dpo = dpo;
+        this.padTokenId = padTokenId;
+        Reference = new ReferenceLogProbCache(reference, ownsPolicy: false);
+    }
+
+    public IReadOnlyList<PreferencePair> Pairs { get; }
+
+    /// <summary>This client's reference values (filled lazily; <see cref="ReferenceLogProbCache.PairsComputed"/> counts the passes).</summary>
+    public ReferenceLogProbCache Reference { get; }
+
+    public int Count => Pairs.Count;
+
+    public ILocalRun StartRun(LlamaForCausalLM model, TrainingOptions options)
+    {
+        // All of the client's reference values at once, in fixed batches of its whole list (TRL's precompute_ref_log_probs):
+        // a pair's value then never depends on which other pairs a round happened to batch it with, so a client that
+        // restarts (and recomputes) gets bit-identical values and a resumed federation the same adapter.
+        if (Reference.Count < Pairs.Count)
+            Reference.Get(model, Pairs, Enumerable.Range(0, Pairs.Count).ToList(), new PreferenceCollator(padTokenId), options.BatchSize, options.LossChunkTokens);
+        return new Run(new DpoTrainer(model, options, dpo, padTokenId, Reference), Pairs);
+    }
+
+    /// <summary>Pools several clients' pairs (the centralised baseline's data), with a cache of its own.</summary>
+    public static DpoClientDataset Pool(IEnumerable<DpoClientDataset> clients, DpoOptions dpo, int padTokenId, ReferencePolicy? reference = null) =>
+        new(clients.SelectMany(c => c.Pairs).ToList(), dpo, padTokenId, reference);
+
+    public void Dispose() => Reference.Dispose();
+
+    sealed class Run(DpoTrainer trainer, IReadOnlyList<PreferencePair> pairs) : ILocalRun
+    {
+        public AdamW Optimizer => trainer.Optimizer;
+        public Func<Tensor>? ExtraLoss { get => trainer.ExtraLoss; set => trainer.ExtraLoss = value; }
+        public Action<double>? AfterOptimizerStep { get => trainer.AfterOptimizerStep; set => trainer.AfterOptimizerStep = value; }
+
+        public IReadOnlyDictionary<string, double> Train(CancellationToken cancellationToken = default)
+        {
+            trainer.Train(pairs, cancellationToken: cancellationToken);
+            var round = trainer.AggregatedMetrics!;
+            var last = trainer.StepMetrics[^1];
+            return new Dictionary<string, double>
+            {
+                ["train_loss"] = round.Loss,
+                ["train_loss_last"] = last.Loss,
+                ["train_reward_margin"] = round.RewardsMargin,
+                ["train_reward_accuracy"] = round.RewardsAccuracy,
+            };
+        }
+
+        // The cache belongs to the client, not to one round's trainer (DpoTrainer does not dispose a cache it was given).
+        public void Dispose() => trainer.Dispose();
+    }
+}

@@ -1,0 +1,28 @@
+using FedLlm.Federation;
+using FedLlm.Modeling;
+
+namespace FedLlm.Alignment;
+
+/// <summary>
+/// Held-out DPO scores of whatever adapter is loaded in the model, as a federation's per-round evaluation: loss = the
+/// held-out DPO loss, score = reward accuracy, and the margin and rewards as named metrics (TRL's keys with an "eval_"
+/// prefix, as TRL logs them). One reference cache for all rounds, so π_ref runs once per held-out pair.
+/// </summary>
+public sealed class PreferenceHeldOut(LlamaForCausalLM model, IReadOnlyList<PreferencePair> pairs, DpoOptions dpo, int padTokenId,
+    ReferencePolicy? reference = null, int batchSize = 8, int chunkTokens = 1024) : IDisposable
+{
+    private readonly ReferenceLogProbCache cache = new(reference, ownsPolicy: false);
+
+    public DpoMetrics Metrics() => PreferenceEvaluation.Evaluate(model, pairs, cache, dpo, padTokenId, batchSize, chunkTokens);
+
+    public EvaluationResult Evaluate()
+    {
+        var m = Metrics();
+        return new EvaluationResult(m.Loss, m.RewardsAccuracy, ToEvalMetrics(m));
+    }
+
+    public static IReadOnlyDictionary<string, double> ToEvalMetrics(DpoMetrics m) =>
+        m.ToTrlLog().ToDictionary(kv => "eval_" + kv.Key, kv => kv.Value);
+
+    public void Dispose() => cache.Dispose();
+}
