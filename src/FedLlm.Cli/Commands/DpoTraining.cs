@@ -45,7 +45,7 @@ internal static class DpoTraining
             SaveEverySteps = s.SaveEvery ?? 0,
             Seed = s.Seed,
         };
-        var lora = new LoraOptions
+        var lora = s.ReferenceAdapter is { } referenceDir ? AdapterIO.ReadOptions(referenceDir) : new LoraOptions
         {
             Rank = s.LoraRank ?? recipe?.Lora.Rank ?? 8,
             Alpha = s.LoraAlpha ?? recipe?.Lora.Alpha ?? 16,
@@ -56,7 +56,6 @@ internal static class DpoTraining
         training.Validate();
         lora.Validate();
         dpo.Validate();
-        if (s.Resume) throw new ArgumentException("--resume is not supported with --task dpo yet");
         string output = s.Output ?? Path.Combine("runs", $"train-dpo-{DateTime.Now:yyyyMMdd-HHmmss}");
 
         var tokenizer = TokenizerLoader.Load(modelDir);
@@ -73,13 +72,26 @@ internal static class DpoTraining
 
         AnsiConsole.MarkupLineInterpolated($"[bold]FedLlm train --task dpo[/]  model [cyan]{modelDir}[/] ({model.Config.Family}, {model.Config.NumHiddenLayers} layers, hidden {model.Config.HiddenSize}, vocab {model.Config.VocabSize})");
         AnsiConsole.MarkupLineInterpolated($"data [cyan]{dataPath}[/] ({kind.Info().Name}): {pairs.Count} pairs ({report}); {pairs.Count(p => p.Truncated)} truncated to {training.MaxSequenceLength} tokens; held-out: {heldOut?.Count.ToString() ?? "none"}");
-        AnsiConsole.MarkupLineInterpolated($"DPO β={dpo.Beta}, reference = base model (adapters off); LoRA r={lora.Rank} alpha={lora.Alpha} dropout={lora.Dropout} on {string.Join(",", lora.TargetModules)}; {training.MaxSteps} steps × batch {training.BatchSize} × accumulation {training.GradientAccumulationSteps}, lr {training.LearningRate} {training.Schedule}; {threads} threads on {device}");
+        AnsiConsole.MarkupLineInterpolated($"DPO β={dpo.Beta}, reference = {(s.ReferenceAdapter is null ? "base model (adapters off)" : $"adapter {s.ReferenceAdapter} (also the starting point)")}; LoRA r={lora.Rank} alpha={lora.Alpha} dropout={lora.Dropout} on {string.Join(",", lora.TargetModules)}; {training.MaxSteps} steps × batch {training.BatchSize} × accumulation {training.GradientAccumulationSteps}, lr {training.LearningRate} {training.Schedule}; {threads} threads on {device}");
 
         LoraInjector.Inject(model, lora, new Generator((ulong)training.Seed));
-        using var trainer = new DpoTrainer(model, training, dpo, padId);
+        ReferencePolicy? referencePolicy = null;
+        if (s.ReferenceAdapter is not null)
+        {
+            AdapterIO.Load(s.ReferenceAdapter, model);
+            referencePolicy = ReferencePolicy.FromAdapterState(AdapterIO.State(model));
+        }
+        using var referenceOwner = referencePolicy;
+        using var trainingReference = new ReferenceLogProbCache(referencePolicy, ownsPolicy: false);
+        using var trainer = new DpoTrainer(model, training, dpo, padId, trainingReference);
+        if (s.Resume && TrainingCheckpoint.Latest(output) is { } checkpoint)
+        {
+            var state = DpoCheckpoint.Restore(checkpoint, model, trainer);
+            AnsiConsole.MarkupLineInterpolated($"resumed from [cyan]{checkpoint}[/] at step {state.Step}");
+        }
         // One cache per held-out set: π_ref runs once for the before and after scores.
-        using var heldOutReference = new ReferenceLogProbCache();
-        DpoMetrics? before = heldOut is null ? null
+        using var heldOutReference = new ReferenceLogProbCache(referencePolicy, ownsPolicy: false);
+        DpoMetrics? before = heldOut is null || trainer.Step > 0 ? null
             : PreferenceEvaluation.Evaluate(model, heldOut, heldOutReference, dpo, padId, training.BatchSize, training.LossChunkTokens);
 
         AnsiConsole.Progress()
@@ -88,11 +100,12 @@ internal static class DpoTraining
             .Start(ctx =>
             {
                 var task = ctx.AddTask("dpo", maxValue: training.MaxSteps);
+                task.Value = trainer.Step;
                 trainer.Train(pairs, new SynchronousProgress<DpoProgress>(p =>
                 {
                     task.Value = p.Step;
                     task.Description = $"step {p.Step}/{p.TotalSteps} loss {p.Metrics.Loss:F4} margin {p.Metrics.RewardsMargin:F3} acc {p.Metrics.RewardsAccuracy:P0} lr {p.LearningRate:G3}";
-                }), cancellationToken: cancellationToken);
+                }), t => DpoCheckpoint.Save(output, model, lora, t, Path.GetFullPath(modelDir)), cancellationToken);
             });
 
         string adapterDir = Path.Combine(output, "adapter");
@@ -103,14 +116,16 @@ internal static class DpoTraining
         var last = DpoMetrics.Aggregate(steps.TakeLast(window));
         var table = new Table().AddColumns("", "before", "after");
         table.AddRow($"training DPO loss (first / last {window} steps)", $"{first.Loss:F4}", $"{last.Loss:F4}");
-        if (before is not null)
+        if (heldOut is { Count: > 0 })
         {
-            var after = PreferenceEvaluation.Evaluate(model, heldOut!, heldOutReference, dpo, padId, training.BatchSize, training.LossChunkTokens);
-            table.AddRow("held-out reward margin", $"{before.RewardsMargin:F4}", $"{after.RewardsMargin:F4}");
-            table.AddRow("held-out reward accuracy", $"{before.RewardsAccuracy:P1}", $"{after.RewardsAccuracy:P1}");
-            table.AddRow("held-out DPO loss", $"{before.Loss:F4}", $"{after.Loss:F4}");
-            table.AddRow("held-out log p(chosen)", $"{before.LogpsChosen:F3}", $"{after.LogpsChosen:F3}");
-            table.AddRow("held-out log p(rejected)", $"{before.LogpsRejected:F3}", $"{after.LogpsRejected:F3}");
+            var after = PreferenceEvaluation.Evaluate(model, heldOut, heldOutReference, dpo, padId, training.BatchSize, training.LossChunkTokens);
+            // After a resume the "before" scores belong to the interrupted run; they are not recomputed.
+            string Before(Func<DpoMetrics, string> format) => before is null ? "-" : format(before);
+            table.AddRow("held-out reward margin", Before(b => $"{b.RewardsMargin:F4}"), $"{after.RewardsMargin:F4}");
+            table.AddRow("held-out reward accuracy", Before(b => $"{b.RewardsAccuracy:P1}"), $"{after.RewardsAccuracy:P1}");
+            table.AddRow("held-out DPO loss", Before(b => $"{b.Loss:F4}"), $"{after.Loss:F4}");
+            table.AddRow("held-out log p(chosen)", Before(b => $"{b.LogpsChosen:F3}"), $"{after.LogpsChosen:F3}");
+            table.AddRow("held-out log p(rejected)", Before(b => $"{b.LogpsRejected:F3}"), $"{after.LogpsRejected:F3}");
         }
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLineInterpolated($"adapter saved to [cyan]{adapterDir}[/] (PEFT format); peak RSS {TorchRuntime.PeakResidentBytes() / (1024.0 * 1024):F0} MiB");

@@ -34,6 +34,10 @@ public sealed class TrainSettings : CommonSettings
     [DefaultValue(0.1)]
     public double Beta { get; init; } = 0.1;
 
+    [CommandOption("--reference-adapter <DIR>")]
+    [Description("--task dpo: a frozen PEFT adapter (e.g. from SFT) that is the reference policy and the starting point. Default: the base model with adapters off.")]
+    public string? ReferenceAdapter { get; init; }
+
     [CommandOption("--eval-data <FILE>")]
     [Description("Held-out data (same schema), scored before and after training: loss and exact match.")]
     public string? EvalData { get; init; }

@@ -109,6 +109,7 @@ public sealed class DpoTrainer : IDisposable
         var schedule = options.LearningRateSchedule();
         var clock = Stopwatch.StartNew();
         long tokens = 0;
+        PrecomputeReferenceIfCovered(pairs);
         model.train();
         while (Step < options.MaxSteps)
         {
@@ -125,6 +126,20 @@ public sealed class DpoTrainer : IDisposable
             bool save = options.SaveEverySteps > 0 && Step % options.SaveEverySteps == 0;
             if (save || Step == options.MaxSteps) onCheckpoint?.Invoke(this);
         }
+    }
+
+    /// <summary>
+    /// When the run will sample at least as many pairs as the list holds, computes every reference value up front in
+    /// fixed batches of the list (TRL's precompute_ref_log_probs). A pair's value then does not depend on which other
+    /// pairs a step batched it with (padding changes matmul shapes and so the last bits), so a run resumed from a
+    /// checkpoint, which starts with an empty cache, continues bit for bit. Shorter runs over large lists compute lazily,
+    /// per step, and a resume reproduces them only up to that rounding.
+    /// </summary>
+    void PrecomputeReferenceIfCovered(IReadOnlyList<PreferencePair> pairs)
+    {
+        long sampled = (long)options.MaxSteps * options.BatchSize * options.GradientAccumulationSteps;
+        if (sampled < pairs.Count || Reference.Count >= pairs.Count) return;
+        Reference.Get(model, pairs, Enumerable.Range(0, pairs.Count).ToList(), collator, options.BatchSize, options.LossChunkTokens);
     }
 
     /// <summary>One optimizer step over BatchSize × GradientAccumulationSteps pairs.</summary>

@@ -6,7 +6,9 @@ using FedLlm.Peft;
 namespace FedLlm.Training;
 
 /// <summary>What trainer_state.json holds besides the tensors.</summary>
-public sealed record TrainerState(int Step, long OptimizerSteps, long Seed, IReadOnlyList<double> StepLosses);
+/// <param name="StepMetrics">Further per-step metrics of the objective (DPO's rewards, margin, accuracy), or null.</param>
+public sealed record TrainerState(int Step, long OptimizerSteps, long Seed, IReadOnlyList<double> StepLosses,
+    IReadOnlyList<IReadOnlyDictionary<string, double>>? StepMetrics = null);
 
 /// <summary>
 /// A resumable training checkpoint: <c>checkpoint-{step}/</c> with the adapter in PEFT format (loadable on its own),
@@ -19,15 +21,19 @@ public static class TrainingCheckpoint
     const string StateFile = "trainer_state.json";
     const string Prefix = "checkpoint-";
 
-    public static string Save(string outputDirectory, LlamaForCausalLM model, LoraOptions lora, LocalTrainer trainer, string? baseModel)
+    public static string Save(string outputDirectory, LlamaForCausalLM model, LoraOptions lora, LocalTrainer trainer, string? baseModel) =>
+        Save(outputDirectory, model, lora, trainer.Optimizer,
+            new TrainerState(trainer.Step, trainer.Optimizer.StepCount, trainer.Options.Seed, trainer.StepLosses.ToList()), baseModel);
+
+    /// <summary>Writes checkpoint-{state.Step}/ for any trainer of the model's adapters (SFT, DPO).</summary>
+    public static string Save(string outputDirectory, LlamaForCausalLM model, LoraOptions lora, AdamW optimizer, TrainerState state, string? baseModel)
     {
-        string final = Path.Combine(outputDirectory, Prefix + trainer.Step);
-        string staging = Path.Combine(outputDirectory, $".{Prefix}{trainer.Step}.{Environment.ProcessId}.tmp");
+        string final = Path.Combine(outputDirectory, Prefix + state.Step);
+        string staging = Path.Combine(outputDirectory, $".{Prefix}{state.Step}.{Environment.ProcessId}.tmp");
         if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
         Directory.CreateDirectory(staging);
         AdapterIO.Save(staging, model, lora, baseModel);
-        SafeTensorsWriter.Write(Path.Combine(staging, OptimizerFile), trainer.Optimizer.StateTensors().ToList());
-        var state = new TrainerState(trainer.Step, trainer.Optimizer.StepCount, trainer.Options.Seed, trainer.StepLosses.ToList());
+        SafeTensorsWriter.Write(Path.Combine(staging, OptimizerFile), optimizer.StateTensors().ToList());
         Io.AtomicFile.WriteAllText(Path.Combine(staging, StateFile), JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }));
         if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
         Directory.Move(staging, final);
@@ -49,6 +55,15 @@ public static class TrainingCheckpoint
     /// <summary>Restores adapter weights, optimizer moments and progress from a checkpoint folder.</summary>
     public static TrainerState Restore(string checkpoint, LlamaForCausalLM model, LocalTrainer trainer)
     {
+        var state = Restore(checkpoint, model, trainer.Optimizer, trainer.Options.Seed);
+        trainer.RestoreProgress(state.Step, state.StepLosses);
+        return state;
+    }
+
+    /// <summary>Restores adapter weights and optimizer moments; the caller restores its trainer's progress from the returned state.</summary>
+    /// <exception cref="InvalidDataException">trainer_state.json is malformed or was written with another seed.</exception>
+    public static TrainerState Restore(string checkpoint, LlamaForCausalLM model, AdamW optimizer, long seed)
+    {
         string statePath = Path.Combine(checkpoint, StateFile);
         TrainerState state;
         try
@@ -60,12 +75,11 @@ public static class TrainingCheckpoint
         {
             throw new InvalidDataException($"{statePath}: malformed: {e.Message}", e);
         }
-        if (state.Seed != trainer.Options.Seed)
-            throw new InvalidDataException($"{statePath}: checkpoint was trained with seed {state.Seed}, this run uses {trainer.Options.Seed}; resuming would not reproduce the run");
+        if (state.Seed != seed)
+            throw new InvalidDataException($"{statePath}: checkpoint was trained with seed {state.Seed}, this run uses {seed}; resuming would not reproduce the run");
         AdapterIO.Load(checkpoint, model);
-        using var optimizer = SafeTensorsFile.Open(Path.Combine(checkpoint, OptimizerFile));
-        trainer.Optimizer.LoadState(state.OptimizerSteps, name => optimizer.Tensors.ContainsKey(name) ? optimizer.Read(name) : null);
-        trainer.RestoreProgress(state.Step, state.StepLosses);
+        using var moments = SafeTensorsFile.Open(Path.Combine(checkpoint, OptimizerFile));
+        optimizer.LoadState(state.OptimizerSteps, name => moments.Tensors.ContainsKey(name) ? moments.Read(name) : null);
         return state;
     }
 }
