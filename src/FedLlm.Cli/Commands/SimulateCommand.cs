@@ -270,7 +270,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
 
     /// <summary>
     /// The embedded DPO default: the embedded preference pairs (the sentiment headlines, correct vs a wrong label) split
-    /// among 10 clients with a skew of the preferred label, every algorithm and both baselines, a few minutes on 2 cores.
+    /// among 10 clients, every algorithm and both baselines, a few minutes on 2 cores.
     /// </summary>
     static SimulationConfig EmbeddedDefaultDpoSimulation() => new()
     {
@@ -280,7 +280,10 @@ public sealed class SimulateCommand : Command<SimulateSettings>
             Rounds = 8, Clients = 10, ClientsPerRound = 2, LocalSteps = 10, BatchSize = 8, LearningRate = 1e-3, MinLearningRate = 1e-4,
             EvaluateEvery = 4,
         },
-        Data = new SimulationConfig.DataSection { Partition = "dirichlet", Alpha = 0.5, EvalLimit = 120 },
+        // IID: with Dirichlet(0.5) over the preferred label each client learns "prefer my label", and 8 rounds of 2
+        // clients leave every algorithm near chance (measured: 47–53 % accuracy; centralised 91 %). Pass
+        // --partition dirichlet to see that effect.
+        Data = new SimulationConfig.DataSection { Partition = "iid", EvalLimit = 120 },
         Lora = new SimulationConfig.LoraSection { R = 16, Alpha = 32, Dropout = 0 },
         Strategy = new SimulationConfig.StrategySection { Algorithms = new() { "all" } },
         Baselines = new() { "local", "central" },
