@@ -77,4 +77,24 @@ public class SimulationConfigTests
         var config = SimulationConfig.Load(Write("strategy:\n  algorithms: [all]\n"));
         Assert.Equal(7, config.ResolvedAlgorithms().Count);
     }
+
+    [Fact]
+    public void Reads_the_DPO_task_with_its_data_schema_beta_and_reference_adapter()
+    {
+        var config = SimulationConfig.Load(Write("""
+            task: dpo
+            data:
+              dataset: ultrafeedback
+              path: /data/uf.parquet
+            dpo:
+              beta: 0.25
+              reference_adapter: /runs/sft/adapter
+            """));
+        Assert.Equal("dpo", config.Task);
+        Assert.Equal("ultrafeedback", config.Data.Dataset);
+        Assert.Equal(0.25, config.Dpo.Beta);
+        Assert.Equal("/runs/sft/adapter", config.Dpo.ReferenceAdapter);
+        Assert.Equal("sft", SimulationConfig.Load(Write("federation:\n  rounds: 2\n")).Task);
+        Assert.Equal(0.1, SimulationConfig.Load(Write("federation:\n  rounds: 2\n")).Dpo.Beta); // TRL's and OpenFedLLM's β
+    }
 }
