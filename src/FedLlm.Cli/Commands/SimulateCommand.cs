@@ -77,20 +77,15 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         bool dpo = (s.Task ?? "sft") == "dpo";
         var config = s.Config is null ? (dpo ? EmbeddedDefaultDpoSimulation() : EmbeddedDefaultSimulation()) : SimulationConfig.Load(s.Config);
         Apply(config, s);
-        dpo = config.Task switch
-        {
-            "sft" => false,
-            "dpo" => true,
-            _ => throw new ArgumentException($"task '{config.Task}': expected sft or dpo"),
-        };
+        dpo = SimulationConfig.TaskDefaults.For(config.Task) == SimulationConfig.TaskDefaults.Dpo; // also rejects an unknown task
         int threads = TorchRuntime.ConfigureThreads(config.Threads);
         var device = TorchRuntime.ParseDevice(config.Device);
         var defaults = config.Model.Path is null || config.Data.Path is null ? EmbeddedDefault.Ensure(m => AnsiConsole.MarkupLineInterpolated($"[grey]{m}[/]")) : null;
         string modelDir = config.Model.Path ?? defaults!.ModelDirectory;
         string output = config.Output ?? Path.Combine("runs", $"simulate{(dpo ? "-dpo" : "")}-{DateTime.Now:yyyyMMdd-HHmmss}");
-        var options = config.Federation.ToOptions();
+        var options = config.Federation.ToOptions(config.Task);
         options.Validate();
-        var lora = new LoraOptions { Rank = config.Lora.R, Alpha = config.Lora.Alpha, Dropout = config.Lora.Dropout, TargetModules = config.Lora.TargetModules };
+        var lora = config.Lora.ToOptions(config.Task);
         if (config.Dpo.ReferenceAdapter is { } referenceDir)
         {
             if (!dpo) throw new ArgumentException("dpo.reference_adapter / --reference-adapter is only used with --task dpo");
@@ -303,13 +298,13 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         if (s.Alpha is not null) c.Data.Alpha = s.Alpha.Value;
         if (s.Algorithm is not null) c.Strategy.Algorithms = s.Algorithm.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
         if (s.Rounds is not null) c.Federation.Rounds = s.Rounds.Value;
-        if (s.Clients is not null) c.Federation.Clients = s.Clients.Value;
+        if (s.Clients is not null) c.Federation.Clients = s.Clients;
         if (s.ClientsPerRound is not null) c.Federation.ClientsPerRound = s.ClientsPerRound.Value;
         if (s.LocalSteps is not null) c.Federation.LocalSteps = s.LocalSteps.Value;
         if (s.BatchSize is not null) c.Federation.BatchSize = s.BatchSize.Value;
         if (s.GradientAccumulation is not null) c.Federation.GradientAccumulation = s.GradientAccumulation.Value;
-        if (s.LearningRate is not null) c.Federation.LearningRate = s.LearningRate.Value;
-        if (s.MinLearningRate is not null) c.Federation.MinLearningRate = s.MinLearningRate.Value;
+        if (s.LearningRate is not null) c.Federation.LearningRate = s.LearningRate;
+        if (s.MinLearningRate is not null) c.Federation.MinLearningRate = s.MinLearningRate;
         if (s.KeepOptimizerState is not null) c.Federation.KeepOptimizerState = s.KeepOptimizerState.Value;
         if (s.Seed is not null) c.Federation.Seed = s.Seed.Value;
         if (s.Mu is not null) c.Strategy.ProximalMu = s.Mu;
@@ -326,8 +321,8 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         if (s.Tau is not null) c.Strategy.Tau = s.Tau;
         if (s.LoraDropout is not null) c.Lora.Dropout = s.LoraDropout.Value;
         if (s.LoraTargets is not null) c.Lora.TargetModules = s.LoraTargets.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
-        if (s.LoraRank is not null) c.Lora.R = s.LoraRank.Value;
-        if (s.LoraAlpha is not null) c.Lora.Alpha = s.LoraAlpha.Value;
+        if (s.LoraRank is not null) c.Lora.R = s.LoraRank;
+        if (s.LoraAlpha is not null) c.Lora.Alpha = s.LoraAlpha;
         if (s.Baselines is not null) c.Baselines = s.Baselines == "none" ? new() : s.Baselines.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
         if (s.Threads is not null) c.Threads = s.Threads;
         if (s.Device is not null) c.Device = s.Device;

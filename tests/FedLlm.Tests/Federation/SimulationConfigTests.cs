@@ -47,7 +47,7 @@ public class SimulationConfigTests
         Assert.Equal(0.05, config.Strategy.ProximalMu);
         Assert.True(config.Strategy.OpenfedllmCompatible);
         Assert.Equal(4, config.Lora.R);
-        Assert.Equal(64, config.Lora.Alpha);
+        Assert.Equal(64, config.Lora.ToOptions().Alpha); // SFT default alpha with a given rank
         Assert.Equal(new[] { "local" }, config.Baselines);
     }
 
@@ -96,5 +96,17 @@ public class SimulationConfigTests
         Assert.Equal("/runs/sft/adapter", config.Dpo.ReferenceAdapter);
         Assert.Equal("sft", SimulationConfig.Load(Write("federation:\n  rounds: 2\n")).Task);
         Assert.Equal(0.1, SimulationConfig.Load(Write("federation:\n  rounds: 2\n")).Dpo.Beta); // TRL's and OpenFedLLM's β
+        // Keys left out take run_dpo.sh's values for DPO and run_sft.sh's for SFT; keys given win for both.
+        var dpo = config.Federation.ToOptions(config.Task);
+        Assert.Equal((5, 5e-4, 1e-5), (dpo.TotalClients, dpo.LearningRate, dpo.MinLearningRate));
+        Assert.Equal((8, 16.0), (config.Lora.ToOptions("dpo").Rank, config.Lora.ToOptions("dpo").Alpha));
+        var sft = new SimulationConfig().Federation.ToOptions("sft");
+        Assert.Equal((20, 5e-5, 1e-6), (sft.TotalClients, sft.LearningRate, sft.MinLearningRate));
+        Assert.Equal(32, new SimulationConfig().Lora.ToOptions().Rank);
+        var given = SimulationConfig.Load(Write("task: dpo\nfederation:\n  clients: 7\n  learning_rate: 0.001\nlora:\n  r: 4\n"));
+        Assert.Equal((7, 1e-3, 1e-5), (given.Federation.ToOptions(given.Task).TotalClients, given.Federation.ToOptions(given.Task).LearningRate,
+            given.Federation.ToOptions(given.Task).MinLearningRate));
+        Assert.Equal((4, 16.0), (given.Lora.ToOptions("dpo").Rank, given.Lora.ToOptions("dpo").Alpha));
+        Assert.Throws<ArgumentException>(() => new SimulationConfig().Federation.ToOptions("rlhf"));
     }
 }

@@ -51,28 +51,51 @@ public sealed class SimulationConfig
         public bool SkipBad { get; set; }
     }
 
+    /// <remarks>Keys left out take OpenFedLLM's shipped values for the task: run_sft.sh (20 clients, lr 5e-5 → 1e-6) or
+    /// run_dpo.sh (5 clients, lr 5e-4 → 1e-5); the rest are shared (2 per round, 200 rounds, 10 steps of batch 16).</remarks>
     public sealed class FederationSection
     {
         public int Rounds { get; set; } = 200;
-        public int Clients { get; set; } = 20;
+        public int? Clients { get; set; }
         public int ClientsPerRound { get; set; } = 2;
         public int LocalSteps { get; set; } = 10;
         public int BatchSize { get; set; } = 16;
         public int GradientAccumulation { get; set; } = 1;
-        public double LearningRate { get; set; } = 5e-5;
-        public double MinLearningRate { get; set; } = 1e-6;
+        public double? LearningRate { get; set; }
+        public double? MinLearningRate { get; set; }
         public double MaxGradNorm { get; set; } = 1.0;
         public int MaxLength { get; set; } = 512;
         public bool KeepOptimizerState { get; set; }
         public long Seed { get; set; } = 2023;
         public int EvaluateEvery { get; set; } = 1;
 
-        public FederationOptions ToOptions() => new()
+        /// <summary>The run's options, with the task's defaults (<see cref="TaskDefaults"/>) for keys left out.</summary>
+        public FederationOptions ToOptions(string task = "sft")
         {
-            Rounds = Rounds, TotalClients = Clients, ClientsPerRound = ClientsPerRound, LocalSteps = LocalSteps, BatchSize = BatchSize,
-            GradientAccumulationSteps = GradientAccumulation, LearningRate = LearningRate, MinLearningRate = MinLearningRate,
-            MaxGradNorm = MaxGradNorm, MaxSequenceLength = MaxLength, KeepClientOptimizerState = KeepOptimizerState, Seed = Seed,
-            EvaluateEvery = EvaluateEvery,
+            var defaults = TaskDefaults.For(task);
+            return new()
+            {
+                Rounds = Rounds, TotalClients = Clients ?? defaults.Clients, ClientsPerRound = ClientsPerRound, LocalSteps = LocalSteps, BatchSize = BatchSize,
+                GradientAccumulationSteps = GradientAccumulation, LearningRate = LearningRate ?? defaults.LearningRate,
+                MinLearningRate = MinLearningRate ?? defaults.MinLearningRate, MaxGradNorm = MaxGradNorm, MaxSequenceLength = MaxLength,
+                KeepClientOptimizerState = KeepOptimizerState, Seed = Seed, EvaluateEvery = EvaluateEvery,
+            };
+        }
+    }
+
+    /// <summary>Where OpenFedLLM's SFT and DPO scripts differ (training_scripts/run_sft.sh, run_dpo.sh).</summary>
+    public sealed record TaskDefaults(int Clients, double LearningRate, double MinLearningRate, int LoraRank, double LoraAlpha)
+    {
+        public static readonly TaskDefaults Sft = new(Clients: 20, LearningRate: 5e-5, MinLearningRate: 1e-6, LoraRank: 32, LoraAlpha: 64);
+
+        /// <summary>run_dpo.sh: 5 clients, lr 5e-4 decayed to 1e-5, and config.py's LoRA 8/16 (the script passes none).</summary>
+        public static readonly TaskDefaults Dpo = new(Clients: 5, LearningRate: 5e-4, MinLearningRate: 1e-5, LoraRank: 8, LoraAlpha: 16);
+
+        public static TaskDefaults For(string task) => task switch
+        {
+            "sft" => Sft,
+            "dpo" => Dpo,
+            _ => throw new ArgumentException($"task '{task}': expected sft or dpo"),
         };
     }
 
@@ -103,10 +126,17 @@ public sealed class SimulationConfig
 
     public sealed class LoraSection
     {
-        public int R { get; set; } = 32;
-        public double Alpha { get; set; } = 64;
+        /// <summary>Rank and alpha left out take the task's defaults (<see cref="TaskDefaults"/>: 32/64 for SFT, 8/16 for DPO).</summary>
+        public int? R { get; set; }
+        public double? Alpha { get; set; }
         public double Dropout { get; set; } = 0.05;
         public List<string> TargetModules { get; set; } = new() { "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj" };
+
+        public Peft.LoraOptions ToOptions(string task = "sft")
+        {
+            var defaults = TaskDefaults.For(task);
+            return new() { Rank = R ?? defaults.LoraRank, Alpha = Alpha ?? defaults.LoraAlpha, Dropout = Dropout, TargetModules = TargetModules };
+        }
     }
 
     /// <summary>Reads run.yaml; an unknown key or a value of the wrong type is an error naming the file, line and key.</summary>
