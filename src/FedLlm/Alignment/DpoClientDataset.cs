@@ -1,7 +1,6 @@
 using FedLlm.Federation;
 using FedLlm.Modeling;
 using FedLlm.Training;
-using static TorchSharp.torch;
 
 namespace FedLlm.Alignment;
 
@@ -33,14 +32,27 @@ public sealed class DpoClientDataset : IClientDataset, IDisposable
 
     public int Count => Pairs.Count;
 
-    public ILocalRun StartRun(LlamaForCausalLM model, TrainingOptions options)
+    public LocalRun StartRun(LlamaForCausalLM model, TrainingOptions options)
     {
         // All of the client's reference values at once, in fixed batches of its whole list (TRL's precompute_ref_log_probs):
         // a pair's value then never depends on which other pairs a round happened to batch it with, so a client that
         // restarts (and recomputes) gets bit-identical values and a resumed federation the same adapter.
         if (Reference.Count < Pairs.Count)
             Reference.Get(model, Pairs, Enumerable.Range(0, Pairs.Count).ToList(), new PreferenceCollator(padTokenId), options.BatchSize, options.LossChunkTokens);
-        return new Run(new DpoTrainer(model, options, dpo, padTokenId, Reference), Pairs);
+        // The cache belongs to the client, not to one round's trainer (DpoTrainer does not dispose a cache it was given).
+        var trainer = new DpoTrainer(model, options, dpo, padTokenId, Reference);
+        return new LocalRun(trainer, cancellationToken =>
+        {
+            trainer.Train(Pairs, cancellationToken: cancellationToken);
+            var round = trainer.AggregatedMetrics!;
+            return new Dictionary<string, double>
+            {
+                ["train_loss"] = round.Loss,
+                ["train_loss_last"] = trainer.StepMetrics[^1].Loss,
+                ["train_reward_margin"] = round.RewardsMargin,
+                ["train_reward_accuracy"] = round.RewardsAccuracy,
+            };
+        });
     }
 
     /// <summary>Pools several clients' pairs (the centralised baseline's data), with a cache of its own.</summary>
@@ -48,28 +60,4 @@ public sealed class DpoClientDataset : IClientDataset, IDisposable
         new(clients.SelectMany(c => c.Pairs).ToList(), dpo, padTokenId, reference);
 
     public void Dispose() => Reference.Dispose();
-
-    sealed class Run(DpoTrainer trainer, IReadOnlyList<PreferencePair> pairs) : ILocalRun
-    {
-        public AdamW Optimizer => trainer.Optimizer;
-        public Func<Tensor>? ExtraLoss { get => trainer.ExtraLoss; set => trainer.ExtraLoss = value; }
-        public Action<double>? AfterOptimizerStep { get => trainer.AfterOptimizerStep; set => trainer.AfterOptimizerStep = value; }
-
-        public IReadOnlyDictionary<string, double> Train(CancellationToken cancellationToken = default)
-        {
-            trainer.Train(pairs, cancellationToken: cancellationToken);
-            var round = trainer.AggregatedMetrics!;
-            var last = trainer.StepMetrics[^1];
-            return new Dictionary<string, double>
-            {
-                ["train_loss"] = round.Loss,
-                ["train_loss_last"] = last.Loss,
-                ["train_reward_margin"] = round.RewardsMargin,
-                ["train_reward_accuracy"] = round.RewardsAccuracy,
-            };
-        }
-
-        // The cache belongs to the client, not to one round's trainer (DpoTrainer does not dispose a cache it was given).
-        public void Dispose() => trainer.Dispose();
-    }
 }

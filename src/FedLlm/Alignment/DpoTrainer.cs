@@ -28,7 +28,7 @@ public sealed record DpoStepResult(DpoMetrics Metrics, double GradNorm, long Tok
 /// cached reference values): the pairs of step s come from a per-epoch permutation seeded by (seed, epoch), with the
 /// same permutation LocalTrainer uses.</para>
 /// </remarks>
-public sealed class DpoTrainer : IDisposable
+public sealed class DpoTrainer : IAdapterTrainer
 {
     private readonly LlamaForCausalLM model;
     private readonly TorchSharp.torch.Generator dropoutGenerator = new(0);

@@ -60,13 +60,13 @@ public sealed class FederatedClient(LlamaForCausalLM model, FederationOptions op
         };
         using var run = data.StartRun(model, training);
         if (options.KeepClientOptimizerState && state.OptimizerMoments.Count > 0)
-            run.Optimizer.LoadState(state.OptimizerSteps, name => state.OptimizerMoments.GetValueOrDefault(name));
+            run.Trainer.Optimizer.LoadState(state.OptimizerSteps, name => state.OptimizerMoments.GetValueOrDefault(name));
 
         var trainable = LoraInjector.Sites(model)
             .SelectMany(s => new[] { (AdapterIO.KeyPrefix + s.ModulePath + ".lora_A.weight", s.Layer.LoraA), (AdapterIO.KeyPrefix + s.ModulePath + ".lora_B.weight", s.Layer.LoraB) })
             .ToList();
         if (plan.ProximalMu > 0)
-            run.ExtraLoss = () => FedProx.ProximalTerm(trainable.Select(p => ((Tensor)p.Item2, global[p.Item1])), plan.ProximalMu);
+            run.Trainer.ExtraLoss = () => FedProx.ProximalTerm(trainable.Select(p => ((Tensor)p.Item2, global[p.Item1])), plan.ProximalMu);
 
         Dictionary<string, Tensor>? correction = null;
         if (plan.ServerControl is { } serverControl)
@@ -74,7 +74,7 @@ public sealed class FederatedClient(LlamaForCausalLM model, FederationOptions op
             // SCAFFOLD as OpenFedLLM applies it: after each optimizer step, w ← w − lr·(c − c_i).
             correction = Scaffold.Correction(serverControl, state.Control);
             foreach (var t in correction.Values) t.DetachFromDisposeScope();
-            run.AfterOptimizerStep = lr =>
+            run.Trainer.AfterOptimizerStep = lr =>
             {
                 using var noGrad = no_grad();
                 foreach (var (key, parameter) in trainable)
@@ -98,8 +98,8 @@ public sealed class FederatedClient(LlamaForCausalLM model, FederationOptions op
             if (options.KeepClientOptimizerState)
             {
                 AdapterTensors.Dispose(state.OptimizerMoments);
-                state.OptimizerMoments = run.Optimizer.StateTensors().ToDictionary(kv => kv.Key, kv => kv.Value.clone().DetachFromDisposeScope());
-                state.OptimizerSteps = run.Optimizer.StepCount;
+                state.OptimizerMoments = run.Trainer.Optimizer.StateTensors().ToDictionary(kv => kv.Key, kv => kv.Value.clone().DetachFromDisposeScope());
+                state.OptimizerSteps = run.Trainer.Optimizer.StepCount;
             }
             return new ClientUpdate(clientId, local, data.Count, controlDelta, metrics);
         }

@@ -1,6 +1,5 @@
 using FedLlm.Modeling;
 using FedLlm.Training;
-using static TorchSharp.torch;
 
 namespace FedLlm.Federation;
 
@@ -15,22 +14,17 @@ public interface IClientDataset
     int Count { get; }
 
     /// <summary>Starts local training of the model's LoRA adapters on this data; the caller disposes the run.</summary>
-    ILocalRun StartRun(LlamaForCausalLM model, TrainingOptions options);
+    LocalRun StartRun(LlamaForCausalLM model, TrainingOptions options);
 }
 
-/// <summary>One local training run: the hooks a federated algorithm needs, and the run itself.</summary>
-public interface ILocalRun : IDisposable
+/// <summary>One local training run: a trainer, whose hooks a federated algorithm sets, and what trains it on the client's data.</summary>
+/// <param name="train">Trains to MaxSteps and returns the run's metrics: always "train_loss" (mean over steps) and
+/// "train_loss_last", plus the objective's own (DPO's reward margin and accuracy).</param>
+public sealed class LocalRun(IAdapterTrainer trainer, Func<CancellationToken, IReadOnlyDictionary<string, double>> train) : IDisposable
 {
-    /// <summary>The run's optimizer, whose moments a client may keep from round to round.</summary>
-    AdamW Optimizer { get; }
+    public IAdapterTrainer Trainer => trainer;
 
-    /// <summary>An extra differentiable term added to each step's loss (FedProx's proximal term), or null.</summary>
-    Func<Tensor>? ExtraLoss { get; set; }
+    public IReadOnlyDictionary<string, double> Train(CancellationToken cancellationToken = default) => train(cancellationToken);
 
-    /// <summary>Runs after every optimizer step with that step's learning rate (SCAFFOLD's drift correction), or null.</summary>
-    Action<double>? AfterOptimizerStep { get; set; }
-
-    /// <summary>Trains to <see cref="TrainingOptions.MaxSteps"/>; returns the run's metrics: always "train_loss" (mean over
-    /// steps) and "train_loss_last", plus the objective's own (DPO's reward margin and accuracy).</summary>
-    IReadOnlyDictionary<string, double> Train(CancellationToken cancellationToken = default);
+    public void Dispose() => trainer.Dispose();
 }

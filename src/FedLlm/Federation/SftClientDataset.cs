@@ -1,7 +1,6 @@
 using FedLlm.Data;
 using FedLlm.Modeling;
 using FedLlm.Training;
-using static TorchSharp.torch;
 
 namespace FedLlm.Federation;
 
@@ -12,28 +11,21 @@ public sealed class SftClientDataset(IReadOnlyList<SftExample> examples, int pad
 
     public int Count => Examples.Count;
 
-    public ILocalRun StartRun(LlamaForCausalLM model, TrainingOptions options) => new Run(new LocalTrainer(model, options, padTokenId), Examples);
-
-    /// <summary>Pools several clients' examples (the centralised baseline's data).</summary>
-    public static SftClientDataset Pool(IEnumerable<SftClientDataset> clients, int padTokenId) =>
-        new(clients.SelectMany(c => c.Examples).ToList(), padTokenId);
-
-    sealed class Run(LocalTrainer trainer, IReadOnlyList<SftExample> examples) : ILocalRun
+    public LocalRun StartRun(LlamaForCausalLM model, TrainingOptions options)
     {
-        public AdamW Optimizer => trainer.Optimizer;
-        public Func<Tensor>? ExtraLoss { get => trainer.ExtraLoss; set => trainer.ExtraLoss = value; }
-        public Action<double>? AfterOptimizerStep { get => trainer.AfterOptimizerStep; set => trainer.AfterOptimizerStep = value; }
-
-        public IReadOnlyDictionary<string, double> Train(CancellationToken cancellationToken = default)
+        var trainer = new LocalTrainer(model, options, padTokenId);
+        return new LocalRun(trainer, cancellationToken =>
         {
-            trainer.Train(examples, cancellationToken: cancellationToken);
+            trainer.Train(Examples, cancellationToken: cancellationToken);
             return new Dictionary<string, double>
             {
                 ["train_loss"] = trainer.StepLosses.Average(),
                 ["train_loss_last"] = trainer.StepLosses[^1],
             };
-        }
-
-        public void Dispose() => trainer.Dispose();
+        });
     }
+
+    /// <summary>Pools several clients' examples (the centralised baseline's data).</summary>
+    public static SftClientDataset Pool(IEnumerable<SftClientDataset> clients, int padTokenId) =>
+        new(clients.SelectMany(c => c.Examples).ToList(), padTokenId);
 }

@@ -23,7 +23,7 @@ public sealed record TrainingProgress(
 /// per-epoch permutation seeded by (seed, epoch), and dropout's generator is reseeded from (seed, step). So a run resumed
 /// from a checkpoint continues exactly as the uninterrupted run would have.
 /// </remarks>
-public sealed class LocalTrainer : IDisposable
+public sealed class LocalTrainer : IAdapterTrainer
 {
     private readonly LlamaForCausalLM model;
     private readonly TorchSharp.torch.Generator dropoutGenerator = new(0);

@@ -17,18 +17,6 @@ public class DpoCheckpointTests
         return model;
     }
 
-    static List<PreferencePair> Pairs(int count)
-    {
-        var rng = new Random(8);
-        return Enumerable.Range(0, count).Select(_ =>
-        {
-            var prompt = new[] { 1 }.Concat(Enumerable.Range(0, rng.Next(2, 6)).Select(_ => rng.Next(4, 97))).ToArray();
-            int length = rng.Next(2, 5);
-            return new PreferencePair(prompt, [.. Enumerable.Range(0, length).Select(_ => rng.Next(4, 40)), 2],
-                [.. Enumerable.Range(0, length).Select(_ => rng.Next(56, 92)), 2]);
-        }).ToList();
-    }
-
     static readonly TrainingOptions Options = new()
     {
         MaxSteps = 6, BatchSize = 4, LearningRate = 1e-2, Schedule = LearningRateScheduleKind.Cosine, WarmupSteps = 1, SaveEverySteps = 3, Seed = 5,
@@ -37,7 +25,7 @@ public class DpoCheckpointTests
     [Fact]
     public void A_DPO_run_resumed_from_a_checkpoint_ends_bit_for_bit_like_the_uninterrupted_run()
     {
-        var pairs = Pairs(20); // 6 steps × 4 pairs cover the list, so the reference is precomputed in fixed batches
+        var pairs = TokenPreferencePairs.Create(20, seed: 8); // 6 steps × 4 pairs cover the list, so the reference is precomputed in fixed batches
         string straightDir = Directory.CreateTempSubdirectory().FullName;
         using var straightModel = AdaptedModel();
         using (var trainer = new DpoTrainer(straightModel, Options, new DpoOptions(), padTokenId: 0))

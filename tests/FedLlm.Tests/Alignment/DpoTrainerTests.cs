@@ -15,28 +15,12 @@ public class DpoTrainerTests
         return model;
     }
 
-    /// <summary>
-    /// Random prompts; the chosen response is drawn from ids 4..39, the rejected one from 56..95. The preference is a
-    /// property of the tokens, not of particular sequences, so it can generalise to pairs never trained on.
-    /// </summary>
-    static List<PreferencePair> Pairs(int count, int seed)
-    {
-        var rng = new Random(seed);
-        int[] Draw(int n, int low) => Enumerable.Range(0, n).Select(_ => rng.Next(low, low + 36)).ToArray();
-        return Enumerable.Range(0, count).Select(_ =>
-        {
-            var prompt = new[] { 1 }.Concat(Enumerable.Range(0, rng.Next(2, 6)).Select(_ => rng.Next(4, 97))).ToArray();
-            int length = rng.Next(2, 5);
-            return new PreferencePair(prompt, [.. Draw(length, 4), 2], [.. Draw(length, 56), 2]);
-        }).ToList();
-    }
-
     [Fact]
     public void DPO_moves_probability_from_rejected_to_chosen_on_held_out_pairs()
     {
         using var model = AdaptedModel(dropout: 0.05);
-        var train = Pairs(256, seed: 1);
-        var heldOut = Pairs(32, seed: 2);
+        var train = TokenPreferencePairs.Create(256, seed: 1);
+        var heldOut = TokenPreferencePairs.Create(32, seed: 2);
         var dpo = new DpoOptions { Beta = 0.1 };
         using var heldOutReference = new ReferenceLogProbCache();
         var before = PreferenceEvaluation.Evaluate(model, heldOut, heldOutReference, dpo, padTokenId: 0);
@@ -67,7 +51,7 @@ public class DpoTrainerTests
     [Fact]
     public void Gradient_accumulation_gives_the_step_of_one_large_batch()
     {
-        var pairs = Pairs(8, seed: 4);
+        var pairs = TokenPreferencePairs.Create(8, seed: 4);
         double[] Run(int batch, int accumulation)
         {
             using var model = AdaptedModel();
@@ -90,7 +74,7 @@ public class DpoTrainerTests
     public void The_hooks_run_every_step_and_the_extra_loss_reaches_the_gradients()
     {
         using var model = AdaptedModel();
-        var pairs = Pairs(4, seed: 6);
+        var pairs = TokenPreferencePairs.Create(4, seed: 6);
         var options = new TrainingOptions { MaxSteps = 2, BatchSize = 2, LearningRate = 1e-3, MaxGradNorm = 0 };
         using var trainer = new DpoTrainer(model, options, new DpoOptions(), padTokenId: 0);
         var rates = new List<double>();

@@ -19,19 +19,6 @@ public class FederatedDpoTests
         return model;
     }
 
-    /// <summary>Chosen responses from ids 4..39, rejected from 56..95 (as DpoTrainerTests): a token-level preference that generalises.</summary>
-    static List<PreferencePair> Pairs(int count, int seed)
-    {
-        var rng = new Random(seed);
-        int[] Draw(int n, int low) => Enumerable.Range(0, n).Select(_ => rng.Next(low, low + 36)).ToArray();
-        return Enumerable.Range(0, count).Select(_ =>
-        {
-            var prompt = new[] { 1 }.Concat(Enumerable.Range(0, rng.Next(2, 6)).Select(_ => rng.Next(4, 97))).ToArray();
-            int length = rng.Next(2, 5);
-            return new PreferencePair(prompt, [.. Draw(length, 4), 2], [.. Draw(length, 56), 2]);
-        }).ToList();
-    }
-
     static FederationOptions Options(int rounds = 3) => new()
     {
         Rounds = rounds, TotalClients = 3, ClientsPerRound = 2, LocalSteps = 4, BatchSize = 8, LearningRate = 1e-2, MinLearningRate = 1e-3,
@@ -40,7 +27,7 @@ public class FederatedDpoTests
 
     static List<DpoClientDataset> Clients(DpoOptions dpo) =>
         // Shards of different sizes, so a missing example-count weight would change the aggregate.
-        new[] { 40, 24, 64 }.Select((n, i) => new DpoClientDataset(Pairs(n, 100 + i), dpo, padTokenId: 0)).ToList();
+        new[] { 40, 24, 64 }.Select((n, i) => new DpoClientDataset(TokenPreferencePairs.Create(n, 100 + i), dpo, padTokenId: 0)).ToList();
 
     [Fact]
     public async Task Federated_DPO_raises_the_held_out_margin_and_accuracy_and_each_client_computes_its_reference_once_per_pair()
@@ -48,7 +35,7 @@ public class FederatedDpoTests
         using var model = AdaptedModel();
         var dpo = new DpoOptions();
         var clients = Clients(dpo);
-        var heldOut = Pairs(32, seed: 2);
+        var heldOut = TokenPreferencePairs.Create(32, seed: 2);
         using var scores = new PreferenceHeldOut(model, heldOut, dpo, padTokenId: 0);
         var options = Options(rounds: 6) with { EvaluateEvery = 3 };
         var runner = new SimulationRunner(model, options, new LoraOptions { Rank = 8, Alpha = 16, Dropout = 0 }, scores.Evaluate, null, padTokenId: 0);
@@ -119,7 +106,7 @@ public class FederatedDpoTests
     public async Task One_client_one_round_is_exactly_local_DPO_with_the_round_seed()
     {
         var dpo = new DpoOptions();
-        var pairs = Pairs(40, seed: 5);
+        var pairs = TokenPreferencePairs.Create(40, seed: 5);
         var options = Options(rounds: 1) with { TotalClients = 1, ClientsPerRound = 1 };
 
         using var federatedModel = AdaptedModel();
