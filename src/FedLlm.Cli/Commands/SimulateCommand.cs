@@ -45,7 +45,7 @@ public sealed class SimulateSettings : CommandSettings
     [CommandOption("--lr <RATE>")] public double? LearningRate { get; init; }
     [CommandOption("--min-lr <RATE>")] public double? MinLearningRate { get; init; }
     [CommandOption("--mu <X>")][Description("FedProx proximal μ")] public double? Mu { get; init; }
-    [CommandOption("--server-lr <X>")] public double? ServerLearningRate { get; init; }
+    [CommandOption("--server-lr <X>")][Description("Server learning rate: one number for all, or per algorithm: fedavgm=1,fedadam=0.01")] public string? ServerLearningRate { get; init; }
     [CommandOption("--openfedllm-compatible")][Description("Reproduce OpenFedLLM's update rules instead of the papers'")] public bool? OpenFedLlm { get; init; }
     [CommandOption("--keep-optimizer-state")] public bool? KeepOptimizerState { get; init; }
     [CommandOption("--max-grad-norm <X>")] public double? MaxGradNorm { get; init; }
@@ -93,8 +93,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         }
         lora.Validate();
         var algorithms = config.ResolvedAlgorithms();
-        var strategyOptions = StrategyOptionsFrom(config, options);
-        foreach (var name in algorithms) StrategyFactory.Create(name, strategyOptions); // unknown names fail before any work
+        foreach (var name in algorithms) StrategyFactory.Create(name, config.Strategy.ToOptions(name, options.TotalClients)); // unknown names fail before any work
 
         var tokenizer = TokenizerLoader.Load(modelDir);
         int padId = tokenizer.PadTokenId ?? 0;
@@ -114,7 +113,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         var outcomes = new List<SimulationOutcome>();
         foreach (var name in algorithms)
         {
-            var strategy = StrategyFactory.Create(name, strategyOptions);
+            var strategy = StrategyFactory.Create(name, config.Strategy.ToOptions(name, options.TotalClients));
             AnsiConsole.Progress().AutoClear(false)
                 .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
                 .Start(ctx =>
@@ -308,7 +307,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         if (s.KeepOptimizerState is not null) c.Federation.KeepOptimizerState = s.KeepOptimizerState.Value;
         if (s.Seed is not null) c.Federation.Seed = s.Seed.Value;
         if (s.Mu is not null) c.Strategy.ProximalMu = s.Mu;
-        if (s.ServerLearningRate is not null) c.Strategy.ServerLearningRate = s.ServerLearningRate;
+        if (s.ServerLearningRate is not null) ApplyServerLearningRate(c.Strategy, s.ServerLearningRate);
         if (s.OpenFedLlm is not null) c.Strategy.OpenfedllmCompatible = s.OpenFedLlm.Value;
         if (s.MaxGradNorm is not null) c.Federation.MaxGradNorm = s.MaxGradNorm.Value;
         if (s.MaxLength is not null) c.Federation.MaxLength = s.MaxLength.Value;
@@ -329,19 +328,22 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         if (s.Output is not null) c.Output = s.Output;
     }
 
-    static StrategyOptions StrategyOptionsFrom(SimulationConfig c, FederationOptions options)
+    /// <summary>--server-lr 0.01 sets every algorithm's; --server-lr fedavgm=1,fedadam=0.01 sets each named one.</summary>
+    static void ApplyServerLearningRate(SimulationConfig.StrategySection strategy, string text)
     {
-        var defaults = new StrategyOptions();
-        return new StrategyOptions
+        static double Parse(string value, string text) =>
+            double.TryParse(value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v)
+                ? v : throw new ArgumentException($"--server-lr '{text}': '{value}' is not a number");
+        if (!text.Contains('='))
         {
-            ProximalMu = c.Strategy.ProximalMu ?? defaults.ProximalMu,
-            ServerLearningRate = c.Strategy.ServerLearningRate,
-            ServerMomentum = c.Strategy.ServerMomentum ?? defaults.ServerMomentum,
-            Beta1 = c.Strategy.Beta1 ?? defaults.Beta1,
-            Beta2 = c.Strategy.Beta2 ?? defaults.Beta2,
-            Tau = c.Strategy.Tau ?? defaults.Tau,
-            TotalClients = options.TotalClients,
-            OpenFedLlmCompatible = c.Strategy.OpenfedllmCompatible,
-        };
+            strategy.ServerLearningRate = Parse(text.Trim(), text);
+            return;
+        }
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var pieces = part.Split('=', 2, StringSplitOptions.TrimEntries);
+            if (pieces.Length != 2 || pieces[0].Length == 0) throw new ArgumentException($"--server-lr '{text}': expected ALGORITHM=RATE, got '{part}'");
+            strategy.ServerLearningRates[pieces[0]] = Parse(pieces[1], text);
+        }
     }
 }

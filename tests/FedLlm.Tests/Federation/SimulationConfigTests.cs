@@ -109,4 +109,25 @@ public class SimulationConfigTests
         Assert.Equal((4, 16.0), (given.Lora.ToOptions("dpo").Rank, given.Lora.ToOptions("dpo").Alpha));
         Assert.Throws<ArgumentException>(() => new SimulationConfig().Federation.ToOptions("rlhf"));
     }
+
+    [Fact]
+    public void Per_algorithm_server_learning_rates_win_over_the_shared_one_and_unknown_names_are_refused()
+    {
+        var config = SimulationConfig.Load(Write("""
+            strategy:
+              algorithms: [fedavgm, fedadam, fedyogi]
+              server_learning_rate: 0.5
+              server_learning_rates:
+                fedadam: 0.01
+            """));
+        Assert.Equal(0.01, config.Strategy.ToOptions("fedadam", 10).ServerLearningRate);
+        Assert.Equal(0.5, config.Strategy.ToOptions("fedyogi", 10).ServerLearningRate);
+        Assert.Equal(0.5, config.Strategy.ToOptions("fedavgm", 10).ServerLearningRate);
+        Assert.Equal(10, config.Strategy.ToOptions("fedavgm", 10).TotalClients);
+        Assert.Null(new SimulationConfig().Strategy.ToOptions("fedadam", 2).ServerLearningRate); // the algorithm's own default
+
+        var typo = SimulationConfig.Load(Write("strategy:\n  server_learning_rates:\n    fedadm: 0.01\n"));
+        var error = Assert.Throws<ArgumentException>(() => typo.Strategy.ToOptions("fedadam", 2));
+        Assert.Contains("fedadm", error.Message);
+    }
 }

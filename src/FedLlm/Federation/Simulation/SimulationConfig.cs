@@ -104,7 +104,14 @@ public sealed class SimulationConfig
         /// <summary>One algorithm or several (compared in one table): fedavg fedprox scaffold fedavgm fedadagrad fedyogi fedadam, or "all".</summary>
         public List<string> Algorithms { get; set; } = new() { "fedavg" };
         public double? ProximalMu { get; set; }
+
+        /// <summary>Server learning rate for every algorithm that has one; null = each algorithm's own default.</summary>
         public double? ServerLearningRate { get; set; }
+
+        /// <summary>Per-algorithm server learning rates (e.g. fedavgm: 1.0, fedadam: 0.01), which win over
+        /// <see cref="ServerLearningRate"/>: FedAvgM's η_s and FedOpt's η live on different scales, so a comparison of
+        /// several algorithms in one run needs one of each.</summary>
+        public Dictionary<string, double> ServerLearningRates { get; set; } = new();
         public double? ServerMomentum { get; set; }
         public double? Beta1 { get; set; }
         public double? Beta2 { get; set; }
@@ -112,6 +119,27 @@ public sealed class SimulationConfig
 
         /// <summary>Reproduce OpenFedLLM's departures from the papers (see StrategyOptions).</summary>
         public bool OpenfedllmCompatible { get; set; }
+
+        /// <summary>The options of <paramref name="algorithm"/>: keys left out take the papers' defaults (<see cref="StrategyOptions"/>).</summary>
+        /// <exception cref="ArgumentException">server_learning_rates names an algorithm that does not exist.</exception>
+        public StrategyOptions ToOptions(string algorithm, int totalClients)
+        {
+            foreach (var name in ServerLearningRates.Keys)
+                if (!AllAlgorithms.Contains(name))
+                    throw new ArgumentException($"strategy.server_learning_rates: unknown algorithm '{name}' (known: {string.Join(", ", AllAlgorithms)})");
+            var defaults = new StrategyOptions();
+            return new StrategyOptions
+            {
+                ProximalMu = ProximalMu ?? defaults.ProximalMu,
+                ServerLearningRate = ServerLearningRates.TryGetValue(algorithm, out double own) ? own : ServerLearningRate,
+                ServerMomentum = ServerMomentum ?? defaults.ServerMomentum,
+                Beta1 = Beta1 ?? defaults.Beta1,
+                Beta2 = Beta2 ?? defaults.Beta2,
+                Tau = Tau ?? defaults.Tau,
+                TotalClients = totalClients,
+                OpenFedLlmCompatible = OpenfedllmCompatible,
+            };
+        }
     }
 
     public sealed class DpoSection
