@@ -36,7 +36,7 @@ public static class EvaluationRecords
         var node = Node(record, field);
         if (node is JsonValue v)
         {
-            if (v.GetValueKind() == JsonValueKind.Number && v.TryGetValue(out double d) && d == Math.Floor(d)) return (int)d;
+            if (Number(v) is double d && d == Math.Floor(d) && Math.Abs(d) <= int.MaxValue) return (int)d;
             if (v.TryGetValue(out string? s) && int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int i)) return i;
         }
         throw record.Location.Error(field, $"expected an integer, got {node?.ToJsonString() ?? "null"}");
@@ -48,7 +48,7 @@ public static class EvaluationRecords
         var node = Node(record, field);
         if (node is JsonValue v)
         {
-            if (v.GetValueKind() == JsonValueKind.Number && v.TryGetValue(out double d)) return d;
+            if (Number(v) is double d) return d;
             if (v.TryGetValue(out string? s) && double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double p)) return p;
         }
         throw record.Location.Error(field, $"expected a number, got {node?.ToJsonString() ?? "null"}");
@@ -62,6 +62,11 @@ public static class EvaluationRecords
             ? s
             : throw record.Location.Error(field, $"element {i} is not a string")).ToList();
     }
+
+    /// <summary>A JSON number's value whatever CLR type backs it (Parquet int64/int32/float columns arrive as such).</summary>
+    static double? Number(JsonValue value) =>
+        value.GetValueKind() == JsonValueKind.Number
+        && double.TryParse(value.ToJsonString(), NumberStyles.Float, CultureInfo.InvariantCulture, out double d) ? d : null;
 
     static JsonNode? Node(DataRecord record, string field) =>
         record.Fields.TryGetPropertyValue(field, out var node) ? node : throw record.Location.Error(field, "missing");

@@ -29,12 +29,14 @@ public sealed class JsonlMultipleChoiceTask(IReadOnlyList<MultipleChoiceItem> it
         return new MultipleChoiceItem($"{i}", $"Question: {question}\nAnswer:", choices.Select(c => " " + c).ToList(), gold, group);
     }).ToList();
 
+    /// <summary>A string answer is the right choice's text (an index only if no choice reads so); a number is its index.</summary>
     static int AnswerIndex(DataRecord r, IReadOnlyList<string> choices)
     {
-        if (EvaluationRecords.OptionalString(r, "answer") is { } text && !int.TryParse(text, out _))
+        if (EvaluationRecords.OptionalString(r, "answer") is { } text)
         {
             int found = choices.ToList().IndexOf(text);
-            return found >= 0 ? found : throw r.Location.Error("answer", $"'{text}' is not one of the choices");
+            if (found >= 0) return found;
+            if (!int.TryParse(text, out _)) throw r.Location.Error("answer", $"'{text}' is not one of the choices");
         }
         int index = EvaluationRecords.Int(r, "answer");
         return index >= 0 && index < choices.Count ? index : throw r.Location.Error("answer", $"index {index} is outside the {choices.Count} choices");
