@@ -16,13 +16,18 @@ public sealed class FederationServer : IDisposable
     private readonly FederationOptions options;
     private readonly IClientExecutor clients;
     private readonly Func<IReadOnlyDictionary<string, Tensor>, EvaluationResult>? evaluate;
+
+    // Benchmark scores of the new global adapter: (round, global) → metrics, or null on rounds it skips.
+    private readonly Func<int, IReadOnlyDictionary<string, Tensor>, IReadOnlyDictionary<string, double>?>? taskMetrics;
     private readonly RunStore? store;
     private readonly List<RoundRecord> history = new();
     private Dictionary<string, Tensor> global;
 
     public FederationServer(IFederatedStrategy strategy, FederationOptions options, IReadOnlyDictionary<string, Tensor> initialGlobal,
-        IClientExecutor clients, RunStore? store = null, Func<IReadOnlyDictionary<string, Tensor>, EvaluationResult>? evaluate = null)
+        IClientExecutor clients, RunStore? store = null, Func<IReadOnlyDictionary<string, Tensor>, EvaluationResult>? evaluate = null,
+        Func<int, IReadOnlyDictionary<string, Tensor>, IReadOnlyDictionary<string, double>?>? taskMetrics = null)
     {
+        this.taskMetrics = taskMetrics;
         options.Validate();
         this.strategy = strategy;
         this.options = options;
@@ -76,6 +81,7 @@ public sealed class FederationServer : IDisposable
             bool evaluateNow = evaluate is not null && options.EvaluateEvery > 0
                 && ((round + 1) % options.EvaluateEvery == 0 || round + 1 == options.Rounds);
             var scores = evaluateNow ? evaluate!(global) : null;
+            var benchmark = taskMetrics?.Invoke(round, global);
             long adapterBytes = AdapterTensors.Bytes(global);
             var record = new RoundRecord
             {
@@ -87,6 +93,7 @@ public sealed class FederationServer : IDisposable
                 GlobalStepNorm = stepNorm,
                 EvalLoss = scores?.Loss,
                 EvalScore = scores?.Score,
+                TaskMetrics = benchmark,
                 BytesSent = adapterBytes * sampled.Count,
                 BytesReceived = updates.Sum(u => AdapterTensors.Bytes(u.Weights) + (u.ControlDelta is null ? 0 : AdapterTensors.Bytes(u.ControlDelta))),
                 Seconds = clock.Elapsed.TotalSeconds,

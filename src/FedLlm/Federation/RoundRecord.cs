@@ -17,6 +17,9 @@ public sealed record RoundRecord
     public double? EvalLoss { get; init; }
     public double? EvalScore { get; init; }
 
+    /// <summary>Headline metrics of a benchmark task on the global model ("fpb/accuracy"…), on rounds where one was scored.</summary>
+    public IReadOnlyDictionary<string, double>? TaskMetrics { get; init; }
+
     /// <summary>Bytes of adapter tensors sent to clients and received from them this round.</summary>
     public required long BytesSent { get; init; }
     public required long BytesReceived { get; init; }

@@ -27,11 +27,13 @@ public sealed class SimulationRunner
     private readonly HeldOutEvaluation? evaluation;
     private readonly IReadOnlyList<InstructionExample>? heldOut;
     private readonly string? baseModel;
+    private readonly RoundTaskEvaluation? roundTask;
 
     /// <param name="model">The shared base model with LoRA injected; its current adapter is every run's starting point.</param>
     public SimulationRunner(LlamaForCausalLM model, ITextTokenizer tokenizer, PromptTemplate template, FederationOptions options, LoraOptions lora,
-        IReadOnlyList<InstructionExample>? heldOut, string? baseModel)
+        IReadOnlyList<InstructionExample>? heldOut, string? baseModel, RoundTaskEvaluation? roundTask = null)
     {
+        this.roundTask = roundTask;
         options.Validate();
         this.model = model;
         this.tokenizer = tokenizer;
@@ -51,6 +53,13 @@ public sealed class SimulationRunner
         return new EvaluationResult(scores.Loss, scores.ExactMatch);
     }
 
+    IReadOnlyDictionary<string, double>? EvaluateTask(int round, IReadOnlyDictionary<string, Tensor> global)
+    {
+        if (roundTask is null || !roundTask.IsDue(round, options.Rounds)) return null;
+        AdapterTensors.Load(model, global);
+        return roundTask.Evaluate(model, tokenizer);
+    }
+
     /// <summary>One federated algorithm; with <paramref name="resume"/> it continues from the last committed round in <paramref name="output"/>.</summary>
     public async Task<SimulationOutcome> RunFederatedAsync(IFederatedStrategy strategy, IReadOnlyList<IReadOnlyList<SftExample>> shards, string output,
         bool resume, IProgress<RoundRecord>? progress = null, CancellationToken cancellationToken = default)
@@ -58,7 +67,8 @@ public sealed class SimulationRunner
         var clock = Stopwatch.StartNew();
         using var clients = new InProcessClients(model, options, shards, tokenizer.PadTokenId ?? 0);
         var store = new RunStore(output);
-        using var server = new FederationServer(strategy, options, initialGlobal, clients, store, evaluation is null ? null : g => Evaluate(g)!);
+        using var server = new FederationServer(strategy, options, initialGlobal, clients, store, evaluation is null ? null : g => Evaluate(g)!,
+            roundTask is null ? null : EvaluateTask);
         if (resume) server.TryResume();
         var reporter = new RoundReporter(r =>
         {
