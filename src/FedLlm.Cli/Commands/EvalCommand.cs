@@ -129,8 +129,8 @@ public sealed class EvalCommand : Command<EvalSettings>
     {
         var table = new Table().AddColumns("metric", "value");
         foreach (var (name, value) in report.Metrics) table.AddRow(Markup.Escape(name), Format(name, value));
-        table.Caption($"{report.Task}: {report.Items} items in {seconds:F1} s ({report.Items / Math.Max(seconds, 1e-9):F2} items/s)");
         AnsiConsole.Write(table);
+        AnsiConsole.MarkupLineInterpolated($"{report.Task}: {report.Items} items in {seconds:F1} s ({report.Items / Math.Max(seconds, 1e-9):F2} items/s)");
         if (report.Groups.Count is > 0 and <= MaxGroupRows)
         {
             var columns = report.Groups.Values.SelectMany(g => g.Keys).Distinct().ToList();

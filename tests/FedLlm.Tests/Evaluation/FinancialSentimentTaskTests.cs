@@ -103,4 +103,15 @@ public class FinancialSentimentTaskTests
         Assert.Contains("line 2", error.Message);
         Assert.Contains("bullish", error.Message);
     }
+
+    [Fact]
+    public void Fpb_hugging_face_layout_maps_0_1_2_to_negative_neutral_positive()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("train.jsonl", "{\"sentence\": \"a\", \"label\": 0}\n{\"sentence\": \"b\", \"label\": 1}\n{\"sentence\": \"c\", \"label\": 2}\n");
+        var report = EvaluationTaskRegistry.Create(Spec("fpb", path, ("split", "all"))).Evaluate(Saying("x"), Options);
+        Assert.Equal(["negative", "neutral", "positive"], report.Samples.Select(s => s.Reference));
+        var bad = dir.File("bad.jsonl", "{\"sentence\": \"a\", \"label\": 3}\n");
+        Assert.Contains("'label'", Assert.Throws<FedLlm.Data.DataFormatException>(() => EvaluationTaskRegistry.Create(Spec("fpb", bad, ("split", "all")))).Message);
+    }
 }
