@@ -81,8 +81,8 @@ public class MultipleChoiceTaskTests
     [Fact]
     public void Jsonl_choices_give_acc_and_byte_normalised_acc_norm()
     {
-        // Item 1: " Paris" (6 bytes) −3 vs " a much longer wrong answer" (27 bytes) −4: acc picks Paris (right),
-        // acc_norm picks the long one (−0.148 > −0.5, wrong). Item 2: answer given as text "7", scored highest.
+        // Item 1: "Paris" (5 bytes) −3 vs "a much longer wrong answer" (26 bytes) −4: acc picks Paris (right),
+        // acc_norm picks the long one (−4/26 > −3/5, wrong). Item 2: answer given as text "7", scored highest.
         // Item 3: the model prefers " 3" (wrong) either way.
         var model = new ScriptedEvaluationModel(r => r.Continuation switch
         {
