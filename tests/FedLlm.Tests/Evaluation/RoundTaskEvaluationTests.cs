@@ -64,4 +64,18 @@ public class RoundTaskEvaluationTests
         Assert.Null(new SimulationConfig.EvaluationSection().Create(1));
         Assert.Throws<ArgumentException>(() => new SimulationConfig.EvaluationSection { Task = "fpb" }.Create(1));
     }
+
+    [Fact]
+    public void Run_yaml_evaluation_keys_are_snake_case()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("run.yaml", $"evaluation:\n  task: fpb\n  data: {EvalFixtures.Path("fpb", "Sentences_50Agree.txt")}\n  every: 4\n  limit: 2\n  few_shot: 0\n  max_new_tokens: 6\n  params:\n    split: all\n");
+        var config = SimulationConfig.Load(path);
+        Assert.Equal("fpb", config.Evaluation.Task);
+        Assert.Equal(4, config.Evaluation.Every);
+        Assert.Equal("all", config.Evaluation.Params["split"]);
+        var hook = config.Evaluation.Create(seed: 1)!;
+        Assert.Equal(6, hook.Options.MaxNewTokens);
+        Assert.Equal(2, hook.Options.Limit);
+    }
 }
