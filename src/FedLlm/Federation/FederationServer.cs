@@ -27,13 +27,13 @@ public sealed class FederationServer : IDisposable
         IClientExecutor clients, RunStore? store = null, Func<IReadOnlyDictionary<string, Tensor>, EvaluationResult>? evaluate = null,
         Func<int, IReadOnlyDictionary<string, Tensor>, IReadOnlyDictionary<string, double>?>? taskMetrics = null)
     {
-        this.taskMetrics = taskMetrics;
         options.Validate();
         this.strategy = strategy;
         this.options = options;
         this.clients = clients;
         this.store = store;
         this.evaluate = evaluate;
+        this.taskMetrics = taskMetrics;
         global = AdapterTensors.Clone(initialGlobal);
     }
 

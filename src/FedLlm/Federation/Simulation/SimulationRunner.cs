@@ -33,7 +33,6 @@ public sealed class SimulationRunner
     public SimulationRunner(LlamaForCausalLM model, ITextTokenizer tokenizer, PromptTemplate template, FederationOptions options, LoraOptions lora,
         IReadOnlyList<InstructionExample>? heldOut, string? baseModel, RoundTaskEvaluation? roundTask = null)
     {
-        this.roundTask = roundTask;
         options.Validate();
         this.model = model;
         this.tokenizer = tokenizer;
@@ -41,6 +40,7 @@ public sealed class SimulationRunner
         this.lora = lora;
         this.heldOut = heldOut;
         this.baseModel = baseModel;
+        this.roundTask = roundTask;
         initialGlobal = AdapterTensors.Snapshot(model);
         evaluation = heldOut is { Count: > 0 } ? new HeldOutEvaluation(model, tokenizer, template, options.MaxSequenceLength) : null;
     }
