@@ -68,7 +68,7 @@ public sealed class EvalCommand : Command<EvalSettings>
         else
         {
             modelDir = s.Model ?? EmbeddedDefault.Ensure(m => AnsiConsole.MarkupLineInterpolated($"[grey]{m}[/]")).ModelDirectory;
-            taskName = s.Task ?? throw new ArgumentException($"--task is required with --data; known tasks: {string.Join(", ", EvaluationTaskRegistry.Names)}");
+            taskName = s.Task ?? throw new ArgumentException($"--task is required with --model or --data; known tasks: {string.Join(", ", EvaluationTaskRegistry.Names)}");
             dataPath = s.Data ?? throw new ArgumentException($"--data is required with --model (the {taskName} benchmark's file or folder)");
         }
 
