@@ -92,4 +92,32 @@ public class GenerationTaskTests
         Assert.Equal(100.0, report.Metrics["bleu"], 9);
         Assert.Single(model.Prompts);
     }
+
+    [Fact]
+    public void Progress_counts_items_batch_by_batch_up_to_the_limit()
+    {
+        var reports = new List<EvaluationProgress>();
+        var model = new ScriptedEvaluationModel(generate: _ => "#### 0");
+        EvaluationTaskRegistry.Create(Spec("gsm8k", EvalFixtures.Path("gsm8k", "test.jsonl")))
+            .Evaluate(model, Options with { Limit = 3 }, new SyncProgress(reports.Add));
+        Assert.Equal([new(0, 3), new(2, 3), new(3, 3)], reports);
+        Assert.Equal(3, model.Prompts.Count);
+    }
+
+    [Fact]
+    public void Bbh_chain_of_thought_prompt_asks_to_think_step_by_step()
+    {
+        var model = new ScriptedEvaluationModel(generate: _ => "the answer is 6.");
+        var spec = Spec("bbh", EvalFixtures.Path("bbh", "object_counting.json"), ("cot", "true"));
+        var report = EvaluationTaskRegistry.Create(spec).Evaluate(model, Options with { FewShot = 1 });
+        Assert.Equal(2, report.Items); // the first example is the exemplar
+        Assert.StartsWith("Q: I have a blackberry", model.Prompts[0]);
+        Assert.Contains("\nA: 6\n\nQ: I have an orange", model.Prompts[0]);
+        Assert.EndsWith("\nA: Let's think step by step.", model.Prompts[0]);
+    }
+
+    sealed class SyncProgress(Action<EvaluationProgress> report) : IProgress<EvaluationProgress>
+    {
+        public void Report(EvaluationProgress value) => report(value);
+    }
 }
