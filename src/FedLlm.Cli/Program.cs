@@ -12,6 +12,8 @@ app.Configure(config =>
         .WithDescription("Federated fine-tuning of many clients in one process, compared with local-only and centralised training. With no arguments: the embedded default.");
     config.AddCommand<GenerateCommand>("generate")
         .WithDescription("Answer a prompt with a base model and an optional adapter.");
+    config.AddCommand<EvalCommand>("eval")
+        .WithDescription("Score a model (+ adapter) on a benchmark from local files: MMLU, BBH, GSM8K, FinGPT sentiment, BLEU/ROUGE-L… With no arguments: the embedded default on its held-out set.");
     config.AddBranch("data", data =>
     {
         data.SetDescription("Inspect data sets in their published schemas.");

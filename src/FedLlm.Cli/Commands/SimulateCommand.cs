@@ -66,6 +66,11 @@ public sealed class SimulateSettings : CommandSettings
     [CommandOption("--threads <N>")] public int? Threads { get; init; }
     [CommandOption("--device <DEVICE>")] public string? Device { get; init; }
     [CommandOption("--output <DIR>")] public string? Output { get; init; }
+    [CommandOption("--eval-task <NAME>")][Description("Score the global adapter on a benchmark task of `fedllm eval` (fpb, mmlu, gsm8k…) every --eval-task-every rounds")] public string? EvalTask { get; init; }
+    [CommandOption("--eval-task-data <PATH>")] public string? EvalTaskData { get; init; }
+    [CommandOption("--eval-task-every <K>")] public int? EvalTaskEvery { get; init; }
+    [CommandOption("--eval-task-limit <N>")] public int? EvalTaskLimit { get; init; }
+    [CommandOption("--eval-task-param <KEY=VALUE>")][Description("A task setting (repeatable)")] public string[] EvalTaskParams { get; init; } = [];
     [CommandOption("--resume")][Description("Continue each algorithm from its last committed round in --output")] public bool Resume { get; init; }
 }
 
@@ -107,7 +112,8 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         string partitionText = $"{config.Data.Partition}{(config.Data.Partition == "dirichlet" ? $" α={config.Data.Alpha}" : "")}";
         AnsiConsole.MarkupLineInterpolated($"[bold]FedLlm simulate --task {config.Task}[/]  {options.TotalClients} clients ({partitionText}, sizes {string.Join(" ", shards.Select(x => x.Count))}), {options.ClientsPerRound} per round, {options.Rounds} rounds × {options.LocalSteps} local steps × batch {options.BatchSize}; lr {options.LearningRate} → {options.MinLearningRate}; LoRA r={lora.Rank}; {threads} threads");
         if (data.Description is { } description) AnsiConsole.MarkupLineInterpolated($"{description}");
-        var runner = new SimulationRunner(model, options, lora, data.Evaluate, Path.GetFullPath(modelDir), padId);
+        var roundTask = config.Evaluation.Create(options.Seed);
+        var runner = new SimulationRunner(model, options, lora, data.Evaluate, Path.GetFullPath(modelDir), padId, roundTask, tokenizer);
         long baselineRss = TorchRuntime.PeakResidentBytes() ?? 0;
 
         var outcomes = new List<SimulationOutcome>();
@@ -124,7 +130,8 @@ public sealed class SimulateCommand : Command<SimulateSettings>
                         {
                             task.Value = r.Round + 1;
                             task.Description = $"{name} round {r.Round + 1}/{options.Rounds} loss {r.ClientLoss.Values.Average():F3}" +
-                                (r.EvalScore is { } score ? $" held-out {data.ScoreName} {score:P0}" : "");
+                                (r.EvalScore is { } score ? $" held-out {data.ScoreName} {score:P0}" : "") +
+                                (r.TaskMetrics?.FirstOrDefault() is { Key: not null } m ? $" {m.Key} {m.Value:F3}" : "");
                         }), cancellationToken).GetAwaiter().GetResult();
                     outcomes.Add(outcome);
                 });
@@ -333,6 +340,16 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         if (s.Threads is not null) c.Threads = s.Threads;
         if (s.Device is not null) c.Device = s.Device;
         if (s.Output is not null) c.Output = s.Output;
+        if (s.EvalTask is not null) c.Evaluation.Task = s.EvalTask;
+        if (s.EvalTaskData is not null) c.Evaluation.Data = s.EvalTaskData;
+        if (s.EvalTaskEvery is not null) c.Evaluation.Every = s.EvalTaskEvery.Value;
+        if (s.EvalTaskLimit is not null) c.Evaluation.Limit = s.EvalTaskLimit.Value;
+        foreach (var p in s.EvalTaskParams)
+        {
+            var kv = p.Split('=', 2);
+            if (kv.Length != 2) throw new ArgumentException($"--eval-task-param {p}: expected KEY=VALUE");
+            c.Evaluation.Params[kv[0].Trim()] = kv[1];
+        }
     }
 
     /// <summary>--server-lr 0.01 sets every algorithm's; --server-lr fedavgm=1,fedadam=0.01 sets each named one.</summary>

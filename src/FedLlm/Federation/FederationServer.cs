@@ -17,12 +17,16 @@ public sealed class FederationServer : IDisposable
     private readonly FederationOptions options;
     private readonly IClientExecutor clients;
     private readonly Func<IReadOnlyDictionary<string, Tensor>, EvaluationResult>? evaluate;
+
+    // Benchmark scores of the new global adapter: (round, global) → metrics, or null on rounds it skips.
+    private readonly Func<int, IReadOnlyDictionary<string, Tensor>, IReadOnlyDictionary<string, double>?>? taskMetrics;
     private readonly RunStore? store;
     private readonly List<RoundRecord> history = new();
     private Dictionary<string, Tensor> global;
 
     public FederationServer(IFederatedStrategy strategy, FederationOptions options, IReadOnlyDictionary<string, Tensor> initialGlobal,
-        IClientExecutor clients, RunStore? store = null, Func<IReadOnlyDictionary<string, Tensor>, EvaluationResult>? evaluate = null)
+        IClientExecutor clients, RunStore? store = null, Func<IReadOnlyDictionary<string, Tensor>, EvaluationResult>? evaluate = null,
+        Func<int, IReadOnlyDictionary<string, Tensor>, IReadOnlyDictionary<string, double>?>? taskMetrics = null)
     {
         options.Validate();
         this.strategy = strategy;
@@ -30,6 +34,7 @@ public sealed class FederationServer : IDisposable
         this.clients = clients;
         this.store = store;
         this.evaluate = evaluate;
+        this.taskMetrics = taskMetrics;
         global = AdapterTensors.Clone(initialGlobal);
     }
 
@@ -77,6 +82,7 @@ public sealed class FederationServer : IDisposable
             bool evaluateNow = evaluate is not null && options.EvaluateEvery > 0
                 && ((round + 1) % options.EvaluateEvery == 0 || round + 1 == options.Rounds);
             var scores = evaluateNow ? evaluate!(global) : null;
+            var benchmark = taskMetrics?.Invoke(round, global);
             long adapterBytes = AdapterTensors.Bytes(global);
             var record = new RoundRecord
             {
@@ -89,6 +95,7 @@ public sealed class FederationServer : IDisposable
                 EvalLoss = scores?.Loss,
                 EvalScore = scores?.Score,
                 EvalMetrics = scores?.Metrics,
+                TaskMetrics = benchmark,
                 BytesSent = adapterBytes * sampled.Count,
                 BytesReceived = updates.Sum(u => AdapterTensors.Bytes(u.Weights) + (u.ControlDelta is null ? 0 : AdapterTensors.Bytes(u.ControlDelta))),
                 Seconds = clock.Elapsed.TotalSeconds,

@@ -19,6 +19,8 @@ public sealed record RoundRecord
 
     /// <summary>Further held-out metrics of the round's evaluation (DPO: reward margin, rewards of chosen and rejected).</summary>
     public IReadOnlyDictionary<string, double>? EvalMetrics { get; init; }
+    /// <summary>Headline metrics of a benchmark task on the global model ("fpb/accuracy"…), on rounds where one was scored.</summary>
+    public IReadOnlyDictionary<string, double>? TaskMetrics { get; init; }
 
     /// <summary>Bytes of adapter tensors sent to clients and received from them this round.</summary>
     public required long BytesSent { get; init; }

@@ -1,3 +1,4 @@
+using FedLlm.Evaluation;
 using FedLlm.Federation.Strategies;
 using YamlDotNet.Core;
 using YamlDotNet.Serialization;
@@ -20,6 +21,7 @@ public sealed class SimulationConfig
     public StrategySection Strategy { get; set; } = new();
     public LoraSection Lora { get; set; } = new();
     public DpoSection Dpo { get; set; } = new();
+    public EvaluationSection Evaluation { get; set; } = new();
 
     /// <summary>Runs beside the federated ones, with the same step budget: "local" (each client alone) and "central" (pooled data).</summary>
     public List<string> Baselines { get; set; } = new();
@@ -164,6 +166,37 @@ public sealed class SimulationConfig
         {
             var defaults = TaskDefaults.For(task);
             return new() { Rank = R ?? defaults.LoraRank, Alpha = Alpha ?? defaults.LoraAlpha, Dropout = Dropout, TargetModules = TargetModules };
+        }
+    }
+
+    /// <summary>A benchmark task scored on the global adapter every few rounds (none unless <see cref="Task"/> is set).</summary>
+    public sealed class EvaluationSection
+    {
+        /// <summary>A task name of <c>fedllm eval</c> (fpb, mmlu, gsm8k…).</summary>
+        public string? Task { get; set; }
+        public string? Data { get; set; }
+        public int Every { get; set; } = 1;
+        public int Limit { get; set; }
+        public int FewShot { get; set; }
+        public int BatchSize { get; set; } = 8;
+        public int? MaxNewTokens { get; set; }
+
+        /// <summary>The task's own settings, as <c>--param key=value</c> of <c>fedllm eval</c>.</summary>
+        public Dictionary<string, string> Params { get; set; } = new();
+
+        /// <summary>The round hook, or null when no task is configured; a bad task name, data path or parameter fails here, before training.</summary>
+        public RoundTaskEvaluation? Create(long seed)
+        {
+            if (Task is null) return null;
+            if (Data is null) throw new ArgumentException($"evaluation task '{Task}' needs its data (evaluation.data or --eval-task-data)");
+            var entry = EvaluationTaskRegistry.Find(Task);
+            var task = EvaluationTaskRegistry.Create(new EvaluationTaskSpec(entry.Name, Data, Params));
+            var options = new EvaluationRunOptions
+            {
+                Limit = Limit, FewShot = FewShot, BatchSize = BatchSize, Seed = seed,
+                MaxNewTokens = MaxNewTokens ?? entry.DefaultMaxNewTokens ?? new EvaluationRunOptions().MaxNewTokens,
+            };
+            return new RoundTaskEvaluation(task, options, Every);
         }
     }
 

@@ -25,12 +25,15 @@ public sealed class SimulationRunner
     private readonly Func<EvaluationResult>? evaluateLoadedAdapter;
     private readonly string? baseModel;
     private readonly int padTokenId;
+    private readonly RoundTaskEvaluation? roundTask;
+    private readonly ITextTokenizer? tokenizer;
 
     /// <param name="model">The shared base model with LoRA injected; its current adapter is every run's starting point.</param>
     /// <param name="evaluateLoadedAdapter">Scores the adapter currently loaded in <paramref name="model"/> on held-out data
     /// (held-out loss and exact match for SFT; DPO loss, reward accuracy and margin for DPO), or null for no evaluation.</param>
+    /// <param name="roundTask">A benchmark task scored on the global adapter every few rounds (needs <paramref name="tokenizer"/>).</param>
     public SimulationRunner(LlamaForCausalLM model, FederationOptions options, LoraOptions lora, Func<EvaluationResult>? evaluateLoadedAdapter,
-        string? baseModel, int padTokenId)
+        string? baseModel, int padTokenId, RoundTaskEvaluation? roundTask = null, ITextTokenizer? tokenizer = null)
     {
         options.Validate();
         this.model = model;
@@ -39,13 +42,16 @@ public sealed class SimulationRunner
         this.baseModel = baseModel;
         this.padTokenId = padTokenId;
         this.evaluateLoadedAdapter = evaluateLoadedAdapter;
+        if (roundTask is not null && tokenizer is null) throw new ArgumentException("a round task needs the tokenizer", nameof(tokenizer));
+        this.roundTask = roundTask;
+        this.tokenizer = tokenizer;
         initialGlobal = AdapterTensors.Snapshot(model);
     }
 
     /// <summary>Instruction tuning, evaluated by held-out loss and exact match on <paramref name="heldOut"/>.</summary>
     public SimulationRunner(LlamaForCausalLM model, ITextTokenizer tokenizer, PromptTemplate template, FederationOptions options, LoraOptions lora,
-        IReadOnlyList<InstructionExample>? heldOut, string? baseModel)
-        : this(model, options, lora, InstructionEvaluator(model, tokenizer, template, options, heldOut), baseModel, tokenizer.PadTokenId ?? 0)
+        IReadOnlyList<InstructionExample>? heldOut, string? baseModel, RoundTaskEvaluation? roundTask = null)
+        : this(model, options, lora, InstructionEvaluator(model, tokenizer, template, options, heldOut), baseModel, tokenizer.PadTokenId ?? 0, roundTask, tokenizer)
     {
     }
 
@@ -68,6 +74,13 @@ public sealed class SimulationRunner
         return evaluateLoadedAdapter();
     }
 
+    IReadOnlyDictionary<string, double>? EvaluateTask(int round, IReadOnlyDictionary<string, Tensor> global)
+    {
+        if (roundTask is null || !roundTask.IsDue(round, options.Rounds)) return null;
+        AdapterTensors.Load(model, global);
+        return roundTask.Evaluate(model, tokenizer!);
+    }
+
     /// <summary>One federated algorithm on instruction shards.</summary>
     public Task<SimulationOutcome> RunFederatedAsync(IFederatedStrategy strategy, IReadOnlyList<IReadOnlyList<SftExample>> shards, string output,
         bool resume, IProgress<RoundRecord>? progress = null, CancellationToken cancellationToken = default) =>
@@ -80,7 +93,8 @@ public sealed class SimulationRunner
         var clock = Stopwatch.StartNew();
         using var clients = new InProcessClients(model, options, shards, padTokenId);
         var store = new RunStore(output);
-        using var server = new FederationServer(strategy, options, initialGlobal, clients, store, evaluateLoadedAdapter is null ? null : g => Evaluate(g)!);
+        using var server = new FederationServer(strategy, options, initialGlobal, clients, store, evaluateLoadedAdapter is null ? null : g => Evaluate(g)!,
+            roundTask is null ? null : EvaluateTask);
         if (resume) server.TryResume();
         var reporter = new RoundReporter(r =>
         {

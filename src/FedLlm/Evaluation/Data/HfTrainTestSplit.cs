@@ -1,0 +1,17 @@
+namespace FedLlm.Evaluation.Data;
+
+/// <summary>
+/// Hugging Face datasets' <c>Dataset.train_test_split(test_size, seed=seed)</c>: shuffle with
+/// <c>np.random.default_rng(seed).permutation(n)</c>; the test split is the first ⌈test_size·n⌉ indices of the
+/// permutation, in permutation order. FinGPT's benchmarks take their test sets this way (FPB: default 0.25, seed 42;
+/// FiQA-SA: 0.226, seed 42).
+/// </summary>
+public static class HfTrainTestSplit
+{
+    public static IReadOnlyList<int> TestIndices(int count, double testSize, ulong seed)
+    {
+        if (testSize is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(testSize), testSize, "must be in (0, 1)");
+        int testCount = (int)Math.Ceiling(testSize * count);
+        return new NumpyRandom(seed).Permutation(count)[..testCount];
+    }
+}

@@ -1,0 +1,45 @@
+using FedLlm.Evaluation.Tasks;
+
+namespace FedLlm.Evaluation;
+
+/// <summary>A task name the CLI and the federation accept, what it measures, and how it is built from a spec.</summary>
+/// <param name="DefaultMaxNewTokens">Generation budget when the user gives none (null: the run options' default).</param>
+public sealed record EvaluationTaskEntry(string Name, string Description, Func<EvaluationTaskSpec, IEvaluationTask> Create, int? DefaultMaxNewTokens = null);
+
+/// <summary>Every evaluation task by name, one line each.</summary>
+public static class EvaluationTaskRegistry
+{
+    public static IReadOnlyList<EvaluationTaskEntry> Entries { get; } =
+    [
+        new("mmlu", "MMLU by log-likelihood (CSV folder or cais/mmlu Parquet): accuracy per subject, micro and macro", MmluTask.FromSpec),
+        new("bbh-mc", "BIG-Bench Hard multiple-choice subsets by log-likelihood: accuracy, acc_norm", BbhMultipleChoiceTask.FromSpec),
+        new("mc", "any JSONL {question, choices, answer} by log-likelihood: accuracy, acc_norm", JsonlMultipleChoiceTask.FromSpec),
+        new("gsm8k", "GSM8K by generation: exact match of the #### number (strict and flexible)", Gsm8kTask.FromSpec, 256),
+        new("bbh", "BIG-Bench Hard by generation: exact match of the extracted answer", BbhGenerationTask.FromSpec, 128),
+        new("generate", "any JSONL {prompt, answer} by generation: exact match after --param extract=REGEX", RegexGenerationTask.FromSpec, 64),
+        new("fpb", "Financial PhraseBank (sentences_50agree, FinGPT test split): accuracy, macro-F1, weighted-F1", FinancialSentimentTask.FromSpec, FinancialSentimentTask.DefaultMaxNewTokens),
+        new("fiqa", "FiQA-SA (FinGPT test split): accuracy, macro-F1, weighted-F1", FinancialSentimentTask.FromSpec, FinancialSentimentTask.DefaultMaxNewTokens),
+        new("tfns", "Twitter Financial News Sentiment (validation): accuracy, macro-F1, weighted-F1", FinancialSentimentTask.FromSpec, FinancialSentimentTask.DefaultMaxNewTokens),
+        new("nwgi", "News With GPT Instructions (test): accuracy, macro-F1, weighted-F1", FinancialSentimentTask.FromSpec, FinancialSentimentTask.DefaultMaxNewTokens),
+        new("sentiment", "FinGPT-layout sentiment instructions {instruction, input, output}: accuracy, macro-F1, weighted-F1", FinancialSentimentTask.FromSpec, FinancialSentimentTask.DefaultMaxNewTokens),
+        new("overlap", "JSONL {prediction or prompt, reference}: corpus BLEU (sacrebleu) and ROUGE-L (rouge_score)", OverlapTask.FromSpec, 128),
+        new("bleu", "alias of overlap", OverlapTask.FromSpec, 128),
+        new("rouge", "alias of overlap", OverlapTask.FromSpec, 128),
+    ];
+
+    public static IReadOnlyList<string> Names => Entries.Select(e => e.Name).ToList();
+
+    /// <exception cref="ArgumentException">No task has that name; the message lists the known names.</exception>
+    public static EvaluationTaskEntry Find(string name) =>
+        Entries.FirstOrDefault(e => string.Equals(e.Name, name, StringComparison.OrdinalIgnoreCase))
+        ?? throw new ArgumentException($"unknown evaluation task '{name}'; known tasks: {string.Join(", ", Names)}");
+
+    public static IEvaluationTask Create(EvaluationTaskSpec spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        var entry = Find(spec.Name);
+        if (!File.Exists(spec.DataPath) && !Directory.Exists(spec.DataPath))
+            throw new FileNotFoundException($"task '{spec.Name}': data not found: {spec.DataPath}", spec.DataPath);
+        return entry.Create(spec with { Name = entry.Name });
+    }
+}
