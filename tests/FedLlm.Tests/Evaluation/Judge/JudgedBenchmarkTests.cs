@@ -159,6 +159,29 @@ public sealed class JudgedBenchmarkTests : IDisposable
     }
 
     [Fact]
+    public void The_template_parameter_chooses_the_conversation_format_and_its_stop_string()
+    {
+        using var server = new FakeJudgeServer((_, _) => FakeJudgeServer.Reply("[[6]]"));
+        var task = JudgedBenchmarkTask.FromSpec(Spec("mt_bench", MtBenchPath,
+            ("judge", WriteJudgeConfig(server)), ("output_dir", _directory), ("template", "chatml"), ("temperature", "0"), ("max_new_tokens", "32")));
+        var model = new ScriptedCompletionModel((_, asked) => $"reply {asked}");
+        var report = task.Evaluate(model, new EvaluationRunOptions { Limit = 1 });
+        Assert.Equal(6.0, report.Metrics["mt_avg"]);
+        var calls = model.Calls;
+        Assert.Equal(2, calls.Count);
+        Assert.All(calls, c => Assert.Equal(["<|im_end|>"], c.Options.StopStrings));
+        Assert.All(calls, c => Assert.Equal((0.0, 32), (c.Options.Temperature, c.Options.MaxNewTokens)));
+        Assert.Equal(
+            "<|im_start|>user\nCompose a short travel blog post about a recent trip to Lisbon.<|im_end|>\n<|im_start|>assistant\nreply 0<|im_end|>\n" +
+            "<|im_start|>user\nRewrite your previous response, starting every sentence with the letter L.<|im_end|>\n<|im_start|>assistant\n",
+            Assert.Single(calls[1].Prompts));
+
+        var unknown = Assert.Throws<ArgumentException>(() => JudgedBenchmarkTask.FromSpec(Spec("mt_bench", MtBenchPath,
+            ("judge", WriteJudgeConfig(server)), ("template", "alpaca-chat"))));
+        Assert.Contains("alpaca-chat", unknown.Message);
+    }
+
+    [Fact]
     public void A_refusing_or_broken_judge_is_a_clear_error_and_only_transient_failures_are_retried()
     {
         var config = new JudgeConfig { Model = "fake-judge", MaxRetries = 2, RetryDelaySeconds = 0.01 };
