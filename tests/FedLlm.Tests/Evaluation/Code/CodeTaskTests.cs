@@ -11,6 +11,9 @@ public class CodeTaskTests
     private static readonly string MbppPath = Path.Combine(AppContext.BaseDirectory, "Fixtures", "eval", "mbpp_sample.jsonl");
     private static readonly EvaluationRunOptions Run = new() { BatchSize = 8, MaxNewTokens = 64 };
 
+    // Millisecond programs; the timeout only bounds a loaded CI machine (the timeout test sets its own).
+    private static readonly SandboxOptions Generous = new() { Timeout = TimeSpan.FromSeconds(10) };
+
     private static EvaluationTaskSpec Spec(string name, string path, params (string Key, string Value)[] parameters) =>
         new(name, path, parameters.ToDictionary(p => p.Key, p => p.Value));
 
@@ -39,7 +42,7 @@ public class CodeTaskTests
         var problems = HumanEvalProblem.ReadJsonl(HumanEvalPath).ToDictionary(p => p.Prompt);
         // Trailing junk after a stop sequence would raise NameError if the completion were not truncated.
         var canonical = new ScriptedCompletionModel((prompt, _) => problems[prompt].CanonicalSolution + "\nprint(undefined_name)\n");
-        var task = HumanEvalTask.FromSpec(Spec("humaneval", HumanEvalPath));
+        var task = HumanEvalTask.FromSpec(Spec("humaneval", HumanEvalPath, ("timeout", "10")));
         var report = task.Evaluate(canonical, Run);
         Assert.Equal(3, report.Items);
         Assert.Equal(1.0, report.Metrics["pass@1"]);
@@ -64,7 +67,7 @@ public class CodeTaskTests
         var problems = HumanEvalProblem.ReadJsonl(HumanEvalPath);
         var model = new ScriptedCompletionModel((prompt, asked) =>
             prompt == problems[0].Prompt ? (asked is 0 or 3 ? "    return a + b\n" : "    return a - b\n") : problems[2].CanonicalSolution);
-        var task = new HumanEvalTask([problems[0], problems[2]], new CodeSamplingOptions { Samples = 5, K = [1, 2, 3, 10] });
+        var task = new HumanEvalTask([problems[0], problems[2]], new CodeSamplingOptions { Samples = 5, K = [1, 2, 3, 10], Sandbox = Generous });
         var report = task.Evaluate(model, Run with { BatchSize = 10 });
         // pass@1 = (0.4 + 1)/2, pass@2 = (0.7 + 1)/2, pass@3 = (0.9 + 1)/2; pass@10 needs 10 samples.
         Assert.Equal(0.7, report.Metrics["pass@1"], 12);
@@ -122,7 +125,7 @@ public class CodeTaskTests
             var problem = problems.Single(p => prompt.EndsWith(p.Prompt(), StringComparison.Ordinal));
             return problem.TaskId == "11" ? "def remove_occ(s, ch):\n  return s.replace(ch, '')\n[DONE] junk" : "```python\n" + problem.Code + "\n```\n[DONE]\nnot code";
         });
-        var task = MbppTask.FromSpec(Spec("mbpp", MbppPath, ("challenge_tests", "true")));
+        var task = MbppTask.FromSpec(Spec("mbpp", MbppPath, ("challenge_tests", "true"), ("timeout", "10")));
         var report = task.Evaluate(model, Run with { FewShot = 2 });
         // Task ids 2 and 3 are the shots; 11 (wrong: removes every occurrence), 12 (needs its setup code) and 13 are scored.
         Assert.Equal(3, report.Items);

@@ -57,7 +57,8 @@ internal sealed class FakeJudgeServer : IDisposable
 
     public void Dispose()
     {
-        _listener.Stop();
+        // Close alone: Stop then Close makes the managed HttpListener re-bind the port to remove it again, which
+        // fails with "address already in use" while the closed connections sit in TIME_WAIT.
         _listener.Close();
         try
         {
