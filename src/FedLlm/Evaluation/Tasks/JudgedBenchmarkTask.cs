@@ -46,13 +46,14 @@ public sealed record JudgedBenchmarkOptions
 /// and <see cref="EvaluationRunOptions.Seed"/>; generation length is <see cref="AnswerGenerationOptions.MaxNewTokens"/>.
 /// Progress counts answer turns generated plus judgments made.</para>
 /// </remarks>
-public sealed class JudgedBenchmarkTask : IEvaluationTask
+public sealed class JudgedBenchmarkTask : IEvaluationTask, IDisposable
 {
     private readonly JudgedBenchmark _benchmark;
     private readonly IReadOnlyList<JudgeQuestion> _questions;
     private readonly IJudgeModel _judge;
     private readonly IConversationFormat _format;
     private readonly JudgedBenchmarkOptions _options;
+    private bool _ownsJudge;
 
     public JudgedBenchmarkTask(
         JudgedBenchmark benchmark, IReadOnlyList<JudgeQuestion> questions, IJudgeModel judge, IConversationFormat format, JudgedBenchmarkOptions options,
@@ -111,7 +112,14 @@ public sealed class JudgedBenchmarkTask : IEvaluationTask
                 MaxNewTokens = maxNewTokens,
             },
         };
-        return new JudgedBenchmarkTask(benchmark, JudgeQuestion.ReadJsonl(spec.DataPath), new OpenAiCompatibleJudge(config), format, options, spec.Name);
+        var questions = JudgeQuestion.ReadJsonl(spec.DataPath);
+        return new JudgedBenchmarkTask(benchmark, questions, new OpenAiCompatibleJudge(config), format, options, spec.Name) { _ownsJudge = true };
+    }
+
+    /// <summary>Releases the judge's HTTP client when this task created it (<see cref="FromSpec(EvaluationTaskSpec, ITextTokenizer?)"/>).</summary>
+    public void Dispose()
+    {
+        if (_ownsJudge && _judge is IDisposable disposable) disposable.Dispose();
     }
 
     /// <summary>The answer file this run writes.</summary>

@@ -17,6 +17,18 @@ namespace FedLlm.Evaluation.Tasks;
 /// </remarks>
 public sealed class MbppTask : IEvaluationTask
 {
+    /// <summary>
+    /// MBPP's published splits of the full 974-problem file by task id (the paper's §2.1, and the Hugging Face dataset):
+    /// prompt 1–10, test 11–510, validation 511–600, train 601–974. lm-evaluation-harness scores the test split.
+    /// </summary>
+    public static IReadOnlyDictionary<string, (int First, int Last)> Splits { get; } = new Dictionary<string, (int, int)>
+    {
+        ["prompt"] = (1, 10),
+        ["test"] = (11, 510),
+        ["validation"] = (511, 600),
+        ["train"] = (601, 974),
+    };
+
     /// <summary>lm-eval's few-shot problems (list_fewshot_samples), in order.</summary>
     public static IReadOnlyList<string> DefaultFewShotIds { get; } = ["2", "3", "4"];
 
@@ -40,15 +52,30 @@ public sealed class MbppTask : IEvaluationTask
     /// <summary>
     /// The task from the CLI's spec: <c>--data mbpp.jsonl</c> and the code parameters (<c>samples</c>, <c>temperature</c>, <c>k</c>,
     /// <c>timeout</c>, <c>memory_mb</c>, <c>workers</c>, <c>python</c>), plus <c>fewshot</c> (a JSONL file of shot problems)
-    /// and <c>challenge_tests</c> (true: also run challenge_test_list).
+    /// <c>challenge_tests</c> (true: also run challenge_test_list) and <c>split</c> (prompt, test, validation, train: score
+    /// only that split's task ids, for the full mbpp.jsonl; default: every problem in the file).
     /// </summary>
     public static IEvaluationTask FromSpec(EvaluationTaskSpec spec)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        var parameters = new TaskParameterReader(spec, [.. CodeSamplingOptions.ParameterNames, "fewshot", "challenge_tests"]);
+        var parameters = new TaskParameterReader(spec, [.. CodeSamplingOptions.ParameterNames, "fewshot", "challenge_tests", "split"]);
         var sampling = CodeSamplingOptions.Read(parameters) with { ChallengeTests = parameters.Bool("challenge_tests") ?? false };
-        var pool = parameters.String("fewshot") is { } shots ? MbppProblem.ReadJsonl(shots) : null;
-        return new MbppTask(MbppProblem.ReadJsonl(spec.DataPath), sampling, pool, spec.Name);
+        var all = MbppProblem.ReadJsonl(spec.DataPath);
+        // Shots come from the whole file (lm-eval's are ids 2–4, in the prompt split) before a split narrows the scored set.
+        var pool = parameters.String("fewshot") is { } shots
+            ? MbppProblem.ReadJsonl(shots)
+            : DefaultFewShotIds.Select(id => all.FirstOrDefault(p => p.TaskId == id)).OfType<MbppProblem>().ToList();
+        var problems = all;
+        if (parameters.String("split") is { } split)
+        {
+            if (!Splits.TryGetValue(split, out var range))
+                throw new ArgumentException($"Task '{spec.Name}': unknown split '{split}'. Known: {string.Join(", ", Splits.Keys)}.");
+            problems = all.Where(p => int.TryParse(p.TaskId, out var id) && id >= range.First && id <= range.Last).ToList();
+            if (problems.Count == 0)
+                throw new ArgumentException($"Task '{spec.Name}': {spec.DataPath} has no problem with a task id in the {split} split ({range.First}–{range.Last}).");
+        }
+
+        return new MbppTask(problems, sampling, pool, spec.Name);
     }
 
     public string Name { get; }

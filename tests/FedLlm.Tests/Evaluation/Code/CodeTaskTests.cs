@@ -136,6 +136,20 @@ public class CodeTaskTests
     }
 
     [Fact]
+    public void Mbpp_split_scores_only_that_splits_task_ids_and_still_finds_the_shots()
+    {
+        var model = new ScriptedCompletionModel((_, _) => "def f():\n  pass");
+        var task = (MbppTask)MbppTask.FromSpec(Spec("mbpp", MbppPath, ("split", "test"), ("timeout", "10")));
+        var report = task.Evaluate(model, Run with { FewShot = 2 });
+        // Ids 11, 12, 13 are in the test split (11–510); 2 and 3 are in the prompt split and serve as the shots.
+        Assert.Equal(["11", "12", "13"], report.Samples.Select(s => s.Id));
+        Assert.All(Assert.Single(model.Calls).Prompts, p => Assert.StartsWith(
+            "You are an expert Python programmer, and here is your task: Write a function to find the common elements", p));
+        var error = Assert.Throws<ArgumentException>(() => MbppTask.FromSpec(Spec("mbpp", MbppPath, ("split", "validation"))));
+        Assert.Contains("511–600", error.Message);
+    }
+
+    [Fact]
     public void Bad_files_and_parameters_are_named_in_the_error()
     {
         var path = Path.Combine(Path.GetTempPath(), $"fedllm-humaneval-{Guid.NewGuid():N}.jsonl");
