@@ -182,6 +182,22 @@ public sealed class JudgedBenchmarkTests : IDisposable
     }
 
     [Fact]
+    public void Without_a_template_parameter_the_models_own_chat_template_is_used()
+    {
+        using var server = new FakeJudgeServer((_, _) => FakeJudgeServer.Reply("[[6]]"));
+        var folder = Path.Combine(_directory, "qwen3");
+        Directory.CreateDirectory(folder);
+        FedLlm.Tests.Tokenization.TokenizerFixtures.Materialize("qwen3", folder);
+        var tokenizer = FedLlm.Tokenization.TokenizerLoader.Load(folder);
+        var task = JudgedBenchmarkTask.FromSpec(Spec("mt_bench", MtBenchPath, ("judge", WriteJudgeConfig(server)), ("output_dir", _directory)), tokenizer);
+        var model = new ScriptedCompletionModel((_, _) => "ok");
+        task.Evaluate(model, new EvaluationRunOptions { Limit = 1 });
+        var first = Assert.Single(model.Calls[0].Prompts);
+        Assert.StartsWith("<|im_start|>user\nCompose a short travel blog post about a recent trip to Lisbon.<|im_end|>\n", first);
+        Assert.EndsWith("<|im_start|>assistant\n", first);
+    }
+
+    [Fact]
     public void A_refusing_or_broken_judge_is_a_clear_error_and_only_transient_failures_are_retried()
     {
         var config = new JudgeConfig { Model = "fake-judge", MaxRetries = 2, RetryDelaySeconds = 0.01 };
