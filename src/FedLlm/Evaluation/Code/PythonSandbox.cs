@@ -52,11 +52,20 @@ public sealed class PythonSandbox
         _ = Interpreter; // fail once, clearly, before starting workers
         var results = new ExecutionResult[programs.Count];
         var done = 0;
-        Parallel.For(0, programs.Count, new ParallelOptions { MaxDegreeOfParallelism = _options.Workers, CancellationToken = cancellationToken }, i =>
+        try
         {
-            results[i] = Run(programs[i]);
-            completed?.Invoke(Interlocked.Increment(ref done));
-        });
+            Parallel.For(0, programs.Count, new ParallelOptions { MaxDegreeOfParallelism = _options.Workers, CancellationToken = cancellationToken }, i =>
+            {
+                results[i] = Run(programs[i]);
+                completed?.Invoke(Interlocked.Increment(ref done));
+            });
+        }
+        catch (AggregateException e) when (e.InnerExceptions.Count >= 1)
+        {
+            // Surface the first real error (e.g. the interpreter vanished), not "one or more errors occurred".
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
+        }
+
         return results;
     }
 

@@ -68,18 +68,25 @@ public sealed class OpenAiCompatibleJudge : IJudgeModel, IDisposable
         {
             cancellationToken.ThrowIfCancellationRequested();
             TimeSpan? retryAfter = null;
+            string? reply = null;
             try
             {
                 Interlocked.Increment(ref _requests);
                 using var request = new HttpRequestMessage(HttpMethod.Post, _endpoint) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
                 using var response = _http.Send(request, cancellationToken);
                 var text = ReadBody(response, cancellationToken);
-                if (response.IsSuccessStatusCode) return ParseContent(text);
-                lastProblem = $"HTTP {(int)response.StatusCode} {response.ReasonPhrase}: {Snippet(text)}";
-                if (!IsTransient(response.StatusCode))
-                    throw new HttpRequestException($"Judge endpoint {_endpoint} refused the request with {lastProblem}", null, response.StatusCode);
-                retryAfter = response.Headers.RetryAfter?.Delta
-                    ?? (response.Headers.RetryAfter?.Date is { } date ? date - DateTimeOffset.UtcNow : null);
+                if (response.IsSuccessStatusCode)
+                {
+                    reply = text;
+                }
+                else
+                {
+                    lastProblem = $"HTTP {(int)response.StatusCode} {response.ReasonPhrase}: {Snippet(text)}";
+                    if (!IsTransient(response.StatusCode))
+                        throw new HttpRequestException($"Judge endpoint {_endpoint} refused the request with {lastProblem}", null, response.StatusCode);
+                    retryAfter = response.Headers.RetryAfter?.Delta
+                        ?? (response.Headers.RetryAfter?.Date is { } date ? date - DateTimeOffset.UtcNow : null);
+                }
             }
             catch (TaskCanceledException e) when (!cancellationToken.IsCancellationRequested)
             {
@@ -90,6 +97,8 @@ public sealed class OpenAiCompatibleJudge : IJudgeModel, IDisposable
                 lastProblem = $"connection failed: {e.Message}";
             }
 
+            // Parsed outside the try: a malformed 200 reply is the server's bug, not a transient failure to retry.
+            if (reply is not null) return ParseContent(reply);
             if (attempt >= _config.MaxRetries)
                 throw new HttpRequestException($"Judge endpoint {_endpoint} failed after {attempt + 1} attempts; last: {lastProblem}");
             var delay = retryAfter ?? TimeSpan.FromSeconds(_config.RetryDelaySeconds * Math.Pow(2, attempt));

@@ -24,15 +24,24 @@ public static class SingleAnswerGrader
         var judgments = new Judgment[matches.Count];
         var done = 0;
         var progressLock = new object();
-        Parallel.For(0, matches.Count, new ParallelOptions { MaxDegreeOfParallelism = parallel, CancellationToken = cancellationToken }, i =>
+        try
         {
-            var (question, prompt, userPrompt, turn) = matches[i];
-            var text = judge.Complete(prompt.SystemPrompt, userPrompt, cancellationToken);
-            judgments[i] = new Judgment(question.QuestionId, question.NumericId, modelId, judge.Name, prompt.Name, userPrompt, text,
-                JudgeScoreParser.Parse(text), turn, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0);
-            // Counted and reported under one lock, so a progress bar never sees the count go backwards.
-            lock (progressLock) judged?.Invoke(++done);
-        });
+            Parallel.For(0, matches.Count, new ParallelOptions { MaxDegreeOfParallelism = parallel, CancellationToken = cancellationToken }, i =>
+            {
+                var (question, prompt, userPrompt, turn) = matches[i];
+                var text = judge.Complete(prompt.SystemPrompt, userPrompt, cancellationToken);
+                judgments[i] = new Judgment(question.QuestionId, question.NumericId, modelId, judge.Name, prompt.Name, userPrompt, text,
+                    JudgeScoreParser.Parse(text), turn, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0);
+                // Counted and reported under one lock, so a progress bar never sees the count go backwards.
+                lock (progressLock) judged?.Invoke(++done);
+            });
+        }
+        catch (AggregateException e) when (e.InnerExceptions.Count >= 1)
+        {
+            // The judge's own error (refused, unreachable) is the message the user needs, not "one or more errors".
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
+        }
+
         return judgments;
     }
 

@@ -208,6 +208,12 @@ public sealed class JudgedBenchmarkTests : IDisposable
             Assert.Contains("401", error.Message);
             Assert.Contains("Incorrect API key", error.Message);
             Assert.Equal(1, judge.Requests);
+
+            // Inside a run, the judge's error reaches the user as itself, not wrapped by the parallel loop.
+            using var task = (JudgedBenchmarkTask)JudgedBenchmarkTask.FromSpec(Spec("vicuna_bench", VicunaPath,
+                ("judge", WriteJudgeConfig(unauthorized)), ("output_dir", _directory)));
+            var inRun = Assert.Throws<HttpRequestException>(() => task.Evaluate(AnsweringModel(VicunaPath), new EvaluationRunOptions()));
+            Assert.Contains("401", inRun.Message);
         }
 
         using (var down = new FakeJudgeServer((_, _) => (503, "overloaded")))
@@ -225,6 +231,8 @@ public sealed class JudgedBenchmarkTests : IDisposable
             var error = Assert.Throws<HttpRequestException>(() => judge.Complete("s", "u"));
             Assert.Contains("choices[0].message.content", error.Message);
             Assert.Contains(malformed.BaseUrl + "/chat/completions", error.Message);
+            // A malformed success is not retried: asking again would get the same reply.
+            Assert.Equal(1, judge.Requests);
         }
     }
 
