@@ -185,16 +185,28 @@ public sealed class JudgedBenchmarkTests : IDisposable
     public void Without_a_template_parameter_the_models_own_chat_template_is_used()
     {
         using var server = new FakeJudgeServer((_, _) => FakeJudgeServer.Reply("[[6]]"));
-        var folder = Path.Combine(_directory, "qwen3");
-        Directory.CreateDirectory(folder);
-        FedLlm.Tests.Tokenization.TokenizerFixtures.Materialize("qwen3", folder);
-        var tokenizer = FedLlm.Tokenization.TokenizerLoader.Load(folder);
+        var tokenizer = new TemplateOnlyTokenizer(
+            "{% for m in messages %}<<{{ m['role'] }}>>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<<assistant>>{% endif %}");
         var task = JudgedBenchmarkTask.FromSpec(Spec("mt_bench", MtBenchPath, ("judge", WriteJudgeConfig(server)), ("output_dir", _directory)), tokenizer);
         var model = new ScriptedCompletionModel((_, _) => "ok");
         task.Evaluate(model, new EvaluationRunOptions { Limit = 1 });
-        var first = Assert.Single(model.Calls[0].Prompts);
-        Assert.StartsWith("<|im_start|>user\nCompose a short travel blog post about a recent trip to Lisbon.<|im_end|>\n", first);
-        Assert.EndsWith("<|im_start|>assistant\n", first);
+        Assert.Equal(
+            "<<user>>Compose a short travel blog post about a recent trip to Lisbon.\n<<assistant>>ok\n" +
+            "<<user>>Rewrite your previous response, starting every sentence with the letter L.\n<<assistant>>",
+            Assert.Single(model.Calls[1].Prompts));
+    }
+
+    /// <summary>A tokenizer that only carries a chat template, which is all the conversation format reads.</summary>
+    private sealed class TemplateOnlyTokenizer(string template) : FedLlm.Tokenization.ITextTokenizer
+    {
+        public int VocabSize => 1;
+        public int? BosTokenId => null;
+        public int? EosTokenId => null;
+        public int? PadTokenId => null;
+        public string? ChatTemplate => template;
+        public IReadOnlyList<int> Encode(string text, bool addSpecialTokens = false) => throw new NotSupportedException();
+        public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = true) => throw new NotSupportedException();
+        public int? TokenToId(string token) => null;
     }
 
     [Fact]
