@@ -4,34 +4,6 @@ using FedLlm.Tokenization;
 
 namespace FedLlm.Evaluation.Tasks;
 
-/// <summary>Which judged benchmark: they differ only in how many turns their questions have and what is reported.</summary>
-public enum JudgedBenchmark
-{
-    /// <summary>MT-Bench (Zheng et al. 2023): 80 two-turn questions in 8 categories; reports MT-1, MT-2 and MT-Avg.</summary>
-    MtBench,
-
-    /// <summary>Vicuna-Bench: 80 single-turn questions in 9 categories; reports the mean rating.</summary>
-    VicunaBench,
-}
-
-/// <summary>Where a judged run writes its files and how it generates.</summary>
-public sealed record JudgedBenchmarkOptions
-{
-    /// <summary>Answers go to <c>{dir}/model_answer/{model_id}.jsonl</c>, judgments to <c>{dir}/model_judgment/{judge}_single.jsonl</c>, as FastChat lays them out.</summary>
-    public string OutputDirectory { get; init; } = "eval-output";
-
-    public AnswerGenerationOptions Generation { get; init; } = new();
-
-    /// <summary>Judge these answers (FastChat answer JSONL) instead of generating; the model is then not used.</summary>
-    public string? AnswersPath { get; init; }
-
-    /// <summary>Reference answers for math/reasoning/coding (FastChat answer JSONL), where questions carry no <c>reference</c>.</summary>
-    public string? ReferencesPath { get; init; }
-
-    /// <summary>Concurrent judge requests.</summary>
-    public int Parallel { get; init; } = 1;
-}
-
 /// <summary>
 /// MT-Bench and Vicuna-Bench as FastChat's llm_judge runs them: generate answers to question.jsonl (both turns of MT-Bench
 /// questions), write them in FastChat's answer layout, grade each answer turn 1–10 with an LLM judge
