@@ -74,14 +74,16 @@ public sealed class EvalCommand : Command<EvalSettings>
 
         var entry = EvaluationTaskRegistry.Find(taskName);
         var spec = new EvaluationTaskSpec(entry.Name, dataPath, parameters);
-        var task = EvaluationTaskRegistry.Create(spec);
+        var tokenizer = TokenizerLoader.Load(modelDir);
+        // Judged benchmarks format their conversations with the model's own chat template when it has one.
+        var task = EvaluationTaskRegistry.Create(spec, tokenizer);
+        using var taskOwner = task as IDisposable;
         var options = new EvaluationRunOptions
         {
             Limit = s.Limit, FewShot = s.FewShot, BatchSize = s.BatchSize, Seed = s.Seed,
             MaxNewTokens = s.MaxNewTokens ?? entry.DefaultMaxNewTokens ?? new EvaluationRunOptions().MaxNewTokens,
         };
 
-        var tokenizer = TokenizerLoader.Load(modelDir);
         using var model = ModelLoader.Load(modelDir, ScalarType.Float32, device);
         if (s.Adapter is not null) AdapterIO.Load(s.Adapter, model);
         var evaluationModel = new CausalLmEvaluationModel(model, tokenizer, s.BatchSize, s.MaxLength);

@@ -1,10 +1,16 @@
 using FedLlm.Evaluation.Tasks;
+using FedLlm.Tokenization;
 
 namespace FedLlm.Evaluation;
 
 /// <summary>A task name the CLI and the federation accept, what it measures, and how it is built from a spec.</summary>
 /// <param name="DefaultMaxNewTokens">Generation budget when the user gives none (null: the run options' default).</param>
-public sealed record EvaluationTaskEntry(string Name, string Description, Func<EvaluationTaskSpec, IEvaluationTask> Create, int? DefaultMaxNewTokens = null);
+public sealed record EvaluationTaskEntry(string Name, string Description, Func<EvaluationTaskSpec, IEvaluationTask> Create, int? DefaultMaxNewTokens = null)
+{
+    /// <summary>A factory that also reads the model's tokenizer (its chat template formats judged conversations); used
+    /// instead of <see cref="Create"/> when a tokenizer is at hand.</summary>
+    public Func<EvaluationTaskSpec, ITextTokenizer?, IEvaluationTask>? CreateWithTokenizer { get; init; }
+}
 
 /// <summary>Every evaluation task by name, one line each.</summary>
 public static class EvaluationTaskRegistry
@@ -25,6 +31,12 @@ public static class EvaluationTaskRegistry
         new("overlap", "JSONL {prediction or prompt, reference}: corpus BLEU (sacrebleu) and ROUGE-L (rouge_score)", OverlapTask.FromSpec, 128),
         new("bleu", "alias of overlap", OverlapTask.FromSpec, 128),
         new("rouge", "alias of overlap", OverlapTask.FromSpec, 128),
+        new("humaneval", "HumanEval (JSONL): completions run by python3 in a sandboxed process; unbiased pass@k", HumanEvalTask.FromSpec, 512),
+        new("mbpp", "MBPP (full or sanitized JSONL, lm-eval's [BEGIN]/[DONE] prompt): sandboxed execution; pass@k", MbppTask.FromSpec, 512),
+        new("mt_bench", "MT-Bench (FastChat question.jsonl, two turns) judged by an OpenAI-compatible LLM: MT-1, MT-2, MT-Avg", JudgedBenchmarkTask.FromSpec, 1024)
+            { CreateWithTokenizer = JudgedBenchmarkTask.FromSpec },
+        new("vicuna_bench", "Vicuna-Bench (FastChat question.jsonl) judged by an OpenAI-compatible LLM: mean score", JudgedBenchmarkTask.FromSpec, 1024)
+            { CreateWithTokenizer = JudgedBenchmarkTask.FromSpec },
     ];
 
     public static IReadOnlyList<string> Names => Entries.Select(e => e.Name).ToList();
@@ -34,12 +46,14 @@ public static class EvaluationTaskRegistry
         Entries.FirstOrDefault(e => string.Equals(e.Name, name, StringComparison.OrdinalIgnoreCase))
         ?? throw new ArgumentException($"unknown evaluation task '{name}'; known tasks: {string.Join(", ", Names)}");
 
-    public static IEvaluationTask Create(EvaluationTaskSpec spec)
+    /// <param name="tokenizer">The evaluated model's tokenizer, for tasks that format conversations with its chat template.</param>
+    public static IEvaluationTask Create(EvaluationTaskSpec spec, ITextTokenizer? tokenizer = null)
     {
         ArgumentNullException.ThrowIfNull(spec);
         var entry = Find(spec.Name);
         if (!File.Exists(spec.DataPath) && !Directory.Exists(spec.DataPath))
             throw new FileNotFoundException($"task '{spec.Name}': data not found: {spec.DataPath}", spec.DataPath);
-        return entry.Create(spec with { Name = entry.Name });
+        var named = spec with { Name = entry.Name };
+        return entry.CreateWithTokenizer is { } withTokenizer && tokenizer is not null ? withTokenizer(named, tokenizer) : entry.Create(named);
     }
 }
