@@ -53,13 +53,13 @@ public sealed class JudgedBenchmarkTask : IEvaluationTask, IDisposable
     /// <c>--data</c> is question.jsonl. Parameters: <c>judge</c> (judge.yaml, required), <c>template</c> (a conversation
     /// template name: vicuna_v1.1, chatml, llama-3, model; default: the model's own chat template when
     /// <paramref name="tokenizer"/> has one, else vicuna_v1.1), <c>output_dir</c>, <c>model_id</c>, <c>answers</c>,
-    /// <c>references</c>, <c>temperature</c>, <c>max_new_tokens</c>.
+    /// <c>references</c>, <c>temperature</c> (the turn budget is the run's MaxNewTokens).
     /// </summary>
     /// <exception cref="ArgumentException">A parameter is missing, unknown or invalid.</exception>
     public static IEvaluationTask FromSpec(EvaluationTaskSpec spec, ITextTokenizer? tokenizer)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        var parameters = new TaskParameterReader(spec, "judge", "template", "output_dir", "model_id", "answers", "references", "temperature", "max_new_tokens");
+        var parameters = new TaskParameterReader(spec, "judge", "template", "output_dir", "model_id", "answers", "references", "temperature");
         var benchmark = spec.Name.Contains("vicuna", StringComparison.OrdinalIgnoreCase) ? JudgedBenchmark.VicunaBench : JudgedBenchmark.MtBench;
         var judgePath = parameters.String("judge")
             ?? throw new ArgumentException($"Task '{spec.Name}' needs a judge: --param judge=judge.yaml (base_url, model, api_key_env…).");
@@ -69,8 +69,6 @@ public sealed class JudgedBenchmarkTask : IEvaluationTask, IDisposable
         var defaults = new AnswerGenerationOptions();
         var temperature = parameters.Double("temperature");
         if (temperature is < 0) throw new ArgumentException($"Task '{spec.Name}': parameter 'temperature' must be ≥ 0, got {temperature}.");
-        var maxNewTokens = parameters.Int("max_new_tokens") ?? defaults.MaxNewTokens;
-        if (maxNewTokens <= 0) throw new ArgumentException($"Task '{spec.Name}': parameter 'max_new_tokens' must be positive, got {maxNewTokens}.");
         var options = new JudgedBenchmarkOptions
         {
             OutputDirectory = parameters.String("output_dir") ?? Path.Combine("eval-output", spec.Name),
@@ -81,7 +79,6 @@ public sealed class JudgedBenchmarkTask : IEvaluationTask, IDisposable
             {
                 ModelId = parameters.String("model_id") ?? defaults.ModelId,
                 Temperature = temperature,
-                MaxNewTokens = maxNewTokens,
             },
         };
         var questions = JudgeQuestion.ReadJsonl(spec.DataPath);
@@ -121,7 +118,8 @@ public sealed class JudgedBenchmarkTask : IEvaluationTask, IDisposable
         else
         {
             ArgumentNullException.ThrowIfNull(model);
-            answers = AnswerGenerator.Generate(questions, model, _format, _options.Generation, options,
+            // The per-turn budget is the run's (--max-new-tokens; the registry's default for judged tasks is FastChat's 1024).
+            answers = AnswerGenerator.Generate(questions, model, _format, _options.Generation with { MaxNewTokens = options.MaxNewTokens }, options,
                 done => progress?.Report(new EvaluationProgress(done, total)), cancellationToken);
             ModelAnswer.WriteJsonl(AnswersFile, answers);
         }

@@ -163,9 +163,9 @@ public sealed class JudgedBenchmarkTests : IDisposable
     {
         using var server = new FakeJudgeServer((_, _) => FakeJudgeServer.Reply("[[6]]"));
         var task = JudgedBenchmarkTask.FromSpec(Spec("mt_bench", MtBenchPath,
-            ("judge", WriteJudgeConfig(server)), ("output_dir", _directory), ("template", "chatml"), ("temperature", "0"), ("max_new_tokens", "32")));
+            ("judge", WriteJudgeConfig(server)), ("output_dir", _directory), ("template", "chatml"), ("temperature", "0")));
         var model = new ScriptedCompletionModel((_, asked) => $"reply {asked}");
-        var report = task.Evaluate(model, new EvaluationRunOptions { Limit = 1 });
+        var report = task.Evaluate(model, new EvaluationRunOptions { Limit = 1, MaxNewTokens = 32 });
         Assert.Equal(6.0, report.Metrics["mt_avg"]);
         var calls = model.Calls;
         Assert.Equal(2, calls.Count);
