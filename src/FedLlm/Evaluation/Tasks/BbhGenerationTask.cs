@@ -16,8 +16,8 @@ public sealed class BbhGenerationTask(IReadOnlyList<BbhExample> examples, bool c
 
     public static BbhGenerationTask FromSpec(EvaluationTaskSpec spec)
     {
-        spec.RequireKnown("cot");
-        return new BbhGenerationTask(BbhExamples.Read(spec.DataPath), spec.GetBool("cot", false));
+        var parameters = new TaskParameterReader(spec, "cot");
+        return new BbhGenerationTask(BbhExamples.Read(spec.DataPath), (parameters.Bool("cot") ?? false));
     }
 
     public EvaluationReport Evaluate(IEvaluationModel model, EvaluationRunOptions options, IProgress<EvaluationProgress>? progress = null,

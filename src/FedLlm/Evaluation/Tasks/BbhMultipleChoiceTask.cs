@@ -13,7 +13,7 @@ public sealed partial class BbhMultipleChoiceTask(IReadOnlyList<BbhExample> exam
 
     public static BbhMultipleChoiceTask FromSpec(EvaluationTaskSpec spec)
     {
-        spec.RequireKnown();
+        _ = new TaskParameterReader(spec); // takes no parameters: refuse any
         var all = BbhExamples.Read(spec.DataPath);
         var choice = all.Where(e => OptionTarget().IsMatch(e.Target.Trim())).ToList();
         if (choice.Count == 0) throw new ArgumentException($"bbh-mc: {spec.DataPath} has no example with an option target such as \"(A)\"");

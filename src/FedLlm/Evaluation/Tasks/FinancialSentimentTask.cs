@@ -24,14 +24,14 @@ public sealed class FinancialSentimentTask(string name, IReadOnlyList<SentimentI
 
     public static FinancialSentimentTask FromSpec(EvaluationTaskSpec spec)
     {
-        spec.RequireKnown("split", "prompt");
-        bool fingptSplit = spec.Get("split", "fingpt") switch
+        var parameters = new TaskParameterReader(spec, "split", "prompt");
+        bool fingptSplit = (parameters.String("split") ?? "fingpt") switch
         {
             "fingpt" => true,
             "all" => false,
             var s => throw new ArgumentException($"{spec.Name}: split={s} is not fingpt or all"),
         };
-        var template = spec.Get("prompt", "fingpt") is "fingpt" ? null : PromptTemplate.FromName(spec.Get("prompt")!);
+        var template = (parameters.String("prompt") ?? "fingpt") is "fingpt" ? null : PromptTemplate.FromName(parameters.String("prompt")!);
         var items = spec.Name switch
         {
             "fpb" => SentimentSources.Fpb(spec.DataPath, fingptSplit),

@@ -21,8 +21,8 @@ public sealed class Gsm8kTask(IReadOnlyList<Gsm8kProblem> problems, IReadOnlyLis
 
     public static Gsm8kTask FromSpec(EvaluationTaskSpec spec)
     {
-        spec.RequireKnown("train");
-        return new Gsm8kTask(Read(spec.DataPath), spec.Get("train") is { } t ? Read(t) : []);
+        var parameters = new TaskParameterReader(spec, "train");
+        return new Gsm8kTask(Read(spec.DataPath), parameters.String("train") is { } t ? Read(t) : []);
     }
 
     public static IReadOnlyList<Gsm8kProblem> Read(string path) => EvaluationRecords.ReadAll(path).Select(r =>

@@ -15,8 +15,8 @@ public sealed class JsonlMultipleChoiceTask(IReadOnlyList<MultipleChoiceItem> it
 
     public static JsonlMultipleChoiceTask FromSpec(EvaluationTaskSpec spec)
     {
-        spec.RequireKnown("train");
-        return new JsonlMultipleChoiceTask(Read(spec.DataPath), spec.Get("train") is { } train ? Read(train) : []);
+        var parameters = new TaskParameterReader(spec, "train");
+        return new JsonlMultipleChoiceTask(Read(spec.DataPath), parameters.String("train") is { } train ? Read(train) : []);
     }
 
     public static IReadOnlyList<MultipleChoiceItem> Read(string path) => EvaluationRecords.ReadAll(path).Select((r, i) =>

@@ -26,8 +26,8 @@ public sealed class MmluTask(IReadOnlyList<MmluQuestion> questions, IReadOnlyDic
 
     public static MmluTask FromSpec(EvaluationTaskSpec spec)
     {
-        spec.RequireKnown("split", "dev");
-        string split = spec.Get("split", "test")!;
+        var parameters = new TaskParameterReader(spec, "split", "dev");
+        string split = parameters.String("split") ?? "test";
         if (split is not ("test" or "val" or "dev")) throw new ArgumentException($"mmlu: split={split} is not test, val or dev");
         if (Directory.Exists(spec.DataPath))
         {
@@ -40,7 +40,7 @@ public sealed class MmluTask(IReadOnlyList<MmluQuestion> questions, IReadOnlyDic
             return new MmluTask(questions, BySubject(devQuestions));
         }
         var rows = ReadRecords(spec.DataPath);
-        var dev = spec.Get("dev") is { } devPath ? ReadRecords(devPath) : [];
+        var dev = parameters.String("dev") is { } devPath ? ReadRecords(devPath) : [];
         return new MmluTask(rows, BySubject(dev));
     }
 

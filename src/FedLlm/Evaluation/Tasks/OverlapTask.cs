@@ -14,8 +14,8 @@ public sealed class OverlapTask(string name, IReadOnlyList<(string? Prompt, stri
 
     public static OverlapTask FromSpec(EvaluationTaskSpec spec)
     {
-        spec.RequireKnown("smooth");
-        var smoothing = spec.Get("smooth", "exp") switch
+        var parameters = new TaskParameterReader(spec, "smooth");
+        var smoothing = (parameters.String("smooth") ?? "exp") switch
         {
             "exp" => BleuSmoothing.Exp,
             "none" => BleuSmoothing.None,

@@ -20,9 +20,9 @@ public sealed class RegexGenerationTask(IReadOnlyList<(string Prompt, string Ref
 
     public static RegexGenerationTask FromSpec(EvaluationTaskSpec spec)
     {
-        spec.RequireKnown("extract", "ignore_case", "stop");
+        var parameters = new TaskParameterReader(spec, "extract", "ignore_case", "stop");
         Regex? extract = null;
-        if (spec.Get("extract") is { } pattern)
+        if (parameters.String("extract") is { } pattern)
         {
             try { extract = new Regex(pattern, RegexOptions.None, TimeSpan.FromSeconds(1)); }
             catch (ArgumentException e) { throw new ArgumentException($"generate: extract={pattern} is not a valid regular expression: {e.Message}", e); }
@@ -34,7 +34,7 @@ public sealed class RegexGenerationTask(IReadOnlyList<(string Prompt, string Ref
                 : throw r.Location.Error(null, $"no {role} field (one of {string.Join(", ", names)})");
             return (Pick(PromptFields, "prompt"), Pick(ReferenceFields, "reference"));
         }).ToList();
-        return new RegexGenerationTask(items, extract, spec.GetBool("ignore_case", false), System.Text.RegularExpressions.Regex.Unescape(spec.Get("stop", "\\n\\n")!));
+        return new RegexGenerationTask(items, extract, parameters.Bool("ignore_case") ?? false, System.Text.RegularExpressions.Regex.Unescape(parameters.String("stop") ?? "\\n\\n"));
     }
 
     public string? Extract(string output) => extract is null
