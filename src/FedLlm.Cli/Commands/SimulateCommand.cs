@@ -81,7 +81,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         lora.Validate();
         var template = PromptTemplate.FromName(config.Data.Template);
         var algorithms = config.ResolvedAlgorithms();
-        var strategyOptions = StrategyOptionsFrom(config, options);
+        var strategyOptions = config.Strategy.ToOptions(options);
         foreach (var name in algorithms) StrategyFactory.Create(name, strategyOptions); // unknown names fail before any work
 
         var tokenizer = TokenizerLoader.Load(modelDir);
@@ -194,21 +194,5 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         if (s.Threads is not null) c.Threads = s.Threads;
         if (s.Device is not null) c.Device = s.Device;
         if (s.Output is not null) c.Output = s.Output;
-    }
-
-    static StrategyOptions StrategyOptionsFrom(SimulationConfig c, FederationOptions options)
-    {
-        var defaults = new StrategyOptions();
-        return new StrategyOptions
-        {
-            ProximalMu = c.Strategy.ProximalMu ?? defaults.ProximalMu,
-            ServerLearningRate = c.Strategy.ServerLearningRate,
-            ServerMomentum = c.Strategy.ServerMomentum ?? defaults.ServerMomentum,
-            Beta1 = c.Strategy.Beta1 ?? defaults.Beta1,
-            Beta2 = c.Strategy.Beta2 ?? defaults.Beta2,
-            Tau = c.Strategy.Tau ?? defaults.Tau,
-            TotalClients = options.TotalClients,
-            OpenFedLlmCompatible = c.Strategy.OpenfedllmCompatible,
-        };
     }
 }

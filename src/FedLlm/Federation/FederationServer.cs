@@ -77,6 +77,7 @@ public sealed class FederationServer : IDisposable
                 && ((round + 1) % options.EvaluateEvery == 0 || round + 1 == options.Rounds);
             var scores = evaluateNow ? evaluate!(global) : null;
             long adapterBytes = AdapterTensors.Bytes(global);
+            var measured = clients.MeasuredTraffic(round);
             var record = new RoundRecord
             {
                 Round = round,
@@ -87,8 +88,8 @@ public sealed class FederationServer : IDisposable
                 GlobalStepNorm = stepNorm,
                 EvalLoss = scores?.Loss,
                 EvalScore = scores?.Score,
-                BytesSent = adapterBytes * sampled.Count,
-                BytesReceived = updates.Sum(u => AdapterTensors.Bytes(u.Weights) + (u.ControlDelta is null ? 0 : AdapterTensors.Bytes(u.ControlDelta))),
+                BytesSent = measured?.Sent ?? adapterBytes * sampled.Count,
+                BytesReceived = measured?.Received ?? updates.Sum(u => AdapterTensors.Bytes(u.Weights) + (u.ControlDelta is null ? 0 : AdapterTensors.Bytes(u.ControlDelta))),
                 Seconds = clock.Elapsed.TotalSeconds,
                 ResidentBytes = Runtime.TorchRuntime.ResidentBytes(),
             };

@@ -81,6 +81,23 @@ public sealed class SimulationConfig
 
         /// <summary>Reproduce OpenFedLLM's departures from the papers (see StrategyOptions).</summary>
         public bool OpenfedllmCompatible { get; set; }
+
+        /// <summary>The strategy options of this section; unset values keep <see cref="StrategyOptions"/>' defaults.</summary>
+        public StrategyOptions ToOptions(FederationOptions federation)
+        {
+            var defaults = new StrategyOptions();
+            return new StrategyOptions
+            {
+                ProximalMu = ProximalMu ?? defaults.ProximalMu,
+                ServerLearningRate = ServerLearningRate,
+                ServerMomentum = ServerMomentum ?? defaults.ServerMomentum,
+                Beta1 = Beta1 ?? defaults.Beta1,
+                Beta2 = Beta2 ?? defaults.Beta2,
+                Tau = Tau ?? defaults.Tau,
+                TotalClients = federation.TotalClients,
+                OpenFedLlmCompatible = OpenfedllmCompatible,
+            };
+        }
     }
 
     public sealed class LoraSection
