@@ -1,4 +1,6 @@
 using FedLlm.Federation.Simulation;
+using FedLlm.Federation.Transfer;
+using FedLlm.Federation.Validation;
 using FedLlm.Network.Server;
 using YamlDotNet.Core;
 using YamlDotNet.Serialization;
@@ -32,8 +34,9 @@ public sealed class ServerConfig
         public double HeartbeatTimeoutSeconds { get; set; } = 20;
         public long MaxUpdateBytes { get; set; } = 4L << 30;
         public double? MaxUpdateNorm { get; set; }
+        public long? MaxExampleCount { get; set; }
 
-        /// <summary>Transfer encoding both ways: fp32 (more once the codecs are in).</summary>
+        /// <summary>Transfer encoding both ways: fp32, bf16, fp16, int8 (blockwise), each optionally +gzip.</summary>
         public string Encoding { get; set; } = "fp32";
 
         /// <summary>The server/ folder of a provisioning kit (`fedllm certs`): server.crt, server.key, ca.crt, token hashes.</summary>
@@ -53,9 +56,21 @@ public sealed class ServerConfig
             HeartbeatInterval = TimeSpan.FromSeconds(HeartbeatSeconds),
             HeartbeatTimeout = TimeSpan.FromSeconds(HeartbeatTimeoutSeconds),
             MaxUpdateBytes = MaxUpdateBytes,
-            MaxUpdateNorm = MaxUpdateNorm ?? double.PositiveInfinity,
-            Encoding = Encoding,
+            Limits = new UpdateLimits { MaxUpdateNorm = MaxUpdateNorm, MaxExampleCount = MaxExampleCount ?? long.MaxValue },
+            Encoding = ParseEncoding(Encoding),
         };
+    }
+
+    static TransferEncoding ParseEncoding(string text)
+    {
+        try
+        {
+            return TransferEncoding.Parse(text);
+        }
+        catch (FormatException e)
+        {
+            throw new ArgumentException($"server.encoding: {e.Message}", e);
+        }
     }
 
     /// <summary>Reads server.yaml; an unknown key or a wrong type is an error naming the file, line and key.</summary>

@@ -1,5 +1,6 @@
 using FedLlm.Data;
 using FedLlm.Federation;
+using FedLlm.Federation.Transfer;
 using FedLlm.Modeling;
 using FedLlm.Network.Protocol;
 using FedLlm.Network.Transfer;
@@ -146,7 +147,7 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
         // The initial LoRA values do not matter: every round loads the server's global adapter over them.
         LoraInjector.Inject(model, lora, new Generator((ulong)federation.Seed));
         if (store.BindToRun(join.RunId)) logger.LogWarning("client {Client}: removed state of an earlier run from {Directory}", connection.ClientId, store.Directory);
-        session = new Session(join.RunId, join.RosterIndex, model, new FederatedClient(model, federation, tokenizer.PadTokenId ?? 0), shard, join.UpdateEncoding);
+        session = new Session(join.RunId, join.RosterIndex, model, new FederatedClient(model, federation, tokenizer.PadTokenId ?? 0), shard, TransferEncoding.Parse(join.UpdateEncoding));
         logger.LogInformation("client {Client}: {Examples} examples from {Data}", connection.ClientId, shard.Count, options.DataPath);
     }
 
@@ -221,7 +222,7 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
 
     /// <summary>Streams an update: header, then each tensor's chunks (weights, then the control delta).</summary>
     public static async Task<SubmitReply> SubmitAsync(Protocol.Federation.FederationClient api, ServerConnection connection, int round, ClientUpdate update,
-        string encoding, CancellationToken cancellationToken)
+        TransferEncoding encoding, CancellationToken cancellationToken)
     {
         using var call = api.SubmitUpdate(connection.Headers(), cancellationToken: cancellationToken);
         var header = new UpdateHeader { Round = round, ClientId = update.ClientId, ExampleCount = update.ExampleCount };
@@ -244,10 +245,10 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
         return await call.ResponseAsync;
     }
 
-    Task<SubmitReply> SubmitAsync(Protocol.Federation.FederationClient api, int round, ClientUpdate update, string encoding, CancellationToken cancellationToken) =>
+    Task<SubmitReply> SubmitAsync(Protocol.Federation.FederationClient api, int round, ClientUpdate update, TransferEncoding encoding, CancellationToken cancellationToken) =>
         SubmitAsync(api, connection, round, update, encoding, cancellationToken);
 
     public void Dispose() => session?.Model.Dispose();
 
-    sealed record Session(string RunId, int RosterIndex, LlamaForCausalLM Model, FederatedClient Client, IReadOnlyList<SftExample> Shard, string Encoding);
+    sealed record Session(string RunId, int RosterIndex, LlamaForCausalLM Model, FederatedClient Client, IReadOnlyList<SftExample> Shard, TransferEncoding Encoding);
 }

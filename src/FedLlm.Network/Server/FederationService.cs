@@ -61,7 +61,7 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
                 GradientAccumulationSteps = f.GradientAccumulationSteps, MaxGradNorm = f.MaxGradNorm, MaxSequenceLength = f.MaxSequenceLength,
                 KeepOptimizerState = f.KeepClientOptimizerState, Seed = f.Seed, LearningRate = f.LearningRate, MinLearningRate = f.MinLearningRate,
             },
-            UpdateEncoding = clients.Options.Encoding,
+            UpdateEncoding = clients.Options.Encoding.ToString(),
             HeartbeatSeconds = clients.Options.HeartbeatInterval.TotalSeconds,
         };
         reply.Lora.TargetModules.AddRange(run.Lora.TargetModules);
@@ -93,7 +93,7 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         string id = Identify(context);
         using var lease = clients.Lease(id, request.Round, out string reason)
             ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, reason));
-        string encoding = clients.Options.Encoding;
+        var encoding = clients.Options.Encoding;
         foreach (var (name, tensor) in pick(lease.Context).OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
             foreach (var chunk in TensorChunks.Split(name, tensor, encoding))
@@ -156,7 +156,7 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
 
         var update = new ClientUpdate(id, weights, header.ExampleCount, round.Control is null ? null : delta,
             header.Metrics.ToDictionary(kv => kv.Key, kv => kv.Value));
-        string? problem = UpdateScreen.Check(round.Global, update, round.Control is not null, clients.Options.MaxUpdateNorm);
+        string? problem = UpdateScreen.Check(round.Global, update, round.Control is not null, clients.Options.Limits);
         if (problem is null && clients.Accept(lease, update) is null) return new SubmitReply { Accepted = true };
         if (problem is not null) clients.Reject(id, header.Round, problem);
         RemoteClients.DisposeUpdate(update);

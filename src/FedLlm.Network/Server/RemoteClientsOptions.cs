@@ -1,3 +1,6 @@
+using FedLlm.Federation.Transfer;
+using FedLlm.Federation.Validation;
+
 namespace FedLlm.Network.Server;
 
 /// <summary>How the server waits for and screens its networked clients.</summary>
@@ -21,11 +24,11 @@ public sealed record RemoteClientsOptions
     /// <summary>Largest update, in wire bytes, the server reads; the stream is cut off beyond it.</summary>
     public long MaxUpdateBytes { get; init; } = 4L << 30;
 
-    /// <summary>Largest ‖y_i − x‖₂ accepted from a client (infinity = no bound).</summary>
-    public double MaxUpdateNorm { get; init; } = double.PositiveInfinity;
+    /// <summary>The content bounds every update must respect (norm, example count).</summary>
+    public UpdateLimits Limits { get; init; } = UpdateLimits.None;
 
-    /// <summary>Transfer encoding of what travels in both directions ("fp32", ...).</summary>
-    public string Encoding { get; init; } = Transfer.WireCodec.Fp32;
+    /// <summary>Transfer encoding of what travels in both directions.</summary>
+    public TransferEncoding Encoding { get; init; } = TransferEncoding.Default;
 
     public void Validate()
     {
@@ -39,7 +42,8 @@ public sealed record RemoteClientsOptions
         if (HeartbeatInterval <= TimeSpan.Zero || HeartbeatTimeout <= HeartbeatInterval)
             throw new ArgumentOutOfRangeException(nameof(HeartbeatTimeout), HeartbeatTimeout, "the heartbeat timeout must exceed the (positive) heartbeat interval");
         if (MaxUpdateBytes <= 0) throw new ArgumentOutOfRangeException(nameof(MaxUpdateBytes), MaxUpdateBytes, "max_update_bytes must be positive");
-        if (!(MaxUpdateNorm > 0)) throw new ArgumentOutOfRangeException(nameof(MaxUpdateNorm), MaxUpdateNorm, "max_update_norm must be positive");
-        Transfer.WireCodec.Normalize(Encoding);
+        if (Limits.MaxUpdateNorm is { } norm && !(norm > 0 && double.IsFinite(norm)))
+            throw new ArgumentOutOfRangeException(nameof(Limits), norm, "max_update_norm must be a positive number");
+        if (Limits.MaxExampleCount < 1) throw new ArgumentOutOfRangeException(nameof(Limits), Limits.MaxExampleCount, "max_example_count must be ≥ 1");
     }
 }

@@ -1,32 +1,22 @@
 using FedLlm.Federation;
-using FedLlm.Federation.Aggregation;
+using FedLlm.Federation.Validation;
 using static TorchSharp.torch;
 
 namespace FedLlm.Network.Server;
 
 /// <summary>
-/// The content checks of an arriving update, after the transport's own (round, sender, size): names, shapes and dtypes
-/// against the global adapter, finite values, the norm bound, a positive example count, and SCAFFOLD's control delta.
+/// The content checks of an arriving update, after the transport's own (round, sender, size): the library's
+/// <see cref="UpdateValidator"/> (names, shapes, dtypes, finite values, norm bound, example count), plus SCAFFOLD's
+/// need for a control delta, which only the round's plan knows about.
 /// </summary>
 public static class UpdateScreen
 {
     /// <summary>Null when the update may be aggregated, else the reason it may not.</summary>
-    public static string? Check(IReadOnlyDictionary<string, Tensor> global, ClientUpdate update, bool requireControlDelta, double maxUpdateNorm)
+    public static string? Check(IReadOnlyDictionary<string, Tensor> global, ClientUpdate update, bool requireControlDelta, UpdateLimits limits)
     {
-        if (update.ExampleCount <= 0) return $"example count {update.ExampleCount} must be positive";
-        try
-        {
-            UpdateChecks.Validate(global, new[] { update }, requireControlDelta);
-        }
-        catch (AggregationException e)
-        {
-            return e.Message;
-        }
-        using var scope = NewDisposeScope();
-        foreach (var (name, tensor) in update.Weights.Concat(update.ControlDelta ?? new Dictionary<string, Tensor>()))
-            if (!isfinite(tensor).all().item<bool>()) return $"tensor '{name}' holds NaN or Inf";
-        double norm = AdapterTensors.DistanceNorm(update.Weights, global);
-        if (norm > maxUpdateNorm) return $"update norm ‖y − x‖ = {norm:G6} exceeds the bound {maxUpdateNorm:G6}";
-        return null;
+        if (requireControlDelta && (update.ControlDelta is null || update.ControlDelta.Count == 0))
+            return $"{update.ClientId}: a SCAFFOLD round needs a control delta, and none was sent";
+        var verdict = UpdateValidator.Validate(global, update, limits);
+        return verdict.Accepted ? null : verdict.Reason;
     }
 }

@@ -1,3 +1,4 @@
+using FedLlm.Federation.Transfer;
 using FedLlm.Network.Protocol;
 using Google.Protobuf;
 using static TorchSharp.torch;
@@ -16,10 +17,10 @@ public static class TensorChunks
     public const string Float32 = "float32";
 
     /// <remarks>Encodes the whole tensor once (one tensor's worth of bytes) and wraps slices of it without copying.</remarks>
-    public static IEnumerable<TensorChunk> Split(string name, Tensor tensor, string encoding)
+    public static IEnumerable<TensorChunk> Split(string name, Tensor tensor, TransferEncoding encoding)
     {
-        byte[] bytes = WireCodec.Encode(tensor, encoding);
-        var header = new TensorHeader { Name = name, Dtype = Float32, Encoding = encoding, EncodedBytes = bytes.Length };
+        byte[] bytes = TensorCodec.Encode(tensor, encoding);
+        var header = new TensorHeader { Name = name, Dtype = Float32, Encoding = encoding.ToString(), EncodedBytes = bytes.Length };
         header.Shape.AddRange(tensor.shape);
         if (bytes.Length == 0)
         {
@@ -79,9 +80,9 @@ public sealed class TensorAssembler(Func<TensorHeader, string?> admit)
         buffer = null;
         try
         {
-            return (done.Name, WireCodec.Decode(bytes, done.Encoding, done.Shape.ToArray()));
+            return (done.Name, TensorCodec.Decode(bytes, TransferEncoding.Parse(done.Encoding), done.Shape.ToArray()));
         }
-        catch (Exception e) when (e is ArgumentException or InvalidDataException)
+        catch (Exception e) when (e is ArgumentException or InvalidDataException or FormatException)
         {
             throw new TransferException($"tensor '{done.Name}': {e.Message}");
         }
