@@ -64,12 +64,13 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
                     return 2;
                 }
                 backoff = TimeSpan.FromMilliseconds(500);
-                Prepare(join);
                 logger.LogInformation("client {Client} joined run {Run} at {Address} as roster index {Index}", connection.ClientId, join.RunId, connection.Address, join.RosterIndex);
+                // Heartbeats start at once: loading the model and data on the first join can take a while.
                 using var heartbeatStop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 var heartbeats = HeartbeatAsync(api, TimeSpan.FromSeconds(join.HeartbeatSeconds), heartbeatStop.Token);
                 try
                 {
+                    await Task.Run(() => Prepare(join), cancellationToken);
                     while (true)
                     {
                         var reply = await api.WaitForTaskAsync(new WaitForTaskRequest { WaitSeconds = options.PollWait.TotalSeconds }, connection.Headers(),

@@ -1,4 +1,5 @@
 using FedLlm.Federation;
+using FedLlm.Federation.Transfer;
 using FedLlm.Network.Protocol;
 using FedLlm.Network.Transfer;
 using FedLlm.Peft;
@@ -116,13 +117,14 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         if (lease is null) return new SubmitReply { Accepted = false, Reason = refusal };
 
         var round = lease.Context;
+        long limit = clients.Options.MaxUpdateBytes;
+        if (bytes > limit) return RefuseOversize(id, header.Round, limit, round, bytes);
         var weights = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var delta = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var weightParts = new TensorAssembler(h => Admit(h, round.Global, weights, "weights"));
         var deltaParts = new TensorAssembler(h => round.Control is null
             ? "a control delta was sent in a round without server control"
             : Admit(h, round.Global, delta, "control delta"));
-        long limit = clients.Options.MaxUpdateBytes;
         try
         {
             while (await requestStream.MoveNext(ct))
@@ -164,6 +166,12 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         return new SubmitReply { Accepted = false, Reason = problem ?? "refused (see the server log)" };
     }
 
+    SubmitReply RefuseOversize(string id, int round, long limit, OpenRound context, long bytes)
+    {
+        Interlocked.Add(ref context.BytesReceived, bytes);
+        return Refuse(id, round, $"update exceeds the size limit of {limit} bytes");
+    }
+
     /// <summary>Refuses a tensor header that cannot belong to the update, before its bytes are buffered.</summary>
     static string? Admit(Protocol.TensorHeader header, IReadOnlyDictionary<string, Tensor> global, IReadOnlyDictionary<string, Tensor> received, string part)
     {
@@ -172,7 +180,19 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         if (!header.Shape.SequenceEqual(like.shape))
             return $"{part}: tensor '{header.Name}' has shape [{string.Join(", ", header.Shape)}], the global [{string.Join(", ", like.shape)}]";
         if (header.Dtype != TensorChunks.Float32) return $"{part}: tensor '{header.Name}' has dtype {header.Dtype}, the global float32";
-        return null;
+        TransferEncoding encoding;
+        try
+        {
+            encoding = TransferEncoding.Parse(header.Encoding);
+        }
+        catch (FormatException e)
+        {
+            return $"{part}: tensor '{header.Name}': {e.Message}";
+        }
+        // The announced size is what the receiver buffers: it must be what the shape needs (gzip: at most that, plus framing).
+        long exact = TensorCodec.EncodedLength(encoding with { Gzip = false }, like.numel());
+        bool fits = encoding.Gzip ? header.EncodedBytes <= exact + exact / 100 + 1024 : header.EncodedBytes == exact;
+        return fits ? null : $"{part}: tensor '{header.Name}' announces {header.EncodedBytes} bytes; its shape needs {exact} as {encoding}";
     }
 
     SubmitReply Refuse(string id, int round, string reason)

@@ -144,18 +144,30 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
     {
         lock (gate)
         {
-            var record = clients[clientId];
-            record.LastSeen = clock.GetUtcNow();
-            if (open is { } round && round.Assigned.Contains(clientId) && round.LeftOut.Remove(clientId))
-                logger.LogInformation("round {Round}: client {Client} rejoined; its task is open again", round.Round, clientId);
+            Touch(clientId);
             Pulse();
         }
         logger.LogInformation("client {Client} joined", clientId);
     }
 
+    /// <summary>A client left out of the open round (it fell silent) that shows up again gets its task back: the round
+    /// is still open, so its update still counts. Clients left out at the deadline never come back, as the round is closed.</summary>
+    void Reactivate(string clientId)
+    {
+        if (open is { } round && round.Assigned.Contains(clientId) && !round.Accepted.ContainsKey(clientId) && round.LeftOut.Remove(clientId))
+            logger.LogInformation("round {Round}: client {Client} is back; its task is open again", round.Round, clientId);
+    }
+
     public void Seen(string clientId)
     {
-        lock (gate) clients[clientId].LastSeen = clock.GetUtcNow();
+        lock (gate) Touch(clientId);
+    }
+
+    /// <summary>Any call shows the client is alive; one left out of the open round for silence is counted on again.</summary>
+    void Touch(string clientId)
+    {
+        clients[clientId].LastSeen = clock.GetUtcNow();
+        Reactivate(clientId);
     }
 
     /// <summary>Waits up to <paramref name="wait"/> for a task for <paramref name="clientId"/>.</summary>
@@ -167,7 +179,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
             Task signal;
             lock (gate)
             {
-                clients[clientId].LastSeen = clock.GetUtcNow();
+                Touch(clientId);
                 if (finished) return TaskOffer.RunFinished;
                 if (open is { } round && round.Pending().Contains(clientId))
                     return new TaskOffer(round.Round, round.Plan.LearningRate, round.Plan.ProximalMu, round.Control is not null, false);
@@ -186,7 +198,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
     {
         lock (gate)
         {
-            clients[clientId].LastSeen = clock.GetUtcNow();
+            Touch(clientId);
             if (open is not { } context || context.Round != round)
             {
                 reason = $"round {round} is not open (open: {(open is null ? "none" : open.Round)})";
@@ -209,7 +221,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
     {
         lock (gate)
         {
-            clients[clientId].LastSeen = clock.GetUtcNow();
+            Touch(clientId);
             if (claimedId != clientId)
                 reason = $"update names client '{claimedId}' but the sender authenticated as '{clientId}'";
             else if (open is not { } context)

@@ -114,7 +114,10 @@ public sealed class FederationServer : IDisposable
         while (NextRound < options.Rounds)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            progress?.Report(await RunRoundAsync(cancellationToken));
+            // Not `progress?.Report(await RunRoundAsync())`: with no progress, ?. skips evaluating the argument, so no
+            // round would ever run and the loop would spin.
+            var record = await RunRoundAsync(cancellationToken);
+            progress?.Report(record);
         }
     }
 
