@@ -1,0 +1,91 @@
+using System.Net.Security;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
+
+namespace FedLlm.Security;
+
+/// <summary>The server's credentials, loaded from its kit folder (server/ from <see cref="ProvisioningKit"/>), and the
+/// one place that decides which client a connection speaks for.</summary>
+public sealed class ServerKit : IDisposable
+{
+    private ServerKit(X509Certificate2 certificate, X509Certificate2 ca, ClientTokens tokens)
+    {
+        Certificate = certificate;
+        Ca = ca;
+        Tokens = tokens;
+    }
+
+    /// <summary>server.crt with its private key.</summary>
+    public X509Certificate2 Certificate { get; }
+
+    /// <summary>The CA whose client certificates are accepted.</summary>
+    public X509Certificate2 Ca { get; }
+
+    /// <summary>Hashes of the client tokens (client-tokens.json; empty when the file is absent).</summary>
+    public ClientTokens Tokens { get; }
+
+    /// <summary>Loads server.crt, server.key, ca.crt and client-tokens.json (optional) from <paramref name="directory"/>.</summary>
+    public static ServerKit Load(string directory)
+    {
+        var certificate = PemFiles.ReadCertificateWithKey(
+            Path.Combine(directory, ProvisioningKit.ServerCertificateFileName), Path.Combine(directory, ProvisioningKit.ServerKeyFileName));
+        X509Certificate2? ca = null;
+        try
+        {
+            ca = PemFiles.ReadCertificate(Path.Combine(directory, CertificateAuthority.CertificateFileName));
+            string tokensPath = Path.Combine(directory, ClientTokens.FileName);
+            var tokens = File.Exists(tokensPath) ? ClientTokens.Load(tokensPath) : new ClientTokens();
+            return new ServerKit(certificate, ca, tokens);
+        }
+        catch
+        {
+            certificate.Dispose();
+            ca?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>TLS options for the server's listener (Kestrel: <c>ListenOptions.UseHttps(new TlsHandshakeCallbackOptions
+    /// { OnConnection = _ => ValueTask.FromResult(kit.CreateSslOptions(...)) })</c>).</summary>
+    /// <param name="requireClientCertificate">True: mutual TLS only. False: a client certificate is asked for but optional,
+    /// so token-only clients can connect; <see cref="Authenticate"/> then demands a token.</param>
+    /// <remarks>A certificate that is presented must verify (<see cref="ClientIdentity.Verify(X509Certificate2, X509Certificate2)"/>)
+    /// or the handshake fails; the CA's name is sent in the request so clients know which certificate to offer.</remarks>
+    public SslServerAuthenticationOptions CreateSslOptions(bool requireClientCertificate, Action<string>? clientRejected = null) => new()
+    {
+        ServerCertificateContext = SslStreamCertificateContext.Create(Certificate, additionalCertificates: null, offline: true,
+            trust: SslCertificateTrust.CreateForX509Collection(new X509Certificate2Collection(Ca), sendTrustInHandshake: !OperatingSystem.IsWindows())),
+        ClientCertificateRequired = true, // ask for one always; whether its absence is fatal is decided below
+        RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+        {
+            if (certificate is null)
+            {
+                if (requireClientCertificate) clientRejected?.Invoke("a client connected without a certificate; this server requires mutual TLS");
+                return !requireClientCertificate;
+            }
+            using var presented = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+            try
+            {
+                ClientIdentity.Verify(presented, Ca);
+                return true;
+            }
+            catch (AuthenticationException e)
+            {
+                clientRejected?.Invoke(e.Message);
+                return false;
+            }
+        },
+        EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+        CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+    };
+
+    /// <summary>The client a request speaks for; see <see cref="ClientAuthenticator.Authenticate"/>.</summary>
+    public string Authenticate(X509Certificate2? presented, string? claimedClientId, string? token) =>
+        ClientAuthenticator.Authenticate(presented, claimedClientId, token, Ca, Tokens);
+
+    public void Dispose()
+    {
+        Certificate.Dispose();
+        Ca.Dispose();
+    }
+}
