@@ -12,6 +12,8 @@ app.Configure(config =>
         .WithDescription("Federated fine-tuning of many clients in one process, compared with local-only and centralised training. With no arguments: the embedded default.");
     config.AddCommand<GenerateCommand>("generate")
         .WithDescription("Answer a prompt with a base model and an optional adapter.");
+    config.AddCommand<CertsCommand>("certs")
+        .WithDescription("Create a CA, the server's and each client's certificate and token: a provisioning kit per participant (mutual TLS).");
     config.AddBranch("data", data =>
     {
         data.SetDescription("Inspect data sets in their published schemas.");
