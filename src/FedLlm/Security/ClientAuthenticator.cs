@@ -14,8 +14,19 @@ public static class ClientAuthenticator
     /// <param name="presented">The TLS client certificate, or null.</param>
     /// <param name="claimedClientId">The id the request names (gRPC metadata), or null.</param>
     /// <param name="token">The bearer token the request carries, or null.</param>
+    /// <param name="allowedClients">When given, only these ids are admitted even with a valid certificate: the server's
+    /// client list, which is how a client is shut out before its certificate expires (the kit has no revocation lists).</param>
     /// <exception cref="AuthenticationException">Neither proves an identity, or they contradict; the message says which.</exception>
-    public static string Authenticate(X509Certificate2? presented, string? claimedClientId, string? token, X509Certificate2 ca, ClientTokens tokens)
+    public static string Authenticate(X509Certificate2? presented, string? claimedClientId, string? token, X509Certificate2 ca, ClientTokens tokens,
+        IReadOnlySet<string>? allowedClients = null)
+    {
+        string id = Identify(presented, claimedClientId, token, ca, tokens);
+        if (allowedClients is not null && !allowedClients.Contains(id))
+            throw new AuthenticationException($"client '{id}' proved its identity but is not among this server's clients");
+        return id;
+    }
+
+    private static string Identify(X509Certificate2? presented, string? claimedClientId, string? token, X509Certificate2 ca, ClientTokens tokens)
     {
         ArgumentNullException.ThrowIfNull(ca);
         ArgumentNullException.ThrowIfNull(tokens);

@@ -8,11 +8,12 @@ namespace FedLlm.Security;
 /// one place that decides which client a connection speaks for.</summary>
 public sealed class ServerKit : IDisposable
 {
-    private ServerKit(X509Certificate2 certificate, X509Certificate2 ca, ClientTokens tokens)
+    private ServerKit(X509Certificate2 certificate, X509Certificate2 ca, ClientTokens tokens, IReadOnlySet<string>? allowedClients)
     {
         Certificate = certificate;
         Ca = ca;
         Tokens = tokens;
+        AllowedClients = allowedClients;
     }
 
     /// <summary>server.crt with its private key.</summary>
@@ -24,9 +25,14 @@ public sealed class ServerKit : IDisposable
     /// <summary>Hashes of the client tokens (client-tokens.json; empty when the file is absent).</summary>
     public ClientTokens Tokens { get; }
 
+    /// <summary>The only ids admitted (server.yaml's clients), or null to admit every client the CA or a token vouches for.</summary>
+    public IReadOnlySet<string>? AllowedClients { get; }
+
     /// <summary>Loads server.crt, server.key, ca.crt and client-tokens.json (optional) from <paramref name="directory"/>.</summary>
-    public static ServerKit Load(string directory)
+    /// <param name="allowedClients">The server's client list; null admits every client the kit vouches for.</param>
+    public static ServerKit Load(string directory, IEnumerable<string>? allowedClients = null)
     {
+        var allowed = allowedClients?.Select(id => ClientIds.Validate(id, nameof(allowedClients))).ToHashSet(StringComparer.Ordinal);
         var certificate = PemFiles.ReadCertificateWithKey(
             Path.Combine(directory, ProvisioningKit.ServerCertificateFileName), Path.Combine(directory, ProvisioningKit.ServerKeyFileName));
         X509Certificate2? ca = null;
@@ -35,7 +41,7 @@ public sealed class ServerKit : IDisposable
             ca = PemFiles.ReadCertificate(Path.Combine(directory, CertificateAuthority.CertificateFileName));
             string tokensPath = Path.Combine(directory, ClientTokens.FileName);
             var tokens = File.Exists(tokensPath) ? ClientTokens.Load(tokensPath) : new ClientTokens();
-            return new ServerKit(certificate, ca, tokens);
+            return new ServerKit(certificate, ca, tokens, allowed);
         }
         catch
         {
@@ -66,7 +72,9 @@ public sealed class ServerKit : IDisposable
             using var presented = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
             try
             {
-                ClientIdentity.Verify(presented, Ca);
+                var id = ClientIdentity.Verify(presented, Ca);
+                if (AllowedClients is not null && !AllowedClients.Contains(id))
+                    throw new AuthenticationException($"client '{id}' presented a valid certificate but is not among this server's clients");
                 return true;
             }
             catch (AuthenticationException e)
@@ -81,7 +89,7 @@ public sealed class ServerKit : IDisposable
 
     /// <summary>The client a request speaks for; see <see cref="ClientAuthenticator.Authenticate"/>.</summary>
     public string Authenticate(X509Certificate2? presented, string? claimedClientId, string? token) =>
-        ClientAuthenticator.Authenticate(presented, claimedClientId, token, Ca, Tokens);
+        ClientAuthenticator.Authenticate(presented, claimedClientId, token, Ca, Tokens, AllowedClients);
 
     public void Dispose()
     {

@@ -140,4 +140,18 @@ public class ProvisioningKitTests
         Assert.Contains("neither", Assert.Throws<AuthenticationException>(() => server.Authenticate(null, "alice", null)).Message);
         Assert.Contains("neither", Assert.Throws<AuthenticationException>(() => server.Authenticate(null, null, alice.Token)).Message);
     }
+
+    [Fact]
+    public void A_client_left_off_the_servers_list_is_shut_out_despite_a_valid_certificate_and_token()
+    {
+        using var dir = new TempDirectory();
+        CreateKit(dir.Path);
+        using var server = ServerKit.Load(Path.Combine(dir.Path, "server"), ["alice", "carol"]);
+        using var alice = ClientKit.Load(Path.Combine(dir.Path, "client-alice"));
+        using var bob = ClientKit.Load(Path.Combine(dir.Path, "client-bob"));
+
+        Assert.Equal("alice", server.Authenticate(alice.Certificate, null, null));
+        Assert.Contains("'bob' proved its identity but is not among", Assert.Throws<AuthenticationException>(() => server.Authenticate(bob.Certificate, null, null)).Message);
+        Assert.Contains("not among", Assert.Throws<AuthenticationException>(() => server.Authenticate(null, "bob", bob.Token)).Message);
+    }
 }
