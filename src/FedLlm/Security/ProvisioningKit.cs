@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using FedLlm.Io;
 
 namespace FedLlm.Security;
@@ -19,7 +20,7 @@ namespace FedLlm.Security;
 /// </code>
 /// Keys and tokens are 0600 on Unix.
 /// </remarks>
-public static class ProvisioningKit
+public static partial class ProvisioningKit
 {
     public const string ManifestFileName = "kit.json";
     public const string CaFolder = "ca", ServerFolder = "server";
@@ -87,7 +88,7 @@ public static class ProvisioningKit
         tokens.Save(tokensPath);
         written.Add(new(tokensPath, $"updated: token hash of '{clientId}' added; copy to the server"));
         string serverConfig = Path.Combine(serverDir, ServerConfigFileName);
-        if (AddToClientList(serverConfig, clientId)) written.Add(new(serverConfig, $"updated: '{clientId}' added to clients"));
+        if (AddToClientList(serverConfig, clientId)) written.Add(new(serverConfig, $"updated: '{clientId}' added to the roster"));
         clients.Add(clientId);
         WriteManifest(manifestPath, url, hosts, clients, ca);
         written.Add(new(manifestPath, "updated: client list"));
@@ -150,56 +151,75 @@ public static class ProvisioningKit
         return url;
     }
 
-    private static string ServerYaml(Uri url, List<string> clients)
-    {
-        var list = clients.Count == 0 ? "clients: []\n" : "clients:\n" + string.Concat(clients.Select(c => $"  - {c}\n"));
-        return $"""
-            # FedLlm server, written by `fedllm certs` on {DateTime.UtcNow:yyyy-MM-dd}. Paths are relative to this file.
-            # Fill in the placeholders, then: fedllm server --config server.yaml
-            listen: https://0.0.0.0:{url.Port}
-            model:
-              path: /path/to/base-model            # placeholder: the base model folder (the clients use the same model)
-            tls:
-              certificate: {ServerCertificateFileName}
-              key: {ServerKeyFileName}
-              client_ca: {CertificateAuthority.CertificateFileName}                  # clients may present a certificate issued by this CA ...
-              client_tokens: {ClientTokens.FileName}   # ... or a token whose hash is in this file
-            {list}
-            """;
-    }
-
-    private static string ClientYaml(string clientId, Uri url) => $"""
-        # FedLlm client '{clientId}', written by `fedllm certs` on {DateTime.UtcNow:yyyy-MM-dd}. Paths are relative to this file.
-        # Fill in the placeholders, then: fedllm client --server {url.GetLeftPart(UriPartial.Authority)} --config client.yaml
-        client_id: {clientId}
-        server: {url.GetLeftPart(UriPartial.Authority)}
+    // The skeletons follow the network layer's server.yaml / client.yaml (snake_case; paths relative to the folder the
+    // process starts in), so they load as written once the placeholders are filled in.
+    private static string ServerYaml(Uri url, List<string> clients) => $"""
+        # FedLlm server, written by `fedllm certs` on {DateTime.UtcNow:yyyy-MM-dd}.
+        # Start it from the folder that holds this server/ folder:  fedllm server --config server/server.yaml
+        # model, data, federation, strategy and lora are the sections of run.yaml (fedllm simulate).
         model:
-          path: /path/to/base-model                # placeholder: the same base model as the server's
-        data:
-          path: /path/to/{clientId}-data.jsonl     # placeholder: this client's private data (Alpaca schema)
-        tls:
-          certificate: {ClientCertificateFileName}
-          key: {ClientKeyFileName}
-          ca: {CertificateAuthority.CertificateFileName}
-        token_file: {TokenFileName}
+          path: null                 # base model folder; null = the embedded default (the clients must use the same model)
+        federation:
+          rounds: 5
+          clients_per_round: {Math.Max(1, clients.Count)}
+        strategy:
+          algorithms: [fedavg]
+        server:
+          listen: 0.0.0.0:{url.Port}
+          roster: [{string.Join(", ", clients)}]
+          encoding: fp32             # fp32, bf16, fp16, int8, each optionally +gzip
+          kit: {ServerFolder}                # this folder: {ServerCertificateFileName}, {ServerKeyFileName}, {CertificateAuthority.CertificateFileName}, {ClientTokens.FileName}
+          auth: certificate          # or: token
+        output: runs/federation
 
         """;
 
-    /// <summary>Appends "  - id" to the top-level "clients:" list of a server.yaml, keeping the operator's edits and
-    /// comments; false when the file or the list is not there (the token file alone then admits the client).</summary>
+    private static string ClientYaml(string clientId, Uri url) => $"""
+        # FedLlm client '{clientId}', written by `fedllm certs` on {DateTime.UtcNow:yyyy-MM-dd}.
+        # Start it from the folder that holds this client-{clientId}/ folder:
+        #   fedllm client --server {url.GetLeftPart(UriPartial.Authority)} --config client-{clientId}/{ClientConfigFileName}
+        client_id: {clientId}
+        model_path: null             # base model folder; null = the embedded default (the same model as the server's)
+        data:
+          path: /path/to/{clientId}-data.jsonl   # placeholder: this client's own training data (Alpaca schema)
+          template: alpaca
+        state_dir: client-state/{clientId}
+        kit: client-{clientId}        # this folder: {ClientCertificateFileName}, {ClientKeyFileName}, {CertificateAuthority.CertificateFileName}, {TokenFileName}
+
+        """;
+
+    /// <summary>Adds <paramref name="clientId"/> to server.yaml's roster, in flow style ("roster: [a, b]") or block style
+    /// ("roster:" then "- a" lines), keeping the operator's other edits and comments; false when the file or the roster
+    /// is not there (the token file and certificate then still admit the client).</summary>
     private static bool AddToClientList(string serverConfig, string clientId)
     {
         if (!File.Exists(serverConfig)) return false;
         var lines = File.ReadAllLines(serverConfig).ToList();
-        int header = lines.FindIndex(l => l.TrimEnd() is "clients:" or "clients: []");
+        int header = lines.FindIndex(l => RosterLine().IsMatch(l));
         if (header < 0) return false;
-        if (lines[header].TrimEnd() == "clients: []") lines[header] = "clients:";
-        int insertAt = header + 1;
-        while (insertAt < lines.Count && lines[insertAt].StartsWith("  - ", StringComparison.Ordinal)) insertAt++;
-        lines.Insert(insertAt, $"  - {clientId}");
+        var match = RosterLine().Match(lines[header]);
+        if (match.Groups["flow"].Success)
+        {
+            string items = match.Groups["items"].Value.Trim();
+            lines[header] = $"{match.Groups["head"].Value}[{(items.Length == 0 ? clientId : items + ", " + clientId)}]{match.Groups["tail"].Value}";
+        }
+        else
+        {
+            int insertAt = header + 1;
+            string indent = match.Groups["indent"].Value + "  ";
+            while (insertAt < lines.Count && lines[insertAt].TrimStart().StartsWith("- ", StringComparison.Ordinal))
+            {
+                indent = lines[insertAt][..(lines[insertAt].Length - lines[insertAt].TrimStart().Length)];
+                insertAt++;
+            }
+            lines.Insert(insertAt, $"{indent}- {clientId}");
+        }
         AtomicFile.WriteAllText(serverConfig, string.Join("\n", lines) + "\n");
         return true;
     }
+
+    [GeneratedRegex(@"^(?<head>(?<indent>\s*)roster:\s*)(?:(?<flow>\[)(?<items>[^\]]*)\](?<tail>\s*(#.*)?)|\s*(#.*)?)$")]
+    private static partial Regex RosterLine();
 
     private static void WriteManifest(string path, Uri url, List<string> hosts, List<string> clients, CertificateAuthority ca)
     {

@@ -57,12 +57,13 @@ public class ProvisioningKitTests
         using var dir = new TempDirectory();
         CreateKit(dir.Path);
         var serverYaml = File.ReadAllText(Path.Combine(dir.Path, "server", "server.yaml"));
-        Assert.Contains("listen: https://0.0.0.0:50051", serverYaml);
-        Assert.Contains("clients:\n  - alice\n  - bob\n  - carol\n", serverYaml);
+        Assert.Contains("  listen: 0.0.0.0:50051\n", serverYaml);
+        Assert.Contains("  roster: [alice, bob, carol]\n", serverYaml);
+        Assert.Contains("  kit: server ", serverYaml);
         var clientYaml = File.ReadAllText(Path.Combine(dir.Path, "client-bob", "client.yaml"));
-        Assert.Contains("client_id: bob", clientYaml);
-        Assert.Contains("server: https://localhost:50051", clientYaml);
-        Assert.Contains("token_file: token", clientYaml);
+        Assert.Contains("client_id: bob\n", clientYaml);
+        Assert.Contains("fedllm client --server https://localhost:50051 --config client-bob/client.yaml", clientYaml);
+        Assert.Contains("kit: client-bob ", clientYaml);
     }
 
     [Fact]
@@ -84,7 +85,7 @@ public class ProvisioningKitTests
         Assert.Equal("dave", server.Authenticate(null, "dave", dave.Token));
         Assert.Equal(aliceCert, File.ReadAllText(Path.Combine(dir.Path, "client-alice", "client.crt")));
         Assert.True(server.Tokens.Verify("alice", aliceToken));
-        Assert.Contains("  - carol\n  - dave\n", File.ReadAllText(Path.Combine(dir.Path, "server", "server.yaml")));
+        Assert.Contains("  roster: [alice, bob, carol, dave]\n", File.ReadAllText(Path.Combine(dir.Path, "server", "server.yaml")));
         Assert.Contains("\"dave\"", File.ReadAllText(Path.Combine(dir.Path, ProvisioningKit.ManifestFileName)));
     }
 
@@ -153,5 +154,18 @@ public class ProvisioningKitTests
         Assert.Equal("alice", server.Authenticate(alice.Certificate, null, null));
         Assert.Contains("'bob' proved its identity but is not among", Assert.Throws<AuthenticationException>(() => server.Authenticate(bob.Certificate, null, null)).Message);
         Assert.Contains("not among", Assert.Throws<AuthenticationException>(() => server.Authenticate(null, "bob", bob.Token)).Message);
+    }
+
+    [Fact]
+    public void Adding_a_client_extends_a_block_style_roster_the_operator_rewrote()
+    {
+        using var dir = new TempDirectory();
+        CreateKit(dir.Path);
+        string config = Path.Combine(dir.Path, "server", "server.yaml");
+        File.WriteAllText(config, "# mine\nserver:\n  roster:   # who may join\n    - alice\n    - bob\n  min_updates: 2\n");
+
+        ProvisioningKit.AddClient(dir.Path, "dave");
+
+        Assert.Equal("# mine\nserver:\n  roster:   # who may join\n    - alice\n    - bob\n    - dave\n  min_updates: 2\n", File.ReadAllText(config));
     }
 }
