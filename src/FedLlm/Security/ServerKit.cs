@@ -85,6 +85,8 @@ public sealed class ServerKit : IDisposable
         },
         EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
         CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+        // gRPC needs HTTP/2 chosen by ALPN; a handshake callback's options are used as returned.
+        ApplicationProtocols = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11],
     };
 
     /// <summary>The client a request speaks for; see <see cref="ClientAuthenticator.Authenticate"/>.</summary>

@@ -135,4 +135,43 @@ public class MutualTlsTests : IDisposable
         Assert.NotNull(requiredError);
         Assert.Contains(reasons, r => r.Contains("requires mutual TLS"));
     }
+
+    [Fact]
+    public async Task The_kits_http_handler_speaks_mutual_tls_to_the_server()
+    {
+        // Prepare: a one-request HTTPS/1.1 server on SslStream that answers with the id the client's certificate proves.
+        using var server = ServerKit.Load(Path.Combine(dir.Path, "server"));
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var serverSide = Task.Run(async () =>
+        {
+            using var socket = await listener.AcceptTcpClientAsync(timeout.Token);
+            await using var tls = new SslStream(socket.GetStream());
+            await tls.AuthenticateAsServerAsync(server.CreateSslOptions(requireClientCertificate: true), timeout.Token);
+            using var presented = X509CertificateLoader.LoadCertificate(tls.RemoteCertificate!.GetRawCertData());
+            string id = server.Authenticate(presented, null, null);
+            // Read the request head up to its blank line; its content does not matter here.
+            var head = new List<byte>();
+            var one = new byte[1];
+            while (!(head.Count >= 4 && head[^4] == '\r' && head[^3] == '\n' && head[^2] == '\r' && head[^1] == '\n'))
+            {
+                await tls.ReadExactlyAsync(one, timeout.Token);
+                head.Add(one[0]);
+            }
+            var body = System.Text.Encoding.ASCII.GetBytes(id);
+            await tls.WriteAsync(System.Text.Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Length: {body.Length}\r\nConnection: close\r\n\r\n"), timeout.Token);
+            await tls.WriteAsync(body, timeout.Token);
+        });
+
+        // Execute
+        using var handler = ClientKit.CreateHttpHandler(Path.Combine(dir.Path, "client-alice"));
+        using var http = new HttpClient(handler);
+        var answer = await http.GetStringAsync($"https://localhost:{port}/", timeout.Token);
+        await serverSide;
+
+        // Assert
+        Assert.Equal("alice", answer);
+    }
 }

@@ -78,7 +78,8 @@ public static class TensorCodec
 
     /// <summary>Decodes to a float32 tensor of <paramref name="shape"/>; a payload of the wrong length/corrupt gzip → InvalidDataException naming what is wrong.</summary>
     /// <remarks>The caller owns the returned tensor. Gzip payloads are inflated only up to the length the shape needs, so a
-    /// small hostile payload cannot expand into gigabytes.</remarks>
+    /// small hostile payload cannot expand beyond it; but the shape decides what is allocated, so with untrusted input
+    /// compare it with the expected shape (the global adapter's) before decoding.</remarks>
     public static Tensor Decode(ReadOnlySpan<byte> payload, TransferEncoding encoding, long[] shape)
     {
         ArgumentNullException.ThrowIfNull(encoding);
