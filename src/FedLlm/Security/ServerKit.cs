@@ -14,7 +14,12 @@ public sealed class ServerKit : IDisposable
         Ca = ca;
         Tokens = tokens;
         AllowedClients = allowedClients;
+        // Built once: it holds the server's chain and the CA list sent in each handshake's certificate request.
+        certificateContext = new Lazy<SslStreamCertificateContext>(() => SslStreamCertificateContext.Create(Certificate, additionalCertificates: null,
+            offline: true, trust: SslCertificateTrust.CreateForX509Collection(new X509Certificate2Collection(Ca), sendTrustInHandshake: !OperatingSystem.IsWindows())));
     }
+
+    private readonly Lazy<SslStreamCertificateContext> certificateContext;
 
     /// <summary>server.crt with its private key.</summary>
     public X509Certificate2 Certificate { get; }
@@ -59,8 +64,7 @@ public sealed class ServerKit : IDisposable
     /// or the handshake fails; the CA's name is sent in the request so clients know which certificate to offer.</remarks>
     public SslServerAuthenticationOptions CreateSslOptions(bool requireClientCertificate, Action<string>? clientRejected = null) => new()
     {
-        ServerCertificateContext = SslStreamCertificateContext.Create(Certificate, additionalCertificates: null, offline: true,
-            trust: SslCertificateTrust.CreateForX509Collection(new X509Certificate2Collection(Ca), sendTrustInHandshake: !OperatingSystem.IsWindows())),
+        ServerCertificateContext = certificateContext.Value,
         ClientCertificateRequired = true, // ask for one always; whether its absence is fatal is decided below
         RemoteCertificateValidationCallback = (_, certificate, _, _) =>
         {
