@@ -11,6 +11,7 @@ if (arguments.Contains("--help") || arguments.Contains("-h"))
     return 0;
 }
 if (command == "load") return LoadBenchmark.Run(arguments);
+if (command == "codec") return CodecBenchmark.Run(arguments);
 if (command != "train-step")
 {
     Console.Error.WriteLine($"unknown command '{command}'\n{TrainStepOptions.Usage}");

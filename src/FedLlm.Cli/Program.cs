@@ -18,6 +18,8 @@ app.Configure(config =>
         .WithDescription("Show a federation server's round, connected clients and last metrics.");
     config.AddCommand<GenerateCommand>("generate")
         .WithDescription("Answer a prompt with a base model and an optional adapter.");
+    config.AddCommand<CertsCommand>("certs")
+        .WithDescription("Create a CA, the server's and each client's certificate and token: a provisioning kit per participant (mutual TLS).");
     config.AddBranch("data", data =>
     {
         data.SetDescription("Inspect data sets in their published schemas.");

@@ -37,9 +37,6 @@ public static class TensorCodec
             throw new ArgumentException($"only floating tensors travel as adapter weights; this one is {tensor.dtype}", nameof(tensor));
         if (tensor.device_type != DeviceType.CPU)
             throw new ArgumentException($"encode a CPU tensor; this one is on {tensor.device}", nameof(tensor));
-        if (encoding.BlockSize < 1)
-            throw new ArgumentException($"int8 block size must be ≥ 1, got {encoding.BlockSize}", nameof(encoding));
-
         long count = tensor.numel();
         long rawLength = EncodedLength(encoding, count);
         if (rawLength > Array.MaxLength)
@@ -78,7 +75,8 @@ public static class TensorCodec
 
     /// <summary>Decodes to a float32 tensor of <paramref name="shape"/>; a payload of the wrong length/corrupt gzip → InvalidDataException naming what is wrong.</summary>
     /// <remarks>The caller owns the returned tensor. Gzip payloads are inflated only up to the length the shape needs, so a
-    /// small hostile payload cannot expand into gigabytes.</remarks>
+    /// small hostile payload cannot expand beyond it; but the shape decides what is allocated, so with untrusted input
+    /// compare it with the expected shape (the global adapter's) before decoding.</remarks>
     public static Tensor Decode(ReadOnlySpan<byte> payload, TransferEncoding encoding, long[] shape)
     {
         ArgumentNullException.ThrowIfNull(encoding);
@@ -104,6 +102,8 @@ public static class TensorCodec
     {
         ArgumentNullException.ThrowIfNull(encoding);
         ArgumentOutOfRangeException.ThrowIfNegative(elementCount);
+        if (encoding.BlockSize < 1)
+            throw new ArgumentException($"int8 block size must be ≥ 1, got {encoding.BlockSize}", nameof(encoding));
         return encoding.Precision switch
         {
             TransferPrecision.Float32 => checked(elementCount * 4),
@@ -114,23 +114,36 @@ public static class TensorCodec
     }
 
     /// <summary>[absmax per block (float32)], [codes (int8), n of them]; see the class remarks.</summary>
+    /// <remarks>The full blocks and the short last block are handled as two grids rather than by padding the tail: a
+    /// padded tail would cost a whole block of memory, which a hostile "int8:2147483647" header would make 8 GB.</remarks>
     private static Tensor[] QuantizeInt8(Tensor source, int blockSize)
     {
         var flat = source.to(ScalarType.Float32).reshape(-1); // (n,)
-        long count = flat.shape[0];
-        long blocks = BlockCount(count, blockSize);
-        long padding = blocks * blockSize - count;
-        // Zero padding never raises a block's absmax, and its codes are cut off again below.
-        var padded = padding > 0 ? nn.functional.pad(flat, [0, padding]) : flat; // (blocks·B,)
-        var grid = padded.view(blocks, blockSize); // (blocks, B)
+        var (full, tail) = SplitBlocks(flat, blockSize); // (full, B) and (1, n − full·B), either may be absent
+        var parts = new[] { full, tail }.OfType<Tensor>().Select(QuantizeRows).ToList();
+        return [.. parts.Select(p => p.Absmax), .. parts.Select(p => p.Codes)];
+    }
+
+    /// <summary>Each row is one block: its absmax and its codes round(x / absmax · 127).</summary>
+    private static (Tensor Absmax, Tensor Codes) QuantizeRows(Tensor grid)
+    {
         var absmax = grid.abs().amax([1]); // (blocks,)
         // An all-zero block would divide 0/0; its codes are 0 whatever the divisor, so divide by 1 there.
         var divisor = where(absmax == 0, ones_like(absmax), absmax).unsqueeze(1); // (blocks, 1)
         // round() is ties-to-even as torch.round; NaN (from a non-finite block) → 0 only to keep the int8 cast defined,
         // the block's non-finite scale already poisons its decoded values.
-        var codes = (grid / divisor * Int8Levels).round_().clamp_(-Int8Levels, Int8Levels).nan_to_num_(0)
-            .to(ScalarType.Int8).view(-1).narrow(0, 0, count); // (n,)
-        return [absmax.contiguous(), codes.contiguous()];
+        var codes = (grid / divisor * Int8Levels).round_().clamp_(-Int8Levels, Int8Levels).nan_to_num_(0).to(ScalarType.Int8); // (blocks, B)
+        return (absmax.contiguous(), codes.contiguous());
+    }
+
+    /// <summary>(⌊n/B⌋, B) view of the full blocks and (1, n mod B) view of the rest; null where there is none.</summary>
+    private static (Tensor? Full, Tensor? Tail) SplitBlocks(Tensor flat, int blockSize)
+    {
+        long count = flat.shape[0];
+        long fullBlocks = count / blockSize, fullLength = fullBlocks * blockSize;
+        var full = fullBlocks > 0 ? flat.narrow(0, 0, fullLength).view(fullBlocks, blockSize) : null;
+        var tail = count > fullLength ? flat.narrow(0, fullLength, count - fullLength).view(1, -1) : null;
+        return (full, tail);
     }
 
     private static Tensor DecodeRaw(ReadOnlySpan<byte> raw, TransferEncoding encoding, long[] shape, long count)
@@ -152,12 +165,13 @@ public static class TensorCodec
     {
         long blocks = BlockCount(count, blockSize);
         int scaleBytes = checked((int)(blocks * 4));
-        var absmax = FromBytes(raw[..scaleBytes], [blocks], ScalarType.Float32); // (blocks,)
+        var steps = FromBytes(raw[..scaleBytes], [blocks], ScalarType.Float32) / Int8Levels; // (blocks,): value of code 1
         var codes = FromBytes(raw[scaleBytes..], [count], ScalarType.Int8).to(ScalarType.Float32); // (n,)
-        long padding = blocks * blockSize - count;
-        var padded = padding > 0 ? nn.functional.pad(codes, [0, padding]) : codes; // (blocks·B,)
-        var values = padded.view(blocks, blockSize) * (absmax / Int8Levels).unsqueeze(1); // (blocks, B)
-        return values.view(-1).narrow(0, 0, count).reshape(shape);
+        var (full, tail) = SplitBlocks(codes, blockSize);
+        var parts = new List<Tensor>(2);
+        if (full is not null) parts.Add((full * steps.narrow(0, 0, full.shape[0]).unsqueeze(1)).view(-1));
+        if (tail is not null) parts.Add((tail * steps[-1]).view(-1));
+        return (parts.Count == 1 ? parts[0] : cat(parts)).reshape(shape);
     }
 
     /// <summary>A new tensor holding a copy of <paramref name="bytes"/> (one memcpy into native memory).</summary>

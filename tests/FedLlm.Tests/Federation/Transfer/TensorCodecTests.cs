@@ -127,6 +127,20 @@ public class TensorCodecTests
     }
 
     [Fact]
+    public void Int8_block_larger_than_the_tensor_is_one_short_block_not_a_padded_one()
+    {
+        // A hostile header may claim any block size; a padded block of 2^31 floats would take 8 GB.
+        var encoding = new TransferEncoding(TransferPrecision.Int8Blockwise, BlockSize: int.MaxValue);
+        using var input = tensor(new[] { 0.5f, -2f, 1f });
+        var payload = TensorCodec.Encode(input, encoding);
+        using var decoded = TensorCodec.Decode(payload, encoding, [3]);
+        Assert.Equal(4 + 3, payload.Length);
+        Assert.Equal(2f, BinaryPrimitives.ReadSingleLittleEndian(payload));
+        Assert.Equal(new sbyte[] { 32, -127, 64 }, payload[4..].Select(b => (sbyte)b).ToArray()); // round(31.75), −127, round(63.5)
+        Assert.Equal(new[] { 32 * 2 / 127f, -2f, 64 * 2 / 127f }, Values(decoded), (a, b) => Math.Abs(a - b) < 1e-6);
+    }
+
+    [Fact]
     public void Int8_error_is_at_most_a_254th_of_the_block_absmax()
     {
         // Prepare: blocks whose magnitudes differ by 10^4, so one shared scale would break the bound for the small ones.

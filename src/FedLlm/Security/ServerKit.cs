@@ -1,0 +1,105 @@
+using System.Net.Security;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
+
+namespace FedLlm.Security;
+
+/// <summary>The server's credentials, loaded from its kit folder (server/ from <see cref="ProvisioningKit"/>), and the
+/// one place that decides which client a connection speaks for.</summary>
+public sealed class ServerKit : IDisposable
+{
+    private ServerKit(X509Certificate2 certificate, X509Certificate2 ca, ClientTokens tokens, IReadOnlySet<string>? allowedClients)
+    {
+        Certificate = certificate;
+        Ca = ca;
+        Tokens = tokens;
+        AllowedClients = allowedClients;
+        // Built once: it holds the server's chain and the CA list sent in each handshake's certificate request.
+        certificateContext = new Lazy<SslStreamCertificateContext>(() => SslStreamCertificateContext.Create(Certificate, additionalCertificates: null,
+            offline: true, trust: SslCertificateTrust.CreateForX509Collection(new X509Certificate2Collection(Ca), sendTrustInHandshake: !OperatingSystem.IsWindows())));
+    }
+
+    private readonly Lazy<SslStreamCertificateContext> certificateContext;
+
+    /// <summary>server.crt with its private key.</summary>
+    public X509Certificate2 Certificate { get; }
+
+    /// <summary>The CA whose client certificates are accepted.</summary>
+    public X509Certificate2 Ca { get; }
+
+    /// <summary>Hashes of the client tokens (client-tokens.json; empty when the file is absent).</summary>
+    public ClientTokens Tokens { get; }
+
+    /// <summary>The only ids admitted (server.yaml's clients), or null to admit every client the CA or a token vouches for.</summary>
+    public IReadOnlySet<string>? AllowedClients { get; }
+
+    /// <summary>Loads server.crt, server.key, ca.crt and client-tokens.json (optional) from <paramref name="directory"/>.</summary>
+    /// <param name="allowedClients">The server's client list; null admits every client the kit vouches for.</param>
+    public static ServerKit Load(string directory, IEnumerable<string>? allowedClients = null)
+    {
+        var allowed = allowedClients?.Select(id => ClientIds.Validate(id, nameof(allowedClients))).ToHashSet(StringComparer.Ordinal);
+        var certificate = PemFiles.ReadCertificateWithKey(
+            Path.Combine(directory, ProvisioningKit.ServerCertificateFileName), Path.Combine(directory, ProvisioningKit.ServerKeyFileName));
+        X509Certificate2? ca = null;
+        try
+        {
+            ca = PemFiles.ReadCertificate(Path.Combine(directory, CertificateAuthority.CertificateFileName));
+            string tokensPath = Path.Combine(directory, ClientTokens.FileName);
+            var tokens = File.Exists(tokensPath) ? ClientTokens.Load(tokensPath) : new ClientTokens();
+            return new ServerKit(certificate, ca, tokens, allowed);
+        }
+        catch
+        {
+            certificate.Dispose();
+            ca?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>TLS options for the server's listener (Kestrel: <c>ListenOptions.UseHttps(new TlsHandshakeCallbackOptions
+    /// { OnConnection = _ => ValueTask.FromResult(kit.CreateSslOptions(...)) })</c>).</summary>
+    /// <param name="requireClientCertificate">True: mutual TLS only. False: a client certificate is asked for but optional,
+    /// so token-only clients can connect; <see cref="Authenticate"/> then demands a token.</param>
+    /// <remarks>A certificate that is presented must verify (<see cref="ClientIdentity.Verify(X509Certificate2, X509Certificate2)"/>)
+    /// or the handshake fails; the CA's name is sent in the request so clients know which certificate to offer.</remarks>
+    public SslServerAuthenticationOptions CreateSslOptions(bool requireClientCertificate, Action<string>? clientRejected = null) => new()
+    {
+        ServerCertificateContext = certificateContext.Value,
+        ClientCertificateRequired = true, // ask for one always; whether its absence is fatal is decided below
+        RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+        {
+            if (certificate is null)
+            {
+                if (requireClientCertificate) clientRejected?.Invoke("a client connected without a certificate; this server requires mutual TLS");
+                return !requireClientCertificate;
+            }
+            using var presented = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+            try
+            {
+                var id = ClientIdentity.Verify(presented, Ca);
+                if (AllowedClients is not null && !AllowedClients.Contains(id))
+                    throw new AuthenticationException($"client '{id}' presented a valid certificate but is not among this server's clients");
+                return true;
+            }
+            catch (AuthenticationException e)
+            {
+                clientRejected?.Invoke(e.Message);
+                return false;
+            }
+        },
+        EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+        CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+        // gRPC needs HTTP/2 chosen by ALPN; a handshake callback's options are used as returned.
+        ApplicationProtocols = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11],
+    };
+
+    /// <summary>The client a request speaks for; see <see cref="ClientAuthenticator.Authenticate"/>.</summary>
+    public string Authenticate(X509Certificate2? presented, string? claimedClientId, string? token) =>
+        ClientAuthenticator.Authenticate(presented, claimedClientId, token, Ca, Tokens, AllowedClients);
+
+    public void Dispose()
+    {
+        Certificate.Dispose();
+        Ca.Dispose();
+    }
+}
