@@ -2,6 +2,7 @@ using System.ComponentModel;
 using FedLlm.Network;
 using FedLlm.Network.Security;
 using FedLlm.Network.Server;
+using Microsoft.Extensions.Logging;
 using Spectre.Console.Cli;
 
 namespace FedLlm.Cli.Commands;
@@ -32,7 +33,9 @@ public sealed class ServerCommand : Command<ServerSettings>
         if (config.Server.Insecure && !s.Insecure)
             throw new ArgumentException($"{s.Config}: server.insecure is true; plain text needs the --insecure flag on the command line too");
         using var loggers = FedLlmLogging.CreateFactory();
-        var security = s.Insecure ? null : ServerSecurityLoader.Load(config.Server, s.Config);
+        var tlsLog = loggers.CreateLogger("FedLlm.Server.Tls");
+        var security = s.Insecure ? null
+            : ServerSecurityLoader.Load(config.Server, s.Config, reason => tlsLog.LogWarning("refused a TLS client: {Reason}", reason));
         return ServerProcess.RunAsync(config, security, loggers, cancellationToken: cancellationToken).GetAwaiter().GetResult();
     }
 }

@@ -11,7 +11,7 @@ public sealed class StatusSettings : CommandSettings
 {
     [CommandOption("--server <URL>")] public string? Server { get; init; }
     [CommandOption("--kit <DIR>")][Description("A client's kit folder (client-ID/), for the TLS handshake")] public string? Kit { get; init; }
-    [CommandOption("--client-id <ID>")][Description("With --insecure: the roster id to ask as")] public string? ClientId { get; init; }
+    [CommandOption("--client-id <ID>")][Description("The roster id to ask as (default: the kit's)")] public string? ClientId { get; init; }
     [CommandOption("--insecure")] public bool Insecure { get; init; }
 }
 
@@ -21,7 +21,9 @@ public sealed class StatusCommand : Command<StatusSettings>
     public override int Execute(CommandContext context, StatusSettings s, CancellationToken cancellationToken)
     {
         if (s.Server is null) throw new ArgumentException("--server https://HOST:PORT is required");
-        var connection = ClientCredentialsLoader.Connect(s.Server, s.ClientId ?? "status", s.Kit, s.Insecure, "--kit");
+        string clientId = s.ClientId ?? (s.Kit is not null ? FedLlm.Security.ClientKit.Load(s.Kit).ClientId
+            : throw new ArgumentException("--kit DIR (a client's kit) is required; with --insecure, --client-id ID of a roster member"));
+        var connection = ClientCredentialsLoader.Connect(s.Server, clientId, s.Kit, s.Insecure, "--kit");
         using var channel = connection.Open();
         var api = new FedLlm.Network.Protocol.Federation.FederationClient(channel);
         var reply = api.Status(new StatusRequest(), connection.Headers(), DateTime.UtcNow.AddSeconds(15), cancellationToken);

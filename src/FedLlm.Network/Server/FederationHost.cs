@@ -1,21 +1,18 @@
 using System.Net;
-using System.Security.Cryptography.X509Certificates;
+using System.Net.Security;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
 namespace FedLlm.Network.Server;
 
-/// <summary>TLS for the listener: the server's certificate and how client certificates are treated.</summary>
-/// <param name="ServerCertificate">With its private key.</param>
-/// <param name="ValidateClientCertificate">Null: client certificates are not asked for (token authentication);
-/// otherwise every connection must present one that this accepts.</param>
-public sealed record ServerTls(X509Certificate2 ServerCertificate, Func<X509Certificate2, X509Chain?, bool>? ValidateClientCertificate);
+/// <summary>TLS for the listener: the server's certificate, whether client certificates are required, and how they are checked.</summary>
+public sealed record ServerTls(SslServerAuthenticationOptions Options);
 
 /// <summary>Kestrel serving <see cref="FederationService"/> over HTTP/2: with TLS, or h2c when <paramref name="tls"/> is null.</summary>
 public sealed class FederationHost : IAsyncDisposable
@@ -48,15 +45,8 @@ public sealed class FederationHost : IAsyncDisposable
             {
                 options.Protocols = HttpProtocols.Http2;
                 if (tls is null) return;
-                options.UseHttps(https =>
-                {
-                    https.ServerCertificate = tls.ServerCertificate;
-                    if (tls.ValidateClientCertificate is { } validate)
-                    {
-                        https.ClientCertificateMode = ClientCertificateMode.RequireCertificate;
-                        https.ClientCertificateValidation = (certificate, chain, _) => validate(certificate, chain);
-                    }
-                });
+                // The kit's own handshake options (certificate context, client certificate check, ALPN h2), used as given.
+                options.UseHttps(new TlsHandshakeCallbackOptions { OnConnection = _ => ValueTask.FromResult(tls.Options) });
             });
         });
         builder.Services.AddGrpc(o =>

@@ -209,7 +209,8 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
 
     public override Task<StatusReply> Status(StatusRequest request, ServerCallContext context)
     {
-        // Status is for operators and holds no adapter data; under TLS the transport has already demanded a client certificate.
+        // Any roster member's credentials may ask (operators use one client's kit).
+        Identify(context);
         var snapshot = clients.Status();
         var (nextRound, lastMetrics) = progress();
         var reply = new StatusReply
