@@ -10,14 +10,14 @@ public class FederationProcessTests
 {
     static readonly TimeSpan Patience = TimeSpan.FromSeconds(240);
 
-    static string Address(CliProcess server) => server.WaitFor(@"listening on (http://127\.0\.0\.1:\d+)", Patience).Groups[1].Value;
+    static string Address(CliProcess server) => server.WaitFor(@"listening on (https?://127\.0\.0\.1:\d+)", Patience).Groups[1].Value;
 
     [Fact]
-    public void Three_client_processes_run_three_scaffold_rounds_and_end_bit_identical_to_the_simulation()
+    public void Three_client_processes_over_mutual_TLS_run_three_scaffold_rounds_and_end_bit_identical_to_the_simulation()
     {
         // SCAFFOLD with kept optimizer moments: the server control travels to clients and control deltas back, and
-        // each client carries c_i and AdamW moments on its own disk from round to round.
-        using var run = new TinyFederation(clients: 3, strategy: "scaffold", rounds: 3, keepOptimizerState: true);
+        // each client carries c_i and AdamW moments on its own disk from round to round. Mutual TLS with a kit, as deployed.
+        using var run = new TinyFederation(clients: 3, strategy: "scaffold", rounds: 3, keepOptimizerState: true, tls: true);
         using var server = run.StartServer(run.WriteServerYaml());
         string address = Address(server);
         var clients = Enumerable.Range(0, 3).Select(c => run.StartClient(c, address)).ToList();

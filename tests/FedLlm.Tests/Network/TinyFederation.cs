@@ -7,6 +7,7 @@ using FedLlm.Federation;
 using FedLlm.Federation.Simulation;
 using FedLlm.Modeling;
 using FedLlm.Peft;
+using FedLlm.Security;
 using FedLlm.Tests.Data;
 using FedLlm.Tests.Defaults;
 using FedLlm.Tokenization;
@@ -23,9 +24,10 @@ internal sealed class TinyFederation : IDisposable
 {
     readonly TempDirectory temp = new();
 
-    public TinyFederation(int clients, string strategy = "fedavg", int rounds = 3, int localSteps = 2, bool keepOptimizerState = false)
+    public TinyFederation(int clients, string strategy = "fedavg", int rounds = 3, int localSteps = 2, bool keepOptimizerState = false, bool tls = false)
     {
         Strategy = strategy;
+        Tls = tls;
         Federation = new SimulationConfig.FederationSection
         {
             Rounds = rounds, Clients = clients, ClientsPerRound = clients, LocalSteps = localSteps, BatchSize = 2, LearningRate = 2e-2,
@@ -51,6 +53,10 @@ internal sealed class TinyFederation : IDisposable
     }
 
     public string Root => temp.Path;
+
+    /// <summary>Mutual TLS with a provisioning kit in Root/kit (else --insecure h2c).</summary>
+    public bool Tls { get; }
+    string KitDirectory => Path.Combine(Root, "kit");
     public string ModelDirectory { get; }
     public IReadOnlyList<string> DataFiles { get; }
     public string Strategy { get; }
@@ -104,6 +110,11 @@ internal sealed class TinyFederation : IDisposable
             output: {Output}
             threads: 1
             """);
+        if (Tls)
+        {
+            if (!Directory.Exists(KitDirectory)) ProvisioningKit.Create(KitDirectory, new[] { "127.0.0.1" }, Roster, "https://127.0.0.1:50051");
+            yaml = yaml.Replace("  encoding: ", $"  kit: {Path.Combine(KitDirectory, "server")}\n  auth: certificate\n  encoding: ");
+        }
         string path = Path.Combine(Root, "server.yaml");
         File.WriteAllText(path, yaml);
         return path;
@@ -119,16 +130,17 @@ internal sealed class TinyFederation : IDisposable
               path: {DataFiles[client]}
             state_dir: {Path.Combine(Root, "state", $"client-{client}")}
             threads: 1
+            {(Tls ? $"kit: {ProvisioningKit.ClientFolder(KitDirectory, $"client-{client}")}" : "")}
             {extra}
             """);
         return path;
     }
 
-    public CliProcess StartServer(string yaml, params string[] extra) =>
-        new("server", Root, new[] { "server", "--config", yaml, "--insecure" }.Concat(extra).ToArray());
+    public CliProcess StartServer(string yaml) =>
+        new("server", Root, new[] { "server", "--config", yaml }.Concat(Tls ? [] : new[] { "--insecure" }).ToArray());
 
     public CliProcess StartClient(int client, string address) =>
-        new($"client-{client}", Root, "client", "--server", address, "--config", WriteClientYaml(client), "--insecure");
+        new($"client-{client}", Root, new[] { "client", "--server", address, "--config", WriteClientYaml(client) }.Concat(Tls ? [] : new[] { "--insecure" }).ToArray());
 
     /// <summary>The server's final adapter, as written to output/adapter/.</summary>
     public Dictionary<string, Tensor> FinalAdapter()
