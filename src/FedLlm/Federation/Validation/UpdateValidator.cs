@@ -10,8 +10,9 @@ namespace FedLlm.Federation.Validation;
 /// is where that assumption is checked, as Flower's FedOpt checks keys and shapes before aggregating.
 /// </summary>
 /// <remarks>
-/// Checks run cheapest first and stop at the first failure: example count, tensor names, shapes and dtypes, finiteness,
-/// then the norm bound (which needs the shapes to match). Round numbers (replays) and byte sizes are the transport's to
+/// Checks run cheapest first and stop at the first failure: example count; names, shapes and dtypes (of the weights,
+/// then of the control delta); finiteness of the weights, found by the same pass that computes the norm; finiteness of
+/// the control delta; the norm bound. Round numbers (replays) and byte sizes are the transport's to
 /// check, since only it sees the messages. Nothing here modifies or keeps the tensors.
 /// </remarks>
 public static class UpdateValidator
@@ -19,8 +20,10 @@ public static class UpdateValidator
     /// <summary>How many missing or extra names a reason lists before summarising the rest as a count.</summary>
     private const int NamesListed = 3;
 
-    /// Checks a client's update against the global adapter: the same tensor names (none missing, none extra), shapes and
-    /// dtypes; all values finite; the norm bound; ExampleCount in [1, MaxExampleCount]; ControlDelta (SCAFFOLD) with the same names/shapes and finite when present.
+    /// <summary>Checks a client's update against the global adapter: the same tensor names (none missing, none extra), shapes and
+    /// dtypes; all values finite; the norm bound; ExampleCount in [1, MaxExampleCount]; ControlDelta (SCAFFOLD) with the same names/shapes and finite when present.</summary>
+    /// <returns><see cref="UpdateVerdict.Ok"/> (with the norm) or a rejection whose reason names the client and the tensor.</returns>
+    /// <exception cref="ArgumentException">The limits themselves are nonsensical (the server's configuration error).</exception>
     public static UpdateVerdict Validate(IReadOnlyDictionary<string, Tensor> global, ClientUpdate update, UpdateLimits limits)
     {
         ArgumentNullException.ThrowIfNull(global);
