@@ -55,7 +55,28 @@ public static class CodecBenchmark
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"| {text} | {payloadBytes / 1e6:F1} | {(double)payloadBytes / fp32Bytes:F3} | {fp32Bytes / 1e6 / bestEncode:F0} | {fp32Bytes / 1e6 / bestDecode:F0} | {maxError:G3} | {ProcessMemory.PeakRssBytes() / 1e9:F2} |"));
         }
+        MeasureValidation(adapter, repeats);
         return 0;
+    }
+
+    /// <summary>Time of the server's content check (names, shapes, dtypes, finiteness, norm) of one such update.</summary>
+    static void MeasureValidation(List<(string Name, Tensor Tensor)> adapter, int repeats)
+    {
+        var global = adapter.ToDictionary(t => t.Name, t => t.Tensor);
+        var weights = adapter.ToDictionary(t => t.Name, t => (t.Tensor + 0.001f).DetachFromDisposeScope());
+        var update = new FedLlm.Federation.ClientUpdate("bench", weights, 1000);
+        double best = double.MaxValue;
+        FedLlm.Federation.Validation.UpdateVerdict? verdict = null;
+        for (int r = 0; r < repeats; r++)
+        {
+            var watch = Stopwatch.StartNew();
+            verdict = FedLlm.Federation.Validation.UpdateValidator.Validate(global, update, new() { MaxUpdateNorm = 1e6 });
+            best = Math.Min(best, watch.Elapsed.TotalSeconds);
+        }
+        long bytes = adapter.Sum(t => t.Tensor.numel() * 4);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"validation of one update: {best:F3} s ({bytes / 1e6 / best:F0} MB/s), {verdict}, norm {verdict!.UpdateNorm:G6} (expected {0.001 * Math.Sqrt(adapter.Sum(t => t.Tensor.numel())):G6})"));
+        foreach (var t in weights.Values) t.Dispose();
     }
 
     /// <summary>Llama-2-7B projections (hidden 4096, intermediate 11008), PEFT-keyed lora_A (r × in) and lora_B (out × r).</summary>

@@ -56,11 +56,13 @@ public sealed class ClientKit : IDisposable
 
     /// <summary>TLS options for dialling the server: this client's certificate, the server pinned to the kit's CA.</summary>
     /// <param name="serverRejected">Called with the reason when the server's certificate is refused.</param>
-    public SslClientAuthenticationOptions CreateSslOptions(Action<string>? serverRejected = null) => new()
+    /// <param name="presentCertificate">False for token authentication: the server is still pinned, but no client
+    /// certificate is offered.</param>
+    public SslClientAuthenticationOptions CreateSslOptions(Action<string>? serverRejected = null, bool presentCertificate = true) => new()
     {
         // A certificate context is sent whatever CA names the server lists in its request; a plain ClientCertificates
         // collection is filtered by those names and may silently send nothing.
-        ClientCertificateContext = SslStreamCertificateContext.Create(Certificate, additionalCertificates: null, offline: true),
+        ClientCertificateContext = presentCertificate ? SslStreamCertificateContext.Create(Certificate, additionalCertificates: null, offline: true) : null,
         RemoteCertificateValidationCallback = ServerCertificateValidation.PinnedToCa(Ca, serverRejected),
         EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
         CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
@@ -68,16 +70,16 @@ public sealed class ClientKit : IDisposable
 
     /// <summary>An HTTP handler for the gRPC channel (<c>GrpcChannel.ForAddress(url, new() { HttpHandler = ... })</c>):
     /// mutual TLS with this kit's certificate, the server validated by <see cref="ServerCertificateValidation.PinnedToCa"/>.</summary>
-    public SocketsHttpHandler CreateHttpHandler(Action<string>? serverRejected = null) => new()
+    public SocketsHttpHandler CreateHttpHandler(Action<string>? serverRejected = null, bool presentCertificate = true) => new()
     {
-        SslOptions = CreateSslOptions(serverRejected),
+        SslOptions = CreateSslOptions(serverRejected, presentCertificate),
         // gRPC streams many calls over one HTTP/2 connection; allow more when the server's stream limit is reached.
         EnableMultipleHttp2Connections = true,
     };
 
     /// <summary>The handler for a kit in <paramref name="directory"/>; the kit's certificates live as long as the handler needs them.</summary>
-    public static SocketsHttpHandler CreateHttpHandler(string directory, Action<string>? serverRejected = null) =>
-        Load(directory).CreateHttpHandler(serverRejected);
+    public static SocketsHttpHandler CreateHttpHandler(string directory, Action<string>? serverRejected = null, bool presentCertificate = true) =>
+        Load(directory).CreateHttpHandler(serverRejected, presentCertificate);
 
     public void Dispose()
     {

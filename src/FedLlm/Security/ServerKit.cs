@@ -74,24 +74,36 @@ public sealed class ServerKit : IDisposable
                 return !requireClientCertificate;
             }
             using var presented = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
-            try
-            {
-                var id = ClientIdentity.Verify(presented, Ca);
-                if (AllowedClients is not null && !AllowedClients.Contains(id))
-                    throw new AuthenticationException($"client '{id}' presented a valid certificate but is not among this server's clients");
-                return true;
-            }
-            catch (AuthenticationException e)
-            {
-                clientRejected?.Invoke(e.Message);
-                return false;
-            }
+            if (TryVerifyClient(presented, out _, out var reason)) return true;
+            clientRejected?.Invoke(reason!);
+            return false;
         },
         EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
         CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
         // gRPC needs HTTP/2 chosen by ALPN; a handshake callback's options are used as returned.
         ApplicationProtocols = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11],
     };
+
+    /// <summary>Whether a presented client certificate proves an admitted client (for a TLS library's client-certificate
+    /// callback, e.g. Kestrel's <c>ClientCertificateValidation</c>): issued by our CA for clientAuth, valid now, and on
+    /// the server's list when it has one.</summary>
+    public bool TryVerifyClient(X509Certificate2 presented, out string? clientId, out string? reason)
+    {
+        try
+        {
+            clientId = ClientIdentity.Verify(presented, Ca);
+            if (AllowedClients is not null && !AllowedClients.Contains(clientId))
+                throw new AuthenticationException($"client '{clientId}' presented a valid certificate but is not among this server's clients");
+            reason = null;
+            return true;
+        }
+        catch (AuthenticationException e)
+        {
+            clientId = null;
+            reason = e.Message;
+            return false;
+        }
+    }
 
     /// <summary>The client a request speaks for; see <see cref="ClientAuthenticator.Authenticate"/>.</summary>
     public string Authenticate(X509Certificate2? presented, string? claimedClientId, string? token) =>

@@ -136,8 +136,10 @@ public class MutualTlsTests : IDisposable
         Assert.Contains(reasons, r => r.Contains("requires mutual TLS"));
     }
 
-    [Fact]
-    public async Task The_kits_http_handler_speaks_mutual_tls_to_the_server()
+    [Theory]
+    [InlineData(true, "alice")]
+    [InlineData(false, "alice (token)")]
+    public async Task The_kits_http_handler_speaks_tls_to_the_server_with_or_without_its_certificate(bool presentCertificate, string expected)
     {
         // Prepare: a one-request HTTPS/1.1 server on SslStream that answers with the id the client's certificate proves.
         using var server = ServerKit.Load(Path.Combine(dir.Path, "server"));
@@ -149,9 +151,10 @@ public class MutualTlsTests : IDisposable
         {
             using var socket = await listener.AcceptTcpClientAsync(timeout.Token);
             await using var tls = new SslStream(socket.GetStream());
-            await tls.AuthenticateAsServerAsync(server.CreateSslOptions(requireClientCertificate: true), timeout.Token);
-            using var presented = X509CertificateLoader.LoadCertificate(tls.RemoteCertificate!.GetRawCertData());
-            string id = server.Authenticate(presented, null, null);
+            await tls.AuthenticateAsServerAsync(server.CreateSslOptions(requireClientCertificate: presentCertificate), timeout.Token);
+            using var presented = tls.RemoteCertificate is { } c ? X509CertificateLoader.LoadCertificate(c.GetRawCertData()) : null;
+            string id = presented is not null ? server.Authenticate(presented, null, null)
+                : server.Authenticate(null, "alice", File.ReadAllText(Path.Combine(dir.Path, "client-alice", "token")).Trim()) + " (token)";
             // Read the request head up to its blank line; its content does not matter here.
             var head = new List<byte>();
             var one = new byte[1];
@@ -166,12 +169,12 @@ public class MutualTlsTests : IDisposable
         });
 
         // Execute
-        using var handler = ClientKit.CreateHttpHandler(Path.Combine(dir.Path, "client-alice"));
+        using var handler = ClientKit.CreateHttpHandler(Path.Combine(dir.Path, "client-alice"), presentCertificate: presentCertificate);
         using var http = new HttpClient(handler);
         var answer = await http.GetStringAsync($"https://localhost:{port}/", timeout.Token);
         await serverSide;
 
         // Assert
-        Assert.Equal("alice", answer);
+        Assert.Equal(expected, answer);
     }
 }

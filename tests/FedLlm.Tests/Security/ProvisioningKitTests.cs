@@ -154,6 +154,10 @@ public class ProvisioningKitTests
         Assert.Equal("alice", server.Authenticate(alice.Certificate, null, null));
         Assert.Contains("'bob' proved its identity but is not among", Assert.Throws<AuthenticationException>(() => server.Authenticate(bob.Certificate, null, null)).Message);
         Assert.Contains("not among", Assert.Throws<AuthenticationException>(() => server.Authenticate(null, "bob", bob.Token)).Message);
+        Assert.True(server.TryVerifyClient(alice.Certificate, out var id, out _));
+        Assert.Equal("alice", id);
+        Assert.False(server.TryVerifyClient(bob.Certificate, out _, out var reason));
+        Assert.Contains("'bob' presented a valid certificate but is not among", reason);
     }
 
     [Fact]

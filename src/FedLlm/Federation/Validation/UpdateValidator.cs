@@ -10,8 +10,9 @@ namespace FedLlm.Federation.Validation;
 /// is where that assumption is checked, as Flower's FedOpt checks keys and shapes before aggregating.
 /// </summary>
 /// <remarks>
-/// Checks run cheapest first and stop at the first failure: example count, tensor names, shapes and dtypes, finiteness,
-/// then the norm bound (which needs the shapes to match). Round numbers (replays) and byte sizes are the transport's to
+/// Checks run cheapest first and stop at the first failure: example count; names, shapes and dtypes (of the weights,
+/// then of the control delta); finiteness of the weights, found by the same pass that computes the norm; finiteness of
+/// the control delta; the norm bound. Round numbers (replays) and byte sizes are the transport's to
 /// check, since only it sees the messages. Nothing here modifies or keeps the tensors.
 /// </remarks>
 public static class UpdateValidator
@@ -19,8 +20,10 @@ public static class UpdateValidator
     /// <summary>How many missing or extra names a reason lists before summarising the rest as a count.</summary>
     private const int NamesListed = 3;
 
-    /// Checks a client's update against the global adapter: the same tensor names (none missing, none extra), shapes and
-    /// dtypes; all values finite; the norm bound; ExampleCount in [1, MaxExampleCount]; ControlDelta (SCAFFOLD) with the same names/shapes and finite when present.
+    /// <summary>Checks a client's update against the global adapter: the same tensor names (none missing, none extra), shapes and
+    /// dtypes; all values finite; the norm bound; ExampleCount in [1, MaxExampleCount]; ControlDelta (SCAFFOLD) with the same names/shapes and finite when present.</summary>
+    /// <returns><see cref="UpdateVerdict.Ok"/> (with the norm) or a rejection whose reason names the client and the tensor.</returns>
+    /// <exception cref="ArgumentException">The limits themselves are nonsensical (the server's configuration error).</exception>
     public static UpdateVerdict Validate(IReadOnlyDictionary<string, Tensor> global, ClientUpdate update, UpdateLimits limits)
     {
         ArgumentNullException.ThrowIfNull(global);
@@ -41,21 +44,40 @@ public static class UpdateValidator
             return UpdateVerdict.Reject($"{client}: the update carries no weights");
 
         using var scope = NewDisposeScope();
-        if (CheckTensors(global, update.Weights, client, "tensor") is { } weightsProblem)
+        if (CheckStructure(global, update.Weights, client, "tensor") is { } weightsProblem)
             return UpdateVerdict.Reject(weightsProblem);
-        if (update.ControlDelta is not null && CheckTensors(global, update.ControlDelta, client, "control delta tensor") is { } controlProblem)
-            return UpdateVerdict.Reject(controlProblem);
+        if (update.ControlDelta is not null && CheckStructure(global, update.ControlDelta, client, "control delta tensor") is { } controlStructure)
+            return UpdateVerdict.Reject(controlStructure);
 
-        double norm = DistanceNorm(update.Weights, global);
-        if (limits.MaxUpdateNorm is { } maxNorm && norm > maxNorm)
+        // One pass per tensor gives the norm and, through it, finiteness: y − x is non-finite exactly where y is (the
+        // global is the server's own and finite), so only a tensor whose squared distance is not finite is searched.
+        double squares = 0;
+        foreach (var name in global.Keys.Order(StringComparer.Ordinal))
+        {
+            var y = update.Weights[name];
+            double part = SquaredDistance(y, global[name]);
+            if (!double.IsFinite(part))
+            {
+                if (NonFinite(y, client, "tensor", name) is { } nonFinite) return UpdateVerdict.Reject(nonFinite);
+                part = double.PositiveInfinity; // finite values so large that their difference overflows float32
+            }
+            squares += part;
+        }
+        if (update.ControlDelta is not null)
+            foreach (var name in global.Keys.Order(StringComparer.Ordinal))
+                if (NonFinite(update.ControlDelta[name], client, "control delta tensor", name) is { } nonFinite)
+                    return UpdateVerdict.Reject(nonFinite);
+
+        double norm = Math.Sqrt(squares);
+        if (limits.MaxUpdateNorm is { } maxNorm && !(norm <= maxNorm))
             return UpdateVerdict.Reject(string.Create(CultureInfo.InvariantCulture,
                 $"{client}: update norm ‖y − x‖₂ = {norm:G6} exceeds the bound {maxNorm:G6}")) with { UpdateNorm = norm };
         return UpdateVerdict.Ok with { UpdateNorm = norm };
     }
 
     /// <summary>The first problem of <paramref name="sent"/> against <paramref name="global"/>'s names, shapes, dtypes
-    /// and finiteness, as a sentence; null when there is none.</summary>
-    private static string? CheckTensors(IReadOnlyDictionary<string, Tensor> global, IReadOnlyDictionary<string, Tensor> sent, string client, string what)
+    /// and devices, as a sentence; null when there is none.</summary>
+    private static string? CheckStructure(IReadOnlyDictionary<string, Tensor> global, IReadOnlyDictionary<string, Tensor> sent, string client, string what)
     {
         var missing = global.Keys.Where(k => !sent.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
         if (missing.Count > 0)
@@ -78,28 +100,27 @@ public static class UpdateValidator
             if (actual.device_type != expected.device_type)
                 return $"{client}: {what} {name} is on {actual.device}, global on {expected.device}";
         }
-        foreach (var name in global.Keys.Order(StringComparer.Ordinal))
-        {
-            var actual = sent[name];
-            if (isfinite(actual).all().item<bool>()) continue;
-            long nan = isnan(actual).sum().item<long>();
-            long inf = isinf(actual).sum().item<long>();
-            var kinds = string.Join(" and ", new[] { nan > 0 ? $"{nan} NaN" : null, inf > 0 ? $"{inf} Inf" : null }.OfType<string>());
-            return $"{client}: {what} {name} has {kinds} value{(nan + inf == 1 ? "" : "s")} (of {actual.numel()})";
-        }
         return null;
     }
 
-    /// <summary>‖a − b‖₂ over all tensors, accumulated in float64 so millions of small squares do not lose precision.</summary>
-    private static double DistanceNorm(IReadOnlyDictionary<string, Tensor> a, IReadOnlyDictionary<string, Tensor> b)
+    /// <summary>"client: tensor X has 2 NaN values (of 6)" when <paramref name="tensor"/> holds NaN or ±Inf, else null.</summary>
+    private static string? NonFinite(Tensor tensor, string client, string what, string name)
     {
-        double sum = 0;
-        foreach (var name in b.Keys.Order(StringComparer.Ordinal))
-        {
-            using var diff = a[name].detach().to(ScalarType.Float64) - b[name].detach().to(ScalarType.Float64);
-            sum += diff.square().sum().item<double>();
-        }
-        return Math.Sqrt(sum);
+        if (isfinite(tensor).all().item<bool>()) return null;
+        long nan = isnan(tensor).sum().item<long>();
+        long inf = isinf(tensor).sum().item<long>();
+        var kinds = string.Join(" and ", new[] { nan > 0 ? $"{nan} NaN" : null, inf > 0 ? $"{inf} Inf" : null }.OfType<string>());
+        return $"{client}: {what} {name} has {kinds} value{(nan + inf == 1 ? "" : "s")} (of {tensor.numel()})";
+    }
+
+    /// <summary>‖y − x‖² of one tensor: the difference in the tensors' own precision, the sum accumulated in float64 so
+    /// millions of small squares do not lose precision.</summary>
+    private static double SquaredDistance(Tensor y, Tensor x)
+    {
+        using var diff = y.detach() - x.detach();
+        diff.pow_(2); // in place: no second tensor-sized buffer
+        using var sum = diff.sum(ScalarType.Float64);
+        return sum.item<double>();
     }
 
     private static string Plural(List<string> names) => names.Count == 1 ? "" : "s";

@@ -87,6 +87,17 @@ public class UpdateValidatorTests
         AssertRejected(Check(inf), $"tensor {KeyA} has 2 Inf values");
     }
 
+    [Fact]
+    public void Finite_values_whose_squares_overflow_are_refused_by_the_norm_bound_not_called_non_finite()
+    {
+        // 1e30² overflows float32; the values themselves are finite, so the reason must be the norm, not NaN/Inf.
+        var huge = Adapter(new[] { 1e30, 0.0 }, new[] { 0.5, 0.0, 3.0 });
+        var verdict = Check(huge, limits: new UpdateLimits { MaxUpdateNorm = 1e6 });
+        AssertRejected(verdict, "exceeds the bound 1E+06");
+        Assert.DoesNotContain("NaN", verdict.Reason);
+        Assert.Equal(double.PositiveInfinity, verdict.UpdateNorm);
+    }
+
     [Theory]
     [InlineData(0L, "example count 0 is not positive")]
     [InlineData(-3L, "example count -3 is not positive")]
