@@ -41,6 +41,11 @@ public sealed class FederationHost : IAsyncDisposable
             kestrel.Limits.Http2.InitialConnectionWindowSize = 32 << 20;
             kestrel.Limits.Http2.InitialStreamWindowSize = 16 << 20;
             kestrel.Limits.Http2.KeepAlivePingDelay = TimeSpan.FromSeconds(30);
+            // Frames and pipe buffers sized for 1 MiB chunks: with the defaults (16 KiB frames, 64 KiB response buffer)
+            // a streamed adapter stalls on every chunk.
+            kestrel.Limits.Http2.MaxFrameSize = 1 << 20;
+            kestrel.Limits.MaxResponseBufferSize = 8 << 20;
+            kestrel.Limits.MaxRequestBufferSize = 32 << 20;
             kestrel.Listen(endpoint, options =>
             {
                 options.Protocols = HttpProtocols.Http2;
