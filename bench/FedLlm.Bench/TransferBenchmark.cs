@@ -23,7 +23,10 @@ public static class TransferBenchmark
 {
     static readonly string[] DefaultEncodings = { "fp32", "fp32+gzip", "bf16", "bf16+gzip", "fp16", "int8", "int8+gzip" };
 
-    public sealed record Result(string Encoding, double AdapterMB, double WireDownMB, double DownSeconds, double WireUpMB, double UpSeconds, double PeakRssMB, double BaselineRssMB)
+    /// <param name="DownCpuSeconds">CPU time of the whole process (server and client) during the download: on a busy
+    /// machine, adapter MB per CPU second shows what the code costs, apart from how much CPU it was given.</param>
+    public sealed record Result(string Encoding, double AdapterMB, double WireDownMB, double DownSeconds, double DownCpuSeconds, double WireUpMB,
+        double UpSeconds, double UpCpuSeconds, double PeakRssMB, double BaselineRssMB)
     {
         public double DownMBps => AdapterMB / DownSeconds;
         public double UpMBps => AdapterMB / UpSeconds;
@@ -49,11 +52,11 @@ public static class TransferBenchmark
             results.Add(JsonSerializer.Deserialize<Result>(output.Trim().Split('\n')[^1])!);
             Console.Error.WriteLine($"{encoding}: done");
         }
-        Console.WriteLine($"| encoding | wire MB down | down MB/s | wire MB up | up MB/s | peak RSS MB (both sides) |");
-        Console.WriteLine($"|---|---:|---:|---:|---:|---:|");
+        Console.WriteLine($"| encoding | wire MB down | down MB/s | down MB/CPU-s | wire MB up | up MB/s | up MB/CPU-s | peak RSS MB (both sides) |");
+        Console.WriteLine($"|---|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in results)
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {r.Encoding} | {r.WireDownMB:F0} | {r.DownMBps:F0} | {r.WireUpMB:F0} | {r.UpMBps:F0} | {r.PeakRssMB:F0} |"));
+                $"| {r.Encoding} | {r.WireDownMB:F0} | {r.DownMBps:F0} | {r.AdapterMB / r.DownCpuSeconds:F0} | {r.WireUpMB:F0} | {r.UpMBps:F0} | {r.AdapterMB / r.UpCpuSeconds:F0} | {r.PeakRssMB:F0} |"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"adapter {results[0].AdapterMB:F0} MB fp32; MB/s = adapter MB / seconds; RSS after building the adapter: {results[0].BaselineRssMB:F0} MB"));
         return 0;
@@ -81,19 +84,26 @@ public static class TransferBenchmark
         using var channel = connection.Open();
         var api = new Network.Protocol.Federation.FederationClient(channel);
 
+        var self = Process.GetCurrentProcess();
+        var cpu = self.TotalProcessorTime;
         var clock = Stopwatch.StartNew();
         var received = await NetworkClient.FetchAsync(api.FetchGlobal(new FetchRequest { Round = 0 }, connection.Headers()), default);
         double down = clock.Elapsed.TotalSeconds;
+        self.Refresh();
+        double downCpu = (self.TotalProcessorTime - cpu).TotalSeconds;
+        cpu = self.TotalProcessorTime;
         clock.Restart();
         var reply = await NetworkClient.SubmitAsync(api, connection, 0, new ClientUpdate("client-0", received, 1000), encoding, default);
         double up = clock.Elapsed.TotalSeconds;
+        self.Refresh();
+        double upCpu = (self.TotalProcessorTime - cpu).TotalSeconds;
         if (!reply.Accepted) throw new InvalidOperationException($"update refused: {reply.Reason}");
         var updates = await round;
         var traffic = remote.MeasuredTraffic(0)!.Value;
         foreach (var u in updates) AdapterTensors.Dispose(u.Weights);
         AdapterTensors.Dispose(received);
         AdapterTensors.Dispose(global);
-        Console.WriteLine(JsonSerializer.Serialize(new Result(encoding.ToString(), adapterMB, traffic.Sent / 1e6, down, traffic.Received / 1e6, up,
+        Console.WriteLine(JsonSerializer.Serialize(new Result(encoding.ToString(), adapterMB, traffic.Sent / 1e6, down, downCpu, traffic.Received / 1e6, up, upCpu,
             ProcessMemory.PeakRssBytes() / 1e6, baselineMB)));
         return 0;
     }

@@ -48,7 +48,8 @@ public static class ServerProcess
         LoraInjector.Inject(model, lora, new Generator((ulong)options.Seed));
         var initial = AdapterTensors.Snapshot(model);
         Func<IReadOnlyDictionary<string, Tensor>, EvaluationResult>? evaluate = null;
-        if (config.Data.EvalPath is { } evalPath)
+        // As in simulate: with the embedded default model, its held-out set scores the global adapter unless another is named.
+        if ((config.Data.EvalPath ?? defaults?.EvalPath) is { } evalPath)
         {
             var tokenizer = TokenizerLoader.Load(modelDir);
             var heldOut = AlpacaReader.ReadAll(evalPath).Examples.Take(config.Data.EvalLimit ?? int.MaxValue).ToList();
