@@ -60,6 +60,11 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         var deadline = clock.GetUtcNow() + options.RoundDeadline;
         lock (gate)
         {
+            // Heartbeats are watched for the clients alive now (and those that call later): one that goes silent is
+            // left out after the heartbeat timeout. One already gone has until the deadline to come back.
+            var now = clock.GetUtcNow();
+            foreach (var id in context.Assigned)
+                if (clients[id].LastSeen is { } seen && now - seen <= options.HeartbeatTimeout) context.Watched.Add(id);
             open = context;
             Pulse();
         }
@@ -75,7 +80,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
                 lock (gate)
                 {
                     var now = clock.GetUtcNow();
-                    foreach (var id in context.Pending().ToList())
+                    foreach (var id in context.Pending().Where(context.Watched.Contains).ToList())
                     {
                         var seen = clients[id].LastSeen;
                         if (seen is { } last && now - last > options.HeartbeatTimeout)
@@ -167,6 +172,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
     void Touch(string clientId)
     {
         clients[clientId].LastSeen = clock.GetUtcNow();
+        open?.Watched.Add(clientId);
         Reactivate(clientId);
     }
 
@@ -388,6 +394,9 @@ public sealed class OpenRound(int round, ClientRoundPlan plan, Dictionary<string
     public IReadOnlyList<string> Assigned { get; } = assigned;
     public Dictionary<string, ClientUpdate> Accepted { get; } = new(StringComparer.Ordinal);
     public HashSet<string> LeftOut { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Assigned clients whose heartbeats count: alive at the open, or heard from since.</summary>
+    public HashSet<string> Watched { get; } = new(StringComparer.Ordinal);
 
     public IEnumerable<string> Pending() => Assigned.Where(id => !Accepted.ContainsKey(id) && !LeftOut.Contains(id));
 
