@@ -51,6 +51,19 @@ public sealed class CertsCommand : Command<CertsSettings>
 {
     public override int Execute(CommandContext context, CertsSettings s, CancellationToken cancellationToken)
     {
+        try
+        {
+            return Provision(s);
+        }
+        catch (ArgumentException e) when (e.ParamName is not null)
+        {
+            // The library names its parameter ("(Parameter 'clientIds')"); the user typed a flag, so drop that suffix.
+            throw new ArgumentException(e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal), e);
+        }
+    }
+
+    private static int Provision(CertsSettings s)
+    {
         IReadOnlyList<KitFile> written;
         if (s.AddClient is not null)
         {

@@ -17,10 +17,14 @@ public static class ClientAuthenticator
     /// <param name="allowedClients">When given, only these ids are admitted even with a valid certificate: the server's
     /// client list, which is how a client is shut out before its certificate expires (the kit has no revocation lists).</param>
     /// <exception cref="AuthenticationException">Neither proves an identity, or they contradict; the message says which.</exception>
+    /// <param name="pins">When given, a certificate must also be its client's current one (not an earlier, re-issued one).</param>
     public static string Authenticate(X509Certificate2? presented, string? claimedClientId, string? token, X509Certificate2 ca, ClientTokens tokens,
-        IReadOnlySet<string>? allowedClients = null)
+        IReadOnlySet<string>? allowedClients = null, ClientCertificatePins? pins = null)
     {
         string id = Identify(presented, claimedClientId, token, ca, tokens);
+        if (presented is not null && pins is not null && !pins.IsCurrent(id, presented))
+            throw new AuthenticationException($"client '{id}' presented a certificate that is not its current one (re-issued or revoked); " +
+                $"use the certificate from its latest kit");
         if (allowedClients is not null && !allowedClients.Contains(id))
             throw new AuthenticationException($"client '{id}' proved its identity but is not among this server's clients");
         return id;

@@ -10,7 +10,7 @@ public static partial class ClientIds
 {
     public const int MaxLength = 64;
 
-    [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"\A[A-Za-z0-9._-]{1,64}\z", RegexOptions.CultureInvariant)] // \z, not $: $ also matches before a final newline
     private static partial Regex Pattern();
 
     public static bool IsValid(string? clientId) => clientId is not null && Pattern().IsMatch(clientId) && clientId is not "." and not "..";

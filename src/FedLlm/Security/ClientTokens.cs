@@ -1,9 +1,6 @@
 using System.Buffers.Text;
 using System.Security.Cryptography;
 using System.Text;
-using System.Text.Json;
-using System.Text.Json.Nodes;
-using FedLlm.Io;
 
 namespace FedLlm.Security;
 
@@ -57,42 +54,13 @@ public sealed class ClientTokens
         return known && equal;
     }
 
-    public void Save(string path)
-    {
-        var clients = new JsonObject();
-        foreach (var (id, hash) in hashes) clients[id] = Base64Url.EncodeToString(hash);
-        var document = new JsonObject { ["format"] = Format, ["version"] = 1, ["hash"] = "sha256", ["clients"] = clients };
-        AtomicFile.WriteAllText(path, document.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
-    }
+    public void Save(string path) => ClientHashFile.Save(path, Format, hashes);
 
     /// <exception cref="InvalidDataException">The file is not a token file or an entry is malformed; the message names the file and the client.</exception>
     public static ClientTokens Load(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"client token file {path} does not exist", path);
-        JsonNode? root;
-        try { root = JsonNode.Parse(File.ReadAllText(path)); }
-        catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message})", e); }
-        if (root is not JsonObject obj || (string?)obj["format"] != Format)
-            throw new InvalidDataException($"{path}: not a FedLlm client token file (expected \"format\": \"{Format}\")");
-        if ((string?)obj["hash"] != "sha256")
-            throw new InvalidDataException($"{path}: hash '{obj["hash"]}' is not supported (expected sha256)");
-        if (obj["clients"] is not JsonObject clients)
-            throw new InvalidDataException($"{path}: \"clients\" must be an object mapping client id to token hash");
         var tokens = new ClientTokens();
-        foreach (var (id, value) in clients)
-        {
-            if (!ClientIds.IsValid(id))
-                throw new InvalidDataException($"{path}: client id '{id}' is not a valid client id");
-            byte[]? hash = null;
-            if (value is JsonValue v && v.TryGetValue(out string? text))
-            {
-                try { hash = Base64Url.DecodeFromChars(text); }
-                catch (FormatException) { /* reported below */ }
-            }
-            if (hash is not { Length: SHA256.HashSizeInBytes })
-                throw new InvalidDataException($"{path}: client '{id}' has no valid SHA-256 token hash (43 base64url characters)");
-            tokens.hashes[id] = hash;
-        }
+        foreach (var (id, hash) in ClientHashFile.Load(path, Format, "client token")) tokens.hashes[id] = hash;
         return tokens;
     }
 

@@ -15,7 +15,7 @@ namespace FedLlm.Security;
 /// <code>
 /// kit.json                  what was provisioned (server URL, hosts, clients); read by AddClient
 /// ca/ca.crt, ca/ca.key      the CA; the key stays with the operator
-/// server/server.crt, server.key, ca.crt, client-tokens.json (hashes only), server.yaml
+/// server/server.crt, server.key, ca.crt, client-tokens.json (hashes only), client-certificates.json (pins), server.yaml
 /// client-{id}/client.crt, client.key, ca.crt, token, client.yaml
 /// </code>
 /// Keys and tokens are 0600 on Unix.
@@ -57,9 +57,10 @@ public static partial class ProvisioningKit
         written.Add(new(Path.Combine(caDir, CertificateAuthority.KeyFileName), "CA private key: keep with the operator", Secret: true));
 
         var tokens = new ClientTokens();
+        var pins = new ClientCertificatePins();
         var clientTokens = clients.ToDictionary(id => id, tokens.Issue);
-        written.AddRange(WriteServer(Path.Combine(outputDir, ServerFolder), ca, hosts, url, clients, tokens));
-        foreach (var id in clients) written.AddRange(WriteClient(outputDir, ca, id, clientTokens[id], url));
+        foreach (var id in clients) written.AddRange(WriteClient(outputDir, ca, id, clientTokens[id], url, pins));
+        written.InsertRange(2, WriteServer(Path.Combine(outputDir, ServerFolder), ca, hosts, url, clients, tokens, pins));
 
         string manifest = Path.Combine(outputDir, ManifestFileName);
         WriteManifest(manifest, url, hosts, clients, ca);
@@ -82,11 +83,15 @@ public static partial class ProvisioningKit
 
         string serverDir = Path.Combine(outputDir, ServerFolder);
         string tokensPath = Path.Combine(serverDir, ClientTokens.FileName);
+        string pinsPath = Path.Combine(serverDir, ClientCertificatePins.FileName);
         var tokens = ClientTokens.Load(tokensPath);
+        var pins = File.Exists(pinsPath) ? ClientCertificatePins.Load(pinsPath) : new ClientCertificatePins();
         string token = tokens.Issue(clientId);
-        var written = new List<KitFile>(WriteClient(outputDir, ca, clientId, token, url));
+        var written = new List<KitFile>(WriteClient(outputDir, ca, clientId, token, url, pins));
         tokens.Save(tokensPath);
         written.Add(new(tokensPath, $"updated: token hash of '{clientId}' added; copy to the server"));
+        pins.Save(pinsPath);
+        written.Add(new(pinsPath, $"updated: certificate of '{clientId}' pinned; copy to the server"));
         string serverConfig = Path.Combine(serverDir, ServerConfigFileName);
         if (AddToClientList(serverConfig, clientId)) written.Add(new(serverConfig, $"updated: '{clientId}' added to the roster"));
         clients.Add(clientId);
@@ -95,7 +100,8 @@ public static partial class ProvisioningKit
         return written;
     }
 
-    private static IEnumerable<KitFile> WriteServer(string dir, CertificateAuthority ca, List<string> hosts, Uri url, List<string> clients, ClientTokens tokens)
+    private static IEnumerable<KitFile> WriteServer(string dir, CertificateAuthority ca, List<string> hosts, Uri url, List<string> clients,
+        ClientTokens tokens, ClientCertificatePins pins)
     {
         using var certificate = ca.IssueServerCertificate(hosts);
         string crt = Path.Combine(dir, ServerCertificateFileName), key = Path.Combine(dir, ServerKeyFileName);
@@ -105,6 +111,8 @@ public static partial class ProvisioningKit
         PemFiles.WriteCertificate(caCopy, ca.Certificate);
         string tokenFile = Path.Combine(dir, ClientTokens.FileName);
         tokens.Save(tokenFile);
+        string pinFile = Path.Combine(dir, ClientCertificatePins.FileName);
+        pins.Save(pinFile);
         string config = Path.Combine(dir, ServerConfigFileName);
         AtomicFile.WriteAllText(config, ServerYaml(url, clients));
         return
@@ -113,14 +121,16 @@ public static partial class ProvisioningKit
             new(key, "server private key", Secret: true),
             new(caCopy, "CA certificate: accepts clients it issued"),
             new(tokenFile, "SHA-256 hashes of the client tokens"),
+            new(pinFile, "SHA-256 of each client's current certificate"),
             new(config, "server config skeleton"),
         ];
     }
 
-    private static IEnumerable<KitFile> WriteClient(string outputDir, CertificateAuthority ca, string clientId, string token, Uri url)
+    private static IEnumerable<KitFile> WriteClient(string outputDir, CertificateAuthority ca, string clientId, string token, Uri url, ClientCertificatePins pins)
     {
         string dir = ClientFolder(outputDir, clientId);
         using var certificate = ca.IssueClientCertificate(clientId);
+        pins.Pin(clientId, certificate);
         string crt = Path.Combine(dir, ClientCertificateFileName), key = Path.Combine(dir, ClientKeyFileName);
         PemFiles.WriteCertificate(crt, certificate);
         PemFiles.WritePrivateKey(key, certificate);
@@ -201,6 +211,7 @@ public static partial class ProvisioningKit
         if (match.Groups["flow"].Success)
         {
             string items = match.Groups["items"].Value.Trim();
+            if (items.Split(',', StringSplitOptions.TrimEntries).Contains(clientId)) return false; // re-issued: already listed
             lines[header] = $"{match.Groups["head"].Value}[{(items.Length == 0 ? clientId : items + ", " + clientId)}]{match.Groups["tail"].Value}";
         }
         else
@@ -209,6 +220,7 @@ public static partial class ProvisioningKit
             string indent = match.Groups["indent"].Value + "  ";
             while (insertAt < lines.Count && lines[insertAt].TrimStart().StartsWith("- ", StringComparison.Ordinal))
             {
+                if (lines[insertAt].TrimStart()[2..].Trim() == clientId) return false; // re-issued: already listed
                 indent = lines[insertAt][..(lines[insertAt].Length - lines[insertAt].TrimStart().Length)];
                 insertAt++;
             }

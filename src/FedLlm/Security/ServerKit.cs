@@ -8,11 +8,12 @@ namespace FedLlm.Security;
 /// one place that decides which client a connection speaks for.</summary>
 public sealed class ServerKit : IDisposable
 {
-    private ServerKit(X509Certificate2 certificate, X509Certificate2 ca, ClientTokens tokens, IReadOnlySet<string>? allowedClients)
+    private ServerKit(X509Certificate2 certificate, X509Certificate2 ca, ClientTokens tokens, ClientCertificatePins? pins, IReadOnlySet<string>? allowedClients)
     {
         Certificate = certificate;
         Ca = ca;
         Tokens = tokens;
+        Pins = pins;
         AllowedClients = allowedClients;
         // Built once: it holds the server's chain and the CA list sent in each handshake's certificate request.
         certificateContext = new Lazy<SslStreamCertificateContext>(() => SslStreamCertificateContext.Create(Certificate, additionalCertificates: null,
@@ -30,10 +31,15 @@ public sealed class ServerKit : IDisposable
     /// <summary>Hashes of the client tokens (client-tokens.json; empty when the file is absent).</summary>
     public ClientTokens Tokens { get; }
 
+    /// <summary>Each client's current certificate (client-certificates.json), or null when the file is absent: then any
+    /// unexpired certificate our CA issued for a client is accepted.</summary>
+    public ClientCertificatePins? Pins { get; }
+
     /// <summary>The only ids admitted (server.yaml's clients), or null to admit every client the CA or a token vouches for.</summary>
     public IReadOnlySet<string>? AllowedClients { get; }
 
-    /// <summary>Loads server.crt, server.key, ca.crt and client-tokens.json (optional) from <paramref name="directory"/>.</summary>
+    /// <summary>Loads server.crt, server.key, ca.crt, and (when present) client-tokens.json and client-certificates.json
+    /// from <paramref name="directory"/>.</summary>
     /// <param name="allowedClients">The server's client list; null admits every client the kit vouches for.</param>
     public static ServerKit Load(string directory, IEnumerable<string>? allowedClients = null)
     {
@@ -46,7 +52,9 @@ public sealed class ServerKit : IDisposable
             ca = PemFiles.ReadCertificate(Path.Combine(directory, CertificateAuthority.CertificateFileName));
             string tokensPath = Path.Combine(directory, ClientTokens.FileName);
             var tokens = File.Exists(tokensPath) ? ClientTokens.Load(tokensPath) : new ClientTokens();
-            return new ServerKit(certificate, ca, tokens, allowed);
+            string pinsPath = Path.Combine(directory, ClientCertificatePins.FileName);
+            var pins = File.Exists(pinsPath) ? ClientCertificatePins.Load(pinsPath) : null;
+            return new ServerKit(certificate, ca, tokens, pins, allowed);
         }
         catch
         {
@@ -85,15 +93,13 @@ public sealed class ServerKit : IDisposable
     };
 
     /// <summary>Whether a presented client certificate proves an admitted client (for a TLS library's client-certificate
-    /// callback, e.g. Kestrel's <c>ClientCertificateValidation</c>): issued by our CA for clientAuth, valid now, and on
-    /// the server's list when it has one.</summary>
+    /// callback, e.g. Kestrel's <c>ClientCertificateValidation</c>): issued by our CA for clientAuth, valid now, the
+    /// client's current certificate (when pinned), and on the server's list when it has one.</summary>
     public bool TryVerifyClient(X509Certificate2 presented, out string? clientId, out string? reason)
     {
         try
         {
-            clientId = ClientIdentity.Verify(presented, Ca);
-            if (AllowedClients is not null && !AllowedClients.Contains(clientId))
-                throw new AuthenticationException($"client '{clientId}' presented a valid certificate but is not among this server's clients");
+            clientId = Authenticate(presented, null, null);
             reason = null;
             return true;
         }
@@ -107,7 +113,7 @@ public sealed class ServerKit : IDisposable
 
     /// <summary>The client a request speaks for; see <see cref="ClientAuthenticator.Authenticate"/>.</summary>
     public string Authenticate(X509Certificate2? presented, string? claimedClientId, string? token) =>
-        ClientAuthenticator.Authenticate(presented, claimedClientId, token, Ca, Tokens, AllowedClients);
+        ClientAuthenticator.Authenticate(presented, claimedClientId, token, Ca, Tokens, AllowedClients, Pins);
 
     public void Dispose()
     {

@@ -71,6 +71,7 @@ public class CertificateAuthorityTests
     [InlineData("alice/bob")]
     [InlineData("al ice")]
     [InlineData("ålice")]
+    [InlineData("alice\n")] // a regex ending in $ would accept this
     [InlineData("a1234567890123456789012345678901234567890123456789012345678901234")] // 65 characters
     public void Bad_client_ids_are_refused_quoting_the_id(string id)
     {

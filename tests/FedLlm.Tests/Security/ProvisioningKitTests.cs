@@ -157,7 +157,7 @@ public class ProvisioningKitTests
         Assert.True(server.TryVerifyClient(alice.Certificate, out var id, out _));
         Assert.Equal("alice", id);
         Assert.False(server.TryVerifyClient(bob.Certificate, out _, out var reason));
-        Assert.Contains("'bob' presented a valid certificate but is not among", reason);
+        Assert.Contains("'bob' proved its identity but is not among", reason);
     }
 
     [Fact]
@@ -171,5 +171,33 @@ public class ProvisioningKitTests
         ProvisioningKit.AddClient(dir.Path, "dave");
 
         Assert.Equal("# mine\nserver:\n  roster:   # who may join\n    - alice\n    - bob\n    - dave\n  min_updates: 2\n", File.ReadAllText(config));
+    }
+
+    [Fact]
+    public void A_client_can_be_reissued_after_deleting_its_folder_and_manifest_entry()
+    {
+        // Prepare: the documented re-issue path (a lost key): delete client-bob/ and bob's entry in kit.json.
+        using var dir = new TempDirectory();
+        CreateKit(dir.Path);
+        string oldToken = File.ReadAllText(Path.Combine(dir.Path, "client-bob", "token")).Trim();
+        using var oldBob = ClientKit.Load(Path.Combine(dir.Path, "client-bob"));
+        Directory.Delete(Path.Combine(dir.Path, "client-bob"), recursive: true);
+        string manifest = Path.Combine(dir.Path, ProvisioningKit.ManifestFileName);
+        File.WriteAllText(manifest, File.ReadAllText(manifest).Replace("\"bob\",", ""));
+
+        // Execute
+        ProvisioningKit.AddClient(dir.Path, "bob");
+
+        // Assert: the new certificate and token replace the old ones (the old certificate is still unexpired and signed by
+        // our CA: only the pin refuses it), and the roster does not list bob twice.
+        using var server = ServerKit.Load(Path.Combine(dir.Path, "server"));
+        using var bob = ClientKit.Load(Path.Combine(dir.Path, "client-bob"));
+        Assert.True(server.Tokens.Verify("bob", bob.Token));
+        Assert.False(server.Tokens.Verify("bob", oldToken));
+        Assert.Equal("bob", server.Authenticate(bob.Certificate, null, null));
+        Assert.Equal("bob", ClientIdentity.Verify(oldBob.Certificate, server.Ca));
+        Assert.Contains("not its current one", Assert.Throws<AuthenticationException>(() => server.Authenticate(oldBob.Certificate, null, null)).Message);
+        Assert.False(server.TryVerifyClient(oldBob.Certificate, out _, out _));
+        Assert.Contains("  roster: [alice, bob, carol]\n", File.ReadAllText(Path.Combine(dir.Path, "server", "server.yaml")));
     }
 }
