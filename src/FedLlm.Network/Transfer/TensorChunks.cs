@@ -62,7 +62,7 @@ public sealed class TensorAssembler(Func<TensorHeader, string?> admit)
             if (header.EncodedBytes < 0 || header.EncodedBytes > int.MaxValue) throw new TransferException($"tensor '{header.Name}' announces {header.EncodedBytes} bytes");
             if (admit(header) is { } refusal) throw new TransferException(refusal);
             current = header;
-            buffer = new byte[header.EncodedBytes];
+            buffer = GC.AllocateUninitializedArray<byte>((int)header.EncodedBytes); // every byte is overwritten before use
             filled = 0;
         }
         else if (current is null) throw new TransferException("a tensor chunk arrived without a header");
