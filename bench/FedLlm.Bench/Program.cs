@@ -11,6 +11,9 @@ if (arguments.Contains("--help") || arguments.Contains("-h"))
     return 0;
 }
 if (command == "load") return LoadBenchmark.Run(arguments);
+if (command == "codec") return CodecBenchmark.Run(arguments);
+if (command == "transfer") return TransferBenchmark.Run(arguments);
+if (command == "transfer-one") return TransferBenchmark.RunOne(arguments);
 if (command != "train-step")
 {
     Console.Error.WriteLine($"unknown command '{command}'\n{TrainStepOptions.Usage}");

@@ -84,6 +84,7 @@ public sealed class FederationServer : IDisposable
             var scores = evaluateNow ? evaluate!(global) : null;
             var benchmark = taskMetrics?.Invoke(round, global);
             long adapterBytes = AdapterTensors.Bytes(global);
+            var measured = clients.MeasuredTraffic(round);
             var record = new RoundRecord
             {
                 Round = round,
@@ -96,8 +97,8 @@ public sealed class FederationServer : IDisposable
                 EvalScore = scores?.Score,
                 EvalMetrics = scores?.Metrics,
                 TaskMetrics = benchmark,
-                BytesSent = adapterBytes * sampled.Count,
-                BytesReceived = updates.Sum(u => AdapterTensors.Bytes(u.Weights) + (u.ControlDelta is null ? 0 : AdapterTensors.Bytes(u.ControlDelta))),
+                BytesSent = measured?.Sent ?? adapterBytes * sampled.Count,
+                BytesReceived = measured?.Received ?? updates.Sum(u => AdapterTensors.Bytes(u.Weights) + (u.ControlDelta is null ? 0 : AdapterTensors.Bytes(u.ControlDelta))),
                 Seconds = clock.Elapsed.TotalSeconds,
                 ResidentBytes = Runtime.TorchRuntime.ResidentBytes(),
             };
@@ -122,7 +123,10 @@ public sealed class FederationServer : IDisposable
         while (NextRound < options.Rounds)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            progress?.Report(await RunRoundAsync(cancellationToken));
+            // Not `progress?.Report(await RunRoundAsync())`: with no progress, ?. skips evaluating the argument, so no
+            // round would ever run and the loop would spin.
+            var record = await RunRoundAsync(cancellationToken);
+            progress?.Report(record);
         }
     }
 

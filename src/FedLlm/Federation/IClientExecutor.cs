@@ -17,4 +17,8 @@ public interface IClientExecutor
     IReadOnlyDictionary<string, Tensor> SnapshotState();
 
     void RestoreState(IReadOnlyDictionary<string, Tensor> state);
+
+    /// <summary>Bytes that crossed the transport in <paramref name="round"/> (to the clients, from them), or null when
+    /// nothing crossed one (in-process clients), in which case the server reports the adapter tensors' sizes.</summary>
+    (long Sent, long Received)? MeasuredTraffic(int round) => null;
 }

@@ -67,6 +67,20 @@ public class FederationCoreTests
     }
 
     [Fact]
+    public async Task RunAsync_without_a_progress_reporter_runs_every_round()
+    {
+        var options = Options();
+        using var model = AdaptedModel();
+        var initial = AdapterTensors.Snapshot(model);
+        using var clients = new InProcessClients(model, options, Shards(options.TotalClients), padTokenId: 0);
+        using var server = new FederationServer(new FedAvg(), options, initial, clients);
+        // A spinning loop never returns, so run it where the test can give up on it.
+        await Task.Run(() => server.RunAsync()).WaitAsync(TimeSpan.FromSeconds(120));
+        Assert.Equal(options.Rounds, server.NextRound);
+        Assert.Equal(options.Rounds, server.History.Count);
+    }
+
+    [Fact]
     public void With_one_client_fedavg_returns_that_clients_trained_adapter()
     {
         var options = Options() with { TotalClients = 1, ClientsPerRound = 1, Rounds = 1 };

@@ -1,0 +1,50 @@
+using System.ComponentModel;
+using FedLlm.Defaults;
+using FedLlm.Network;
+using FedLlm.Network.Client;
+using FedLlm.Network.Security;
+using FedLlm.Runtime;
+using Microsoft.Extensions.Logging;
+using Spectre.Console.Cli;
+
+namespace FedLlm.Cli.Commands;
+
+public sealed class ClientSettings : CommandSettings
+{
+    [CommandOption("--server <URL>")][Description("https://HOST:PORT of the federation server (http:// only with --insecure)")] public string? Server { get; init; }
+
+    [CommandOption("--config <FILE>")]
+    [Description("client.yaml: client_id, model_path, data (path, template), state_dir, kit")]
+    public string? Config { get; init; }
+
+    [CommandOption("--insecure")][Description("Plain-text HTTP/2 to a server started with --insecure")] public bool Insecure { get; init; }
+}
+
+/// <summary><c>fedllm client</c>: trains on this machine's data for a federation server, dialling out only.</summary>
+public sealed class ClientCommand : Command<ClientSettings>
+{
+    public override int Execute(CommandContext context, ClientSettings s, CancellationToken cancellationToken)
+    {
+        if (s.Server is null) throw new ArgumentException("--server https://HOST:PORT is required");
+        if (s.Config is null) throw new ArgumentException("--config client.yaml is required (see examples/federation/client-0.yaml)");
+        var config = ClientConfig.Load(s.Config);
+        string clientId = config.ClientId ?? throw new ArgumentException($"{s.Config}: client_id is required");
+        string dataPath = config.Data.Path ?? throw new ArgumentException($"{s.Config}: data.path is required (this client's own training data)");
+        if (!File.Exists(dataPath)) throw new FileNotFoundException($"{s.Config}: data.path {dataPath} does not exist", dataPath);
+        TorchRuntime.ConfigureThreads(config.Threads);
+        using var loggers = FedLlmLogging.CreateFactory();
+        var logger = loggers.CreateLogger("FedLlm.Client");
+        string modelDir = config.ModelPath ?? EmbeddedDefault.Ensure(m => logger.LogInformation("{Message}", m)).ModelDirectory;
+        var connection = ClientCredentialsLoader.Connect(s.Server, clientId, config.Kit, s.Insecure, s.Config);
+        if (s.Insecure) logger.LogWarning("INSECURE: updates travel unencrypted to {Server}", s.Server);
+        using var client = new NetworkClient(connection, new NetworkClientOptions
+        {
+            ModelDirectory = modelDir,
+            DataPath = dataPath,
+            Template = config.Data.Template,
+            SkipBad = config.Data.SkipBad,
+            StateDirectory = config.StateDir ?? Path.Combine("client-state", clientId),
+        }, logger);
+        return client.RunAsync(cancellationToken).GetAwaiter().GetResult();
+    }
+}

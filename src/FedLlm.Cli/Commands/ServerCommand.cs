@@ -1,0 +1,41 @@
+using System.ComponentModel;
+using FedLlm.Network;
+using FedLlm.Network.Security;
+using FedLlm.Network.Server;
+using Microsoft.Extensions.Logging;
+using Spectre.Console.Cli;
+
+namespace FedLlm.Cli.Commands;
+
+public sealed class ServerSettings : CommandSettings
+{
+    [CommandOption("--config <FILE>")]
+    [Description("server.yaml: model, data (eval), federation, strategy, lora, server (listen, roster, deadline, TLS kit), output")]
+    public string? Config { get; init; }
+
+    [CommandOption("--listen <HOST:PORT>")][Description("Overrides server.listen (port 0: any free port)")] public string? Listen { get; init; }
+    [CommandOption("--output <DIR>")] public string? Output { get; init; }
+
+    [CommandOption("--insecure")]
+    [Description("Plain-text HTTP/2 with unauthenticated client ids: for a trusted test network only")]
+    public bool Insecure { get; init; }
+}
+
+/// <summary><c>fedllm server</c>: the federation server; clients dial in with <c>fedllm client</c>.</summary>
+public sealed class ServerCommand : Command<ServerSettings>
+{
+    public override int Execute(CommandContext context, ServerSettings s, CancellationToken cancellationToken)
+    {
+        if (s.Config is null) throw new ArgumentException("--config server.yaml is required (see examples/federation/server.yaml)");
+        var config = ServerConfig.Load(s.Config);
+        if (s.Listen is not null) config.Server.Listen = s.Listen;
+        if (s.Output is not null) config.Output = s.Output;
+        if (config.Server.Insecure && !s.Insecure)
+            throw new ArgumentException($"{s.Config}: server.insecure is true; plain text needs the --insecure flag on the command line too");
+        using var loggers = FedLlmLogging.CreateFactory();
+        var tlsLog = loggers.CreateLogger("FedLlm.Server.Tls");
+        var security = s.Insecure ? null
+            : ServerSecurityLoader.Load(config.Server, s.Config, reason => tlsLog.LogWarning("refused a TLS client: {Reason}", reason));
+        return ServerProcess.RunAsync(config, security, loggers, cancellationToken: cancellationToken).GetAwaiter().GetResult();
+    }
+}

@@ -1,0 +1,255 @@
+using FedLlm.Data;
+using FedLlm.Federation;
+using FedLlm.Federation.Transfer;
+using FedLlm.Modeling;
+using FedLlm.Network.Protocol;
+using FedLlm.Network.Transfer;
+using FedLlm.Peft;
+using FedLlm.Tokenization;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using static TorchSharp.torch;
+
+namespace FedLlm.Network.Client;
+
+/// <summary>What a client process trains on and where it keeps its state.</summary>
+public sealed record NetworkClientOptions
+{
+    public required string ModelDirectory { get; init; }
+    public required string DataPath { get; init; }
+    public string Template { get; init; } = "alpaca";
+    public bool SkipBad { get; init; }
+    public required string StateDirectory { get; init; }
+
+    /// <summary>How long one WaitForTask call waits on the server before asking again.</summary>
+    public TimeSpan PollWait { get; init; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>Longest pause between reconnection attempts (the pause doubles from 0.5 s up to this).</summary>
+    public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(10);
+}
+
+/// <summary>
+/// A client process's life: dial out, join, poll for tasks, fetch the global adapter, train it with
+/// <see cref="FederatedClient.Train"/> (the same code as in simulation), stream the update back, keep its state on disk;
+/// and when the server is away, reconnect with backoff and join again.
+/// </summary>
+public sealed class NetworkClient(ServerConnection connection, NetworkClientOptions options, ILogger logger) : IDisposable
+{
+    readonly ClientStateStore store = new(options.StateDirectory);
+    Session? session;
+    int workingOn = -1;
+
+    /// <summary>Runs until the server says the run has finished (returns 0) or refuses this client (returns 2).</summary>
+    public async Task<int> RunAsync(CancellationToken cancellationToken = default)
+    {
+        var backoff = TimeSpan.FromMilliseconds(500);
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            try
+            {
+                using var channel = connection.Open();
+                var api = new Protocol.Federation.FederationClient(channel);
+                JoinReply join;
+                try
+                {
+                    join = await api.JoinAsync(new JoinRequest
+                    {
+                        Protocol = ProtocolInfo.Current, ClientId = connection.ClientId, ModelFingerprint = ModelFingerprint.Of(options.ModelDirectory),
+                    }, connection.Headers(), DateTime.UtcNow.AddSeconds(30), cancellationToken);
+                }
+                catch (RpcException e) when (e.StatusCode is StatusCode.FailedPrecondition or StatusCode.PermissionDenied or StatusCode.Unauthenticated)
+                {
+                    logger.LogError("client {Client}: the server refused to join: {Reason}", connection.ClientId, e.Status.Detail);
+                    return 2;
+                }
+                backoff = TimeSpan.FromMilliseconds(500);
+                logger.LogInformation("client {Client} joined run {Run} at {Address} as roster index {Index}", connection.ClientId, join.RunId, connection.Address, join.RosterIndex);
+                // Heartbeats start at once: loading the model and data on the first join can take a while.
+                using var heartbeatStop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                var heartbeats = HeartbeatAsync(api, TimeSpan.FromSeconds(join.HeartbeatSeconds), heartbeatStop.Token);
+                try
+                {
+                    await Task.Run(() => Prepare(join), cancellationToken);
+                    while (true)
+                    {
+                        var reply = await api.WaitForTaskAsync(new WaitForTaskRequest { WaitSeconds = options.PollWait.TotalSeconds }, connection.Headers(),
+                            DateTime.UtcNow + options.PollWait + TimeSpan.FromSeconds(30), cancellationToken);
+                        if (reply.OutcomeCase == WaitForTaskReply.OutcomeOneofCase.Finished)
+                        {
+                            logger.LogInformation("client {Client}: the run has finished", connection.ClientId);
+                            return 0;
+                        }
+                        if (reply.OutcomeCase == WaitForTaskReply.OutcomeOneofCase.Task) await RunTaskAsync(api, reply.Task, cancellationToken);
+                    }
+                }
+                finally
+                {
+                    await heartbeatStop.CancelAsync();
+                    await heartbeats;
+                }
+            }
+            catch (RpcException e) when (!cancellationToken.IsCancellationRequested)
+            {
+                logger.LogWarning("client {Client}: server unavailable ({Status}: {Detail}); retrying in {Seconds:F1} s",
+                    connection.ClientId, e.StatusCode, e.Status.Detail, backoff.TotalSeconds);
+                await Task.Delay(backoff, cancellationToken);
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, options.MaxBackoff.Ticks));
+            }
+        }
+    }
+
+    async Task HeartbeatAsync(Protocol.Federation.FederationClient api, TimeSpan interval, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                await Task.Delay(interval, cancellationToken);
+                try
+                {
+                    await api.HeartbeatAsync(new HeartbeatRequest { Round = workingOn }, connection.Headers(), DateTime.UtcNow + interval, cancellationToken);
+                }
+                catch (RpcException e) when (!cancellationToken.IsCancellationRequested)
+                {
+                    logger.LogDebug("heartbeat failed: {Status}", e.StatusCode);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    /// <summary>Loads the model, LoRA layout and data on the first join; checks a later join describes the same run.</summary>
+    void Prepare(JoinReply join)
+    {
+        if (session is not null)
+        {
+            if (session.RunId != join.RunId)
+                throw new InvalidOperationException($"the server now runs {join.RunId}, not {session.RunId}; restart the client to join the new run");
+            return;
+        }
+        var t = join.Training;
+        var federation = new FederationOptions
+        {
+            Rounds = t.Rounds, TotalClients = t.TotalClients, ClientsPerRound = t.TotalClients, LocalSteps = t.LocalSteps, BatchSize = t.BatchSize,
+            GradientAccumulationSteps = t.GradientAccumulationSteps, MaxGradNorm = t.MaxGradNorm, MaxSequenceLength = t.MaxSequenceLength,
+            KeepClientOptimizerState = t.KeepOptimizerState, Seed = t.Seed, LearningRate = t.LearningRate, MinLearningRate = t.MinLearningRate,
+        };
+        var lora = new LoraOptions { Rank = join.Lora.Rank, Alpha = join.Lora.Alpha, Dropout = join.Lora.Dropout, TargetModules = join.Lora.TargetModules.ToList() };
+        lora.Validate();
+        var tokenizer = TokenizerLoader.Load(options.ModelDirectory);
+        var read = AlpacaReader.ReadAll(options.DataPath, new AlpacaReadOptions { SkipBad = options.SkipBad });
+        var builder = new SftExampleBuilder(tokenizer, PromptTemplate.FromName(options.Template), federation.MaxSequenceLength);
+        var shard = read.Examples.Select(builder.Build).ToList();
+        if (shard.Count == 0) throw new InvalidDataException($"{options.DataPath}: no training examples");
+        var model = ModelLoader.Load(options.ModelDirectory, ScalarType.Float32);
+        // The initial LoRA values do not matter: every round loads the server's global adapter over them.
+        LoraInjector.Inject(model, lora, new Generator((ulong)federation.Seed));
+        if (store.BindToRun(join.RunId)) logger.LogWarning("client {Client}: removed state of an earlier run from {Directory}", connection.ClientId, store.Directory);
+        session = new Session(join.RunId, join.RosterIndex, model, new FederatedClient(model, federation, tokenizer.PadTokenId ?? 0), shard, TransferEncoding.Parse(join.UpdateEncoding));
+        logger.LogInformation("client {Client}: {Examples} examples from {Data}", connection.ClientId, shard.Count, options.DataPath);
+    }
+
+    async Task RunTaskAsync(Protocol.Federation.FederationClient api, RoundTask task, CancellationToken cancellationToken)
+    {
+        var s = session!;
+        logger.LogInformation("round {Round}: client {Client} got its task (lr {LearningRate:G4})", task.Round, connection.ClientId, task.LearningRate);
+        workingOn = task.Round;
+        Dictionary<string, Tensor>? global = null, control = null;
+        FederatedClient.ClientState? state = null;
+        ClientUpdate? update = null;
+        try
+        {
+            try
+            {
+                global = await FetchAsync(api.FetchGlobal(new FetchRequest { Round = task.Round }, connection.Headers(), cancellationToken: cancellationToken), cancellationToken);
+                if (task.UsesServerControl)
+                    control = await FetchAsync(api.FetchServerControl(new FetchRequest { Round = task.Round }, connection.Headers(), cancellationToken: cancellationToken), cancellationToken);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition)
+            {
+                logger.LogWarning("round {Round}: client {Client} could not fetch the round: {Reason}", task.Round, connection.ClientId, e.Status.Detail);
+                return;
+            }
+            state = store.LoadBefore(task.Round);
+            var plan = new ClientRoundPlan(task.Round, task.LearningRate, task.ProximalMu, control);
+            var localState = state;
+            var localGlobal = global;
+            update = await Task.Run(() => s.Client.Train(connection.ClientId, s.RosterIndex, s.Shard, localGlobal, plan, localState), cancellationToken);
+            var reply = await SubmitAsync(api, task.Round, update, s.Encoding, cancellationToken);
+            if (reply.Accepted)
+            {
+                store.Save(task.Round, state);
+                logger.LogInformation("round {Round}: client {Client} update accepted (train loss {Loss:F4})", task.Round, connection.ClientId,
+                    update.Metrics?.GetValueOrDefault("train_loss") ?? double.NaN);
+            }
+            else logger.LogWarning("round {Round}: client {Client} update refused: {Reason}", task.Round, connection.ClientId, reply.Reason);
+        }
+        finally
+        {
+            workingOn = -1;
+            AdapterTensors.Dispose(global);
+            AdapterTensors.Dispose(control);
+            state?.Dispose();
+            if (update is not null)
+            {
+                AdapterTensors.Dispose(update.Weights);
+                AdapterTensors.Dispose(update.ControlDelta);
+            }
+        }
+    }
+
+    /// <summary>Reads a streamed tensor set, one tensor's bytes at a time.</summary>
+    public static async Task<Dictionary<string, Tensor>> FetchAsync(AsyncServerStreamingCall<TensorChunk> call, CancellationToken cancellationToken)
+    {
+        using var _ = call;
+        var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var assembler = new TensorAssembler(h => tensors.ContainsKey(h.Name) ? $"tensor '{h.Name}' sent twice" : null);
+        try
+        {
+            while (await call.ResponseStream.MoveNext(cancellationToken))
+                if (assembler.Add(call.ResponseStream.Current) is { } done) tensors[done.Name] = done.Tensor.DetachFromDisposeScope();
+            assembler.Finish();
+            return tensors;
+        }
+        catch
+        {
+            AdapterTensors.Dispose(tensors);
+            throw;
+        }
+    }
+
+    /// <summary>Streams an update: header, then each tensor's chunks (weights, then the control delta).</summary>
+    public static async Task<SubmitReply> SubmitAsync(Protocol.Federation.FederationClient api, ServerConnection connection, int round, ClientUpdate update,
+        TransferEncoding encoding, CancellationToken cancellationToken)
+    {
+        using var call = api.SubmitUpdate(connection.Headers(), cancellationToken: cancellationToken);
+        var header = new UpdateHeader { Round = round, ClientId = update.ClientId, ExampleCount = update.ExampleCount };
+        if (update.Metrics is not null) foreach (var (key, value) in update.Metrics) header.Metrics[key] = value;
+        try
+        {
+            await call.RequestStream.WriteAsync(new UpdateChunk { Header = header }, cancellationToken);
+            foreach (var (name, tensor) in update.Weights.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+                foreach (var chunk in TensorChunks.Split(name, tensor, encoding))
+                    await call.RequestStream.WriteAsync(new UpdateChunk { Weights = chunk }, cancellationToken);
+            foreach (var (name, tensor) in (update.ControlDelta ?? new Dictionary<string, Tensor>()).OrderBy(kv => kv.Key, StringComparer.Ordinal))
+                foreach (var chunk in TensorChunks.Split(name, tensor, encoding))
+                    await call.RequestStream.WriteAsync(new UpdateChunk { ControlDelta = chunk }, cancellationToken);
+            await call.RequestStream.CompleteAsync();
+        }
+        catch (Exception e) when (e is RpcException or InvalidOperationException)
+        {
+            // The server may answer (refuse) before reading everything; its reply says why.
+        }
+        return await call.ResponseAsync;
+    }
+
+    Task<SubmitReply> SubmitAsync(Protocol.Federation.FederationClient api, int round, ClientUpdate update, TransferEncoding encoding, CancellationToken cancellationToken) =>
+        SubmitAsync(api, connection, round, update, encoding, cancellationToken);
+
+    public void Dispose() => session?.Model.Dispose();
+
+    sealed record Session(string RunId, int RosterIndex, LlamaForCausalLM Model, FederatedClient Client, IReadOnlyList<SftExample> Shard, TransferEncoding Encoding);
+}

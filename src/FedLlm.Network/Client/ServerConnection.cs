@@ -1,0 +1,50 @@
+using Grpc.Core;
+using Grpc.Net.Client;
+
+namespace FedLlm.Network.Client;
+
+/// <summary>How a client reaches the server: address, its id, and the credentials it presents.</summary>
+/// <param name="Insecure">Plain-text HTTP/2 (h2c) to an http:// address; only with an explicit --insecure.</param>
+/// <param name="Token">A per-client token sent in metadata, or null.</param>
+/// <param name="Handler">The TLS-configured handler (client certificate, pinned CA), or null for the default.</param>
+public sealed record ServerConnection(string Address, string ClientId, bool Insecure, string? Token = null, Func<HttpMessageHandler>? Handler = null)
+{
+    /// <summary>HTTP/2 flow-control windows large enough that a 1 MiB chunk never waits for a window update.</summary>
+    public const int StreamWindowBytes = 16 << 20;
+
+    public void Validate()
+    {
+        if (!Uri.TryCreate(Address, UriKind.Absolute, out var uri) || (uri.Scheme != "https" && uri.Scheme != "http"))
+            throw new ArgumentException($"server address '{Address}' must look like https://HOST:PORT");
+        if (uri.Scheme == "http" && !Insecure)
+            throw new ArgumentException($"server address '{Address}' is plain http; use https, or pass --insecure to send updates unencrypted");
+        if (uri.Scheme == "https" && Insecure)
+            throw new ArgumentException($"--insecure speaks plain HTTP/2; use an http:// address, not '{Address}'");
+    }
+
+    public GrpcChannel Open()
+    {
+        Validate();
+        var handler = Handler?.Invoke() ?? new SocketsHttpHandler
+        {
+            EnableMultipleHttp2Connections = true,
+            InitialHttp2StreamWindowSize = StreamWindowBytes,
+            KeepAlivePingDelay = TimeSpan.FromSeconds(20),
+            KeepAlivePingTimeout = TimeSpan.FromSeconds(20),
+        };
+        return GrpcChannel.ForAddress(Address, new GrpcChannelOptions
+        {
+            HttpHandler = handler,
+            DisposeHttpClient = true,
+            MaxReceiveMessageSize = 4 << 20,
+        });
+    }
+
+    /// <summary>Metadata on every call: the claimed id (checked against the certificate or token) and the token.</summary>
+    public Metadata Headers()
+    {
+        var headers = new Metadata { { ProtocolInfo.ClientIdHeader, ClientId } };
+        if (Token is not null) headers.Add(ProtocolInfo.TokenHeader, Token);
+        return headers;
+    }
+}

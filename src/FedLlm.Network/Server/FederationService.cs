@@ -1,0 +1,232 @@
+using FedLlm.Federation;
+using FedLlm.Federation.Transfer;
+using FedLlm.Network.Protocol;
+using FedLlm.Network.Transfer;
+using FedLlm.Peft;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using static TorchSharp.torch;
+
+namespace FedLlm.Network.Server;
+
+/// <summary>What the handshake tells a joining client about the run.</summary>
+public sealed record RunDescription(string RunId, string ModelFingerprint, LoraOptions Lora, FederationOptions Federation);
+
+/// <summary>
+/// The gRPC face of <see cref="RemoteClients"/>: authenticates every call, streams tensors in chunks and reads updates
+/// under the size limit. It holds no round logic of its own.
+/// </summary>
+public sealed class FederationService(RemoteClients clients, RunDescription run, IClientAuthenticator authenticator,
+    Func<(int NextRound, string? LastMetrics)> progress, ILogger<FederationService> logger) : Protocol.Federation.FederationBase
+{
+    /// <summary>The authenticated caller, who must be on the roster.</summary>
+    string Identify(ServerCallContext context)
+    {
+        string id = authenticator.Authenticate(context);
+        if (clients.RosterIndex(id) is null)
+        {
+            logger.LogWarning("refused client {Client}: not on the roster", id);
+            throw new RpcException(new Status(StatusCode.PermissionDenied, $"client '{id}' is not on this run's roster"));
+        }
+        return id;
+    }
+
+    public override Task<JoinReply> Join(JoinRequest request, ServerCallContext context)
+    {
+        string id = authenticator.Authenticate(context);
+        if (ProtocolInfo.Incompatibility(request.Protocol) is { } incompatible)
+        {
+            logger.LogWarning("refused client {Client}: {Reason}", id, incompatible);
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, incompatible));
+        }
+        if (request.ClientId != id)
+            throw new RpcException(new Status(StatusCode.PermissionDenied, $"join names client '{request.ClientId}' but the caller authenticated as '{id}'"));
+        id = Identify(context);
+        if (request.ModelFingerprint != run.ModelFingerprint)
+        {
+            string reason = $"base model mismatch: the client's config.json hashes to {request.ModelFingerprint}, the server's to {run.ModelFingerprint}";
+            logger.LogWarning("refused client {Client}: {Reason}", id, reason);
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, reason));
+        }
+        clients.Join(id);
+        var f = run.Federation;
+        var reply = new JoinReply
+        {
+            Protocol = ProtocolInfo.Current,
+            RunId = run.RunId,
+            RosterIndex = clients.RosterIndex(id)!.Value,
+            Lora = new LoraConfig { Rank = run.Lora.Rank, Alpha = run.Lora.Alpha, Dropout = run.Lora.Dropout },
+            Training = new TrainingConfig
+            {
+                Rounds = f.Rounds, TotalClients = f.TotalClients, LocalSteps = f.LocalSteps, BatchSize = f.BatchSize,
+                GradientAccumulationSteps = f.GradientAccumulationSteps, MaxGradNorm = f.MaxGradNorm, MaxSequenceLength = f.MaxSequenceLength,
+                KeepOptimizerState = f.KeepClientOptimizerState, Seed = f.Seed, LearningRate = f.LearningRate, MinLearningRate = f.MinLearningRate,
+            },
+            UpdateEncoding = clients.Options.Encoding.ToString(),
+            HeartbeatSeconds = clients.Options.HeartbeatInterval.TotalSeconds,
+        };
+        reply.Lora.TargetModules.AddRange(run.Lora.TargetModules);
+        return Task.FromResult(reply);
+    }
+
+    public override async Task<WaitForTaskReply> WaitForTask(WaitForTaskRequest request, ServerCallContext context)
+    {
+        string id = Identify(context);
+        var wait = TimeSpan.FromSeconds(Math.Clamp(request.WaitSeconds, 0, 60));
+        var offer = await clients.WaitForTaskAsync(id, wait, context.CancellationToken);
+        if (offer.Finished) return new WaitForTaskReply { Finished = true };
+        if (!offer.HasTask) return new WaitForTaskReply();
+        logger.LogInformation("round {Round}: task handed to client {Client}", offer.Round, id);
+        return new WaitForTaskReply
+        {
+            Task = new RoundTask { Round = offer.Round, LearningRate = offer.LearningRate, ProximalMu = offer.ProximalMu, UsesServerControl = offer.UsesServerControl },
+        };
+    }
+
+    public override Task FetchGlobal(FetchRequest request, IServerStreamWriter<TensorChunk> responseStream, ServerCallContext context) =>
+        Stream(request, responseStream, context, c => c.Global);
+
+    public override Task FetchServerControl(FetchRequest request, IServerStreamWriter<TensorChunk> responseStream, ServerCallContext context) =>
+        Stream(request, responseStream, context, c => c.Control ?? new Dictionary<string, Tensor>());
+
+    async Task Stream(FetchRequest request, IServerStreamWriter<TensorChunk> stream, ServerCallContext context, Func<OpenRound, IReadOnlyDictionary<string, Tensor>> pick)
+    {
+        string id = Identify(context);
+        using var lease = clients.Lease(id, request.Round, out string reason)
+            ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, reason));
+        var encoding = clients.Options.Encoding;
+        foreach (var (name, tensor) in pick(lease.Context).OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            foreach (var chunk in TensorChunks.Split(name, tensor, encoding))
+            {
+                await stream.WriteAsync(chunk, context.CancellationToken);
+                Interlocked.Add(ref lease.Context.BytesSent, chunk.CalculateSize());
+            }
+        }
+    }
+
+    public override async Task<SubmitReply> SubmitUpdate(IAsyncStreamReader<UpdateChunk> requestStream, ServerCallContext context)
+    {
+        string id = Identify(context);
+        var ct = context.CancellationToken;
+        if (!await requestStream.MoveNext(ct)) return Refuse(id, -1, "empty update stream");
+        if (requestStream.Current.PartCase != UpdateChunk.PartOneofCase.Header) return Refuse(id, -1, "an update must start with its header");
+        var header = requestStream.Current.Header;
+        long bytes = requestStream.Current.CalculateSize();
+        using var lease = clients.BeginSubmission(id, header.Round, header.ClientId, out string refusal);
+        if (lease is null) return new SubmitReply { Accepted = false, Reason = refusal };
+
+        var round = lease.Context;
+        long limit = clients.Options.MaxUpdateBytes;
+        if (bytes > limit) return RefuseOversize(id, header.Round, limit, round, bytes);
+        var weights = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var delta = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var weightParts = new TensorAssembler(h => Admit(h, round.Global, weights, "weights"));
+        var deltaParts = new TensorAssembler(h => round.Control is null
+            ? "a control delta was sent in a round without server control"
+            : Admit(h, round.Global, delta, "control delta"));
+        try
+        {
+            while (await requestStream.MoveNext(ct))
+            {
+                var message = requestStream.Current;
+                bytes += message.CalculateSize();
+                if (bytes > limit) throw new TransferException($"update exceeds the size limit of {limit} bytes");
+                switch (message.PartCase)
+                {
+                    case UpdateChunk.PartOneofCase.Weights:
+                        if (weightParts.Add(message.Weights) is { } w) weights[w.Name] = w.Tensor.DetachFromDisposeScope();
+                        break;
+                    case UpdateChunk.PartOneofCase.ControlDelta:
+                        if (deltaParts.Add(message.ControlDelta) is { } d) delta[d.Name] = d.Tensor.DetachFromDisposeScope();
+                        break;
+                    default:
+                        throw new TransferException("a second header or an empty message inside the update");
+                }
+            }
+            weightParts.Finish();
+            deltaParts.Finish();
+        }
+        catch (TransferException e)
+        {
+            Interlocked.Add(ref round.BytesReceived, bytes);
+            AdapterTensors.Dispose(weights);
+            AdapterTensors.Dispose(delta);
+            return Refuse(id, header.Round, e.Message);
+        }
+        Interlocked.Add(ref round.BytesReceived, bytes);
+
+        var update = new ClientUpdate(id, weights, header.ExampleCount, round.Control is null ? null : delta,
+            header.Metrics.ToDictionary(kv => kv.Key, kv => kv.Value));
+        string? problem = UpdateScreen.Check(round.Global, update, round.Control is not null, clients.Options.Limits);
+        if (problem is null && clients.Accept(lease, update) is null) return new SubmitReply { Accepted = true };
+        if (problem is not null) clients.Reject(id, header.Round, problem);
+        RemoteClients.DisposeUpdate(update);
+        if (round.Control is null) AdapterTensors.Dispose(delta);
+        return new SubmitReply { Accepted = false, Reason = problem ?? "refused (see the server log)" };
+    }
+
+    SubmitReply RefuseOversize(string id, int round, long limit, OpenRound context, long bytes)
+    {
+        Interlocked.Add(ref context.BytesReceived, bytes);
+        return Refuse(id, round, $"update exceeds the size limit of {limit} bytes");
+    }
+
+    /// <summary>Refuses a tensor header that cannot belong to the update, before its bytes are buffered.</summary>
+    static string? Admit(Protocol.TensorHeader header, IReadOnlyDictionary<string, Tensor> global, IReadOnlyDictionary<string, Tensor> received, string part)
+    {
+        if (!global.TryGetValue(header.Name, out var like)) return $"{part}: tensor '{header.Name}' is not in the global adapter";
+        if (received.ContainsKey(header.Name)) return $"{part}: tensor '{header.Name}' sent twice";
+        if (!header.Shape.SequenceEqual(like.shape))
+            return $"{part}: tensor '{header.Name}' has shape [{string.Join(", ", header.Shape)}], the global [{string.Join(", ", like.shape)}]";
+        if (header.Dtype != TensorChunks.Float32) return $"{part}: tensor '{header.Name}' has dtype {header.Dtype}, the global float32";
+        TransferEncoding encoding;
+        try
+        {
+            encoding = TransferEncoding.Parse(header.Encoding);
+        }
+        catch (FormatException e)
+        {
+            return $"{part}: tensor '{header.Name}': {e.Message}";
+        }
+        // The announced size is what the receiver buffers: it must be what the shape needs (gzip: at most that plus an
+        // eighth, as the fast deflate level can grow incompressible fp32 by about 6%).
+        long exact = TensorCodec.EncodedLength(encoding with { Gzip = false }, like.numel());
+        bool fits = encoding.Gzip ? header.EncodedBytes <= exact + exact / 8 + 4096 : header.EncodedBytes == exact;
+        return fits ? null : $"{part}: tensor '{header.Name}' announces {header.EncodedBytes} bytes; its shape needs {exact} as {encoding}";
+    }
+
+    SubmitReply Refuse(string id, int round, string reason)
+    {
+        clients.Reject(id, round, reason);
+        return new SubmitReply { Accepted = false, Reason = reason };
+    }
+
+    public override Task<HeartbeatReply> Heartbeat(HeartbeatRequest request, ServerCallContext context)
+    {
+        clients.Seen(Identify(context));
+        return Task.FromResult(new HeartbeatReply { CurrentRound = clients.OpenRoundNumber ?? -1 });
+    }
+
+    public override Task<StatusReply> Status(StatusRequest request, ServerCallContext context)
+    {
+        // Any roster member's credentials may ask (operators use one client's kit).
+        Identify(context);
+        var snapshot = clients.Status();
+        var (nextRound, lastMetrics) = progress();
+        var reply = new StatusReply
+        {
+            RunId = run.RunId,
+            Round = snapshot.OpenRound ?? nextRound,
+            TotalRounds = run.Federation.Rounds,
+            RoundOpen = snapshot.OpenRound is not null,
+            UpdatesThisRound = snapshot.UpdatesThisRound,
+            LastMetrics = lastMetrics ?? "",
+        };
+        reply.Clients.AddRange(snapshot.Clients.Select(c => new ClientStatus
+        {
+            ClientId = c.Id, Connected = c.Connected, SecondsSinceSeen = c.SecondsSinceSeen, AcceptedUpdates = c.Accepted, RejectedUpdates = c.Rejected,
+        }));
+        return Task.FromResult(reply);
+    }
+}

@@ -1,0 +1,132 @@
+using System.Globalization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace FedLlm.Federation.Validation;
+
+/// <summary>
+/// The server's gate for a client's update before any strategy sees it: a malformed or hostile update is refused with a
+/// reason, and the round goes on without it. Strategies assume name-keyed tensors that match the global adapter; this
+/// is where that assumption is checked, as Flower's FedOpt checks keys and shapes before aggregating.
+/// </summary>
+/// <remarks>
+/// Checks run cheapest first and stop at the first failure: example count; names, shapes and dtypes (of the weights,
+/// then of the control delta); finiteness of the weights, found by the same pass that computes the norm; finiteness of
+/// the control delta; the norm bound. Round numbers (replays) and byte sizes are the transport's to
+/// check, since only it sees the messages. Nothing here modifies or keeps the tensors.
+/// </remarks>
+public static class UpdateValidator
+{
+    /// <summary>How many missing or extra names a reason lists before summarising the rest as a count.</summary>
+    private const int NamesListed = 3;
+
+    /// <summary>Checks a client's update against the global adapter: the same tensor names (none missing, none extra), shapes and
+    /// dtypes; all values finite; the norm bound; ExampleCount in [1, MaxExampleCount]; ControlDelta (SCAFFOLD) with the same names/shapes and finite when present.</summary>
+    /// <returns><see cref="UpdateVerdict.Ok"/> (with the norm) or a rejection whose reason names the client and the tensor.</returns>
+    /// <exception cref="ArgumentException">The limits themselves are nonsensical (the server's configuration error).</exception>
+    public static UpdateVerdict Validate(IReadOnlyDictionary<string, Tensor> global, ClientUpdate update, UpdateLimits limits)
+    {
+        ArgumentNullException.ThrowIfNull(global);
+        ArgumentNullException.ThrowIfNull(update);
+        ArgumentNullException.ThrowIfNull(limits);
+        if (limits.MaxUpdateNorm is { } bound && !(bound >= 0 && double.IsFinite(bound)))
+            throw new ArgumentException($"MaxUpdateNorm must be a finite number ≥ 0 (or unset), got {bound}", nameof(limits));
+        ArgumentOutOfRangeException.ThrowIfLessThan(limits.MaxExampleCount, 1L, nameof(limits.MaxExampleCount));
+
+        string client = string.IsNullOrWhiteSpace(update.ClientId) ? "client with an empty id" : update.ClientId;
+        if (string.IsNullOrWhiteSpace(update.ClientId))
+            return UpdateVerdict.Reject($"{client}: an update must name its client");
+        if (update.ExampleCount < 1)
+            return UpdateVerdict.Reject($"{client}: example count {update.ExampleCount} is not positive; FedAvg weights updates by it");
+        if (update.ExampleCount > limits.MaxExampleCount)
+            return UpdateVerdict.Reject($"{client}: example count {update.ExampleCount} exceeds the server's limit of {limits.MaxExampleCount}");
+        if (update.Weights is null)
+            return UpdateVerdict.Reject($"{client}: the update carries no weights");
+
+        using var scope = NewDisposeScope();
+        if (CheckStructure(global, update.Weights, client, "tensor") is { } weightsProblem)
+            return UpdateVerdict.Reject(weightsProblem);
+        if (update.ControlDelta is not null && CheckStructure(global, update.ControlDelta, client, "control delta tensor") is { } controlStructure)
+            return UpdateVerdict.Reject(controlStructure);
+
+        // One pass per tensor gives the norm and, through it, finiteness: y − x is non-finite exactly where y is (the
+        // global is the server's own and finite), so only a tensor whose squared distance is not finite is searched.
+        double squares = 0;
+        foreach (var name in global.Keys.Order(StringComparer.Ordinal))
+        {
+            var y = update.Weights[name];
+            double part = SquaredDistance(y, global[name]);
+            if (!double.IsFinite(part))
+            {
+                if (NonFinite(y, client, "tensor", name) is { } nonFinite) return UpdateVerdict.Reject(nonFinite);
+                part = double.PositiveInfinity; // finite values so large that their difference overflows float32
+            }
+            squares += part;
+        }
+        if (update.ControlDelta is not null)
+            foreach (var name in global.Keys.Order(StringComparer.Ordinal))
+                if (NonFinite(update.ControlDelta[name], client, "control delta tensor", name) is { } nonFinite)
+                    return UpdateVerdict.Reject(nonFinite);
+
+        double norm = Math.Sqrt(squares);
+        if (limits.MaxUpdateNorm is { } maxNorm && !(norm <= maxNorm))
+            return UpdateVerdict.Reject(string.Create(CultureInfo.InvariantCulture,
+                $"{client}: update norm ‖y − x‖₂ = {norm:G6} exceeds the bound {maxNorm:G6}")) with { UpdateNorm = norm };
+        return UpdateVerdict.Ok with { UpdateNorm = norm };
+    }
+
+    /// <summary>The first problem of <paramref name="sent"/> against <paramref name="global"/>'s names, shapes, dtypes
+    /// and devices, as a sentence; null when there is none.</summary>
+    private static string? CheckStructure(IReadOnlyDictionary<string, Tensor> global, IReadOnlyDictionary<string, Tensor> sent, string client, string what)
+    {
+        var missing = global.Keys.Where(k => !sent.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
+        if (missing.Count > 0)
+            return $"{client}: {what}{Plural(missing)} {ListNames(missing)} {(missing.Count == 1 ? "is" : "are")} missing " +
+                $"({sent.Count} sent, the global adapter has {global.Count})";
+        var extra = sent.Keys.Where(k => !global.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
+        if (extra.Count > 0)
+            return $"{client}: {what}{Plural(extra)} {ListNames(extra)} {(extra.Count == 1 ? "is" : "are")} not in the global adapter";
+
+        foreach (var name in global.Keys.Order(StringComparer.Ordinal))
+        {
+            var expected = global[name];
+            var actual = sent[name];
+            if (actual is null || actual.IsInvalid)
+                return $"{client}: {what} {name} has no data";
+            if (!actual.shape.SequenceEqual(expected.shape))
+                return $"{client}: {what} {name} has shape {Shape(actual)}, global has {Shape(expected)}";
+            if (actual.dtype != expected.dtype)
+                return $"{client}: {what} {name} has dtype {actual.dtype}, global has {expected.dtype}";
+            if (actual.device_type != expected.device_type)
+                return $"{client}: {what} {name} is on {actual.device}, global on {expected.device}";
+        }
+        return null;
+    }
+
+    /// <summary>"client: tensor X has 2 NaN values (of 6)" when <paramref name="tensor"/> holds NaN or ±Inf, else null.</summary>
+    private static string? NonFinite(Tensor tensor, string client, string what, string name)
+    {
+        if (isfinite(tensor).all().item<bool>()) return null;
+        long nan = isnan(tensor).sum().item<long>();
+        long inf = isinf(tensor).sum().item<long>();
+        var kinds = string.Join(" and ", new[] { nan > 0 ? $"{nan} NaN" : null, inf > 0 ? $"{inf} Inf" : null }.OfType<string>());
+        return $"{client}: {what} {name} has {kinds} value{(nan + inf == 1 ? "" : "s")} (of {tensor.numel()})";
+    }
+
+    /// <summary>‖y − x‖² of one tensor: the difference in the tensors' own precision, the sum accumulated in float64 so
+    /// millions of small squares do not lose precision.</summary>
+    private static double SquaredDistance(Tensor y, Tensor x)
+    {
+        using var diff = y.detach() - x.detach();
+        diff.pow_(2); // in place: no second tensor-sized buffer
+        using var sum = diff.sum(ScalarType.Float64);
+        return sum.item<double>();
+    }
+
+    private static string Plural(List<string> names) => names.Count == 1 ? "" : "s";
+
+    private static string ListNames(List<string> names) =>
+        string.Join(", ", names.Take(NamesListed)) + (names.Count > NamesListed ? $" and {names.Count - NamesListed} more" : "");
+
+    private static string Shape(Tensor t) => "[" + string.Join(", ", t.shape) + "]";
+}

@@ -1,0 +1,123 @@
+using System.Net.Security;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
+
+namespace FedLlm.Security;
+
+/// <summary>The server's credentials, loaded from its kit folder (server/ from <see cref="ProvisioningKit"/>), and the
+/// one place that decides which client a connection speaks for.</summary>
+public sealed class ServerKit : IDisposable
+{
+    private ServerKit(X509Certificate2 certificate, X509Certificate2 ca, ClientTokens tokens, ClientCertificatePins? pins, IReadOnlySet<string>? allowedClients)
+    {
+        Certificate = certificate;
+        Ca = ca;
+        Tokens = tokens;
+        Pins = pins;
+        AllowedClients = allowedClients;
+        // Built once: it holds the server's chain and the CA list sent in each handshake's certificate request.
+        certificateContext = new Lazy<SslStreamCertificateContext>(() => SslStreamCertificateContext.Create(Certificate, additionalCertificates: null,
+            offline: true, trust: SslCertificateTrust.CreateForX509Collection(new X509Certificate2Collection(Ca), sendTrustInHandshake: !OperatingSystem.IsWindows())));
+    }
+
+    private readonly Lazy<SslStreamCertificateContext> certificateContext;
+
+    /// <summary>server.crt with its private key.</summary>
+    public X509Certificate2 Certificate { get; }
+
+    /// <summary>The CA whose client certificates are accepted.</summary>
+    public X509Certificate2 Ca { get; }
+
+    /// <summary>Hashes of the client tokens (client-tokens.json; empty when the file is absent).</summary>
+    public ClientTokens Tokens { get; }
+
+    /// <summary>Each client's current certificate (client-certificates.json), or null when the file is absent: then any
+    /// unexpired certificate our CA issued for a client is accepted.</summary>
+    public ClientCertificatePins? Pins { get; }
+
+    /// <summary>The only ids admitted (server.yaml's clients), or null to admit every client the CA or a token vouches for.</summary>
+    public IReadOnlySet<string>? AllowedClients { get; }
+
+    /// <summary>Loads server.crt, server.key, ca.crt, and (when present) client-tokens.json and client-certificates.json
+    /// from <paramref name="directory"/>.</summary>
+    /// <param name="allowedClients">The server's client list; null admits every client the kit vouches for.</param>
+    public static ServerKit Load(string directory, IEnumerable<string>? allowedClients = null)
+    {
+        var allowed = allowedClients?.Select(id => ClientIds.Validate(id, nameof(allowedClients))).ToHashSet(StringComparer.Ordinal);
+        var certificate = PemFiles.ReadCertificateWithKey(
+            Path.Combine(directory, ProvisioningKit.ServerCertificateFileName), Path.Combine(directory, ProvisioningKit.ServerKeyFileName));
+        X509Certificate2? ca = null;
+        try
+        {
+            ca = PemFiles.ReadCertificate(Path.Combine(directory, CertificateAuthority.CertificateFileName));
+            string tokensPath = Path.Combine(directory, ClientTokens.FileName);
+            var tokens = File.Exists(tokensPath) ? ClientTokens.Load(tokensPath) : new ClientTokens();
+            string pinsPath = Path.Combine(directory, ClientCertificatePins.FileName);
+            var pins = File.Exists(pinsPath) ? ClientCertificatePins.Load(pinsPath) : null;
+            return new ServerKit(certificate, ca, tokens, pins, allowed);
+        }
+        catch
+        {
+            certificate.Dispose();
+            ca?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>TLS options for the server's listener (Kestrel: <c>ListenOptions.UseHttps(new TlsHandshakeCallbackOptions
+    /// { OnConnection = _ => ValueTask.FromResult(kit.CreateSslOptions(...)) })</c>).</summary>
+    /// <param name="requireClientCertificate">True: mutual TLS only. False: a client certificate is asked for but optional,
+    /// so token-only clients can connect; <see cref="Authenticate"/> then demands a token.</param>
+    /// <remarks>A certificate that is presented must verify (<see cref="ClientIdentity.Verify(X509Certificate2, X509Certificate2)"/>)
+    /// or the handshake fails; the CA's name is sent in the request so clients know which certificate to offer.</remarks>
+    public SslServerAuthenticationOptions CreateSslOptions(bool requireClientCertificate, Action<string>? clientRejected = null) => new()
+    {
+        ServerCertificateContext = certificateContext.Value,
+        ClientCertificateRequired = true, // ask for one always; whether its absence is fatal is decided below
+        RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+        {
+            if (certificate is null)
+            {
+                if (requireClientCertificate) clientRejected?.Invoke("a client connected without a certificate; this server requires mutual TLS");
+                return !requireClientCertificate;
+            }
+            using var presented = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+            if (TryVerifyClient(presented, out _, out var reason)) return true;
+            clientRejected?.Invoke(reason!);
+            return false;
+        },
+        EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+        CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+        // gRPC needs HTTP/2 chosen by ALPN; a handshake callback's options are used as returned.
+        ApplicationProtocols = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11],
+    };
+
+    /// <summary>Whether a presented client certificate proves an admitted client (for a TLS library's client-certificate
+    /// callback, e.g. Kestrel's <c>ClientCertificateValidation</c>): issued by our CA for clientAuth, valid now, the
+    /// client's current certificate (when pinned), and on the server's list when it has one.</summary>
+    public bool TryVerifyClient(X509Certificate2 presented, out string? clientId, out string? reason)
+    {
+        try
+        {
+            clientId = Authenticate(presented, null, null);
+            reason = null;
+            return true;
+        }
+        catch (AuthenticationException e)
+        {
+            clientId = null;
+            reason = e.Message;
+            return false;
+        }
+    }
+
+    /// <summary>The client a request speaks for; see <see cref="ClientAuthenticator.Authenticate"/>.</summary>
+    public string Authenticate(X509Certificate2? presented, string? claimedClientId, string? token) =>
+        ClientAuthenticator.Authenticate(presented, claimedClientId, token, Ca, Tokens, AllowedClients, Pins);
+
+    public void Dispose()
+    {
+        Certificate.Dispose();
+        Ca.Dispose();
+    }
+}

@@ -1,0 +1,124 @@
+using FedLlm.Federation;
+using FedLlm.Tests.Federation;
+
+namespace FedLlm.Tests.Network;
+
+/// <summary>
+/// Real processes on 127.0.0.1: `fedllm server` and `fedllm client`s started from the built CLI, as a user starts them.
+/// </summary>
+public class FederationProcessTests
+{
+    static readonly TimeSpan Patience = TimeSpan.FromSeconds(240);
+
+    static string Address(CliProcess server) => server.WaitFor(@"listening on (https?://127\.0\.0\.1:\d+)", Patience).Groups[1].Value;
+
+    [Fact]
+    public void Three_client_processes_over_mutual_TLS_run_three_scaffold_rounds_and_end_bit_identical_to_the_simulation()
+    {
+        // SCAFFOLD with kept optimizer moments: the server control travels to clients and control deltas back, and
+        // each client carries c_i and AdamW moments on its own disk from round to round. Mutual TLS with a kit, as deployed.
+        using var run = new TinyFederation(clients: 3, strategy: "scaffold", rounds: 3, keepOptimizerState: true, tls: true);
+        using var server = run.StartServer(run.WriteServerYaml());
+        string address = Address(server);
+        var clients = Enumerable.Range(0, 3).Select(c => run.StartClient(c, address)).ToList();
+        try
+        {
+            Assert.Equal(0, server.WaitForExit(Patience));
+            foreach (var client in clients) Assert.Equal(0, client.WaitForExit(Patience));
+        }
+        finally
+        {
+            foreach (var client in clients) client.Dispose();
+        }
+
+        var network = run.FinalAdapter();
+        var simulated = run.Simulate();
+        FederationTestData.AssertBitEqual(simulated, network, "network vs simulation");
+        Assert.Contains(network.Values, t => t.abs().sum().item<float>() > 0);
+
+        var rounds = run.Metrics();
+        Assert.Equal(new[] { 0, 1, 2 }, rounds.Select(r => r.Round));
+        foreach (var r in rounds) Assert.Equal(run.Roster, r.Clients.Order(StringComparer.Ordinal));
+        // Wire bytes: round 0 sends each client the adapter A (SCAFFOLD's c has no tensors yet), later rounds A and c;
+        // every round each client returns y_i and Δc_i. Framing adds a little to the fp32 payloads, never less.
+        long adapterBytes = AdapterTensors.Bytes(network);
+        // Each tensor's header (name, shape, dtype, encoding, size) and protobuf framing: under its name plus 64 bytes.
+        long headerBytes = network.Keys.Sum(k => k.Length + 64L);
+        AssertBetween(rounds[0].BytesSent, 3 * adapterBytes, 3 * headerBytes, "round 0 sent");
+        AssertBetween(rounds[1].BytesSent, 6 * adapterBytes, 6 * headerBytes, "round 1 sent");
+        foreach (var r in rounds) AssertBetween(r.BytesReceived, 6 * adapterBytes, 6 * headerBytes + 3 * 256, $"round {r.Round} received");
+        Assert.True(File.Exists(Path.Combine(run.Output, "rounds.png")));
+        Assert.True(Directory.Exists(Path.Combine(run.Output, "rounds", "round-2")));
+    }
+
+    [Fact]
+    public void A_client_killed_mid_round_is_left_out_the_round_completes_and_the_restarted_client_rejoins_a_later_round()
+    {
+        // Many local steps, so client-2 is still training when it is killed.
+        using var run = new TinyFederation(clients: 3, strategy: "fedavg", rounds: 4, localSteps: 40);
+        using var server = run.StartServer(run.WriteServerYaml(minUpdates: 2, heartbeatSeconds: 0.5, heartbeatTimeoutSeconds: 4));
+        string address = Address(server);
+        var clients = Enumerable.Range(0, 3).Select(c => run.StartClient(c, address)).ToList();
+        try
+        {
+            clients[2].WaitFor(@"round 1: client client-2 got its task", Patience);
+            clients[2].Kill(); // kill -9
+            server.WaitFor(@"round 1: client client-2 left out: missed heartbeats", Patience);
+            server.WaitFor(@"round 1 committed: clients client-0,client-1,", Patience);
+            clients[2].Dispose();
+            clients[2] = run.StartClient(2, address);
+            Assert.Equal(0, server.WaitForExit(Patience));
+            foreach (var client in clients) Assert.Equal(0, client.WaitForExit(Patience));
+        }
+        finally
+        {
+            foreach (var client in clients) client.Dispose();
+        }
+        var rounds = run.Metrics();
+        Assert.Equal(new[] { 0, 1, 2, 3 }, rounds.Select(r => r.Round));
+        Assert.Equal(run.Roster, rounds[0].Clients.Order(StringComparer.Ordinal));
+        Assert.Equal(new[] { "client-0", "client-1" }, rounds[1].Clients.Order(StringComparer.Ordinal));
+        Assert.Contains(rounds.Skip(2), r => r.Clients.Contains("client-2"));
+    }
+
+    [Fact]
+    public void A_server_killed_after_a_committed_round_resumes_from_it_and_ends_as_an_uninterrupted_run()
+    {
+        // Kept optimizer moments make the clients' own state matter: a round re-run after the restart must start from
+        // the state before that round, not from the one a client saved after answering it the first time.
+        using var run = new TinyFederation(clients: 3, strategy: "fedavg", rounds: 4, keepOptimizerState: true);
+        string yaml = run.WriteServerYaml(port: TinyFederation.FreePort());
+        var server = run.StartServer(yaml);
+        string address = Address(server);
+        var clients = Enumerable.Range(0, 3).Select(c => run.StartClient(c, address)).ToList();
+        try
+        {
+            server.WaitFor(@"round 1 committed", Patience);
+            server.Kill(); // kill -9
+            var committed = run.Metrics();
+            Assert.True(committed.Count >= 2, $"{committed.Count} rounds committed before the kill");
+            server.Dispose();
+            server = run.StartServer(yaml);
+            var resumed = server.WaitFor(@"resumed run \S+ from \S+: rounds 0\.\.(\d+) are committed", Patience);
+            // metrics.jsonl is rewritten just after state-N is renamed into place, so a kill between the two may resume one later.
+            Assert.InRange(int.Parse(resumed.Groups[1].Value), committed.Count - 1, committed.Count);
+            Assert.Equal(0, server.WaitForExit(Patience));
+            foreach (var client in clients) Assert.Equal(0, client.WaitForExit(Patience));
+            Assert.Contains(clients, c => c.Log.Contains("server unavailable"));
+
+            var final = run.Metrics();
+            Assert.Equal(new[] { 0, 1, 2, 3 }, final.Select(r => r.Round));
+            for (int r = 0; r < committed.Count; r++)
+                Assert.Equal(committed[r].ClientLoss.OrderBy(kv => kv.Key), final[r].ClientLoss.OrderBy(kv => kv.Key));
+        }
+        finally
+        {
+            server.Dispose();
+            foreach (var client in clients) client.Dispose();
+        }
+        FederationTestData.AssertBitEqual(run.Simulate(), run.FinalAdapter(), "resumed network run vs uninterrupted simulation");
+    }
+
+    static void AssertBetween(long actual, long payload, long overhead, string what) =>
+        Assert.True(actual >= payload && actual <= payload + overhead, $"{what}: {actual} bytes for a payload of {payload} (+ at most {overhead})");
+}

@@ -1,0 +1,176 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using FedLlm.Checkpoints;
+using FedLlm.Data;
+using FedLlm.Federation;
+using FedLlm.Federation.Simulation;
+using FedLlm.Modeling;
+using FedLlm.Peft;
+using FedLlm.Security;
+using FedLlm.Tests.Data;
+using FedLlm.Tests.Defaults;
+using FedLlm.Tokenization;
+using static TorchSharp.torch;
+
+namespace FedLlm.Tests.Network;
+
+/// <summary>
+/// A federation small enough for process tests: a tiny Llama checkpoint (the default tokenizer, 2 layers of width 32)
+/// written to a temp folder, one Alpaca file per client, and server/client YAML pointing at them. The same files drive
+/// the in-process reference run (<see cref="Simulate"/>), so network and simulation can be compared bit for bit.
+/// </summary>
+internal sealed class TinyFederation : IDisposable
+{
+    readonly TempDirectory temp = new();
+
+    public TinyFederation(int clients, string strategy = "fedavg", int rounds = 3, int localSteps = 2, bool keepOptimizerState = false, bool tls = false)
+    {
+        Strategy = strategy;
+        Tls = tls;
+        Federation = new SimulationConfig.FederationSection
+        {
+            Rounds = rounds, Clients = clients, ClientsPerRound = clients, LocalSteps = localSteps, BatchSize = 2, LearningRate = 2e-2,
+            MinLearningRate = 1e-3, MaxLength = 48, Seed = 17, KeepOptimizerState = keepOptimizerState, EvaluateEvery = 0,
+        };
+        ModelDirectory = Path.Combine(Root, "model");
+        Directory.CreateDirectory(ModelDirectory);
+        foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json" })
+            File.Copy(Path.Combine(DefaultsFixtures.TokenizerDirectory, file), Path.Combine(ModelDirectory, file));
+        var tokenizer = TokenizerLoader.Load(ModelDirectory);
+        var config = TinyModels.Llama(tied: true) with { VocabSize = tokenizer.VocabSize, BosTokenId = tokenizer.BosTokenId, EosTokenIds = tokenizer.EosTokenIds.ToList() };
+        using (var model = LlamaForCausalLM.CreateRandom(config, seed: 5, std: 0.2)) ModelLoader.Save(ModelDirectory, model);
+
+        // Client c holds 5 + 2c examples whose answers lean differently, so the clients' updates (and weights n_i) differ.
+        DataFiles = Enumerable.Range(0, clients).Select(c =>
+        {
+            string path = Path.Combine(Root, $"client-{c}.jsonl");
+            AlpacaWriter.WriteJsonl(path, Enumerable.Range(0, 5 + 2 * c).Select(i => new AlpacaRecord(
+                $"Classify the headline: shares of company {c * 10 + i} {(i % (c + 2) == 0 ? "rose" : "fell")} {i + 2} percent", "",
+                i % (c + 2) == 0 ? "positive" : "negative")));
+            return path;
+        }).ToList();
+    }
+
+    public string Root => temp.Path;
+
+    /// <summary>Mutual TLS with a provisioning kit in Root/kit (else --insecure h2c).</summary>
+    public bool Tls { get; }
+    string KitDirectory => Path.Combine(Root, "kit");
+    public string ModelDirectory { get; }
+    public IReadOnlyList<string> DataFiles { get; }
+    public string Strategy { get; }
+    public SimulationConfig.FederationSection Federation { get; }
+    public LoraOptions Lora { get; } = new() { Rank = 2, Alpha = 4, Dropout = 0.1 };
+    public string Output => Path.Combine(Root, "run");
+    public IReadOnlyList<string> Roster => DataFiles.Select((_, c) => $"client-{c}").ToList();
+
+    /// <summary>A free loopback port (taken and released, so a restarted server can bind the same one).</summary>
+    public static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>Writes server.yaml (insecure, loopback) and returns its path.</summary>
+    public string WriteServerYaml(int port = 0, double deadlineSeconds = 60, int? minUpdates = null, double heartbeatSeconds = 1, double heartbeatTimeoutSeconds = 15,
+        string encoding = "fp32", string extraServer = "")
+    {
+        var f = Federation;
+        string yaml = string.Create(CultureInfo.InvariantCulture, $"""
+            model:
+              path: {ModelDirectory}
+            federation:
+              rounds: {f.Rounds}
+              clients_per_round: {f.ClientsPerRound}
+              local_steps: {f.LocalSteps}
+              batch_size: {f.BatchSize}
+              learning_rate: {f.LearningRate:R}
+              min_learning_rate: {f.MinLearningRate:R}
+              max_length: {f.MaxLength}
+              seed: {f.Seed}
+              keep_optimizer_state: {(f.KeepOptimizerState ? "true" : "false")}
+              evaluate_every: 0
+            strategy:
+              algorithms: [{Strategy}]
+            lora:
+              r: {Lora.Rank}
+              alpha: {Lora.Alpha:R}
+              dropout: {Lora.Dropout:R}
+            server:
+              listen: 127.0.0.1:{port}
+              roster: [{string.Join(", ", Roster)}]
+              round_deadline_seconds: {deadlineSeconds:R}
+              min_updates: {minUpdates ?? Roster.Count}
+              heartbeat_seconds: {heartbeatSeconds:R}
+              heartbeat_timeout_seconds: {heartbeatTimeoutSeconds:R}
+              encoding: {encoding}
+            {extraServer}
+            output: {Output}
+            threads: 1
+            """);
+        if (Tls)
+        {
+            if (!Directory.Exists(KitDirectory)) ProvisioningKit.Create(KitDirectory, new[] { "127.0.0.1" }, Roster, "https://127.0.0.1:50051");
+            yaml = yaml.Replace("  encoding: ", $"  kit: {Path.Combine(KitDirectory, "server")}\n  auth: certificate\n  encoding: ");
+        }
+        string path = Path.Combine(Root, "server.yaml");
+        File.WriteAllText(path, yaml);
+        return path;
+    }
+
+    public string WriteClientYaml(int client, string extra = "")
+    {
+        string path = Path.Combine(Root, $"client-{client}.yaml");
+        File.WriteAllText(path, $"""
+            client_id: client-{client}
+            model_path: {ModelDirectory}
+            data:
+              path: {DataFiles[client]}
+            state_dir: {Path.Combine(Root, "state", $"client-{client}")}
+            threads: 1
+            {(Tls ? $"kit: {ProvisioningKit.ClientFolder(KitDirectory, $"client-{client}")}" : "")}
+            {extra}
+            """);
+        return path;
+    }
+
+    public CliProcess StartServer(string yaml) =>
+        new("server", Root, new[] { "server", "--config", yaml }.Concat(Tls ? [] : new[] { "--insecure" }).ToArray());
+
+    public CliProcess StartClient(int client, string address) =>
+        new($"client-{client}", Root, new[] { "client", "--server", address, "--config", WriteClientYaml(client) }.Concat(Tls ? [] : new[] { "--insecure" }).ToArray());
+
+    /// <summary>The server's final adapter, as written to output/adapter/.</summary>
+    public Dictionary<string, Tensor> FinalAdapter()
+    {
+        using var file = SafeTensorsFile.Open(Path.Combine(Output, "adapter", AdapterIO.WeightsFileName));
+        return file.Tensors.Keys.ToDictionary(k => k, k => file.Read(k));
+    }
+
+    /// <summary>The same run in one process: the simulation's <see cref="InProcessClients"/> on the same shards.</summary>
+    public Dictionary<string, Tensor> Simulate()
+    {
+        var options = Federation.ToOptions();
+        using var model = ModelLoader.Load(ModelDirectory, ScalarType.Float32);
+        LoraInjector.Inject(model, Lora, new Generator((ulong)options.Seed));
+        var initial = AdapterTensors.Snapshot(model);
+        var tokenizer = TokenizerLoader.Load(ModelDirectory);
+        var builder = new SftExampleBuilder(tokenizer, PromptTemplate.FromName("alpaca"), options.MaxSequenceLength);
+        var shards = DataFiles.Select(f => (IReadOnlyList<SftExample>)AlpacaReader.ReadAll(f).Examples.Select(builder.Build).ToList()).ToList();
+        using var clients = new InProcessClients(model, options, shards, tokenizer.PadTokenId ?? 0);
+        var strategySection = new SimulationConfig.StrategySection { Algorithms = new() { Strategy } };
+        var strategy = StrategyFactory.Create(Strategy, strategySection.ToOptions(options));
+        using var server = new FederationServer(strategy, options, initial, clients);
+        server.RunAsync().GetAwaiter().GetResult();
+        (strategy as IDisposable)?.Dispose();
+        AdapterTensors.Dispose(initial);
+        return AdapterTensors.Clone(server.Global);
+    }
+
+    public IReadOnlyList<RoundRecord> Metrics() =>
+        File.ReadAllLines(Path.Combine(Output, "metrics.jsonl")).Select(l => System.Text.Json.JsonSerializer.Deserialize<RoundRecord>(l)!).ToList();
+
+    public void Dispose() => temp.Dispose();
+}
