@@ -161,7 +161,7 @@ internal sealed class TinyFederation : IDisposable
         var shards = DataFiles.Select(f => (IReadOnlyList<SftExample>)AlpacaReader.ReadAll(f).Examples.Select(builder.Build).ToList()).ToList();
         using var clients = new InProcessClients(model, options, shards, tokenizer.PadTokenId ?? 0);
         var strategySection = new SimulationConfig.StrategySection { Algorithms = new() { Strategy } };
-        var strategy = StrategyFactory.Create(Strategy, strategySection.ToOptions(options));
+        var strategy = StrategyFactory.Create(Strategy, strategySection.ToOptions(Strategy, options.TotalClients));
         using var server = new FederationServer(strategy, options, initial, clients);
         server.RunAsync().GetAwaiter().GetResult();
         (strategy as IDisposable)?.Dispose();
