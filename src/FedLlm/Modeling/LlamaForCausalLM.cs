@@ -14,13 +14,17 @@ public sealed class LlamaForCausalLM : nn.Module
     private readonly DenseLinear? lm_head; // absent when the head shares the embedding matrix
     private readonly RotaryEmbedding rotary;
 
-    public LlamaForCausalLM(LlamaConfig config, ScalarType dtype = ScalarType.Float32, Device? device = null) : base(nameof(LlamaForCausalLM))
+    /// <param name="dtype">Activations, embeddings, norms and the head.</param>
+    /// <param name="baseLayers">Builds the seven decoder projections (dense in <paramref name="dtype"/> by default; int8 or NF4 when loaded so).
+    /// The head stays dense, as bitsandbytes leaves lm_head unquantised.</param>
+    public LlamaForCausalLM(LlamaConfig config, ScalarType dtype = ScalarType.Float32, Device? device = null, FrozenLinearFactory? baseLayers = null)
+        : base(nameof(LlamaForCausalLM))
     {
         config.Validate();
         Config = config;
         Dtype = dtype;
         Device = device ?? CPU;
-        model = new LlamaModel(config, dtype, device);
+        model = new LlamaModel(config, dtype, device, baseLayers);
         lm_head = config.TieWordEmbeddings ? null : new DenseLinear(config.HiddenSize, config.VocabSize, false, dtype, device);
         rotary = new RotaryEmbedding(config, device);
         RegisterComponents();
