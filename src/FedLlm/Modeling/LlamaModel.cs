@@ -203,6 +203,7 @@ public sealed class LlamaModel : nn.Module
 
     public TokenEmbedding EmbedTokens => embed_tokens;
     public IReadOnlyList<LlamaDecoderLayer> Layers => layers.ToList();
+    public RmsNorm FinalNorm => norm;
 
     /// <summary>Runs the stack; returns the final-normed hidden states (B, T, H).</summary>
     public Tensor Forward(Tensor inputIds, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache)
