@@ -6,6 +6,7 @@ using FedLlm.Federation;
 using FedLlm.Federation.Simulation;
 using FedLlm.Federation.Strategies;
 using FedLlm.Modeling;
+using FedLlm.Quantization;
 using FedLlm.Peft;
 using FedLlm.Runtime;
 using FedLlm.Tokenization;
@@ -22,6 +23,8 @@ public sealed class SimulateSettings : CommandSettings
     public string? Config { get; init; }
 
     [CommandOption("--model <DIR>")] public string? Model { get; init; }
+    [CommandOption("--base-dtype <DTYPE>")][Description("fp32, bf16, int8 or nf4 (YAML model.base_dtype)")] public string? BaseDtype { get; init; }
+    [CommandOption("--activation-checkpointing")][Description("Recompute layer activations in backward (YAML model.activation_checkpointing)")] public bool? ActivationCheckpointing { get; init; }
     [CommandOption("--data <FILE>")] public string? Data { get; init; }
     [CommandOption("--eval-data <FILE>")] public string? EvalData { get; init; }
     [CommandOption("--eval-limit <N>")] public int? EvalLimit { get; init; }
@@ -85,7 +88,8 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         foreach (var name in algorithms) StrategyFactory.Create(name, strategyOptions); // unknown names fail before any work
 
         var tokenizer = TokenizerLoader.Load(modelDir);
-        using var model = ModelLoader.Load(modelDir, ScalarType.Float32, device);
+        using var model = ModelLoader.Load(modelDir, BaseWeights.Parse(config.Model.BaseDtype, "model.base_dtype / --base-dtype"), device);
+        model.ActivationCheckpointing = config.Model.ActivationCheckpointing;
         var read = AlpacaReader.ReadAll(dataPath, new AlpacaReadOptions { SkipBad = config.Data.SkipBad });
         var heldOut = evalPath is null ? null : AlpacaReader.ReadAll(evalPath).Examples.Take(config.Data.EvalLimit ?? int.MaxValue).ToList();
         var builder = new SftExampleBuilder(tokenizer, template, options.MaxSequenceLength);
@@ -158,6 +162,8 @@ public sealed class SimulateCommand : Command<SimulateSettings>
     static void Apply(SimulationConfig c, SimulateSettings s)
     {
         if (s.Model is not null) c.Model.Path = s.Model;
+        if (s.BaseDtype is not null) c.Model.BaseDtype = s.BaseDtype;
+        if (s.ActivationCheckpointing is not null) c.Model.ActivationCheckpointing = s.ActivationCheckpointing.Value;
         if (s.Data is not null) c.Data.Path = s.Data;
         if (s.EvalData is not null) c.Data.EvalPath = s.EvalData;
         if (s.EvalLimit is not null) c.Data.EvalLimit = s.EvalLimit;

@@ -1,5 +1,6 @@
 using FedLlm.Checkpoints;
 using FedLlm.Quantization;
+using FedLlm.Runtime;
 using static TorchSharp.torch;
 
 namespace FedLlm.Modeling;
@@ -34,8 +35,9 @@ public static class ModelLoader
             foreach (var (path, module) in model.named_modules())
             {
                 if (module is not QuantizedLinear quantized) continue;
-                using var weight = checkpoint.Read(Require(checkpoint, directory, config, path + ".weight"));
-                quantized.LoadWeight(weight);
+                using (var weight = checkpoint.Read(Require(checkpoint, directory, config, path + ".weight")))
+                    quantized.LoadWeight(weight);
+                NativeHeap.Trim(); // see NativeHeap: without it, freed full-precision tensors stay resident as heap holes
             }
             model.FreezeAll();
             return model;

@@ -22,7 +22,7 @@ public static class BasePrecisionNames
 
     /// <summary>Parses fp32 | bf16 | int8 | nf4 (case-insensitive; float32 and bfloat16 too).</summary>
     /// <exception cref="ArgumentException">Anything else; the message lists the accepted names.</exception>
-    public static BasePrecision Parse(string text, string what = "base dtype") => text.Trim().ToLowerInvariant() switch
+    public static BasePrecision Parse(string text, string what = "--base-dtype") => text.Trim().ToLowerInvariant() switch
     {
         "fp32" or "float32" => BasePrecision.Fp32,
         "bf16" or "bfloat16" => BasePrecision.Bf16,

@@ -22,7 +22,8 @@ public sealed record BaseWeights(BasePrecision Precision)
     /// <summary>NF4 only: quantise the block scales again (8 bits in blocks of 256); QLoRA's default.</summary>
     public bool DoubleQuant { get; init; } = true;
 
-    public static BaseWeights Parse(string text) => new(BasePrecisionNames.Parse(text));
+    /// <param name="what">Names the setting in the error message (default the CLI flag).</param>
+    public static BaseWeights Parse(string text, string what = "--base-dtype") => new(BasePrecisionNames.Parse(text, what));
 
     /// <summary>The factory for the decoder projections: dense for fp32/bf16, empty quantised layers the loader fills.</summary>
     public FrozenLinearFactory LayerFactory => Precision switch

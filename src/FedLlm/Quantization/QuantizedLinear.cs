@@ -44,7 +44,9 @@ public abstract class QuantizedLinear : FrozenLinear
             throw new ArgumentException(
                 $"{GetType().Name} [{OutFeatures}, {InFeatures}] cannot take a weight of shape [{string.Join(", ", weight.shape)}]", nameof(weight));
         using var _ = no_grad();
-        StoreQuantized(weight.to(device));
+        // A new handle even when no copy is made; disposed at once, or it would keep the full-precision tensor alive until the GC runs.
+        using var onDevice = weight.to(device);
+        StoreQuantized(onDevice);
         IsLoaded = true;
     }
 
