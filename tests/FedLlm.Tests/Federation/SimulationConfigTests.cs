@@ -77,4 +77,21 @@ public class SimulationConfigTests
         var config = SimulationConfig.Load(Write("strategy:\n  algorithms: [all]\n"));
         Assert.Equal(7, config.ResolvedAlgorithms().Count);
     }
+
+    [Fact]
+    public void Reads_the_base_dtype_and_activation_checkpointing_and_names_a_bad_dtype()
+    {
+        var config = SimulationConfig.Load(Write("""
+            model:
+              base_dtype: nf4
+              activation_checkpointing: true
+            """));
+        Assert.Equal("nf4", config.Model.BaseDtype);
+        Assert.True(config.Model.ActivationCheckpointing);
+        Assert.Equal("fp32", SimulationConfig.Load(Write("model:\n  path: x\n")).Model.BaseDtype);
+
+        string bad = Write("model:\n  base_dtype: int4\n");
+        var e = Assert.Throws<ArgumentException>(() => SimulationConfig.Load(bad));
+        Assert.Contains($"{bad}: model.base_dtype 'int4' is not one of fp32, bf16, int8 or nf4", e.Message);
+    }
 }

@@ -119,3 +119,25 @@ public class QuantizedLinearTests
         Assert.Contains("[8, 64] cannot take a weight of shape [64, 8]", e.Message);
     }
 }
+
+public class BaseWeightsTests
+{
+    [Theory]
+    [InlineData("fp32", BasePrecision.Fp32, ScalarType.Float32)]
+    [InlineData("BF16", BasePrecision.Bf16, ScalarType.BFloat16)]
+    [InlineData("int8", BasePrecision.Int8, ScalarType.BFloat16)]
+    [InlineData("nf4", BasePrecision.Nf4, ScalarType.BFloat16)]
+    public void Parses_each_precision_with_its_default_compute_dtype(string text, BasePrecision precision, ScalarType compute)
+    {
+        var weights = BaseWeights.Parse(text);
+        Assert.Equal(precision, weights.Precision);
+        Assert.Equal(compute, weights.ComputeDtype);
+    }
+
+    [Fact]
+    public void An_unknown_precision_names_the_flag_and_the_choices()
+    {
+        var e = Assert.Throws<ArgumentException>(() => BaseWeights.Parse("fp8"));
+        Assert.Equal("--base-dtype 'fp8' is not one of fp32, bf16, int8 or nf4", e.Message);
+    }
+}
