@@ -33,6 +33,7 @@ public static class MemoryBenchmark
 {
     public const string Usage = """
         usage: FedLlm.Bench memory [--precisions fp32,bf16,int8,nf4] [--checkpoint DIR] [--seq N] [--threads N] [--json PATH]
+                                   [--loss-chunk N (default 1024)] [--activation-checkpointing]
           --checkpoint DIR  default /tmp/fedllm-bench-llama32-1b-bf16 (written once, 2.5 GB)
         """;
 
@@ -40,7 +41,8 @@ public static class MemoryBenchmark
     {
         var precisions = new[] { "fp32", "bf16", "int8", "nf4" }.ToList();
         string checkpoint = Path.Combine(Path.GetTempPath(), "fedllm-bench-llama32-1b-bf16");
-        string seq = "512", threads = "2", json = "memory-result.json";
+        string seq = "512", threads = "2", json = "memory-result.json", lossChunk = "1024";
+        bool checkpointing = false;
         for (int i = 0; i < args.Count; i++)
         {
             string Value() => i + 1 < args.Count ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -51,13 +53,16 @@ public static class MemoryBenchmark
                 case "--seq": seq = Value(); break;
                 case "--threads": threads = Value(); break;
                 case "--json": json = Value(); break;
+                case "--loss-chunk": lossChunk = Value(); break;
+                case "--activation-checkpointing": checkpointing = true; break;
                 default: Console.Error.WriteLine($"unknown option '{args[i]}'\n{Usage}"); return 2;
             }
         }
         foreach (var p in precisions) BasePrecisionNames.Parse(p, "--precisions");
         BenchModels.EnsureCheckpoint(checkpoint, BenchModels.Llama32_1B, ScalarType.BFloat16, seed: 1, Console.Error);
         var results = precisions.Select(p => ChildProcess.Run<MemoryMeasurement>(
-            new[] { "memory-one", "--base-dtype", p, "--checkpoint", checkpoint, "--seq", seq, "--threads", threads }, Console.Error)).ToList();
+            new[] { "memory-one", "--base-dtype", p, "--checkpoint", checkpoint, "--seq", seq, "--threads", threads, "--loss-chunk", lossChunk }
+                .Concat(checkpointing ? new[] { "--activation-checkpointing" } : Array.Empty<string>()), Console.Error)).ToList();
 
         static string Gib(long b) => (b / (1024.0 * 1024 * 1024)).ToString("F2", CultureInfo.InvariantCulture);
         var bf16 = results.FirstOrDefault(r => r.Precision == "bf16");
@@ -70,7 +75,7 @@ public static class MemoryBenchmark
         }
         if (json.Length > 0)
         {
-            File.WriteAllText(json, JsonSerializer.Serialize(new { checkpoint, seq, threads, loadavg_at_end = File.ReadAllText("/proc/loadavg").Trim(), results },
+            File.WriteAllText(json, JsonSerializer.Serialize(new { checkpoint, seq, threads, lossChunk, checkpointing, loadavg_at_end = File.ReadAllText("/proc/loadavg").Trim(), results },
                 new JsonSerializerOptions { WriteIndented = true }) + "\n");
             Console.WriteLine($"wrote {Path.GetFullPath(json)}");
         }
@@ -89,6 +94,8 @@ public static class MemoryBenchmark
 
         var watch = Stopwatch.StartNew();
         using var model = ModelLoader.Load(checkpoint, BaseWeights.Parse(precision));
+        model.ActivationCheckpointing = args.Contains("--activation-checkpointing");
+        int lossChunk = int.Parse(args[args.ToList().IndexOf("--loss-chunk") + 1], CultureInfo.InvariantCulture);
         double loadSeconds = watch.Elapsed.TotalSeconds;
         long loadPeak = ProcessMemory.PeakRssBytes();
         long modelBytes = BenchModels.ModelBytes(model);
@@ -104,7 +111,7 @@ public static class MemoryBenchmark
         using (NewDisposeScope())
         {
             var ids = randint(0, model.Config.VocabSize, new long[] { 1, seq }, ScalarType.Int64, generator: new Generator(3));
-            (loss, _) = CausalLmStep.ForwardBackward(model, ids, ids, attentionMask: null, lossScale: 1.0, chunkTokens: 1024);
+            (loss, _) = CausalLmStep.ForwardBackward(model, ids, ids, attentionMask: null, lossScale: 1.0, chunkTokens: lossChunk);
             optimizer.ClipGradientNorm(1.0);
             optimizer.Step(5e-5);
             optimizer.ZeroGrad();
