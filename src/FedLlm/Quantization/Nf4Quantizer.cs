@@ -32,19 +32,41 @@ public static class Nf4Quantizer
         0.24611230194568634f, 0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f,
     };
 
+    /// <summary>Values quantised at once: a multiple of <see cref="BlockSize"/>, so chunks never split a block.</summary>
+    const long ChunkValues = BlockSize * 16384L;
+
     /// <summary>Quantises any float tensor; the result remembers its shape.</summary>
+    /// <remarks>
+    /// Works through the tensor a chunk of 1 Mi values at a time, so the float32 copy and the level indices (int64) of
+    /// one chunk are the only transients: streaming a checkpoint then peaks at the quantised model plus one tensor as
+    /// stored, not plus that tensor's float32 and int64 working copies. Blocks are independent, so this equals
+    /// quantising the whole tensor at once.
+    /// </remarks>
     public static Nf4Tensor Quantize(Tensor weight, bool doubleQuant)
     {
         using var scope = NewDisposeScope();
         var shape = weight.shape;
-        var (blocks, _) = Blocked(weight.to(ScalarType.Float32).reshape(-1), BlockSize); // (nb, 64)
-        var absmax = blocks.abs().amax(new long[] { 1 });                                 // (nb)
-        var indices = NearestLevel(blocks, absmax, Levels);                               // (nb, 64) int64
-        var pairs = indices.view(-1, 2);                                                  // (nb*32, 2)
-        var packed = (pairs.select(1, 0).bitwise_left_shift(4) | pairs.select(1, 1)).to(ScalarType.Byte); // (nb*32)
+        var flat = weight.reshape(-1);
+        long n = flat.shape[0];
+        var packedChunks = new List<Tensor>();
+        var absmaxChunks = new List<Tensor>();
+        for (long start = 0; start < n; start += ChunkValues)
+        {
+            using var chunkScope = NewDisposeScope();
+            var chunk = flat.narrow(0, start, Math.Min(ChunkValues, n - start)).to(ScalarType.Float32);
+            var (blocks, _) = Blocked(chunk, BlockSize);                                   // (nb, 64)
+            var absmax = blocks.abs().amax(new long[] { 1 });                               // (nb)
+            var indices = NearestLevel(blocks, absmax, Levels);                             // (nb, 64) int64
+            var pairs = indices.view(-1, 2);                                                // (nb*32, 2)
+            var packed = (pairs.select(1, 0).bitwise_left_shift(4) | pairs.select(1, 1)).to(ScalarType.Byte); // (nb*32)
+            packedChunks.Add(packed.MoveToOuterDisposeScope());
+            absmaxChunks.Add(absmax.MoveToOuterDisposeScope());
+        }
+        var packedAll = packedChunks.Count == 1 ? packedChunks[0] : cat(packedChunks, 0);
+        var absmaxAll = absmaxChunks.Count == 1 ? absmaxChunks[0] : cat(absmaxChunks, 0);
         Nf4Tensor result = doubleQuant
-            ? Nf4Tensor.WithQuantizedScales(shape, packed, BlockwiseScaleQuantizer.Quantize(absmax))
-            : Nf4Tensor.WithScales(shape, packed, absmax);
+            ? Nf4Tensor.WithQuantizedScales(shape, packedAll, BlockwiseScaleQuantizer.Quantize(absmaxAll))
+            : Nf4Tensor.WithScales(shape, packedAll, absmaxAll);
         result.MoveToOuterDisposeScope();
         return result;
     }

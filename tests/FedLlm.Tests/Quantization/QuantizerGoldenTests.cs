@@ -119,4 +119,21 @@ public class QuantizerGoldenTests
         AssertEqual(expected, actual, "dynamic map");
         Assert.Equal(256, DynamicMap8.Levels.Distinct().Count());
     }
+
+    [Fact]
+    public void Nf4_of_a_tensor_larger_than_one_chunk_equals_quantising_it_whole()
+    {
+        // 1 Mi + 3 blocks + 5 values: two chunks, the second ending in a padded block.
+        long n = 64L * 16384 + 64 * 3 + 5;
+        using var weight = randn(new[] { n }, generator: new TorchSharp.torch.Generator(5)).to(ScalarType.BFloat16);
+        using var q = Nf4Quantizer.Quantize(weight, doubleQuant: false);
+        var (blocks, padding) = Nf4Quantizer.Blocked(weight.to(ScalarType.Float32), Nf4Quantizer.BlockSize);
+        using var _b = blocks;
+        using var absmax = blocks.abs().amax(new long[] { 1 });
+        using var expected = Nf4Quantizer.NearestLevel(blocks, absmax, Nf4Quantizer.Levels);
+        using var actual = q.Indices();
+        Assert.Equal(59, padding);
+        AssertEqual(absmax, q.Absmax!, "absmax");
+        AssertEqual(expected, actual, "indices");
+    }
 }
