@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using FedLlm.Modeling;
 using FedLlm.Peft;
+using FedLlm.Quantization;
 using FedLlm.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -11,6 +12,8 @@ namespace FedLlm.Bench;
 /// The FedLlm side of the benchmark: the training step LocalTrainer runs, on a SmolLM-135M-shaped model with random weights.
 /// </summary>
 /// <remarks>
+/// The model is loaded from a random checkpoint written once (fp32 safetensors), so each base precision is the
+/// same weights quantised (or cast) while loading, as <c>fedllm train --base-dtype</c> does.
 /// One step = CausalLmStep.ForwardBackward (chunked loss, two-phase backward), clip the adapters' gradient norm to 1.0,
 /// AdamW, zero the gradients — all inside one dispose scope, so every tensor of the step is freed when it ends.
 /// Labels are the input ids (every token labelled), exactly as bench/pytorch/train_step.py sets them.
@@ -40,14 +43,17 @@ public static class FedLlmTrainStep
     const double LearningRate = 5e-5;
     const double MaxGradNorm = 1.0;
 
-    public static StepMeasurement Run(TrainStepOptions options, TextWriter log)
+    /// <summary>One precision in this process: loads <see cref="TrainStepOptions.Checkpoint"/> with that base, trains, measures.</summary>
+    public static StepMeasurement Run(TrainStepOptions options, string precision, bool activationCheckpointing, TextWriter log)
     {
         // Explicit, so the result does not depend on OMP_NUM_THREADS or the machine's core count.
         torch.set_num_threads(options.Threads);
         torch.manual_seed(options.Seed); // the dropout masks, so that a rerun repeats the losses exactly
 
         var build = Stopwatch.StartNew();
-        using var model = LlamaForCausalLM.CreateRandom(SmolLm135M, options.Seed);
+        var weights = BaseWeights.Parse(precision);
+        using var model = ModelLoader.Load(options.Checkpoint, weights);
+        model.ActivationCheckpointing = activationCheckpointing;
         var sites = LoraInjector.Inject(model, Lora with { Dropout = options.LoraDropout }, new Generator((ulong)options.Seed));
         model.train(); // LoRA dropout active, as in fine-tuning
         var named = sites.SelectMany(s => new[]
@@ -89,18 +95,25 @@ public static class FedLlmTrainStep
             }
         }
 
+        long trainableCount = trainable.Sum(p => p.numel());
+        long peak = ProcessMemory.PeakRssBytes(); // before the GEMM microbenchmark allocates its own operands
+        double ceiling = GemmCeiling.FlopsPerSecond(SmolLm135M, (long)options.Batch * options.Seq, weights.ComputeDtype);
         return new StepMeasurement
         {
             Implementation = "fedllm",
+            Precision = precision,
+            ActivationCheckpointing = activationCheckpointing,
+            StepFlops = BenchModels.StepFlops(SmolLm135M, trainableCount, options.Batch, options.Seq),
+            CeilingFlopsPerSecond = ceiling,
             Threads = torch.get_num_threads(),
             TokensPerStep = (long)options.Batch * options.Seq,
             StepSeconds = stepSeconds,
             CpuStepSeconds = cpuSeconds,
             Losses = losses,
-            PeakRssBytes = ProcessMemory.PeakRssBytes(),
+            PeakRssBytes = peak,
             RssAfterBuildBytes = rssAfterBuild,
             BuildSeconds = build.Elapsed.TotalSeconds,
-            TrainableParameters = trainable.Sum(p => p.numel()),
+            TrainableParameters = trainableCount,
         };
     }
 }

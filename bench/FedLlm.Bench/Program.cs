@@ -1,20 +1,23 @@
+using System.Text.Json;
 using FedLlm.Bench;
 
 // FedLlm.Bench: speed and memory of FedLlm's training step against the same step in plain PyTorch.
-// Measure in Release: dotnet run -c Release --project bench/FedLlm.Bench -- train-step
+// Measure in Release: dotnet run -c Release --project bench/FedLlm.Bench -- train-step [--precisions fp32,bf16,int8,nf4]
 var arguments = args.ToList();
 string command = arguments.Count > 0 && !arguments[0].StartsWith('-') ? arguments[0] : "train-step";
 if (arguments.Count > 0 && arguments[0] == command) arguments.RemoveAt(0);
 if (arguments.Contains("--help") || arguments.Contains("-h"))
 {
-    Console.WriteLine(TrainStepOptions.Usage);
+    Console.WriteLine(TrainStepOptions.Usage + "\n" + MemoryBenchmark.Usage);
     return 0;
 }
 if (command == "load") return LoadBenchmark.Run(arguments);
 if (command == "codec") return CodecBenchmark.Run(arguments);
 if (command == "transfer") return TransferBenchmark.Run(arguments);
 if (command == "transfer-one") return TransferBenchmark.RunOne(arguments);
-if (command != "train-step")
+if (command == "memory") return MemoryBenchmark.Run(arguments);
+if (command == "memory-one") return MemoryBenchmark.RunOne(arguments);
+if (command is not ("train-step" or "train-step-one"))
 {
     Console.Error.WriteLine($"unknown command '{command}'\n{TrainStepOptions.Usage}");
     return 2;
@@ -31,25 +34,31 @@ catch (ArgumentException e)
     return 2;
 }
 
-// Each round: FedLlm in this process, then PyTorch in a child, whose peak RSS is its own (ru_maxrss of the child).
-var rounds = new List<TrainStepRound>();
+if (command == "train-step-one")
+{
+    // A child of the sweep below: one precision, one process, the measurement as one JSON line on stdout.
+    var one = FedLlmTrainStep.Run(options, options.Precisions[0], options.ActivationCheckpointing[0], Console.Error);
+    Console.WriteLine(JsonSerializer.Serialize(one));
+    return 0;
+}
+
+BenchModels.EnsureCheckpoint(options.Checkpoint, FedLlmTrainStep.SmolLm135M, TorchSharp.torch.ScalarType.Float32, options.Seed, Console.Error);
+// Each round: every FedLlm precision in a child process of its own, then PyTorch (fp32 and bf16 if asked for).
+var rounds = new List<IReadOnlyList<StepMeasurement>>();
 for (int round = 1; round <= options.Rounds; round++)
 {
     if (options.Rounds > 1) Console.Error.WriteLine($"round {round} of {options.Rounds}");
-    var fedLlm = FedLlmTrainStep.Run(options, Console.Error);
-    GC.Collect();
-    GC.WaitForPendingFinalizers();
-    ProcessMemory.ReleaseFreeHeap();
-    var pyTorch = options.SkipPyTorch ? null : PyTorchBaseline.Run(options, Console.Error);
-    rounds.Add(new TrainStepRound(fedLlm, pyTorch));
+    var measured = new List<StepMeasurement>();
+    foreach (var precision in options.Precisions)
+        foreach (bool checkpointing in options.ActivationCheckpointing)
+            measured.Add(ChildProcess.Run<StepMeasurement>(new[] { "train-step-one" }.Concat(options.ChildArguments(precision, checkpointing)), Console.Error));
+    if (!options.SkipPyTorch)
+        foreach (var precision in options.Precisions.Where(p => p is "fp32" or "bf16"))
+            measured.Add(PyTorchBaseline.Run(options, precision, Console.Error));
+    rounds.Add(measured);
 }
 
-var report = new TrainStepReport
-{
-    Options = options,
-    Environment = TrainStepReport.DescribeEnvironment(),
-    Rounds = rounds,
-};
+var report = new SweepReport { Options = options, Environment = TrainStepReport.DescribeEnvironment(), Rounds = rounds };
 report.WriteTable();
 if (options.Json.Length > 0)
 {

@@ -7,7 +7,8 @@ namespace FedLlm.Bench;
 /// <summary>Runs bench/pytorch/train_step.py as a child process and reads the JSON line it prints.</summary>
 public static class PyTorchBaseline
 {
-    public static StepMeasurement Run(TrainStepOptions options, TextWriter log)
+    /// <param name="precision">fp32, or bf16: the frozen base in bfloat16 (model.to(bfloat16)), LoRA in fp32.</param>
+    public static StepMeasurement Run(TrainStepOptions options, string precision, TextWriter log)
     {
         if (!File.Exists(options.Script)) throw new FileNotFoundException($"PyTorch baseline script not found: {options.Script}");
         var start = new ProcessStartInfo(options.Python)
@@ -27,6 +28,8 @@ public static class PyTorchBaseline
             start.ArgumentList.Add(value.ToString(CultureInfo.InvariantCulture));
         }
 
+        start.ArgumentList.Add("--dtype");
+        start.ArgumentList.Add(precision);
         start.ArgumentList.Add("--lora-dropout");
         start.ArgumentList.Add(options.LoraDropout.ToString("R", CultureInfo.InvariantCulture));
 
@@ -41,7 +44,8 @@ public static class PyTorchBaseline
 
         string json = stdout.Split('\n').LastOrDefault(l => l.TrimStart().StartsWith('{'))
             ?? throw new InvalidDataException($"the PyTorch baseline printed no JSON line; stdout was: {stdout}");
-        return JsonSerializer.Deserialize<StepMeasurement>(json)
+        var measured = JsonSerializer.Deserialize<StepMeasurement>(json)
             ?? throw new InvalidDataException($"the PyTorch baseline printed 'null': {json}");
+        return measured with { Precision = precision };
     }
 }

@@ -10,6 +10,19 @@ public sealed record StepMeasurement
 {
     [JsonPropertyName("implementation")] public required string Implementation { get; init; }
     [JsonPropertyName("threads")] public int Threads { get; init; }
+
+    /// <summary>Base precision (fp32, bf16, int8, nf4) and whether layers were recomputed in backward.</summary>
+    [JsonPropertyName("precision")] public string Precision { get; init; } = "fp32";
+    [JsonPropertyName("activation_checkpointing")] public bool ActivationCheckpointing { get; init; }
+
+    /// <summary>FLOPs of one step by <see cref="BenchModels.StepFlops"/>, and the GEMM ceiling of the compute dtype (<see cref="GemmCeiling"/>).</summary>
+    [JsonPropertyName("step_flops")] public double StepFlops { get; init; }
+    [JsonPropertyName("ceiling_flops_per_s")] public double CeilingFlopsPerSecond { get; init; }
+
+    [JsonPropertyName("achieved_flops_per_s")] public double AchievedFlopsPerSecond => StepSeconds.Count == 0 ? 0 : StepFlops / MedianStepSeconds;
+
+    /// <summary>Model FLOPs utilisation: achieved FLOP/s over the measured ceiling of the same dtype.</summary>
+    [JsonPropertyName("mfu")] public double Mfu => CeilingFlopsPerSecond > 0 ? AchievedFlopsPerSecond / CeilingFlopsPerSecond : 0;
     [JsonPropertyName("tokens_per_step")] public long TokensPerStep { get; init; }
 
     /// <summary>Wall time of each timed step.</summary>

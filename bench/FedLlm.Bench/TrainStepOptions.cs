@@ -23,6 +23,15 @@ public sealed record TrainStepOptions
 
     public bool SkipPyTorch { get; init; }
 
+    /// <summary>Base precisions to measure, each in its own child process (peak RSS is per process): fp32, bf16, int8, nf4.</summary>
+    public IReadOnlyList<string> Precisions { get; init; } = new[] { "fp32" };
+
+    /// <summary>Activation checkpointing settings to measure: [false], [true] or both.</summary>
+    public IReadOnlyList<bool> ActivationCheckpointing { get; init; } = new[] { false };
+
+    /// <summary>Where the random SmolLM-135M-shaped checkpoint (fp32) is written once and loaded by every run.</summary>
+    public string Checkpoint { get; init; } = Path.Combine(Path.GetTempPath(), "fedllm-bench-smollm135m-fp32");
+
     /// <summary>Debian's interpreter: the pyenv <c>python3</c> first on PATH has no torch.</summary>
     public string Python { get; init; } = "/usr/bin/python3";
 
@@ -44,6 +53,12 @@ public sealed record TrainStepOptions
             --seed N        weights, adapters, tokens, dropout     default 2023
             --loss-chunk N  FedLlm loss rows per vocabulary chunk  default TrainingOptions.LossChunkTokens
             --lora-dropout P LoRA dropout, both sides               default 0.05
+            --precisions L  base precisions, comma-separated       default fp32
+                            (fp32,bf16,int8,nf4; PyTorch runs fp32 and bf16)
+            --base-dtype D  one precision (= --precisions D)
+            --activation-checkpointing          recompute layers in backward
+            --compare-activation-checkpointing  measure without and with it
+            --checkpoint DIR random checkpoint folder (written once) default /tmp/fedllm-bench-smollm135m-fp32
             --skip-pytorch  measure FedLlm only
             --python PATH   interpreter for the baseline           default /usr/bin/python3
             --script PATH   the baseline script                    default <bin>/pytorch/train_step.py
@@ -74,6 +89,11 @@ public sealed record TrainStepOptions
                 "--loss-chunk" => options with { LossChunk = Int() },
                 "--lora-dropout" => options with { LoraDropout = Double() },
                 "--skip-pytorch" => options with { SkipPyTorch = true },
+                "--precisions" => options with { Precisions = Precision(Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)) },
+                "--base-dtype" => options with { Precisions = Precision(new[] { Value() }) },
+                "--activation-checkpointing" => options with { ActivationCheckpointing = new[] { true } },
+                "--compare-activation-checkpointing" => options with { ActivationCheckpointing = new[] { false, true } },
+                "--checkpoint" => options with { Checkpoint = Value() },
                 "--python" => options with { Python = Value() },
                 "--script" => options with { Script = Value() },
                 "--json" => options with { Json = Value() },
@@ -82,6 +102,27 @@ public sealed record TrainStepOptions
         }
         options.Validate();
         return options;
+    }
+
+    static IReadOnlyList<string> Precision(IReadOnlyList<string> names)
+    {
+        foreach (var name in names) Quantization.BasePrecisionNames.Parse(name, "--precisions / --base-dtype");
+        return names.Count > 0 ? names : throw new ArgumentException("--precisions needs at least one of fp32, bf16, int8, nf4");
+    }
+
+    /// <summary>The flags that reproduce these options in a child process measuring one precision.</summary>
+    public IEnumerable<string> ChildArguments(string precision, bool activationCheckpointing)
+    {
+        var flags = new List<string>
+        {
+            "--steps", Steps.ToString(CultureInfo.InvariantCulture), "--warmup", Warmup.ToString(CultureInfo.InvariantCulture),
+            "--threads", Threads.ToString(CultureInfo.InvariantCulture), "--batch", Batch.ToString(CultureInfo.InvariantCulture),
+            "--seq", Seq.ToString(CultureInfo.InvariantCulture), "--seed", Seed.ToString(CultureInfo.InvariantCulture),
+            "--loss-chunk", LossChunk.ToString(CultureInfo.InvariantCulture), "--lora-dropout", LoraDropout.ToString("R", CultureInfo.InvariantCulture),
+            "--checkpoint", Checkpoint, "--base-dtype", precision,
+        };
+        if (activationCheckpointing) flags.Add("--activation-checkpointing");
+        return flags;
     }
 
     public void Validate()

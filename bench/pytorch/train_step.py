@@ -118,6 +118,7 @@ class Attention(nn.Module):
         k = self.k_proj(x).view(b, t, KV_HEADS, HEAD_DIM).transpose(1, 2)  # (B, kv, T, d)
         v = self.v_proj(x).view(b, t, KV_HEADS, HEAD_DIM).transpose(1, 2)  # (B, kv, T, d)
         cos, sin = self.rotary_emb(t)
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # transformers 4.31 casts the cached tables to x's dtype
         q, k = apply_rotary(q, k, cos, sin, position_ids)
         k = repeat_kv(k, HEADS // KV_HEADS)  # (B, h, T, d)
         v = repeat_kv(v, HEADS // KV_HEADS)
@@ -177,7 +178,7 @@ class LlamaForCausalLM(nn.Module):
     def forward(self, input_ids, labels):
         b, t = input_ids.shape
         position_ids = torch.arange(t, dtype=torch.long).unsqueeze(0).view(-1, t)
-        mask = causal_mask(b, t, torch.float32)
+        mask = causal_mask(b, t, self.embed_tokens.weight.dtype)
         h = self.embed_tokens(input_ids)  # (B, T, H)
         for layer in self.layers:
             h = layer(h, mask, position_ids)
@@ -227,6 +228,10 @@ def main():
     ap.add_argument("--seq", type=int, default=512)
     ap.add_argument("--seed", type=int, default=2023)
     ap.add_argument("--lora-dropout", type=float, default=LORA_DROPOUT)
+    ap.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32",
+                    help="bf16: every frozen base tensor (embeddings, norms, projections) cast with .to(bfloat16) after "
+                         "the fp32 random init, LoRA A/B and their AdamW state fp32 (PEFT's casting of x into the "
+                         "adapter dtype), no autocast; fp32: everything fp32")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -237,6 +242,11 @@ def main():
     model = LlamaForCausalLM()
     random_weights(model, generator)
     adapters = inject_lora(model, args.lora_dropout)
+    if args.dtype == "bf16":
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_" not in name:
+                    p.data = p.data.to(torch.bfloat16)
     model.train()  # LoRA dropout active, as in fine-tuning
     optimizer = torch.optim.AdamW(adapters, lr=5e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     build_seconds = time.perf_counter() - t0
@@ -266,6 +276,7 @@ def main():
     median = statistics.median(step_seconds)
     print(json.dumps({
         "implementation": "pytorch",
+        "precision": args.dtype,
         "torch_version": torch.__version__,
         "threads": torch.get_num_threads(),
         "tokens_per_step": args.batch * args.seq,

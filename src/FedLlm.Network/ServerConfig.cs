@@ -84,6 +84,10 @@ public sealed class ClientConfig
 
     /// <summary>Base model folder; null = the embedded default (which the server must use too).</summary>
     public string? ModelPath { get; set; }
+
+    /// <summary>How this client stores its frozen base: fp32, bf16, int8 or nf4. Each client picks what its hardware
+    /// holds; adapters travel and train in fp32 whatever the base, so clients of different precisions federate.</summary>
+    public string BaseDtype { get; set; } = "fp32";
     public ClientDataSection Data { get; set; } = new();
 
     /// <summary>Where the client keeps SCAFFOLD's c_i and optimizer moments between rounds.</summary>

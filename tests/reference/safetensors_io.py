@@ -27,6 +27,8 @@ _DTYPES = {
     "BF16": (torch.bfloat16, "<i2"),  # numpy has no bfloat16: move the raw 16-bit pattern as int16
     "I64": (torch.int64, "<i8"),
     "I32": (torch.int32, "<i4"),
+    "I8": (torch.int8, "<i1"),
+    "U8": (torch.uint8, "<u1"),
 }
 _BY_TORCH = {torch_dtype: name for name, (torch_dtype, _) in _DTYPES.items()}
 

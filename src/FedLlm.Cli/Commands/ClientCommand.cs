@@ -1,3 +1,4 @@
+using FedLlm.Quantization;
 using System.ComponentModel;
 using FedLlm.Defaults;
 using FedLlm.Network;
@@ -40,6 +41,7 @@ public sealed class ClientCommand : Command<ClientSettings>
         using var client = new NetworkClient(connection, new NetworkClientOptions
         {
             ModelDirectory = modelDir,
+            BaseWeights = BaseWeights.Parse(config.BaseDtype, $"{s.Config}: base_dtype"),
             DataPath = dataPath,
             Template = config.Data.Template,
             SkipBad = config.Data.SkipBad,

@@ -1,4 +1,6 @@
 using System.ComponentModel;
+using FedLlm.Modeling;
+using FedLlm.Quantization;
 using FedLlm.Runtime;
 using Spectre.Console.Cli;
 
@@ -24,5 +26,25 @@ public class CommonSettings : CommandSettings
     [DefaultValue(2023L)]
     public long Seed { get; init; } = 2023;
 
+    [CommandOption("--base-dtype <DTYPE>")]
+    [Description("How the frozen base weights are stored and multiplied: fp32, bf16, int8 or nf4 (int8/nf4 compute in bf16). LoRA stays fp32.")]
+    [DefaultValue("fp32")]
+    public string BaseDtype { get; init; } = "fp32";
+
+    [CommandOption("--activation-checkpointing")]
+    [Description("Recompute each decoder layer's activations during backward: less memory, about one more forward pass of time.")]
+    public bool ActivationCheckpointing { get; init; }
+
     public void ApplyRuntime() => TorchRuntime.ConfigureThreads(Threads);
+
+    /// <summary>The base precision of --base-dtype; throws naming the flag on a bad value.</summary>
+    public BaseWeights BaseWeights() => Quantization.BaseWeights.Parse(BaseDtype);
+
+    /// <summary>Loads the model as --base-dtype and --activation-checkpointing say: the one call every command uses.</summary>
+    public LlamaForCausalLM LoadModel(string modelDir, TorchSharp.torch.Device device)
+    {
+        var model = ModelLoader.Load(modelDir, BaseWeights(), device);
+        model.ActivationCheckpointing = ActivationCheckpointing;
+        return model;
+    }
 }

@@ -56,11 +56,12 @@ internal static class DpoTraining
         training.Validate();
         lora.Validate();
         dpo.Validate();
+        if (s.ActivationCheckpointing) throw new ArgumentException("--activation-checkpointing is not supported with --task dpo yet (it applies to the SFT step)");
         string output = s.Output ?? Path.Combine("runs", $"train-dpo-{DateTime.Now:yyyyMMdd-HHmmss}");
 
         var tokenizer = TokenizerLoader.Load(modelDir);
         int padId = tokenizer.PadTokenId ?? 0;
-        using var model = ModelLoader.Load(modelDir, ScalarType.Float32, device);
+        using var model = s.LoadModel(modelDir, device);
         var builder = new PreferencePairBuilder(tokenizer, training.MaxSequenceLength,
             Math.Min(PreferencePairBuilder.DefaultMaxPromptLength, training.MaxSequenceLength / 2));
         var loadOptions = new DatasetLoadOptions { SkipBad = s.SkipBad };
@@ -70,7 +71,7 @@ internal static class DpoTraining
         var heldOut = evalPath is null ? null : DatasetLoader.ReadPreferences(kind, evalPath, loadOptions, new DataReadReport(), cancellationToken)
             .Take(s.EvalLimit ?? int.MaxValue).Select(r => builder.Build(r.Example)).ToList();
 
-        AnsiConsole.MarkupLineInterpolated($"[bold]FedLlm train --task dpo[/]  model [cyan]{modelDir}[/] ({model.Config.Family}, {model.Config.NumHiddenLayers} layers, hidden {model.Config.HiddenSize}, vocab {model.Config.VocabSize})");
+        AnsiConsole.MarkupLineInterpolated($"[bold]FedLlm train --task dpo[/]  model [cyan]{modelDir}[/] ({model.Config.Family}, {model.Config.NumHiddenLayers} layers, hidden {model.Config.HiddenSize}, vocab {model.Config.VocabSize}), base {s.BaseDtype}");
         AnsiConsole.MarkupLineInterpolated($"data [cyan]{dataPath}[/] ({kind.Info().Name}): {pairs.Count} pairs ({report}); {pairs.Count(p => p.Truncated)} truncated to {training.MaxSequenceLength} tokens; held-out: {heldOut?.Count.ToString() ?? "none"}");
         AnsiConsole.MarkupLineInterpolated($"DPO β={dpo.Beta}, reference = {(s.ReferenceAdapter is null ? "base model (adapters off)" : $"adapter {s.ReferenceAdapter} (also the starting point)")}; LoRA r={lora.Rank} alpha={lora.Alpha} dropout={lora.Dropout} on {string.Join(",", lora.TargetModules)}; {training.MaxSteps} steps × batch {training.BatchSize} × accumulation {training.GradientAccumulationSteps}, lr {training.LearningRate} {training.Schedule}; {threads} threads on {device}");
 

@@ -84,7 +84,7 @@ public sealed class EvalCommand : Command<EvalSettings>
             MaxNewTokens = s.MaxNewTokens ?? entry.DefaultMaxNewTokens ?? new EvaluationRunOptions().MaxNewTokens,
         };
 
-        using var model = ModelLoader.Load(modelDir, ScalarType.Float32, device);
+        using var model = s.LoadModel(modelDir, device);
         if (s.Adapter is not null) AdapterIO.Load(s.Adapter, model);
         var evaluationModel = new CausalLmEvaluationModel(model, tokenizer, s.BatchSize, s.MaxLength);
         AnsiConsole.MarkupLineInterpolated($"task [cyan]{task.Name}[/] on [cyan]{dataPath}[/]; model [cyan]{modelDir}[/]{(s.Adapter is null ? "" : $" + adapter {s.Adapter}")}; {s.FewShot}-shot, batch {s.BatchSize}, {TorchSharp.torch.get_num_threads()} threads on {device}");

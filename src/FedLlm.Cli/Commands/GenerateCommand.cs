@@ -49,7 +49,7 @@ public sealed class GenerateCommand : Command<GenerateSettings>
         string prompt = s.Template == "none" ? instruction : PromptTemplate.FromName(s.Template).FormatPrompt(instruction);
 
         var tokenizer = TokenizerLoader.Load(modelDir);
-        using var model = ModelLoader.Load(modelDir, ScalarType.Float32, device);
+        using var model = s.LoadModel(modelDir, device);
         if (s.Adapter is not null) AdapterIO.Load(s.Adapter, model);
         var options = new GenerationOptions
         {

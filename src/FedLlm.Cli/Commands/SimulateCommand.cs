@@ -9,6 +9,7 @@ using FedLlm.Federation;
 using FedLlm.Federation.Simulation;
 using FedLlm.Federation.Strategies;
 using FedLlm.Modeling;
+using FedLlm.Quantization;
 using FedLlm.Peft;
 using FedLlm.Runtime;
 using FedLlm.Tokenization;
@@ -30,6 +31,8 @@ public sealed class SimulateSettings : CommandSettings
     public string? Config { get; init; }
 
     [CommandOption("--model <DIR>")] public string? Model { get; init; }
+    [CommandOption("--base-dtype <DTYPE>")][Description("fp32, bf16, int8 or nf4 (YAML model.base_dtype)")] public string? BaseDtype { get; init; }
+    [CommandOption("--activation-checkpointing")][Description("Recompute layer activations in backward (YAML model.activation_checkpointing)")] public bool? ActivationCheckpointing { get; init; }
     [CommandOption("--data <FILE>")] public string? Data { get; init; }
     [CommandOption("--eval-data <FILE>")] public string? EvalData { get; init; }
     [CommandOption("--eval-limit <N>")] public int? EvalLimit { get; init; }
@@ -102,7 +105,8 @@ public sealed class SimulateCommand : Command<SimulateSettings>
 
         var tokenizer = TokenizerLoader.Load(modelDir);
         int padId = tokenizer.PadTokenId ?? 0;
-        using var model = ModelLoader.Load(modelDir, ScalarType.Float32, device);
+        using var model = ModelLoader.Load(modelDir, BaseWeights.Parse(config.Model.BaseDtype, "model.base_dtype / --base-dtype"), device);
+        model.ActivationCheckpointing = config.Model.ActivationCheckpointing;
         LoraInjector.Inject(model, lora, new Generator((ulong)options.Seed));
         using var data = dpo
             ? PreferenceClients(config, defaults, model, tokenizer, options, padId, cancellationToken)
@@ -304,6 +308,8 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         if (s.Beta is not null) c.Dpo.Beta = s.Beta.Value;
         if (s.ReferenceAdapter is not null) c.Dpo.ReferenceAdapter = s.ReferenceAdapter;
         if (s.Model is not null) c.Model.Path = s.Model;
+        if (s.BaseDtype is not null) c.Model.BaseDtype = s.BaseDtype;
+        if (s.ActivationCheckpointing is not null) c.Model.ActivationCheckpointing = s.ActivationCheckpointing.Value;
         if (s.Data is not null) c.Data.Path = s.Data;
         if (s.EvalData is not null) c.Data.EvalPath = s.EvalData;
         if (s.EvalLimit is not null) c.Data.EvalLimit = s.EvalLimit;

@@ -135,14 +135,14 @@ public sealed class TrainCommand : Command<TrainSettings>
         string output = s.Output ?? Path.Combine("runs", $"train-{DateTime.Now:yyyyMMdd-HHmmss}");
 
         var tokenizer = TokenizerLoader.Load(modelDir);
-        using var model = ModelLoader.Load(modelDir, ScalarType.Float32, device);
+        using var model = s.LoadModel(modelDir, device);
         var read = AlpacaReader.ReadAll(dataPath, new AlpacaReadOptions { SkipBad = s.SkipBad });
         var builder = new SftExampleBuilder(tokenizer, template, training.MaxSequenceLength);
         var examples = read.Examples.Select(builder.Build).ToList();
         var heldOut = evalPath is null ? null : AlpacaReader.ReadAll(evalPath, new AlpacaReadOptions { SkipBad = s.SkipBad }).Examples
             .Take(s.EvalLimit ?? int.MaxValue).ToList();
 
-        AnsiConsole.MarkupLineInterpolated($"[bold]FedLlm train[/]  model [cyan]{modelDir}[/] ({model.Config.Family}, {model.Config.NumHiddenLayers} layers, hidden {model.Config.HiddenSize}, vocab {model.Config.VocabSize})");
+        AnsiConsole.MarkupLineInterpolated($"[bold]FedLlm train[/]  model [cyan]{modelDir}[/] ({model.Config.Family}, {model.Config.NumHiddenLayers} layers, hidden {model.Config.HiddenSize}, vocab {model.Config.VocabSize}), base {s.BaseDtype}{(s.ActivationCheckpointing ? ", activation checkpointing" : "")}");
         AnsiConsole.MarkupLineInterpolated($"data [cyan]{dataPath}[/]: {examples.Count} examples ({read.Report}); {examples.Count(e => e.Truncated)} truncated to {training.MaxSequenceLength} tokens");
         AnsiConsole.MarkupLineInterpolated($"LoRA r={lora.Rank} alpha={lora.Alpha} dropout={lora.Dropout} on {string.Join(",", lora.TargetModules)}; {training.MaxSteps} steps × batch {training.BatchSize} × accumulation {training.GradientAccumulationSteps}, lr {training.LearningRate} {training.Schedule}; {threads} threads on {device}");
 

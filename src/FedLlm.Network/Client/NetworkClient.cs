@@ -16,6 +16,9 @@ namespace FedLlm.Network.Client;
 public sealed record NetworkClientOptions
 {
     public required string ModelDirectory { get; init; }
+
+    /// <summary>The frozen base's storage (fp32 unless the client's config says otherwise).</summary>
+    public Quantization.BaseWeights BaseWeights { get; init; } = Quantization.BaseWeights.Fp32;
     public required string DataPath { get; init; }
     public string Template { get; init; } = "alpaca";
     public bool SkipBad { get; init; }
@@ -144,7 +147,7 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
         var builder = new SftExampleBuilder(tokenizer, PromptTemplate.FromName(options.Template), federation.MaxSequenceLength);
         var shard = read.Examples.Select(builder.Build).ToList();
         if (shard.Count == 0) throw new InvalidDataException($"{options.DataPath}: no training examples");
-        var model = ModelLoader.Load(options.ModelDirectory, ScalarType.Float32);
+        var model = ModelLoader.Load(options.ModelDirectory, options.BaseWeights);
         // The initial LoRA values do not matter: every round loads the server's global adapter over them.
         LoraInjector.Inject(model, lora, new Generator((ulong)federation.Seed));
         if (store.BindToRun(join.RunId)) logger.LogWarning("client {Client}: removed state of an earlier run from {Directory}", connection.ClientId, store.Directory);

@@ -44,7 +44,7 @@ public static class ServerProcess
         Directory.CreateDirectory(output);
         string runId = RunId(output);
 
-        using var model = ModelLoader.Load(modelDir, ScalarType.Float32);
+        using var model = ModelLoader.Load(modelDir, Quantization.BaseWeights.Parse(config.Model.BaseDtype, "model.base_dtype"));
         LoraInjector.Inject(model, lora, new Generator((ulong)options.Seed));
         var initial = AdapterTensors.Snapshot(model);
         Func<IReadOnlyDictionary<string, Tensor>, EvaluationResult>? evaluate = null;

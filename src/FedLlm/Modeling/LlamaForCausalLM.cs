@@ -14,17 +14,27 @@ public sealed class LlamaForCausalLM : nn.Module
     private readonly DenseLinear? lm_head; // absent when the head shares the embedding matrix
     private readonly RotaryEmbedding rotary;
 
-    public LlamaForCausalLM(LlamaConfig config, ScalarType dtype = ScalarType.Float32, Device? device = null) : base(nameof(LlamaForCausalLM))
+    /// <param name="dtype">Activations, embeddings, norms and the head.</param>
+    /// <param name="baseLayers">Builds the seven decoder projections (dense in <paramref name="dtype"/> by default; int8 or NF4 when loaded so).
+    /// The head stays dense, as bitsandbytes leaves lm_head unquantised.</param>
+    public LlamaForCausalLM(LlamaConfig config, ScalarType dtype = ScalarType.Float32, Device? device = null, FrozenLinearFactory? baseLayers = null)
+        : base(nameof(LlamaForCausalLM))
     {
         config.Validate();
         Config = config;
         Dtype = dtype;
         Device = device ?? CPU;
-        model = new LlamaModel(config, dtype, device);
+        model = new LlamaModel(config, dtype, device, baseLayers);
         lm_head = config.TieWordEmbeddings ? null : new DenseLinear(config.HiddenSize, config.VocabSize, false, dtype, device);
         rotary = new RotaryEmbedding(config, device);
         RegisterComponents();
     }
+
+    /// <summary>
+    /// Recompute each decoder layer's activations during backward instead of keeping them (HF's
+    /// gradient_checkpointing_enable); <see cref="Training.CausalLmStep"/> honours it. Same gradients, less memory, one more forward.
+    /// </summary>
+    public bool ActivationCheckpointing { get; set; }
 
     public LlamaConfig Config { get; }
     public ScalarType Dtype { get; }
@@ -40,16 +50,24 @@ public sealed class LlamaForCausalLM : nn.Module
     /// <param name="positionIds">(B, T) int64; default past..past+T-1 as transformers does without explicit positions.</param>
     public Tensor HiddenStates(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null)
     {
+        var (cos, sin, mask) = AttentionInputs(inputIds, attentionMask, positionIds, cache);
+        using var _cos = cos;
+        using var _sin = sin;
+        using var _mask = mask;
+        var hidden = model.Forward(inputIds, cos, sin, mask, cache);
+        cache?.Advance(inputIds.shape[1]);
+        return hidden;
+    }
+
+    /// <summary>Rotary tables (B, 1, T, d) and the attention mask (or null) every decoder layer takes; owned by the caller.</summary>
+    internal (Tensor Cos, Tensor Sin, Tensor? Mask) AttentionInputs(Tensor inputIds, Tensor? attentionMask, Tensor? positionIds = null, KvCache? cache = null)
+    {
         long B = inputIds.shape[0], T = inputIds.shape[1];
         long past = cache?.Length ?? 0;
         using var positions = positionIds?.alias() ?? arange(past, past + T, ScalarType.Int64, inputIds.device).unsqueeze(0).expand(B, T);
         var (cos, sin) = rotary.Tables(positions, Dtype);
-        using var _cos = cos;
-        using var _sin = sin;
-        using var mask = AttentionMask.Build(attentionMask, T, past, Config.SlidingWindow, inputIds.device);
-        var hidden = model.Forward(inputIds, cos, sin, mask, cache);
-        cache?.Advance(T);
-        return hidden;
+        var mask = AttentionMask.Build(attentionMask, T, past, Config.SlidingWindow, inputIds.device);
+        return (cos, sin, mask);
     }
 
     /// <summary>Logits (B, T, V) for every position.</summary>

@@ -22,16 +22,17 @@ public sealed class LlamaAttention : nn.Module
     private nn.Module<Tensor, Tensor> o_proj;
     private readonly int heads, kvHeads, headDim, layerIndex;
 
-    public LlamaAttention(LlamaConfig c, int layerIndex, ScalarType dtype, Device? device) : base(nameof(LlamaAttention))
+    public LlamaAttention(LlamaConfig c, int layerIndex, ScalarType dtype, Device? device, FrozenLinearFactory? linear = null) : base(nameof(LlamaAttention))
     {
         heads = c.NumAttentionHeads;
         kvHeads = c.NumKeyValueHeads;
         headDim = c.HeadDim;
         this.layerIndex = layerIndex;
-        q_proj = new DenseLinear(c.HiddenSize, heads * headDim, c.QkvBias, dtype, device);
-        k_proj = new DenseLinear(c.HiddenSize, kvHeads * headDim, c.QkvBias, dtype, device);
-        v_proj = new DenseLinear(c.HiddenSize, kvHeads * headDim, c.QkvBias, dtype, device);
-        o_proj = new DenseLinear(heads * headDim, c.HiddenSize, c.OutputBias, dtype, device);
+        linear ??= DenseLinear.Create;
+        q_proj = linear(c.HiddenSize, heads * headDim, c.QkvBias, dtype, device);
+        k_proj = linear(c.HiddenSize, kvHeads * headDim, c.QkvBias, dtype, device);
+        v_proj = linear(c.HiddenSize, kvHeads * headDim, c.QkvBias, dtype, device);
+        o_proj = linear(heads * headDim, c.HiddenSize, c.OutputBias, dtype, device);
         RegisterComponents();
     }
 
@@ -115,11 +116,12 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     private nn.Module<Tensor, Tensor> up_proj;
     private nn.Module<Tensor, Tensor> down_proj;
 
-    public LlamaMlp(LlamaConfig c, ScalarType dtype, Device? device) : base(nameof(LlamaMlp))
+    public LlamaMlp(LlamaConfig c, ScalarType dtype, Device? device, FrozenLinearFactory? linear = null) : base(nameof(LlamaMlp))
     {
-        gate_proj = new DenseLinear(c.HiddenSize, c.IntermediateSize, c.MlpBias, dtype, device);
-        up_proj = new DenseLinear(c.HiddenSize, c.IntermediateSize, c.MlpBias, dtype, device);
-        down_proj = new DenseLinear(c.IntermediateSize, c.HiddenSize, c.MlpBias, dtype, device);
+        linear ??= DenseLinear.Create;
+        gate_proj = linear(c.HiddenSize, c.IntermediateSize, c.MlpBias, dtype, device);
+        up_proj = linear(c.HiddenSize, c.IntermediateSize, c.MlpBias, dtype, device);
+        down_proj = linear(c.IntermediateSize, c.HiddenSize, c.MlpBias, dtype, device);
         RegisterComponents();
     }
 
@@ -160,10 +162,10 @@ public sealed class LlamaDecoderLayer : nn.Module
     private readonly RmsNorm input_layernorm;
     private readonly RmsNorm post_attention_layernorm;
 
-    public LlamaDecoderLayer(LlamaConfig c, int layerIndex, ScalarType dtype, Device? device) : base(nameof(LlamaDecoderLayer))
+    public LlamaDecoderLayer(LlamaConfig c, int layerIndex, ScalarType dtype, Device? device, FrozenLinearFactory? linear = null) : base(nameof(LlamaDecoderLayer))
     {
-        self_attn = new LlamaAttention(c, layerIndex, dtype, device);
-        mlp = new LlamaMlp(c, dtype, device);
+        self_attn = new LlamaAttention(c, layerIndex, dtype, device, linear);
+        mlp = new LlamaMlp(c, dtype, device, linear);
         input_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
         post_attention_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
         RegisterComponents();
@@ -190,17 +192,18 @@ public sealed class LlamaModel : nn.Module
     private readonly ModuleList<LlamaDecoderLayer> layers;
     private readonly RmsNorm norm;
 
-    public LlamaModel(LlamaConfig c, ScalarType dtype, Device? device) : base(nameof(LlamaModel))
+    public LlamaModel(LlamaConfig c, ScalarType dtype, Device? device, FrozenLinearFactory? linear = null) : base(nameof(LlamaModel))
     {
         embed_tokens = new TokenEmbedding(c.VocabSize, c.HiddenSize, dtype, device);
         layers = new ModuleList<LlamaDecoderLayer>();
-        for (int i = 0; i < c.NumHiddenLayers; i++) layers.Add(new LlamaDecoderLayer(c, i, dtype, device));
+        for (int i = 0; i < c.NumHiddenLayers; i++) layers.Add(new LlamaDecoderLayer(c, i, dtype, device, linear));
         norm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
         RegisterComponents();
     }
 
     public TokenEmbedding EmbedTokens => embed_tokens;
     public IReadOnlyList<LlamaDecoderLayer> Layers => layers.ToList();
+    public RmsNorm FinalNorm => norm;
 
     /// <summary>Runs the stack; returns the final-normed hidden states (B, T, H).</summary>
     public Tensor Forward(Tensor inputIds, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache)

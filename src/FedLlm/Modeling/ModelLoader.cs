@@ -1,4 +1,6 @@
 using FedLlm.Checkpoints;
+using FedLlm.Quantization;
+using FedLlm.Runtime;
 using static TorchSharp.torch;
 
 namespace FedLlm.Modeling;
@@ -10,20 +12,32 @@ public static class ModelLoader
     /// Reads config.json and the safetensors weights (single file or sharded). Each tensor is read straight into the
     /// parameter that owns it (converted from BF16/F16 chunk by chunk), so loading never holds two copies of the model.
     /// </summary>
-    public static LlamaForCausalLM Load(string directory, ScalarType dtype = ScalarType.Float32, Device? device = null)
+    public static LlamaForCausalLM Load(string directory, ScalarType dtype = ScalarType.Float32, Device? device = null) =>
+        Load(directory, new BaseWeights(dtype == ScalarType.Float32 ? BasePrecision.Fp32 : BasePrecision.Bf16) { ComputeDtype = dtype }, device);
+
+    /// <summary>
+    /// As <see cref="Load(string, ScalarType, Device?)"/>, with the base stored as <paramref name="weights"/> says
+    /// (<c>--base-dtype fp32|bf16|int8|nf4</c>: <c>ModelLoader.Load(dir, BaseWeights.Parse(text), device)</c>).
+    /// Quantised projections are quantised tensor by tensor as they are read, so peak memory is the quantised model
+    /// plus one full-precision tensor (and its float32 working copy), never the full-precision model.
+    /// </summary>
+    public static LlamaForCausalLM Load(string directory, BaseWeights weights, Device? device = null)
     {
         if (!Directory.Exists(directory)) throw new ModelConfigException($"{directory}: model folder not found");
         var config = LlamaConfig.Load(Path.Combine(directory, "config.json"));
         using var checkpoint = CheckpointFolder.Open(directory);
-        var model = new LlamaForCausalLM(config, dtype, device);
+        var model = new LlamaForCausalLM(config, weights.ComputeDtype, device, weights.LayerFactory);
         try
         {
             using var noGrad = no_grad();
             foreach (var (name, parameter) in model.named_parameters())
+                checkpoint.ReadInto(Require(checkpoint, directory, config, name), parameter);
+            foreach (var (path, module) in model.named_modules())
             {
-                if (!checkpoint.Contains(name))
-                    throw new CheckpointException($"{directory}: the checkpoint has no tensor '{name}' that a {config.Family} model with this config.json needs");
-                checkpoint.ReadInto(name, parameter);
+                if (module is not QuantizedLinear quantized) continue;
+                using (var weight = checkpoint.Read(Require(checkpoint, directory, config, path + ".weight")))
+                    quantized.LoadWeight(weight);
+                NativeHeap.Trim(); // see NativeHeap: without it, freed full-precision tensors stay resident as heap holes
             }
             model.FreezeAll();
             return model;
@@ -35,9 +49,16 @@ public static class ModelLoader
         }
     }
 
+    static string Require(CheckpointFolder checkpoint, string directory, LlamaConfig config, string name) =>
+        checkpoint.Contains(name)
+            ? name
+            : throw new CheckpointException($"{directory}: the checkpoint has no tensor '{name}' that a {config.Family} model with this config.json needs");
+
     /// <summary>Writes config.json and model.safetensors (sharded above <paramref name="maxShardBytes"/>) like save_pretrained.</summary>
     public static void Save(string directory, LlamaForCausalLM model, long maxShardBytes = 5L << 30)
     {
+        if (model.named_modules().Any(m => m.module is QuantizedLinear))
+            throw new InvalidOperationException("cannot save a model with an int8/NF4 base as a Hugging Face checkpoint; load it with --base-dtype fp32 or bf16");
         Directory.CreateDirectory(directory);
         var config = model.Config with { TorchDtype = model.Dtype switch { ScalarType.BFloat16 => "bfloat16", ScalarType.Float16 => "float16", _ => "float32" } };
         config.Save(Path.Combine(directory, "config.json"));

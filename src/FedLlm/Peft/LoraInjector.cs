@@ -33,7 +33,7 @@ public static class LoraInjector
 
     static LoraLinear Wrap(nn.Module<Tensor, Tensor> module, LoraOptions options, Generator? generator, string path) => module switch
     {
-        DenseLinear dense => new LoraLinear(dense, options, generator),
+        FrozenLinear frozen => new LoraLinear(frozen, options, generator),
         _ => throw new InvalidOperationException($"{path}: cannot wrap a {module.GetType().Name} in LoRA"),
     };
 

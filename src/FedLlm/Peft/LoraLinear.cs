@@ -17,28 +17,28 @@ namespace FedLlm.Peft;
 /// </remarks>
 public sealed class LoraLinear : nn.Module<Tensor, Tensor>
 {
-    private readonly DenseLinear base_layer;
+    private readonly FrozenLinear base_layer;
     private readonly AdapterWeight lora_A;
     private readonly AdapterWeight lora_B;
     private readonly double dropout;
 
-    public LoraLinear(DenseLinear baseLayer, LoraOptions options, Generator? generator = null) : base(nameof(LoraLinear))
+    public LoraLinear(FrozenLinear baseLayer, LoraOptions options, Generator? generator = null) : base(nameof(LoraLinear))
     {
         options.Validate();
         base_layer = baseLayer;
         Rank = options.Rank;
         Scaling = options.Scaling;
         dropout = options.Dropout;
-        var device = baseLayer.Weight.device;
-        // Adapters train in fp32 over any lower-precision base; a float64 base (gradient checks) keeps float64.
-        var dtype = baseLayer.Weight.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+        var device = baseLayer.Device;
+        // Adapters train in fp32 over any lower-precision base (bf16, int8, NF4); a float64 base (gradient checks) keeps float64.
+        var dtype = baseLayer.ComputeDtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
         lora_A = new AdapterWeight(Rank, baseLayer.InFeatures, dtype, device);
         lora_B = new AdapterWeight(baseLayer.OutFeatures, Rank, dtype, device);
         ResetParameters(generator);
         RegisterComponents();
     }
 
-    public DenseLinear BaseLayer => base_layer;
+    public FrozenLinear BaseLayer => base_layer;
     public Parameter LoraA => lora_A.Weight;
     public Parameter LoraB => lora_B.Weight;
     public int Rank { get; }
@@ -103,16 +103,21 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         return product * Scaling;
     }
 
-    /// <summary>Folds the adapter into the base weight. The sum is checked on a copy first, so a NaN never reaches the base.</summary>
+    /// <summary>
+    /// Folds the adapter into the base weight. The sum is checked on a copy first, so a NaN never reaches the base.
+    /// A quantised base (int8, NF4) refuses: re-quantising the sum would silently change the model.
+    /// </summary>
     public void Merge()
     {
         if (Merged) return;
+        if (!base_layer.SupportsMerge) throw new NotSupportedException(base_layer.MergeUnsupportedMessage);
         using var _ = no_grad();
         using var delta = DeltaWeight();
-        using var merged = base_layer.Weight.to(delta.dtype) + delta;
+        using var current = base_layer.DequantizedWeight(delta.dtype);
+        using var merged = current + delta;
         if (!merged.isfinite().all().item<bool>())
             throw new InvalidOperationException("merging the LoRA adapter would put NaN or Inf into the base weight");
-        base_layer.Weight.copy_(merged);
+        base_layer.OverwriteWeight(merged);
         Merged = true;
     }
 
@@ -122,8 +127,9 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         if (!Merged) return;
         using var _ = no_grad();
         using var delta = DeltaWeight();
-        using var restored = base_layer.Weight.to(delta.dtype) - delta;
-        base_layer.Weight.copy_(restored);
+        using var current = base_layer.DequantizedWeight(delta.dtype);
+        using var restored = current - delta;
+        base_layer.OverwriteWeight(restored);
         Merged = false;
     }
 

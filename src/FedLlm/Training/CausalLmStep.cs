@@ -15,6 +15,8 @@ namespace FedLlm.Training;
 /// them chunk by chunk into a detached copy of those hidden states, freeing each chunk's logits at once, and
 /// (4) back-propagates the accumulated hidden-state gradient through the decoder. The result equals
 /// <c>CausalLmLoss(...).backward()</c> up to float summation order.
+/// With <see cref="LlamaForCausalLM.ActivationCheckpointing"/>, step (1) keeps only each layer's input and step (4)
+/// recomputes the layers one at a time (<see cref="CheckpointedDecoder"/>).
 /// </remarks>
 public static class CausalLmStep
 {
@@ -28,7 +30,11 @@ public static class CausalLmStep
     {
         using var scope = NewDisposeScope();
         long T = inputIds.shape[1];
-        var hidden = model.HiddenStates(inputIds, attentionMask);                   // (B, T, H)
+        CheckpointedDecoder? decoder = null;
+        Tensor? lastHidden = null;
+        if (model.ActivationCheckpointing) (decoder, lastHidden) = CheckpointedDecoder.Forward(model, inputIds, attentionMask);
+        using var _decoder = decoder;
+        var hidden = lastHidden is null ? model.HiddenStates(inputIds, attentionMask) : model.Model.FinalNorm.forward(lastHidden); // (B, T, H)
         var shiftedHidden = hidden.narrow(1, 0, T - 1).reshape(-1, hidden.shape[2]); // (B*(T-1), H)
         var shiftedLabels = labels.narrow(1, 1, T - 1).reshape(-1);                  // (B*(T-1))
         var rows = shiftedLabels.ne(-100).nonzero().squeeze(-1);                     // (N)
@@ -50,6 +56,7 @@ public static class CausalLmStep
             (chunkLoss * (lossScale / labelled)).backward();
         }
         selectedHidden.backward(new[] { leaf.grad! });
+        if (decoder is not null) decoder.Backward(lastHidden!.grad!);
         return (lossSum / labelled, labelled);
     }
 }

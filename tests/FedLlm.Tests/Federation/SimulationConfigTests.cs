@@ -130,4 +130,21 @@ public class SimulationConfigTests
         var error = Assert.Throws<ArgumentException>(() => typo.Strategy.ToOptions("fedadam", 2));
         Assert.Contains("fedadm", error.Message);
     }
+
+    [Fact]
+    public void Reads_the_base_dtype_and_activation_checkpointing_and_names_a_bad_dtype()
+    {
+        var config = SimulationConfig.Load(Write("""
+            model:
+              base_dtype: nf4
+              activation_checkpointing: true
+            """));
+        Assert.Equal("nf4", config.Model.BaseDtype);
+        Assert.True(config.Model.ActivationCheckpointing);
+        Assert.Equal("fp32", SimulationConfig.Load(Write("model:\n  path: x\n")).Model.BaseDtype);
+
+        string bad = Write("model:\n  base_dtype: int4\n");
+        var e = Assert.Throws<ArgumentException>(() => SimulationConfig.Load(bad));
+        Assert.Contains($"{bad}: model.base_dtype 'int4' is not one of fp32, bf16, int8 or nf4", e.Message);
+    }
 }

@@ -34,6 +34,12 @@ public sealed class SimulationConfig
     {
         /// <summary>Checkpoint folder; null = the embedded default.</summary>
         public string? Path { get; set; }
+
+        /// <summary>How the frozen base is stored: fp32, bf16, int8 or nf4 (see Quantization.BasePrecision).</summary>
+        public string BaseDtype { get; set; } = "fp32";
+
+        /// <summary>Recompute each decoder layer's activations during backward.</summary>
+        public bool ActivationCheckpointing { get; set; }
     }
 
     public sealed class DataSection
@@ -207,7 +213,9 @@ public sealed class SimulationConfig
         var deserializer = new DeserializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance).Build();
         try
         {
-            return deserializer.Deserialize<SimulationConfig>(File.ReadAllText(path)) ?? new SimulationConfig();
+            var config = deserializer.Deserialize<SimulationConfig>(File.ReadAllText(path)) ?? new SimulationConfig();
+            Quantization.BasePrecisionNames.Parse(config.Model.BaseDtype, $"{path}: model.base_dtype"); // fail at load, naming the key
+            return config;
         }
         catch (YamlException e)
         {
