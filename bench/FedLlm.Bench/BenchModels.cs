@@ -54,4 +54,27 @@ public static class BenchModels
     public static long ModelBytes(LlamaForCausalLM model) =>
         model.parameters().Sum(p => p.NumberOfElements * p.ElementSize)
         + model.named_modules().Select(m => m.module).OfType<QuantizedLinear>().Sum(q => q.WeightBytes);
+
+    /// <summary>A Llama-2-7B-shaped LoRA (hidden 4096, intermediate 11008, all seven projections of each layer), PEFT-keyed
+    /// lora_A (r × in) and lora_B (out × r), random, seeded: what the codec and transfer benchmarks send.</summary>
+    public static List<(string Name, Tensor Tensor)> Llama7BAdapter(int layers, int rank)
+    {
+        const int hidden = 4096, intermediate = 11008;
+        var projections = new (string Module, int In, int Out)[]
+        {
+            ("self_attn.q_proj", hidden, hidden), ("self_attn.k_proj", hidden, hidden), ("self_attn.v_proj", hidden, hidden),
+            ("self_attn.o_proj", hidden, hidden), ("mlp.gate_proj", hidden, intermediate), ("mlp.up_proj", hidden, intermediate),
+            ("mlp.down_proj", intermediate, hidden),
+        };
+        using var generator = new Generator(2026);
+        var adapter = new List<(string, Tensor)>();
+        for (int layer = 0; layer < layers; layer++)
+            foreach (var (module, inFeatures, outFeatures) in projections)
+            {
+                string prefix = $"base_model.model.model.layers.{layer}.{module}";
+                adapter.Add(($"{prefix}.lora_A.weight", (randn([rank, inFeatures], generator: generator) * 0.02f).DetachFromDisposeScope()));
+                adapter.Add(($"{prefix}.lora_B.weight", (randn([outFeatures, rank], generator: generator) * 0.02f).DetachFromDisposeScope()));
+            }
+        return adapter;
+    }
 }

@@ -17,14 +17,14 @@ public static class CodecBenchmark
 {
     public static int Run(IReadOnlyList<string> arguments)
     {
-        int layers = Option(arguments, "--layers", 32), rank = Option(arguments, "--rank", 32), repeats = Option(arguments, "--repeats", 3);
-        var adapter = BuildAdapter(layers, rank);
+        int layers = BenchArguments.Int(arguments, "--layers", 32), rank = BenchArguments.Int(arguments, "--rank", 32), repeats = BenchArguments.Int(arguments, "--repeats", 3);
+        var adapter = BenchModels.Llama7BAdapter(layers, rank);
         long fp32Bytes = adapter.Sum(t => t.Tensor.numel() * 4);
         Console.WriteLine($"adapter: {adapter.Count} tensors, {adapter.Sum(t => t.Tensor.numel()):N0} parameters, {fp32Bytes / 1e6:F1} MB fp32; " +
             $"torch threads {get_num_threads()}; best of {repeats}");
         Console.WriteLine("| encoding | payload MB | ratio | encode MB/s | decode MB/s | max abs error | peak RSS GB (cumulative) |");
         Console.WriteLine("|---|---|---|---|---|---|---|");
-        var encodings = StringOption(arguments, "--encodings", "fp32,bf16,fp16,int8,fp32+gzip,bf16+gzip,int8+gzip").Split(',');
+        var encodings = BenchArguments.String(arguments, "--encodings", "fp32,bf16,fp16,int8,fp32+gzip,bf16+gzip,int8+gzip").Split(',');
         foreach (var text in encodings)
         {
             var encoding = TransferEncoding.Parse(text);
@@ -77,39 +77,5 @@ public static class CodecBenchmark
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"validation of one update: {best:F3} s ({bytes / 1e6 / best:F0} MB/s), {verdict}, norm {verdict!.UpdateNorm:G6} (expected {0.001 * Math.Sqrt(adapter.Sum(t => t.Tensor.numel())):G6})"));
         foreach (var t in weights.Values) t.Dispose();
-    }
-
-    /// <summary>Llama-2-7B projections (hidden 4096, intermediate 11008), PEFT-keyed lora_A (r × in) and lora_B (out × r).</summary>
-    static List<(string Name, Tensor Tensor)> BuildAdapter(int layers, int rank)
-    {
-        const int hidden = 4096, intermediate = 11008;
-        var projections = new (string Module, int In, int Out)[]
-        {
-            ("self_attn.q_proj", hidden, hidden), ("self_attn.k_proj", hidden, hidden), ("self_attn.v_proj", hidden, hidden),
-            ("self_attn.o_proj", hidden, hidden), ("mlp.gate_proj", hidden, intermediate), ("mlp.up_proj", hidden, intermediate),
-            ("mlp.down_proj", intermediate, hidden),
-        };
-        using var generator = new Generator(2026);
-        var adapter = new List<(string, Tensor)>();
-        for (int layer = 0; layer < layers; layer++)
-            foreach (var (module, inFeatures, outFeatures) in projections)
-            {
-                string prefix = $"base_model.model.model.layers.{layer}.{module}";
-                adapter.Add(($"{prefix}.lora_A.weight", (randn([rank, inFeatures], generator: generator) * 0.02f).DetachFromDisposeScope()));
-                adapter.Add(($"{prefix}.lora_B.weight", (randn([outFeatures, rank], generator: generator) * 0.02f).DetachFromDisposeScope()));
-            }
-        return adapter;
-    }
-
-    static string StringOption(IReadOnlyList<string> arguments, string name, string fallback)
-    {
-        int index = arguments.ToList().IndexOf(name);
-        return index >= 0 && index + 1 < arguments.Count ? arguments[index + 1] : fallback;
-    }
-
-    static int Option(IReadOnlyList<string> arguments, string name, int fallback)
-    {
-        int index = arguments.ToList().IndexOf(name);
-        return index >= 0 && index + 1 < arguments.Count ? int.Parse(arguments[index + 1], CultureInfo.InvariantCulture) : fallback;
     }
 }

@@ -34,7 +34,7 @@ public static class TransferBenchmark
 
     public static int Run(IReadOnlyList<string> arguments)
     {
-        var encodings = StringOption(arguments, "--encodings", string.Join(",", DefaultEncodings)).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var encodings = BenchArguments.String(arguments, "--encodings", string.Join(",", DefaultEncodings)).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var passOn = arguments.Where((a, i) => a != "--encodings" && (i == 0 || arguments[i - 1] != "--encodings")).ToList();
         var results = new List<Result>();
         foreach (var encoding in encodings)
@@ -64,15 +64,15 @@ public static class TransferBenchmark
 
     public static int RunOne(IReadOnlyList<string> arguments)
     {
-        var encoding = TransferEncoding.Parse(StringOption(arguments, "--encoding", "fp32"));
-        int layers = int.Parse(StringOption(arguments, "--layers", "32"), CultureInfo.InvariantCulture);
-        int rank = int.Parse(StringOption(arguments, "--rank", "32"), CultureInfo.InvariantCulture);
+        var encoding = TransferEncoding.Parse(BenchArguments.String(arguments, "--encoding", "fp32"));
+        int layers = int.Parse(BenchArguments.String(arguments, "--layers", "32"), CultureInfo.InvariantCulture);
+        int rank = int.Parse(BenchArguments.String(arguments, "--rank", "32"), CultureInfo.InvariantCulture);
         return RunOneAsync(encoding, layers, rank).GetAwaiter().GetResult();
     }
 
     static async Task<int> RunOneAsync(TransferEncoding encoding, int layers, int rank)
     {
-        var global = BuildAdapter(layers, rank);
+        var global = BenchModels.Llama7BAdapter(layers, rank).ToDictionary(p => p.Name, p => p.Tensor);
         double adapterMB = AdapterTensors.Bytes(global) / 1e6;
         double baselineMB = ProcessMemory.RssBytes() / 1e6;
         var remote = new RemoteClients(new RemoteClientsOptions { Roster = new[] { "client-0" }, Encoding = encoding, MaxUpdateBytes = 8L << 30 },
@@ -106,34 +106,5 @@ public static class TransferBenchmark
         Console.WriteLine(JsonSerializer.Serialize(new Result(encoding.ToString(), adapterMB, traffic.Sent / 1e6, down, downCpu, traffic.Received / 1e6, up, upCpu,
             ProcessMemory.PeakRssBytes() / 1e6, baselineMB)));
         return 0;
-    }
-
-    /// <summary>Llama-2-7B projections (hidden 4096, intermediate 11008), PEFT-keyed lora_A (r × in) and lora_B (out × r),
-    /// as the codec benchmark builds them.</summary>
-    static Dictionary<string, Tensor> BuildAdapter(int layers, int rank)
-    {
-        const int hidden = 4096, intermediate = 11008;
-        var projections = new (string Module, int In, int Out)[]
-        {
-            ("self_attn.q_proj", hidden, hidden), ("self_attn.k_proj", hidden, hidden), ("self_attn.v_proj", hidden, hidden),
-            ("self_attn.o_proj", hidden, hidden), ("mlp.gate_proj", hidden, intermediate), ("mlp.up_proj", hidden, intermediate),
-            ("mlp.down_proj", intermediate, hidden),
-        };
-        using var generator = new Generator(2026);
-        var adapter = new Dictionary<string, Tensor>();
-        for (int layer = 0; layer < layers; layer++)
-            foreach (var (module, inFeatures, outFeatures) in projections)
-            {
-                string prefix = $"base_model.model.model.layers.{layer}.{module}";
-                adapter[$"{prefix}.lora_A.weight"] = (randn([rank, inFeatures], generator: generator) * 0.02f).DetachFromDisposeScope();
-                adapter[$"{prefix}.lora_B.weight"] = (randn([outFeatures, rank], generator: generator) * 0.02f).DetachFromDisposeScope();
-            }
-        return adapter;
-    }
-
-    static string StringOption(IReadOnlyList<string> arguments, string name, string fallback)
-    {
-        int index = arguments.ToList().IndexOf(name);
-        return index >= 0 && index + 1 < arguments.Count ? arguments[index + 1] : fallback;
     }
 }
