@@ -242,9 +242,13 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
                     await call.RequestStream.WriteAsync(new UpdateChunk { ControlDelta = chunk }, cancellationToken);
             await call.RequestStream.CompleteAsync();
         }
-        catch (Exception e) when (e is RpcException or InvalidOperationException)
+        catch (Exception e) when (e is RpcException or InvalidOperationException or IOException)
         {
-            // The server may answer (refuse) before reading everything; its reply says why.
+            // The server may answer (refuse) before reading everything; its reply says why. A write on a client stream
+            // whose connection broke (the server killed mid-upload) throws the transport's IOException as it is, not an
+            // RpcException: the response below then fails with the call's RpcException (Unavailable), which the run
+            // loop takes as "server away, rejoin". Letting the IOException out ended the client process instead, and a
+            // restarted server then waited forever for that client's update.
         }
         return await call.ResponseAsync;
     }
