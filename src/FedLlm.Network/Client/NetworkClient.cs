@@ -122,6 +122,11 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
         catch (OperationCanceledException)
         {
         }
+        catch (RpcException) when (cancellationToken.IsCancellationRequested)
+        {
+            // A heartbeat in flight when the loop is stopped ends as Cancelled; rethrown from the caller's finally, it
+            // would turn "the run has finished" into a reconnect to a server that has already exited.
+        }
     }
 
     /// <summary>Loads the model, LoRA layout and data on the first join; checks a later join describes the same run.</summary>
