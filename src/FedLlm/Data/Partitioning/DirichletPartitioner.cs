@@ -16,47 +16,22 @@ namespace FedLlm.Data.Partitioning;
 /// result is still a function of the seed. This conditions the distribution on the minimum; keep it small.</para>
 /// <para>Labels can be any category: FinGPT's sentiment, MathInstruct's <c>source</c>, or any named column.</para>
 /// </remarks>
-public sealed class DirichletPartitioner : IPartitioner
+public sealed class DirichletPartitioner(double alpha, int minExamplesPerClient = 1, int maxAttempts = 1000)
+    : DirichletDrawPartitioner(alpha, minExamplesPerClient, maxAttempts)
 {
-    /// <summary>Creates the partitioner.</summary>
-    /// <param name="alpha">Concentration α &gt; 0.</param>
-    /// <param name="minExamplesPerClient">Redraw until every client holds at least this many examples.</param>
-    /// <param name="maxAttempts">Give up after this many draws.</param>
-    public DirichletPartitioner(double alpha, int minExamplesPerClient = 1, int maxAttempts = 1000)
+    /// <inheritdoc />
+    public override string Description => FormattableString.Invariant($"dirichlet(α={Alpha})");
+
+    /// <inheritdoc />
+    public override bool UsesLabels => true;
+
+    private protected override string DrawName => "draw";
+
+    /// <summary>Per draw, for each label in ordinal order: shuffle its examples, draw proportions, cut into blocks.</summary>
+    private protected override Func<int[][]> Drawer(IReadOnlyList<string?> labels, int clientCount, SplitMix64 rng)
     {
-        if (!(alpha > 0) || double.IsInfinity(alpha)) throw new ArgumentOutOfRangeException(nameof(alpha), alpha, "α must be a positive finite number.");
-        ArgumentOutOfRangeException.ThrowIfNegative(minExamplesPerClient);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxAttempts);
-        Alpha = alpha;
-        MinExamplesPerClient = minExamplesPerClient;
-        MaxAttempts = maxAttempts;
-    }
-
-    /// <summary>The concentration α.</summary>
-    public double Alpha { get; }
-
-    /// <summary>The fewest examples a client may end with.</summary>
-    public int MinExamplesPerClient { get; }
-
-    /// <summary>How many draws are tried before giving up.</summary>
-    public int MaxAttempts { get; }
-
-    /// <inheritdoc />
-    public string Description => FormattableString.Invariant($"dirichlet(α={Alpha})");
-
-    /// <inheritdoc />
-    public bool UsesLabels => true;
-
-    /// <inheritdoc />
-    /// <exception cref="InvalidOperationException">No draw in <see cref="MaxAttempts"/> gave every client the minimum.</exception>
-    public ClientPartition Partition(IReadOnlyList<string?> labels, int clientCount, ulong seed)
-    {
-        PartitionerInput.Check(labels, clientCount);
         var groups = PartitionerInput.ByLabel(labels);
-        if ((long)MinExamplesPerClient * clientCount > labels.Count)
-            throw new ArgumentException($"{labels.Count} examples cannot give {clientCount} clients {MinExamplesPerClient} each.", nameof(labels));
-        var rng = new SplitMix64(seed);
-        for (var attempt = 0; attempt < MaxAttempts; attempt++)
+        return () =>
         {
             var clients = Enumerable.Range(0, clientCount).Select(_ => new List<int>()).ToArray();
             foreach (var indices in groups.Values)
@@ -71,17 +46,13 @@ public sealed class DirichletPartitioner : IPartitioner
                     start += counts[c];
                 }
             }
+            return clients.Select(c => c.ToArray()).ToArray();
+        };
+    }
 
-            if (clients.All(c => c.Count >= MinExamplesPerClient))
-            {
-                // Mix labels within a client, so its local batches are not label-sorted.
-                foreach (var c in clients) rng.Shuffle(c);
-                return new ClientPartition(clients.Select(c => c.ToArray()).ToArray(), labels.Count);
-            }
-        }
-
-        throw new InvalidOperationException(
-            $"No Dirichlet(α={Alpha}) draw in {MaxAttempts} gave each of {clientCount} clients at least {MinExamplesPerClient} of {labels.Count} examples; " +
-            "use fewer clients, a larger α or a smaller minimum.");
+    /// <summary>Mixes labels within a client, so its local batches are not label-sorted.</summary>
+    private protected override void Finish(int[][] clients, SplitMix64 rng)
+    {
+        foreach (var c in clients) rng.Shuffle(c);
     }
 }

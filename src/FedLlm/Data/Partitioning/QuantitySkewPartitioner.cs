@@ -8,51 +8,25 @@ namespace FedLlm.Data.Partitioning;
 /// </summary>
 /// <remarks>Sizes are largest-remainder rounded so they add up to the data set; a draw that leaves a client below
 /// <see cref="MinExamplesPerClient"/> is redrawn from the same stream, at most <see cref="MaxAttempts"/> times.</remarks>
-public sealed class QuantitySkewPartitioner : IPartitioner
+public sealed class QuantitySkewPartitioner(double alpha, int minExamplesPerClient = 1, int maxAttempts = 1000)
+    : DirichletDrawPartitioner(alpha, minExamplesPerClient, maxAttempts)
 {
-    /// <summary>Creates the partitioner.</summary>
-    /// <param name="alpha">Concentration α &gt; 0; small α gives very unequal sizes.</param>
-    /// <param name="minExamplesPerClient">Redraw until every client holds at least this many examples.</param>
-    /// <param name="maxAttempts">Give up after this many draws.</param>
-    public QuantitySkewPartitioner(double alpha, int minExamplesPerClient = 1, int maxAttempts = 1000)
+    /// <inheritdoc />
+    public override string Description => FormattableString.Invariant($"quantity skew(α={Alpha})");
+
+    /// <inheritdoc />
+    public override bool UsesLabels => false;
+
+    private protected override string DrawName => "size draw";
+
+    /// <summary>One shuffle of all examples, then per draw: Dirichlet proportions → sizes → consecutive blocks.</summary>
+    private protected override Func<int[][]> Drawer(IReadOnlyList<string?> labels, int clientCount, SplitMix64 rng)
     {
-        if (!(alpha > 0) || double.IsInfinity(alpha)) throw new ArgumentOutOfRangeException(nameof(alpha), alpha, "α must be a positive finite number.");
-        ArgumentOutOfRangeException.ThrowIfNegative(minExamplesPerClient);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxAttempts);
-        Alpha = alpha;
-        MinExamplesPerClient = minExamplesPerClient;
-        MaxAttempts = maxAttempts;
-    }
-
-    /// <summary>The concentration α.</summary>
-    public double Alpha { get; }
-
-    /// <summary>The fewest examples a client may end with.</summary>
-    public int MinExamplesPerClient { get; }
-
-    /// <summary>How many draws are tried before giving up.</summary>
-    public int MaxAttempts { get; }
-
-    /// <inheritdoc />
-    public string Description => FormattableString.Invariant($"quantity skew(α={Alpha})");
-
-    /// <inheritdoc />
-    public bool UsesLabels => false;
-
-    /// <inheritdoc />
-    /// <exception cref="InvalidOperationException">No draw in <see cref="MaxAttempts"/> gave every client the minimum.</exception>
-    public ClientPartition Partition(IReadOnlyList<string?> labels, int clientCount, ulong seed)
-    {
-        PartitionerInput.Check(labels, clientCount);
-        if ((long)MinExamplesPerClient * clientCount > labels.Count)
-            throw new ArgumentException($"{labels.Count} examples cannot give {clientCount} clients {MinExamplesPerClient} each.", nameof(labels));
-        var rng = new SplitMix64(seed);
         var order = Enumerable.Range(0, labels.Count).ToArray();
         rng.Shuffle(order);
-        for (var attempt = 0; attempt < MaxAttempts; attempt++)
+        return () =>
         {
             var sizes = RandomSampling.Apportion(RandomSampling.Dirichlet(rng, Alpha, clientCount), order.Length);
-            if (sizes.Any(s => s < MinExamplesPerClient)) continue;
             var clients = new int[clientCount][];
             var start = 0;
             for (var c = 0; c < clientCount; c++)
@@ -60,12 +34,7 @@ public sealed class QuantitySkewPartitioner : IPartitioner
                 clients[c] = order[start..(start + sizes[c])];
                 start += sizes[c];
             }
-
-            return new ClientPartition(clients, labels.Count);
-        }
-
-        throw new InvalidOperationException(
-            $"No Dirichlet(α={Alpha}) size draw in {MaxAttempts} gave each of {clientCount} clients at least {MinExamplesPerClient} of {labels.Count} examples; " +
-            "use fewer clients, a larger α or a smaller minimum.");
+            return clients;
+        };
     }
 }
