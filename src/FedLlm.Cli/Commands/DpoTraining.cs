@@ -95,9 +95,7 @@ internal static class DpoTraining
         DpoMetrics? before = heldOut is null || trainer.Step > 0 ? null
             : PreferenceEvaluation.Evaluate(model, heldOut, heldOutReference, dpo, padId, training.BatchSize, training.LossChunkTokens);
 
-        AnsiConsole.Progress()
-            .AutoClear(false)
-            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+        ProgressDisplay.Create()
             .Start(ctx =>
             {
                 var task = ctx.AddTask("dpo", maxValue: training.MaxSteps);

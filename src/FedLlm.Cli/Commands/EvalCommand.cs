@@ -91,9 +91,7 @@ public sealed class EvalCommand : Command<EvalSettings>
 
         var clock = Stopwatch.StartNew();
         EvaluationReport report = null!;
-        AnsiConsole.Progress()
-            .AutoClear(false)
-            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+        ProgressDisplay.Create()
             .Start(ctx =>
             {
                 var bar = ctx.AddTask(task.Name, maxValue: 1);

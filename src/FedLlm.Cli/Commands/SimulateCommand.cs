@@ -124,8 +124,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         foreach (var name in algorithms)
         {
             var strategy = StrategyFactory.Create(name, config.Strategy.ToOptions(name, options.TotalClients));
-            AnsiConsole.Progress().AutoClear(false)
-                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+            ProgressDisplay.Create()
                 .Start(ctx =>
                 {
                     var task = ctx.AddTask(name, maxValue: options.Rounds);
@@ -197,16 +196,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         var partition = Partition(config, options, labels);
         var shards = Enumerable.Range(0, options.TotalClients)
             .Select(c => (IClientDataset)new SftClientDataset(partition.Select(read.Examples, c).Select(builder.Build).ToList(), padId)).ToList();
-        Func<EvaluationResult>? evaluate = null;
-        if (heldOut is { Count: > 0 })
-        {
-            var evaluation = new HeldOutEvaluation(model, tokenizer, template, options.MaxSequenceLength);
-            evaluate = () =>
-            {
-                var scores = evaluation.Evaluate(heldOut);
-                return new EvaluationResult(scores.Loss, scores.ExactMatch);
-            };
-        }
+        var evaluate = SimulationRunner.InstructionEvaluator(model, tokenizer, template, options, heldOut);
         return new SimulationData(shards, () => SftClientDataset.Pool(shards.Cast<SftClientDataset>(), padId), evaluate, "loss", "exact match", null);
     }
 

@@ -162,9 +162,7 @@ public sealed class TrainCommand : Command<TrainSettings>
             AnsiConsole.MarkupLineInterpolated($"held-out before training: loss {before.Loss:F4}, exact match {before.ExactMatch:P1} ({before.Examples} examples)");
         }
 
-        AnsiConsole.Progress()
-            .AutoClear(false)
-            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+        ProgressDisplay.Create()
             .Start(ctx =>
             {
                 var task = ctx.AddTask("training", maxValue: training.MaxSteps);

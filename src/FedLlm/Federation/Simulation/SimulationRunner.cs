@@ -55,7 +55,8 @@ public sealed class SimulationRunner
     {
     }
 
-    static Func<EvaluationResult>? InstructionEvaluator(LlamaForCausalLM model, ITextTokenizer tokenizer, PromptTemplate template,
+    /// <summary>Held-out loss and exact match of the adapter loaded in <paramref name="model"/>, or null without held-out examples.</summary>
+    public static Func<EvaluationResult>? InstructionEvaluator(LlamaForCausalLM model, ITextTokenizer tokenizer, PromptTemplate template,
         FederationOptions options, IReadOnlyList<InstructionExample>? heldOut)
     {
         if (heldOut is not { Count: > 0 }) return null;
