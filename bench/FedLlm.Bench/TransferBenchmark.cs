@@ -77,9 +77,9 @@ public static class TransferBenchmark
         double baselineMB = ProcessMemory.RssBytes() / 1e6;
         var remote = new RemoteClients(new RemoteClientsOptions { Roster = new[] { "client-0" }, Encoding = encoding, MaxUpdateBytes = 8L << 30 },
             NullLogger.Instance);
-        var run = new RunDescription("bench", "base", new LoraOptions { Rank = rank }, new FederationOptions { Rounds = 1, TotalClients = 1, ClientsPerRound = 1 });
+        var run = new RunDescription("bench", "base", new LoraOptions { Rank = rank }, new FederationOptions { Rounds = 1, TotalClients = 1, ClientsPerRound = 1 }, new FedLlm.Runs.LocalObjective());
         await using var host = await FederationHost.StartAsync("127.0.0.1:0", null, remote, run, new InsecureClaimedIdentity(), () => (0, null));
-        var round = remote.TrainRoundAsync(0, new[] { 0 }, global, new ClientRoundPlan(0, 1e-4));
+        var round = remote.TrainRoundAsync(0, new[] { 0 }, global, new ClientInstructions(0, 1e-4));
         var connection = new ServerConnection(host.Address, "client-0", Insecure: true);
         using var channel = connection.Open();
         var api = new Network.Protocol.Federation.FederationClient(channel);

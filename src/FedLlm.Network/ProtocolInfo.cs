@@ -5,8 +5,8 @@ namespace FedLlm.Network;
 /// <summary>The version of federation.proto this build speaks, and the metadata keys beside the messages.</summary>
 public static class ProtocolInfo
 {
-    /// <summary>Bumped on any change an older peer would misread; the package name fedllm.federation.v1 carries it too.</summary>
-    public const uint Major = 1;
+    /// <summary>Bumped on any change an older peer would misread; the package name fedllm.federation.v2 carries it too.</summary>
+    public const uint Major = 2;
 
     /// <summary>Bumped when fields are only added (older peers ignore them).</summary>
     public const uint Minor = 0;

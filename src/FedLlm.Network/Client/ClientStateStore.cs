@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace FedLlm.Network.Client;
 
 /// <summary>
-/// A client's own state on its own disk (SCAFFOLD's c_i, kept AdamW moments), one atomically written file per round the
+/// A client's own state on its own disk (SCAFFOLD's c_i, kept AdamW moments, any client hook's state), one atomically written file per round the
 /// client submitted: <c>after-round-{r}.safetensors</c>. A task for round r trains from the newest state of a round
 /// before r, so when a killed server re-runs a round the client had already answered, the client starts that round from
 /// the same state as the first time.
@@ -37,37 +37,19 @@ public sealed class ClientStateStore(string directory)
     }
 
     /// <summary>The state to train round <paramref name="round"/> from (fresh when no earlier round was submitted).</summary>
-    public FederatedClient.ClientState LoadBefore(int round)
+    public ClientState LoadBefore(int round)
     {
         var file = States().Where(s => s.Round < round).OrderByDescending(s => s.Round).Select(s => s.Path).FirstOrDefault();
-        var state = new FederatedClient.ClientState();
-        if (file is null) return state;
+        if (file is null) return new ClientState();
         using var reader = SafeTensorsFile.Open(file);
-        foreach (var name in reader.Tensors.Keys)
-        {
-            var t = reader.Read(name).DetachFromDisposeScope();
-            if (name.StartsWith("control/", StringComparison.Ordinal)) state.Control[name["control/".Length..]] = t;
-            else if (name.StartsWith("adamw/", StringComparison.Ordinal)) state.OptimizerMoments[name["adamw/".Length..]] = t;
-            else if (name == "adamw_steps")
-            {
-                state.OptimizerSteps = t.item<long>();
-                t.Dispose();
-            }
-            else throw new InvalidDataException($"{file}: unexpected tensor '{name}'");
-        }
-        return state;
+        return ClientState.FromTensors(reader.Tensors.Keys.Select(name => KeyValuePair.Create(name, reader.Read(name))));
     }
 
     /// <summary>Writes the state after submitting round <paramref name="round"/>, then drops the oldest files.</summary>
-    public void Save(int round, FederatedClient.ClientState state)
+    public void Save(int round, ClientState state)
     {
         System.IO.Directory.CreateDirectory(Directory);
-        using var scope = NewDisposeScope();
-        var entries = state.Control.Select(kv => KeyValuePair.Create("control/" + kv.Key, kv.Value))
-            .Concat(state.OptimizerMoments.Select(kv => KeyValuePair.Create("adamw/" + kv.Key, kv.Value)))
-            .Append(KeyValuePair.Create("adamw_steps", tensor(new[] { state.OptimizerSteps })))
-            .OrderBy(kv => kv.Key, StringComparer.Ordinal)
-            .ToList();
+        var entries = state.Tensors.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
         SafeTensorsWriter.Write(Path.Combine(Directory, $"{Prefix}{round}.safetensors"), entries);
         foreach (var (file, _) in States().OrderByDescending(s => s.Round).Skip(Keep)) File.Delete(file);
     }

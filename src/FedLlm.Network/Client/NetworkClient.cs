@@ -29,6 +29,10 @@ public sealed record NetworkClientOptions
 
     /// <summary>Longest pause between reconnection attempts (the pause doubles from 0.5 s up to this).</summary>
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The client hooks this client can run (the built-in algorithms' by default); the server names the ones a
+    /// round needs.</summary>
+    public AlgorithmRegistry Algorithms { get; init; } = Federation.Strategies.StrategyFactory.BuiltIn;
 }
 
 /// <summary>
@@ -138,25 +142,20 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
                 throw new InvalidOperationException($"the server now runs {join.RunId}, not {session.RunId}; restart the client to join the new run");
             return;
         }
-        var t = join.Training;
-        var federation = new FederationOptions
-        {
-            Rounds = t.Rounds, TotalClients = t.TotalClients, ClientsPerRound = t.TotalClients, LocalSteps = t.LocalSteps, BatchSize = t.BatchSize,
-            GradientAccumulationSteps = t.GradientAccumulationSteps, MaxGradNorm = t.MaxGradNorm, MaxSequenceLength = t.MaxSequenceLength,
-            KeepClientOptimizerState = t.KeepOptimizerState, Seed = t.Seed, LearningRate = t.LearningRate, MinLearningRate = t.MinLearningRate,
-        };
-        var lora = new LoraOptions { Rank = join.Lora.Rank, Alpha = join.Lora.Alpha, Dropout = join.Lora.Dropout, TargetModules = join.Lora.TargetModules.ToList() };
+        var training = WireMapping.FromWire(join.Training);
+        training.Validate();
+        var lora = WireMapping.FromWire(join.Lora);
         lora.Validate();
         var tokenizer = TokenizerLoader.Load(options.ModelDirectory);
         var read = AlpacaReader.ReadAll(options.DataPath, new AlpacaReadOptions { SkipBad = options.SkipBad });
-        var builder = new SftExampleBuilder(tokenizer, PromptTemplate.FromName(options.Template), federation.MaxSequenceLength);
+        var builder = new SftExampleBuilder(tokenizer, PromptTemplate.FromName(options.Template), training.MaxSequenceLength);
         var shard = read.Examples.Select(builder.Build).ToList();
         if (shard.Count == 0) throw new InvalidDataException($"{options.DataPath}: no training examples");
         var model = ModelLoader.Load(options.ModelDirectory, options.BaseWeights);
         // The initial LoRA values do not matter: every round loads the server's global adapter over them.
-        LoraInjector.Inject(model, lora, new Generator((ulong)federation.Seed));
+        LoraInjector.Inject(model, lora, new Generator((ulong)training.Seed));
         if (store.BindToRun(join.RunId)) logger.LogWarning("client {Client}: removed state of an earlier run from {Directory}", connection.ClientId, store.Directory);
-        session = new Session(join.RunId, join.RosterIndex, model, new FederatedClient(model, federation, tokenizer.PadTokenId ?? 0), shard, TransferEncoding.Parse(join.UpdateEncoding));
+        session = new Session(join.RunId, join.RosterIndex, model, new FederatedClient(model, training, options.Algorithms, tokenizer.PadTokenId ?? 0), shard, TransferEncoding.Parse(join.UpdateEncoding));
         logger.LogInformation("client {Client}: {Examples} examples from {Data}", connection.ClientId, shard.Count, options.DataPath);
     }
 
@@ -165,16 +164,17 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
         var s = session!;
         logger.LogInformation("round {Round}: client {Client} got its task (lr {LearningRate:G4})", task.Round, connection.ClientId, task.LearningRate);
         workingOn = task.Round;
-        Dictionary<string, Tensor>? global = null, control = null;
-        FederatedClient.ClientState? state = null;
+        Dictionary<string, Tensor>? global = null;
+        var sets = new Dictionary<string, IReadOnlyDictionary<string, Tensor>>(StringComparer.Ordinal);
+        ClientState? state = null;
         ClientUpdate? update = null;
         try
         {
             try
             {
                 global = await FetchAsync(api.FetchGlobal(new FetchRequest { Round = task.Round }, connection.Headers(), cancellationToken: cancellationToken), cancellationToken);
-                if (task.UsesServerControl)
-                    control = await FetchAsync(api.FetchServerControl(new FetchRequest { Round = task.Round }, connection.Headers(), cancellationToken: cancellationToken), cancellationToken);
+                foreach (var name in task.TensorSets)
+                    sets[name] = await FetchAsync(api.FetchTensorSet(new FetchRequest { Round = task.Round, TensorSet = name }, connection.Headers(), cancellationToken: cancellationToken), cancellationToken);
             }
             catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition)
             {
@@ -182,10 +182,10 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
                 return;
             }
             state = store.LoadBefore(task.Round);
-            var plan = new ClientRoundPlan(task.Round, task.LearningRate, task.ProximalMu, control);
+            var instructions = WireMapping.FromWire(task, sets);
             var localState = state;
             var localGlobal = global;
-            update = await Task.Run(() => s.Client.Train(connection.ClientId, s.RosterIndex, s.Shard, localGlobal, plan, localState), cancellationToken);
+            update = await Task.Run(() => s.Client.Train(connection.ClientId, s.RosterIndex, s.Shard, localGlobal, instructions, localState), cancellationToken);
             var reply = await SubmitAsync(api, task.Round, update, s.Encoding, cancellationToken);
             if (reply.Accepted)
             {
@@ -199,13 +199,9 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
         {
             workingOn = -1;
             AdapterTensors.Dispose(global);
-            AdapterTensors.Dispose(control);
+            foreach (var set in sets.Values) AdapterTensors.Dispose(set);
             state?.Dispose();
-            if (update is not null)
-            {
-                AdapterTensors.Dispose(update.Weights);
-                AdapterTensors.Dispose(update.ControlDelta);
-            }
+            update?.DisposeTensors();
         }
     }
 
@@ -229,7 +225,7 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
         }
     }
 
-    /// <summary>Streams an update: header, then each tensor's chunks (weights, then the control delta).</summary>
+    /// <summary>Streams an update: header, then each tensor's chunks (weights, then each tensor set in name order).</summary>
     public static async Task<SubmitReply> SubmitAsync(Protocol.Federation.FederationClient api, ServerConnection connection, int round, ClientUpdate update,
         TransferEncoding encoding, CancellationToken cancellationToken)
     {
@@ -242,9 +238,10 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
             foreach (var (name, tensor) in update.Weights.OrderBy(kv => kv.Key, StringComparer.Ordinal))
                 foreach (var chunk in TensorChunks.Split(name, tensor, encoding))
                     await call.RequestStream.WriteAsync(new UpdateChunk { Weights = chunk }, cancellationToken);
-            foreach (var (name, tensor) in (update.ControlDelta ?? new Dictionary<string, Tensor>()).OrderBy(kv => kv.Key, StringComparer.Ordinal))
-                foreach (var chunk in TensorChunks.Split(name, tensor, encoding))
-                    await call.RequestStream.WriteAsync(new UpdateChunk { ControlDelta = chunk }, cancellationToken);
+            foreach (var (setName, set) in update.TensorSets.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+                foreach (var (name, tensor) in set.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+                    foreach (var chunk in TensorChunks.Split(name, tensor, encoding))
+                        await call.RequestStream.WriteAsync(new UpdateChunk { TensorSet = new TensorSetChunk { TensorSet = setName, Chunk = chunk } }, cancellationToken);
             await call.RequestStream.CompleteAsync();
         }
         catch (Exception e) when (e is RpcException or InvalidOperationException or IOException)

@@ -3,6 +3,7 @@ using FedLlm.Federation.Transfer;
 using FedLlm.Network.Protocol;
 using FedLlm.Network.Transfer;
 using FedLlm.Peft;
+using FedLlm.Runs;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using static TorchSharp.torch;
@@ -10,7 +11,7 @@ using static TorchSharp.torch;
 namespace FedLlm.Network.Server;
 
 /// <summary>What the handshake tells a joining client about the run.</summary>
-public sealed record RunDescription(string RunId, string ModelFingerprint, LoraOptions Lora, FederationOptions Federation);
+public sealed record RunDescription(string RunId, string ModelFingerprint, LoraOptions Lora, FederationOptions Federation, LocalObjective Objective);
 
 /// <summary>
 /// The gRPC face of <see cref="RemoteClients"/>: authenticates every call, streams tensors in chunks and reads updates
@@ -48,25 +49,24 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
             logger.LogWarning("refused client {Client}: {Reason}", id, reason);
             throw new RpcException(new Status(StatusCode.FailedPrecondition, reason));
         }
+        if (request.Task.Length > 0 && request.Task != run.Objective.Task)
+        {
+            string reason = $"task mismatch: the client's data is for '{request.Task}', this run trains '{run.Objective.Task}'";
+            logger.LogWarning("refused client {Client}: {Reason}", id, reason);
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, reason));
+        }
         clients.Join(id);
-        var f = run.Federation;
-        var reply = new JoinReply
+        return Task.FromResult(new JoinReply
         {
             Protocol = ProtocolInfo.Current,
             RunId = run.RunId,
             RosterIndex = clients.RosterIndex(id)!.Value,
-            Lora = new LoraConfig { Rank = run.Lora.Rank, Alpha = run.Lora.Alpha, Dropout = run.Lora.Dropout },
-            Training = new TrainingConfig
-            {
-                Rounds = f.Rounds, TotalClients = f.TotalClients, LocalSteps = f.LocalSteps, BatchSize = f.BatchSize,
-                GradientAccumulationSteps = f.GradientAccumulationSteps, MaxGradNorm = f.MaxGradNorm, MaxSequenceLength = f.MaxSequenceLength,
-                KeepOptimizerState = f.KeepClientOptimizerState, Seed = f.Seed, LearningRate = f.LearningRate, MinLearningRate = f.MinLearningRate,
-            },
+            Lora = WireMapping.ToWire(run.Lora),
+            Training = WireMapping.ToWire(run.Federation.ClientTraining),
+            Objective = WireMapping.ToWire(run.Objective),
             UpdateEncoding = clients.Options.Encoding.ToString(),
             HeartbeatSeconds = clients.Options.HeartbeatInterval.TotalSeconds,
-        };
-        reply.Lora.TargetModules.AddRange(run.Lora.TargetModules);
-        return Task.FromResult(reply);
+        });
     }
 
     public override async Task<WaitForTaskReply> WaitForTask(WaitForTaskRequest request, ServerCallContext context)
@@ -77,17 +77,15 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         if (offer.Finished) return new WaitForTaskReply { Finished = true };
         if (!offer.HasTask) return new WaitForTaskReply();
         logger.LogInformation("round {Round}: task handed to client {Client}", offer.Round, id);
-        return new WaitForTaskReply
-        {
-            Task = new RoundTask { Round = offer.Round, LearningRate = offer.LearningRate, ProximalMu = offer.ProximalMu, UsesServerControl = offer.UsesServerControl },
-        };
+        return new WaitForTaskReply { Task = WireMapping.ToWire(offer.Instructions!) };
     }
 
     public override Task FetchGlobal(FetchRequest request, IServerStreamWriter<TensorChunk> responseStream, ServerCallContext context) =>
         Stream(request, responseStream, context, c => c.Global);
 
-    public override Task FetchServerControl(FetchRequest request, IServerStreamWriter<TensorChunk> responseStream, ServerCallContext context) =>
-        Stream(request, responseStream, context, c => c.Control ?? new Dictionary<string, Tensor>());
+    public override Task FetchTensorSet(FetchRequest request, IServerStreamWriter<TensorChunk> responseStream, ServerCallContext context) =>
+        Stream(request, responseStream, context, c => c.TensorSets.TryGetValue(request.TensorSet, out var set) ? set
+            : throw new RpcException(new Status(StatusCode.NotFound, $"round {request.Round} has no tensor set '{request.TensorSet}'")));
 
     async Task Stream(FetchRequest request, IServerStreamWriter<TensorChunk> stream, ServerCallContext context, Func<OpenRound, IReadOnlyDictionary<string, Tensor>> pick)
     {
@@ -120,11 +118,10 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         long limit = clients.Options.MaxUpdateBytes;
         if (bytes > limit) return RefuseOversize(id, header.Round, limit, round, bytes);
         var weights = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        var delta = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var returned = round.Instructions.ReturnedTensorSets;
+        var sets = returned.ToDictionary(name => name, _ => new Dictionary<string, Tensor>(StringComparer.Ordinal), StringComparer.Ordinal);
         var weightParts = new TensorAssembler(h => Admit(h, round.Global, weights, "weights"));
-        var deltaParts = new TensorAssembler(h => round.Control is null
-            ? "a control delta was sent in a round without server control"
-            : Admit(h, round.Global, delta, "control delta"));
+        var setParts = returned.ToDictionary(name => name, name => new TensorAssembler(h => Admit(h, round.Global, sets[name], name.Replace('_', ' '))), StringComparer.Ordinal);
         try
         {
             while (await requestStream.MoveNext(ct))
@@ -137,32 +134,36 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
                     case UpdateChunk.PartOneofCase.Weights:
                         if (weightParts.Add(message.Weights) is { } w) weights[w.Name] = w.Tensor.DetachFromDisposeScope();
                         break;
-                    case UpdateChunk.PartOneofCase.ControlDelta:
-                        if (deltaParts.Add(message.ControlDelta) is { } d) delta[d.Name] = d.Tensor.DetachFromDisposeScope();
+                    case UpdateChunk.PartOneofCase.TensorSet:
+                        string setName = message.TensorSet.TensorSet;
+                        if (!setParts.TryGetValue(setName, out var parts))
+                            throw new TransferException($"tensor set '{setName}' was not asked for in this round");
+                        if (parts.Add(message.TensorSet.Chunk) is { } d) sets[setName][d.Name] = d.Tensor.DetachFromDisposeScope();
                         break;
                     default:
                         throw new TransferException("a second header or an empty message inside the update");
                 }
             }
             weightParts.Finish();
-            deltaParts.Finish();
+            foreach (var parts in setParts.Values) parts.Finish();
         }
         catch (TransferException e)
         {
             Interlocked.Add(ref round.BytesReceived, bytes);
             AdapterTensors.Dispose(weights);
-            AdapterTensors.Dispose(delta);
+            foreach (var set in sets.Values) AdapterTensors.Dispose(set);
             return Refuse(id, header.Round, e.Message);
         }
         Interlocked.Add(ref round.BytesReceived, bytes);
 
-        var update = new ClientUpdate(id, weights, header.ExampleCount, round.Control is null ? null : delta,
-            header.Metrics.ToDictionary(kv => kv.Key, kv => kv.Value));
-        string? problem = UpdateScreen.Check(round.Global, update, round.Control is not null, clients.Options.Limits);
+        var update = new ClientUpdate(id, weights, header.ExampleCount, header.Metrics.ToDictionary(kv => kv.Key, kv => kv.Value))
+        {
+            TensorSets = sets.Where(kv => kv.Value.Count > 0).ToDictionary(kv => kv.Key, kv => (IReadOnlyDictionary<string, Tensor>)kv.Value, StringComparer.Ordinal),
+        };
+        string? problem = UpdateScreen.Check(round.Global, update, returned, clients.Options.Limits);
         if (problem is null && clients.Accept(lease, update) is null) return new SubmitReply { Accepted = true };
         if (problem is not null) clients.Reject(id, header.Round, problem);
         RemoteClients.DisposeUpdate(update);
-        if (round.Control is null) AdapterTensors.Dispose(delta);
         return new SubmitReply { Accepted = false, Reason = problem ?? "refused (see the server log)" };
     }
 

@@ -47,7 +47,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
     public int? RosterIndex(string clientId) => clients.TryGetValue(clientId, out var c) ? c.Index : null;
 
     public async Task<IReadOnlyList<ClientUpdate>> TrainRoundAsync(int round, IReadOnlyList<int> sampled, IReadOnlyDictionary<string, Tensor> global,
-        ClientRoundPlan plan, CancellationToken cancellationToken = default)
+        ClientInstructions instructions, CancellationToken cancellationToken = default)
     {
         foreach (int index in sampled)
             if (index < 0 || index >= options.Roster.Count)
@@ -55,8 +55,9 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         if (options.MinUpdates > sampled.Count)
             throw new InvalidOperationException($"round {round}: min_updates {options.MinUpdates} exceeds the {sampled.Count} clients sampled per round");
 
-        var context = new OpenRound(round, plan, AdapterTensors.Clone(global),
-            plan.ServerControl is { } control ? AdapterTensors.Clone(control) : null, sampled.Select(i => options.Roster[i]).ToList());
+        var context = new OpenRound(round, instructions, AdapterTensors.Clone(global),
+            instructions.TensorSets.ToDictionary(kv => kv.Key, kv => (IReadOnlyDictionary<string, Tensor>)AdapterTensors.Clone(kv.Value), StringComparer.Ordinal),
+            sampled.Select(i => options.Roster[i]).ToList());
         var deadline = clock.GetUtcNow() + options.RoundDeadline;
         lock (gate)
         {
@@ -69,7 +70,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
             Pulse();
         }
         logger.LogInformation("round {Round} open: clients {Clients}, lr {LearningRate:G4}, deadline {Deadline:O}",
-            round, string.Join(",", context.Assigned), plan.LearningRate, deadline);
+            round, string.Join(",", context.Assigned), instructions.LearningRate, deadline);
         bool waitingLogged = false;
         try
         {
@@ -188,7 +189,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
                 Touch(clientId);
                 if (finished) return TaskOffer.RunFinished;
                 if (open is { } round && round.Pending().Contains(clientId))
-                    return new TaskOffer(round.Round, round.Plan.LearningRate, round.Plan.ProximalMu, round.Control is not null, false);
+                    return new TaskOffer(round.Round, round.Instructions, false);
                 signal = changed.Task;
             }
             var left = until - clock.GetUtcNow();
@@ -348,11 +349,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
 
     static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    internal static void DisposeUpdate(ClientUpdate update)
-    {
-        AdapterTensors.Dispose(update.Weights);
-        AdapterTensors.Dispose(update.ControlDelta);
-    }
+    internal static void DisposeUpdate(ClientUpdate update) => update.DisposeTensors();
 
     sealed class ClientRecord(string id, int index)
     {
@@ -365,11 +362,12 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
     }
 }
 
-/// <summary>What a polling client is told: a task, nothing yet, or that the run is over.</summary>
-public sealed record TaskOffer(int Round, double LearningRate, double ProximalMu, bool UsesServerControl, bool Finished)
+/// <summary>What a polling client is told: a task (the round's instructions, whose tensor sets it fetches separately),
+/// nothing yet, or that the run is over.</summary>
+public sealed record TaskOffer(int Round, ClientInstructions? Instructions, bool Finished)
 {
-    public static TaskOffer None { get; } = new(-1, 0, 0, false, false);
-    public static TaskOffer RunFinished { get; } = new(-1, 0, 0, false, true);
+    public static TaskOffer None { get; } = new(-1, null, false);
+    public static TaskOffer RunFinished { get; } = new(-1, null, true);
     public bool HasTask => Round >= 0;
 }
 
@@ -381,16 +379,20 @@ public sealed record StatusSnapshot(int? OpenRound, int UpdatesThisRound, IReadO
 /// One open round: its tensors (the server's copies, so a slow download cannot outlive them) and who did what. The
 /// copies are freed when the round loop and every lease holder have let go.
 /// </summary>
-public sealed class OpenRound(int round, ClientRoundPlan plan, Dictionary<string, Tensor> global, Dictionary<string, Tensor>? control, IReadOnlyList<string> assigned)
+public sealed class OpenRound(int round, ClientInstructions instructions, Dictionary<string, Tensor> global,
+    IReadOnlyDictionary<string, IReadOnlyDictionary<string, Tensor>> tensorSets, IReadOnlyList<string> assigned)
 {
     int references = 1;
     public long BytesSent;
     public long BytesReceived;
 
     public int Round { get; } = round;
-    public ClientRoundPlan Plan { get; } = plan;
+    /// <summary>The round's instructions; their tensors belong to the round loop, so read <see cref="TensorSets"/> instead.</summary>
+    public ClientInstructions Instructions { get; } = instructions;
     public IReadOnlyDictionary<string, Tensor> Global { get; } = global;
-    public IReadOnlyDictionary<string, Tensor>? Control { get; } = control;
+
+    /// <summary>The server's copies of the instructions' tensor sets.</summary>
+    public IReadOnlyDictionary<string, IReadOnlyDictionary<string, Tensor>> TensorSets { get; } = tensorSets;
     public IReadOnlyList<string> Assigned { get; } = assigned;
     public Dictionary<string, ClientUpdate> Accepted { get; } = new(StringComparer.Ordinal);
     public HashSet<string> LeftOut { get; } = new(StringComparer.Ordinal);
@@ -406,7 +408,7 @@ public sealed class OpenRound(int round, ClientRoundPlan plan, Dictionary<string
     {
         if (Interlocked.Decrement(ref references) != 0) return;
         AdapterTensors.Dispose(Global);
-        AdapterTensors.Dispose(Control);
+        foreach (var set in TensorSets.Values) AdapterTensors.Dispose(set);
     }
 }
 

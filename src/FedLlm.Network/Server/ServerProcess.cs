@@ -69,7 +69,7 @@ public static class ServerProcess
         if (server.TryResume()) logger.LogInformation("resumed run {Run} from {Output}: rounds 0..{Last} are committed", runId, output, server.NextRound - 1);
         else logger.LogInformation("started run {Run} in {Output}", runId, output);
 
-        var run = new RunDescription(runId, ModelFingerprint.Of(modelDir), lora, options);
+        var run = new RunDescription(runId, ModelFingerprint.Of(modelDir), lora, options, new Runs.LocalObjective());
         Func<(int, string?)> progress = () => (server.NextRound, File.Exists(store.MetricsPath) ? File.ReadLines(store.MetricsPath).LastOrDefault() : null);
         IClientAuthenticator authenticator = security?.Authenticator ?? new InsecureClaimedIdentity();
         await using var host = await FederationHost.StartAsync(s.Listen, security?.Tls, remote, run, authenticator, progress, cancellationToken);

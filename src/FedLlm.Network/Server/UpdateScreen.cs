@@ -6,16 +6,20 @@ namespace FedLlm.Network.Server;
 
 /// <summary>
 /// The content checks of an arriving update, after the transport's own (round, sender, size): the library's
-/// <see cref="UpdateValidator"/> (names, shapes, dtypes, finite values, norm bound, example count), plus SCAFFOLD's
-/// need for a control delta, which only the round's plan knows about.
+/// <see cref="UpdateValidator"/> (names, shapes, dtypes, finite values, norm bound, example count), plus the tensor sets
+/// the round's instructions ask back (SCAFFOLD's control delta), which only the instructions know about.
 /// </summary>
 public static class UpdateScreen
 {
     /// <summary>Null when the update may be aggregated, else the reason it may not.</summary>
-    public static string? Check(IReadOnlyDictionary<string, Tensor> global, ClientUpdate update, bool requireControlDelta, UpdateLimits limits)
+    public static string? Check(IReadOnlyDictionary<string, Tensor> global, ClientUpdate update, IReadOnlyList<string> returnedTensorSets, UpdateLimits limits)
     {
-        if (requireControlDelta && (update.ControlDelta is null || update.ControlDelta.Count == 0))
-            return $"{update.ClientId}: a SCAFFOLD round needs a control delta, and none was sent";
+        foreach (var name in returnedTensorSets)
+            if (update.TensorSet(name) is not { Count: > 0 })
+                return $"{update.ClientId}: this round needs the tensor set '{name}' back, and none was sent";
+        foreach (var name in update.TensorSets.Keys)
+            if (!returnedTensorSets.Contains(name))
+                return $"{update.ClientId}: tensor set '{name}' was not asked for in this round";
         var verdict = UpdateValidator.Validate(global, update, limits);
         return verdict.Accepted ? null : verdict.Reason;
     }

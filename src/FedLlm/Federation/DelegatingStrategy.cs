@@ -28,13 +28,22 @@ public abstract class DelegatingStrategy : IFederatedStrategy, IDisposable
     public virtual string Name => InnerStrategy.Name;
 
     /// <inheritdoc/>
-    public virtual ClientRoundPlan PlanClientRound(int round, double learningRate) =>
-        InnerStrategy.PlanClientRound(round, learningRate);
+    public virtual IReadOnlyList<int> SampleClients(int round, FederationOptions options) => InnerStrategy.SampleClients(round, options);
+
+    /// <inheritdoc/>
+    public virtual ClientInstructions ConfigureTrain(int round, double learningRate) => InnerStrategy.ConfigureTrain(round, learningRate);
 
     /// <inheritdoc/>
     public virtual IReadOnlyDictionary<string, Tensor> Aggregate(
         int round, IReadOnlyDictionary<string, Tensor> global, IReadOnlyList<ClientUpdate> updates) =>
         InnerStrategy.Aggregate(round, global, updates);
+
+    /// <inheritdoc/>
+    public virtual ClientInstructions? ConfigureEvaluate(int round) => InnerStrategy.ConfigureEvaluate(round);
+
+    /// <inheritdoc/>
+    public virtual IReadOnlyDictionary<string, double> AggregateEvaluate(int round, IReadOnlyList<ClientEvaluation> results) =>
+        InnerStrategy.AggregateEvaluate(round, results);
 
     /// <inheritdoc/>
     public virtual IReadOnlyDictionary<string, Tensor> State => InnerStrategy.State;

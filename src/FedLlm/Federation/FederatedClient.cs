@@ -1,5 +1,4 @@
 using FedLlm.Data;
-using FedLlm.Federation.Strategies;
 using FedLlm.Modeling;
 using FedLlm.Peft;
 using FedLlm.Training;
@@ -8,104 +7,97 @@ using static TorchSharp.torch;
 namespace FedLlm.Federation;
 
 /// <summary>
-/// The client side of a round, independent of transport: receive the global adapter and the round's plan, train the
-/// local steps on a fresh sample of the client's own data (instruction tuning or DPO: <see cref="IClientDataset"/>), and
-/// return the update. What a client keeps between rounds
-/// (SCAFFOLD's c_i, optionally its optimizer moments) lives in <see cref="ClientState"/>.
+/// The client side of a round, independent of transport and of the algorithm: receive the global adapter and the round's
+/// instructions, run the client hooks they name (<see cref="IClientHooks"/>, looked up in the registry) around local
+/// training on a fresh sample of the client's own data (instruction tuning or DPO: <see cref="IClientDataset"/>), and
+/// return the update. What a client keeps between rounds lives in its <see cref="ClientState"/>.
 /// </summary>
-public sealed class FederatedClient(LlamaForCausalLM model, FederationOptions options, int padTokenId)
+public sealed class FederatedClient
 {
-    /// <summary>What one client carries from round to round.</summary>
-    public sealed class ClientState : IDisposable
+    /// <summary>The client state section of kept AdamW moments, and the counter of its steps.</summary>
+    const string OptimizerSection = "adamw", OptimizerSteps = "adamw_steps";
+
+    readonly LlamaForCausalLM model;
+    readonly ClientTrainingOptions options;
+    readonly AlgorithmRegistry algorithms;
+    readonly int padTokenId;
+
+    /// <summary>A client training <paramref name="model"/>'s LoRA adapters under <paramref name="options"/>.</summary>
+    /// <param name="algorithms">Where the hooks the instructions name are found (the built-in seven by default).</param>
+    /// <param name="padTokenId">Pad id for instruction shards passed as example lists.</param>
+    public FederatedClient(LlamaForCausalLM model, ClientTrainingOptions options, AlgorithmRegistry algorithms, int padTokenId)
     {
-        /// <summary>SCAFFOLD's client control variate c_i (empty until the first SCAFFOLD round).</summary>
-        public Dictionary<string, Tensor> Control { get; set; } = new();
-
-        /// <summary>AdamW moments, kept only with <see cref="FederationOptions.KeepClientOptimizerState"/>.</summary>
-        public Dictionary<string, Tensor> OptimizerMoments { get; set; } = new();
-        public long OptimizerSteps { get; set; }
-
-        public void Dispose()
-        {
-            AdapterTensors.Dispose(Control);
-            AdapterTensors.Dispose(OptimizerMoments);
-        }
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(algorithms);
+        options.Validate();
+        this.model = model;
+        this.options = options;
+        this.algorithms = algorithms;
+        this.padTokenId = padTokenId;
     }
 
-    /// <summary>Runs the client's part of <paramref name="plan"/> on instruction examples; see the <see cref="IClientDataset"/> overload.</summary>
+    /// <summary>Runs the client's part of <paramref name="instructions"/> on instruction examples; see the <see cref="IClientDataset"/> overload.</summary>
     public ClientUpdate Train(string clientId, int clientIndex, IReadOnlyList<SftExample> shard, IReadOnlyDictionary<string, Tensor> global,
-        ClientRoundPlan plan, ClientState state) =>
-        Train(clientId, clientIndex, new SftClientDataset(shard, padTokenId), global, plan, state);
+        ClientInstructions instructions, ClientState state) =>
+        Train(clientId, clientIndex, new SftClientDataset(shard, padTokenId), global, instructions, state);
 
-    /// <summary>Runs the client's part of <paramref name="plan"/>; the model's adapters hold y_i afterwards.</summary>
+    /// <summary>Runs the client's part of <paramref name="instructions"/>; the model's adapters hold y_i afterwards.</summary>
     /// <param name="clientIndex">Index among all clients (fixes its data sample and dropout seeds).</param>
     /// <param name="data">The client's whole local data set and its objective (SFT or DPO); its size is the update's example count.</param>
+    /// <param name="state">The client's persistent state; hooks update it in place.</param>
     public ClientUpdate Train(string clientId, int clientIndex, IClientDataset data, IReadOnlyDictionary<string, Tensor> global,
-        ClientRoundPlan plan, ClientState state, CancellationToken cancellationToken = default)
+        ClientInstructions instructions, ClientState state, CancellationToken cancellationToken = default)
     {
         if (data.Count == 0) throw new InvalidOperationException($"client {clientId} has no training examples");
+        var hooks = instructions.Hooks.Select(algorithms.Hook).ToList(); // an unknown hook fails before any training
         AdapterTensors.Load(model, global);
         var training = new TrainingOptions
         {
             MaxSteps = options.LocalSteps,
             BatchSize = options.BatchSize,
             GradientAccumulationSteps = options.GradientAccumulationSteps,
-            LearningRate = plan.LearningRate,
+            LearningRate = instructions.LearningRate,
             Schedule = LearningRateScheduleKind.Constant, // constant within a round; the cosine runs across rounds
             MaxGradNorm = options.MaxGradNorm,
             MaxSequenceLength = options.MaxSequenceLength,
             // The trainer's first epoch order is a fresh sample without replacement of batch × accumulation × steps
             // examples, different every round and client (OpenFedLLM draws the same positions for every client).
-            Seed = RoundSchedule.LocalSeed(plan.Round, clientIndex, options),
+            Seed = RoundSchedule.LocalSeed(instructions.Round, clientIndex, options.Seed),
         };
         using var run = data.StartRun(model, training);
-        if (options.KeepClientOptimizerState && state.OptimizerMoments.Count > 0)
-            run.Trainer.Optimizer.LoadState(state.OptimizerSteps, name => state.OptimizerMoments.GetValueOrDefault(name));
+        var moments = state.Section(OptimizerSection);
+        if (options.KeepClientOptimizerState && moments.Count > 0)
+            run.Trainer.Optimizer.LoadState(state.Counter(OptimizerSteps) ?? 0, name => moments.GetValueOrDefault(name));
 
-        var trainable = LoraInjector.Sites(model)
-            .SelectMany(s => new[] { (AdapterIO.KeyPrefix + s.ModulePath + ".lora_A.weight", s.Layer.LoraA), (AdapterIO.KeyPrefix + s.ModulePath + ".lora_B.weight", s.Layer.LoraB) })
-            .ToList();
-        if (plan.ProximalMu > 0)
-            run.Trainer.ExtraLoss = () => FedProx.ProximalTerm(trainable.Select(p => ((Tensor)p.Item2, global[p.Item1])), plan.ProximalMu);
+        var trainable = AdapterIO.State(model).Select(kv => new TrainableTensor(kv.Key, kv.Value)).ToList();
+        using var context = new ClientRoundContext(clientId, instructions, global, trainable, state, options.LocalSteps);
+        foreach (var hook in hooks) hook.BeforeTraining(context);
+        context.Install(run.Trainer);
 
-        Dictionary<string, Tensor>? correction = null;
-        if (plan.ServerControl is { } serverControl)
-        {
-            // SCAFFOLD as OpenFedLLM applies it: after each optimizer step, w ← w − lr·(c − c_i).
-            correction = Scaffold.Correction(serverControl, state.Control);
-            foreach (var t in correction.Values) t.DetachFromDisposeScope();
-            run.Trainer.AfterOptimizerStep = lr =>
-            {
-                using var noGrad = no_grad();
-                foreach (var (key, parameter) in trainable)
-                    if (correction.TryGetValue(key, out var c)) parameter.add_(c, -lr);
-            };
-        }
-
+        var metrics = run.Train(cancellationToken);
+        var local = AdapterTensors.Snapshot(model);
+        context.Local = local;
         try
         {
-            var metrics = run.Train(cancellationToken);
-            var local = AdapterTensors.Snapshot(model);
-            Dictionary<string, Tensor>? controlDelta = null;
-            if (plan.ServerControl is { } c)
-            {
-                var (newControl, delta) = Scaffold.ClientControlUpdate(global, local, c, state.Control, options.LocalSteps, plan.LearningRate);
-                foreach (var t in newControl.Values.Concat(delta.Values)) t.DetachFromDisposeScope();
-                AdapterTensors.Dispose(state.Control);
-                state.Control = newControl;
-                controlDelta = delta;
-            }
-            if (options.KeepClientOptimizerState)
-            {
-                AdapterTensors.Dispose(state.OptimizerMoments);
-                state.OptimizerMoments = run.Trainer.Optimizer.StateTensors().ToDictionary(kv => kv.Key, kv => kv.Value.clone().DetachFromDisposeScope());
-                state.OptimizerSteps = run.Trainer.Optimizer.StepCount;
-            }
-            return new ClientUpdate(clientId, local, data.Count, controlDelta, metrics);
+            foreach (var hook in hooks) hook.AfterTraining(context);
+            foreach (var name in instructions.ReturnedTensorSets)
+                if (!context.Outgoing.ContainsKey(name))
+                    throw new InvalidOperationException($"round {instructions.Round}: the server asks for tensor set '{name}' back, and no client hook ({string.Join(", ", instructions.Hooks)}) produced it");
         }
-        finally
+        catch
         {
-            AdapterTensors.Dispose(correction);
+            AdapterTensors.Dispose(local);
+            foreach (var set in context.Outgoing.Values) AdapterTensors.Dispose(set);
+            throw;
         }
+        if (options.KeepClientOptimizerState)
+        {
+            state.ReplaceSection(OptimizerSection, run.Trainer.Optimizer.StateTensors().ToDictionary(kv => kv.Key, kv => kv.Value.clone()));
+            state.SetCounter(OptimizerSteps, run.Trainer.Optimizer.StepCount);
+        }
+        var allMetrics = new Dictionary<string, double>(metrics);
+        foreach (var (name, value) in context.Metrics) allMetrics[name] = value;
+        return new ClientUpdate(clientId, local, data.Count, allMetrics) { TensorSets = context.Outgoing.ToDictionary() };
     }
 }

@@ -32,6 +32,13 @@ public sealed record FederationOptions
     /// <summary>Evaluate the global adapter every this many rounds (and after the last); 0 = never.</summary>
     public int EvaluateEvery { get; init; } = 1;
 
+    /// <summary>What a client's local training needs of these options.</summary>
+    public ClientTrainingOptions ClientTraining => new()
+    {
+        LocalSteps = LocalSteps, BatchSize = BatchSize, GradientAccumulationSteps = GradientAccumulationSteps, MaxGradNorm = MaxGradNorm,
+        MaxSequenceLength = MaxSequenceLength, KeepClientOptimizerState = KeepClientOptimizerState, Seed = Seed,
+    };
+
     public void Validate()
     {
         static void Positive(double value, string name)

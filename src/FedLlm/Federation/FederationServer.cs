@@ -65,9 +65,17 @@ public sealed class FederationServer : IDisposable
         int round = NextRound;
         var clock = Stopwatch.StartNew();
         double lr = RoundSchedule.LearningRate(round, options);
-        var sampled = RoundSchedule.SampleClients(round, options);
-        var plan = strategy.PlanClientRound(round, lr);
-        var updates = await clients.TrainRoundAsync(round, sampled, global, plan, cancellationToken);
+        var sampled = strategy.SampleClients(round, options);
+        var instructions = strategy.ConfigureTrain(round, lr);
+        IReadOnlyList<ClientUpdate> updates;
+        try
+        {
+            updates = await clients.TrainRoundAsync(round, sampled, global, instructions, cancellationToken);
+        }
+        finally
+        {
+            instructions.DisposeTensors();
+        }
         if (updates.Count == 0) throw new InvalidOperationException($"round {round}: no client update arrived");
         try
         {
@@ -98,7 +106,7 @@ public sealed class FederationServer : IDisposable
                 EvalMetrics = scores?.Metrics,
                 TaskMetrics = benchmark,
                 BytesSent = measured?.Sent ?? adapterBytes * sampled.Count,
-                BytesReceived = measured?.Received ?? updates.Sum(u => AdapterTensors.Bytes(u.Weights) + (u.ControlDelta is null ? 0 : AdapterTensors.Bytes(u.ControlDelta))),
+                BytesReceived = measured?.Received ?? updates.Sum(u => u.Bytes),
                 Seconds = clock.Elapsed.TotalSeconds,
                 ResidentBytes = Runtime.TorchRuntime.ResidentBytes(),
             };
@@ -109,11 +117,7 @@ public sealed class FederationServer : IDisposable
         }
         finally
         {
-            foreach (var update in updates)
-            {
-                AdapterTensors.Dispose(update.Weights);
-                AdapterTensors.Dispose(update.ControlDelta);
-            }
+            foreach (var update in updates) update.DisposeTensors();
         }
     }
 

@@ -8,10 +8,10 @@ namespace FedLlm.Federation;
 /// </summary>
 public interface IClientExecutor
 {
-    /// <summary>Trains the given clients from <paramref name="global"/> under <paramref name="plan"/>.</summary>
+    /// <summary>Trains the given clients from <paramref name="global"/> under <paramref name="instructions"/>.</summary>
     /// <returns>The updates that arrived (a networked executor may return fewer than asked).</returns>
     Task<IReadOnlyList<ClientUpdate>> TrainRoundAsync(int round, IReadOnlyList<int> clients, IReadOnlyDictionary<string, Tensor> global,
-        ClientRoundPlan plan, CancellationToken cancellationToken = default);
+        ClientInstructions instructions, CancellationToken cancellationToken = default);
 
     /// <summary>Client-side state to commit with the server's (SCAFFOLD's c_i, kept optimizer moments), name-keyed.</summary>
     IReadOnlyDictionary<string, Tensor> SnapshotState();

@@ -24,5 +24,8 @@ public static class RoundSchedule
     }
 
     /// <summary>The seed of a client's local training in a round: its data sample and dropout follow from it.</summary>
-    public static long LocalSeed(int round, int client, FederationOptions o) => unchecked(o.Seed * 1_000_003 + round * 10_007L + client);
+    public static long LocalSeed(int round, int client, FederationOptions o) => LocalSeed(round, client, o.Seed);
+
+    /// <summary>The seed of a client's local training in a round, from the run's seed.</summary>
+    public static long LocalSeed(int round, int client, long seed) => unchecked(seed * 1_000_003 + round * 10_007L + client);
 }

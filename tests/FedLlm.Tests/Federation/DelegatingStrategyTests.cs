@@ -40,7 +40,7 @@ public class DelegatingStrategyTests
         var bare = new FedAdam(options);
 
         Assert.Equal("fedadam", wrapped.Name);
-        Assert.Equal(bare.PlanClientRound(2, 0.1), wrapped.PlanClientRound(2, 0.1));
+        Assert.Equal((bare.ConfigureTrain(2, 0.1).Round, bare.ConfigureTrain(2, 0.1).LearningRate), (wrapped.ConfigureTrain(2, 0.1).Round, wrapped.ConfigureTrain(2, 0.1).LearningRate));
         var viaWrapper = Run(wrapped, rounds: 2);
         var direct = Run(bare, rounds: 2);
 

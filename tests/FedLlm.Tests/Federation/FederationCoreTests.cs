@@ -88,9 +88,9 @@ public class FederationCoreTests
 
         using var model = AdaptedModel();
         var initial = AdapterTensors.Snapshot(model);
-        var client = new FederatedClient(model, options, 0);
-        using var state = new FederatedClient.ClientState();
-        var update = client.Train("client-0", 0, Shards(1)[0], initial, new ClientRoundPlan(0, RoundSchedule.LearningRate(0, options)), state);
+        var client = new FederatedClient(model, options.ClientTraining, StrategyFactory.BuiltIn, 0);
+        using var state = new ClientState();
+        var update = client.Train("client-0", 0, Shards(1)[0], initial, new ClientInstructions(0, RoundSchedule.LearningRate(0, options)), state);
         foreach (var (key, tensor) in update.Weights)
             Assert.True(tensor.allclose(federated[key], rtol: 0, atol: 1e-7), key);
         Assert.True(AdapterTensors.DistanceNorm(update.Weights, initial) > 0, "local training must move the adapter");

@@ -40,7 +40,11 @@ internal static class FederationTestData
     public sealed record ScriptedClient(string Id, long Count, double[] Weights);
 
     public static ClientUpdate Update(ScriptedClient client, IReadOnlyDictionary<string, Tensor>? controlDelta = null) =>
-        new(client.Id, Adapter(client.Weights), client.Count, controlDelta);
+        WithTensorSet(new(client.Id, Adapter(client.Weights), client.Count), controlDelta);
+
+    /// <summary><paramref name="update"/> carrying <paramref name="controlDelta"/> as SCAFFOLD's "control_delta" set (none when null).</summary>
+    public static ClientUpdate WithTensorSet(ClientUpdate update, IReadOnlyDictionary<string, Tensor>? controlDelta) =>
+        controlDelta is null ? update : update with { TensorSets = new Dictionary<string, IReadOnlyDictionary<string, Tensor>> { ["control_delta"] = controlDelta } };
 
     /// <summary>
     /// The shared three-round script. Shard sizes 10, 30, 60 make p = 0.1/0.3/0.6 in round 1, 1/3 and 2/3 in round 2,

@@ -1,5 +1,6 @@
 using FedLlm.Federation;
 using FedLlm.Federation.Aggregation;
+using FedLlm.Federation.Strategies;
 using TorchSharp;
 using static FedLlm.Tests.Federation.FederationTestData;
 using static TorchSharp.torch;
@@ -64,7 +65,7 @@ public class StrategyPropertyTests
         var updates = Updates(0);
         var globalCopy = TensorMaps.Clone(global);
         var weightCopies = updates.Select(u => TensorMaps.Clone(u.Weights)).ToList();
-        var deltaCopies = updates.Select(u => TensorMaps.Clone(u.ControlDelta!)).ToList();
+        var deltaCopies = updates.Select(u => TensorMaps.Clone(u.TensorSet("control_delta")!)).ToList();
 
         // Execute: two rounds from the same inputs, so stateful strategies also read their state.
         var first = strategy.Aggregate(0, global, updates);
@@ -75,7 +76,7 @@ public class StrategyPropertyTests
         for (int i = 0; i < updates.Count; i++)
         {
             AssertBitEqual(weightCopies[i], updates[i].Weights, $"weights of {updates[i].ClientId}");
-            AssertBitEqual(deltaCopies[i], updates[i].ControlDelta!, $"control delta of {updates[i].ClientId}");
+            AssertBitEqual(deltaCopies[i], updates[i].TensorSet("control_delta")!, $"control delta of {updates[i].ClientId}");
         }
         Assert.True(MaxAbsDifference(Flat(first), X0) > 1e-3, "the round moved nothing, so the test shows nothing");
         // The result is a new tensor: writing to it reaches neither the global nor a client's adapter.
@@ -188,7 +189,10 @@ public class StrategyPropertyTests
             r => Updates(r).Select(u => u with
             {
                 Weights = u.Weights.ToDictionary(kv => kv.Key, kv => kv.Value.to(ScalarType.Float64)),
-                ControlDelta = u.ControlDelta!.ToDictionary(kv => kv.Key, kv => kv.Value.to(ScalarType.Float64)),
+                TensorSets = new Dictionary<string, IReadOnlyDictionary<string, Tensor>>
+                {
+                    ["control_delta"] = u.TensorSet("control_delta")!.ToDictionary(kv => kv.Key, kv => kv.Value.to(ScalarType.Float64)),
+                },
             }).ToList());
 
         Assert.All(wide[2].Values, t => Assert.Equal(ScalarType.Float64, t.dtype));

@@ -36,7 +36,7 @@ public class HostileUpdateTests
             var log = new RecordingLogger();
             var clients = new RemoteClients(options, log);
             var run = new RunDescription("run-test", "fingerprint-of-the-base", new LoraOptions { Rank = 1 },
-                new FederationOptions { Rounds = 2, TotalClients = options.Roster.Count, ClientsPerRound = options.Roster.Count });
+                new FederationOptions { Rounds = 2, TotalClients = options.Roster.Count, ClientsPerRound = options.Roster.Count }, new FedLlm.Runs.LocalObjective());
             var host = await FederationHost.StartAsync("127.0.0.1:0", null, clients, run, new InsecureClaimedIdentity(), () => (0, null));
             return new Harness { Clients = clients, Host = host, Log = log };
         }
@@ -74,7 +74,7 @@ public class HostileUpdateTests
     public async Task Each_hostile_update_is_refused_with_its_reason_logged_and_the_round_aggregates_only_the_honest_ones()
     {
         await using var h = await Harness.StartAsync(Options("client-0", "client-1", "mallory"));
-        var round0 = h.Clients.TrainRoundAsync(0, new[] { 0, 1, 2 }, h.Global, new ClientRoundPlan(0, 0.1));
+        var round0 = h.Clients.TrainRoundAsync(0, new[] { 0, 1, 2 }, h.Global, new ClientInstructions(0, 0.1));
 
         var nan = (double[])Honest0.Clone();
         nan[3] = double.NaN;
@@ -119,7 +119,7 @@ public class HostileUpdateTests
         Assert.Equal(attacks.Length, h.Clients.Status().Clients.Single(c => c.Id == "mallory").Rejected);
 
         // Round 1 samples client-0 and client-1 only.
-        var round1 = h.Clients.TrainRoundAsync(1, new[] { 0, 1 }, h.Global, new ClientRoundPlan(1, 0.1));
+        var round1 = h.Clients.TrainRoundAsync(1, new[] { 0, 1 }, h.Global, new ClientInstructions(1, 0.1));
         var replayed = await h.SubmitAsync("client-0", 0, Honest0);
         Assert.Contains("update for round 0 while round 1 is open (late or replayed)", replayed.Reason);
         AssertAccepted((await h.SubmitAsync("client-0", 1, Honest1)));
@@ -139,7 +139,7 @@ public class HostileUpdateTests
     {
         var options = Options("a", "b", "slow") with { RoundDeadline = TimeSpan.FromSeconds(3), HeartbeatTimeout = TimeSpan.FromSeconds(60) };
         await using var h = await Harness.StartAsync(options);
-        var round = h.Clients.TrainRoundAsync(0, new[] { 0, 1, 2 }, h.Global, new ClientRoundPlan(0, 0.1));
+        var round = h.Clients.TrainRoundAsync(0, new[] { 0, 1, 2 }, h.Global, new ClientInstructions(0, 0.1));
         var slow = h.As("slow");
         using (var channel = slow.Open())
         {
@@ -159,24 +159,27 @@ public class HostileUpdateTests
     }
 
     [Fact]
-    public async Task The_handshake_refuses_another_protocol_major_another_base_model_and_clients_off_the_roster()
+    public async Task The_handshake_refuses_another_protocol_major_another_base_model_another_task_and_clients_off_the_roster()
     {
         await using var h = await Harness.StartAsync(Options("a", "b"));
-        async Task<RpcException> Join(string id, uint major, string fingerprint)
+        async Task<RpcException> Join(string id, uint major, string fingerprint, string task = "sft")
         {
             var connection = h.As(id);
             using var channel = connection.Open();
             return await Assert.ThrowsAsync<RpcException>(() => new FedLlm.Network.Protocol.Federation.FederationClient(channel).JoinAsync(new JoinRequest
             {
-                Protocol = new ProtocolVersion { Major = major, Minor = 3 }, ClientId = id, ModelFingerprint = fingerprint,
+                Protocol = new ProtocolVersion { Major = major, Minor = 3 }, ClientId = id, ModelFingerprint = fingerprint, Task = task,
             }, connection.Headers()).ResponseAsync);
         }
-        var version = await Join("a", 2, "fingerprint-of-the-base");
+        var version = await Join("a", 1, "fingerprint-of-the-base");
         Assert.Equal(StatusCode.FailedPrecondition, version.StatusCode);
-        Assert.Contains("the client speaks fedllm.federation v2.3, this server v1.0", version.Status.Detail);
-        var model = await Join("a", 1, "another-base");
+        Assert.Contains("the client speaks fedllm.federation v1.3, this server v2.0", version.Status.Detail);
+        var model = await Join("a", 2, "another-base");
         Assert.Contains("base model mismatch", model.Status.Detail);
-        var stranger = await Join("eve", 1, "fingerprint-of-the-base");
+        var task = await Join("a", 2, "fingerprint-of-the-base", "dpo");
+        Assert.Equal(StatusCode.FailedPrecondition, task.StatusCode);
+        Assert.Contains("the client's data is for 'dpo', this run trains 'sft'", task.Status.Detail);
+        var stranger = await Join("eve", 2, "fingerprint-of-the-base");
         Assert.Equal(StatusCode.PermissionDenied, stranger.StatusCode);
         Assert.Contains("'eve' is not on this run's roster", stranger.Status.Detail);
     }

@@ -5,6 +5,7 @@ using FedLlm.Checkpoints;
 using FedLlm.Data;
 using FedLlm.Federation;
 using FedLlm.Federation.Simulation;
+using FedLlm.Federation.Strategies;
 using FedLlm.Modeling;
 using FedLlm.Peft;
 using FedLlm.Security;

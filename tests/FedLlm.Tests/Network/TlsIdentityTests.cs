@@ -36,7 +36,7 @@ public class TlsIdentityTests
             var log = new HostileUpdateTests.RecordingLogger();
             var security = ServerSecurityLoader.Load(section, "server.yaml");
             var clients = new RemoteClients(new RemoteClientsOptions { Roster = section.Roster, MinUpdates = 1 }, log);
-            var run = new RunDescription("run-tls", "base", new LoraOptions { Rank = 1 }, new FederationOptions { Rounds = 1, TotalClients = 2 });
+            var run = new RunDescription("run-tls", "base", new LoraOptions { Rank = 1 }, new FederationOptions { Rounds = 1, TotalClients = 2 }, new FedLlm.Runs.LocalObjective());
             var host = await FederationHost.StartAsync("127.0.0.1:0", security.Tls, clients, run, security.Authenticator, () => (0, null));
             return new TlsServer { Kit = kit, Clients = clients, Host = host, Log = log };
         }
@@ -79,7 +79,7 @@ public class TlsIdentityTests
         Assert.Equal(StatusCode.Unauthenticated, claim.StatusCode);
         Assert.Contains("the client certificate proves 'alice', but the request claims to be 'bob'", claim.Status.Detail);
 
-        var round = server.Clients.TrainRoundAsync(0, new[] { 0, 1 }, Adapter(X0), new ClientRoundPlan(0, 0.1));
+        var round = server.Clients.TrainRoundAsync(0, new[] { 0, 1 }, Adapter(X0), new ClientInstructions(0, 0.1));
         // An update whose header names bob, sent over alice's authenticated connection.
         var forged = await SubmitAsync(alice, claimedId: "bob");
         Assert.False(forged.Accepted);

@@ -8,13 +8,13 @@ public static class UpdateChecks
 {
     /// <summary>
     /// Checks that there is at least one update, that client ids are distinct, that example counts are ≥ 0, and that
-    /// every adapter (and, if <paramref name="requireControlDelta"/>, every SCAFFOLD control delta) has exactly the
-    /// global's keys, shapes and dtypes.
+    /// every adapter (and every tensor set named in <paramref name="requiredTensorSets"/>, such as SCAFFOLD's control
+    /// delta) has exactly the global's keys, shapes and dtypes.
     /// </summary>
     /// <exception cref="ArgumentException">No updates, or the global is not floating point.</exception>
     /// <exception cref="AggregationException">Any other failure; names the client and, where one is at fault, the key.</exception>
     public static void Validate(
-        IReadOnlyDictionary<string, Tensor> global, IReadOnlyList<ClientUpdate> updates, bool requireControlDelta = false)
+        IReadOnlyDictionary<string, Tensor> global, IReadOnlyList<ClientUpdate> updates, IReadOnlyList<string>? requiredTensorSets = null)
     {
         ArgumentNullException.ThrowIfNull(global);
         ArgumentNullException.ThrowIfNull(updates);
@@ -33,11 +33,11 @@ public static class UpdateChecks
                 throw new AggregationException(
                     $"client '{update.ClientId}' reported {update.ExampleCount} examples; counts must be ≥ 0", update.ClientId);
             TensorMaps.CheckLayout(global, update.Weights, update.ClientId);
-            if (requireControlDelta)
+            foreach (var name in requiredTensorSets ?? [])
             {
-                var delta = update.ControlDelta
-                    ?? throw new AggregationException($"client '{update.ClientId}' sent no control delta, which SCAFFOLD needs", update.ClientId);
-                TensorMaps.CheckLayout(global, delta, update.ClientId, "control delta");
+                var set = update.TensorSet(name)
+                    ?? throw new AggregationException($"client '{update.ClientId}' sent no {name.Replace('_', ' ')} (tensor set '{name}'), which this strategy needs", update.ClientId);
+                TensorMaps.CheckLayout(global, set, update.ClientId, name.Replace('_', ' '));
             }
         }
     }

@@ -1,5 +1,6 @@
 using FedLlm.Data;
 using FedLlm.Modeling;
+using FedLlm.Training;
 using static TorchSharp.torch;
 
 namespace FedLlm.Federation.Simulation;
@@ -13,49 +14,48 @@ public sealed class InProcessClients : IClientExecutor, IDisposable
 {
     private readonly FederatedClient client;
     private readonly IReadOnlyList<IClientDataset> shards;
-    private readonly FederatedClient.ClientState[] states;
+    private readonly ClientState[] states;
 
     /// <summary>Clients holding instruction examples.</summary>
-    public InProcessClients(LlamaForCausalLM model, FederationOptions options, IReadOnlyList<IReadOnlyList<SftExample>> shards, int padTokenId)
-        : this(model, options, shards.Select(s => (IClientDataset)new SftClientDataset(s, padTokenId)).ToList(), padTokenId)
+    public InProcessClients(LlamaForCausalLM model, FederationOptions options, IReadOnlyList<IReadOnlyList<SftExample>> shards, int padTokenId,
+        AlgorithmRegistry? algorithms = null)
+        : this(model, options, shards.Select(s => (IClientDataset)new SftClientDataset(s, padTokenId)).ToList(), padTokenId, algorithms)
     {
     }
 
     /// <summary>Clients holding any local data set (instruction examples or preference pairs).</summary>
-    public InProcessClients(LlamaForCausalLM model, FederationOptions options, IReadOnlyList<IClientDataset> shards, int padTokenId)
+    public InProcessClients(LlamaForCausalLM model, FederationOptions options, IReadOnlyList<IClientDataset> shards, int padTokenId,
+        AlgorithmRegistry? algorithms = null)
     {
         if (shards.Count != options.TotalClients)
             throw new ArgumentException($"{shards.Count} data shards for {options.TotalClients} clients", nameof(shards));
         for (int i = 0; i < shards.Count; i++)
             if (shards[i].Count == 0) throw new ArgumentException($"client {i} received no examples; use fewer clients or a larger α", nameof(shards));
-        client = new FederatedClient(model, options, padTokenId);
+        client = new FederatedClient(model, options.ClientTraining, algorithms ?? Strategies.StrategyFactory.BuiltIn, padTokenId);
         this.shards = shards;
-        states = Enumerable.Range(0, shards.Count).Select(_ => new FederatedClient.ClientState()).ToArray();
+        states = Enumerable.Range(0, shards.Count).Select(_ => new ClientState()).ToArray();
     }
 
     public static string ClientId(int index) => $"client-{index}";
 
     public Task<IReadOnlyList<ClientUpdate>> TrainRoundAsync(int round, IReadOnlyList<int> clients, IReadOnlyDictionary<string, Tensor> global,
-        ClientRoundPlan plan, CancellationToken cancellationToken = default)
+        ClientInstructions instructions, CancellationToken cancellationToken = default)
     {
         var updates = new List<ClientUpdate>(clients.Count);
         foreach (int index in clients)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            updates.Add(client.Train(ClientId(index), index, shards[index], global, plan, states[index], cancellationToken));
+            updates.Add(client.Train(ClientId(index), index, shards[index], global, instructions, states[index], cancellationToken));
         }
         return Task.FromResult<IReadOnlyList<ClientUpdate>>(updates);
     }
 
+    /// <summary>Every client's state under "client-{i}/" (the keys a client's own store uses, prefixed).</summary>
     public IReadOnlyDictionary<string, Tensor> SnapshotState()
     {
         var state = new Dictionary<string, Tensor>();
         for (int i = 0; i < states.Length; i++)
-        {
-            foreach (var (key, tensor) in states[i].Control) state[$"{ClientId(i)}/control/{key}"] = tensor;
-            foreach (var (key, tensor) in states[i].OptimizerMoments) state[$"{ClientId(i)}/adamw/{key}"] = tensor;
-            if (states[i].OptimizerSteps > 0) state[$"{ClientId(i)}/adamw_steps"] = tensor(new[] { states[i].OptimizerSteps });
-        }
+            foreach (var (key, tensor) in states[i].Tensors) state[$"{ClientId(i)}/{key}"] = tensor;
         return state;
     }
 
@@ -64,20 +64,11 @@ public sealed class InProcessClients : IClientExecutor, IDisposable
         for (int i = 0; i < states.Length; i++)
         {
             string prefix = ClientId(i) + "/";
-            var mine = state.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal)).ToList();
             states[i].Dispose();
-            states[i] = new FederatedClient.ClientState
-            {
-                Control = Pick(mine, prefix + "control/"),
-                OptimizerMoments = Pick(mine, prefix + "adamw/"),
-                OptimizerSteps = mine.Where(kv => kv.Key == prefix + "adamw_steps").Select(kv => kv.Value.item<long>()).FirstOrDefault(),
-            };
+            states[i] = ClientState.FromTensors(state.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal))
+                .Select(kv => KeyValuePair.Create(kv.Key[prefix.Length..], kv.Value.clone())));
         }
     }
-
-    static Dictionary<string, Tensor> Pick(IEnumerable<KeyValuePair<string, Tensor>> entries, string prefix) =>
-        entries.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal))
-            .ToDictionary(kv => kv.Key[prefix.Length..], kv => kv.Value.clone().DetachFromDisposeScope());
 
     public void Dispose()
     {

@@ -27,14 +27,16 @@ public sealed class SimulationRunner
     private readonly int padTokenId;
     private readonly RoundTaskEvaluation? roundTask;
     private readonly ITextTokenizer? tokenizer;
+    private readonly AlgorithmRegistry algorithms;
 
     /// <param name="model">The shared base model with LoRA injected; its current adapter is every run's starting point.</param>
     /// <param name="evaluateLoadedAdapter">Scores the adapter currently loaded in <paramref name="model"/> on held-out data
     /// (held-out loss and exact match for SFT; DPO loss, reward accuracy and margin for DPO), or null for no evaluation.</param>
     /// <param name="roundTask">A benchmark task scored on the global adapter every few rounds (needs <paramref name="tokenizer"/>).</param>
     public SimulationRunner(LlamaForCausalLM model, FederationOptions options, LoraOptions lora, Func<EvaluationResult>? evaluateLoadedAdapter,
-        string? baseModel, int padTokenId, RoundTaskEvaluation? roundTask = null, ITextTokenizer? tokenizer = null)
+        string? baseModel, int padTokenId, RoundTaskEvaluation? roundTask = null, ITextTokenizer? tokenizer = null, AlgorithmRegistry? algorithms = null)
     {
+        this.algorithms = algorithms ?? Strategies.StrategyFactory.BuiltIn;
         options.Validate();
         this.model = model;
         this.options = options;
@@ -92,7 +94,7 @@ public sealed class SimulationRunner
         bool resume, IProgress<RoundRecord>? progress = null, CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
-        using var clients = new InProcessClients(model, options, shards, padTokenId);
+        using var clients = new InProcessClients(model, options, shards, padTokenId, algorithms);
         var store = new RunStore(output);
         using var server = new FederationServer(strategy, options, initialGlobal, clients, store, evaluateLoadedAdapter is null ? null : g => Evaluate(g)!,
             roundTask is null ? null : EvaluateTask);

@@ -16,7 +16,7 @@ public sealed class FedAvg : IFederatedStrategy
     public string Name => "fedavg";
 
     /// <inheritdoc/>
-    public ClientRoundPlan PlanClientRound(int round, double learningRate) => new(round, learningRate);
+    public ClientInstructions ConfigureTrain(int round, double learningRate) => new(round, learningRate);
 
     /// <inheritdoc/>
     public IReadOnlyDictionary<string, Tensor> Aggregate(

@@ -45,7 +45,7 @@ public sealed class FedAvgM : IFederatedStrategy, IDisposable
     public string Name => "fedavgm";
 
     /// <inheritdoc/>
-    public ClientRoundPlan PlanClientRound(int round, double learningRate) => new(round, learningRate);
+    public ClientInstructions ConfigureTrain(int round, double learningRate) => new(round, learningRate);
 
     /// <inheritdoc/>
     public IReadOnlyDictionary<string, Tensor> Aggregate(

@@ -57,7 +57,7 @@ public abstract class FedOpt : IFederatedStrategy, IDisposable
     protected abstract Tensor SecondMoment(Tensor previous, Tensor squared);
 
     /// <inheritdoc/>
-    public ClientRoundPlan PlanClientRound(int round, double learningRate) => new(round, learningRate);
+    public ClientInstructions ConfigureTrain(int round, double learningRate) => new(round, learningRate);
 
     /// <inheritdoc/>
     public IReadOnlyDictionary<string, Tensor> Aggregate(

@@ -29,8 +29,18 @@ public sealed class FedProx : IFederatedStrategy
     /// <inheritdoc/>
     public string Name => "fedprox";
 
+    /// <summary>The client hook that adds the proximal term (<see cref="FedProxClientHooks"/>).</summary>
+    public const string HookName = "fedprox";
+
+    /// <summary>The instructions' key of μ.</summary>
+    public const string MuKey = "proximal_mu";
+
     /// <summary>Plain local training plus the proximal term with this strategy's μ.</summary>
-    public ClientRoundPlan PlanClientRound(int round, double learningRate) => new(round, learningRate, ProximalMu: mu);
+    public ClientInstructions ConfigureTrain(int round, double learningRate) => new(round, learningRate)
+    {
+        Hooks = [HookName],
+        Config = new Dictionary<string, string> { [MuKey] = ClientInstructions.FormatNumber(mu) },
+    };
 
     /// <inheritdoc/>
     public IReadOnlyDictionary<string, Tensor> Aggregate(
@@ -74,5 +84,27 @@ public sealed class FedProx : IFederatedStrategy
         }
         var term = (sum ?? torch.zeros(Array.Empty<long>(), ScalarType.Float32)) * (mu / 2);
         return term.MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>FedProx on the client: adds (μ/2)·‖w − x‖² over the LoRA tensors to every step's loss (μ from the
+/// instructions; none when μ = 0).</summary>
+public sealed class FedProxClientHooks : IClientHooks
+{
+    /// <inheritdoc/>
+    public string Name => FedProx.HookName;
+
+    /// <inheritdoc/>
+    public void BeforeTraining(ClientRoundContext context)
+    {
+        double mu = context.Instructions.Number(FedProx.MuKey);
+        if (mu <= 0) return;
+        var pairs = context.Trainable.Select(p => (p.Parameter, context.Global[p.Key])).ToList();
+        context.AddLossTerm(() => FedProx.ProximalTerm(pairs, mu));
+    }
+
+    /// <inheritdoc/>
+    public void AfterTraining(ClientRoundContext context)
+    {
     }
 }

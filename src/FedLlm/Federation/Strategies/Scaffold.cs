@@ -19,7 +19,7 @@ namespace FedLlm.Federation.Strategies;
 /// parameters after every optimizer step, w ← w − η_l·(c − c_i), so the correction bypasses Adam's scaling. K is the
 /// configured number of local steps (OpenFedLLM's max_steps), η_l this round's local learning rate.</para>
 /// <para>State: c under keys "c/…", zeros until the first aggregation. Before then the server cannot know the
-/// adapter's layout, so <see cref="PlanClientRound"/> hands out an empty c, which stands for zeros.</para>
+/// adapter's layout, so <see cref="ConfigureTrain"/> hands out an empty c, which stands for zeros.</para>
 /// </remarks>
 public sealed class Scaffold : IFederatedStrategy, IDisposable
 {
@@ -43,10 +43,26 @@ public sealed class Scaffold : IFederatedStrategy, IDisposable
     /// <inheritdoc/>
     public string Name => "scaffold";
 
+    /// <summary>The client hook that applies the correction and sends Δc_i (<see cref="ScaffoldClientHooks"/>).</summary>
+    public const string HookName = "scaffold";
+
+    /// <summary>The tensor set that carries the server's c to the clients.</summary>
+    public const string ServerControlSet = "server_control";
+
+    /// <summary>The tensor set that carries Δc_i back.</summary>
+    public const string ControlDeltaSet = "control_delta";
+
     /// <summary>Plain local training with the correction (c − c_i); carries a copy of the server's c (empty = zeros
-    /// before the first aggregation).</summary>
-    public ClientRoundPlan PlanClientRound(int round, double learningRate) =>
-        new(round, learningRate, ServerControl: state.IsEmpty ? new Dictionary<string, Tensor>() : TensorMaps.Clone(state[ControlSlot]));
+    /// before the first aggregation) and asks for Δc_i back.</summary>
+    public ClientInstructions ConfigureTrain(int round, double learningRate) => new(round, learningRate)
+    {
+        Hooks = [HookName],
+        TensorSets = new Dictionary<string, IReadOnlyDictionary<string, Tensor>>
+        {
+            [ServerControlSet] = state.IsEmpty ? new Dictionary<string, Tensor>() : TensorMaps.Clone(state[ControlSlot]),
+        },
+        ReturnedTensorSets = [ControlDeltaSet],
+    };
 
     /// <inheritdoc/>
     /// <exception cref="AggregationException">Also when an update lacks its control delta, or a round has more updates
@@ -54,7 +70,7 @@ public sealed class Scaffold : IFederatedStrategy, IDisposable
     public IReadOnlyDictionary<string, Tensor> Aggregate(
         int round, IReadOnlyDictionary<string, Tensor> global, IReadOnlyList<ClientUpdate> updates)
     {
-        UpdateChecks.Validate(global, updates, requireControlDelta: true);
+        UpdateChecks.Validate(global, updates, [ControlDeltaSet]);
         if (updates.Count > totalClients)
             throw new AggregationException(
                 $"{updates.Count} updates in one round, but {nameof(StrategyOptions.TotalClients)} says there are only {totalClients} clients");
@@ -66,7 +82,7 @@ public sealed class Scaffold : IFederatedStrategy, IDisposable
 
         // (1/N)·Σ_{i∈S} Δc_i: divided by all N clients, not |S|, because c estimates the mean of all clients' c_i and
         // the clients that sat out this round kept theirs.
-        var deltas = ClientTensors.ControlDeltasOf(updates);
+        var deltas = ClientTensors.TensorSetsOf(updates, ControlDeltaSet);
         var step = Averaging.WeightedSum(deltas, Enumerable.Repeat(1.0 / totalClients, deltas.Count).ToArray());
         var control = new Dictionary<string, Tensor>(global.Count);
         foreach (var (key, like) in global)
@@ -126,11 +142,11 @@ public sealed class Scaffold : IFederatedStrategy, IDisposable
 
     /// <summary>
     /// Option II of SCAFFOLD: c_i⁺ = (x − y_i)/(K·η_l) − (c − c_i) and Δc_i = c_i⁺ − c_i, per key of the global x.
-    /// The client keeps c_i⁺ and sends Δc_i as <see cref="ClientUpdate.ControlDelta"/>.
+    /// The client keeps c_i⁺ and sends Δc_i as the update's "control_delta" tensor set.
     /// </summary>
     /// <param name="global">x, the global adapter the client started the round from.</param>
     /// <param name="local">y_i, the client's adapter after local training; same keys, shapes and dtypes as x.</param>
-    /// <param name="serverControl">c, as received in <see cref="ClientRoundPlan.ServerControl"/>; missing keys are zeros.</param>
+    /// <param name="serverControl">c, as received in the "server_control" tensor set; missing keys are zeros.</param>
     /// <param name="clientControl">c_i before this round; missing keys (an empty map in the client's first round) are zeros.</param>
     /// <param name="localSteps">K, the configured number of local optimizer steps (OpenFedLLM's max_steps).</param>
     /// <param name="learningRate">η_l, the local learning rate of this round.</param>
@@ -183,5 +199,41 @@ public sealed class Scaffold : IFederatedStrategy, IDisposable
                 throw new ArgumentException(
                     $"control variate '{key}' has shape [{string.Join(", ", tensor.shape)}], the global [{string.Join(", ", like.shape)}]", name);
         }
+    }
+}
+
+/// <summary>
+/// SCAFFOLD on the client. Before training: the correction c − c_i, applied as OpenFedLLM applies it, after each
+/// optimizer step w ← w − η·(c − c_i). After training: option II's c_i⁺, kept in the client's state section "control",
+/// and Δc_i sent back as the "control_delta" tensor set.
+/// </summary>
+public sealed class ScaffoldClientHooks : IClientHooks
+{
+    const string ControlSection = "control";
+
+    /// <inheritdoc/>
+    public string Name => Scaffold.HookName;
+
+    /// <inheritdoc/>
+    public void BeforeTraining(ClientRoundContext context)
+    {
+        var correction = context.Track(Scaffold.Correction(context.Instructions.TensorSet(Scaffold.ServerControlSet), context.State.Section(ControlSection)));
+        var trainable = context.Trainable;
+        context.AfterOptimizerStep(lr =>
+        {
+            using var noGrad = torch.no_grad();
+            foreach (var (key, parameter) in trainable)
+                if (correction.TryGetValue(key, out var c)) parameter.add_(c, -lr);
+        });
+    }
+
+    /// <inheritdoc/>
+    public void AfterTraining(ClientRoundContext context)
+    {
+        var (newControl, delta) = Scaffold.ClientControlUpdate(context.Global, context.Local!, context.Instructions.TensorSet(Scaffold.ServerControlSet),
+            context.State.Section(ControlSection), context.LocalSteps, context.LearningRate);
+        foreach (var t in newControl.Values.Concat(delta.Values)) t.DetachFromDisposeScope();
+        context.State.ReplaceSection(ControlSection, newControl);
+        context.Send(Scaffold.ControlDeltaSet, delta);
     }
 }

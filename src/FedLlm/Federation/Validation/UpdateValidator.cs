@@ -11,8 +11,8 @@ namespace FedLlm.Federation.Validation;
 /// </summary>
 /// <remarks>
 /// Checks run cheapest first and stop at the first failure: example count; names, shapes and dtypes (of the weights,
-/// then of the control delta); finiteness of the weights, found by the same pass that computes the norm; finiteness of
-/// the control delta; the norm bound. Round numbers (replays) and byte sizes are the transport's to
+/// then of each tensor set); finiteness of the weights, found by the same pass that computes the norm; finiteness of
+/// the tensor sets; the norm bound. Round numbers (replays) and byte sizes are the transport's to
 /// check, since only it sees the messages. Nothing here modifies or keeps the tensors.
 /// </remarks>
 public static class UpdateValidator
@@ -21,7 +21,7 @@ public static class UpdateValidator
     private const int NamesListed = 3;
 
     /// <summary>Checks a client's update against the global adapter: the same tensor names (none missing, none extra), shapes and
-    /// dtypes; all values finite; the norm bound; ExampleCount in [1, MaxExampleCount]; ControlDelta (SCAFFOLD) with the same names/shapes and finite when present.</summary>
+    /// dtypes; all values finite; the norm bound; ExampleCount in [1, MaxExampleCount]; every tensor set (SCAFFOLD's control delta) with the same names/shapes, and finite.</summary>
     /// <returns><see cref="UpdateVerdict.Ok"/> (with the norm) or a rejection whose reason names the client and the tensor.</returns>
     /// <exception cref="ArgumentException">The limits themselves are nonsensical (the server's configuration error).</exception>
     public static UpdateVerdict Validate(IReadOnlyDictionary<string, Tensor> global, ClientUpdate update, UpdateLimits limits)
@@ -46,8 +46,9 @@ public static class UpdateValidator
         using var scope = NewDisposeScope();
         if (CheckStructure(global, update.Weights, client, "tensor") is { } weightsProblem)
             return UpdateVerdict.Reject(weightsProblem);
-        if (update.ControlDelta is not null && CheckStructure(global, update.ControlDelta, client, "control delta tensor") is { } controlStructure)
-            return UpdateVerdict.Reject(controlStructure);
+        foreach (var (setName, set) in update.TensorSets.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            if (CheckStructure(global, set, client, SetLabel(setName)) is { } setStructure)
+                return UpdateVerdict.Reject(setStructure);
 
         // One pass per tensor gives the norm and, through it, finiteness: y − x is non-finite exactly where y is (the
         // global is the server's own and finite), so only a tensor whose squared distance is not finite is searched.
@@ -63,9 +64,9 @@ public static class UpdateValidator
             }
             squares += part;
         }
-        if (update.ControlDelta is not null)
+        foreach (var (setName, set) in update.TensorSets.OrderBy(kv => kv.Key, StringComparer.Ordinal))
             foreach (var name in global.Keys.Order(StringComparer.Ordinal))
-                if (NonFinite(update.ControlDelta[name], client, "control delta tensor", name) is { } nonFinite)
+                if (NonFinite(set[name], client, SetLabel(setName), name) is { } nonFinite)
                     return UpdateVerdict.Reject(nonFinite);
 
         double norm = Math.Sqrt(squares);
@@ -122,6 +123,9 @@ public static class UpdateValidator
         using var sum = diff.sum(ScalarType.Float64);
         return sum.item<double>();
     }
+
+    /// <summary>"control delta tensor" for the tensor set "control_delta".</summary>
+    private static string SetLabel(string setName) => setName.Replace('_', ' ') + " tensor";
 
     private static string Plural(List<string> names) => names.Count == 1 ? "" : "s";
 

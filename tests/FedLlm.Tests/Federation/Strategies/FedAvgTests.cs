@@ -84,7 +84,11 @@ public class FedAvgTests
     [Fact]
     public void Plans_plain_local_training()
     {
-        var plan = new FedAvg().PlanClientRound(4, 2e-5);
-        Assert.Equal(new ClientRoundPlan(4, 2e-5), plan);
+        var plan = new FedAvg().ConfigureTrain(4, 2e-5);
+        Assert.Equal((4, 2e-5), (plan.Round, plan.LearningRate));
+        Assert.Empty(plan.Hooks);
+        Assert.Empty(plan.Config);
+        Assert.Empty(plan.TensorSets);
+        Assert.Empty(plan.ReturnedTensorSets);
     }
 }

@@ -11,9 +11,11 @@ public class FedProxTests
     [Fact]
     public void Plans_the_proximal_mu_default_and_configured()
     {
-        Assert.Equal(0.01, new FedProx(new StrategyOptions()).PlanClientRound(0, 1e-4).ProximalMu);
-        var plan = new FedProx(new StrategyOptions { ProximalMu = 0.25 }).PlanClientRound(3, 1e-4);
-        Assert.Equal(new ClientRoundPlan(3, 1e-4, ProximalMu: 0.25), plan);
+        Assert.Equal(0.01, new FedProx(new StrategyOptions()).ConfigureTrain(0, 1e-4).Number("proximal_mu"));
+        var plan = new FedProx(new StrategyOptions { ProximalMu = 0.25 }).ConfigureTrain(3, 1e-4);
+        Assert.Equal((3, 1e-4, 0.25), (plan.Round, plan.LearningRate, plan.Number("proximal_mu")));
+        Assert.Equal(new[] { "fedprox" }, plan.Hooks);
+        Assert.Empty(plan.TensorSets);
     }
 
     [Fact]

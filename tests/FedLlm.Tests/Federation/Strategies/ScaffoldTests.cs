@@ -11,7 +11,7 @@ public class ScaffoldTests
     static Scaffold Create(int totalClients = 4) => new(new StrategyOptions { TotalClients = totalClients });
 
     static ClientUpdate WithDelta(string id, long count, double[] weights, double[] controlDelta) =>
-        new(id, Adapter(weights), count, Adapter(controlDelta));
+        FederationTestData.WithTensorSet(new(id, Adapter(weights), count), Adapter(controlDelta));
 
     [Fact]
     public void Two_rounds_with_four_clients_two_sampled_match_hand_arithmetic()
@@ -55,21 +55,22 @@ public class ScaffoldTests
     public void Plans_carry_an_empty_c_before_the_first_round_then_a_copy_of_c()
     {
         var strategy = Create();
-        var before = strategy.PlanClientRound(0, 1e-3);
-        Assert.NotNull(before.ServerControl);
-        Assert.Empty(before.ServerControl!);
-        Assert.Equal(0, before.ProximalMu);
+        var before = strategy.ConfigureTrain(0, 1e-3);
+        Assert.Equal(new[] { "scaffold" }, before.Hooks);
+        Assert.Equal(new[] { "control_delta" }, before.ReturnedTensorSets);
+        Assert.Empty(before.TensorSet("server_control"));
+        Assert.Empty(before.Config);
 
         strategy.Aggregate(0, Adapter(X0), new[]
         {
             WithDelta("a", 1, X0, new[] { 0.4, 0.8, 1.2, 1.6, 2.0 }),
         });
-        var plan = strategy.PlanClientRound(1, 1e-3);
-        AssertClose(new[] { 0.1, 0.2, 0.3, 0.4, 0.5 }, Flat(plan.ServerControl!), 1e-7, "planned c");
+        var plan = strategy.ConfigureTrain(1, 1e-3);
+        AssertClose(new[] { 0.1, 0.2, 0.3, 0.4, 0.5 }, Flat(plan.TensorSet("server_control")), 1e-7, "planned c");
 
-        // The plan is a copy: a client scribbling on it does not move the server's c.
-        plan.ServerControl![FederationTestData.KeyA].add_(100);
-        AssertClose(new[] { 0.1, 0.2, 0.3, 0.4, 0.5 }, Flat(strategy.PlanClientRound(2, 1e-3).ServerControl!), 1e-7, "c after scribble");
+        // The instructions hold a copy: a client scribbling on it does not move the server's c.
+        plan.TensorSet("server_control")[FederationTestData.KeyA].add_(100);
+        AssertClose(new[] { 0.1, 0.2, 0.3, 0.4, 0.5 }, Flat(strategy.ConfigureTrain(2, 1e-3).TensorSet("server_control")), 1e-7, "c after scribble");
     }
 
     [Fact]
@@ -132,7 +133,7 @@ public class ScaffoldTests
         var three = new[] { "a", "b", "c" }.Select(id => WithDelta(id, 1, X0, X0)).ToList();
         Assert.Throws<AggregationException>(() => Create(totalClients: 2).Aggregate(0, Adapter(X0), three));
 
-        var badDelta = new ClientUpdate("b", Adapter(X0), 10,
+        var badDelta = FederationTestData.WithTensorSet(new ClientUpdate("b", Adapter(X0), 10),
             new Dictionary<string, Tensor> { [FederationTestData.KeyA] = zeros(1, 2) });
         var missing = Assert.Throws<AggregationException>(() => Create().Aggregate(0, Adapter(X0), new[] { badDelta }));
         Assert.Equal(("b", FederationTestData.KeyB), (missing.ClientId, missing.Key));

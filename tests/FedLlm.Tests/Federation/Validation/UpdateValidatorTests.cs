@@ -14,7 +14,7 @@ public class UpdateValidatorTests
 
     static UpdateVerdict Check(Dictionary<string, Tensor> weights, long count = 100, UpdateLimits? limits = null,
         Dictionary<string, Tensor>? controlDelta = null) =>
-        UpdateValidator.Validate(Adapter(X), new ClientUpdate("client-2", weights, count, controlDelta), limits ?? UpdateLimits.None);
+        UpdateValidator.Validate(Adapter(X), FederationTestData.WithTensorSet(new ClientUpdate("client-2", weights, count), controlDelta), limits ?? UpdateLimits.None);
 
     static void AssertRejected(UpdateVerdict verdict, params string[] fragments)
     {
