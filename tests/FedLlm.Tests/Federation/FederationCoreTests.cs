@@ -10,14 +10,14 @@ namespace FedLlm.Tests.Federation;
 
 public class FederationCoreTests
 {
-    static LlamaForCausalLM AdaptedModel()
+    internal static LlamaForCausalLM AdaptedModel()
     {
         var model = LlamaForCausalLM.CreateRandom(TinyModels.Llama(tied: true), seed: 21, std: 0.2);
         LoraInjector.Inject(model, new LoraOptions { Rank = 2, Alpha = 4, Dropout = 0.1 }, new Generator(4));
         return model;
     }
 
-    static List<IReadOnlyList<SftExample>> Shards(int clients)
+    internal static List<IReadOnlyList<SftExample>> Shards(int clients)
     {
         var rng = new Random(3);
         return Enumerable.Range(0, clients).Select(c => (IReadOnlyList<SftExample>)Enumerable.Range(0, 6 + 3 * c).Select(_ =>
