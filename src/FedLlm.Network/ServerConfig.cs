@@ -1,4 +1,4 @@
-using FedLlm.Federation.Simulation;
+using FedLlm.Runs;
 using FedLlm.Federation.Transfer;
 using FedLlm.Federation.Validation;
 using FedLlm.Network.Server;
@@ -9,19 +9,71 @@ using YamlDotNet.Serialization.NamingConventions;
 namespace FedLlm.Network;
 
 /// <summary>
-/// server.yaml (snake_case): the model, data (held-out evaluation only), federation, strategy and lora sections of
-/// run.yaml, plus a <c>server</c> section for the network. The roster fixes the clients: federation.clients is its size.
+/// server.yaml (snake_case): the task, federation, strategy, lora, dpo and evaluation sections of run.yaml, a model
+/// section without training settings, a data section with held-out data only (the clients hold the training data), and a
+/// <c>server</c> section for the network. The roster fixes the clients: federation.clients is its size. Keys of run.yaml
+/// that mean nothing to a server (data.path, data.partition, model.activation_checkpointing …) are refused as unknown.
 /// </summary>
 public sealed class ServerConfig
 {
-    public SimulationConfig.ModelSection Model { get; set; } = new();
-    public SimulationConfig.DataSection Data { get; set; } = new();
-    public SimulationConfig.FederationSection Federation { get; set; } = new();
-    public SimulationConfig.StrategySection Strategy { get; set; } = new();
-    public SimulationConfig.LoraSection Lora { get; set; } = new();
+    /// <summary>sft or dpo; the clients' data must be of the same kind.</summary>
+    public string Task { get; set; } = "sft";
+    public ServerModelSection Model { get; set; } = new();
+    public ServerDataSection Data { get; set; } = new();
+    public RunConfig.FederationSection Federation { get; set; } = new();
+    public RunConfig.StrategySection Strategy { get; set; } = new();
+    public RunConfig.LoraSection Lora { get; set; } = new();
+    public RunConfig.DpoSection Dpo { get; set; } = new();
+    public RunConfig.EvaluationSection Evaluation { get; set; } = new();
     public ServerSection Server { get; set; } = new();
     public string? Output { get; set; }
     public int? Threads { get; set; }
+
+    public sealed class ServerModelSection
+    {
+        /// <summary>Checkpoint folder; null = the embedded default (the clients must use it too).</summary>
+        public string? Path { get; set; }
+
+        /// <summary>How the server stores the frozen base for held-out evaluation: fp32, bf16, int8 or nf4.</summary>
+        public string BaseDtype { get; set; } = "fp32";
+    }
+
+    /// <summary>Held-out data the server scores the global adapter on (the training data stays with the clients).</summary>
+    public sealed class ServerDataSection
+    {
+        public string? EvalPath { get; set; }
+        public int? EvalLimit { get; set; }
+        public string Template { get; set; } = "alpaca";
+
+        /// <summary>Schema of the held-out file (alpaca; generic-preference, ultrafeedback, hh-rlhf for dpo).</summary>
+        public string? Dataset { get; set; }
+    }
+
+    /// <summary>The run as the library models it; the roster's size is the number of clients.</summary>
+    /// <exception cref="ArgumentException">Exactly one algorithm is required; a DPO reference adapter is not supported over the network yet.</exception>
+    public RunOptions ToRunOptions()
+    {
+        if (Strategy.Algorithms.Count != 1 || Strategy.Algorithms[0] == "all")
+            throw new ArgumentException($"strategy.algorithms lists {string.Join(", ", Strategy.Algorithms)}; a server runs exactly one algorithm");
+        if (Dpo.ReferenceAdapter is not null)
+            throw new ArgumentException("dpo.reference_adapter: a reference adapter is not supported by the network federation yet (clients would need it too); use simulate, or the base model as reference");
+        if (Federation.Clients is { } clients && clients != Server.Roster.Count)
+            throw new ArgumentException($"federation.clients is {clients} but server.roster lists {Server.Roster.Count}; the roster fixes the clients (leave federation.clients out)");
+        var run = new RunConfig
+        {
+            Task = Task,
+            Model = new RunConfig.ModelSection { Path = Model.Path, BaseDtype = Model.BaseDtype },
+            Data = new RunConfig.DataSection { EvalPath = Data.EvalPath, EvalLimit = Data.EvalLimit, Template = Data.Template, Dataset = Data.Dataset },
+            Federation = Federation,
+            Strategy = Strategy,
+            Lora = Lora,
+            Dpo = Dpo,
+            Evaluation = Evaluation,
+            Threads = Threads,
+        };
+        run.Federation.Clients = Server.Roster.Count;
+        return run.ToRunOptions(Output ?? System.IO.Path.Combine("runs", "federation"));
+    }
 
     public sealed class ServerSection
     {
@@ -97,10 +149,16 @@ public sealed class ClientConfig
     public string? Kit { get; set; }
     public int? Threads { get; set; }
 
+    /// <summary>sft (instruction examples, the default) or dpo (preference pairs); must be the server's task.</summary>
+    public string Task { get; set; } = "sft";
+
     public sealed class ClientDataSection
     {
         public string? Path { get; set; }
         public string Template { get; set; } = "alpaca";
+
+        /// <summary>The file's schema: alpaca (sft); generic-preference, ultrafeedback, hh-rlhf (dpo).</summary>
+        public string? Dataset { get; set; }
         public bool SkipBad { get; set; }
     }
 

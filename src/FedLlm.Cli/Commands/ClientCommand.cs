@@ -44,6 +44,8 @@ public sealed class ClientCommand : Command<ClientSettings>
             BaseWeights = BaseWeights.Parse(config.BaseDtype, $"{s.Config}: base_dtype"),
             DataPath = dataPath,
             Template = config.Data.Template,
+            Task = config.Task,
+            Dataset = config.Data.Dataset,
             SkipBad = config.Data.SkipBad,
             StateDirectory = config.StateDir ?? Path.Combine("client-state", clientId),
         }, logger);

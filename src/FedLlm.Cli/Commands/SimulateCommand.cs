@@ -1,21 +1,10 @@
 using System.ComponentModel;
-using FedLlm.Alignment;
-using FedLlm.Data;
-using FedLlm.Data.Datasets;
-using FedLlm.Evaluation;
 using FedLlm.Data.Partitioning;
-using FedLlm.Defaults;
 using FedLlm.Federation;
-using FedLlm.Federation.Simulation;
-using FedLlm.Federation.Strategies;
-using FedLlm.Modeling;
-using FedLlm.Quantization;
-using FedLlm.Peft;
+using FedLlm.Runs;
 using FedLlm.Runtime;
-using FedLlm.Tokenization;
 using Spectre.Console;
 using Spectre.Console.Cli;
-using static TorchSharp.torch;
 
 namespace FedLlm.Cli.Commands;
 
@@ -82,72 +71,41 @@ public sealed class SimulateCommand : Command<SimulateSettings>
 {
     public override int Execute(CommandContext context, SimulateSettings s, CancellationToken cancellationToken)
     {
-        bool dpo = (s.Task ?? "sft") == "dpo";
-        var config = s.Config is null ? (dpo ? EmbeddedDefaultDpoSimulation() : EmbeddedDefaultSimulation()) : SimulationConfig.Load(s.Config);
+        var config = s.Config is null ? RunConfig.EmbeddedDefault(s.Task ?? "sft") : RunConfig.Load(s.Config);
         Apply(config, s);
-        dpo = SimulationConfig.TaskDefaults.For(config.Task) == SimulationConfig.TaskDefaults.Dpo; // also rejects an unknown task
-        int threads = TorchRuntime.ConfigureThreads(config.Threads);
-        var device = TorchRuntime.ParseDevice(config.Device);
-        var defaults = config.Model.Path is null || config.Data.Path is null ? EmbeddedDefault.Ensure(m => AnsiConsole.MarkupLineInterpolated($"[grey]{m}[/]")) : null;
-        string modelDir = config.Model.Path ?? defaults!.ModelDirectory;
-        string output = config.Output ?? Path.Combine("runs", $"simulate{(dpo ? "-dpo" : "")}-{DateTime.Now:yyyyMMdd-HHmmss}");
-        var options = config.Federation.ToOptions(config.Task);
-        options.Validate();
-        var lora = config.Lora.ToOptions(config.Task);
-        if (config.Dpo.ReferenceAdapter is { } referenceDir)
-        {
-            if (!dpo) throw new ArgumentException("dpo.reference_adapter / --reference-adapter is only used with --task dpo");
-            lora = AdapterIO.ReadOptions(referenceDir); // the policy starts from the reference adapter, so it takes its layout
-        }
-        lora.Validate();
-        var algorithms = config.ResolvedAlgorithms();
-        foreach (var name in algorithms) StrategyFactory.Create(name, config.Strategy.ToOptions(name, options.TotalClients)); // unknown names fail before any work
-
-        var tokenizer = TokenizerLoader.Load(modelDir);
-        int padId = tokenizer.PadTokenId ?? 0;
-        using var model = ModelLoader.Load(modelDir, BaseWeights.Parse(config.Model.BaseDtype, "model.base_dtype / --base-dtype"), device);
-        model.ActivationCheckpointing = config.Model.ActivationCheckpointing;
-        LoraInjector.Inject(model, lora, new Generator((ulong)options.Seed));
-        using var data = dpo
-            ? PreferenceClients(config, defaults, model, tokenizer, options, padId, cancellationToken)
-            : InstructionClients(config, defaults, model, tokenizer, options, padId);
-        var shards = data.Shards;
-
-        string partitionText = $"{config.Data.Partition}{(config.Data.Partition == "dirichlet" ? $" α={config.Data.Alpha}" : "")}";
-        AnsiConsole.MarkupLineInterpolated($"[bold]FedLlm simulate --task {config.Task}[/]  {options.TotalClients} clients ({partitionText}, sizes {string.Join(" ", shards.Select(x => x.Count))}), {options.ClientsPerRound} per round, {options.Rounds} rounds × {options.LocalSteps} local steps × batch {options.BatchSize}; lr {options.LearningRate} → {options.MinLearningRate}; LoRA r={lora.Rank}; {threads} threads");
-        if (data.Description is { } description) AnsiConsole.MarkupLineInterpolated($"{description}");
-        var roundTask = config.Evaluation.Create(options.Seed);
-        var runner = new SimulationRunner(model, options, lora, data.Evaluate, Path.GetFullPath(modelDir), padId, roundTask, tokenizer);
+        bool dpo = config.Task == "dpo";
+        var options = config.ToRunOptions(Path.Combine("runs", $"simulate{(dpo ? "-dpo" : "")}-{DateTime.Now:yyyyMMdd-HHmmss}"));
+        using var run = FederatedRun.Prepare(options, log: m => AnsiConsole.MarkupLineInterpolated($"[grey]{m}[/]"), cancellationToken: cancellationToken);
+        var f = options.Federation;
+        var partition = options.Data.Partition;
+        string partitionText = $"{config.Data.Partition}{(partition.Kind == PartitionKind.Dirichlet ? $" α={partition.Alpha}" : "")}";
+        AnsiConsole.MarkupLineInterpolated($"[bold]FedLlm simulate --task {options.Objective.Task}[/]  {f.TotalClients} clients ({partitionText}, sizes {string.Join(" ", run.Data.Shards.Select(x => x.Count))}), {f.ClientsPerRound} per round, {f.Rounds} rounds × {f.LocalSteps} local steps × batch {f.BatchSize}; lr {f.LearningRate} → {f.MinLearningRate}; LoRA r={run.Lora.Rank}; {run.Threads} threads");
+        if (run.Data.Description is { } description) AnsiConsole.MarkupLineInterpolated($"{description}");
         long baselineRss = TorchRuntime.PeakResidentBytes() ?? 0;
+        var data = run.Data;
 
-        var outcomes = new List<SimulationOutcome>();
-        foreach (var name in algorithms)
+        var outcomes = new List<RunOutcome>();
+        foreach (var name in options.Algorithms)
         {
-            var strategy = StrategyFactory.Create(name, config.Strategy.ToOptions(name, options.TotalClients));
             ProgressDisplay.Create()
                 .Start(ctx =>
                 {
-                    var task = ctx.AddTask(name, maxValue: options.Rounds);
-                    var outcome = runner.RunFederatedAsync(strategy, shards, Path.Combine(output, name), config.Output is not null && s.Resume,
+                    var task = ctx.AddTask(name, maxValue: f.Rounds);
+                    var outcome = run.RunAsync(name, config.Output is not null && s.Resume,
                         new SynchronousProgress<RoundRecord>(r =>
                         {
                             task.Value = r.Round + 1;
-                            task.Description = $"{name} round {r.Round + 1}/{options.Rounds} loss {r.ClientLoss.Values.Average():F3}" +
+                            task.Description = $"{name} round {r.Round + 1}/{f.Rounds} loss {r.ClientLoss.Values.Average():F3}" +
                                 (r.EvalScore is { } score ? $" held-out {data.ScoreName} {score:P0}" : "") +
                                 (r.TaskMetrics?.FirstOrDefault() is { Key: not null } m ? $" {m.Key} {m.Value:F3}" : "");
                         }), cancellationToken).GetAwaiter().GetResult();
                     outcomes.Add(outcome);
                 });
         }
-        foreach (var baseline in config.Baselines)
+        foreach (var baseline in options.Baselines)
         {
             AnsiConsole.MarkupLineInterpolated($"baseline [cyan]{baseline}[/]…");
-            outcomes.Add(baseline switch
-            {
-                "local" => runner.RunLocalOnly(shards, maxClients: Math.Min(options.TotalClients, 2)),
-                "central" => runner.RunCentralized(data.Pooled()),
-                _ => throw new ArgumentException($"unknown baseline '{baseline}' (local, central)"),
-            });
+            outcomes.Add(run.RunBaseline(baseline));
         }
 
         var table = new Table().AddColumns("run", $"held-out {data.LossName}", $"held-out {data.ScoreName}");
@@ -161,137 +119,12 @@ public sealed class SimulateCommand : Command<SimulateSettings>
             table.AddRow(row.ToArray());
         }
         AnsiConsole.Write(table);
-        ResultsReport.Write(output, outcomes);
-        AnsiConsole.MarkupLineInterpolated($"outputs in [cyan]{output}[/] (per algorithm: metrics.jsonl, rounds/round-N adapters, adapter/); peak RSS {TorchRuntime.PeakResidentBytes() / (1024.0 * 1024):F0} MiB (after loading: {baselineRss / (1024.0 * 1024):F0} MiB)");
+        ResultsReport.Write(options.Output, outcomes);
+        AnsiConsole.MarkupLineInterpolated($"outputs in [cyan]{options.Output}[/] (per algorithm: metrics.jsonl, rounds/round-N adapters, adapter/); peak RSS {TorchRuntime.PeakResidentBytes() / (1024.0 * 1024):F0} MiB (after loading: {baselineRss / (1024.0 * 1024):F0} MiB)");
         return 0;
     }
 
-    /// <summary>The clients' data sets of one task, its pooled data (centralised baseline) and its held-out evaluation.</summary>
-    sealed class SimulationData(IReadOnlyList<IClientDataset> shards, Func<IClientDataset> pooled, Func<EvaluationResult>? evaluate,
-        string lossName, string scoreName, string? description, Action? dispose = null) : IDisposable
-    {
-        public IReadOnlyList<IClientDataset> Shards => shards;
-        public Func<IClientDataset> Pooled => pooled;
-        public Func<EvaluationResult>? Evaluate => evaluate;
-        public string LossName => lossName;
-        public string ScoreName => scoreName;
-        public string? Description => description;
-        public void Dispose() => dispose?.Invoke();
-    }
-
-    static SimulationData InstructionClients(SimulationConfig config, EmbeddedDefaultFiles? defaults, LlamaForCausalLM model, ITextTokenizer tokenizer,
-        FederationOptions options, int padId)
-    {
-        string dataPath = config.Data.Path ?? defaults!.TrainPath;
-        string? evalPath = config.Data.EvalPath ?? defaults?.EvalPath;
-        if (config.Data.Dataset is { } kind && kind != "alpaca")
-            throw new ArgumentException($"data.dataset '{kind}': simulate --task sft reads the Alpaca schema (convert with the data loaders, or use --task dpo for preference data)");
-        var template = PromptTemplate.FromName(config.Data.Template);
-        var read = AlpacaReader.ReadAll(dataPath, new AlpacaReadOptions { SkipBad = config.Data.SkipBad });
-        var heldOut = evalPath is null ? null : AlpacaReader.ReadAll(evalPath).Examples.Take(config.Data.EvalLimit ?? int.MaxValue).ToList();
-        var builder = new SftExampleBuilder(tokenizer, template, options.MaxSequenceLength);
-        // The label of an instruction example is its response (the sentiment of the embedded default); Dirichlet
-        // skews each client's label mix, as the non-IID experiments of the FL literature do.
-        var labels = read.Examples.Select(e => (string?)e.Response.Trim()).ToList();
-        var partition = Partition(config, options, labels);
-        var shards = Enumerable.Range(0, options.TotalClients)
-            .Select(c => (IClientDataset)new SftClientDataset(partition.Select(read.Examples, c).Select(builder.Build).ToList(), padId)).ToList();
-        var evaluate = SimulationRunner.InstructionEvaluator(model, tokenizer, template, options, heldOut);
-        return new SimulationData(shards, () => SftClientDataset.Pool(shards.Cast<SftClientDataset>(), padId), evaluate, "loss", "exact match", null);
-    }
-
-    static SimulationData PreferenceClients(SimulationConfig config, EmbeddedDefaultFiles? defaults, LlamaForCausalLM model, ITextTokenizer tokenizer,
-        FederationOptions options, int padId, CancellationToken cancellationToken)
-    {
-        bool embedded = config.Data.Path is null;
-        string dataPath = config.Data.Path ?? defaults!.PreferenceTrainPath;
-        string? evalPath = config.Data.EvalPath ?? defaults?.PreferenceEvalPath;
-        var kind = DatasetKinds.Parse(config.Data.Dataset ?? "generic-preference");
-        if (!kind.Info().IsPreference)
-            throw new ArgumentException($"data.dataset '{config.Data.Dataset}' holds instruction examples; --task dpo needs ultrafeedback, hh-rlhf or generic-preference");
-        var dpo = new DpoOptions { Beta = config.Dpo.Beta };
-        dpo.Validate();
-        ReferencePolicy? reference = null;
-        string referenceText = "base model (adapters off)";
-        if (config.Dpo.ReferenceAdapter is { } referenceDir)
-        {
-            AdapterIO.Load(referenceDir, model); // the policy starts where the reference is: DPO of an SFT model
-            reference = ReferencePolicy.FromAdapterState(AdapterIO.State(model));
-            referenceText = $"adapter {referenceDir} (also the starting point)";
-        }
-        var builder = new PreferencePairBuilder(tokenizer, options.MaxSequenceLength,
-            Math.Min(PreferencePairBuilder.DefaultMaxPromptLength, options.MaxSequenceLength / 2));
-        var loadOptions = new DatasetLoadOptions { SkipBad = config.Data.SkipBad };
-        var report = new DataReadReport();
-        var examples = DatasetLoader.ReadPreferences(kind, dataPath, loadOptions, report, cancellationToken).Select(r => r.Example).ToList();
-        var heldOut = evalPath is null ? null : DatasetLoader.ReadPreferences(kind, evalPath, loadOptions, new DataReadReport(), cancellationToken)
-            .Take(config.Data.EvalLimit ?? int.MaxValue).Select(r => builder.Build(r.Example)).ToList();
-        // A preference pair's label is its chosen response (the correct sentiment of the embedded set), so Dirichlet
-        // skews which answers each client prefers.
-        var labels = examples.Select(e => (string?)e.Chosen.Trim()).ToList();
-        var partition = Partition(config, options, labels);
-        var shards = Enumerable.Range(0, options.TotalClients)
-            .Select(c => new DpoClientDataset(partition.Select(examples, c).Select(builder.Build).ToList(), dpo, padId, reference)).ToList();
-        var heldOutScores = heldOut is { Count: > 0 } ? new PreferenceHeldOut(model, heldOut, dpo, padId, reference, options.BatchSize) : null;
-        DpoClientDataset? pooled = null;
-        string description = $"DPO β={dpo.Beta}, reference = {referenceText}; data {(embedded ? "embedded preference pairs" : dataPath)} ({kind.Info().Name}, {examples.Count} pairs, {report}); held-out {heldOut?.Count.ToString() ?? "none"}";
-        return new SimulationData(shards.Cast<IClientDataset>().ToList(), () => pooled = DpoClientDataset.Pool(shards, dpo, padId, reference),
-            heldOutScores is null ? null : heldOutScores.Evaluate, "DPO loss", "reward accuracy", description, () =>
-            {
-                foreach (var shard in shards) shard.Dispose();
-                pooled?.Dispose();
-                heldOutScores?.Dispose();
-                reference?.Dispose();
-            });
-    }
-
-    static ClientPartition Partition(SimulationConfig config, FederationOptions options, IReadOnlyList<string?> labels) =>
-        new PartitionOptions { Kind = PartitionOptions.ParseKind(config.Data.Partition), Alpha = config.Data.Alpha }.Create()
-            .Partition(labels, options.TotalClients, (ulong)options.Seed);
-
-    /// <summary>The embedded default: a few minutes on 2 cores, every algorithm and both baselines.</summary>
-    static SimulationConfig EmbeddedDefaultSimulation() => new()
-    {
-        Federation = new SimulationConfig.FederationSection
-        {
-            Rounds = 12, Clients = 10, ClientsPerRound = 2, LocalSteps = 10, BatchSize = 16, LearningRate = 2e-3, MinLearningRate = 1e-4,
-            EvaluateEvery = 4,
-        },
-        Data = new SimulationConfig.DataSection { Partition = "dirichlet", Alpha = 0.5, EvalLimit = 120 },
-        Lora = new SimulationConfig.LoraSection { R = 16, Alpha = 32, Dropout = 0 },
-        // The FedOpt server rates tuned per algorithm over {0.003, 0.01, 0.03} on this data, as Reddi et al. tune η
-        // (held-out loss: FedAdagrad 31.7 / 2.23 / 0.65, FedYogi 0.71 / 0.78 / 2.90, FedAdam 0.82 / 0.78 / 1.10); the
-        // papers' η = 1e-3 barely moves the adapter in 12 rounds. FedAvgM keeps η_s = 1.
-        Strategy = new SimulationConfig.StrategySection
-        {
-            Algorithms = new() { "all" },
-            ServerLearningRates = new() { ["fedadagrad"] = 0.03, ["fedyogi"] = 0.003, ["fedadam"] = 0.01 },
-        },
-        Baselines = new() { "local", "central" },
-    };
-
-    /// <summary>
-    /// The embedded DPO default: the embedded preference pairs (the sentiment headlines, correct vs a wrong label) split
-    /// among 10 clients, every algorithm and both baselines, a few minutes on 2 cores.
-    /// </summary>
-    static SimulationConfig EmbeddedDefaultDpoSimulation() => new()
-    {
-        Task = "dpo",
-        Federation = new SimulationConfig.FederationSection
-        {
-            Rounds = 8, Clients = 10, ClientsPerRound = 2, LocalSteps = 10, BatchSize = 8, LearningRate = 1e-3, MinLearningRate = 1e-4,
-            EvaluateEvery = 4,
-        },
-        // IID: with Dirichlet(0.5) over the preferred label each client learns "prefer my label", and 8 rounds of 2
-        // clients leave every algorithm near chance (measured: 47–53 % accuracy; centralised 91 %). Pass
-        // --partition dirichlet to see that effect.
-        Data = new SimulationConfig.DataSection { Partition = "iid", EvalLimit = 120 },
-        Lora = new SimulationConfig.LoraSection { R = 16, Alpha = 32, Dropout = 0 },
-        Strategy = new SimulationConfig.StrategySection { Algorithms = new() { "all" } },
-        Baselines = new() { "local", "central" },
-    };
-
-    static void Apply(SimulationConfig c, SimulateSettings s)
+    static void Apply(RunConfig c, SimulateSettings s)
     {
         if (s.Task is not null) c.Task = s.Task;
         if (s.Dataset is not null) c.Data.Dataset = s.Dataset;
@@ -349,7 +182,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
     }
 
     /// <summary>--server-lr 0.01 sets every algorithm's; --server-lr fedavgm=1,fedadam=0.01 sets each named one.</summary>
-    static void ApplyServerLearningRate(SimulationConfig.StrategySection strategy, string text)
+    static void ApplyServerLearningRate(RunConfig.StrategySection strategy, string text)
     {
         static double Parse(string value, string text) =>
             double.TryParse(value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v)

@@ -5,6 +5,8 @@ using FedLlm.Modeling;
 using FedLlm.Network.Protocol;
 using FedLlm.Network.Transfer;
 using FedLlm.Peft;
+using FedLlm.Runs;
+using FedLlm.Training;
 using FedLlm.Tokenization;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
@@ -21,6 +23,13 @@ public sealed record NetworkClientOptions
     public Quantization.BaseWeights BaseWeights { get; init; } = Quantization.BaseWeights.Fp32;
     public required string DataPath { get; init; }
     public string Template { get; init; } = "alpaca";
+
+    /// <summary>What the data holds: "sft" (instruction examples) or "dpo" (preference pairs); the server refuses a
+    /// client whose task is not the run's.</summary>
+    public string Task { get; init; } = "sft";
+
+    /// <summary>The data file's schema (alpaca; generic-preference, ultrafeedback, hh-rlhf); null = the task's usual one.</summary>
+    public string? Dataset { get; init; }
     public bool SkipBad { get; init; }
     public required string StateDirectory { get; init; }
 
@@ -63,6 +72,7 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
                     join = await api.JoinAsync(new JoinRequest
                     {
                         Protocol = ProtocolInfo.Current, ClientId = connection.ClientId, ModelFingerprint = ModelFingerprint.Of(options.ModelDirectory),
+                        Task = options.Task,
                     }, connection.Headers(), DateTime.UtcNow.AddSeconds(30), cancellationToken);
                 }
                 catch (RpcException e) when (e.StatusCode is StatusCode.FailedPrecondition or StatusCode.PermissionDenied or StatusCode.Unauthenticated)
@@ -146,17 +156,17 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
         training.Validate();
         var lora = WireMapping.FromWire(join.Lora);
         lora.Validate();
+        var objective = WireMapping.FromWire(join.Objective);
+        objective.Validate();
         var tokenizer = TokenizerLoader.Load(options.ModelDirectory);
-        var read = AlpacaReader.ReadAll(options.DataPath, new AlpacaReadOptions { SkipBad = options.SkipBad });
-        var builder = new SftExampleBuilder(tokenizer, PromptTemplate.FromName(options.Template), training.MaxSequenceLength);
-        var shard = read.Examples.Select(builder.Build).ToList();
-        if (shard.Count == 0) throw new InvalidDataException($"{options.DataPath}: no training examples");
+        var shard = RunData.LoadClient(objective, options.DataPath, options.Dataset, options.Template, options.SkipBad, tokenizer, training.MaxSequenceLength);
         var model = ModelLoader.Load(options.ModelDirectory, options.BaseWeights);
         // The initial LoRA values do not matter: every round loads the server's global adapter over them.
         LoraInjector.Inject(model, lora, new Generator((ulong)training.Seed));
         if (store.BindToRun(join.RunId)) logger.LogWarning("client {Client}: removed state of an earlier run from {Directory}", connection.ClientId, store.Directory);
         session = new Session(join.RunId, join.RosterIndex, model, new FederatedClient(model, training, options.Algorithms, tokenizer.PadTokenId ?? 0), shard, TransferEncoding.Parse(join.UpdateEncoding));
-        logger.LogInformation("client {Client}: {Examples} examples from {Data}", connection.ClientId, shard.Count, options.DataPath);
+        logger.LogInformation("client {Client}: {Examples} {Kind} from {Data}", connection.ClientId, shard.Count,
+            objective.IsDpo ? "preference pairs" : "examples", options.DataPath);
     }
 
     async Task RunTaskAsync(Protocol.Federation.FederationClient api, RoundTask task, CancellationToken cancellationToken)
@@ -258,7 +268,11 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
     Task<SubmitReply> SubmitAsync(Protocol.Federation.FederationClient api, int round, ClientUpdate update, TransferEncoding encoding, CancellationToken cancellationToken) =>
         SubmitAsync(api, connection, round, update, encoding, cancellationToken);
 
-    public void Dispose() => session?.Model.Dispose();
+    public void Dispose()
+    {
+        (session?.Shard as IDisposable)?.Dispose();
+        session?.Model.Dispose();
+    }
 
-    sealed record Session(string RunId, int RosterIndex, LlamaForCausalLM Model, FederatedClient Client, IReadOnlyList<SftExample> Shard, TransferEncoding Encoding);
+    sealed record Session(string RunId, int RosterIndex, LlamaForCausalLM Model, FederatedClient Client, IClientDataset Shard, TransferEncoding Encoding);
 }

@@ -1,22 +1,14 @@
-using FedLlm.Data;
-using FedLlm.Defaults;
-using FedLlm.Evaluation;
 using FedLlm.Federation;
-using FedLlm.Federation.Simulation;
-using FedLlm.Federation.Strategies;
-using FedLlm.Modeling;
-using FedLlm.Peft;
-using FedLlm.Runtime;
-using FedLlm.Tokenization;
+using FedLlm.Runs;
 using Microsoft.Extensions.Logging;
-using static TorchSharp.torch;
+
 
 namespace FedLlm.Network.Server;
 
 /// <summary>
-/// <c>fedllm server</c>: the run assembled as <c>fedllm simulate</c> assembles one (model, LoRA, strategy, RunStore,
-/// held-out evaluation), with <see cref="RemoteClients"/> in place of in-process clients. Outputs are the simulation's:
-/// metrics.jsonl, state-N/, rounds/round-N/, adapter/ and rounds.png.
+/// <c>fedllm server</c>: a <see cref="FederatedRun"/> prepared for a server (model, LoRA, strategy, held-out evaluation,
+/// no training data) whose round loop drives <see cref="RemoteClients"/> instead of in-process clients. Outputs are a
+/// simulated algorithm's: metrics.jsonl, state-N/, rounds/round-N/, adapter/, plus rounds.png.
 /// </summary>
 public static class ServerProcess
 {
@@ -29,72 +21,44 @@ public static class ServerProcess
         var s = config.Server;
         var remoteOptions = s.ToOptions();
         remoteOptions.Validate();
-        var options = config.Federation.ToOptions() with { TotalClients = s.Roster.Count };
-        options.Validate();
-        if (config.Strategy.Algorithms.Count != 1)
-            throw new ArgumentException($"strategy.algorithms lists {config.Strategy.Algorithms.Count} algorithms; a server runs exactly one");
-        var strategy = StrategyFactory.Create(config.Strategy.Algorithms[0], config.Strategy.ToOptions(config.Strategy.Algorithms[0], options.TotalClients));
-        var lora = config.Lora.ToOptions();
-        lora.Validate();
-        TorchRuntime.ConfigureThreads(config.Threads);
-
-        var defaults = config.Model.Path is null ? EmbeddedDefault.Ensure(m => logger.LogInformation("{Message}", m)) : null;
-        string modelDir = config.Model.Path ?? defaults!.ModelDirectory;
-        string output = Path.GetFullPath(config.Output ?? Path.Combine("runs", "federation"));
+        var options = config.ToRunOptions();
+        string output = Path.GetFullPath(options.Output);
         Directory.CreateDirectory(output);
         string runId = RunId(output);
 
-        using var model = ModelLoader.Load(modelDir, Quantization.BaseWeights.Parse(config.Model.BaseDtype, "model.base_dtype"));
-        LoraInjector.Inject(model, lora, new Generator((ulong)options.Seed));
-        var initial = AdapterTensors.Snapshot(model);
-        Func<IReadOnlyDictionary<string, Tensor>, EvaluationResult>? evaluate = null;
-        // As in simulate: with the embedded default model, its held-out set scores the global adapter unless another is named.
-        if ((config.Data.EvalPath ?? defaults?.EvalPath) is { } evalPath)
-        {
-            var tokenizer = TokenizerLoader.Load(modelDir);
-            var heldOut = AlpacaReader.ReadAll(evalPath).Examples.Take(config.Data.EvalLimit ?? int.MaxValue).ToList();
-            var evaluation = new HeldOutEvaluation(model, tokenizer, PromptTemplate.FromName(config.Data.Template), options.MaxSequenceLength);
-            evaluate = adapter =>
-            {
-                AdapterTensors.Load(model, adapter);
-                var scores = evaluation.Evaluate(heldOut);
-                return new EvaluationResult(scores.Loss, scores.ExactMatch);
-            };
-        }
-
+        using var run = FederatedRun.PrepareServer(options, log: m => logger.LogInformation("{Message}", m), cancellationToken: cancellationToken);
+        string algorithm = options.Algorithms[0];
+        var federation = options.Federation;
         using var remote = new RemoteClients(remoteOptions, loggers.CreateLogger("FedLlm.Server.Rounds"));
-        var store = new RunStore(output);
-        using var server = new FederationServer(strategy, options, initial, remote, store, evaluate);
-        AdapterTensors.Dispose(initial);
-        if (server.TryResume()) logger.LogInformation("resumed run {Run} from {Output}: rounds 0..{Last} are committed", runId, output, server.NextRound - 1);
-        else logger.LogInformation("started run {Run} in {Output}", runId, output);
-
-        var run = new RunDescription(runId, ModelFingerprint.Of(modelDir), lora, options, new Runs.LocalObjective());
-        Func<(int, string?)> progress = () => (server.NextRound, File.Exists(store.MetricsPath) ? File.ReadLines(store.MetricsPath).LastOrDefault() : null);
+        var description = new RunDescription(runId, ModelFingerprint.Of(run.ModelDirectory), run.Lora, federation, options.Objective);
+        string metricsPath = Path.Combine(output, "metrics.jsonl");
+        int committed = File.Exists(metricsPath) ? File.ReadLines(metricsPath).Count() : 0;
+        Func<(int, string?)> progress = () =>
+        {
+            var lines = File.Exists(metricsPath) ? File.ReadLines(metricsPath).ToList() : [];
+            return (lines.Count, lines.LastOrDefault());
+        };
         IClientAuthenticator authenticator = security?.Authenticator ?? new InsecureClaimedIdentity();
-        await using var host = await FederationHost.StartAsync(s.Listen, security?.Tls, remote, run, authenticator, progress, cancellationToken);
+        await using var host = await FederationHost.StartAsync(s.Listen, security?.Tls, remote, description, authenticator, progress, cancellationToken);
         if (security is null)
             logger.LogWarning("INSECURE: plain-text HTTP/2 and unauthenticated client ids; anyone who reaches {Address} can read the adapter and send updates as any client", host.Address);
-        logger.LogInformation("listening on {Address}; roster {Roster}; {Rounds} rounds of {PerRound} clients, min {Min} updates, deadline {Deadline} s",
-            host.Address, string.Join(",", s.Roster), options.Rounds, Math.Min(options.ClientsPerRound, options.TotalClients), s.MinUpdates, s.RoundDeadlineSeconds);
+        if (committed > 0) logger.LogInformation("resuming run {Run} from {Output}: rounds 0..{Last} are committed", runId, output, committed - 1);
+        else logger.LogInformation("started run {Run} in {Output}", runId, output);
+        logger.LogInformation("listening on {Address}; task {Task}, {Algorithm}; roster {Roster}; {Rounds} rounds of {PerRound} clients, min {Min} updates, deadline {Deadline} s",
+            host.Address, options.Objective.Task, algorithm, string.Join(",", s.Roster), federation.Rounds, Math.Min(federation.ClientsPerRound, federation.TotalClients),
+            s.MinUpdates, s.RoundDeadlineSeconds);
         onListening?.Invoke(host.Address);
 
         var reporter = new Reporter(r =>
-        {
-            AdapterIO.Save(Path.Combine(output, "rounds", $"round-{r.Round}"), server.Global, lora, modelDir);
             logger.LogInformation("round {Round} committed: clients {Clients}, mean train loss {Loss:F4}{Eval}, {Sent} bytes sent, {Received} received, {Seconds:F1} s",
                 r.Round, string.Join(",", r.Clients), r.ClientLoss.Values.Average(), r.EvalLoss is { } l ? $", held-out loss {l:F4}" : "",
-                r.BytesSent, r.BytesReceived, r.Seconds);
-        });
-        await server.RunAsync(reporter, cancellationToken);
-        AdapterIO.Save(Path.Combine(output, "adapter"), server.Global, lora, modelDir);
-        var outcome = new SimulationOutcome(strategy.Name, null, server.History, 0);
+                r.BytesSent, r.BytesReceived, r.Seconds));
+        var outcome = await run.RunAsync(algorithm, remote, output, resume: true, reporter, cancellationToken);
         RoundChart.WritePng(Path.Combine(output, "rounds.png"), new[] { outcome });
         remote.Finish();
-        logger.LogInformation("run {Run} finished after {Rounds} rounds; adapter in {Adapter}", runId, options.Rounds, Path.Combine(output, "adapter"));
+        logger.LogInformation("run {Run} finished after {Rounds} rounds; adapter in {Adapter}", runId, federation.Rounds, Path.Combine(output, "adapter"));
         // Give polling clients a moment to hear that the run is over before the listener goes away.
         await Task.Delay(TimeSpan.FromSeconds(Math.Min(3, s.HeartbeatSeconds)), CancellationToken.None);
-        (strategy as IDisposable)?.Dispose();
         return 0;
     }
 

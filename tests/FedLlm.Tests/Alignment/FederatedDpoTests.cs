@@ -1,3 +1,4 @@
+using FedLlm.Runs;
 using FedLlm.Alignment;
 using FedLlm.Federation;
 using FedLlm.Federation.Simulation;

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using FedLlm.Runs;
 using FedLlm.Data;
 using FedLlm.Evaluation;
 using FedLlm.Federation;
@@ -55,14 +56,14 @@ public class RoundTaskEvaluationTests
     [Fact]
     public void The_yaml_section_builds_the_hook_and_rejects_a_task_without_data()
     {
-        var section = new SimulationConfig.EvaluationSection { Task = "fpb", Data = EvalFixtures.Path("fpb", "Sentences_50Agree.txt"), Every = 3, Params = { ["split"] = "all" } };
+        var section = new RunConfig.EvaluationSection { Task = "fpb", Data = EvalFixtures.Path("fpb", "Sentences_50Agree.txt"), Every = 3, Params = { ["split"] = "all" } };
         var hook = section.Create(seed: 1)!;
         Assert.Equal("fpb", hook.Task.Name);
         Assert.Equal(3, hook.Every);
         Assert.Equal(10, hook.Options.MaxNewTokens); // the sentiment task's own default
         Assert.True(hook.IsDue(2, 10) && !hook.IsDue(3, 10) && hook.IsDue(9, 10));
-        Assert.Null(new SimulationConfig.EvaluationSection().Create(1));
-        Assert.Throws<ArgumentException>(() => new SimulationConfig.EvaluationSection { Task = "fpb" }.Create(1));
+        Assert.Null(new RunConfig.EvaluationSection().Create(1));
+        Assert.Throws<ArgumentException>(() => new RunConfig.EvaluationSection { Task = "fpb" }.Create(1));
     }
 
     [Fact]
@@ -70,7 +71,7 @@ public class RoundTaskEvaluationTests
     {
         using var dir = new TempDirectory();
         string path = dir.File("run.yaml", $"evaluation:\n  task: fpb\n  data: {EvalFixtures.Path("fpb", "Sentences_50Agree.txt")}\n  every: 4\n  limit: 2\n  few_shot: 0\n  max_new_tokens: 6\n  params:\n    split: all\n");
-        var config = SimulationConfig.Load(path);
+        var config = RunConfig.Load(path);
         Assert.Equal("fpb", config.Evaluation.Task);
         Assert.Equal(4, config.Evaluation.Every);
         Assert.Equal("all", config.Evaluation.Params["split"]);

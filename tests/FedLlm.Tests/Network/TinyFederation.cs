@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using FedLlm.Runs;
 using FedLlm.Checkpoints;
 using FedLlm.Data;
 using FedLlm.Federation;
@@ -29,7 +30,7 @@ internal sealed class TinyFederation : IDisposable
     {
         Strategy = strategy;
         Tls = tls;
-        Federation = new SimulationConfig.FederationSection
+        Federation = new RunConfig.FederationSection
         {
             Rounds = rounds, Clients = clients, ClientsPerRound = clients, LocalSteps = localSteps, BatchSize = 2, LearningRate = 2e-2,
             MinLearningRate = 1e-3, MaxLength = 48, Seed = 17, KeepOptimizerState = keepOptimizerState, EvaluateEvery = 0,
@@ -61,7 +62,7 @@ internal sealed class TinyFederation : IDisposable
     public string ModelDirectory { get; }
     public IReadOnlyList<string> DataFiles { get; }
     public string Strategy { get; }
-    public SimulationConfig.FederationSection Federation { get; }
+    public RunConfig.FederationSection Federation { get; }
     public LoraOptions Lora { get; } = new() { Rank = 2, Alpha = 4, Dropout = 0.1 };
     public string Output => Path.Combine(Root, "run");
     public IReadOnlyList<string> Roster => DataFiles.Select((_, c) => $"client-{c}").ToList();
@@ -161,7 +162,7 @@ internal sealed class TinyFederation : IDisposable
         var builder = new SftExampleBuilder(tokenizer, PromptTemplate.FromName("alpaca"), options.MaxSequenceLength);
         var shards = DataFiles.Select(f => (IReadOnlyList<SftExample>)AlpacaReader.ReadAll(f).Examples.Select(builder.Build).ToList()).ToList();
         using var clients = new InProcessClients(model, options, shards, tokenizer.PadTokenId ?? 0);
-        var strategySection = new SimulationConfig.StrategySection { Algorithms = new() { Strategy } };
+        var strategySection = new RunConfig.StrategySection { Algorithms = new() { Strategy } };
         var strategy = StrategyFactory.Create(Strategy, strategySection.ToOptions(Strategy, options.TotalClients));
         using var server = new FederationServer(strategy, options, initial, clients);
         server.RunAsync().GetAwaiter().GetResult();

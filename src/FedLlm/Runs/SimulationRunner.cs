@@ -1,16 +1,18 @@
 using System.Diagnostics;
 using FedLlm.Data;
 using FedLlm.Evaluation;
+using FedLlm.Federation;
+using FedLlm.Federation.Simulation;
 using FedLlm.Modeling;
 using FedLlm.Peft;
 using FedLlm.Tokenization;
 using FedLlm.Training;
 using static TorchSharp.torch;
 
-namespace FedLlm.Federation.Simulation;
+namespace FedLlm.Runs;
 
 /// <summary>The result of one federated algorithm or baseline on the held-out set.</summary>
-public sealed record SimulationOutcome(string Name, EvaluationResult? Final, IReadOnlyList<RoundRecord> Rounds, double Seconds);
+public sealed record RunOutcome(string Name, EvaluationResult? Final, IReadOnlyList<RoundRecord> Rounds, double Seconds);
 
 /// <summary>
 /// Runs federated algorithms and the baselines the literature compares them with on one machine, all from the same
@@ -36,7 +38,7 @@ public sealed class SimulationRunner
     public SimulationRunner(LlamaForCausalLM model, FederationOptions options, LoraOptions lora, Func<EvaluationResult>? evaluateLoadedAdapter,
         string? baseModel, int padTokenId, RoundTaskEvaluation? roundTask = null, ITextTokenizer? tokenizer = null, AlgorithmRegistry? algorithms = null)
     {
-        this.algorithms = algorithms ?? Strategies.StrategyFactory.BuiltIn;
+        this.algorithms = algorithms ?? Federation.Strategies.StrategyFactory.BuiltIn;
         options.Validate();
         this.model = model;
         this.options = options;
@@ -85,20 +87,30 @@ public sealed class SimulationRunner
     }
 
     /// <summary>One federated algorithm on instruction shards.</summary>
-    public Task<SimulationOutcome> RunFederatedAsync(IFederatedStrategy strategy, IReadOnlyList<IReadOnlyList<SftExample>> shards, string output,
+    public Task<RunOutcome> RunFederatedAsync(IFederatedStrategy strategy, IReadOnlyList<IReadOnlyList<SftExample>> shards, string output,
         bool resume, IProgress<RoundRecord>? progress = null, CancellationToken cancellationToken = default) =>
         RunFederatedAsync(strategy, Sft(shards), output, resume, progress, cancellationToken);
 
-    /// <summary>One federated algorithm; with <paramref name="resume"/> it continues from the last committed round in <paramref name="output"/>.</summary>
-    public async Task<SimulationOutcome> RunFederatedAsync(IFederatedStrategy strategy, IReadOnlyList<IClientDataset> shards, string output,
+    /// <summary>One federated algorithm with in-process clients; with <paramref name="resume"/> it continues from the last
+    /// committed round in <paramref name="output"/>.</summary>
+    public async Task<RunOutcome> RunFederatedAsync(IFederatedStrategy strategy, IReadOnlyList<IClientDataset> shards, string output,
+        bool resume, IProgress<RoundRecord>? progress = null, CancellationToken cancellationToken = default)
+    {
+        using var clients = new InProcessClients(model, options, shards, padTokenId, algorithms);
+        return await RunFederatedAsync(strategy, clients, output, resume, progress, cancellationToken);
+    }
+
+    /// <summary>One federated algorithm with any clients (in process, or behind the network): the one round loop of
+    /// simulation and deployment, with its outputs (metrics.jsonl and state-N/ through the RunStore, rounds/round-N/ and
+    /// adapter/ in PEFT format).</summary>
+    public async Task<RunOutcome> RunFederatedAsync(IFederatedStrategy strategy, IClientExecutor clients, string output,
         bool resume, IProgress<RoundRecord>? progress = null, CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
-        using var clients = new InProcessClients(model, options, shards, padTokenId, algorithms);
         var store = new RunStore(output);
         using var server = new FederationServer(strategy, options, initialGlobal, clients, store, evaluateLoadedAdapter is null ? null : g => Evaluate(g)!,
             roundTask is null ? null : EvaluateTask);
-        if (resume) server.TryResume();
+        if (resume) Resumed = server.TryResume();
         var reporter = new RoundReporter(r =>
         {
             AdapterIO.Save(Path.Combine(output, "rounds", $"round-{r.Round}"), server.Global, lora, baseModel);
@@ -109,17 +121,21 @@ public sealed class SimulationRunner
         var final = server.History.LastOrDefault(r => r.EvalLoss is not null) is { } last
             ? new EvaluationResult(last.EvalLoss!.Value, last.EvalScore!.Value, last.EvalMetrics)
             : null;
-        return new SimulationOutcome(strategy.Name, final, server.History, clock.Elapsed.TotalSeconds);
+        return new RunOutcome(strategy.Name, final, server.History, clock.Elapsed.TotalSeconds);
     }
 
+    /// <summary>Whether the last <see cref="RunFederatedAsync(IFederatedStrategy, IClientExecutor, string, bool, IProgress{RoundRecord}?, CancellationToken)"/>
+    /// with resume continued from a committed round.</summary>
+    public bool Resumed { get; private set; }
+
     /// <summary>Local-only baseline on instruction shards.</summary>
-    public SimulationOutcome RunLocalOnly(IReadOnlyList<IReadOnlyList<SftExample>> shards, int maxClients = int.MaxValue) => RunLocalOnly(Sft(shards), maxClients);
+    public RunOutcome RunLocalOnly(IReadOnlyList<IReadOnlyList<SftExample>> shards, int maxClients = int.MaxValue) => RunLocalOnly(Sft(shards), maxClients);
 
     /// <summary>
     /// Local-only baseline: each client trains alone for rounds × local steps from the same start; the reported score
     /// is the mean over clients (limited to <paramref name="maxClients"/> to bound the time).
     /// </summary>
-    public SimulationOutcome RunLocalOnly(IReadOnlyList<IClientDataset> shards, int maxClients = int.MaxValue)
+    public RunOutcome RunLocalOnly(IReadOnlyList<IClientDataset> shards, int maxClients = int.MaxValue)
     {
         var clock = Stopwatch.StartNew();
         var results = new List<EvaluationResult>();
@@ -129,21 +145,21 @@ public sealed class SimulationRunner
             if (Evaluate(adapter) is { } r) results.Add(r);
             AdapterTensors.Dispose(adapter);
         }
-        return new SimulationOutcome("local-only", Mean(results), Array.Empty<RoundRecord>(), clock.Elapsed.TotalSeconds);
+        return new RunOutcome("local-only", Mean(results), Array.Empty<RoundRecord>(), clock.Elapsed.TotalSeconds);
     }
 
     /// <summary>Centralised baseline on pooled instruction shards.</summary>
-    public SimulationOutcome RunCentralized(IReadOnlyList<IReadOnlyList<SftExample>> shards) =>
+    public RunOutcome RunCentralized(IReadOnlyList<IReadOnlyList<SftExample>> shards) =>
         RunCentralized(new SftClientDataset(shards.SelectMany(s => s).ToList(), padTokenId));
 
     /// <summary>Centralised baseline: the pooled data of all clients, rounds × local steps × clients per round steps.</summary>
-    public SimulationOutcome RunCentralized(IClientDataset pooled)
+    public RunOutcome RunCentralized(IClientDataset pooled)
     {
         var clock = Stopwatch.StartNew();
         var adapter = TrainAlone(pooled, options.Rounds * options.LocalSteps * Math.Min(options.ClientsPerRound, options.TotalClients), 97);
         var result = Evaluate(adapter);
         AdapterTensors.Dispose(adapter);
-        return new SimulationOutcome("centralized", result, Array.Empty<RoundRecord>(), clock.Elapsed.TotalSeconds);
+        return new RunOutcome("centralized", result, Array.Empty<RoundRecord>(), clock.Elapsed.TotalSeconds);
     }
 
     Dictionary<string, Tensor> TrainAlone(IClientDataset data, int steps, long seedOffset)

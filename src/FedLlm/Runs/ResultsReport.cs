@@ -1,11 +1,11 @@
 using System.Text.Json;
 
-namespace FedLlm.Federation.Simulation;
+namespace FedLlm.Runs;
 
 /// <summary>Writes the comparison of a simulation: results.json (final scores and per-round curves) and rounds.png.</summary>
 public static class ResultsReport
 {
-    public static void Write(string directory, IReadOnlyList<SimulationOutcome> outcomes)
+    public static void Write(string directory, IReadOnlyList<RunOutcome> outcomes)
     {
         Directory.CreateDirectory(directory);
         var json = outcomes.Select(o => new

@@ -1,11 +1,11 @@
 using ScottPlot;
 
-namespace FedLlm.Federation.Simulation;
+namespace FedLlm.Runs;
 
 /// <summary>A PNG of the per-round metrics: clients' mean training loss and held-out score of each run, side by side.</summary>
 public static class RoundChart
 {
-    public static void WritePng(string path, IReadOnlyList<SimulationOutcome> outcomes)
+    public static void WritePng(string path, IReadOnlyList<RunOutcome> outcomes)
     {
         var multiplot = new Multiplot();
         multiplot.AddPlots(2);

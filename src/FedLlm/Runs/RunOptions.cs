@@ -1,0 +1,153 @@
+using FedLlm.Data.Partitioning;
+using FedLlm.Evaluation;
+using FedLlm.Federation;
+using FedLlm.Peft;
+using FedLlm.Quantization;
+
+namespace FedLlm.Runs;
+
+/// <summary>
+/// Everything that determines a federated run, typed and validated in one place: the model, the data and how it is
+/// split, the federation, the algorithms, LoRA, the local objective, evaluation and output. <c>fedllm simulate</c>,
+/// <c>fedllm server</c> and embedding code all build one (run.yaml and server.yaml map onto it once, in
+/// <see cref="RunConfig.ToRunOptions"/>) and hand it to <see cref="FederatedRun"/>.
+/// </summary>
+public sealed record RunOptions
+{
+    /// <summary>What clients train for: instruction tuning (default) or DPO.</summary>
+    public LocalObjective Objective { get; init; } = new();
+
+    /// <summary>Hugging Face checkpoint folder; null = the embedded default model (built on first use).</summary>
+    public string? ModelPath { get; init; }
+
+    /// <summary>How the frozen base is stored: fp32, bf16, int8 or nf4.</summary>
+    public BaseWeights BaseWeights { get; init; } = BaseWeights.Fp32;
+
+    /// <summary>Recompute each decoder layer's activations during backward (less memory, one more forward).</summary>
+    public bool ActivationCheckpointing { get; init; }
+
+    /// <summary>cpu, cuda or cuda:N.</summary>
+    public string Device { get; init; } = "cpu";
+
+    /// <summary>Intra-op threads; null = all cores.</summary>
+    public int? Threads { get; init; }
+
+    /// <summary>The training and held-out data and how it is split among clients.</summary>
+    public RunDataOptions Data { get; init; } = new();
+
+    /// <summary>Rounds, clients, local steps, learning-rate schedule, seed.</summary>
+    public FederationOptions Federation { get; init; } = new();
+
+    /// <summary>The algorithms to run (each from the same start), by registry name.</summary>
+    public IReadOnlyList<string> Algorithms { get; init; } = ["fedavg"];
+
+    /// <summary>Server-side hyperparameters shared by every algorithm (μ, β, τ …), with the papers' defaults.</summary>
+    public StrategyOptions Strategy { get; init; } = new();
+
+    /// <summary>Per-algorithm server learning rates that win over <see cref="StrategyOptions.ServerLearningRate"/>
+    /// (FedAvgM's η_s and FedOpt's η live on different scales).</summary>
+    public IReadOnlyDictionary<string, double> ServerLearningRates { get; init; } = new Dictionary<string, double>();
+
+    /// <summary>The adapter's layout.</summary>
+    public LoraOptions Lora { get; init; } = new();
+
+    /// <summary>DPO: a frozen PEFT adapter that is both the reference policy and the starting point; null = the base
+    /// model with adapters off is the reference and training starts from a fresh adapter.</summary>
+    public string? ReferenceAdapter { get; init; }
+
+    /// <summary>A benchmark task scored on the global adapter every few rounds, or null.</summary>
+    public RoundTaskOptions? RoundTask { get; init; }
+
+    /// <summary>Baselines run beside the federated algorithms with the same step budget: "local", "central".</summary>
+    public IReadOnlyList<string> Baselines { get; init; } = [];
+
+    /// <summary>The run's folder (per algorithm: metrics.jsonl, rounds/round-N, adapter/; results.json, rounds.png).</summary>
+    public string Output { get; init; } = Path.Combine("runs", "federated");
+
+    /// <summary>The known baselines.</summary>
+    public static readonly IReadOnlyList<string> KnownBaselines = ["local", "central"];
+
+    /// <summary>The strategy options of <paramref name="algorithm"/>: the shared ones with its own server learning rate
+    /// and N = all clients.</summary>
+    public StrategyOptions StrategyOptionsFor(string algorithm) => Strategy with
+    {
+        ServerLearningRate = ServerLearningRates.TryGetValue(algorithm, out double own) ? own : Strategy.ServerLearningRate,
+        TotalClients = Federation.TotalClients,
+    };
+
+    /// <summary>Checks every part and throws one <see cref="ArgumentException"/> listing all failures, before any work.</summary>
+    /// <param name="algorithms">The registry the algorithm names must be in.</param>
+    public void Validate(AlgorithmRegistry algorithms)
+    {
+        ArgumentNullException.ThrowIfNull(algorithms);
+        var failures = new List<string>();
+        void Check(Action validate)
+        {
+            try
+            {
+                validate();
+            }
+            catch (ArgumentException e)
+            {
+                failures.Add(e.Message);
+            }
+        }
+        Check(Objective.Validate);
+        Check(Federation.Validate);
+        Check(Lora.Validate);
+        Check(Data.Validate);
+        if (Algorithms.Count == 0) failures.Add("no algorithm to run");
+        foreach (var name in Algorithms)
+            if (!algorithms.Contains(name)) failures.Add($"unknown algorithm '{name}' (known: {string.Join(", ", algorithms.Names)})");
+        foreach (var name in ServerLearningRates.Keys)
+            if (!algorithms.Contains(name)) failures.Add($"server learning rate for unknown algorithm '{name}' (known: {string.Join(", ", algorithms.Names)})");
+        foreach (var name in Algorithms.Where(algorithms.Contains)) Check(() => StrategyOptionsFor(name).Validate());
+        foreach (var name in Baselines)
+            if (!KnownBaselines.Contains(name)) failures.Add($"unknown baseline '{name}' (known: {string.Join(", ", KnownBaselines)})");
+        if (ReferenceAdapter is not null && !Objective.IsDpo) failures.Add("a reference adapter is only used with the dpo task");
+        if (Threads is <= 0) failures.Add($"threads must be positive, got {Threads}");
+        if (Federation.ClientsPerRound > Federation.TotalClients)
+            failures.Add($"clients per round ({Federation.ClientsPerRound}) exceeds the number of clients ({Federation.TotalClients})");
+        if (failures.Count > 0) throw new ArgumentException(string.Join("; ", failures.Select(f => f.Replace(" (Parameter '", " ('"))));
+    }
+}
+
+/// <summary>The data of a run.</summary>
+public sealed record RunDataOptions
+{
+    /// <summary>Training data (JSON, JSONL, .jsonl.gz or Parquet); null = the embedded default's.</summary>
+    public string? TrainPath { get; init; }
+
+    /// <summary>Held-out data scored on the global adapter; null = the embedded default's (when the model is too), else none.</summary>
+    public string? EvalPath { get; init; }
+
+    /// <summary>Score only the first N held-out examples.</summary>
+    public int? EvalLimit { get; init; }
+
+    /// <summary>Prompt template of instruction data: alpaca, vicuna, llama-3 …</summary>
+    public string Template { get; init; } = "alpaca";
+
+    /// <summary>The data set's schema (alpaca; ultrafeedback, hh-rlhf, generic-preference for DPO); null = the task's usual one.</summary>
+    public string? Dataset { get; init; }
+
+    /// <summary>How the training data is split among the clients (over the label: the response, or DPO's chosen answer).</summary>
+    public PartitionOptions Partition { get; init; } = new() { Kind = PartitionKind.Dirichlet, Alpha = 0.5 };
+
+    /// <summary>Skip malformed records (and count them) instead of failing.</summary>
+    public bool SkipBad { get; init; }
+
+    /// <summary>Throws on a limit that is not positive.</summary>
+    public void Validate()
+    {
+        if (EvalLimit is <= 0) throw new ArgumentException($"the held-out limit must be positive, got {EvalLimit}");
+        if (Partition.Alpha is <= 0 || double.IsNaN(Partition.Alpha) || double.IsInfinity(Partition.Alpha))
+            throw new ArgumentException($"the partition's α must be finite and positive, got {Partition.Alpha}");
+    }
+}
+
+/// <summary>A benchmark task of <c>fedllm eval</c> scored on the global adapter every <see cref="Every"/> rounds.</summary>
+public sealed record RoundTaskOptions(EvaluationTaskSpec Spec, EvaluationRunOptions Run, int Every)
+{
+    /// <summary>Builds the round hook; a bad task name, data path or parameter fails here, before training.</summary>
+    public RoundTaskEvaluation Create() => new(EvaluationTaskRegistry.Create(Spec), Run, Every);
+}
