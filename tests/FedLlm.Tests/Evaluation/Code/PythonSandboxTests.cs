@@ -67,19 +67,18 @@ public class PythonSandboxTests
     }
 
     [Fact]
-    public void A_program_that_writes_files_writes_into_a_temporary_directory_that_is_removed()
+    public void A_program_that_writes_files_writes_into_the_sandboxs_private_tmp()
     {
         var marker = $"fedllm-sandbox-{Guid.NewGuid():N}.txt";
         var result = Sandbox.Run(
-            $"import os\nopen('{marker}', 'w').write('x')\nassert os.path.exists('{marker}')\n" +
-            // The working directory is the sandbox's own, and the environment is the minimal one.
-            "assert os.environ.get('HOME', '').split('/')[-1].startswith('fedllm-exec-')\n" +
-            "assert 'FEDLLM_PASS_TOKEN' not in os.environ\n");
+            $"import os\nopen('{marker}', 'w').write('x')\nassert os.path.exists('/tmp/{marker}')\n" +
+            // The working directory is the sandbox's own /tmp, and the environment is the minimal one.
+            "assert os.environ.get('HOME') == '/tmp'\n" +
+            "assert sorted(os.environ) == ['HOME', 'LANG', 'OMP_NUM_THREADS', 'PATH', 'TMPDIR'], sorted(os.environ)\n");
         Assert.Equal(ExecutionStatus.Passed, result.Status);
         Assert.False(File.Exists(Path.Combine(Environment.CurrentDirectory, marker)));
-        Assert.False(File.Exists(Path.Combine(AppContext.BaseDirectory, marker)));
-        // The sandbox directories that still exist (other tests' running ones) do not hold the file either.
-        Assert.DoesNotContain(Directory.GetDirectories(Path.GetTempPath(), "fedllm-exec-*"), d => File.Exists(Path.Combine(d, marker)));
+        Assert.False(File.Exists(Path.Combine(Path.GetTempPath(), marker)));
+        Assert.False(File.Exists(Path.Combine("/tmp", marker)));
     }
 
     [Fact]
