@@ -18,12 +18,12 @@ public sealed record HumanEvalProblem(string TaskId, string Prompt, string Canon
     /// </exception>
     public static IReadOnlyList<HumanEvalProblem> ReadJsonl(string path) => EvaluationJsonl.Read(path, r =>
     {
-        var id = r.Id("task_id");
-        var entryPoint = r.String("entry_point");
-        if (!PythonIdentifier.IsValid(entryPoint))
-            throw r.Error("entry_point", $"problem {id}: '{entryPoint}' is not a Python function name (an identifier, not a keyword); " +
-                                         "it is pasted into the program as check(entry_point), so nothing else is accepted");
-        return new HumanEvalProblem(id, r.String("prompt"), r.OptionalString("canonical_solution") ?? "", r.String("test"), entryPoint);
+        var problem = new HumanEvalProblem(
+            r.Id("task_id"), r.String("prompt"), r.OptionalString("canonical_solution") ?? "", r.String("test"), r.String("entry_point"));
+        if (!PythonIdentifier.IsValid(problem.EntryPoint))
+            throw r.Error("entry_point", $"problem {problem.TaskId}: '{problem.EntryPoint}' is not a Python function name (an identifier, " +
+                                         "not a keyword); it is pasted into the program as check(entry_point), so nothing else is accepted");
+        return problem;
     });
 
     /// <summary>The generation cut at the first stop sequence.</summary>
