@@ -3,7 +3,7 @@ namespace FedLlm.Evaluation.Code;
 /// <summary>Where and under which limits untrusted programs run; see <see cref="PythonSandbox"/>.</summary>
 public sealed record SandboxOptions
 {
-    /// <summary>The interpreter; null = <c>python3</c> found on PATH.</summary>
+    /// <summary>The interpreter; null = Debian's <c>/usr/bin/python3</c> if present, else <c>python3</c> found on PATH.</summary>
     public string? PythonPath { get; init; }
 
     /// <summary>Wall-clock limit per program, interpreter start-up included (human-eval's default is 3 s).</summary>
