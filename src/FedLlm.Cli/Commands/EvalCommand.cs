@@ -36,6 +36,10 @@ public sealed class EvalSettings : CommonSettings
     [Description("A task setting (repeatable), e.g. --param extract='answer: (\\d+)' or --param split=all.")]
     public string[] Parameters { get; init; } = [];
 
+    [CommandOption("--unsafe-code-execution")]
+    [Description("humaneval, mbpp: run the generated programs WITHOUT the bubblewrap sandbox, when bwrap cannot be installed. They can then read your files and environment, reach the network and start processes. Only on a disposable machine.")]
+    public bool UnsafeCodeExecution { get; init; }
+
     [CommandOption("--output <FILE>")][Description("Write the results (metrics, groups, samples, settings) as JSON.")] public string? Output { get; init; }
 
     public override ValidationResult Validate()
@@ -82,7 +86,11 @@ public sealed class EvalCommand : Command<EvalSettings>
         {
             Limit = s.Limit, FewShot = s.FewShot, BatchSize = s.BatchSize, Seed = s.Seed,
             MaxNewTokens = s.MaxNewTokens ?? entry.DefaultMaxNewTokens ?? new EvaluationRunOptions().MaxNewTokens,
+            UnsafeCodeExecution = s.UnsafeCodeExecution,
         };
+        if (s.UnsafeCodeExecution)
+            AnsiConsole.MarkupLine("[red]warning:[/] --unsafe-code-execution: generated code runs directly on this machine, outside any OS " +
+                                   "sandbox, with only in-process checks; it can read files and the environment, use the network and start processes.");
 
         using var model = s.LoadModel(modelDir, device);
         if (s.Adapter is not null) AdapterIO.Load(s.Adapter, model);
@@ -114,6 +122,7 @@ public sealed class EvalCommand : Command<EvalSettings>
                 ["model"] = modelDir, ["adapter"] = s.Adapter, ["task"] = task.Name, ["data"] = dataPath, ["limit"] = s.Limit.ToString(),
                 ["few_shot"] = s.FewShot.ToString(), ["batch_size"] = s.BatchSize.ToString(), ["max_new_tokens"] = options.MaxNewTokens.ToString(),
                 ["seed"] = s.Seed.ToString(), ["device"] = s.Device,
+                ["unsafe_code_execution"] = s.UnsafeCodeExecution ? "true" : null,
             };
             foreach (var (key, value) in parameters) settings["param." + key] = value;
             EvaluationReportJson.Write(s.Output, report, settings, seconds);

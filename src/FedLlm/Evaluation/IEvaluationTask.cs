@@ -54,6 +54,9 @@ public sealed record EvaluationRunOptions
 
     /// <summary>Seed of any sampling (few-shot choice, pass@k samples).</summary>
     public long Seed { get; init; } = 1234;
+
+    /// <summary>Code tasks run generated programs without the OS sandbox (<see cref="Code.SandboxOptions.UnsafeCodeExecution"/>).</summary>
+    public bool UnsafeCodeExecution { get; init; }
 }
 
 /// <summary>Progress of a running evaluation (for a progress bar with items/s and ETA).</summary>

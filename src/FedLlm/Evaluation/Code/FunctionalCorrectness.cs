@@ -28,7 +28,7 @@ public static class FunctionalCorrectness
         if (options.Limit > 0) problems = problems.Take(options.Limit).ToList();
         if (problems.Count == 0) throw new ArgumentException($"Task '{taskName}': no problems to evaluate.");
 
-        var sandbox = new PythonSandbox(sampling.Sandbox);
+        var sandbox = new PythonSandbox(options.UnsafeCodeExecution ? sampling.Sandbox with { UnsafeCodeExecution = true } : sampling.Sandbox);
         var n = sampling.Samples;
         var problemsPerChunk = Math.Max(1, options.BatchSize / n);
         var samples = new List<EvaluationSample>(problems.Count * n);

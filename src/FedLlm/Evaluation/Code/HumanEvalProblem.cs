@@ -13,9 +13,18 @@ public sealed record HumanEvalProblem(string TaskId, string Prompt, string Canon
     public static IReadOnlyList<string> StopSequences { get; } = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"];
 
     /// <summary>Reads a HumanEval JSONL file (task_id, prompt, canonical_solution, test, entry_point).</summary>
-    /// <exception cref="FedLlm.Data.DataFormatException">A record is malformed; the message names file, line and field.</exception>
-    public static IReadOnlyList<HumanEvalProblem> ReadJsonl(string path) => EvaluationJsonl.Read(path, r => new HumanEvalProblem(
-        r.Id("task_id"), r.String("prompt"), r.OptionalString("canonical_solution") ?? "", r.String("test"), r.String("entry_point")));
+    /// <exception cref="FedLlm.Data.DataFormatException">
+    /// A record is malformed, or its entry_point is not a Python identifier; the message names file, line, field and problem.
+    /// </exception>
+    public static IReadOnlyList<HumanEvalProblem> ReadJsonl(string path) => EvaluationJsonl.Read(path, r =>
+    {
+        var problem = new HumanEvalProblem(
+            r.Id("task_id"), r.String("prompt"), r.OptionalString("canonical_solution") ?? "", r.String("test"), r.String("entry_point"));
+        if (!PythonIdentifier.IsValid(problem.EntryPoint))
+            throw r.Error("entry_point", $"problem {problem.TaskId}: '{problem.EntryPoint}' is not a Python function name (an identifier, " +
+                                         "not a keyword); it is pasted into the program as check(entry_point), so nothing else is accepted");
+        return problem;
+    });
 
     /// <summary>The generation cut at the first stop sequence.</summary>
     public static string Truncate(string generation)
@@ -32,5 +41,11 @@ public sealed record HumanEvalProblem(string TaskId, string Prompt, string Canon
     }
 
     /// <summary>The program human-eval's check_correctness runs: prompt + completion + test + <c>check(entry_point)</c>.</summary>
-    public string Program(string completion) => Prompt + completion + "\n" + Test + "\n" + $"check({EntryPoint})" + "\n";
+    /// <exception cref="ArgumentException"><see cref="EntryPoint"/> is not a Python identifier (it would be pasted into code).</exception>
+    public string Program(string completion)
+    {
+        if (!PythonIdentifier.IsValid(EntryPoint))
+            throw new ArgumentException($"HumanEval problem {TaskId}: entry_point '{EntryPoint}' is not a Python function name.");
+        return Prompt + completion + "\n" + Test + "\n" + $"check({EntryPoint})" + "\n";
+    }
 }

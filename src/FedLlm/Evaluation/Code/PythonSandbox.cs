@@ -1,5 +1,5 @@
-using System.ComponentModel;
 using System.Diagnostics;
+using System.Globalization;
 using System.Reflection;
 using System.Security.Cryptography;
 using System.Text;
@@ -7,14 +7,17 @@ using System.Text;
 namespace FedLlm.Evaluation.Code;
 
 /// <summary>
-/// Runs untrusted Python programs (model completions plus their tests), each in its own <c>python3</c> process, never
-/// inside FedLlm's: a fresh temporary directory as the working directory, isolated mode (<c>-I</c>: no user site,
-/// no PYTHON* variables), a minimal environment, resource limits set by the child on itself before the program
-/// runs (sandbox_guard.py), and a wall-clock timeout after which the whole process tree is killed.
+/// Runs untrusted Python programs (model completions plus their tests), each in its own interpreter inside an OS
+/// sandbox (bubblewrap: <see cref="BubblewrapArguments"/>), never inside FedLlm's process, with a wall-clock timeout
+/// after which the sandbox and everything in it is killed.
 /// </summary>
 /// <remarks>
-/// <para>This follows human-eval's <c>reliability_guard</c> and is, like it, a guard against accidents, not a security
-/// boundary: a program can still read files and reach the network. Run benchmarks of unknown code in a container.</para>
+/// <para>The sandbox is the security boundary: a program sees no network, no host files but a read-only /usr, no
+/// other process (FedLlm's environment included), runs as an unprivileged user with at most one process, and leaves
+/// nothing running behind. Inside it, sandbox_guard.py reports the verdict: a pass is the token it writes when the
+/// tests ran to the end, which a program can forge only with effort and only for its own score. docs/code-sandbox.md
+/// states the threat model. With <see cref="SandboxOptions.UnsafeCodeExecution"/> the guard runs alone, directly on
+/// the host: that is no boundary at all.</para>
 /// <para>Thread-safe: <see cref="Run"/> may be called concurrently; <see cref="RunAll"/> does so with
 /// <see cref="SandboxOptions.Workers"/> programs at a time.</para>
 /// </remarks>
@@ -26,21 +29,23 @@ public sealed class PythonSandbox
     private static readonly UTF8Encoding Utf8NoBom = new(encoderShouldEmitUTF8Identifier: false); // a BOM is a syntax error to python
 
     private readonly SandboxOptions _options;
-    private readonly Lazy<string> _interpreter;
+    private readonly Lazy<SandboxLauncher> _launcher;
 
     public PythonSandbox(SandboxOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         _options = options;
-        _interpreter = new Lazy<string>(ResolveInterpreter, LazyThreadSafetyMode.ExecutionAndPublication);
+        _launcher = new Lazy<SandboxLauncher>(() => SandboxLauncher.Create(options), LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
     public SandboxOptions Options => _options;
 
     /// <summary>The interpreter's real path (sys.executable), found once; PATH shims such as pyenv's need an environment the sandbox does not give.</summary>
-    /// <exception cref="InvalidOperationException">No working interpreter.</exception>
-    public string Interpreter => _interpreter.Value;
+    /// <exception cref="InvalidOperationException">No working interpreter, or no sandbox can be created (bubblewrap missing, no user namespaces).</exception>
+    public string Interpreter => Launcher.Interpreter.Executable;
+
+    internal SandboxLauncher Launcher => _launcher.Value;
 
     /// <summary>Runs each program, <see cref="SandboxOptions.Workers"/> at a time; results are in the programs' order.</summary>
     /// <param name="programs">Complete programs.</param>
@@ -49,7 +54,7 @@ public sealed class PythonSandbox
     public IReadOnlyList<ExecutionResult> RunAll(IReadOnlyList<string> programs, Action<int>? completed = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(programs);
-        _ = Interpreter; // fail once, clearly, before starting workers
+        _ = Launcher; // fail once, clearly, before starting workers
         var results = new ExecutionResult[programs.Count];
         var done = 0;
         try
@@ -70,108 +75,110 @@ public sealed class PythonSandbox
     }
 
     /// <summary>Runs one program to completion or timeout.</summary>
-    /// <exception cref="InvalidOperationException">The interpreter cannot be started.</exception>
+    /// <exception cref="InvalidOperationException">The interpreter or the sandbox cannot be started.</exception>
     public ExecutionResult Run(string program)
     {
         ArgumentNullException.ThrowIfNull(program);
-        var interpreter = Interpreter;
-        var directory = Directory.CreateTempSubdirectory("fedllm-exec-");
+        var launcher = Launcher;
+        var token = Convert.ToHexString(RandomNumberGenerator.GetBytes(16));
+        var start = launcher.StartInfo([
+            "-I", "-B", "-c", GuardSource.Value,
+            _options.MemoryMegabytes.ToString(CultureInfo.InvariantCulture),
+            BubblewrapArguments.CpuSeconds(_options).ToString(CultureInfo.InvariantCulture),
+            _options.MaxFileMegabytes.ToString(CultureInfo.InvariantCulture),
+        ]);
+        // Without the sandbox, the old per-run folder: the program's files land there and are deleted after.
+        var hostDirectory = launcher.IsIsolated ? null : Directory.CreateTempSubdirectory("fedllm-exec-");
+        if (hostDirectory is not null)
+        {
+            start.WorkingDirectory = hostDirectory.FullName;
+            start.Environment["HOME"] = hostDirectory.FullName;
+            start.Environment["TMPDIR"] = hostDirectory.FullName;
+        }
+
         try
         {
-            File.WriteAllText(Path.Combine(directory.FullName, "program.py"), program, Utf8NoBom);
-            File.WriteAllText(Path.Combine(directory.FullName, "sandbox_guard.py"), GuardSource.Value, Utf8NoBom);
-            var token = Convert.ToHexString(RandomNumberGenerator.GetBytes(16));
-            var start = new ProcessStartInfo(interpreter)
-            {
-                WorkingDirectory = directory.FullName,
-                UseShellExecute = false,
-                RedirectStandardInput = true,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                StandardOutputEncoding = Encoding.UTF8,
-                StandardErrorEncoding = Encoding.UTF8,
-            };
-            foreach (var arg in new[] { "-I", "-B", "sandbox_guard.py", "program.py" }) start.ArgumentList.Add(arg);
-            start.ArgumentList.Add(_options.MemoryMegabytes.ToString(System.Globalization.CultureInfo.InvariantCulture));
-            // CPU seconds: the wall clock is the real limit; this catches a process that somehow outlives the kill.
-            start.ArgumentList.Add(((int)Math.Ceiling(_options.Timeout.TotalSeconds) + 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
-            start.ArgumentList.Add(_options.MaxFileMegabytes.ToString(System.Globalization.CultureInfo.InvariantCulture));
-            start.Environment.Clear();
-            start.Environment["PATH"] = "/usr/bin:/bin";
-            start.Environment["HOME"] = directory.FullName;
-            start.Environment["TMPDIR"] = directory.FullName;
-            start.Environment["LANG"] = "C.UTF-8";
-            start.Environment["OMP_NUM_THREADS"] = "1";
-            start.Environment["FEDLLM_PASS_TOKEN"] = token;
-
-            var clock = Stopwatch.StartNew();
-            using var process = StartProcess(start, interpreter);
-            process.StandardInput.Close();
-            var stdout = ReadTailAsync(process.StandardOutput, StdoutTailChars);
-            var stderr = ReadTailAsync(process.StandardError, StderrTailChars);
-            var exited = process.WaitForExit(_options.Timeout);
-            if (!exited)
-            {
-                try
-                {
-                    process.Kill(entireProcessTree: true);
-                }
-                catch (InvalidOperationException)
-                {
-                    // It exited between the wait and the kill.
-                }
-
-                process.WaitForExit();
-            }
-            else
-            {
-                process.WaitForExit(); // lets the redirected streams reach their end
-            }
-
-            var elapsed = clock.Elapsed;
-            // Readers end when the pipes close; a grandchild holding them open is not worth waiting for.
-            Task.WaitAll([stdout, stderr], TimeSpan.FromSeconds(2));
-            var errorTail = stderr.IsCompletedSuccessfully ? stderr.Result : "";
-            var outputTail = stdout.IsCompletedSuccessfully ? stdout.Result : "";
-            return new ExecutionResult(Classify(exited, process.ExitCode, outputTail, token), errorTail, elapsed);
+            return Execute(start, token, program);
         }
         finally
         {
-            try
-            {
-                directory.Delete(recursive: true);
-            }
-            catch (IOException)
-            {
-                // Left for the OS to clean: a program's stray file must not fail the evaluation.
-            }
-            catch (UnauthorizedAccessException)
-            {
-            }
+            if (hostDirectory is not null) TryDelete(hostDirectory);
         }
     }
 
-    private static ExecutionStatus Classify(bool exited, int exitCode, string stdoutTail, string token)
+    private ExecutionResult Execute(ProcessStartInfo start, string token, string program)
+    {
+        var clock = Stopwatch.StartNew();
+        using var process = StartProcess(start);
+        var stdout = ReadTailAsync(process.StandardOutput, StdoutTailChars);
+        var stderr = ReadTailAsync(process.StandardError, StderrTailChars);
+        // Token and program go through stdin, never a file or the environment; written off this thread, as a sandbox
+        // that fails to start never reads them.
+        var writer = WriteInputAsync(process.StandardInput, token + "\n" + program);
+        var exited = process.WaitForExit(_options.Timeout);
+        if (!exited)
+        {
+            try
+            {
+                // bwrap and its init die with this; the kernel then kills whatever else is in the PID namespace.
+                process.Kill(entireProcessTree: true);
+            }
+            catch (InvalidOperationException)
+            {
+                // It exited between the wait and the kill.
+            }
+
+            process.WaitForExit();
+        }
+        else
+        {
+            process.WaitForExit(); // lets the redirected streams reach their end
+        }
+
+        var elapsed = clock.Elapsed;
+        Task.WaitAll([stdout, stderr, writer], TimeSpan.FromSeconds(2));
+        var errorTail = stderr.IsCompletedSuccessfully ? stderr.Result : "";
+        var outputTail = stdout.IsCompletedSuccessfully ? stdout.Result : "";
+        return new ExecutionResult(Classify(exited, process.ExitCode, outputTail, errorTail, token), errorTail, elapsed);
+    }
+
+    internal static ExecutionStatus Classify(bool exited, int exitCode, string stdout, string stderr, string token)
     {
         const int SigXcpu = 24; // RLIMIT_CPU exceeded: the CPU-time form of a timeout
         if (!exited || exitCode == 128 + SigXcpu) return ExecutionStatus.TimedOut;
+        // bwrap reports its own set-up failures with exit code 1 too; they are not the program's failures.
+        if (stderr.StartsWith("bwrap: ", StringComparison.Ordinal)) return ExecutionStatus.Error;
         return exitCode switch
         {
-            0 when stdoutTail.TrimEnd().EndsWith(token, StringComparison.Ordinal) => ExecutionStatus.Passed,
+            // Exactly the token: anything else the program wrote on the verdict channel voids the pass.
+            0 when stdout == token + "\n" => ExecutionStatus.Passed,
             0 or 1 => ExecutionStatus.Failed, // 0 without the token: the program ended the process before its tests did
             _ => ExecutionStatus.Error,
         };
     }
 
-    private static Process StartProcess(ProcessStartInfo start, string interpreter)
+    private static Process StartProcess(ProcessStartInfo start)
     {
         try
         {
-            return Process.Start(start) ?? throw new InvalidOperationException($"Could not start '{interpreter}'.");
+            return Process.Start(start) ?? throw new InvalidOperationException($"Could not start '{start.FileName}'.");
         }
-        catch (Win32Exception e)
+        catch (System.ComponentModel.Win32Exception e)
         {
-            throw new InvalidOperationException($"Could not start the Python interpreter '{interpreter}': {e.Message}", e);
+            throw new InvalidOperationException($"Could not start the code sandbox '{start.FileName}': {e.Message}", e);
+        }
+    }
+
+    private static async Task WriteInputAsync(StreamWriter stdin, string input)
+    {
+        try
+        {
+            await stdin.BaseStream.WriteAsync(Utf8NoBom.GetBytes(input)).ConfigureAwait(false);
+            stdin.Close();
+        }
+        catch (IOException)
+        {
+            // The process ended before reading everything (a set-up failure or a kill); its exit status tells.
         }
     }
 
@@ -190,43 +197,18 @@ public sealed class PythonSandbox
         return tail.ToString();
     }
 
-    private string ResolveInterpreter()
+    private static void TryDelete(DirectoryInfo directory)
     {
-        var requested = _options.PythonPath ?? "python3";
-        var start = new ProcessStartInfo(requested)
-        {
-            UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (var arg in new[] { "-I", "-c", "import sys; print(sys.executable)" }) start.ArgumentList.Add(arg);
-        var where = _options.PythonPath is null ? "python3 on PATH" : $"'{requested}' (python parameter)";
-        Process process;
         try
         {
-            process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {where}.");
+            directory.Delete(recursive: true);
         }
-        catch (Win32Exception e)
+        catch (IOException)
         {
-            throw new InvalidOperationException(
-                $"Code evaluation needs a Python 3 interpreter, but {where} could not be started ({e.Message}). Install python3 or pass --param python=PATH.", e);
+            // Left for the OS to clean: a program's stray file must not fail the evaluation.
         }
-
-        using (process)
+        catch (UnauthorizedAccessException)
         {
-            var output = process.StandardOutput.ReadToEndAsync();
-            var errors = process.StandardError.ReadToEndAsync();
-            if (!process.WaitForExit(TimeSpan.FromSeconds(60)))
-            {
-                process.Kill(entireProcessTree: true);
-                throw new InvalidOperationException($"{where} did not answer within 60 s.");
-            }
-
-            process.WaitForExit();
-            var path = output.Result.Trim();
-            if (process.ExitCode != 0 || path.Length == 0 || !File.Exists(path))
-                throw new InvalidOperationException($"{where} is not a working Python 3 interpreter (exit code {process.ExitCode}): {errors.Result.Trim()}");
-            return path;
         }
     }
 

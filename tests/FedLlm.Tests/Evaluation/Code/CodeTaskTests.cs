@@ -150,6 +150,47 @@ public class CodeTaskTests
     }
 
     [Fact]
+    public void An_entry_point_that_is_not_a_python_name_is_refused_at_load()
+    {
+        var marker = Path.Combine(Path.GetTempPath(), $"fedllm-injected-{Guid.NewGuid():N}");
+        var path = Path.Combine(Path.GetTempPath(), $"fedllm-humaneval-{Guid.NewGuid():N}.jsonl");
+        // Pasted into check(...), this would run a shell command before the tests.
+        var injected = $"f); __import__('posix').system('touch {marker}')#";
+        File.WriteAllText(path, System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, string>
+        {
+            ["task_id"] = "HumanEval/7", ["prompt"] = "def f():\n", ["test"] = "def check(c):\n    pass\n", ["entry_point"] = injected,
+        }) + "\n");
+        try
+        {
+            var error = Assert.Throws<DataFormatException>(() => HumanEvalProblem.ReadJsonl(path));
+            Assert.Equal("entry_point", error.Field);
+            Assert.Contains(path, error.Message);
+            Assert.Contains("HumanEval/7", error.Message);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+
+        // A record built in code is checked where the program is built.
+        var problem = new HumanEvalProblem("HumanEval/7", "def f():\n", "", "def check(c):\n    pass\n", injected);
+        Assert.Contains("HumanEval/7", Assert.Throws<ArgumentException>(() => problem.Program("    return 1\n")).Message);
+        Assert.False(File.Exists(marker));
+    }
+
+    [Theory]
+    [InlineData("running_max", true)]
+    [InlineData("_private2", true)]
+    [InlineData("match", true)] // a soft keyword is a valid name
+    [InlineData("def", false)]
+    [InlineData("None", false)]
+    [InlineData("2fast", false)]
+    [InlineData("f)", false)]
+    [InlineData("f\n", false)]
+    [InlineData("", false)]
+    public void Python_identifiers_are_told_from_code(string name, bool valid) => Assert.Equal(valid, PythonIdentifier.IsValid(name));
+
+    [Fact]
     public void Bad_files_and_parameters_are_named_in_the_error()
     {
         var path = Path.Combine(Path.GetTempPath(), $"fedllm-humaneval-{Guid.NewGuid():N}.jsonl");

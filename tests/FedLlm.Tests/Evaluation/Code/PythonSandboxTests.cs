@@ -67,19 +67,18 @@ public class PythonSandboxTests
     }
 
     [Fact]
-    public void A_program_that_writes_files_writes_into_a_temporary_directory_that_is_removed()
+    public void A_program_that_writes_files_writes_into_the_sandboxs_private_tmp()
     {
         var marker = $"fedllm-sandbox-{Guid.NewGuid():N}.txt";
         var result = Sandbox.Run(
-            $"import os\nopen('{marker}', 'w').write('x')\nassert os.path.exists('{marker}')\n" +
-            // The working directory is the sandbox's own, and the environment is the minimal one.
-            "assert os.environ.get('HOME', '').split('/')[-1].startswith('fedllm-exec-')\n" +
-            "assert 'FEDLLM_PASS_TOKEN' not in os.environ\n");
+            $"import os\nopen('{marker}', 'w').write('x')\nassert os.path.exists('/tmp/{marker}')\n" +
+            // The working directory is the sandbox's own /tmp, and the environment is the minimal one.
+            "assert os.environ.get('HOME') == '/tmp'\n" +
+            "assert sorted(os.environ) == ['HOME', 'LANG', 'OMP_NUM_THREADS', 'PATH', 'PWD', 'TMPDIR'], sorted(os.environ)\n");
         Assert.Equal(ExecutionStatus.Passed, result.Status);
         Assert.False(File.Exists(Path.Combine(Environment.CurrentDirectory, marker)));
-        Assert.False(File.Exists(Path.Combine(AppContext.BaseDirectory, marker)));
-        // The sandbox directories that still exist (other tests' running ones) do not hold the file either.
-        Assert.DoesNotContain(Directory.GetDirectories(Path.GetTempPath(), "fedllm-exec-*"), d => File.Exists(Path.Combine(d, marker)));
+        Assert.False(File.Exists(Path.Combine(Path.GetTempPath(), marker)));
+        Assert.False(File.Exists(Path.Combine("/tmp", marker)));
     }
 
     [Fact]
@@ -89,5 +88,30 @@ public class PythonSandboxTests
         var error = Assert.Throws<InvalidOperationException>(() => sandbox.Run("pass"));
         Assert.Contains("/nonexistent/python3", error.Message);
         Assert.Contains("python=", error.Message);
+    }
+
+    [Fact]
+    public void A_user_namespace_failure_is_explained_as_such()
+    {
+        var message = SandboxLauncher.ExplainProbeFailure("/usr/bin/python3", 1,
+            "bwrap: No permissions to creating new namespace, likely because the kernel does not allow non-privileged user namespaces.");
+        Assert.Contains("user namespace", message);
+        Assert.Contains("user.max_user_namespaces", message);
+        Assert.Contains("--unsafe-code-execution", message);
+        Assert.DoesNotContain("user namespace", SandboxLauncher.ExplainProbeFailure("/opt/python3", 1, "python3: not found"));
+    }
+
+    [Fact]
+    public void The_explicit_opt_out_runs_without_the_os_sandbox()
+    {
+        var unsafeSandbox = new PythonSandbox(Sandbox.Options with { UnsafeCodeExecution = true });
+        Assert.False(unsafeSandbox.Launcher.IsIsolated);
+        Assert.True(Sandbox.Launcher.IsIsolated);
+        // The guard still gives the verdict: a pass, a failure, and an early exit that is not a pass.
+        var results = unsafeSandbox.RunAll(["assert 1 + 1 == 2", "assert 1 + 1 == 3", "import os\nos._exit(0)"]);
+        Assert.Equal([ExecutionStatus.Passed, ExecutionStatus.Failed, ExecutionStatus.Failed], results.Select(r => r.Status));
+        // Outside the sandbox the host's /proc is visible; inside there is none.
+        Assert.Equal(ExecutionStatus.Passed, unsafeSandbox.Run("import os\nassert os.path.isdir('/proc')").Status);
+        Assert.Equal(ExecutionStatus.Failed, Sandbox.Run("import os\nassert os.path.isdir('/proc')").Status);
     }
 }
