@@ -43,6 +43,14 @@ public sealed class DataFormatException : Exception
     /// <summary>The problem without the location.</summary>
     public string Problem { get; }
 
+    /// <summary>A file whose records were all skipped as bad: training on it would train on nothing.</summary>
+    /// <param name="filePath">The file.</param>
+    /// <param name="firstSkipped">The first record skipped, whose problem the message repeats; null if none was.</param>
+    internal static DataFormatException NothingUsable(string filePath, DataFormatException? firstSkipped) =>
+        new(filePath, null, null, null, firstSkipped is null
+            ? "the file holds no usable records"
+            : $"the file holds no usable records: every record was skipped as bad (the first: {firstSkipped.Message})", firstSkipped);
+
     private static string BuildMessage(string filePath, long? line, int? index, bool indexIsRow, string? field, string problem)
     {
         var where = filePath;
