@@ -148,24 +148,25 @@ internal sealed class CheckedGzipStream : Stream
         var window = new byte[(int)(Math.Min(_length, consumed + TrailerLength) - from)];
         _file.Seek(from, SeekOrigin.Begin);
         var got = _file.ReadAtLeast(window, window.Length, throwOnEndOfStream: false);
+        var sizeMatched = false;
         for (var p = 0; p + TrailerLength <= got; p++)
         {
-            var end = from + p + TrailerLength;
-            if (BinaryPrimitives.ReadUInt32LittleEndian(window.AsSpan(p)) != _crc
-                || BinaryPrimitives.ReadUInt32LittleEndian(window.AsSpan(p + 4)) != _size)
-                continue;
+            if (BinaryPrimitives.ReadUInt32LittleEndian(window.AsSpan(p + 4)) != _size) continue;
+            sizeMatched = true;
+            if (BinaryPrimitives.ReadUInt32LittleEndian(window.AsSpan(p)) != _crc) continue;
 
             _inflater!.Dispose();
             _inflater = null;
-            _nextMember = end;
+            _nextMember = from + p + TrailerLength;
             return;
         }
 
-        // The deflate data ran to the end of the file, or stopped where no matching trailer follows.
-        throw consumed >= _length
-            ? Truncated(_length, "before the gzip end-of-stream trailer")
-            : new CorruptGzipException(consumed,
-                $"corrupt gzip data near byte {consumed:N0}: the CRC-32/size trailer does not match the decompressed data");
+        // A trailer with the right size but the wrong CRC-32 means damaged data; no trailer at all means the deflate
+        // data ran out before its end (a false size match needs 32 bits to agree by chance).
+        if (sizeMatched || consumed < _length)
+            throw new CorruptGzipException(consumed,
+                $"corrupt gzip data near byte {consumed:N0}: the CRC-32 in the member's trailer does not match the decompressed data");
+        throw Truncated(_length, "before the gzip end-of-stream trailer");
     }
 
     private static CorruptGzipException Truncated(long length, string where) =>

@@ -129,9 +129,15 @@ internal static class DataRecordReader
         {
             // A gzip stream cannot seek back, so sniff from a second, throw-away decompressor.
             await using var unzip = new CheckedGzipStream(OpenFile(path, useAsync: false));
+            total = 0;
             try
             {
-                total = await unzip.ReadAtLeastAsync(buffer, buffer.Length, throwOnEndOfStream: false, ct);
+                int n;
+                while (total < buffer.Length && (n = await unzip.ReadAsync(buffer.AsMemory(total), ct)) > 0) total += n;
+            }
+            catch (CorruptGzipException) when (total > 0)
+            {
+                // Decide from what did decompress; the full read reports the damage at the line where it shows.
             }
             catch (CorruptGzipException e)
             {
