@@ -145,10 +145,14 @@ public sealed class DataStatsCommand : Command<DataStatsSettings>
         var truncated = 0;
         if (info.IsPreference)
         {
+            // Cut a huge pair before counting, so it costs memory per --max-length, not per record; a count then reads
+            // as "more than training keeps", which is all a count past the limit can tell.
+            var charsPerEnd = tokenizer is null ? 0 : TokenizerInputCap.CharsPerEnd(tokenizer, s.MaxLength);
             foreach (var row in DatasetLoader.ReadPreferences(kind, s.Path, options, report, cancellationToken))
             {
                 labels.Add(row.Label);
-                tokens?.Add(tokenizer!.Encode(row.Example.Prompt + row.Example.Chosen, addSpecialTokens: true).Count);
+                var text = TokenizerInputCap.KeepEnds(row.Example.Prompt + row.Example.Chosen, charsPerEnd);
+                tokens?.Add(tokenizer!.Encode(text, addSpecialTokens: true).Count);
             }
         }
         else

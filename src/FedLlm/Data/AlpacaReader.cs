@@ -69,18 +69,24 @@ public static class AlpacaReader
 
         var records = DataRecordReader.ReadAsync(path, ToFormat(options.Layout), cancellationToken)
             .Select(r => r.Error is not null ? (null, r.Error) : ToRecord(r.Record!));
+        var read = 0;
+        DataFormatException? firstSkipped = null;
         await foreach (var (record, error) in records)
         {
             if (error is not null)
             {
                 if (!options.SkipBad) throw error;
                 report!.CountSkipped(error);
+                firstSkipped ??= error;
                 continue;
             }
 
+            read++;
             report?.CountRead();
             yield return record!.ToInstructionExample();
         }
+
+        if (read == 0) throw DataFormatException.NothingUsable(path, firstSkipped);
     }
 
     /// <summary>Streams the examples of a file synchronously; see <see cref="ReadAsync"/>.</summary>

@@ -14,9 +14,12 @@ public sealed class DataFormatException : Exception
     /// <param name="field">The offending field, or null when the whole record is at fault.</param>
     /// <param name="problem">What is wrong, e.g. "missing" or "expected a string, got Number".</param>
     /// <param name="innerException">The parser's exception, if any.</param>
+    /// <param name="indexIsRow">True when <paramref name="elementIndex"/> counts the rows of a table (Parquet), not
+    /// the elements of a JSON array; the message then says "row".</param>
     public DataFormatException(
-        string filePath, long? lineNumber, int? elementIndex, string? field, string problem, Exception? innerException = null)
-        : base(BuildMessage(filePath, lineNumber, elementIndex, field, problem), innerException)
+        string filePath, long? lineNumber, int? elementIndex, string? field, string problem, Exception? innerException = null,
+        bool indexIsRow = false)
+        : base(BuildMessage(filePath, lineNumber, elementIndex, indexIsRow, field, problem), innerException)
     {
         FilePath = filePath;
         LineNumber = lineNumber;
@@ -31,7 +34,7 @@ public sealed class DataFormatException : Exception
     /// <summary>1-based line number of the record, when known.</summary>
     public long? LineNumber { get; }
 
-    /// <summary>0-based index of the element in a JSON array, when the file is a JSON array.</summary>
+    /// <summary>0-based index of the element in a JSON array, or of the row in a Parquet file.</summary>
     public int? ElementIndex { get; }
 
     /// <summary>The offending field, or null when the record as a whole is at fault.</summary>
@@ -40,11 +43,19 @@ public sealed class DataFormatException : Exception
     /// <summary>The problem without the location.</summary>
     public string Problem { get; }
 
-    private static string BuildMessage(string filePath, long? line, int? index, string? field, string problem)
+    /// <summary>A file whose records were all skipped as bad: training on it would train on nothing.</summary>
+    /// <param name="filePath">The file.</param>
+    /// <param name="firstSkipped">The first record skipped, whose problem the message repeats; null if none was.</param>
+    internal static DataFormatException NothingUsable(string filePath, DataFormatException? firstSkipped) =>
+        new(filePath, null, null, null, firstSkipped is null
+            ? "the file holds no usable records"
+            : $"the file holds no usable records: every record was skipped as bad (the first: {firstSkipped.Message})", firstSkipped);
+
+    private static string BuildMessage(string filePath, long? line, int? index, bool indexIsRow, string? field, string problem)
     {
         var where = filePath;
         if (line is not null) where += $": line {line}";
-        if (index is not null) where += $": element {index}";
+        if (index is not null) where += indexIsRow ? $": row {index}" : $": element {index}";
         return field is null ? $"{where}: {problem}" : $"{where}: field '{field}': {problem}";
     }
 }

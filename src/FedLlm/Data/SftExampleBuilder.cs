@@ -29,7 +29,8 @@ namespace FedLlm.Data;
 /// (the text after the instruction, ending with the response template) are protected; tokens are removed from the middle
 /// of the instruction, keeping its start (usually the task) and its end (usually the Alpaca input, which alpaca_format
 /// appends). Only when no instruction token is left is the end of the response cut, EOS included, since a cut response
-/// should not teach the model to stop there.</para>
+/// should not teach the model to stop there. Before tokenizing, text far beyond what truncation could keep is cut
+/// (<see cref="TokenizerInputCap"/>), so memory stays bounded by the sequence length.</para>
 /// <para>Thread-safe if the tokenizer is.</para>
 /// </remarks>
 public sealed class SftExampleBuilder
@@ -45,6 +46,7 @@ public sealed class SftExampleBuilder
     private readonly int? _eosId;
     private readonly int _headTokens;
     private readonly int _tailTokens;
+    private readonly int _charsPerEnd;
 
     /// <summary>Creates a builder.</summary>
     /// <param name="tokenizer">Must define an EOS token when the template appends one (<see cref="IPromptFormat.AppendEos"/>).</param>
@@ -62,6 +64,7 @@ public sealed class SftExampleBuilder
         if (template.AppendEos && _eosId is null)
             throw new ArgumentException("The tokenizer has no EOS token; SFT examples end with EOS so the model learns to stop.", nameof(tokenizer));
         MaxSequenceLength = maxSequenceLength;
+        _charsPerEnd = TokenizerInputCap.CharsPerEnd(tokenizer, maxSequenceLength);
 
         // Protected prompt parts for truncation, measured once: they do not depend on the example.
         _headTokens = Encode(template.Header).Count;
@@ -76,7 +79,11 @@ public sealed class SftExampleBuilder
     public SftExample Build(InstructionExample example)
     {
         ArgumentNullException.ThrowIfNull(example);
-        var (prompt, completion) = _template.Format(example.Instruction, example.Response);
+        // Truncation keeps the instruction's two ends and the response's start: cut the text to those before it is
+        // tokenized, so a huge record costs memory in proportion to MaxSequenceLength (see TokenizerInputCap).
+        var instruction = TokenizerInputCap.KeepEnds(example.Instruction, _charsPerEnd);
+        var response = TokenizerInputCap.KeepStart(example.Response, _charsPerEnd);
+        var (prompt, completion) = _template.Format(instruction, response);
         var full = Encode(prompt + completion);
         var promptAlone = Encode(prompt);
 

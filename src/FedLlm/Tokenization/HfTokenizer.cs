@@ -62,7 +62,12 @@ internal sealed class HfTokenizer : ITextTokenizer, IDisposable
         PadTokenId = IdOf(config.NamedToken("pad_token")) ?? IdOf(config.NamedToken("unk_token")) ?? EosTokenId;
         EosTokenIds = new[] { EosTokenId }.OfType<int>().Concat(config.GenerationEosTokenIds).Distinct().ToArray();
         ChatTemplate = config.ChatTemplate;
+        // Vocabulary entries are written one character per input byte (byte-level BPE) or per input character
+        // (SentencePiece, with "▁" for a space), so an entry's length bounds the input characters its token covers.
+        MaxTokenChars = tokenToId.Keys.Select(k => k.Length).Concat(addedTokens.Select(t => t.Content.Length)).DefaultIfEmpty(1).Max();
     }
+
+    public int? MaxTokenChars { get; }
 
     public int VocabSize { get; }
     public int? BosTokenId { get; }

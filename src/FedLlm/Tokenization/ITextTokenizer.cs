@@ -37,6 +37,12 @@ public interface ITextTokenizer
     /// </summary>
     IReadOnlyList<AddedToken> AddedTokens => [];
 
+    /// <summary>
+    /// The most characters of input that one token can cover (the longest vocabulary entry or added token), or null
+    /// when unknown; <see cref="Data.TokenizerInputCap"/> bounds the text it tokenizes with it.
+    /// </summary>
+    int? MaxTokenChars => null;
+
     /// <summary>Encodes text. With <paramref name="addSpecialTokens"/> the tokenizer's own post-processor adds BOS (and EOS where it does).</summary>
     IReadOnlyList<int> Encode(string text, bool addSpecialTokens = false);
 

@@ -252,7 +252,7 @@ public sealed class DatasetLoaderTests : IDisposable
 
         var e = Assert.Throws<DataFormatException>(() => Sft(DatasetKind.FinGptSentiment, path));
 
-        Assert.Equal($"{path}: element 0: field 'output': missing", e.Message);
+        Assert.Equal($"{path}: row 0: field 'output': missing", e.Message);
     }
 
     [Fact]

@@ -33,11 +33,12 @@ public enum DataFileFormat
 /// <param name="FilePath">The file.</param>
 /// <param name="LineNumber">1-based line (JSON Lines; JSON arrays only for syntax errors).</param>
 /// <param name="ElementIndex">0-based element of a JSON array, or 0-based row of a Parquet file.</param>
-public sealed record RecordLocation(string FilePath, long? LineNumber, int? ElementIndex)
+/// <param name="IndexIsRow">True when <paramref name="ElementIndex"/> counts Parquet rows, so messages say "row".</param>
+public sealed record RecordLocation(string FilePath, long? LineNumber, int? ElementIndex, bool IndexIsRow = false)
 {
     /// <summary>An error at this record, naming <paramref name="field"/> when one field is at fault.</summary>
     public DataFormatException Error(string? field, string problem, Exception? inner = null) =>
-        new(FilePath, LineNumber, ElementIndex, field, problem, inner);
+        new(FilePath, LineNumber, ElementIndex, field, problem, inner, IndexIsRow);
 }
 
 /// <summary>One raw record: the row's columns as JSON nodes, whatever the file format.</summary>
@@ -64,6 +65,8 @@ internal static class DataRecordReader
     private const int SniffBytes = 4096;
 
     /// <summary>Streams the records of a file in order.</summary>
+    /// <exception cref="DataFormatException">The file holds no records, is truncated, is not UTF-8, or cannot be parsed
+    /// past some point (thrown; record-level problems are yielded).</exception>
     public static async IAsyncEnumerable<RecordResult> ReadAsync(
         string path, DataFileFormat format, [EnumeratorCancellation] CancellationToken ct = default)
     {
@@ -75,20 +78,40 @@ internal static class DataRecordReader
         if (gzip && format == DataFileFormat.Parquet)
             throw new DataFormatException(path, null, null, null, "a gzip-compressed Parquet file cannot be read: Parquet needs random access; decompress it first");
 
+        var count = 0;
         if (format == DataFileFormat.Parquet)
         {
-            await foreach (var result in ReadParquetAsync(path, ct)) yield return result;
-            yield break;
+            await foreach (var result in ReadParquetAsync(path, ct))
+            {
+                count++;
+                yield return result;
+            }
+        }
+        else
+        {
+            await using var stream = gzip ? new CheckedGzipStream(OpenFile(path, useAsync: false)) : (Stream)OpenFile(path);
+            var records = format == DataFileFormat.JsonArray ? ReadArrayAsync(stream, path, ct) : ReadLinesAsync(stream, path, ct);
+            await foreach (var result in records)
+            {
+                count++;
+                yield return result;
+            }
         }
 
-        await using var file = OpenFile(path);
-        await using var stream = gzip ? new GZipStream(file, CompressionMode.Decompress) : (Stream)file;
-        var records = format == DataFileFormat.JsonArray ? ReadArrayAsync(stream, path, ct) : ReadLinesAsync(stream, path, ct);
-        await foreach (var result in records) yield return result;
+        // An empty file is an error, not an empty data set: a training run on nothing, or on a file that was never
+        // written, should stop here with the file's name rather than deep inside the trainer.
+        if (count == 0) throw new DataFormatException(path, null, null, null, EmptyProblem(path, format, gzip));
     }
 
-    private static FileStream OpenFile(string path) =>
-        new(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 64 * 1024, useAsync: true);
+    private static string EmptyProblem(string path, DataFileFormat format, bool gzip) =>
+        new FileInfo(path).Length == 0 ? "the file is empty (0 bytes): there are no records to read"
+        : format == DataFileFormat.Parquet ? "the Parquet file has no rows"
+        : format == DataFileFormat.JsonArray ? "the JSON array is empty: there are no records to read"
+        : gzip ? "the file holds no records: it decompresses to nothing but blank lines"
+        : "the file holds no records: it has nothing but blank lines";
+
+    private static FileStream OpenFile(string path, bool useAsync = true) =>
+        new(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 64 * 1024, useAsync);
 
     /// <summary>The format the content shows, and whether it is gzip-compressed.</summary>
     internal static async Task<(DataFileFormat Format, bool Gzip)> DetectAsync(string path, CancellationToken ct)
@@ -105,15 +128,20 @@ internal static class DataRecordReader
         if (gzip)
         {
             // A gzip stream cannot seek back, so sniff from a second, throw-away decompressor.
-            await using var file = OpenFile(path);
-            await using var unzip = new GZipStream(file, CompressionMode.Decompress);
+            await using var unzip = new CheckedGzipStream(OpenFile(path, useAsync: false));
+            total = 0;
             try
             {
-                total = await unzip.ReadAtLeastAsync(buffer, buffer.Length, throwOnEndOfStream: false, ct);
+                int n;
+                while (total < buffer.Length && (n = await unzip.ReadAsync(buffer.AsMemory(total), ct)) > 0) total += n;
             }
-            catch (InvalidDataException e)
+            catch (CorruptGzipException) when (total > 0)
             {
-                throw new DataFormatException(path, null, null, null, "corrupt gzip data: " + e.Message, e);
+                // Decide from what did decompress; the full read reports the damage at the line where it shows.
+            }
+            catch (CorruptGzipException e)
+            {
+                throw new DataFormatException(path, null, null, null, e.Message, e);
             }
         }
 
@@ -131,60 +159,47 @@ internal static class DataRecordReader
                     return (DataFileFormat.JsonLines, gzip);
                 default:
                     throw new DataFormatException(path, null, null, null,
-                        $"expected Parquet (\"PAR1\"), a JSON array ('[') or JSON Lines ('{{'), found '{(char)buffer[i]}'");
+                        $"expected Parquet (\"PAR1\"), a JSON array ('[') or JSON Lines ('{{'), found {Describe(buffer[i])} at byte {i}" +
+                        (buffer[i] is 0xFF or 0xFE ? " (a UTF-16 byte order mark? data files must be UTF-8)" : ""));
             }
         }
 
-        // An empty (or whitespace-only) file is an empty JSON Lines file: zero records, no error.
+        // An empty (or whitespace-only) file reads as JSON Lines with no records, which ReadAsync then refuses.
         return (DataFileFormat.JsonLines, gzip);
     }
+
+    private static string Describe(byte b) => b is >= 0x20 and < 0x7F ? $"'{(char)b}'" : $"byte 0x{b:X2}";
 
     private static async IAsyncEnumerable<RecordResult> ReadLinesAsync(
         Stream stream, string path, [EnumeratorCancellation] CancellationToken ct)
     {
-        using var reader = new StreamReader(stream, new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true, leaveOpen: true);
-        long lineNumber = 0;
+        var lines = new Utf8LineReader(stream);
         while (true)
         {
-            string? line;
+            bool more;
             try
             {
-                line = await reader.ReadLineAsync(ct);
+                more = await lines.ReadAsync(ct);
             }
-            catch (InvalidDataException e)
+            catch (CorruptGzipException e)
             {
-                throw new DataFormatException(path, lineNumber + 1, null, null, "corrupt gzip data: " + e.Message, e);
+                // Never skippable: the rest of the file is lost, not bad.
+                throw new DataFormatException(path, lines.LineNumber + 1, null, null, e.Message, e);
             }
 
-            if (line is null) yield break;
-            lineNumber++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            yield return ParseLine(line, new RecordLocation(path, lineNumber, null));
+            if (!more) yield break;
+            if (IsBlank(lines.Line.Span)) continue;
+            yield return JsonLineParser.Parse(lines.Line.Span, lines.LineOffset, new RecordLocation(path, lines.LineNumber, null));
         }
     }
 
-    private static RecordResult ParseLine(string line, RecordLocation where)
-    {
-        JsonNode? node;
-        try
-        {
-            node = JsonNode.Parse(line);
-        }
-        catch (Exception e) when (e is JsonException or ArgumentException)
-        {
-            // ArgumentException: a duplicate key, which JsonObject refuses.
-            return new RecordResult(null, where.Error(null, "malformed JSON: " + e.Message, e));
-        }
-
-        return node is JsonObject obj
-            ? new RecordResult(new DataRecord(obj, where), null)
-            : new RecordResult(null, where.Error(null, $"expected a JSON object, got {KindOf(node)}"));
-    }
+    private static bool IsBlank(ReadOnlySpan<byte> line) => line.IndexOfAnyExcept(" \t\r"u8) < 0;
 
     private static async IAsyncEnumerable<RecordResult> ReadArrayAsync(
         Stream stream, string path, [EnumeratorCancellation] CancellationToken ct)
     {
-        var elements = JsonSerializer.DeserializeAsyncEnumerable<JsonElement>(stream, cancellationToken: ct);
+        await using var checkedStream = new Utf8CheckingStream(stream, path);
+        var elements = JsonSerializer.DeserializeAsyncEnumerable<JsonElement>(checkedStream, cancellationToken: ct);
         await using var enumerator = elements.GetAsyncEnumerator(ct);
         var index = 0;
         while (true)
@@ -200,7 +215,11 @@ internal static class DataRecordReader
                 // The deserializer parses a whole buffer before yielding, and the exception's path ("$[12]...") counts
                 // from the start of that buffer's batch; the elements yielded so far are those of earlier batches.
                 var failedAt = index + (ElementIndexFromPath(e.Path) ?? 0);
-                throw new DataFormatException(path, e.LineNumber + 1, failedAt, null, "malformed JSON: " + e.Message, e);
+                throw new DataFormatException(path, e.LineNumber + 1, failedAt, null, "malformed JSON: " + JsonErrors.Describe(e), e);
+            }
+            catch (CorruptGzipException e)
+            {
+                throw new DataFormatException(path, null, index, null, e.Message, e);
             }
 
             if (!hasNext) yield break;
@@ -223,6 +242,7 @@ internal static class DataRecordReader
     private static async IAsyncEnumerable<RecordResult> ReadParquetAsync(string path, [EnumeratorCancellation] CancellationToken ct)
     {
         await using var file = OpenFile(path);
+        CheckParquetFrame(file, path);
         int rowGroups;
         try
         {
@@ -231,7 +251,9 @@ internal static class DataRecordReader
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            throw new DataFormatException(path, null, null, null, "not a readable Parquet file: " + e.Message, e);
+            // The library's own words here are about its internals ("Arithmetic operation resulted in an overflow").
+            throw new DataFormatException(path, null, null, null,
+                "not a Parquet file (it has the \"PAR1\" markers, but its footer metadata cannot be decoded: the file is corrupt)", e);
         }
 
         var row = 0;
@@ -252,16 +274,16 @@ internal static class DataRecordReader
                 // Parquet.Net 6.1 does not implement repetition levels in DATA_PAGE_V2 pages, so nested lists written as
                 // v2 (hyparquet-writer, or pyarrow with data_page_version="2.0") cannot be read; pyarrow's default, and
                 // so the Hugging Face hub's files, use v1 pages. Say so rather than surface "not implemented".
-                var hint = e.InnerException is NotImplementedException || e is NotImplementedException
-                    ? " (a nested column stored in Parquet data page v2, which this reader cannot decode; re-save the file with" +
-                      " pyarrow's default data_page_version=\"1.0\", or as JSON Lines)"
-                    : "";
-                throw new DataFormatException(path, null, row, null, $"row group {group} cannot be read: {e.Message}{hint}", e);
+                var reason = e.InnerException is NotImplementedException || e is NotImplementedException
+                    ? "it holds a nested column stored in Parquet data page v2, which this reader cannot decode; re-save the file with" +
+                      " pyarrow's default data_page_version=\"1.0\", or as JSON Lines"
+                    : "its pages are corrupt or use an encoding this reader does not support";
+                throw new DataFormatException(path, null, row, null, $"row group {group} cannot be read: {reason}", e, indexIsRow: true);
             }
 
             foreach (var values in rows)
             {
-                var where = new RecordLocation(path, null, row++);
+                var where = new RecordLocation(path, null, row++, IndexIsRow: true);
                 var fields = new JsonObject();
                 // The deserializer leaves null cells out; put them back so a null reads as null, not as a missing column.
                 foreach (var name in columns) fields[name] = values.TryGetValue(name, out var value) ? ToNode((object?)value) : null;
@@ -269,6 +291,33 @@ internal static class DataRecordReader
             }
         }
     }
+
+    /// <summary>
+    /// Checks Parquet's frame before the library reads it: "PAR1" at both ends and a footer length that fits the file.
+    /// Garbage or a truncated download would otherwise fail inside the footer decoder with an arithmetic overflow.
+    /// </summary>
+    private static void CheckParquetFrame(FileStream file, string path)
+    {
+        const int Magic = 4, FooterLength = 4;
+        var length = file.Length;
+        Span<byte> head = stackalloc byte[Magic];
+        Span<byte> tail = stackalloc byte[FooterLength + Magic];
+        if (length < Magic + FooterLength + Magic)
+            throw NotParquet(path, $"{length} bytes is too short for a Parquet file");
+        file.ReadExactly(head);
+        file.Seek(length - tail.Length, SeekOrigin.Begin);
+        file.ReadExactly(tail);
+        file.Seek(0, SeekOrigin.Begin);
+        if (!head.SequenceEqual("PAR1"u8)) throw NotParquet(path, "it does not start with \"PAR1\"");
+        if (!tail[FooterLength..].SequenceEqual("PAR1"u8))
+            throw NotParquet(path, "it does not end with \"PAR1\": it is truncated or not Parquet at all");
+        var footer = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(tail);
+        if (footer > length - (Magic + FooterLength + Magic))
+            throw NotParquet(path, $"its footer claims {footer:N0} bytes of metadata, more than the file's {length:N0} bytes hold: it is truncated or corrupt");
+    }
+
+    private static DataFormatException NotParquet(string path, string reason) =>
+        new(path, null, null, null, $"not a Parquet file ({reason})");
 
     /// <summary>Parquet's CLR values as JSON nodes: strings, numbers, lists and structs as JSON would hold them.</summary>
     private static JsonNode? ToNode(object? value) => value switch

@@ -75,6 +75,8 @@ public static class DatasetLoader
         Func<DataRecord, T?> map, Func<DataRecord, string?> label, [EnumeratorCancellation] CancellationToken ct)
         where T : class
     {
+        var read = 0;
+        DataFormatException? firstSkipped = null;
         await foreach (var result in DataRecordReader.ReadAsync(path, options.Format, ct))
         {
             T? example;
@@ -89,6 +91,7 @@ public static class DatasetLoader
             {
                 if (!options.SkipBad) throw;
                 report!.CountSkipped(e);
+                firstSkipped ??= e;
                 continue;
             }
 
@@ -98,9 +101,12 @@ public static class DatasetLoader
                 continue;
             }
 
+            read++;
             report?.CountRead();
             yield return new DatasetRow<T>(example, labelValue);
         }
+
+        if (read == 0) throw DataFormatException.NothingUsable(path, firstSkipped);
     }
 
     /// <summary>Maps a record to an example, or to null for a row that preprocessing removes (a duplicate).</summary>
