@@ -16,8 +16,9 @@ internal static class ExportFixtures
     /// <summary>
     /// Llama 3.2's shape at toy size: the full 128,256-token vocabulary with the committed Llama 3 tokenizer (llama-bpe
     /// pre-tokenizer, chat template, &lt;|eot_id|&gt; stop), GQA, tied embeddings and rope_scaling "llama3", whose
-    /// rotary factors GGUF carries as a tensor. Projection weights are large enough (std 0.1) that attention and the
-    /// MLP shape the output, and the embedding (std 1) makes greedy choices clear of ties.
+    /// rotary factors GGUF carries as a tensor. Projection weights are large enough (std 0.3) that attention and the
+    /// MLP outweigh each token's own embedding (else greedy decoding repeats the last token), and the embedding (std 1)
+    /// keeps greedy choices clear of ties.
     /// </summary>
     public static string Llama3Model(string folder)
     {
@@ -39,7 +40,7 @@ internal static class ExportFixtures
             EosTokenIds = [128001, 128009],
         };
         Directory.CreateDirectory(folder);
-        using (var model = LlamaForCausalLM.CreateRandom(config, seed: 7, std: 0.1, embeddingStd: 1.0))
+        using (var model = LlamaForCausalLM.CreateRandom(config, seed: 7, std: 0.3, embeddingStd: 1.0))
             ModelLoader.Save(folder, model);
         TokenizerFixtures.Materialize("llama3", folder);
         return folder;
