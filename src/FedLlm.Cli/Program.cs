@@ -18,6 +18,10 @@ app.Configure(config =>
         .WithDescription("Show a federation server's round, connected clients and last metrics.");
     config.AddCommand<GenerateCommand>("generate")
         .WithDescription("Answer a prompt with a base model and an optional adapter.");
+    config.AddCommand<MergeCommand>("merge")
+        .WithDescription("Fold a PEFT adapter into its base model and write a plain Hugging Face checkpoint folder (fp32, bf16 or fp16).");
+    config.AddCommand<ExportCommand>("export")
+        .WithDescription("Write a model (+ optional adapter) as a GGUF file for llama.cpp (--type f32, f16 or q8_0), tokenizer included.");
     config.AddCommand<EvalCommand>("eval")
         .WithDescription("Score a model (+ adapter) on a benchmark from local files: MMLU, BBH, GSM8K, FinGPT sentiment, BLEU/ROUGE-L… With no arguments: the embedded default on its held-out set.");
     config.AddCommand<CertsCommand>("certs")
