@@ -19,7 +19,7 @@ public static class PreAggregatedUpdate
     /// <summary>The client id of the combined update.</summary>
     public const string ClientId = "aggregate";
 
-    /// <summary>The update y = x + Δ (in x's dtype) with <paramref name="exampleCount"/> as its n.</summary>
+    /// <summary>The update y = x + Δ (in x's dtype) with <paramref name="exampleCount"/> (at least 1) as its n.</summary>
     /// <exception cref="ArgumentException">Δ does not have the global's keys, shapes and dtypes.</exception>
     public static ClientUpdate Create(
         IReadOnlyDictionary<string, Tensor> global, IReadOnlyDictionary<string, Tensor> delta, long exampleCount)
@@ -36,7 +36,7 @@ public static class PreAggregatedUpdate
             var working = TensorMaps.WorkingType(x.dtype);
             weights[key] = (x.to(working) + delta[key].to(working)).to(x.dtype).MoveToOuterDisposeScope();
         }
-        return new ClientUpdate(ClientId, weights, Math.Max(exampleCount, 0));
+        return new ClientUpdate(ClientId, weights, Math.Max(exampleCount, 1)); // ≥ 1: FedAvg cannot average a zero weight
     }
 
     /// <summary>Σ n_i of the round, the combined update's example count (saturating, never negative).</summary>
