@@ -21,6 +21,9 @@ public enum RdpConversion
 public readonly record struct PrivacySpent(double Epsilon, double Delta, double Order);
 
 /// <summary>RDP curve → (ε, δ). Pure.</summary>
+/// <remarks>Besides the chosen conversion, an order whose RDP r satisfies 1 − e^{−r} ≤ δ² gives ε = 0 outright: the
+/// total variation distance is at most √(1 − e^{−KL}) (Bretagnolle–Huber) and KL ≤ D_α, and (0, δ)-DP is TV ≤ δ. The
+/// same rule as dp_accounting's compute_epsilon; without it q = 0 would report ε ≈ 0.008 at δ = 1e−5.</remarks>
 public static class RdpToDp
 {
     /// <summary>The smallest ε over <paramref name="orders"/> for <paramref name="delta"/>, by
@@ -43,6 +46,12 @@ public static class RdpToDp
             if (!(a > 1)) throw new ArgumentException($"order {a} is not > 1", nameof(orders));
             if (!(r >= 0)) throw new ArgumentException($"RDP {r} at order {a} is negative or NaN", nameof(rdp));
             if (double.IsPositiveInfinity(r) || double.IsPositiveInfinity(a)) continue;
+            // (0, δ)-DP already holds: see the remarks.
+            if (delta * delta + LogSpace.ExpM1(-r) >= 0)
+            {
+                if (0 < best) { best = 0; bestOrder = a; }
+                continue;
+            }
             double epsilon = conversion switch
             {
                 RdpConversion.Improved => r + LogSpace.Log1P(-1 / a) - (logDelta + Math.Log(a)) / (a - 1),
