@@ -140,7 +140,7 @@ public class DpDecoratorTests
     sealed class FailingStrategy : IFederatedStrategy
     {
         public string Name => "failing";
-        public ClientRoundPlan PlanClientRound(int round, double learningRate) => new(round, learningRate);
+        public ClientInstructions ConfigureTrain(int round, double learningRate) => new(round, learningRate);
         public IReadOnlyDictionary<string, Tensor> Aggregate(int round, IReadOnlyDictionary<string, Tensor> global, IReadOnlyList<ClientUpdate> updates) =>
             throw new AggregationException("inner failure");
         public IReadOnlyDictionary<string, Tensor> State => new Dictionary<string, Tensor>();
