@@ -32,7 +32,7 @@ public static class ServerProcess
         using var remote = new RemoteClients(remoteOptions, loggers.CreateLogger("FedLlm.Server.Rounds"));
         var description = new RunDescription(runId, ModelFingerprint.Of(run.ModelDirectory), run.Lora, federation, options.Objective);
         string metricsPath = Path.Combine(output, "metrics.jsonl");
-        int committed = File.Exists(metricsPath) ? File.ReadLines(metricsPath).Count() : 0;
+        int? lastCommitted = new RunStore(output).LatestRound;
         Func<(int, string?)> progress = () =>
         {
             var lines = File.Exists(metricsPath) ? File.ReadLines(metricsPath).ToList() : [];
@@ -42,7 +42,7 @@ public static class ServerProcess
         await using var host = await FederationHost.StartAsync(s.Listen, security?.Tls, remote, description, authenticator, progress, cancellationToken);
         if (security is null)
             logger.LogWarning("INSECURE: plain-text HTTP/2 and unauthenticated client ids; anyone who reaches {Address} can read the adapter and send updates as any client", host.Address);
-        if (committed > 0) logger.LogInformation("resuming run {Run} from {Output}: rounds 0..{Last} are committed", runId, output, committed - 1);
+        if (lastCommitted is { } last) logger.LogInformation("resumed run {Run} from {Output}: rounds 0..{Last} are committed", runId, output, last);
         else logger.LogInformation("started run {Run} in {Output}", runId, output);
         logger.LogInformation("listening on {Address}; task {Task}, {Algorithm}; roster {Roster}; {Rounds} rounds of {PerRound} clients, min {Min} updates, deadline {Deadline} s",
             host.Address, options.Objective.Task, algorithm, string.Join(",", s.Roster), federation.Rounds, Math.Min(federation.ClientsPerRound, federation.TotalClients),

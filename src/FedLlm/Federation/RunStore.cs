@@ -43,6 +43,9 @@ public sealed class RunStore(string directory)
             if (step < round) System.IO.Directory.Delete(dir, recursive: true);
     }
 
+    /// <summary>The number of the last committed round, or null when the run has none (without reading its tensors).</summary>
+    public int? LatestRound => States().Select(s => (int?)s.Round).Max();
+
     /// <summary>The last committed round, or null when the run has none.</summary>
     public CommittedRound? LoadLatest()
     {
