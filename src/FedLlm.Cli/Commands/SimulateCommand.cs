@@ -13,6 +13,7 @@ using FedLlm.Quantization;
 using FedLlm.Peft;
 using FedLlm.Runtime;
 using FedLlm.Tokenization;
+using FedLlm.Training;
 using Spectre.Console;
 using Spectre.Console.Cli;
 using static TorchSharp.torch;

@@ -1,5 +1,6 @@
 using FedLlm.Data;
 using FedLlm.Modeling;
+using FedLlm.Training;
 using static TorchSharp.torch;
 
 namespace FedLlm.Federation.Simulation;
