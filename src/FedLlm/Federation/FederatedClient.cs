@@ -62,9 +62,7 @@ public sealed class FederatedClient(LlamaForCausalLM model, FederationOptions op
         if (options.KeepClientOptimizerState && state.OptimizerMoments.Count > 0)
             run.Trainer.Optimizer.LoadState(state.OptimizerSteps, name => state.OptimizerMoments.GetValueOrDefault(name));
 
-        var trainable = LoraInjector.Sites(model)
-            .SelectMany(s => new[] { (AdapterIO.KeyPrefix + s.ModulePath + ".lora_A.weight", s.Layer.LoraA), (AdapterIO.KeyPrefix + s.ModulePath + ".lora_B.weight", s.Layer.LoraB) })
-            .ToList();
+        var trainable = AdapterKeys.Parameters(model);
         if (plan.ProximalMu > 0)
             run.Trainer.ExtraLoss = () => FedProx.ProximalTerm(trainable.Select(p => ((Tensor)p.Item2, global[p.Item1])), plan.ProximalMu);
 

@@ -87,7 +87,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     /// <summary>Inverted dropout with <see cref="DropoutGenerator"/>: x · mask / (1 − p).</summary>
     Tensor Dropout(Tensor x)
     {
-        DropoutGenerator ??= new Generator(0);
+        DropoutGenerator ??= new Generator(0, x.device); // rand needs a generator of the device it draws on
         using var uniform = rand(x.shape, x.dtype, x.device, generator: DropoutGenerator);
         // A boolean mask, as libtorch's own dropout keeps: multiplying by it saves 1 byte per element for backward.
         using var keep = uniform.ge(dropout);

@@ -95,8 +95,10 @@ public sealed class AdamW : IDisposable
         StepCount = stepCount;
         foreach (var (name, p) in parameters)
         {
-            var expAvg = read(name + ".exp_avg");
-            var expAvgSq = read(name + ".exp_avg_sq");
+            // State saved before optimizer keys became PEFT adapter keys named moments by module path.
+            string? legacy = Peft.AdapterKeys.ModulePathKey(name);
+            var expAvg = read(name + ".exp_avg") ?? (legacy is null ? null : read(legacy + ".exp_avg"));
+            var expAvgSq = read(name + ".exp_avg_sq") ?? (legacy is null ? null : read(legacy + ".exp_avg_sq"));
             if (expAvg is null && expAvgSq is null) continue;
             if (expAvg is null || expAvgSq is null)
                 throw new InvalidDataException($"optimizer state for '{name}' is incomplete (needs exp_avg and exp_avg_sq)");
