@@ -58,7 +58,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     {
         using var _ = no_grad();
         double bound = 1.0 / Math.Sqrt(base_layer.InFeatures);
-        using var uniform = rand(lora_A.Weight.shape, lora_A.Weight.dtype, generator: generator);
+        // Drawn on the CPU (the generator's device) whatever the adapter's, so a seed gives the same adapter everywhere.
+        using var uniform = rand(lora_A.Weight.shape, lora_A.Weight.dtype, CPU, generator: generator);
         lora_A.Weight.copy_(uniform * (2 * bound) - bound);
         lora_B.Weight.zero_();
     }
