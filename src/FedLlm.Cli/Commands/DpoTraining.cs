@@ -107,6 +107,8 @@ internal static class DpoTraining
                 }), t => TrainingCheckpoint.Save(output, model, lora, t, Path.GetFullPath(modelDir)), cancellationToken);
             });
 
+        if (trainer.SkippedSteps.Count > 0)
+            AnsiConsole.MarkupLineInterpolated($"[yellow]skipped {trainer.SkippedSteps.Count} step(s) with a non-finite loss or gradient: {string.Join(", ", trainer.SkippedSteps)}[/]");
         string adapterDir = Path.Combine(output, "adapter");
         AdapterIO.Save(adapterDir, model, lora, Path.GetFullPath(modelDir));
         var steps = trainer.StepMetrics;

@@ -180,6 +180,8 @@ public sealed class TrainCommand : Command<TrainSettings>
                 }), t => TrainingCheckpoint.Save(output, model, lora, t, modelDir), cancellationToken);
             });
 
+        if (trainer.SkippedSteps.Count > 0)
+            AnsiConsole.MarkupLineInterpolated($"[yellow]skipped {trainer.SkippedSteps.Count} step(s) with a non-finite loss or gradient: {string.Join(", ", trainer.SkippedSteps)}[/]");
         string adapterDir = Path.Combine(output, "adapter");
         AdapterIO.Save(adapterDir, model, lora, Path.GetFullPath(modelDir));
         var losses = trainer.StepLosses;
