@@ -44,6 +44,7 @@ internal static class DpoTraining
             MaxSequenceLength = s.MaxLength ?? PreferencePairBuilder.DefaultMaxLength,
             SaveEverySteps = s.SaveEvery ?? 0,
             Seed = s.Seed,
+            OnNonFinite = TrainCommand.ParseNonFinite(s.OnNonFinite),
         };
         var lora = s.ReferenceAdapter is { } referenceDir ? AdapterIO.ReadOptions(referenceDir) : new LoraOptions
         {
@@ -56,7 +57,6 @@ internal static class DpoTraining
         training.Validate();
         lora.Validate();
         dpo.Validate();
-        if (s.ActivationCheckpointing) throw new ArgumentException("--activation-checkpointing is not supported with --task dpo yet (it applies to the SFT step)");
         string output = s.Output ?? Path.Combine("runs", $"train-dpo-{DateTime.Now:yyyyMMdd-HHmmss}");
 
         var tokenizer = TokenizerLoader.Load(modelDir);
@@ -87,7 +87,7 @@ internal static class DpoTraining
         using var trainer = new DpoTrainer(model, training, dpo, padId, trainingReference);
         if (s.Resume && TrainingCheckpoint.Latest(output) is { } checkpoint)
         {
-            var state = DpoCheckpoint.Restore(checkpoint, model, trainer);
+            var state = TrainingCheckpoint.Restore(checkpoint, model, trainer);
             AnsiConsole.MarkupLineInterpolated($"resumed from [cyan]{checkpoint}[/] at step {state.Step}");
         }
         // One cache per held-out set: π_ref runs once for the before and after scores.
@@ -100,13 +100,15 @@ internal static class DpoTraining
             {
                 var task = ctx.AddTask("dpo", maxValue: training.MaxSteps);
                 task.Value = trainer.Step;
-                trainer.Train(pairs, new SynchronousProgress<DpoProgress>(p =>
+                trainer.Train(pairs, new SynchronousProgress<TrainingProgress<DpoMetrics>>(p =>
                 {
                     task.Value = p.Step;
                     task.Description = $"step {p.Step}/{p.TotalSteps} loss {p.Metrics.Loss:F4} margin {p.Metrics.RewardsMargin:F3} acc {p.Metrics.RewardsAccuracy:P0} lr {p.LearningRate:G3}";
-                }), t => DpoCheckpoint.Save(output, model, lora, t, Path.GetFullPath(modelDir)), cancellationToken);
+                }), t => TrainingCheckpoint.Save(output, model, lora, t, Path.GetFullPath(modelDir)), cancellationToken);
             });
 
+        if (trainer.SkippedSteps.Count > 0)
+            AnsiConsole.MarkupLineInterpolated($"[yellow]skipped {trainer.SkippedSteps.Count} step(s) with a non-finite loss or gradient: {string.Join(", ", trainer.SkippedSteps)}[/]");
         string adapterDir = Path.Combine(output, "adapter");
         AdapterIO.Save(adapterDir, model, lora, Path.GetFullPath(modelDir));
         var steps = trainer.StepMetrics;

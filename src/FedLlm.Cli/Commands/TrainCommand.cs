@@ -80,6 +80,11 @@ public sealed class TrainSettings : CommonSettings
     [DefaultValue("alpaca")]
     public string Template { get; init; } = "alpaca";
 
+    [CommandOption("--on-nonfinite <MODE>")]
+    [Description("When a step's loss or gradient norm is NaN or infinite: stop (keep the last good checkpoint, exit non-zero) or skip the step.")]
+    [DefaultValue("stop")]
+    public string OnNonFinite { get; init; } = "stop";
+
     [CommandOption("--skip-bad")]
     [Description("Skip malformed records (counted in the report) instead of stopping.")]
     public bool SkipBad { get; init; }
@@ -121,6 +126,7 @@ public sealed class TrainCommand : Command<TrainSettings>
             MaxSequenceLength = s.MaxLength ?? 512,
             SaveEverySteps = s.SaveEvery ?? 0,
             Seed = s.Seed,
+            OnNonFinite = ParseNonFinite(s.OnNonFinite),
         };
         var lora = new LoraOptions
         {
@@ -167,13 +173,15 @@ public sealed class TrainCommand : Command<TrainSettings>
             {
                 var task = ctx.AddTask("training", maxValue: training.MaxSteps);
                 task.Value = trainer.Step;
-                trainer.Train(examples, new SynchronousProgress<TrainingProgress>(p =>
+                trainer.Train(examples, new SynchronousProgress<TrainingProgress<SftStepMetrics>>(p =>
                 {
                     task.Value = p.Step;
                     task.Description = $"step {p.Step}/{p.TotalSteps} loss {p.Loss:F4} lr {p.LearningRate:G3} {p.TokensPerSecond:F0} tok/s";
                 }), t => TrainingCheckpoint.Save(output, model, lora, t, modelDir), cancellationToken);
             });
 
+        if (trainer.SkippedSteps.Count > 0)
+            AnsiConsole.MarkupLineInterpolated($"[yellow]skipped {trainer.SkippedSteps.Count} step(s) with a non-finite loss or gradient: {string.Join(", ", trainer.SkippedSteps)}[/]");
         string adapterDir = Path.Combine(output, "adapter");
         AdapterIO.Save(adapterDir, model, lora, Path.GetFullPath(modelDir));
         var losses = trainer.StepLosses;
@@ -190,6 +198,13 @@ public sealed class TrainCommand : Command<TrainSettings>
         AnsiConsole.MarkupLineInterpolated($"adapter saved to [cyan]{adapterDir}[/] (PEFT format); peak RSS {TorchRuntime.PeakResidentBytes() / (1024.0 * 1024):F0} MiB");
         return 0;
     }
+
+    internal static NonFiniteAction ParseNonFinite(string name) => name.ToLowerInvariant() switch
+    {
+        "stop" => NonFiniteAction.Stop,
+        "skip" => NonFiniteAction.Skip,
+        _ => throw new ArgumentException($"--on-nonfinite '{name}' is not one of stop, skip"),
+    };
 
     internal static LearningRateScheduleKind? ParseSchedule(string? name) => name?.ToLowerInvariant() switch
     {

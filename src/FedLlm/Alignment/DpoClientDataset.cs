@@ -1,4 +1,3 @@
-using FedLlm.Federation;
 using FedLlm.Modeling;
 using FedLlm.Training;
 

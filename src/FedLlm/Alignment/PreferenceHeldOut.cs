@@ -1,4 +1,3 @@
-using FedLlm.Federation;
 using FedLlm.Modeling;
 
 namespace FedLlm.Alignment;
@@ -14,12 +13,6 @@ public sealed class PreferenceHeldOut(LlamaForCausalLM model, IReadOnlyList<Pref
     private readonly ReferenceLogProbCache cache = new(reference, ownsPolicy: false);
 
     public DpoMetrics Metrics() => PreferenceEvaluation.Evaluate(model, pairs, cache, dpo, padTokenId, batchSize, chunkTokens);
-
-    public EvaluationResult Evaluate()
-    {
-        var m = Metrics();
-        return new EvaluationResult(m.Loss, m.RewardsAccuracy, ToEvalMetrics(m));
-    }
 
     public static IReadOnlyDictionary<string, double> ToEvalMetrics(DpoMetrics m) =>
         m.ToTrlLog().ToDictionary(kv => "eval_" + kv.Key, kv => kv.Value);

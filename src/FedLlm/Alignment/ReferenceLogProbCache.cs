@@ -59,7 +59,8 @@ public sealed class ReferenceLogProbCache : IDisposable
                 {
                     using var scope = NewDisposeScope();
                     var batch = collator.Collate(chunk.Select(i => pairs[i]).ToList());
-                    var logProbs = SequenceLogProbs.Compute(model, tensor(batch.InputIds, batch.Shape), tensor(batch.Labels, batch.Shape), chunkTokens);
+                    var logProbs = SequenceLogProbs.Compute(model, tensor(batch.InputIds, batch.Shape, device: model.Device),
+                        tensor(batch.Labels, batch.Shape, device: model.Device), chunkTokens);
                     for (int k = 0; k < chunk.Length; k++)
                         entries[chunk[k]] = (pairs[chunk[k]], logProbs[k], logProbs[chunk.Length + k]);
                     PairsComputed += chunk.Length;

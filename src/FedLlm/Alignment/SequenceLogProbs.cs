@@ -45,7 +45,8 @@ public static class SequenceLogProbs
         ArgumentNullException.ThrowIfNull(objective);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(chunkTokens);
         using var scope = NewDisposeScope();
-        var hidden = model.HiddenStates(inputIds);                                   // (R, T, H), in the graph
+        var (hidden, decoder) = Training.CheckpointedDecoder.HiddenStates(model, inputIds, attentionMask: null); // (R, T, H), in the graph
+        using var _decoder = decoder;
         var tokens = LabelledTokens(hidden, labels);
         var leaf = tokens.Hidden.detach().requires_grad_(true);                      // (N, H), graph stops here
 
@@ -70,6 +71,7 @@ public static class SequenceLogProbs
             (tokenLogProbs * weights).sum().backward();
         }
         tokens.Hidden.backward(new[] { leaf.grad! });
+        decoder?.Backward(); // with activation checkpointing: recompute and back-propagate the layers one at a time
         return (logProbs, objectiveValue);
     }
 

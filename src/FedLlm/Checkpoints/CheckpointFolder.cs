@@ -95,6 +95,10 @@ public sealed class CheckpointFolder : IDisposable
     /// <exception cref="CheckpointException">No such tensor.</exception>
     public SafeTensorInfo Info(string name) => FileOf(name).Tensors[name];
 
+    /// <summary>The path of the file (single file or shard) that holds a tensor.</summary>
+    /// <exception cref="CheckpointException">No such tensor.</exception>
+    public string FileHolding(string name) => FileOf(name).Path;
+
     /// <summary>Copies a tensor into <paramref name="destination"/>, converting its dtype; see <see cref="SafeTensorsFile.ReadInto"/>.</summary>
     /// <exception cref="CheckpointException">No such tensor, or the shapes differ; the message names the shard file and tensor.</exception>
     public void ReadInto(string name, Tensor destination) => FileOf(name).ReadInto(name, destination);

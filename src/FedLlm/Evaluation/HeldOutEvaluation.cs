@@ -37,8 +37,8 @@ public sealed class HeldOutEvaluation(LlamaForCausalLM model, ITextTokenizer tok
             {
                 using var scope = NewDisposeScope();
                 var batch = collator.Collate(chunk.Select(builder.Build).ToList());
-                var ids = tensor(batch.InputIds, batch.Shape);
-                var labels = tensor(batch.Labels, batch.Shape);
+                var ids = tensor(batch.InputIds, batch.Shape, device: model.Device);
+                var labels = tensor(batch.Labels, batch.Shape, device: model.Device);
                 using var logits = model.Forward(ids);
                 var loss = LlamaForCausalLM.CausalLmLoss(logits, labels);
                 long n = batch.LossTokenCount;

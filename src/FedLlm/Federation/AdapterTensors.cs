@@ -31,7 +31,7 @@ public static class AdapterTensors
     }
 
     public static Dictionary<string, Tensor> ZerosLike(IReadOnlyDictionary<string, Tensor> state) =>
-        state.ToDictionary(kv => kv.Key, kv => zeros_like(kv.Value).DetachFromDisposeScope());
+        state.ToDictionary(kv => kv.Key, kv => zeros_like(kv.Value, device: kv.Value.device).DetachFromDisposeScope());
 
     /// <summary>‖a − b‖₂ over all tensors.</summary>
     public static double DistanceNorm(IReadOnlyDictionary<string, Tensor> a, IReadOnlyDictionary<string, Tensor> b)

@@ -70,7 +70,7 @@ public sealed class FederatedClient
         if (options.KeepClientOptimizerState && moments.Count > 0)
             run.Trainer.Optimizer.LoadState(state.Counter(OptimizerSteps) ?? 0, name => moments.GetValueOrDefault(name));
 
-        var trainable = AdapterIO.State(model).Select(kv => new TrainableTensor(kv.Key, kv.Value)).ToList();
+        var trainable = AdapterKeys.Parameters(model).Select(p => new TrainableTensor(p.Key, p.Parameter)).ToList();
         using var context = new ClientRoundContext(clientId, instructions, global, trainable, state, options.LocalSteps);
         foreach (var hook in hooks) hook.BeforeTraining(context);
         context.Install(run.Trainer);

@@ -28,8 +28,9 @@ public sealed class RunStore(string directory)
     {
         int round = history.Count - 1;
         System.IO.Directory.CreateDirectory(Directory);
+        Io.StagingFolder.RemoveStale(Directory, Prefix);
         string final = Path.Combine(Directory, Prefix + round);
-        string staging = Path.Combine(Directory, $".{Prefix}{round}.{Environment.ProcessId}.tmp");
+        string staging = Io.StagingFolder.For(Directory, Prefix + round);
         if (System.IO.Directory.Exists(staging)) System.IO.Directory.Delete(staging, recursive: true);
         System.IO.Directory.CreateDirectory(staging);
         SafeTensorsWriter.Write(Path.Combine(staging, "global.safetensors"), global.OrderBy(kv => kv.Key, StringComparer.Ordinal));
@@ -47,8 +48,10 @@ public sealed class RunStore(string directory)
     public int? LatestRound => States().Select(s => (int?)s.Round).Max();
 
     /// <summary>The last committed round, or null when the run has none.</summary>
+    /// <remarks>Removes staging folders left by writers that died mid-commit.</remarks>
     public CommittedRound? LoadLatest()
     {
+        Io.StagingFolder.RemoveStale(Directory, Prefix);
         var latest = States().OrderByDescending(s => s.Round).Select(s => s.Dir).FirstOrDefault();
         if (latest is null) return null;
         var history = JsonSerializer.Deserialize<List<RoundRecord>>(File.ReadAllText(Path.Combine(latest, HistoryFile)))

@@ -59,11 +59,13 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITextTokenizer tokeniz
         }
         var outputs = Enumerable.Range(0, batch).Select(_ => new List<long>()).ToList();
         var finished = new bool[batch];
-        var generator = new Generator((ulong)options.Seed);
+        var device = model.Device;
+        // Sampling draws where the logits are; the generator must belong to that device.
+        using var generator = new Generator((ulong)options.Seed, device);
         using var cache = new KvCache(model.Config, batch, longest + options.MaxNewTokens, model.Dtype, model.Device);
 
-        var attention = tensor(mask, new long[] { batch, longest });
-        var input = tensor(ids, new long[] { batch, longest });
+        var attention = tensor(mask, new long[] { batch, longest }, device: device);
+        var input = tensor(ids, new long[] { batch, longest }, device: device);
         var positions = (attention.cumsum(1) - 1).clamp_min(0);
         try
         {
@@ -72,6 +74,10 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITextTokenizer tokeniz
                 using var scope = NewDisposeScope();
                 var logits = model.Forward(input, attention, positions, cache);           // (B, T, V)
                 var last = logits.select(1, logits.shape[1] - 1);                         // (B, V)
+                // NaN logits (a NaN weight, an overflow) would make argmax pick token 0 and sampling fail obscurely.
+                if (!isfinite(last).all().item<bool>())
+                    throw new InvalidOperationException($"generation step {step + 1}: the model produced non-finite logits (NaN or infinity); " +
+                        "its weights or adapter hold non-finite values or overflow in this precision");
                 var next = Sampling.NextTokens(last, options, generator);                 // (B)
                 var chosen = next.data<long>().ToArray();
                 for (int b = 0; b < batch; b++)
@@ -82,9 +88,9 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITextTokenizer tokeniz
                     if (options.StopStrings.Count > 0 && HasStopString(outputs[b], options.StopStrings)) finished[b] = true;
                 }
                 if (finished.All(f => f)) break;
-                var nextInput = tensor(chosen.Select((c, b) => finished[b] ? pad : c).ToArray(), new long[] { batch, 1 });
+                var nextInput = tensor(chosen.Select((c, b) => finished[b] ? pad : c).ToArray(), new long[] { batch, 1 }, device: device);
                 var lastPositions = positions.narrow(1, positions.shape[1] - 1, 1) + 1;
-                var newAttention = cat(new[] { attention, ones(batch, 1, dtype: ScalarType.Int64) }, 1);
+                var newAttention = cat(new[] { attention, ones(batch, 1, dtype: ScalarType.Int64, device: device) }, 1);
                 input.Dispose(); positions.Dispose(); attention.Dispose();
                 input = nextInput.MoveToOuterDisposeScope();
                 positions = lastPositions.MoveToOuterDisposeScope();

@@ -23,10 +23,12 @@ public sealed class LlamaForCausalLM : nn.Module
         config.Validate();
         Config = config;
         Dtype = dtype;
+        // Resolved once and handed to every part, so that Device is where the weights really are (a null would send
+        // them to torch's default device, which need not be the CPU).
         Device = device ?? CPU;
-        model = new LlamaModel(config, dtype, device, baseLayers);
-        lm_head = config.TieWordEmbeddings ? null : new DenseLinear(config.HiddenSize, config.VocabSize, false, dtype, device);
-        rotary = new RotaryEmbedding(config, device);
+        model = new LlamaModel(config, dtype, Device, baseLayers);
+        lm_head = config.TieWordEmbeddings ? null : new DenseLinear(config.HiddenSize, config.VocabSize, false, dtype, Device);
+        rotary = new RotaryEmbedding(config, Device);
         RegisterComponents();
     }
 
@@ -117,7 +119,8 @@ public sealed class LlamaForCausalLM : nn.Module
             else
             {
                 double scale = name == "model.embed_tokens.weight" ? embeddingStd ?? std : std;
-                using var values = normal(0, scale, parameter.shape, ScalarType.Float32, generator: generator);
+                // Drawn on the CPU, whatever the model's device, so a seed gives the same weights everywhere.
+                using var values = normal(0, scale, parameter.shape, ScalarType.Float32, CPU, generator: generator);
                 parameter.copy_(values);
             }
         }

@@ -30,13 +30,22 @@ public static class ModelLoader
         try
         {
             using var noGrad = no_grad();
+            // Non-finite weights would turn every logit into NaN: generation would print garbage and evaluation report scores.
             foreach (var (name, parameter) in model.named_parameters())
-                checkpoint.ReadInto(Require(checkpoint, directory, config, name), parameter);
+            {
+                string key = Require(checkpoint, directory, config, name);
+                checkpoint.ReadInto(key, parameter);
+                FiniteTensors.Require(parameter, key, checkpoint.FileHolding(key), "load");
+            }
             foreach (var (path, module) in model.named_modules())
             {
                 if (module is not QuantizedLinear quantized) continue;
-                using (var weight = checkpoint.Read(Require(checkpoint, directory, config, path + ".weight")))
+                string key = Require(checkpoint, directory, config, path + ".weight");
+                using (var weight = checkpoint.Read(key))
+                {
+                    FiniteTensors.Require(weight, key, checkpoint.FileHolding(key), "load"); // before quantisation hides NaN in a scale
                     quantized.LoadWeight(weight);
+                }
                 NativeHeap.Trim(); // see NativeHeap: without it, freed full-precision tensors stay resident as heap holes
             }
             model.FreezeAll();

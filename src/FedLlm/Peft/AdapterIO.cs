@@ -15,17 +15,13 @@ public static class AdapterIO
 {
     public const string ConfigFileName = "adapter_config.json";
     public const string WeightsFileName = "adapter_model.safetensors";
-    public const string KeyPrefix = "base_model.model.";
+    public const string KeyPrefix = AdapterKeys.Prefix;
 
     /// <summary>The adapter weights keyed by their PEFT file names (views of the live parameters, not copies).</summary>
     public static IReadOnlyDictionary<string, Tensor> State(LlamaForCausalLM model)
     {
         var state = new SortedDictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (var site in LoraInjector.Sites(model))
-        {
-            state[KeyPrefix + site.ModulePath + ".lora_A.weight"] = site.Layer.LoraA;
-            state[KeyPrefix + site.ModulePath + ".lora_B.weight"] = site.Layer.LoraB;
-        }
+        foreach (var (key, parameter) in AdapterKeys.Parameters(model)) state[key] = parameter;
         return state;
     }
 
@@ -36,9 +32,12 @@ public static class AdapterIO
     /// <summary>Writes PEFT-keyed adapter tensors (e.g. a federated global adapter) and their config.</summary>
     public static void Save(string directory, IReadOnlyDictionary<string, Tensor> state, LoraOptions options, string? baseModelNameOrPath = null)
     {
-        Directory.CreateDirectory(directory);
         if (state.Count == 0) throw new InvalidOperationException("no LoRA adapter tensors to save");
-        SafeTensorsWriter.Write(Path.Combine(directory, WeightsFileName), state.OrderBy(kv => kv.Key, StringComparer.Ordinal),
+        string weightsPath = Path.Combine(directory, WeightsFileName);
+        // A diverged adapter must never reach disk, where resume, federation or PEFT would pick it up as a good one.
+        foreach (var (key, tensor) in state) FiniteTensors.Require(tensor, key, weightsPath, "write");
+        Directory.CreateDirectory(directory);
+        SafeTensorsWriter.Write(weightsPath, state.OrderBy(kv => kv.Key, StringComparer.Ordinal),
             new Dictionary<string, string> { ["format"] = "pt" });
         // The module names that carry adapters, from keys like "...self_attn.q_proj.lora_A.weight".
         var targets = state.Keys.Select(k => k.Split('.')).Where(p => p.Length >= 3).Select(p => p[^3]).Distinct().OrderBy(t => t, StringComparer.Ordinal);
@@ -128,6 +127,12 @@ public static class AdapterIO
         if (unexpected.Count > 0)
             throw new AdapterException($"{weightsPath}: {unexpected.Count} tensor(s) this model has no place for, e.g. '{unexpected[0]}' (target modules or layer count differ?)");
         using var noGrad = no_grad();
+        // Checked before any weight is copied, so a refused file leaves the model's adapters as they were.
+        foreach (var key in expected.Keys)
+        {
+            using var scope = NewDisposeScope();
+            FiniteTensors.Require(file.Read(onDisk[key]), onDisk[key], weightsPath, "load");
+        }
         foreach (var (key, parameter) in expected) file.ReadInto(onDisk[key], parameter);
         return options;
     }

@@ -58,7 +58,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     {
         using var _ = no_grad();
         double bound = 1.0 / Math.Sqrt(base_layer.InFeatures);
-        using var uniform = rand(lora_A.Weight.shape, lora_A.Weight.dtype, generator: generator);
+        // Drawn on the CPU (the generator's device) whatever the adapter's, so a seed gives the same adapter everywhere.
+        using var uniform = rand(lora_A.Weight.shape, lora_A.Weight.dtype, CPU, generator: generator);
         lora_A.Weight.copy_(uniform * (2 * bound) - bound);
         lora_B.Weight.zero_();
     }
@@ -87,7 +88,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     /// <summary>Inverted dropout with <see cref="DropoutGenerator"/>: x · mask / (1 − p).</summary>
     Tensor Dropout(Tensor x)
     {
-        DropoutGenerator ??= new Generator(0);
+        DropoutGenerator ??= new Generator(0, x.device); // rand needs a generator of the device it draws on
         using var uniform = rand(x.shape, x.dtype, x.device, generator: DropoutGenerator);
         // A boolean mask, as libtorch's own dropout keeps: multiplying by it saves 1 byte per element for backward.
         using var keep = uniform.ge(dropout);

@@ -20,7 +20,7 @@ public static class Int8RowwiseQuantizer
         using var scope = NewDisposeScope();
         var w = weight.to(ScalarType.Float32);
         var absmax = w.abs().amax(new long[] { 1 }, keepdim: true);              // (out, 1)
-        var scales = where(absmax.eq(0), ones_like(absmax), absmax / 127.0);    // (out, 1)
+        var scales = where(absmax.eq(0), ones_like(absmax, device: absmax.device), absmax / 127.0);    // (out, 1)
         var codes = (w / scales).round_().clamp_(-127, 127).to(ScalarType.Int8); // (out, in)
         return (codes.MoveToOuterDisposeScope(), scales.MoveToOuterDisposeScope());
     }

@@ -75,7 +75,7 @@ public static class Nf4Quantizer
     internal static Tensor NearestLevel(Tensor blocks, Tensor absmax, float[] levels)
     {
         using var scope = NewDisposeScope();
-        var safe = where(absmax.eq(0), ones_like(absmax), absmax).unsqueeze(1); // (nb, 1)
+        var safe = where(absmax.eq(0), ones_like(absmax, device: absmax.device), absmax).unsqueeze(1); // (nb, 1)
         var normalized = blocks / safe;                                          // (nb, block)
         var table = tensor(levels);
         var midpoints = (table.narrow(0, 0, levels.Length - 1) + table.narrow(0, 1, levels.Length - 1)) / 2.0; // (levels-1)

@@ -66,11 +66,14 @@ public sealed class AdamW : IDisposable
             if (p.grad is not { } grad) continue;
             if (!moments.TryGetValue(name, out var m))
             {
-                m = (zeros_like(p).DetachFromDisposeScope(), zeros_like(p).DetachFromDisposeScope());
+                // TorchSharp's *_like put the result on torch's default device unless told, not on the input's.
+                m = (zeros_like(p, device: p.device).DetachFromDisposeScope(), zeros_like(p, device: p.device).DetachFromDisposeScope());
                 moments[name] = m;
             }
             if (WeightDecay != 0) p.mul_(1 - lr * WeightDecay);
-            m.ExpAvg.lerp_(grad, 1 - Beta1);                                  // m ← β1·m + (1−β1)·g
+            // lerp_ takes its weight as a tensor; a bare double would become a float64 scalar on torch's default device.
+            using var weight = tensor(1 - Beta1, ScalarType.Float64, p.device);
+            m.ExpAvg.lerp_(grad, weight);                                     // m ← β1·m + (1−β1)·g
             m.ExpAvgSq.mul_(Beta2).addcmul_(grad, grad, 1 - Beta2);           // v ← β2·v + (1−β2)·g²
             using var root = m.ExpAvgSq.sqrt();
             using var denominator = root.div_(sqrtBiasCorrection2).add_(Eps);
@@ -95,8 +98,10 @@ public sealed class AdamW : IDisposable
         StepCount = stepCount;
         foreach (var (name, p) in parameters)
         {
-            var expAvg = read(name + ".exp_avg");
-            var expAvgSq = read(name + ".exp_avg_sq");
+            // State saved before optimizer keys became PEFT adapter keys named moments by module path.
+            string? legacy = Peft.AdapterKeys.ModulePathKey(name);
+            var expAvg = read(name + ".exp_avg") ?? (legacy is null ? null : read(legacy + ".exp_avg"));
+            var expAvgSq = read(name + ".exp_avg_sq") ?? (legacy is null ? null : read(legacy + ".exp_avg_sq"));
             if (expAvg is null && expAvgSq is null) continue;
             if (expAvg is null || expAvgSq is null)
                 throw new InvalidDataException($"optimizer state for '{name}' is incomplete (needs exp_avg and exp_avg_sq)");

@@ -30,11 +30,8 @@ public static class CausalLmStep
     {
         using var scope = NewDisposeScope();
         long T = inputIds.shape[1];
-        CheckpointedDecoder? decoder = null;
-        Tensor? lastHidden = null;
-        if (model.ActivationCheckpointing) (decoder, lastHidden) = CheckpointedDecoder.Forward(model, inputIds, attentionMask);
+        var (hidden, decoder) = CheckpointedDecoder.HiddenStates(model, inputIds, attentionMask); // (B, T, H)
         using var _decoder = decoder;
-        var hidden = lastHidden is null ? model.HiddenStates(inputIds, attentionMask) : model.Model.FinalNorm.forward(lastHidden); // (B, T, H)
         var shiftedHidden = hidden.narrow(1, 0, T - 1).reshape(-1, hidden.shape[2]); // (B*(T-1), H)
         var shiftedLabels = labels.narrow(1, 1, T - 1).reshape(-1);                  // (B*(T-1))
         var rows = shiftedLabels.ne(-100).nonzero().squeeze(-1);                     // (N)
@@ -56,7 +53,7 @@ public static class CausalLmStep
             (chunkLoss * (lossScale / labelled)).backward();
         }
         selectedHidden.backward(new[] { leaf.grad! });
-        if (decoder is not null) decoder.Backward(lastHidden!.grad!);
+        decoder?.Backward();
         return (lossSum / labelled, labelled);
     }
 }

@@ -31,6 +31,7 @@ internal sealed class CheckpointedDecoder : IDisposable
     readonly List<Tensor> layerInputs = new();
     readonly List<Tensor[]> generatorStates = new();
     readonly Generator[] generators;
+    Tensor? lastHidden;
 
     CheckpointedDecoder(LlamaForCausalLM model, Tensor cos, Tensor sin, Tensor? mask, Generator[] generators)
     {
@@ -41,13 +42,30 @@ internal sealed class CheckpointedDecoder : IDisposable
         this.generators = generators;
     }
 
+    /// <summary>
+    /// The final (normed) hidden states (B, T, H), in the graph. With <see cref="LlamaForCausalLM.ActivationCheckpointing"/>
+    /// the graph stops at the last layer's output and the returned decoder must finish the backward pass
+    /// (<see cref="Backward()"/>) after the caller's backward through the hidden states; otherwise the decoder is null.
+    /// Every objective (instruction loss, DPO) runs its decoder through here, so checkpointing applies to all of them.
+    /// </summary>
+    public static (Tensor Hidden, CheckpointedDecoder? Decoder) HiddenStates(LlamaForCausalLM model, Tensor inputIds, Tensor? attentionMask)
+    {
+        if (!model.ActivationCheckpointing) return (model.HiddenStates(inputIds, attentionMask), null);
+        var (decoder, last) = Forward(model, inputIds, attentionMask);
+        decoder.lastHidden = last;
+        return (model.Model.FinalNorm.forward(last), decoder);
+    }
+
+    /// <summary>Pass 2 from the gradient the caller's backward left on the last layer's output.</summary>
+    public void Backward() => Backward(lastHidden!.grad!);
+
     /// <summary>Pass 1: returns the checkpoint and the last layer's output as a leaf that requires grad (B, T, H), before the final norm.</summary>
     public static (CheckpointedDecoder Decoder, Tensor LastHidden) Forward(LlamaForCausalLM model, Tensor inputIds, Tensor? attentionMask)
     {
         var (cos, sin, mask) = model.AttentionInputs(inputIds, attentionMask);
         var sites = LoraInjector.Sites(model);
         // A site without a generator would create one lazily (seeded 0) on first use; create it now so its state can be recorded.
-        foreach (var site in sites) site.Layer.DropoutGenerator ??= new Generator(0);
+        foreach (var site in sites) site.Layer.DropoutGenerator ??= new Generator(0, model.Device);
         var generators = sites.Select(s => s.Layer.DropoutGenerator!).Distinct().ToArray();
         var decoder = new CheckpointedDecoder(model, cos, sin, mask, generators);
         using var noGrad = no_grad();

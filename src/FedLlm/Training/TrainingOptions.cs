@@ -27,6 +27,9 @@ public sealed record TrainingOptions
     /// <summary>Rows of the output projection computed at once in the loss; bounds the logits held in memory.</summary>
     public int LossChunkTokens { get; init; } = 1024;
 
+    /// <summary>What to do when a step's loss or gradient norm is not finite: stop (default) or skip the step.</summary>
+    public NonFiniteAction OnNonFinite { get; init; } = NonFiniteAction.Stop;
+
     public LearningRateSchedule LearningRateSchedule() =>
         new(Schedule, LearningRate, MaxSteps, WarmupSteps, MinLearningRate);
 
@@ -36,6 +39,19 @@ public sealed record TrainingOptions
         {
             if (!(value > 0)) throw new ArgumentOutOfRangeException(name, value, $"{name} must be positive");
         }
+        // NaN fails every comparison below, and an infinite learning rate or clip norm passes them; both would turn the
+        // adapter into NaN at the first step, so every float option must be finite first.
+        static void Finite(double value, string name)
+        {
+            if (!double.IsFinite(value)) throw new ArgumentOutOfRangeException(name, value, $"{name} must be a finite number, not {value}");
+        }
+        Finite(LearningRate, nameof(LearningRate));
+        Finite(MinLearningRate, nameof(MinLearningRate));
+        Finite(MaxGradNorm, nameof(MaxGradNorm));
+        Finite(WeightDecay, nameof(WeightDecay));
+        Finite(AdamBeta1, nameof(AdamBeta1));
+        Finite(AdamBeta2, nameof(AdamBeta2));
+        Finite(AdamEpsilon, nameof(AdamEpsilon));
         Positive(MaxSteps, nameof(MaxSteps));
         Positive(BatchSize, nameof(BatchSize));
         Positive(GradientAccumulationSteps, nameof(GradientAccumulationSteps));
@@ -44,6 +60,7 @@ public sealed record TrainingOptions
         Positive(LossChunkTokens, nameof(LossChunkTokens));
         if (WarmupSteps < 0) throw new ArgumentOutOfRangeException(nameof(WarmupSteps), WarmupSteps, "must be ≥ 0");
         if (MaxGradNorm < 0) throw new ArgumentOutOfRangeException(nameof(MaxGradNorm), MaxGradNorm, "must be ≥ 0 (0 = no clipping)");
+        if (!Enum.IsDefined(OnNonFinite)) throw new ArgumentOutOfRangeException(nameof(OnNonFinite), OnNonFinite, "must be Stop or Skip");
         if (SaveEverySteps < 0) throw new ArgumentOutOfRangeException(nameof(SaveEverySteps), SaveEverySteps, "must be ≥ 0");
     }
 }

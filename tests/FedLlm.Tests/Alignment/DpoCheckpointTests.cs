@@ -29,14 +29,14 @@ public class DpoCheckpointTests
         string straightDir = Directory.CreateTempSubdirectory().FullName;
         using var straightModel = AdaptedModel();
         using (var trainer = new DpoTrainer(straightModel, Options, new DpoOptions(), padTokenId: 0))
-            trainer.Train(pairs, onCheckpoint: t => DpoCheckpoint.Save(straightDir, straightModel, Lora, t, null));
+            trainer.Train(pairs, onCheckpoint: t => TrainingCheckpoint.Save(straightDir, straightModel, Lora, t, null));
         var straight = AdapterIO.State(straightModel);
 
         // The "killed" run: only its step-3 checkpoint survives; a new process (empty reference cache) resumes from it.
         string checkpoint = Path.Combine(straightDir, "checkpoint-3");
         using var resumedModel = AdaptedModel();
         using var resumed = new DpoTrainer(resumedModel, Options, new DpoOptions(), padTokenId: 0);
-        var state = DpoCheckpoint.Restore(checkpoint, resumedModel, resumed);
+        var state = TrainingCheckpoint.Restore(checkpoint, resumedModel, resumed);
         Assert.Equal(3, state.Step);
         Assert.Equal(3, resumed.StepMetrics.Count);
         resumed.Train(pairs);
@@ -59,7 +59,7 @@ public class DpoCheckpointTests
                 onCheckpoint: t => TrainingCheckpoint.Save(dir, model, Lora, t, null));
         }
         using var dpo = new DpoTrainer(model, Options, new DpoOptions(), padTokenId: 0);
-        var error = Assert.Throws<InvalidDataException>(() => DpoCheckpoint.Restore(Path.Combine(dir, "checkpoint-1"), model, dpo));
+        var error = Assert.Throws<InvalidDataException>(() => TrainingCheckpoint.Restore(Path.Combine(dir, "checkpoint-1"), model, dpo));
         Assert.Contains("not a DPO checkpoint", error.Message);
     }
 }

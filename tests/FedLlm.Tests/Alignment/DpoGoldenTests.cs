@@ -58,7 +58,7 @@ public class DpoGoldenTests
         {
             var (rc, rr) = reference.Get(model, pairs, indices, collator, batchSize: 2, chunkTokens);
             // Each micro-batch's mean loss is weighted by its share of the pairs, so the sum is the mean over all pairs.
-            var (metrics, _) = DpoTrainer.MicroBatch(model, collator, indices.Select(i => pairs[i]).ToList(), rc, rr,
+            var (metrics, _) = DpoObjective.MicroBatch(model, collator, indices.Select(i => pairs[i]).ToList(), rc, rr,
                 new DpoOptions { Beta = 0.1 }, lossScale: (double)indices.Length / pairs.Count, chunkTokens);
             parts.Add(metrics);
         }

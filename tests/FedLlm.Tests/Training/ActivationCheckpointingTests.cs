@@ -1,3 +1,4 @@
+using FedLlm.Alignment;
 using FedLlm.Modeling;
 using FedLlm.Peft;
 using FedLlm.Training;
@@ -53,5 +54,44 @@ public class ActivationCheckpointingTests
             Assert.True(diff <= tolerance, $"parameter {i}: max difference {diff:E2} > {tolerance:E0}");
         }
         Assert.Equal(0, plain.GeneratorState.ne(checkpointed.GeneratorState).sum().item<long>());
+    }
+
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(0.3)]
+    public void Checkpointed_DPO_step_gives_the_loss_and_gradients_of_the_plain_step(double dropout)
+    {
+        // Prepare: non-zero B so the policy differs from the reference and A's gradients are non-zero; learning rate 0
+        // keeps the weights, so the gradients the step leaves behind can be compared.
+        var pairs = FedLlm.Tests.Alignment.TokenPreferencePairs.Create(4, seed: 6);
+        (double Loss, List<Tensor> Grads) Run(bool checkpointing)
+        {
+            using var model = LlamaForCausalLM.CreateRandom(TinyModels.Llama(tied: false), seed: 7, std: 0.2);
+            var sites = LoraInjector.Inject(model, new LoraOptions { Rank = 4, Alpha = 8, Dropout = dropout }, new Generator(8));
+            using (no_grad())
+            {
+                var g = new Generator(9);
+                foreach (var site in sites) site.Layer.LoraB.normal_(0, 0.1, g);
+            }
+            model.ActivationCheckpointing = checkpointing;
+            using var trainer = new DpoTrainer(model, new TrainingOptions { MaxSteps = 1, BatchSize = 2, GradientAccumulationSteps = 2, MaxGradNorm = 0 },
+                new DpoOptions(), padTokenId: 0);
+            model.train();
+            var step = trainer.TrainStep(pairs, 0, learningRate: 0);
+            return (step.Loss, LoraInjector.TrainableParameters(model).Select(p => p.grad!.clone()).ToList());
+        }
+
+        // Execute
+        var plain = Run(checkpointing: false);
+        var checkpointed = Run(checkpointing: true);
+
+        // Assert
+        Assert.Equal(plain.Loss, checkpointed.Loss, 1e-6);
+        for (int i = 0; i < plain.Grads.Count; i++)
+        {
+            Assert.True(plain.Grads[i].abs().max().ToDouble() > 0, $"parameter {i} has no gradient to compare");
+            double diff = (plain.Grads[i] - checkpointed.Grads[i]).abs().max().ToDouble();
+            Assert.True(diff <= 1e-6, $"parameter {i}: max difference {diff:E2}");
+        }
     }
 }

@@ -1,7 +1,6 @@
 using FedLlm.Modeling;
-using FedLlm.Training;
 
-namespace FedLlm.Federation;
+namespace FedLlm.Training;
 
 /// <summary>
 /// A client's local data together with the objective it is trained on: instruction tuning (<see cref="SftClientDataset"/>)

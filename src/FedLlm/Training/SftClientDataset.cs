@@ -1,8 +1,7 @@
 using FedLlm.Data;
 using FedLlm.Modeling;
-using FedLlm.Training;
 
-namespace FedLlm.Federation;
+namespace FedLlm.Training;
 
 /// <summary>A client's instruction examples, trained with the causal-LM loss on the response tokens (<see cref="LocalTrainer"/>).</summary>
 public sealed class SftClientDataset(IReadOnlyList<SftExample> examples, int padTokenId) : IClientDataset
