@@ -1,3 +1,4 @@
+using FedLlm.Runtime;
 using FedLlm.Data;
 
 namespace FedLlm.Defaults;

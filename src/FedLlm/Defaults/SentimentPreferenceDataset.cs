@@ -1,3 +1,4 @@
+using FedLlm.Runtime;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using FedLlm.Data;

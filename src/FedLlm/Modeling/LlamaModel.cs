@@ -1,3 +1,4 @@
+using FedLlm.Quantization;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

@@ -1,3 +1,4 @@
+using FedLlm.Quantization;
 using FedLlm.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;

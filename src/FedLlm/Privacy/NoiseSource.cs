@@ -1,3 +1,4 @@
+using FedLlm.Runtime;
 using System.Security.Cryptography;
 using TorchSharp;
 

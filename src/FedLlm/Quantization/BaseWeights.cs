@@ -1,4 +1,3 @@
-using FedLlm.Modeling;
 using static TorchSharp.torch;
 
 namespace FedLlm.Quantization;

@@ -1,4 +1,4 @@
-using FedLlm.Defaults;
+using FedLlm.Runtime;
 
 namespace FedLlm.Data.Partitioning;
 

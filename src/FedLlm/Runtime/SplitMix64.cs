@@ -1,4 +1,4 @@
-namespace FedLlm.Defaults;
+namespace FedLlm.Runtime;
 
 /// <summary>
 /// SplitMix64 (Steele, Lea and Flood 2014; Vigna's reference C code): a tiny generator whose every output is fixed by

@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace FedLlm.Modeling;
+namespace FedLlm.Quantization;
 
 /// <summary>
 /// A frozen projection y = x Wᵀ + b whose weight may be stored in any form: dense (fp32/bf16/fp16) or quantised
