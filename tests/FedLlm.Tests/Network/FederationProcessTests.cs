@@ -52,6 +52,30 @@ public class FederationProcessTests
     }
 
     [Fact]
+    public void Federated_DPO_over_the_network_ends_bit_identical_to_the_simulation()
+    {
+        // task: dpo on the server and on each client: preference pairs stay on the clients, each computes its reference
+        // log-probabilities with the base model (adapters off), and FedProx's client hook rides along.
+        using var run = new TinyFederation(clients: 2, strategy: "fedprox", rounds: 2, task: "dpo");
+        using var server = run.StartServer(run.WriteServerYaml());
+        string address = Address(server);
+        var clients = Enumerable.Range(0, 2).Select(c => run.StartClient(c, address)).ToList();
+        try
+        {
+            Assert.Equal(0, server.WaitForExit(Patience));
+            foreach (var client in clients) Assert.Equal(0, client.WaitForExit(Patience));
+        }
+        finally
+        {
+            foreach (var client in clients) client.Dispose();
+        }
+        var network = run.FinalAdapter();
+        FederationTestData.AssertBitEqual(run.Simulate(), network, "network DPO vs simulated DPO");
+        Assert.Contains(network.Values, t => t.abs().sum().item<float>() > 0);
+        Assert.All(run.Metrics(), r => Assert.True(r.ClientLoss.Values.All(double.IsFinite)));
+    }
+
+    [Fact]
     public void A_client_killed_mid_round_is_left_out_the_round_completes_and_the_restarted_client_rejoins_a_later_round()
     {
         // Many local steps, so client-2 is still training when it is killed.

@@ -26,10 +26,12 @@ internal sealed class TinyFederation : IDisposable
 {
     readonly TempDirectory temp = new();
 
-    public TinyFederation(int clients, string strategy = "fedavg", int rounds = 3, int localSteps = 2, bool keepOptimizerState = false, bool tls = false)
+    public TinyFederation(int clients, string strategy = "fedavg", int rounds = 3, int localSteps = 2, bool keepOptimizerState = false, bool tls = false,
+        string task = "sft")
     {
         Strategy = strategy;
         Tls = tls;
+        Task = task;
         Federation = new RunConfig.FederationSection
         {
             Rounds = rounds, Clients = clients, ClientsPerRound = clients, LocalSteps = localSteps, BatchSize = 2, LearningRate = 2e-2,
@@ -47,6 +49,21 @@ internal sealed class TinyFederation : IDisposable
         DataFiles = Enumerable.Range(0, clients).Select(c =>
         {
             string path = Path.Combine(Root, $"client-{c}.jsonl");
+            if (task == "dpo")
+            {
+                // Preference pairs in the generic {prompt, chosen, rejected} schema: the correct sentiment preferred.
+                File.WriteAllLines(path, Enumerable.Range(0, 5 + 2 * c).Select(i =>
+                {
+                    bool rose = i % (c + 2) == 0;
+                    return System.Text.Json.JsonSerializer.Serialize(new
+                    {
+                        prompt = $"Headline: shares of company {c * 10 + i} {(rose ? "rose" : "fell")} {i + 2} percent. Sentiment:",
+                        chosen = rose ? " positive" : " negative",
+                        rejected = rose ? " negative" : " positive",
+                    });
+                }));
+                return path;
+            }
             AlpacaWriter.WriteJsonl(path, Enumerable.Range(0, 5 + 2 * c).Select(i => new AlpacaRecord(
                 $"Classify the headline: shares of company {c * 10 + i} {(i % (c + 2) == 0 ? "rose" : "fell")} {i + 2} percent", "",
                 i % (c + 2) == 0 ? "positive" : "negative")));
@@ -62,6 +79,9 @@ internal sealed class TinyFederation : IDisposable
     public string ModelDirectory { get; }
     public IReadOnlyList<string> DataFiles { get; }
     public string Strategy { get; }
+
+    /// <summary>sft (Alpaca examples) or dpo (preference pairs) on every side.</summary>
+    public string Task { get; }
     public RunConfig.FederationSection Federation { get; }
     public LoraOptions Lora { get; } = new() { Rank = 2, Alpha = 4, Dropout = 0.1 };
     public string Output => Path.Combine(Root, "run");
@@ -81,6 +101,7 @@ internal sealed class TinyFederation : IDisposable
     {
         var f = Federation;
         string yaml = string.Create(CultureInfo.InvariantCulture, $"""
+            task: {Task}
             model:
               path: {ModelDirectory}
             federation:
@@ -122,16 +143,22 @@ internal sealed class TinyFederation : IDisposable
         return path;
     }
 
+    /// <summary>Clients compute with this process's thread count: libtorch's parallel reductions (DPO's log-softmax over the
+    /// vocabulary among them) split work by thread count, so bit-identical results need the same count on both sides.</summary>
+    static int ClientThreads => TorchSharp.torch.get_num_threads();
+
     public string WriteClientYaml(int client, string extra = "")
     {
         string path = Path.Combine(Root, $"client-{client}.yaml");
         File.WriteAllText(path, $"""
             client_id: client-{client}
+            task: {Task}
             model_path: {ModelDirectory}
             data:
               path: {DataFiles[client]}
+              dataset: {(Task == "dpo" ? "generic-preference" : "alpaca")}
             state_dir: {Path.Combine(Root, "state", $"client-{client}")}
-            threads: 1
+            threads: {ClientThreads}
             {(Tls ? $"kit: {ProvisioningKit.ClientFolder(KitDirectory, $"client-{client}")}" : "")}
             {extra}
             """);
@@ -159,8 +186,10 @@ internal sealed class TinyFederation : IDisposable
         LoraInjector.Inject(model, Lora, new Generator((ulong)options.Seed));
         var initial = AdapterTensors.Snapshot(model);
         var tokenizer = TokenizerLoader.Load(ModelDirectory);
-        var builder = new SftExampleBuilder(tokenizer, PromptTemplate.FromName("alpaca"), options.MaxSequenceLength);
-        var shards = DataFiles.Select(f => (IReadOnlyList<SftExample>)AlpacaReader.ReadAll(f).Examples.Select(builder.Build).ToList()).ToList();
+        // The same loader a network client uses, so both sides train on identical examples.
+        var objective = new LocalObjective { Task = Task };
+        var shards = DataFiles.Select(f => RunData.LoadClient(objective, f, Task == "dpo" ? "generic-preference" : "alpaca", "alpaca", false, tokenizer,
+            options.MaxSequenceLength)).ToList();
         using var clients = new InProcessClients(model, options, shards, tokenizer.PadTokenId ?? 0);
         var strategySection = new RunConfig.StrategySection { Algorithms = new() { Strategy } };
         var strategy = StrategyFactory.Create(Strategy, strategySection.ToOptions(Strategy, options.TotalClients));
@@ -168,6 +197,7 @@ internal sealed class TinyFederation : IDisposable
         server.RunAsync().GetAwaiter().GetResult();
         (strategy as IDisposable)?.Dispose();
         AdapterTensors.Dispose(initial);
+        foreach (var shard in shards) (shard as IDisposable)?.Dispose();
         return AdapterTensors.Clone(server.Global);
     }
 
