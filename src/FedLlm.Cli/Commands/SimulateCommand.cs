@@ -121,7 +121,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
                         {
                             task.Value = r.Round + 1;
                             task.Description = $"{name} round {r.Round + 1}/{f.Rounds} loss {r.ClientLoss.Values.Average():F3}" +
-                                (r.Privacy is { } spent ? $" ε {spent.Epsilon:F2}" : "") +
+                                (r.Privacy is { } spent ? $" ε {(spent.Epsilon is { } e ? e.ToString("F2") : "∞")}" : "") +
                                 (r.EvalScore is { } score ? $" held-out {data.ScoreName} {score:P0}" : "") +
                                 (r.TaskMetrics?.FirstOrDefault() is { Key: not null } m ? $" {m.Key} {m.Value:F3}" : "");
                         }), cancellationToken).GetAwaiter().GetResult();
@@ -144,7 +144,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         {
             var row = new List<string> { o.Name, o.Final is null ? "-" : $"{o.Final.Loss:F4}", o.Final is null ? "-" : $"{o.Final.Score:P1}" };
             if (dpo) row.Add(o.Final?.Metrics?.GetValueOrDefault("eval_rewards/margins") is { } margin ? $"{margin:F3}" : "-");
-            if (private_) row.Add(o.Rounds.LastOrDefault()?.Privacy is { } spent ? $"{spent.Epsilon:F2} after {o.Rounds.Count} rounds" : "-");
+            if (private_) row.Add(o.Rounds.LastOrDefault()?.Privacy is { } spent ? $"{(spent.Epsilon is { } e ? e.ToString("F2") : "∞")} after {o.Rounds.Count} rounds" : "-");
             if (backdoor) row.Add(o.Final?.Metrics?.TryGetValue(RunData.AttackSuccessRateMetric, out double asr) == true ? $"{asr:P1}" : "-");
             row.Add($"{o.Seconds:F0}");
             table.AddRow(row.ToArray());

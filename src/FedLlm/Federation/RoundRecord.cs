@@ -36,8 +36,9 @@ public sealed record RoundRecord
 }
 
 /// <summary>(ε, δ)-DP spent so far, with the mechanism's parameters the accountant used.</summary>
-/// <param name="Epsilon">ε after this round (RDP accountant, composed over the rounds so far).</param>
+/// <param name="Epsilon">ε after this round (RDP accountant, composed over the rounds so far); null = unbounded (σ = 0:
+/// clipping without noise), which JSON cannot write as a number.</param>
 /// <param name="Delta">δ.</param>
 /// <param name="NoiseMultiplier">σ of one round.</param>
 /// <param name="SamplingRate">q of one round (clients per round / clients; 1 for local DP).</param>
-public sealed record RoundPrivacy(double Epsilon, double Delta, double NoiseMultiplier, double SamplingRate);
+public sealed record RoundPrivacy(double? Epsilon, double Delta, double NoiseMultiplier, double SamplingRate);

@@ -17,6 +17,6 @@ public sealed class PrivacyAccounting(IFederatedStrategy innerStrategy, PrivacyP
     public override RoundRecord Annotate(RoundRecord record)
     {
         var spent = Plan.EpsilonAfter(record.Round + 1);
-        return base.Annotate(record) with { Privacy = new RoundPrivacy(spent.Epsilon, spent.Delta, Plan.NoiseMultiplier, Plan.SamplingRate) };
+        return base.Annotate(record) with { Privacy = new RoundPrivacy(double.IsFinite(spent.Epsilon) ? spent.Epsilon : null, spent.Delta, Plan.NoiseMultiplier, Plan.SamplingRate) };
     }
 }
