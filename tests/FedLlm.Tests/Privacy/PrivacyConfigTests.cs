@@ -99,19 +99,19 @@ public class PrivacyConfigTests
     [Fact]
     public void A_run_that_would_exceed_its_budget_is_refused_naming_the_round_it_runs_out()
     {
-        // σ = 1, q = 0.5: ε after 10 rounds is far above 2; the budget holds MaxRounds rounds.
-        long fits = RdpAccountant.MaxRounds(0.5, 1.0, 2.0, 1e-5);
+        // σ = 3, q = 0.5: ε after 10 rounds is above 2.5; the budget holds MaxRounds rounds.
+        long fits = RdpAccountant.MaxRounds(0.5, 3.0, 2.5, 1e-5);
         Assert.InRange(fits, 1, 9);
-        var error = Assert.Throws<ArgumentException>(() => PrivacyPlan.Create(new PrivacyOptions { NoiseMultiplier = 1, TargetEpsilon = 2 }, Ten));
-        Assert.Contains("privacy.target_epsilon 2", error.Message);
+        var error = Assert.Throws<ArgumentException>(() => PrivacyPlan.Create(new PrivacyOptions { NoiseMultiplier = 3, TargetEpsilon = 2.5 }, Ten));
+        Assert.Contains("privacy.target_epsilon 2.5", error.Message);
         Assert.Contains($"holds only {fits}", error.Message);
         Assert.Contains("privacy.stop_at_budget", error.Message);
-        Assert.Contains("privacy.target_epsilon", Failure(Federation + "privacy: { noise_multiplier: 1, target_epsilon: 2 }"));
+        Assert.Contains("privacy.target_epsilon", Failure(Federation + "privacy: { noise_multiplier: 3, target_epsilon: 2.5 }"));
 
-        var stopping = PrivacyPlan.Create(new PrivacyOptions { NoiseMultiplier = 1, TargetEpsilon = 2, StopAtBudget = true }, Ten);
+        var stopping = PrivacyPlan.Create(new PrivacyOptions { NoiseMultiplier = 3, TargetEpsilon = 2.5, StopAtBudget = true }, Ten);
         Assert.Equal((int)fits, stopping.StopAfterRounds);
-        Assert.True(stopping.EpsilonAfter((int)fits).Epsilon <= 2);
-        Assert.True(stopping.EpsilonAfter((int)fits + 1).Epsilon > 2);
+        Assert.True(stopping.EpsilonAfter((int)fits).Epsilon <= 2.5);
+        Assert.True(stopping.EpsilonAfter((int)fits + 1).Epsilon > 2.5);
     }
 
     [Fact]
