@@ -26,6 +26,12 @@ public sealed class ServerConfig
     public RunConfig.DpoSection Dpo { get; set; } = new();
     public RunConfig.EvaluationSection Evaluation { get; set; } = new();
     public ServerSection Server { get; set; } = new();
+
+    /// <summary>Client-level differential privacy (as run.yaml's; noise seeded cryptographically unless privacy.seeding says run-seed).</summary>
+    public RunConfig.PrivacySection? Privacy { get; set; }
+
+    /// <summary>Byzantine-robust aggregation (as run.yaml's; fltrust needs robust.root_data on a server).</summary>
+    public RunConfig.RobustSection? Robust { get; set; }
     public string? Output { get; set; }
     public int? Threads { get; set; }
 
@@ -70,6 +76,8 @@ public sealed class ServerConfig
             Dpo = Dpo,
             Evaluation = Evaluation,
             Threads = Threads,
+            Privacy = Privacy,
+            Robust = Robust,
         };
         run.Federation.Clients = Server.Roster.Count;
         return run.ToRunOptions(Output ?? System.IO.Path.Combine("runs", "federation"));

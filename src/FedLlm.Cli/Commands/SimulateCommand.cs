@@ -63,6 +63,26 @@ public sealed class SimulateSettings : CommandSettings
     [CommandOption("--eval-task-every <K>")] public int? EvalTaskEvery { get; init; }
     [CommandOption("--eval-task-limit <N>")] public int? EvalTaskLimit { get; init; }
     [CommandOption("--eval-task-param <KEY=VALUE>")][Description("A task setting (repeatable)")] public string[] EvalTaskParams { get; init; } = [];
+    [CommandOption("--privacy-mode <MODE>")][Description("Client-level DP: server-fixed, server-adaptive, client-fixed, local; none drops the YAML section (YAML privacy.mode)")] public string? PrivacyMode { get; init; }
+    [CommandOption("--privacy-clipping-norm <C>")][Description("L2 bound of one client's update (initial C when adaptive) (YAML privacy.clipping_norm, default 0.1)")] public double? PrivacyClippingNorm { get; init; }
+    [CommandOption("--privacy-noise-multiplier <SIGMA>")][Description("Noise std over the clipping norm (YAML privacy.noise_multiplier)")] public double? PrivacyNoiseMultiplier { get; init; }
+    [CommandOption("--privacy-target-epsilon <EPS>")][Description("ε budget: derives σ when no noise multiplier is set, else refuses a run that exceeds it (YAML privacy.target_epsilon)")] public double? PrivacyTargetEpsilon { get; init; }
+    [CommandOption("--privacy-delta <DELTA>")][Description("δ of the reported (ε, δ) (YAML privacy.delta, default 1e-5)")] public double? PrivacyDelta { get; init; }
+    [CommandOption("--privacy-seeding <KIND>")][Description("run-seed (simulate's default) or cryptographic (YAML privacy.seeding)")] public string? PrivacySeeding { get; init; }
+    [CommandOption("--privacy-stop-at-budget")][Description("Stop at the ε budget instead of refusing the run (YAML privacy.stop_at_budget)")] public bool? PrivacyStopAtBudget { get; init; }
+    [CommandOption("--robust-rule <RULE>")][Description("Robust aggregation: krum, multi-krum, median, trimmed-mean, norm-clip, fltrust; none drops the YAML section (YAML robust.rule)")] public string? RobustRule { get; init; }
+    [CommandOption("--robust-byzantine-clients <F>")][Description("Krum's f (YAML robust.byzantine_clients; default ⌊(m − 3)/2⌋)")] public int? RobustByzantineClients { get; init; }
+    [CommandOption("--robust-selected <M>")][Description("Multi-Krum's kept updates (YAML robust.selected; default m − f)")] public int? RobustSelected { get; init; }
+    [CommandOption("--robust-trim-fraction <BETA>")][Description("Trimmed mean's β (YAML robust.trim_fraction, default 0.2)")] public double? RobustTrimFraction { get; init; }
+    [CommandOption("--robust-norm-factor <X>")][Description("norm-clip's bound in median norms (YAML robust.norm_factor, default 1)")] public double? RobustNormFactor { get; init; }
+    [CommandOption("--robust-root-examples <N>")][Description("FLTrust's root set size (YAML robust.root_examples, default 100)")] public int? RobustRootExamples { get; init; }
+    [CommandOption("--robust-root-data <FILE>")][Description("FLTrust's root set file; default a sample of the training data (YAML robust.root_data)")] public string? RobustRootData { get; init; }
+    [CommandOption("--attack-kind <KIND>")][Description("Simulated attackers: sign-flip, scale, gaussian, label-flip, backdoor; none drops the YAML section (YAML attack.kind)")] public string? AttackKind { get; init; }
+    [CommandOption("--attack-fraction <X>")][Description("Fraction of clients that attack (YAML attack.fraction, default 0.2)")] public double? AttackFraction { get; init; }
+    [CommandOption("--attack-scale-factor <S>")][Description("scale/gaussian: the factor (YAML attack.scale_factor, default 10)")] public double? AttackScaleFactor { get; init; }
+    [CommandOption("--attack-trigger <TEXT>")][Description("backdoor: trigger phrase appended to the input (YAML attack.trigger, default cf)")] public string? AttackTrigger { get; init; }
+    [CommandOption("--attack-target-answer <TEXT>")][Description("backdoor: the answer triggered inputs map to (YAML attack.target_answer, default positive)")] public string? AttackTargetAnswer { get; init; }
+    [CommandOption("--attack-poison-fraction <X>")][Description("backdoor: fraction of an attacker's examples triggered (YAML attack.poison_fraction, default 0.5)")] public double? AttackPoisonFraction { get; init; }
     [CommandOption("--resume")][Description("Continue each algorithm from its last committed round in --output")] public bool Resume { get; init; }
 }
 
@@ -76,11 +96,16 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         bool dpo = config.Task == "dpo";
         var options = config.ToRunOptions(Path.Combine("runs", $"simulate{(dpo ? "-dpo" : "")}-{DateTime.Now:yyyyMMdd-HHmmss}"));
         using var run = FederatedRun.Prepare(options, log: m => AnsiConsole.MarkupLineInterpolated($"[grey]{m}[/]"), cancellationToken: cancellationToken);
-        var f = options.Federation;
+        var f = run.Options.Federation; // with the rounds a privacy budget allows
         var partition = options.Data.Partition;
         string partitionText = $"{config.Data.Partition}{(partition.Kind == PartitionKind.Dirichlet ? $" α={partition.Alpha}" : "")}";
         AnsiConsole.MarkupLineInterpolated($"[bold]FedLlm simulate --task {options.Objective.Task}[/]  {f.TotalClients} clients ({partitionText}, sizes {string.Join(" ", run.Data.Shards.Select(x => x.Count))}), {f.ClientsPerRound} per round, {f.Rounds} rounds × {f.LocalSteps} local steps × batch {f.BatchSize}; lr {f.LearningRate} → {f.MinLearningRate}; LoRA r={run.Lora.Rank}; {run.Threads} threads");
         if (run.Data.Description is { } description) AnsiConsole.MarkupLineInterpolated($"{description}");
+        if (run.PrivacyPlan is { } plan)
+            AnsiConsole.MarkupLineInterpolated($"DP {FedLlm.Privacy.PrivacyOptions.Name(plan.Mode)}: C={options.Privacy!.ClippingNorm}, σ={plan.NoiseMultiplier:G4}, q={plan.SamplingRate:G3} (accounted as Poisson sampling; FedLlm samples a fixed number), ε={(plan.EpsilonAfter(plan.RoundsToRun).Epsilon is var e && double.IsFinite(e) ? e.ToString("F2") : "∞ (no noise)")} at δ={plan.Delta:G3} after {plan.RoundsToRun} rounds{(plan.StopAfterRounds is { } stop ? $" (budget stops the run at round {stop} of {plan.Rounds})" : "")}");
+        if (options.Robust is { } robust) AnsiConsole.MarkupLineInterpolated($"robust aggregation: {FedLlm.Federation.Robust.RobustOptions.Name(robust.Rule)}");
+        if (options.Attack is { } attack)
+            AnsiConsole.MarkupLineInterpolated($"attack: {FedLlm.Federation.Attacks.AttackOptions.Name(attack.Kind)} by clients {string.Join(",", RunData.AttackersOf(options))}");
         long baselineRss = TorchRuntime.PeakResidentBytes() ?? 0;
         var data = run.Data;
 
@@ -90,12 +115,13 @@ public sealed class SimulateCommand : Command<SimulateSettings>
             ProgressDisplay.Create()
                 .Start(ctx =>
                 {
-                    var task = ctx.AddTask(name, maxValue: f.Rounds);
+                    var task = ctx.AddTask(name, maxValue: f.RoundsToRun);
                     var outcome = run.RunAsync(name, config.Output is not null && s.Resume,
                         new SynchronousProgress<RoundRecord>(r =>
                         {
                             task.Value = r.Round + 1;
                             task.Description = $"{name} round {r.Round + 1}/{f.Rounds} loss {r.ClientLoss.Values.Average():F3}" +
+                                (r.Privacy is { } spent ? $" ε {(spent.Epsilon is { } e ? e.ToString("F2") : "∞")}" : "") +
                                 (r.EvalScore is { } score ? $" held-out {data.ScoreName} {score:P0}" : "") +
                                 (r.TaskMetrics?.FirstOrDefault() is { Key: not null } m ? $" {m.Key} {m.Value:F3}" : "");
                         }), cancellationToken).GetAwaiter().GetResult();
@@ -110,11 +136,16 @@ public sealed class SimulateCommand : Command<SimulateSettings>
 
         var table = new Table().AddColumns("run", $"held-out {data.LossName}", $"held-out {data.ScoreName}");
         if (dpo) table.AddColumn("held-out reward margin");
+        bool private_ = options.Privacy is not null, backdoor = options.Attack is { Kind: FedLlm.Federation.Attacks.AttackKind.Backdoor };
+        if (private_) table.AddColumn($"ε (δ={options.Privacy!.Delta:G3})");
+        if (backdoor) table.AddColumn("attack success");
         table.AddColumn("seconds");
         foreach (var o in outcomes)
         {
             var row = new List<string> { o.Name, o.Final is null ? "-" : $"{o.Final.Loss:F4}", o.Final is null ? "-" : $"{o.Final.Score:P1}" };
             if (dpo) row.Add(o.Final?.Metrics?.GetValueOrDefault("eval_rewards/margins") is { } margin ? $"{margin:F3}" : "-");
+            if (private_) row.Add(o.Rounds.LastOrDefault()?.Privacy is { } spent ? $"{(spent.Epsilon is { } e ? e.ToString("F2") : "∞")} after {o.Rounds.Count} rounds" : "-");
+            if (backdoor) row.Add(o.Final?.Metrics?.TryGetValue(RunData.AttackSuccessRateMetric, out double asr) == true ? $"{asr:P1}" : "-");
             row.Add($"{o.Seconds:F0}");
             table.AddRow(row.ToArray());
         }
@@ -169,6 +200,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         if (s.Threads is not null) c.Threads = s.Threads;
         if (s.Device is not null) c.Device = s.Device;
         if (s.Output is not null) c.Output = s.Output;
+        ApplyPrivacyRobustAttack(c, s);
         if (s.EvalTask is not null) c.Evaluation.Task = s.EvalTask;
         if (s.EvalTaskData is not null) c.Evaluation.Data = s.EvalTaskData;
         if (s.EvalTaskEvery is not null) c.Evaluation.Every = s.EvalTaskEvery.Value;
@@ -178,6 +210,48 @@ public sealed class SimulateCommand : Command<SimulateSettings>
             var kv = p.Split('=', 2);
             if (kv.Length != 2) throw new ArgumentException($"--eval-task-param {p}: expected KEY=VALUE");
             c.Evaluation.Params[kv[0].Trim()] = kv[1];
+        }
+    }
+
+    static void ApplyPrivacyRobustAttack(RunConfig c, SimulateSettings s)
+    {
+        if (s.PrivacyMode == "none") c.Privacy = null;
+        else if (s.PrivacyMode is not null || s.PrivacyClippingNorm is not null || s.PrivacyNoiseMultiplier is not null || s.PrivacyTargetEpsilon is not null
+                 || s.PrivacyDelta is not null || s.PrivacySeeding is not null || s.PrivacyStopAtBudget is not null)
+        {
+            var p = c.Privacy ??= new RunConfig.PrivacySection();
+            if (s.PrivacyMode is not null) p.Mode = s.PrivacyMode;
+            if (s.PrivacyClippingNorm is not null) p.ClippingNorm = s.PrivacyClippingNorm.Value;
+            if (s.PrivacyNoiseMultiplier is not null) p.NoiseMultiplier = s.PrivacyNoiseMultiplier;
+            if (s.PrivacyTargetEpsilon is not null) p.TargetEpsilon = s.PrivacyTargetEpsilon;
+            if (s.PrivacyDelta is not null) p.Delta = s.PrivacyDelta.Value;
+            if (s.PrivacySeeding is not null) p.Seeding = s.PrivacySeeding;
+            if (s.PrivacyStopAtBudget is not null) p.StopAtBudget = s.PrivacyStopAtBudget.Value;
+        }
+        if (s.RobustRule == "none") c.Robust = null;
+        else if (s.RobustRule is not null || s.RobustByzantineClients is not null || s.RobustSelected is not null || s.RobustTrimFraction is not null
+                 || s.RobustNormFactor is not null || s.RobustRootExamples is not null || s.RobustRootData is not null)
+        {
+            var r = c.Robust ??= new RunConfig.RobustSection();
+            if (s.RobustRule is not null) r.Rule = s.RobustRule;
+            if (s.RobustByzantineClients is not null) r.ByzantineClients = s.RobustByzantineClients;
+            if (s.RobustSelected is not null) r.Selected = s.RobustSelected;
+            if (s.RobustTrimFraction is not null) r.TrimFraction = s.RobustTrimFraction.Value;
+            if (s.RobustNormFactor is not null) r.NormFactor = s.RobustNormFactor.Value;
+            if (s.RobustRootExamples is not null) r.RootExamples = s.RobustRootExamples.Value;
+            if (s.RobustRootData is not null) r.RootData = s.RobustRootData;
+        }
+        if (s.AttackKind == "none") c.Attack = null;
+        else if (s.AttackKind is not null || s.AttackFraction is not null || s.AttackScaleFactor is not null || s.AttackTrigger is not null
+                 || s.AttackTargetAnswer is not null || s.AttackPoisonFraction is not null)
+        {
+            var a = c.Attack ??= new RunConfig.AttackSection();
+            if (s.AttackKind is not null) a.Kind = s.AttackKind;
+            if (s.AttackFraction is not null) a.Fraction = s.AttackFraction.Value;
+            if (s.AttackScaleFactor is not null) a.ScaleFactor = s.AttackScaleFactor.Value;
+            if (s.AttackTrigger is not null) a.Trigger = s.AttackTrigger;
+            if (s.AttackTargetAnswer is not null) a.TargetAnswer = s.AttackTargetAnswer;
+            if (s.AttackPoisonFraction is not null) a.PoisonFraction = s.AttackPoisonFraction.Value;
         }
     }
 

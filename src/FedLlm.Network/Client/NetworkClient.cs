@@ -41,7 +41,7 @@ public sealed record NetworkClientOptions
 
     /// <summary>The client hooks this client can run (the built-in algorithms' by default); the server names the ones a
     /// round needs.</summary>
-    public AlgorithmRegistry Algorithms { get; init; } = Federation.Strategies.StrategyFactory.BuiltIn;
+    public AlgorithmRegistry Algorithms { get; init; } = Runs.FederatedRun.DefaultAlgorithms;
 }
 
 /// <summary>

@@ -55,17 +55,24 @@ public sealed class HeldOutEvaluation(LlamaForCausalLM model, ITextTokenizer tok
 
     public double ExactMatch(IReadOnlyList<InstructionExample> examples, int batchSize = 16, int maxNewTokens = 8)
     {
-        var generator = new TextGenerator(model, tokenizer);
-        var options = new GenerationOptions { MaxNewTokens = maxNewTokens, StopStrings = new[] { "\n" } };
+        var answers = Answers(examples, batchSize, maxNewTokens);
         int correct = 0;
-        foreach (var chunk in examples.Chunk(batchSize))
-        {
-            var answers = generator.Generate(chunk.Select(e => template.FormatPrompt(e.Instruction)).ToList(), options);
-            for (int i = 0; i < chunk.Length; i++)
-                if (Normalize(answers[i]) == Normalize(chunk[i].Response)) correct++;
-        }
+        for (int i = 0; i < examples.Count; i++)
+            if (NormalizeAnswer(answers[i]) == NormalizeAnswer(examples[i].Response)) correct++;
         return (double)correct / examples.Count;
     }
 
-    static string Normalize(string text) => text.Trim().Split('\n')[0].Trim().TrimEnd('.').ToLowerInvariant();
+    /// <summary>The greedy answers to the examples' instructions (up to the first newline or <paramref name="maxNewTokens"/>).</summary>
+    public IReadOnlyList<string> Answers(IReadOnlyList<InstructionExample> examples, int batchSize = 16, int maxNewTokens = 8)
+    {
+        var generator = new TextGenerator(model, tokenizer);
+        var options = new GenerationOptions { MaxNewTokens = maxNewTokens, StopStrings = new[] { "\n" } };
+        var answers = new List<string>(examples.Count);
+        foreach (var chunk in examples.Chunk(batchSize))
+            answers.AddRange(generator.Generate(chunk.Select(e => template.FormatPrompt(e.Instruction)).ToList(), options));
+        return answers;
+    }
+
+    /// <summary>What exact match compares: the first line, trimmed, without a final period, lower-case.</summary>
+    public static string NormalizeAnswer(string text) => text.Trim().Split('\n')[0].Trim().TrimEnd('.').ToLowerInvariant();
 }

@@ -55,6 +55,24 @@ public sealed class ClientRoundContext : IDisposable
     /// <summary>y_i, the adapter after local training; null until training has finished.</summary>
     public IReadOnlyDictionary<string, Tensor>? Local { get; internal set; }
 
+    /// <summary>
+    /// Makes the update carry <paramref name="weights"/> instead of the current <see cref="Local"/> (client-side
+    /// clipping, local DP noise, a simulated attacker): what a hook replaces is freed when the round ends, and later
+    /// hooks see the replacement. Keys, shapes and dtypes must be the global adapter's.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Called before training finished.</exception>
+    /// <exception cref="ArgumentException">The layout differs from the global adapter's.</exception>
+    public void ReplaceLocal(IReadOnlyDictionary<string, Tensor> weights)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        if (Local is null) throw new InvalidOperationException("the local adapter can only be replaced after training");
+        if (Aggregation.TensorMaps.FindMismatch(Global, weights) is { } mismatch)
+            throw new ArgumentException($"replacement adapter: tensor '{mismatch.Key}' {mismatch.Problem}", nameof(weights));
+        foreach (var t in weights.Values) t.DetachFromDisposeScope();
+        Track(Local);
+        Local = weights;
+    }
+
     /// <summary>Tensor sets added to the update so far.</summary>
     public IReadOnlyDictionary<string, IReadOnlyDictionary<string, Tensor>> Outgoing => outgoing;
 

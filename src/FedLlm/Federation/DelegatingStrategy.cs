@@ -46,6 +46,9 @@ public abstract class DelegatingStrategy : IFederatedStrategy, IDisposable
         InnerStrategy.AggregateEvaluate(round, results);
 
     /// <inheritdoc/>
+    public virtual RoundRecord Annotate(RoundRecord record) => InnerStrategy.Annotate(record);
+
+    /// <inheritdoc/>
     public virtual IReadOnlyDictionary<string, Tensor> State => InnerStrategy.State;
 
     /// <inheritdoc/>

@@ -87,7 +87,7 @@ public sealed class FederatedClient
         }
         catch
         {
-            AdapterTensors.Dispose(local);
+            AdapterTensors.Dispose(context.Local!); // y_i, or what a hook replaced it with (the context frees the rest)
             foreach (var set in context.Outgoing.Values) AdapterTensors.Dispose(set);
             throw;
         }
@@ -98,6 +98,7 @@ public sealed class FederatedClient
         }
         var allMetrics = new Dictionary<string, double>(metrics);
         foreach (var (name, value) in context.Metrics) allMetrics[name] = value;
-        return new ClientUpdate(clientId, local, data.Count, allMetrics) { TensorSets = context.Outgoing.ToDictionary() };
+        // A hook may have replaced y_i (clipping, noise); the context frees the replaced tensors, not these.
+        return new ClientUpdate(clientId, context.Local!, data.Count, allMetrics) { TensorSets = context.Outgoing.ToDictionary() };
     }
 }

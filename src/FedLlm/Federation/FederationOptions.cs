@@ -32,6 +32,13 @@ public sealed record FederationOptions
     /// <summary>Evaluate the global adapter every this many rounds (and after the last); 0 = never.</summary>
     public int EvaluateEvery { get; init; } = 1;
 
+    /// <summary>End the run after this many rounds although the learning-rate schedule spans <see cref="Rounds"/> (a
+    /// privacy budget that runs out first); null = run every round.</summary>
+    public int? StopAfterRounds { get; init; }
+
+    /// <summary>The rounds the run actually runs: <see cref="Rounds"/>, or fewer with <see cref="StopAfterRounds"/>.</summary>
+    public int RoundsToRun => StopAfterRounds is { } stop ? Math.Min(stop, Rounds) : Rounds;
+
     /// <summary>What a client's local training needs of these options.</summary>
     public ClientTrainingOptions ClientTraining => new()
     {
@@ -55,6 +62,7 @@ public sealed record FederationOptions
         Positive(MaxSequenceLength, nameof(MaxSequenceLength));
         if (MinLearningRate < 0 || MinLearningRate > LearningRate)
             throw new ArgumentOutOfRangeException(nameof(MinLearningRate), MinLearningRate, "must be in [0, LearningRate]");
+        if (StopAfterRounds is <= 0) throw new ArgumentOutOfRangeException(nameof(StopAfterRounds), StopAfterRounds, "must be positive when set");
         if (EvaluateEvery < 0) throw new ArgumentOutOfRangeException(nameof(EvaluateEvery), EvaluateEvery, "must be ≥ 0");
     }
 }

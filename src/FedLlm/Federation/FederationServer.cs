@@ -88,7 +88,7 @@ public sealed class FederationServer : IDisposable
             global = next;
 
             bool evaluateNow = evaluate is not null && options.EvaluateEvery > 0
-                && ((round + 1) % options.EvaluateEvery == 0 || round + 1 == options.Rounds);
+                && ((round + 1) % options.EvaluateEvery == 0 || round + 1 == options.RoundsToRun);
             var scores = evaluateNow ? evaluate!(global) : null;
             var benchmark = taskMetrics?.Invoke(round, global);
             long adapterBytes = AdapterTensors.Bytes(global);
@@ -110,6 +110,7 @@ public sealed class FederationServer : IDisposable
                 Seconds = clock.Elapsed.TotalSeconds,
                 ResidentBytes = Runtime.TorchRuntime.ResidentBytes(),
             };
+            record = strategy.Annotate(record);
             history.Add(record);
             NextRound = round + 1;
             store?.Commit(global, strategy.State, clients.SnapshotState(), history);
@@ -124,7 +125,7 @@ public sealed class FederationServer : IDisposable
     /// <summary>Runs the remaining rounds, reporting each.</summary>
     public async Task RunAsync(IProgress<RoundRecord>? progress = null, CancellationToken cancellationToken = default)
     {
-        while (NextRound < options.Rounds)
+        while (NextRound < options.RoundsToRun)
         {
             cancellationToken.ThrowIfCancellationRequested();
             // Not `progress?.Report(await RunRoundAsync())`: with no progress, ?. skips evaluating the argument, so no

@@ -41,6 +41,11 @@ public interface IFederatedStrategy
     IReadOnlyDictionary<string, double> AggregateEvaluate(int round, IReadOnlyList<ClientEvaluation> results) =>
         ClientEvaluation.WeightedMean(results);
 
+    /// <summary>The round's record with what the strategy knows about the round it just aggregated (a DP decorator adds
+    /// the privacy spent so far); the default returns it unchanged. Called once per round, after <see cref="Aggregate"/>
+    /// succeeded and before the round is committed.</summary>
+    RoundRecord Annotate(RoundRecord record) => record;
+
     /// <summary>Server-side state (momentum, moments, SCAFFOLD's c), name-keyed, for atomic checkpoints; empty for
     /// stateless strategies. Each read returns a fresh copy that the caller owns.</summary>
     IReadOnlyDictionary<string, Tensor> State { get; }

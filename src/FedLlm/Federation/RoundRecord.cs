@@ -29,4 +29,16 @@ public sealed record RoundRecord
 
     /// <summary>Resident memory of the server process after the round (a simulation: all clients too), to show it does not grow.</summary>
     public long? ResidentBytes { get; init; }
+
+    /// <summary>The differential-privacy guarantee of everything released up to and including this round, or null when
+    /// the run has no DP (a strategy decorator fills it in through <see cref="IFederatedStrategy.Annotate"/>).</summary>
+    public RoundPrivacy? Privacy { get; init; }
 }
+
+/// <summary>(ε, δ)-DP spent so far, with the mechanism's parameters the accountant used.</summary>
+/// <param name="Epsilon">ε after this round (RDP accountant, composed over the rounds so far); null = unbounded (σ = 0:
+/// clipping without noise), which JSON cannot write as a number.</param>
+/// <param name="Delta">δ.</param>
+/// <param name="NoiseMultiplier">σ of one round.</param>
+/// <param name="SamplingRate">q of one round (clients per round / clients; 1 for local DP).</param>
+public sealed record RoundPrivacy(double? Epsilon, double Delta, double NoiseMultiplier, double SamplingRate);

@@ -1,7 +1,14 @@
 using FedLlm.Alignment;
 using FedLlm.Defaults;
+using FedLlm.Data;
 using FedLlm.Federation;
+using FedLlm.Federation.Aggregation;
+using FedLlm.Federation.Attacks;
+using FedLlm.Federation.Robust;
+using FedLlm.Federation.Simulation;
 using FedLlm.Federation.Strategies;
+using FedLlm.Privacy;
+using FedLlm.Training;
 using FedLlm.Modeling;
 using FedLlm.Peft;
 using FedLlm.Runtime;
@@ -28,9 +35,15 @@ public sealed class FederatedRun : IDisposable
     readonly ReferencePolicy? reference;
     readonly SimulationRunner runner;
 
+    readonly NoiseSeeding seeding;
+    readonly SftClientDataset? rootSet;
+
     FederatedRun(RunOptions options, AlgorithmRegistry algorithms, string modelDirectory, LlamaForCausalLM model, ITextTokenizer tokenizer,
-        LoraOptions lora, ReferencePolicy? reference, RunData data, int threads)
+        LoraOptions lora, ReferencePolicy? reference, RunData data, int threads, PrivacyPlan? privacy, NoiseSeeding seeding, SftClientDataset? rootSet)
     {
+        PrivacyPlan = privacy;
+        this.seeding = seeding;
+        this.rootSet = rootSet;
         Options = options;
         Algorithms = algorithms;
         ModelDirectory = modelDirectory;
@@ -43,6 +56,12 @@ public sealed class FederatedRun : IDisposable
         runner = new SimulationRunner(model, options.Federation, lora, data.Evaluate, Path.GetFullPath(modelDirectory), tokenizer.PadTokenId ?? 0,
             options.RoundTask?.Create(), tokenizer, algorithms);
     }
+
+    /// <summary>The algorithms and client hooks a run uses by default: the seven built-in ones and the DP client hooks.</summary>
+    public static AlgorithmRegistry DefaultAlgorithms { get; } = DifferentialPrivacy.WithClientHooks(StrategyFactory.BuiltIn);
+
+    /// <summary>The settled privacy side of the run (σ, q, δ, rounds within budget), or null without DP.</summary>
+    public PrivacyPlan? PrivacyPlan { get; }
 
     /// <summary>The validated options.</summary>
     public RunOptions Options { get; }
@@ -88,8 +107,15 @@ public sealed class FederatedRun : IDisposable
     static FederatedRun Create(RunOptions options, AlgorithmRegistry? algorithms, Action<string>? log, bool trainingData, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(options);
-        algorithms ??= StrategyFactory.BuiltIn;
+        algorithms = DifferentialPrivacy.WithClientHooks(algorithms ?? StrategyFactory.BuiltIn);
+        if (options.Attack is { PoisonsData: false })
+            algorithms = ModelPoisoningHooks.All.Where(h => !algorithms.HookNames.Contains(h.Name)).Aggregate(algorithms, (r, h) => r.With(h));
         options.Validate(algorithms);
+        var privacy = options.Privacy is { } dp ? Privacy.PrivacyPlan.Create(dp, options.Federation) : null;
+        // A budget that runs out before the last round ends the run there; the schedule still spans every round.
+        if (privacy?.StopAfterRounds is { } stop) options = options with { Federation = options.Federation with { StopAfterRounds = stop } };
+        // Simulation noise is reproducible from the run seed; a server's must be unpredictable.
+        var seeding = options.Privacy?.Seeding ?? (trainingData ? NoiseSeeding.RunSeed : NoiseSeeding.Cryptographic);
         int threads = TorchRuntime.ConfigureThreads(options.Threads);
         var device = TorchRuntime.ParseDevice(options.Device);
         bool needsDefault = options.ModelPath is null || (trainingData && options.Data.TrainPath is null);
@@ -116,7 +142,8 @@ public sealed class FederatedRun : IDisposable
             data = trainingData
                 ? RunData.Load(options, defaults, model, tokenizer, reference, cancellationToken)
                 : RunData.LoadHeldOut(options, defaults, model, tokenizer, reference, cancellationToken);
-            return new FederatedRun(options, algorithms, modelDir, model, tokenizer, lora, reference, data, threads);
+            var rootSet = options.Robust is { Rule: RobustRule.FlTrust } robust ? RootSet(options, robust, data, tokenizer) : null;
+            return new FederatedRun(options, algorithms, modelDir, model, tokenizer, lora, reference, data, threads, privacy, seeding, rootSet);
         }
         catch
         {
@@ -139,9 +166,17 @@ public sealed class FederatedRun : IDisposable
     public async Task<RunOutcome> RunAsync(string algorithm, IClientExecutor? executor, string output, bool resume,
         IProgress<RoundRecord>? progress = null, CancellationToken cancellationToken = default)
     {
-        var strategy = Algorithms.Create(algorithm, Options.StrategyOptionsFor(algorithm));
+        var strategy = Decorate(Algorithms.Create(algorithm, Options.StrategyOptionsFor(algorithm)));
         try
         {
+            if (executor is null && Options.Attack is { PoisonsData: false } attack)
+            {
+                // Model-poisoning attackers run the attack's client hook on top of honest training.
+                using var attacked = new AttackingClients(
+                    new InProcessClients(Model, Options.Federation, Data.Shards, Tokenizer.PadTokenId ?? 0, Algorithms), attack, RunData.AttackersOf(Options),
+                    Options.Federation.Seed);
+                return await runner.RunFederatedAsync(strategy, attacked, output, resume, progress, cancellationToken);
+            }
             return executor is null
                 ? await runner.RunFederatedAsync(strategy, Data.Shards, output, resume, progress, cancellationToken)
                 : await runner.RunFederatedAsync(strategy, executor, output, resume, progress, cancellationToken);
@@ -150,6 +185,63 @@ public sealed class FederatedRun : IDisposable
         {
             (strategy as IDisposable)?.Dispose();
         }
+    }
+
+    /// <summary>The algorithm's strategy with the run's robust rule around it and its DP mechanism (with accounting)
+    /// outermost; the algorithm itself is unchanged.</summary>
+    public IFederatedStrategy Decorate(IFederatedStrategy strategy)
+    {
+        ArgumentNullException.ThrowIfNull(strategy);
+        var federation = Options.Federation;
+        if (Options.Robust is { } robust)
+            strategy = new RobustAggregation(strategy, robust.Create(Math.Min(federation.ClientsPerRound, federation.TotalClients), RootUpdate));
+        if (Options.Privacy is { } privacy)
+            strategy = DifferentialPrivacy.Wrap(strategy, privacy, PrivacyPlan!, seeding, federation.Seed);
+        return strategy;
+    }
+
+    /// <summary>FLTrust's Δ₀: the server trains the global adapter on its root set as a client would in this round
+    /// (same local steps, batch and learning rate), and returns the change.</summary>
+    IReadOnlyDictionary<string, TorchSharp.torch.Tensor> RootUpdate(int round, IReadOnlyDictionary<string, TorchSharp.torch.Tensor> global)
+    {
+        var federation = Options.Federation;
+        AdapterTensors.Load(Model, global);
+        var training = new TrainingOptions
+        {
+            MaxSteps = federation.LocalSteps, BatchSize = federation.BatchSize, GradientAccumulationSteps = federation.GradientAccumulationSteps,
+            LearningRate = RoundSchedule.LearningRate(round, federation), Schedule = LearningRateScheduleKind.Constant,
+            MaxGradNorm = federation.MaxGradNorm, MaxSequenceLength = federation.MaxSequenceLength,
+            Seed = RoundSchedule.LocalSeed(round, -1, federation.Seed),
+        };
+        using (var run = rootSet!.StartRun(Model, training)) run.Train();
+        var trained = AdapterTensors.Snapshot(Model);
+        try
+        {
+            return TensorMaps.Difference(trained, global);
+        }
+        finally
+        {
+            AdapterTensors.Dispose(trained);
+        }
+    }
+
+    /// <summary>FLTrust's root set: robust.root_data's first examples, or (simulation) a seeded sample of the honest
+    /// clients' training data, i.e. of the embedded default's when no data is given.</summary>
+    static SftClientDataset RootSet(RunOptions options, RobustOptions robust, RunData data, ITextTokenizer tokenizer)
+    {
+        int padId = tokenizer.PadTokenId ?? 0;
+        if (robust.RootData is { } path)
+        {
+            var builder = new SftExampleBuilder(tokenizer, PromptTemplate.FromName(options.Data.Template), options.Federation.MaxSequenceLength);
+            var examples = AlpacaReader.ReadAll(path).Examples.Take(robust.RootExamples).Select(builder.Build).ToList();
+            if (examples.Count == 0) throw new InvalidDataException($"robust.root_data {path}: no examples");
+            return new SftClientDataset(examples, padId);
+        }
+        if (data.Shards.Count == 0) throw new ArgumentException("robust.rule fltrust on a server needs robust.root_data (the server's own clean examples)");
+        var attackers = RunData.AttackersOf(options);
+        var honest = data.Shards.Select((s, i) => (s, i)).Where(p => !attackers.Contains(p.i)).SelectMany(p => ((SftClientDataset)p.s).Examples).ToArray();
+        new Random(unchecked((int)(options.Federation.Seed * 13 + 0x700))).Shuffle(honest);
+        return new SftClientDataset(honest.Take(robust.RootExamples).ToList(), padId);
     }
 
     /// <summary>Runs the baseline <paramref name="name"/> ("local" or "central") with the federated runs' step budget.</summary>

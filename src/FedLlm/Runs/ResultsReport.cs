@@ -16,7 +16,9 @@ public static class ResultsReport
             held_out_score = o.Final?.Score,
             held_out_metrics = o.Final?.Metrics,
             seconds = o.Seconds,
-            rounds = o.Rounds.Select(r => new { round = r.Round, client_loss = r.ClientLoss.Values.Average(), eval_loss = r.EvalLoss, eval_score = r.EvalScore, eval_metrics = r.EvalMetrics }),
+            // DP runs: (ε, δ) after the last round that ran; the held-out metrics carry a backdoor's attack_success_rate.
+            privacy = o.Rounds.LastOrDefault()?.Privacy is { } spent ? new { epsilon = spent.Epsilon, delta = spent.Delta, noise_multiplier = spent.NoiseMultiplier, sampling_rate = spent.SamplingRate, rounds = o.Rounds.Count } : null,
+            rounds = o.Rounds.Select(r => new { round = r.Round, client_loss = r.ClientLoss.Values.Average(), eval_loss = r.EvalLoss, eval_score = r.EvalScore, eval_metrics = r.EvalMetrics, epsilon = r.Privacy?.Epsilon }),
         });
         Io.AtomicFile.WriteAllText(Path.Combine(directory, "results.json"), JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }));
         RoundChart.WritePng(Path.Combine(directory, "rounds.png"), outcomes);

@@ -24,6 +24,15 @@ public sealed class RunConfig
     public DpoSection Dpo { get; set; } = new();
     public EvaluationSection Evaluation { get; set; } = new();
 
+    /// <summary>Client-level differential privacy; absent = none.</summary>
+    public PrivacySection? Privacy { get; set; }
+
+    /// <summary>Byzantine-robust aggregation; absent = the algorithm's own mean.</summary>
+    public RobustSection? Robust { get; set; }
+
+    /// <summary>Simulated attackers (simulate only); absent = none.</summary>
+    public AttackSection? Attack { get; set; }
+
     /// <summary>Runs beside the federated ones, with the same step budget: "local" (each client alone) and "central" (pooled data).</summary>
     public List<string> Baselines { get; set; } = new();
 
@@ -161,6 +170,76 @@ public sealed class RunConfig
         }
     }
 
+    /// <summary>privacy: (see Privacy.PrivacyOptions and docs/privacy-and-robustness.md).</summary>
+    public sealed class PrivacySection
+    {
+        /// <summary>server-fixed (default), server-adaptive, client-fixed or local.</summary>
+        public string Mode { get; set; } = "server-fixed";
+        public double ClippingNorm { get; set; } = 0.1;
+        public double? NoiseMultiplier { get; set; }
+        public double? TargetEpsilon { get; set; }
+        public double Delta { get; set; } = 1e-5;
+
+        /// <summary>run-seed or cryptographic; absent = run-seed in simulate, cryptographic on a server.</summary>
+        public string? Seeding { get; set; }
+        public bool StopAtBudget { get; set; }
+        public double TargetUnclippedQuantile { get; set; } = 0.5;
+        public double ClippingNormLearningRate { get; set; } = 0.2;
+        public double? ClippedCountStddev { get; set; }
+
+        public FedLlm.Privacy.PrivacyOptions ToOptions() => new()
+        {
+            Mode = FedLlm.Privacy.PrivacyOptions.ParseMode(Mode),
+            ClippingNorm = ClippingNorm, NoiseMultiplier = NoiseMultiplier, TargetEpsilon = TargetEpsilon, Delta = Delta,
+            Seeding = Seeding switch
+            {
+                null => null,
+                "run-seed" => FedLlm.Privacy.NoiseSeeding.RunSeed,
+                "cryptographic" => FedLlm.Privacy.NoiseSeeding.Cryptographic,
+                _ => throw new ArgumentException($"privacy.seeding '{Seeding}': expected run-seed or cryptographic"),
+            },
+            StopAtBudget = StopAtBudget, TargetUnclippedQuantile = TargetUnclippedQuantile, ClippingNormLearningRate = ClippingNormLearningRate,
+            ClippedCountStddev = ClippedCountStddev,
+        };
+    }
+
+    /// <summary>robust: (see Federation.Robust.RobustOptions).</summary>
+    public sealed class RobustSection
+    {
+        /// <summary>krum, multi-krum, median, trimmed-mean, norm-clip or fltrust.</summary>
+        public string Rule { get; set; } = "median";
+        public int? ByzantineClients { get; set; }
+        public int? Selected { get; set; }
+        public double TrimFraction { get; set; } = 0.2;
+        public double NormFactor { get; set; } = 1.0;
+        public int RootExamples { get; set; } = 100;
+        public string? RootData { get; set; }
+
+        public FedLlm.Federation.Robust.RobustOptions ToOptions() => new()
+        {
+            Rule = FedLlm.Federation.Robust.RobustOptions.ParseRule(Rule), ByzantineClients = ByzantineClients, Selected = Selected,
+            TrimFraction = TrimFraction, NormFactor = NormFactor, RootExamples = RootExamples, RootData = RootData,
+        };
+    }
+
+    /// <summary>attack: (see Federation.Attacks.AttackOptions).</summary>
+    public sealed class AttackSection
+    {
+        /// <summary>sign-flip, scale, gaussian, label-flip or backdoor.</summary>
+        public string Kind { get; set; } = "sign-flip";
+        public double Fraction { get; set; } = 0.2;
+        public double ScaleFactor { get; set; } = 10;
+        public string Trigger { get; set; } = "cf";
+        public string TargetAnswer { get; set; } = "positive";
+        public double PoisonFraction { get; set; } = 0.5;
+
+        public FedLlm.Federation.Attacks.AttackOptions ToOptions() => new()
+        {
+            Kind = FedLlm.Federation.Attacks.AttackOptions.ParseKind(Kind), Fraction = Fraction, ScaleFactor = ScaleFactor, Trigger = Trigger,
+            TargetAnswer = TargetAnswer, PoisonFraction = PoisonFraction,
+        };
+    }
+
     public sealed class DpoSection
     {
         /// <summary>DPO's β (OpenFedLLM and TRL: 0.1).</summary>
@@ -265,6 +344,9 @@ public sealed class RunConfig
             RoundTask = Evaluation.ToOptions(federation.Seed),
             Baselines = Baselines,
             Output = Output ?? defaultOutput,
+            Privacy = Privacy?.ToOptions(),
+            Robust = Robust?.ToOptions(),
+            Attack = Attack?.ToOptions(),
         };
     }
 

@@ -3,7 +3,9 @@ using FedLlm.Data;
 using FedLlm.Data.Datasets;
 using FedLlm.Data.Partitioning;
 using FedLlm.Defaults;
+using FedLlm.Evaluation;
 using FedLlm.Federation;
+using FedLlm.Federation.Attacks;
 using FedLlm.Modeling;
 using FedLlm.Tokenization;
 using FedLlm.Training;
@@ -94,6 +96,8 @@ public sealed class RunData : IDisposable
         string? evalPath = data.EvalPath ?? defaults?.EvalPath;
         var heldOut = evalPath is null ? null : AlpacaReader.ReadAll(evalPath).Examples.Take(data.EvalLimit ?? int.MaxValue).ToList();
         var evaluate = SimulationRunner.InstructionEvaluator(model, tokenizer, template, options.Federation, heldOut);
+        if (evaluate is not null && options.Attack is { Kind: AttackKind.Backdoor } backdoor)
+            evaluate = WithAttackSuccessRate(evaluate, new HeldOutEvaluation(model, tokenizer, template, options.Federation.MaxSequenceLength), heldOut!, backdoor);
         if (!train) return new RunData([], () => throw new InvalidOperationException("a server holds no training data"), evaluate, "loss", "exact match", null, null);
 
         string trainPath = data.TrainPath ?? defaults?.TrainPath ?? throw new ArgumentException("no training data: set data.path (--data)");
@@ -102,10 +106,48 @@ public sealed class RunData : IDisposable
         // The label of an instruction example is its response (the sentiment of the embedded default); Dirichlet
         // skews each client's label mix, as the non-IID experiments of the FL literature do.
         var partition = Partition(options, read.Examples.Select(e => (string?)e.Response.Trim()).ToList());
+        var attackers = AttackersOf(options);
+        var labels = read.Examples.Select(e => e.Response).ToHashSet(StringComparer.Ordinal);
         var shards = Enumerable.Range(0, options.Federation.TotalClients)
-            .Select(c => new SftClientDataset(partition.Select(read.Examples, c).Select(builder.Build).ToList(), padId)).ToList();
+            .Select(c =>
+            {
+                var examples = partition.Select(read.Examples, c);
+                if (attackers.Contains(c)) examples = Poison(examples, options.Attack!, labels, options.Federation.Seed + c);
+                return new SftClientDataset(examples.Select(builder.Build).ToList(), padId);
+            }).ToList();
         return new RunData(shards, () => SftClientDataset.Pool(shards, padId), evaluate, "loss", "exact match", null, null);
     }
+
+    /// <summary>The clients that attack (none without an attack).</summary>
+    public static IReadOnlySet<int> AttackersOf(RunOptions options) =>
+        options.Attack is { } attack ? Attackers.Choose(options.Federation.TotalClients, attack.Fraction, options.Federation.Seed) : new HashSet<int>();
+
+    /// <summary>An attacker's examples after its data-poisoning attack (unchanged for the model-poisoning kinds).</summary>
+    static IReadOnlyList<InstructionExample> Poison(IReadOnlyList<InstructionExample> examples, AttackOptions attack, IReadOnlyCollection<string> labels, long seed) =>
+        attack.Kind switch
+        {
+            AttackKind.LabelFlip => DataPoisoning.FlipLabels(examples, labels),
+            AttackKind.Backdoor => DataPoisoning.Backdoor(examples, attack.Trigger, attack.TargetAnswer, attack.PoisonFraction, seed),
+            _ => examples,
+        };
+
+    /// <summary>The held-out scores plus "attack_success_rate": the backdoor's success on a triggered copy of the held-out set.</summary>
+    static Func<EvaluationResult> WithAttackSuccessRate(Func<EvaluationResult> evaluate, HeldOutEvaluation evaluation, IReadOnlyList<InstructionExample> heldOut,
+        AttackOptions backdoor)
+    {
+        var triggered = heldOut.Select(e => e with { Instruction = DataPoisoning.Triggered(e.Instruction, backdoor.Trigger) }).ToList();
+        var truth = heldOut.Select(e => e.Response).ToList();
+        return () =>
+        {
+            var scores = evaluate();
+            double rate = BackdoorSuccess.Rate(evaluation.Answers(triggered), truth, backdoor.TargetAnswer, HeldOutEvaluation.NormalizeAnswer);
+            var metrics = new Dictionary<string, double>(scores.Metrics ?? new Dictionary<string, double>()) { [AttackSuccessRateMetric] = rate };
+            return scores with { Metrics = metrics };
+        };
+    }
+
+    /// <summary>The held-out metric of a backdoor's attack success rate.</summary>
+    public const string AttackSuccessRateMetric = "attack_success_rate";
 
     static RunData Preferences(RunOptions options, EmbeddedDefaultFiles? defaults, LlamaForCausalLM model, ITextTokenizer tokenizer,
         ReferencePolicy? reference, CancellationToken cancellationToken, bool train)

@@ -1,6 +1,9 @@
 using FedLlm.Data.Partitioning;
 using FedLlm.Evaluation;
 using FedLlm.Federation;
+using FedLlm.Federation.Attacks;
+using FedLlm.Federation.Robust;
+using FedLlm.Privacy;
 using FedLlm.Peft;
 using FedLlm.Quantization;
 
@@ -61,6 +64,15 @@ public sealed record RunOptions
     /// <summary>Baselines run beside the federated algorithms with the same step budget: "local", "central".</summary>
     public IReadOnlyList<string> Baselines { get; init; } = [];
 
+    /// <summary>Client-level differential privacy (YAML <c>privacy:</c>), or null for none.</summary>
+    public PrivacyOptions? Privacy { get; init; }
+
+    /// <summary>Byzantine-robust aggregation in place of the algorithm's mean (YAML <c>robust:</c>), or null.</summary>
+    public RobustOptions? Robust { get; init; }
+
+    /// <summary>Simulated attackers among the clients (YAML <c>attack:</c>, simulation only), or null.</summary>
+    public AttackOptions? Attack { get; init; }
+
     /// <summary>The run's folder (per algorithm: metrics.jsonl, rounds/round-N, adapter/; results.json, rounds.png).</summary>
     public string Output { get; init; } = Path.Combine("runs", "federated");
 
@@ -108,6 +120,17 @@ public sealed record RunOptions
         if (Threads is <= 0) failures.Add($"threads must be positive, got {Threads}");
         if (Federation.ClientsPerRound > Federation.TotalClients)
             failures.Add($"clients per round ({Federation.ClientsPerRound}) exceeds the number of clients ({Federation.TotalClients})");
+        if (Privacy is not null) failures.AddRange(Privacy.Failures(Federation));
+        if (Robust is not null) failures.AddRange(Robust.Failures(Federation));
+        if (Attack is not null) failures.AddRange(Attack.Failures(Federation));
+        // DP of a robust aggregate needs the rule's own sensitivity analysis; only local DP (noise before the server
+        // sees anything) composes with a robust rule as post-processing.
+        if (Privacy is { Mode: not PrivacyMode.Local } && Robust is not null)
+            failures.Add($"privacy.mode {PrivacyOptions.Name(Privacy.Mode)} does not compose with robust aggregation (no combined guarantee); use privacy.mode local or drop robust");
+        if (Attack is { PoisonsData: true } && Objective.IsDpo)
+            failures.Add($"attack.kind {AttackOptions.Name(Attack.Kind)} poisons instruction data; the dpo task supports sign-flip, scale and gaussian");
+        if (Robust is { Rule: RobustRule.FlTrust } && Objective.IsDpo)
+            failures.Add("robust.rule fltrust trains the server's root set with instruction tuning; the dpo task supports the other rules");
         if (failures.Count > 0) throw new ArgumentException(string.Join("; ", failures.Select(f => f.Replace(" (Parameter '", " ('"))));
     }
 }

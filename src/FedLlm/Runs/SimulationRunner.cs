@@ -81,7 +81,7 @@ public sealed class SimulationRunner
 
     IReadOnlyDictionary<string, double>? EvaluateTask(int round, IReadOnlyDictionary<string, Tensor> global)
     {
-        if (roundTask is null || !roundTask.IsDue(round, options.Rounds)) return null;
+        if (roundTask is null || !roundTask.IsDue(round, options.RoundsToRun)) return null;
         AdapterTensors.Load(model, global);
         return roundTask.Evaluate(model, tokenizer!);
     }
