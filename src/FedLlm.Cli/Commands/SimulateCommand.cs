@@ -43,6 +43,7 @@ public sealed class SimulateSettings : CommandSettings
     [CommandOption("--max-grad-norm <X>")] public double? MaxGradNorm { get; init; }
     [CommandOption("--max-length <N>")] public int? MaxLength { get; init; }
     [CommandOption("--evaluate-every <N>")] public int? EvaluateEvery { get; init; }
+    [CommandOption("--federated-evaluate-every <N>")][Description("Federated evaluation every N rounds: the round's clients score the global adapter on their own data (YAML federation.federated_evaluate_every; 0 = never)")] public int? FederatedEvaluateEvery { get; init; }
     [CommandOption("--template <NAME>")] public string? Template { get; init; }
     [CommandOption("--skip-bad")] public bool? SkipBad { get; init; }
     [CommandOption("--server-momentum <X>")] public double? ServerMomentum { get; init; }
@@ -186,6 +187,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         if (s.MaxGradNorm is not null) c.Federation.MaxGradNorm = s.MaxGradNorm.Value;
         if (s.MaxLength is not null) c.Federation.MaxLength = s.MaxLength.Value;
         if (s.EvaluateEvery is not null) c.Federation.EvaluateEvery = s.EvaluateEvery.Value;
+        if (s.FederatedEvaluateEvery is not null) c.Federation.FederatedEvaluateEvery = s.FederatedEvaluateEvery.Value;
         if (s.Template is not null) c.Data.Template = s.Template;
         if (s.SkipBad is not null) c.Data.SkipBad = s.SkipBad.Value;
         if (s.ServerMomentum is not null) c.Strategy.ServerMomentum = s.ServerMomentum;

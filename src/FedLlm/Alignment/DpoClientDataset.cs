@@ -58,5 +58,12 @@ public sealed class DpoClientDataset : IClientDataset, IDisposable
     public static DpoClientDataset Pool(IEnumerable<DpoClientDataset> clients, DpoOptions dpo, int padTokenId, ReferencePolicy? reference = null) =>
         new(clients.SelectMany(c => c.Pairs).ToList(), dpo, padTokenId, reference);
 
+    /// <summary>"dpo_loss" and "reward_accuracy" of the loaded adapter on this client's pairs.</summary>
+    public IReadOnlyDictionary<string, double> Evaluate(LlamaForCausalLM model, int batchSize)
+    {
+        var metrics = PreferenceEvaluation.Evaluate(model, Pairs, Reference, dpo, padTokenId, batchSize);
+        return new Dictionary<string, double> { ["dpo_loss"] = metrics.Loss, ["reward_accuracy"] = metrics.RewardsAccuracy };
+    }
+
     public void Dispose() => Reference.Dispose();
 }

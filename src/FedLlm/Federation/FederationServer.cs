@@ -91,6 +91,7 @@ public sealed class FederationServer : IDisposable
                 && ((round + 1) % options.EvaluateEvery == 0 || round + 1 == options.RoundsToRun);
             var scores = evaluateNow ? evaluate!(global) : null;
             var benchmark = taskMetrics?.Invoke(round, global);
+            var federatedEvaluation = await EvaluateOnClientsAsync(round, sampled, cancellationToken);
             long adapterBytes = AdapterTensors.Bytes(global);
             var measured = clients.MeasuredTraffic(round);
             var record = new RoundRecord
@@ -105,6 +106,7 @@ public sealed class FederationServer : IDisposable
                 EvalScore = scores?.Score,
                 EvalMetrics = scores?.Metrics,
                 TaskMetrics = benchmark,
+                FederatedEvaluation = federatedEvaluation,
                 BytesSent = measured?.Sent ?? adapterBytes * sampled.Count,
                 BytesReceived = measured?.Received ?? updates.Sum(u => u.Bytes),
                 Seconds = clock.Elapsed.TotalSeconds,
@@ -119,6 +121,23 @@ public sealed class FederationServer : IDisposable
         finally
         {
             foreach (var update in updates) update.DisposeTensors();
+        }
+    }
+
+    /// <summary>Federated evaluation of the new global adapter when the strategy asks for it this round: the round's
+    /// clients score it on their own data and the strategy combines their metrics; null when it does not ask, or no
+    /// client could evaluate.</summary>
+    async Task<IReadOnlyDictionary<string, double>?> EvaluateOnClientsAsync(int round, IReadOnlyList<int> sampled, CancellationToken cancellationToken)
+    {
+        if (strategy.ConfigureEvaluate(round) is not { } instructions) return null;
+        try
+        {
+            var results = await clients.EvaluateRoundAsync(round, sampled, global, instructions, cancellationToken);
+            return results.Count == 0 ? null : strategy.AggregateEvaluate(round, results);
+        }
+        finally
+        {
+            instructions.DisposeTensors();
         }
     }
 

@@ -13,6 +13,12 @@ public interface IClientExecutor
     Task<IReadOnlyList<ClientUpdate>> TrainRoundAsync(int round, IReadOnlyList<int> clients, IReadOnlyDictionary<string, Tensor> global,
         ClientInstructions instructions, CancellationToken cancellationToken = default);
 
+    /// <summary>Federated evaluation: the given clients score <paramref name="global"/> on their own data.</summary>
+    /// <returns>The evaluations that arrived; the default (a transport without evaluation) returns none.</returns>
+    Task<IReadOnlyList<ClientEvaluation>> EvaluateRoundAsync(int round, IReadOnlyList<int> clients, IReadOnlyDictionary<string, Tensor> global,
+        ClientInstructions instructions, CancellationToken cancellationToken = default) =>
+        Task.FromResult<IReadOnlyList<ClientEvaluation>>([]);
+
     /// <summary>Client-side state to commit with the server's (SCAFFOLD's c_i, kept optimizer moments), name-keyed.</summary>
     IReadOnlyDictionary<string, Tensor> SnapshotState();
 

@@ -19,6 +19,10 @@ public sealed record RoundRecord
 
     /// <summary>Further held-out metrics of the round's evaluation (DPO: reward margin, rewards of chosen and rejected).</summary>
     public IReadOnlyDictionary<string, double>? EvalMetrics { get; init; }
+    /// <summary>Federated evaluation: the clients' scores of the new global adapter on their own data, combined by the
+    /// strategy (<see cref="IFederatedStrategy.AggregateEvaluate"/>), on rounds where it ran.</summary>
+    public IReadOnlyDictionary<string, double>? FederatedEvaluation { get; init; }
+
     /// <summary>Headline metrics of a benchmark task on the global model ("fpb/accuracy"…), on rounds where one was scored.</summary>
     public IReadOnlyDictionary<string, double>? TaskMetrics { get; init; }
 

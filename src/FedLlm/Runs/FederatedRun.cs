@@ -193,6 +193,7 @@ public sealed class FederatedRun : IDisposable
     {
         ArgumentNullException.ThrowIfNull(strategy);
         var federation = Options.Federation;
+        if (Options.FederatedEvaluateEvery > 0) strategy = new EvaluateOnClients(strategy, Options.FederatedEvaluateEvery, federation.Rounds);
         if (Options.Robust is { } robust)
             strategy = new RobustAggregation(strategy, robust.Create(Math.Min(federation.ClientsPerRound, federation.TotalClients), RootUpdate));
         if (Options.Privacy is { } privacy)

@@ -87,6 +87,9 @@ public sealed class RunConfig
         public long Seed { get; set; } = 2023;
         public int EvaluateEvery { get; set; } = 1;
 
+        /// <summary>Federated evaluation every this many rounds: the round's clients score the global adapter on their own data; 0 = never.</summary>
+        public int FederatedEvaluateEvery { get; set; }
+
         /// <summary>The run's options, with the task's defaults (<see cref="TaskDefaults"/>) for keys left out.</summary>
         public FederationOptions ToOptions(string task = "sft")
         {
@@ -342,6 +345,7 @@ public sealed class RunConfig
             Lora = Lora.ToOptions(Task),
             ReferenceAdapter = Dpo.ReferenceAdapter,
             RoundTask = Evaluation.ToOptions(federation.Seed),
+            FederatedEvaluateEvery = Federation.FederatedEvaluateEvery,
             Baselines = Baselines,
             Output = Output ?? defaultOutput,
             Privacy = Privacy?.ToOptions(),

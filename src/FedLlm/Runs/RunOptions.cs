@@ -61,6 +61,10 @@ public sealed record RunOptions
     /// <summary>A benchmark task scored on the global adapter every few rounds, or null.</summary>
     public RoundTaskOptions? RoundTask { get; init; }
 
+    /// <summary>Federated evaluation: every this many rounds (and after the last) the round's clients score the new
+    /// global adapter on their own data (<see cref="EvaluateOnClients"/>); 0 = never.</summary>
+    public int FederatedEvaluateEvery { get; init; }
+
     /// <summary>Baselines run beside the federated algorithms with the same step budget: "local", "central".</summary>
     public IReadOnlyList<string> Baselines { get; init; } = [];
 
@@ -117,6 +121,7 @@ public sealed record RunOptions
         foreach (var name in Baselines)
             if (!KnownBaselines.Contains(name)) failures.Add($"unknown baseline '{name}' (known: {string.Join(", ", KnownBaselines)})");
         if (ReferenceAdapter is not null && !Objective.IsDpo) failures.Add("a reference adapter is only used with the dpo task");
+        if (FederatedEvaluateEvery < 0) failures.Add($"federated evaluation every {FederatedEvaluateEvery} rounds: must be ≥ 0 (0 = never)");
         if (Threads is <= 0) failures.Add($"threads must be positive, got {Threads}");
         if (Federation.ClientsPerRound > Federation.TotalClients)
             failures.Add($"clients per round ({Federation.ClientsPerRound}) exceeds the number of clients ({Federation.TotalClients})");

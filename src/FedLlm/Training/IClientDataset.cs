@@ -14,6 +14,10 @@ public interface IClientDataset
 
     /// <summary>Starts local training of the model's LoRA adapters on this data; the caller disposes the run.</summary>
     LocalRun StartRun(LlamaForCausalLM model, TrainingOptions options);
+
+    /// <summary>Scores the adapter loaded in <paramref name="model"/> on this data (eval mode, no gradients), for federated
+    /// evaluation; null when the objective has no evaluation of its own.</summary>
+    IReadOnlyDictionary<string, double>? Evaluate(LlamaForCausalLM model, int batchSize) => null;
 }
 
 /// <summary>One local training run: a trainer, whose hooks a federated algorithm sets, and what trains it on the client's data.</summary>

@@ -13,6 +13,8 @@ namespace FedLlm.Federation.Simulation;
 public sealed class InProcessClients : IClientExecutor, IDisposable
 {
     private readonly FederatedClient client;
+    private readonly LlamaForCausalLM model;
+    private readonly int batchSize;
     private readonly IReadOnlyList<IClientDataset> shards;
     private readonly ClientState[] states;
 
@@ -31,6 +33,8 @@ public sealed class InProcessClients : IClientExecutor, IDisposable
             throw new ArgumentException($"{shards.Count} data shards for {options.TotalClients} clients", nameof(shards));
         for (int i = 0; i < shards.Count; i++)
             if (shards[i].Count == 0) throw new ArgumentException($"client {i} received no examples; use fewer clients or a larger α", nameof(shards));
+        this.model = model;
+        batchSize = options.BatchSize;
         client = new FederatedClient(model, options.ClientTraining, algorithms ?? Strategies.StrategyFactory.BuiltIn, padTokenId);
         this.shards = shards;
         states = Enumerable.Range(0, shards.Count).Select(_ => new ClientState()).ToArray();
@@ -48,6 +52,20 @@ public sealed class InProcessClients : IClientExecutor, IDisposable
             updates.Add(client.Train(ClientId(index), index, shards[index], global, instructions, states[index], cancellationToken));
         }
         return Task.FromResult<IReadOnlyList<ClientUpdate>>(updates);
+    }
+
+    /// <summary>Each client scores <paramref name="global"/> on its own data (<see cref="IClientDataset.Evaluate"/>).</summary>
+    public Task<IReadOnlyList<ClientEvaluation>> EvaluateRoundAsync(int round, IReadOnlyList<int> clients, IReadOnlyDictionary<string, Tensor> global,
+        ClientInstructions instructions, CancellationToken cancellationToken = default)
+    {
+        AdapterTensors.Load(model, global);
+        var results = new List<ClientEvaluation>(clients.Count);
+        foreach (int index in clients)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (shards[index].Evaluate(model, batchSize) is { } metrics) results.Add(new ClientEvaluation(ClientId(index), shards[index].Count, metrics));
+        }
+        return Task.FromResult<IReadOnlyList<ClientEvaluation>>(results);
     }
 
     /// <summary>Every client's state under "client-{i}/" (the keys a client's own store uses, prefixed).</summary>
