@@ -1,4 +1,5 @@
 using FedLlm.Alignment;
+using FedLlm.Cli.Parsing;
 using FedLlm.Data;
 using FedLlm.Data.Datasets;
 using FedLlm.Defaults;
@@ -25,7 +26,7 @@ internal static class DpoTraining
         bool embedded = s.Model is null && s.Data is null;
         var defaults = embedded ? EmbeddedDefault.Ensure(message => AnsiConsole.MarkupLineInterpolated($"[grey]{message}[/]")) : null;
         string modelDir = s.Model ?? defaults?.ModelDirectory ?? EmbeddedDefault.Ensure().ModelDirectory;
-        string dataPath = s.Data ?? defaults?.PreferenceTrainPath ?? throw new ArgumentException("--data is required with --model");
+        string dataPath = s.Data ?? defaults?.PreferenceTrainPath ?? throw new FedLlm.Configuration.ConfigurationException("--data is required with --model (the embedded data belongs to the embedded model)");
         string? evalPath = s.EvalData ?? defaults?.PreferenceEvalPath;
         var kind = embedded ? DatasetKind.GenericPreference : DatasetKinds.Parse(s.Dataset);
         if (!kind.Info().IsPreference)
@@ -58,6 +59,8 @@ internal static class DpoTraining
         dpo.Validate();
         if (s.ActivationCheckpointing) throw new ArgumentException("--activation-checkpointing is not supported with --task dpo yet (it applies to the SFT step)");
         string output = s.Output ?? Path.Combine("runs", $"train-dpo-{DateTime.Now:yyyyMMdd-HHmmss}");
+        ResumeGuard.Check(s.Resume, s.Output, output, ResumeGuard.TrainingFingerprint(s, modelDir, dataPath, evalPath, training, lora)
+            .With("dataset", kind).With("dpo.beta", dpo.Beta).WithData("dpo.reference_adapter_sha256", s.ReferenceAdapter));
 
         var tokenizer = TokenizerLoader.Load(modelDir);
         int padId = tokenizer.PadTokenId ?? 0;
