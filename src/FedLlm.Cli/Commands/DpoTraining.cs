@@ -59,8 +59,9 @@ internal static class DpoTraining
         dpo.Validate();
         if (s.ActivationCheckpointing) throw new ArgumentException("--activation-checkpointing is not supported with --task dpo yet (it applies to the SFT step)");
         string output = s.Output ?? Path.Combine("runs", $"train-dpo-{DateTime.Now:yyyyMMdd-HHmmss}");
-        ResumeGuard.Check(s.Resume, s.Output, output, ResumeGuard.TrainingFingerprint(s, modelDir, dataPath, evalPath, training, lora)
-            .With("dataset", kind).With("dpo.beta", dpo.Beta).WithData("dpo.reference_adapter_sha256", s.ReferenceAdapter));
+        var fingerprint = ResumeGuard.TrainingFingerprint(s, modelDir, dataPath, evalPath, training, lora)
+            .With("dataset", kind).With("dpo.beta", dpo.Beta).WithData("dpo.reference_adapter_sha256", s.ReferenceAdapter);
+        ResumeGuard.Check(s.Resume, s.Output, output, fingerprint);
 
         var tokenizer = TokenizerLoader.Load(modelDir);
         int padId = tokenizer.PadTokenId ?? 0;
@@ -98,6 +99,7 @@ internal static class DpoTraining
         DpoMetrics? before = heldOut is null || trainer.Step > 0 ? null
             : PreferenceEvaluation.Evaluate(model, heldOut, heldOutReference, dpo, padId, training.BatchSize, training.LossChunkTokens);
 
+        ResumeGuard.RecordFresh(s.Resume, output, fingerprint);
         ProgressDisplay.Create()
             .Start(ctx =>
             {

@@ -154,7 +154,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
     }
 
     /// <summary>Sets every run.yaml key whose flag was given (flags win over the file and the embedded default).</summary>
-    internal static void Apply(RunConfig c, SimulateSettings s)
+    public static void Apply(RunConfig c, SimulateSettings s)
     {
         foreach (var option in OptionInfo.Of(typeof(SimulateSettings)))
         {

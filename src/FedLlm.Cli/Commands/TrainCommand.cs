@@ -143,8 +143,9 @@ public sealed class TrainCommand : Command<TrainSettings>
         lora.Validate();
         var template = PromptTemplate.FromName(s.Template);
         string output = s.Output ?? Path.Combine("runs", $"train-{DateTime.Now:yyyyMMdd-HHmmss}");
-        ResumeGuard.Check(s.Resume, s.Output, output, ResumeGuard.TrainingFingerprint(s, modelDir, dataPath, evalPath, training, lora)
-            .With("template", template.Name));
+        var fingerprint = ResumeGuard.TrainingFingerprint(s, modelDir, dataPath, evalPath, training, lora)
+            .With("template", template.Name);
+        ResumeGuard.Check(s.Resume, s.Output, output, fingerprint);
 
         var tokenizer = TokenizerLoader.Load(modelDir);
         using var model = s.LoadModel(modelDir, device);
@@ -174,6 +175,7 @@ public sealed class TrainCommand : Command<TrainSettings>
             AnsiConsole.MarkupLineInterpolated($"held-out before training: loss {before.Loss:F4}, exact match {before.ExactMatch:P1} ({before.Examples} examples)");
         }
 
+        ResumeGuard.RecordFresh(s.Resume, output, fingerprint);
         ProgressDisplay.Create()
             .Start(ctx =>
             {

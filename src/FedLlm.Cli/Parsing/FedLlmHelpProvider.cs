@@ -18,7 +18,7 @@ public sealed class FedLlmHelpProvider(ICommandAppSettings settings) : HelpProvi
         foreach (var row in OptionTable.Rows(entry))
         {
             string description = row.Description
-                + (row.Default.Length > 0 ? $" Default: {row.Default}." : "")
+                + (row.Default.Length > 0 && !row.DescribedDefault ? $" Default: {row.Default}." : "")
                 + (row.ConfigKey is { } key ? $" run.yaml: {key}." : "");
             grid.AddRow(new Text(row.Names), new Text(description));
         }

@@ -4,7 +4,11 @@ using FedLlm.Runs;
 namespace FedLlm.Cli.Parsing;
 
 /// <summary>One row of a command's option reference: what --help shows and docs/cli.md lists.</summary>
-public sealed record OptionRow(string Names, string Default, string Description, string? ConfigKey, IReadOnlyList<string> OldNames);
+public sealed record OptionRow(string Names, string Default, string Description, string? ConfigKey, IReadOnlyList<string> OldNames)
+{
+    /// <summary>Whether the description already says the default ("Default: …"), so help need not repeat it.</summary>
+    public bool DescribedDefault => Description.Contains("Default: ", StringComparison.Ordinal);
+}
 
 /// <summary>The option reference of a command, from its settings class: names with the value form, the default (the
 /// declared one, or for a run.yaml key the built-in and embedded-default values), the description and the YAML key.</summary>
@@ -23,10 +27,12 @@ public static class OptionTable
 
     static string Default(OptionInfo o, RunConfigKey? key)
     {
+        if (key is null && System.Text.RegularExpressions.Regex.Match(o.Description, @"Default: (.*?)(?:\.\s|\.$|$)") is { Success: true } said)
+            return said.Groups[1].Value;
         if (key is null)
         {
             if (o.Default is { } d) return ValueRules.Format(d);
-            return o.IsFlag ? "off" : "";
+            return o.IsFlag ? "off" : "none";
         }
         string builtIn = RunConfigPrinter.Effective(new RunConfig(), key);
         string embedded = RunConfigPrinter.Effective(RunConfig.EmbeddedDefault("sft"), key);

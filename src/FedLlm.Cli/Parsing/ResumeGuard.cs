@@ -24,19 +24,23 @@ public static class ResumeGuard
             .WithProperties("training", training, nameof(TrainingOptions.SaveEverySteps))
             .WithProperties("lora", lora);
 
-    /// <summary>Refuses --resume without a checkpoint or with other settings; otherwise records the fingerprint.</summary>
+    /// <summary>Refuses --resume without a checkpoint or with other settings (recording the fingerprint when it matches).
+    /// A fresh run records its fingerprint with <see cref="RecordFresh"/> once it starts training, so a run that fails
+    /// while loading leaves no folder behind.</summary>
     /// <param name="givenOutput">--output as given (null: a new time-stamped folder, where nothing can be resumed).</param>
     public static void Check(bool resume, string? givenOutput, string output, RunFingerprint fingerprint)
     {
-        if (!resume)
-        {
-            fingerprint.Write(output);
-            return;
-        }
+        if (!resume) return;
         if (givenOutput is null) throw new ConfigurationException("--resume needs --output: the folder of the run to continue");
         if (TrainingCheckpoint.Latest(output) is null)
             throw new ConfigurationException($"--resume: nothing to resume in {output}: no checkpoint there",
                 ["--save-every N writes checkpoints during training; without --resume the run starts afresh"]);
         fingerprint.CheckAndRecord(output);
+    }
+
+    /// <summary>Records a fresh run's fingerprint in <paramref name="output"/> (a resumed run's is already there).</summary>
+    public static void RecordFresh(bool resume, string output, RunFingerprint fingerprint)
+    {
+        if (!resume) fingerprint.Write(output);
     }
 }

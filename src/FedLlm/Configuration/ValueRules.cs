@@ -33,7 +33,8 @@ public sealed class CheckAttribute(ValueRule rule) : Attribute
 [AttributeUsage(AttributeTargets.Property)]
 public sealed class OneOfAttribute(params string[] names) : Attribute
 {
-    public IReadOnlyList<string> Names { get; } = names;
+    /// <summary>The advertised names; one comma-separated string is split (so a const list can be shared).</summary>
+    public IReadOnlyList<string> Names { get; } = names.Length == 1 && names[0].Contains(',') ? names[0].Split(',') : names;
 
     /// <summary>Accepted too, not advertised (old or alternative spellings).</summary>
     public string[] Aliases { get; init; } = [];
@@ -50,7 +51,7 @@ public sealed class OneOfAttribute(params string[] names) : Attribute
 public static class ValueRules
 {
     /// <summary>The form a value of <paramref name="type"/> takes under <paramref name="rule"/>, e.g. "a positive whole number".</summary>
-    public static string Describe(Type type, ValueRule rule = ValueRule.Any)
+    public static string Describe(Type type, ValueRule rule = ValueRule.Any, bool example = true)
     {
         type = Nullable.GetUnderlyingType(type) ?? type;
         bool whole = type == typeof(int) || type == typeof(long);
@@ -59,7 +60,7 @@ public static class ValueRules
         string noun = whole ? "whole number" : "number";
         return rule switch
         {
-            ValueRule.Positive => whole ? $"a positive {noun}" : $"a positive {noun} such as 0.01 or 5e-5",
+            ValueRule.Positive => whole || !example ? $"a positive {noun}" : $"a positive {noun} such as 0.01 or 5e-5",
             ValueRule.NonNegative => $"a {noun} ≥ 0",
             ValueRule.Fraction => "a number in [0, 1)",
             ValueRule.Probability => "a number in [0, 1]",
@@ -77,8 +78,17 @@ public static class ValueRules
         if (t == typeof(string)) return text;
         if (t == typeof(int) && int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int i)) return i;
         if (t == typeof(long) && long.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out long l)) return l;
-        if ((t == typeof(double) || t == typeof(float)) && double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double d))
-            return d;
+        if (t == typeof(double) || t == typeof(float))
+        {
+            if (double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double d)) return d;
+            // YAML's and the usual spellings of the non-finite values parse, so the range check can say what is wrong.
+            switch (s.ToLowerInvariant())
+            {
+                case "nan" or ".nan": return double.NaN;
+                case "inf" or "+inf" or "infinity" or ".inf" or "+.inf": return double.PositiveInfinity;
+                case "-inf" or "-infinity" or "-.inf": return double.NegativeInfinity;
+            }
+        }
         if (t == typeof(bool))
         {
             if (s.Equals("true", StringComparison.OrdinalIgnoreCase)) return true;
@@ -87,7 +97,7 @@ public static class ValueRules
         if (t.IsEnum && Enum.GetNames(t).FirstOrDefault(n => n.Equals(s, StringComparison.OrdinalIgnoreCase)) is { } name) return Enum.Parse(t, name);
         problem = t.IsEnum
             ? $"'{text}' is not one of {string.Join(", ", Enum.GetNames(t).Select(n => n.ToLowerInvariant()))}"
-            : $"'{text}' is not {Describe(t)}";
+            : $"'{text}' is not {(t == typeof(double) || t == typeof(float) ? "a number" : Describe(t))}";
         return null;
     }
 
@@ -114,7 +124,7 @@ public static class ValueRules
             ValueRule.Probability => x is >= 0 and <= 1,
             _ => true,
         };
-        return ok ? null : $"{Format(x)} is not {Describe(value.GetType(), rule)}";
+        return ok ? null : $"{Format(x)} is not {Describe(value.GetType(), rule, example: false)}";
     }
 
     /// <summary>Why <paramref name="value"/> is not one of the names, with the closest one; null when it is.</summary>
@@ -122,6 +132,13 @@ public static class ValueRules
         oneOf.Accepts(value)
             ? null
             : $"'{value}' is not one of {string.Join(", ", oneOf.Names)}{(oneOf.OpenPrefix is { } p ? $" ({p}N)" : "")}{DidYouMean.Hint(value, oneOf.Names)}";
+
+    /// <summary>The entries of a map (the non-generic enumerator of a generic dictionary yields key-value pairs, not
+    /// <see cref="System.Collections.DictionaryEntry"/>).</summary>
+    public static IEnumerable<System.Collections.DictionaryEntry> Entries(System.Collections.IDictionary map)
+    {
+        foreach (System.Collections.DictionaryEntry entry in map) yield return entry;
+    }
 
     /// <summary>A value as the user would write it (invariant culture, shortest round-trip form).</summary>
     public static string Format(object? value) => value switch

@@ -202,6 +202,6 @@ public sealed class RunConfigFile
     {
         int cut = message.IndexOf("(Line:", StringComparison.Ordinal);
         string first = (cut > 0 ? message[..cut] : message).Split('\n')[0].Trim();
-        return first.StartsWith("While ", StringComparison.Ordinal) || first.Contains("System.") ? "the value does not have the expected type" : first;
+        return first.Contains("System.") || first.Contains("deserializer", StringComparison.OrdinalIgnoreCase) ? "the value does not have the expected type" : first;
     }
 }

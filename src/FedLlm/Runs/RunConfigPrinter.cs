@@ -62,7 +62,7 @@ public static class RunConfigPrinter
             ["federation.min_learning_rate"] = (t.MinLearningRate, taskNote),
             ["lora.r"] = (t.LoraRank, taskNote),
             ["lora.alpha"] = (t.LoraAlpha, taskNote),
-            ["data.dataset"] = (task == "dpo" ? "generic-preference" : "alpaca", taskNote),
+            ["data.dataset"] = (null, "default: the task's schema (alpaca for sft, generic-preference for dpo)"),
             ["strategy.proximal_mu"] = (s.ProximalMu, "default (FedProx paper)"),
             ["strategy.server_momentum"] = (s.ServerMomentum, "default"),
             ["strategy.beta1"] = (s.Beta1, "default (FedOpt paper)"),
@@ -84,7 +84,7 @@ public static class RunConfigPrinter
     {
         null => "~",
         string s => Quote(s),
-        IDictionary map => "{" + string.Join(", ", map.Cast<DictionaryEntry>().Select(e => $"{Quote(e.Key.ToString()!)}: {Format(e.Value)}")) + "}",
+        IDictionary map => "{" + string.Join(", ", ValueRules.Entries(map).Select(e => $"{Quote(e.Key.ToString()!)}: {Format(e.Value)}")) + "}",
         IEnumerable list => "[" + string.Join(", ", list.Cast<object?>().Select(Format)) + "]",
         _ => ValueRules.Format(value),
     };

@@ -58,12 +58,19 @@ public sealed class RunFingerprint
         return With($"{key}.config_sha256", File.Exists(config) ? HashFile(config) : "none").With($"{key}.weights", string.Join(",", weights));
     }
 
-    /// <summary>"key: old → new" for every key whose value differs (or is missing on one side).</summary>
-    public IReadOnlyList<string> Differences(RunFingerprint recorded) =>
-        recorded.values.Keys.Union(values.Keys).Order(StringComparer.Ordinal)
-            .Where(k => recorded.values.GetValueOrDefault(k) != values.GetValueOrDefault(k))
-            .Select(k => $"{k}: {Short(recorded.values.GetValueOrDefault(k) ?? "(absent)")} → {Short(values.GetValueOrDefault(k) ?? "(absent)")}")
+    /// <summary>"key: old → new" for every key both record with different values, then one line for keys only one of
+    /// them records (a fingerprint written by another FedLlm version).</summary>
+    public IReadOnlyList<string> Differences(RunFingerprint recorded)
+    {
+        var differences = recorded.values.Keys.Intersect(values.Keys).Order(StringComparer.Ordinal)
+            .Where(k => recorded.values[k] != values[k])
+            .Select(k => $"{k}: {Short(recorded.values[k])} → {Short(values[k])}")
             .ToList();
+        var onlyOne = recorded.values.Keys.Except(values.Keys).Concat(values.Keys.Except(recorded.values.Keys)).Order(StringComparer.Ordinal).ToList();
+        if (onlyOne.Count > 0)
+            differences.Add($"{onlyOne.Count} key(s) recorded on one side only ({string.Join(", ", onlyOne.Take(5))}{(onlyOne.Count > 5 ? ", …" : "")})");
+        return differences;
+    }
 
     /// <summary>Writes the fingerprint into <paramref name="directory"/> (atomically).</summary>
     public void Write(string directory)
@@ -136,7 +143,7 @@ public sealed class RunFingerprint
                 into[prefix] = ValueRules.Format(value);
                 return;
             case IDictionary map:
-                into[prefix] = string.Join(",", map.Cast<DictionaryEntry>().Select(e => $"{e.Key}={ValueRules.Format(e.Value)}").Order(StringComparer.Ordinal));
+                into[prefix] = string.Join(",", ValueRules.Entries(map).Select(e => $"{e.Key}={ValueRules.Format(e.Value)}").Order(StringComparer.Ordinal));
                 return;
             case IEnumerable list:
                 into[prefix] = string.Join(",", list.Cast<object?>().Select(ValueRules.Format));

@@ -1,0 +1,62 @@
+using FedLlm.Configuration;
+using FedLlm.Federation;
+using FedLlm.Runs;
+
+namespace FedLlm.Tests.Cli;
+
+/// <summary>Resume safety: a run folder's fingerprint refuses a resume with other settings and names what differs.</summary>
+public sealed class RunFingerprintTests : IDisposable
+{
+    readonly string dir = Directory.CreateTempSubdirectory("fedllm-fingerprint-").FullName;
+
+    public void Dispose() => Directory.Delete(dir, recursive: true);
+
+    RunFingerprint Of(string dataPath, double learningRate, long seed = 2023) =>
+        RunFingerprint.Empty.WithData("data.train_sha256", dataPath)
+            .WithProperties("federation", new FederationOptions { LearningRate = learningRate, Seed = seed })
+            .With("algorithm", "fedavg");
+
+    [Fact]
+    public void Resuming_with_the_same_settings_passes_and_records()
+    {
+        string data = Path.Combine(dir, "data.json");
+        File.WriteAllText(data, "[1]");
+        Of(data, 1e-3).Write(dir);
+        Of(data, 1e-3).CheckAndRecord(dir);
+        Assert.Equal(Of(data, 1e-3).Values, RunFingerprint.Read(dir)!.Values);
+    }
+
+    [Fact]
+    public void Another_learning_rate_is_refused_naming_only_that_key()
+    {
+        string data = Path.Combine(dir, "data.json");
+        File.WriteAllText(data, "[1]");
+        Of(data, 1e-3).Write(dir);
+        var e = Assert.Throws<ConfigurationException>(() => Of(data, 2e-3).CheckAndRecord(dir));
+        Assert.Contains("federation.learning_rate: 0.001 → 0.002", e.Message);
+        Assert.DoesNotContain("seed", e.Message);
+        Assert.DoesNotContain("data.train", e.Message);
+        Assert.Equal(Of(data, 1e-3).Values, RunFingerprint.Read(dir)!.Values); // the recorded one is kept
+    }
+
+    [Fact]
+    public void Changed_data_content_under_the_same_path_is_refused()
+    {
+        string data = Path.Combine(dir, "data.json");
+        File.WriteAllText(data, "[1]");
+        Of(data, 1e-3).Write(dir);
+        File.WriteAllText(data, "[2]");
+        var e = Assert.Throws<ConfigurationException>(() => Of(data, 1e-3).CheckAndRecord(dir));
+        Assert.Contains("data.train_sha256", e.Message);
+    }
+
+    [Fact]
+    public void A_run_folder_without_a_fingerprint_is_resumed_and_gets_one()
+    {
+        string data = Path.Combine(dir, "data.json");
+        File.WriteAllText(data, "[1]");
+        Assert.Null(RunFingerprint.Read(dir));
+        Of(data, 1e-3).CheckAndRecord(dir);
+        Assert.NotNull(RunFingerprint.Read(dir));
+    }
+}
