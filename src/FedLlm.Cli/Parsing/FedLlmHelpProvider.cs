@@ -22,7 +22,7 @@ public sealed class FedLlmHelpProvider(ICommandAppSettings settings) : HelpProvi
                 + (row.ConfigKey is { } key ? $" run.yaml: {key}." : "");
             grid.AddRow(new Text(row.Names), new Text(description));
         }
-        return [new Text(""), new Markup("[yellow]OPTIONS:[/]"), grid];
+        return [Text.NewLine, new Markup("[yellow]OPTIONS:[/]"), Text.NewLine, grid];
     }
 
     static string PathOf(ICommandInfo command) => command.Parent is { } parent ? $"{PathOf(parent)} {command.Name}" : command.Name;

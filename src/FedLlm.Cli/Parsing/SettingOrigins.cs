@@ -9,10 +9,12 @@ public sealed class SettingOrigins
 {
     readonly Dictionary<string, string> flags = new();
     readonly RunConfigFile? file;
+    readonly string task;
 
     public SettingOrigins(SimulateSettings settings, RunConfigFile? file)
     {
         this.file = file;
+        task = (settings.Task ?? "sft").Trim().ToLowerInvariant() is "dpo" ? "dpo" : "sft";
         foreach (var option in OptionInfo.Of(typeof(SimulateSettings)))
         {
             if (option.ConfigKey is not { } key) continue;
@@ -33,5 +35,13 @@ public sealed class SettingOrigins
     public string Source(string path) =>
         flags.TryGetValue(path, out string? flag) ? flag
         : file is not null && file.Lines.TryGetValue(path, out int line) ? $"{file.Path} line {line}"
-        : file is null ? "embedded default" : "default";
+        : file is null && !SameAsBuiltIn(path) ? "embedded default" : "default";
+
+    /// <summary>Whether the embedded default leaves <paramref name="path"/> at the built-in default.</summary>
+    bool SameAsBuiltIn(string path) => RunConfigSchema.Find(path) is { } key
+        && Configuration.ValueRules.Format(Flat(key.Get(RunConfig.EmbeddedDefault(task)))) == Configuration.ValueRules.Format(Flat(key.Get(new RunConfig { Task = task })));
+
+    static object? Flat(object? value) => value is System.Collections.IEnumerable list and not string
+        ? string.Join(",", list.Cast<object?>().Select(x => x?.ToString()))
+        : value;
 }

@@ -60,3 +60,37 @@ public sealed class RunFingerprintTests : IDisposable
         Assert.NotNull(RunFingerprint.Read(dir));
     }
 }
+
+/// <summary>The federated run (simulate and server) records its fingerprint per algorithm and refuses a mismatched resume.</summary>
+public sealed class FederatedRunFingerprintTests
+{
+    [Fact]
+    public async Task A_federated_run_resumed_with_another_learning_rate_is_refused()
+    {
+        // Prepare: one committed round of a tiny run.
+        using var tiny = new FedLlm.Tests.Network.TinyFederation(clients: 2, rounds: 1, localSteps: 1);
+        RunOptions Options(double learningRate, int rounds) => new()
+        {
+            ModelPath = tiny.ModelDirectory,
+            Threads = 1,
+            Data = new RunDataOptions { TrainPath = tiny.DataFiles[1], Partition = new() { Kind = FedLlm.Data.Partitioning.PartitionKind.Iid } },
+            Federation = tiny.Federation.ToOptions() with { Rounds = rounds, LearningRate = learningRate, MinLearningRate = learningRate / 10 },
+            Lora = tiny.Lora,
+            Output = tiny.Output,
+        };
+        using (var first = FederatedRun.Prepare(Options(2e-2, rounds: 1))) await first.RunAsync("fedavg");
+        Assert.NotNull(RunFingerprint.Read(Path.Combine(tiny.Output, "fedavg")));
+
+        // Execute and assert: another learning rate is refused, naming the key; the same settings resume.
+        using (var other = FederatedRun.Prepare(Options(5e-2, rounds: 1)))
+        {
+            var e = await Assert.ThrowsAsync<ConfigurationException>(() => other.RunAsync("fedavg", resume: true));
+            Assert.Contains("run.federation.learning_rate: 0.02 → 0.05", e.Message);
+        }
+        using (var same = FederatedRun.Prepare(Options(2e-2, rounds: 1)))
+        {
+            await same.RunAsync("fedavg", resume: true);
+            Assert.True(same.Resumed);
+        }
+    }
+}
