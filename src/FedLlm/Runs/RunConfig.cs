@@ -91,6 +91,11 @@ public sealed class RunConfig
         [YamlMember(Alias = "eval_every")]
         [Check(ValueRule.NonNegative)] public int EvaluateEvery { get; set; } = 1;
 
+        /// <summary>evaluate_every, the old name of eval_every, still read for one release: server.yaml binds this section
+        /// directly (run.yaml's reader renames it with a warning).</summary>
+        [YamlMember(Alias = "evaluate_every")]
+        public int EvaluateEveryOldName { set => EvaluateEvery = value; }
+
         /// <summary>The run's options, with the task's defaults (<see cref="TaskDefaults"/>) for keys left out.</summary>
         public FederationOptions ToOptions(string task = "sft")
         {

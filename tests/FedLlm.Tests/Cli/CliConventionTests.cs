@@ -193,6 +193,16 @@ public sealed class CliConventionTests
         }
     }
 
+    [Fact]
+    public void The_federation_section_bound_directly_still_reads_the_old_key()
+    {
+        // server.yaml binds RunConfig.FederationSection with YamlDotNet, without run.yaml's reader.
+        var deserializer = new YamlDotNet.Serialization.DeserializerBuilder()
+            .WithNamingConvention(YamlDotNet.Serialization.NamingConventions.UnderscoredNamingConvention.Instance).Build();
+        Assert.Equal(0, deserializer.Deserialize<RunConfig.FederationSection>("evaluate_every: 0\n").EvaluateEvery);
+        Assert.Equal(3, deserializer.Deserialize<RunConfig.FederationSection>("eval_every: 3\n").EvaluateEvery);
+    }
+
     [Theory]
     [InlineData("Rounds must be positive (Parameter 'Rounds')\nActual value was 0.", "Rounds must be positive")]
     [InlineData("Failed to convert 'abc' to Nullable`1.", "'abc' is not a valid value")]
