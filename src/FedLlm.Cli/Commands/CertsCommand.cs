@@ -7,7 +7,7 @@ namespace FedLlm.Cli.Commands;
 
 public sealed class CertsSettings : CommandSettings
 {
-    [CommandOption("--out <DIR>")]
+    [CommandOption("--output|--out <DIR>")]
     [Description("Folder for the kit: ca/, server/, client-<id>/ (must not hold a kit yet, unless with --add-client).")]
     public string Out { get; init; } = "";
 
@@ -25,7 +25,7 @@ public sealed class CertsSettings : CommandSettings
     public string? ServerUrl { get; init; }
 
     [CommandOption("--add-client <ID>")]
-    [Description("Add one client to the existing kit in --out with its CA; no other certificate or token changes.")]
+    [Description("Add one client to the existing kit in --output with its CA; no other certificate or token changes.")]
     public string? AddClient { get; init; }
 
     internal static List<string> SplitList(string? text) =>
@@ -33,7 +33,7 @@ public sealed class CertsSettings : CommandSettings
 
     public override ValidationResult Validate()
     {
-        if (string.IsNullOrWhiteSpace(Out)) return ValidationResult.Error("--out DIR is required: the folder the kit goes to");
+        if (string.IsNullOrWhiteSpace(Out)) return ValidationResult.Error("--output DIR is required: the folder the kit goes to");
         if (AddClient is not null)
         {
             if (Clients is not null || ServerUrl is not null)

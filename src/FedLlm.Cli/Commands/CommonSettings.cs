@@ -1,3 +1,4 @@
+using FedLlm.Configuration;
 using System.ComponentModel;
 using FedLlm.Modeling;
 using FedLlm.Quantization;
@@ -14,19 +15,23 @@ public class CommonSettings : CommandSettings
     public string? Model { get; init; }
 
     [CommandOption("--device <DEVICE>")]
+    [OneOf("cpu", "cuda", OpenPrefix = "cuda:")]
     [Description("cpu, cuda or cuda:N (CUDA needs a CUDA build of libtorch).")]
     [DefaultValue("cpu")]
     public string Device { get; init; } = "cpu";
 
     [CommandOption("--threads <N>")]
-    [Description("Intra-op threads (default: all cores).")]
+    [Check(ValueRule.Positive)]
+    [Description("Intra-op threads. Default: all cores.")]
     public int? Threads { get; init; }
 
     [CommandOption("--seed <N>")]
+    [Description("Seed of LoRA initialisation, data order, dropout and sampling.")]
     [DefaultValue(2023L)]
     public long Seed { get; init; } = 2023;
 
     [CommandOption("--base-dtype <DTYPE>")]
+    [OneOf("fp32", "bf16", "int8", "nf4", Aliases = ["float32", "bfloat16"])]
     [Description("How the frozen base weights are stored and multiplied: fp32, bf16, int8 or nf4 (int8/nf4 compute in bf16). LoRA stays fp32.")]
     [DefaultValue("fp32")]
     public string BaseDtype { get; init; } = "fp32";

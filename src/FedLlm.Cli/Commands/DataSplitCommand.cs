@@ -1,3 +1,4 @@
+using FedLlm.Configuration;
 using System.ComponentModel;
 using FedLlm.Data;
 using FedLlm.Data.Partitioning;
@@ -10,11 +11,11 @@ namespace FedLlm.Cli.Commands;
 public sealed class DataSplitSettings : CommandSettings
 {
     [CommandOption("--data <FILE>")][Description("Alpaca-schema data; default: the embedded default's training set")] public string? Data { get; init; }
-    [CommandOption("--clients <N>")][DefaultValue(3)] public int Clients { get; init; } = 3;
-    [CommandOption("--partition <KIND>")][Description("iid or dirichlet (over the response)")][DefaultValue("iid")] public string Partition { get; init; } = "iid";
-    [CommandOption("--alpha <X>")][DefaultValue(0.5)] public double Alpha { get; init; } = 0.5;
-    [CommandOption("--seed <N>")][DefaultValue(2023L)] public long Seed { get; init; } = 2023;
-    [CommandOption("--output <DIR>")][DefaultValue("client-data")] public string Output { get; init; } = "client-data";
+    [CommandOption("--clients <N>")][Check(ValueRule.Positive)][Description("Clients, one file each.")][DefaultValue(3)] public int Clients { get; init; } = 3;
+    [CommandOption("--partition <KIND>")][OneOf("iid", "dirichlet", "shards", "quantity", Aliases = ["dir", "shard", "pathological", "quantity-skew", "quantityskew"])][Description("iid, dirichlet, shards or quantity (over the response).")][DefaultValue("iid")] public string Partition { get; init; } = "iid";
+    [CommandOption("--alpha <X>")][Check(ValueRule.Positive)][Description("Dirichlet concentration α of dirichlet and quantity.")][DefaultValue(0.5)] public double Alpha { get; init; } = 0.5;
+    [CommandOption("--seed <N>")][Description("Seed of the partition.")][DefaultValue(2023L)] public long Seed { get; init; } = 2023;
+    [CommandOption("--output <DIR>")][Description("Folder for client-N.jsonl.")][DefaultValue("client-data")] public string Output { get; init; } = "client-data";
 }
 
 /// <summary>

@@ -1,3 +1,4 @@
+using FedLlm.Configuration;
 using System.ComponentModel;
 using System.Globalization;
 using FedLlm.Data;
@@ -17,35 +18,42 @@ public sealed class DataStatsSettings : CommandSettings
     [Description("alpaca, alpaca-gpt4, fingpt-sentiment, medalpaca, code-alpaca, mathinstruct, ultrafeedback, hh-rlhf, generic, generic-preference (or a hub id).")]
     public string Dataset { get; init; } = "";
 
-    [CommandOption("--path <FILE>")]
+    [CommandOption("--data|--path <FILE>")]
     [Description("The data file: JSON, JSON Lines (.gz too) or Parquet, in the data set's published schema.")]
     public string Path { get; init; } = "";
 
     [CommandOption("--format <FORMAT>")]
+    [OneOf("auto", "json", "jsonl", "parquet")]
     [Description("auto (from the content), json, jsonl or parquet.")]
     [DefaultValue("auto")]
     public string Format { get; init; } = "auto";
 
     [CommandOption("--partition <SCHEME>")]
+    [OneOf("iid", "dirichlet", "shards", "quantity", Aliases = ["dir", "shard", "pathological", "quantity-skew", "quantityskew"])]
     [Description("iid, dirichlet, shards (k labels per client) or quantity (skewed sizes).")]
     [DefaultValue("iid")]
     public string Partition { get; init; } = "iid";
 
     [CommandOption("--clients <N>")]
+    [Check(ValueRule.Positive)]
+    [Description("Clients the data is split among.")]
     [DefaultValue(10)]
     public int Clients { get; init; } = 10;
 
     [CommandOption("--alpha <X>")]
+    [Check(ValueRule.Positive)]
     [Description("Dirichlet concentration for dirichlet and quantity.")]
     [DefaultValue(0.5)]
     public double Alpha { get; init; } = 0.5;
 
     [CommandOption("-k|--labels-per-client <N>")]
+    [Check(ValueRule.Positive)]
     [Description("Labels per client for shards.")]
     [DefaultValue(2)]
     public int LabelsPerClient { get; init; } = 2;
 
     [CommandOption("--min-size <N>")]
+    [Check(ValueRule.NonNegative)]
     [Description("Redraw dirichlet/quantity splits until every client has at least N examples.")]
     [DefaultValue(1)]
     public int MinSize { get; init; } = 1;
@@ -59,6 +67,7 @@ public sealed class DataStatsSettings : CommandSettings
     public string? Label { get; init; }
 
     [CommandOption("--seed <N>")]
+    [Description("Seed of the partition.")]
     [DefaultValue(2023L)]
     public long Seed { get; init; } = 2023;
 
@@ -79,18 +88,19 @@ public sealed class DataStatsSettings : CommandSettings
     public string? Template { get; init; }
 
     [CommandOption("--max-length <N>")]
+    [Check(ValueRule.Positive)]
     [Description("Truncate SFT examples to N tokens when counting, as training does.")]
     [DefaultValue(512)]
     public int MaxLength { get; init; } = 512;
 
-    [CommandOption("--instruction-column <NAME>")] public string? InstructionColumn { get; init; }
-    [CommandOption("--input-column <NAME>")] public string? InputColumn { get; init; }
-    [CommandOption("--response-column <NAME>")] public string? ResponseColumn { get; init; }
+    [CommandOption("--instruction-column <NAME>")][Description("generic: the column holding the instruction. Default: instruction.")] public string? InstructionColumn { get; init; }
+    [CommandOption("--input-column <NAME>")][Description("generic: the column holding the input. Default: input.")] public string? InputColumn { get; init; }
+    [CommandOption("--response-column <NAME>")][Description("generic: the column holding the response. Default: output.")] public string? ResponseColumn { get; init; }
 
     public override ValidationResult Validate()
     {
         if (string.IsNullOrWhiteSpace(Dataset)) return ValidationResult.Error("--dataset is required");
-        if (string.IsNullOrWhiteSpace(Path)) return ValidationResult.Error("--path is required");
+        if (string.IsNullOrWhiteSpace(Path)) return ValidationResult.Error("--data is required: the data file to inspect");
         if (Clients <= 0) return ValidationResult.Error("--clients must be positive");
         if (MaxLength <= 0) return ValidationResult.Error("--max-length must be positive");
         return ValidationResult.Success();

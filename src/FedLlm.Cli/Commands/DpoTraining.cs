@@ -1,4 +1,5 @@
 using FedLlm.Alignment;
+using FedLlm.Cli.Parsing;
 using FedLlm.Data;
 using FedLlm.Data.Datasets;
 using FedLlm.Defaults;
@@ -25,7 +26,7 @@ internal static class DpoTraining
         bool embedded = s.Model is null && s.Data is null;
         var defaults = embedded ? EmbeddedDefault.Ensure(message => AnsiConsole.MarkupLineInterpolated($"[grey]{message}[/]")) : null;
         string modelDir = s.Model ?? defaults?.ModelDirectory ?? EmbeddedDefault.Ensure().ModelDirectory;
-        string dataPath = s.Data ?? defaults?.PreferenceTrainPath ?? throw new ArgumentException("--data is required with --model");
+        string dataPath = s.Data ?? defaults?.PreferenceTrainPath ?? throw new FedLlm.Configuration.ConfigurationException("--data is required with --model (the embedded data belongs to the embedded model)");
         string? evalPath = s.EvalData ?? defaults?.PreferenceEvalPath;
         var kind = embedded ? DatasetKind.GenericPreference : DatasetKinds.Parse(s.Dataset);
         if (!kind.Info().IsPreference)
@@ -58,6 +59,9 @@ internal static class DpoTraining
         lora.Validate();
         dpo.Validate();
         string output = s.Output ?? Path.Combine("runs", $"train-dpo-{DateTime.Now:yyyyMMdd-HHmmss}");
+        var fingerprint = ResumeGuard.TrainingFingerprint(s, modelDir, dataPath, evalPath, training, lora)
+            .With("dataset", kind).With("dpo.beta", dpo.Beta).WithData("dpo.reference_adapter_sha256", s.ReferenceAdapter);
+        ResumeGuard.Check(s.Resume, s.Output, output, fingerprint);
 
         var tokenizer = TokenizerLoader.Load(modelDir);
         int padId = tokenizer.PadTokenId ?? 0;
@@ -95,6 +99,7 @@ internal static class DpoTraining
         DpoMetrics? before = heldOut is null || trainer.Step > 0 ? null
             : PreferenceEvaluation.Evaluate(model, heldOut, heldOutReference, dpo, padId, training.BatchSize, training.LossChunkTokens);
 
+        ResumeGuard.RecordFresh(s.Resume, output, fingerprint);
         ProgressDisplay.Create()
             .Start(ctx =>
             {

@@ -1,3 +1,4 @@
+using FedLlm.Configuration;
 using System.ComponentModel;
 using System.Diagnostics;
 using FedLlm.Defaults;
@@ -14,23 +15,27 @@ namespace FedLlm.Cli.Commands;
 
 public sealed class EvalSettings : CommonSettings
 {
+    /// <summary>The task names of EvaluationTaskRegistry (a test keeps them equal).</summary>
+    public const string TaskNames = "mmlu,bbh-mc,mc,gsm8k,bbh,generate,fpb,fiqa,tfns,nwgi,sentiment,overlap,bleu,rouge,humaneval,mbpp,mt_bench,vicuna_bench";
+
     [CommandOption("--adapter <DIR>")]
     [Description("A PEFT adapter folder (adapter_config.json + adapter_model.safetensors) applied to the model.")]
     public string? Adapter { get; init; }
 
     [CommandOption("--task <NAME>")]
-    [Description("mmlu, bbh-mc, mc, gsm8k, bbh, generate, fpb, fiqa, tfns, nwgi, sentiment, overlap (bleu, rouge). Default with no --model/--data: sentiment on the embedded held-out set.")]
+    [OneOf(EvalSettings.TaskNames)]
+    [Description("mmlu, bbh-mc, mc, gsm8k, bbh, generate, fpb, fiqa, tfns, nwgi, sentiment, overlap (bleu, rouge), humaneval, mbpp, mt_bench, vicuna_bench. Default with no --model/--data: sentiment on the embedded held-out set.")]
     public string? Task { get; init; }
 
     [CommandOption("--data <PATH>")]
     [Description("The benchmark's file or folder in its published layout.")]
     public string? Data { get; init; }
 
-    [CommandOption("--limit <N>")][Description("Evaluate only the first N items (0 = all).")][DefaultValue(0)] public int Limit { get; init; }
-    [CommandOption("--few-shot <K>")][Description("Solved examples before each question.")][DefaultValue(0)] public int FewShot { get; init; }
-    [CommandOption("--batch-size <B>")][DefaultValue(8)] public int BatchSize { get; init; } = 8;
-    [CommandOption("--max-new-tokens <N>")][Description("Generation budget (default: the task's own).")] public int? MaxNewTokens { get; init; }
-    [CommandOption("--max-length <N>")][Description("Longest token sequence fed to the model (default: max_position_embeddings).")] public int? MaxLength { get; init; }
+    [CommandOption("--limit <N>")][Check(ValueRule.NonNegative)][Description("Evaluate only the first N items (0 = all).")][DefaultValue(0)] public int Limit { get; init; }
+    [CommandOption("--few-shot <K>")][Check(ValueRule.NonNegative)][Description("Solved examples before each question.")][DefaultValue(0)] public int FewShot { get; init; }
+    [CommandOption("--batch-size <B>")][Check(ValueRule.Positive)][Description("Items per forward pass.")][DefaultValue(8)] public int BatchSize { get; init; } = 8;
+    [CommandOption("--max-new-tokens <N>")][Check(ValueRule.Positive)][Description("Generation budget. Default: the task's own.")] public int? MaxNewTokens { get; init; }
+    [CommandOption("--max-length <N>")][Check(ValueRule.Positive)][Description("Longest token sequence fed to the model. Default: max_position_embeddings.")] public int? MaxLength { get; init; }
 
     [CommandOption("--param <KEY=VALUE>")]
     [Description("A task setting (repeatable), e.g. --param extract='answer: (\\d+)' or --param split=all.")]

@@ -1,3 +1,4 @@
+using FedLlm.Configuration;
 using System.ComponentModel;
 using FedLlm.Defaults;
 using FedLlm.Export;
@@ -17,11 +18,13 @@ public sealed class ExportSettings : CommandSettings
     public string? Adapter { get; init; }
 
     [CommandOption("--format <FORMAT>")]
+    [OneOf("gguf")]
     [Description("Output format; gguf (llama.cpp) is the one supported.")]
     [DefaultValue("gguf")]
     public string Format { get; init; } = "gguf";
 
     [CommandOption("--type <TYPE>")]
+    [OneOf("f32", "f16", "q8_0")]
     [Description("Weight type: f32, f16 or q8_0 (rows not divisible by 32 fall back to f16; norms stay f32).")]
     [DefaultValue("f16")]
     public string Type { get; init; } = "f16";
@@ -31,7 +34,7 @@ public sealed class ExportSettings : CommandSettings
     public string? Output { get; init; }
 
     [CommandOption("--name <NAME>")]
-    [Description("general.name in the file (default: the model folder's name).")]
+    [Description("general.name in the file. Default: the model folder's name.")]
     public string? Name { get; init; }
 
     public override ValidationResult Validate()

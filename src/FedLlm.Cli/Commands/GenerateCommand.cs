@@ -1,3 +1,4 @@
+using FedLlm.Configuration;
 using System.ComponentModel;
 using FedLlm.Data;
 using FedLlm.Defaults;
@@ -23,14 +24,15 @@ public sealed class GenerateSettings : CommonSettings
     public string? Adapter { get; init; }
 
     [CommandOption("--template <NAME>")]
-    [Description("alpaca, vicuna or none.")]
+    [OneOf("alpaca", "vicuna", "chatml", "llama-3", "none", Aliases = ["llama3", "llama_3"])]
+    [Description("Prompt template: alpaca, vicuna, chatml, llama-3, or none for the raw prompt.")]
     [DefaultValue("alpaca")]
     public string Template { get; init; } = "alpaca";
 
-    [CommandOption("--max-new-tokens <N>")][DefaultValue(128)] public int MaxNewTokens { get; init; } = 128;
-    [CommandOption("--temperature <X>")][Description("0 = greedy.")][DefaultValue(0.0)] public double Temperature { get; init; }
-    [CommandOption("--top-k <N>")][DefaultValue(0)] public int TopK { get; init; }
-    [CommandOption("--top-p <X>")][DefaultValue(1.0)] public double TopP { get; init; } = 1.0;
+    [CommandOption("--max-new-tokens <N>")][Check(ValueRule.Positive)][Description("Most tokens to generate.")][DefaultValue(128)] public int MaxNewTokens { get; init; } = 128;
+    [CommandOption("--temperature <X>")][Check(ValueRule.NonNegative)][Description("Sampling temperature, finite and ≥ 0 (0 = greedy).")][DefaultValue(0.0)] public double Temperature { get; init; }
+    [CommandOption("--top-k <N>")][Check(ValueRule.NonNegative)][Description("Sample among the k most likely tokens (0 = all).")][DefaultValue(0)] public int TopK { get; init; }
+    [CommandOption("--top-p <X>")][Check(ValueRule.Probability)][Description("Nucleus sampling: the smallest set of tokens with this much probability, in [0, 1].")][DefaultValue(1.0)] public double TopP { get; init; } = 1.0;
 
     [CommandOption("--stop <TEXT>")]
     [Description("Stop string (repeatable).")]

@@ -1,3 +1,4 @@
+using FedLlm.Configuration;
 using System.ComponentModel;
 using FedLlm.Defaults;
 using FedLlm.Export;
@@ -22,16 +23,19 @@ public sealed class MergeSettings : CommandSettings
     public string? Output { get; init; }
 
     [CommandOption("--dtype <DTYPE>")]
+    [OneOf("fp32", "bf16", "fp16")]
     [Description("Weights of the merged checkpoint: fp32, bf16 or fp16 (the merge itself is computed in fp32).")]
     [DefaultValue("fp32")]
     public string Dtype { get; init; } = "fp32";
 
     [CommandOption("--max-shard-size <MB>")]
+    [Check(ValueRule.Positive)]
     [Description("Largest safetensors shard in MiB; bigger checkpoints are sharded with model.safetensors.index.json.")]
     [DefaultValue(5120L)]
     public long MaxShardMegabytes { get; init; } = 5120;
 
     [CommandOption("--base-dtype <DTYPE>")]
+    [OneOf("fp32", "bf16", "int8", "nf4")]
     [Description("fp32 or bf16 (both merge at fp32); int8/nf4 bases are refused, since the merged weight would be re-quantised.")]
     [DefaultValue("fp32")]
     public string BaseDtype { get; init; } = "fp32";

@@ -14,7 +14,7 @@ public sealed class ServerSettings : CommandSettings
     public string? Config { get; init; }
 
     [CommandOption("--listen <HOST:PORT>")][Description("Overrides server.listen (port 0: any free port)")] public string? Listen { get; init; }
-    [CommandOption("--output <DIR>")] public string? Output { get; init; }
+    [CommandOption("--output <DIR>")][Description("Overrides server.output: the run folder (a restarted server resumes from it).")] public string? Output { get; init; }
 
     [CommandOption("--insecure")]
     [Description("Plain-text HTTP/2 with unauthenticated client ids: for a trusted test network only")]

@@ -1,4 +1,6 @@
 using System.ComponentModel;
+using FedLlm.Cli.Parsing;
+using FedLlm.Configuration;
 using FedLlm.Data.Partitioning;
 using FedLlm.Federation;
 using FedLlm.Runs;
@@ -10,81 +12,102 @@ namespace FedLlm.Cli.Commands;
 
 public sealed class SimulateSettings : CommandSettings
 {
-    [CommandOption("--task <TASK>")][Description("sft (instruction tuning, default) or dpo (preference alignment)")] public string? Task { get; init; }
-    [CommandOption("--dataset <KIND>")][Description("Data schema: alpaca (sft); generic-preference, ultrafeedback, hh-rlhf (dpo)")] public string? Dataset { get; init; }
-    [CommandOption("--beta <X>")][Description("DPO β (default 0.1)")] public double? Beta { get; init; }
-    [CommandOption("--reference-adapter <DIR>")][Description("DPO: a frozen PEFT adapter (e.g. the SFT one) as reference policy and starting point")] public string? ReferenceAdapter { get; init; }
-
     [CommandOption("--config <FILE>")]
-    [Description("run.yaml (sections model, data, federation, strategy, lora, baselines, output). Flags override it.")]
+    [Description("run.yaml: sections model, data, federation, strategy, lora, dpo, evaluation and top-level keys; every key is also a flag, and flags win over the file. Default: the embedded default.")]
     public string? Config { get; init; }
 
-    [CommandOption("--model <DIR>")] public string? Model { get; init; }
-    [CommandOption("--base-dtype <DTYPE>")][Description("fp32, bf16, int8 or nf4 (YAML model.base_dtype)")] public string? BaseDtype { get; init; }
-    [CommandOption("--activation-checkpointing")][Description("Recompute layer activations in backward (YAML model.activation_checkpointing)")] public bool? ActivationCheckpointing { get; init; }
-    [CommandOption("--data <FILE>")] public string? Data { get; init; }
-    [CommandOption("--eval-data <FILE>")] public string? EvalData { get; init; }
-    [CommandOption("--eval-limit <N>")] public int? EvalLimit { get; init; }
-    [CommandOption("--partition <KIND>")][Description("iid or dirichlet")] public string? Partition { get; init; }
-    [CommandOption("--alpha <X>")][Description("Dirichlet concentration")] public double? Alpha { get; init; }
-    [CommandOption("--algorithm <NAMES>")][Description("Comma-separated: fedavg,fedprox,scaffold,fedavgm,fedadagrad,fedyogi,fedadam or all")] public string? Algorithm { get; init; }
-    [CommandOption("--rounds <N>")] public int? Rounds { get; init; }
-    [CommandOption("--clients <N>")] public int? Clients { get; init; }
-    [CommandOption("--clients-per-round <N>")] public int? ClientsPerRound { get; init; }
-    [CommandOption("--local-steps <N>")] public int? LocalSteps { get; init; }
-    [CommandOption("--batch-size <N>")] public int? BatchSize { get; init; }
-    [CommandOption("--grad-accum <N>")] public int? GradientAccumulation { get; init; }
-    [CommandOption("--lr <RATE>")] public double? LearningRate { get; init; }
-    [CommandOption("--min-lr <RATE>")] public double? MinLearningRate { get; init; }
-    [CommandOption("--mu <X>")][Description("FedProx proximal μ")] public double? Mu { get; init; }
-    [CommandOption("--server-lr <X>")][Description("Server learning rate: one number for all, or per algorithm: fedavgm=1,fedadam=0.01")] public string? ServerLearningRate { get; init; }
-    [CommandOption("--openfedllm-compatible")][Description("Reproduce OpenFedLLM's update rules instead of the papers'")] public bool? OpenFedLlm { get; init; }
-    [CommandOption("--keep-optimizer-state")] public bool? KeepOptimizerState { get; init; }
-    [CommandOption("--max-grad-norm <X>")] public double? MaxGradNorm { get; init; }
-    [CommandOption("--max-length <N>")] public int? MaxLength { get; init; }
-    [CommandOption("--evaluate-every <N>")] public int? EvaluateEvery { get; init; }
-    [CommandOption("--federated-evaluate-every <N>")][Description("Federated evaluation every N rounds: the round's clients score the global adapter on their own data (YAML federation.federated_evaluate_every; 0 = never)")] public int? FederatedEvaluateEvery { get; init; }
-    [CommandOption("--template <NAME>")] public string? Template { get; init; }
-    [CommandOption("--skip-bad")] public bool? SkipBad { get; init; }
-    [CommandOption("--server-momentum <X>")] public double? ServerMomentum { get; init; }
-    [CommandOption("--beta1 <X>")] public double? Beta1 { get; init; }
-    [CommandOption("--beta2 <X>")] public double? Beta2 { get; init; }
-    [CommandOption("--tau <X>")] public double? Tau { get; init; }
-    [CommandOption("--lora-dropout <X>")] public double? LoraDropout { get; init; }
-    [CommandOption("--lora-targets <LIST>")] public string? LoraTargets { get; init; }
-    [CommandOption("--lora-r <N>")] public int? LoraRank { get; init; }
-    [CommandOption("--lora-alpha <X>")] public double? LoraAlpha { get; init; }
-    [CommandOption("--baselines <LIST>")][Description("Comma-separated: local,central; 'none' for none")] public string? Baselines { get; init; }
-    [CommandOption("--seed <N>")] public long? Seed { get; init; }
-    [CommandOption("--threads <N>")] public int? Threads { get; init; }
-    [CommandOption("--device <DEVICE>")] public string? Device { get; init; }
-    [CommandOption("--output <DIR>")] public string? Output { get; init; }
-    [CommandOption("--eval-task <NAME>")][Description("Score the global adapter on a benchmark task of `fedllm eval` (fpb, mmlu, gsm8k…) every --eval-task-every rounds")] public string? EvalTask { get; init; }
-    [CommandOption("--eval-task-data <PATH>")] public string? EvalTaskData { get; init; }
-    [CommandOption("--eval-task-every <K>")] public int? EvalTaskEvery { get; init; }
-    [CommandOption("--eval-task-limit <N>")] public int? EvalTaskLimit { get; init; }
-    [CommandOption("--eval-task-param <KEY=VALUE>")][Description("A task setting (repeatable)")] public string[] EvalTaskParams { get; init; } = [];
-    [CommandOption("--privacy-mode <MODE>")][Description("Client-level DP: server-fixed, server-adaptive, client-fixed, local; none drops the YAML section (YAML privacy.mode)")] public string? PrivacyMode { get; init; }
-    [CommandOption("--privacy-clipping-norm <C>")][Description("L2 bound of one client's update (initial C when adaptive) (YAML privacy.clipping_norm, default 0.1)")] public double? PrivacyClippingNorm { get; init; }
-    [CommandOption("--privacy-noise-multiplier <SIGMA>")][Description("Noise std over the clipping norm (YAML privacy.noise_multiplier)")] public double? PrivacyNoiseMultiplier { get; init; }
-    [CommandOption("--privacy-target-epsilon <EPS>")][Description("ε budget: derives σ when no noise multiplier is set, else refuses a run that exceeds it (YAML privacy.target_epsilon)")] public double? PrivacyTargetEpsilon { get; init; }
-    [CommandOption("--privacy-delta <DELTA>")][Description("δ of the reported (ε, δ) (YAML privacy.delta, default 1e-5)")] public double? PrivacyDelta { get; init; }
-    [CommandOption("--privacy-seeding <KIND>")][Description("run-seed (simulate's default) or cryptographic (YAML privacy.seeding)")] public string? PrivacySeeding { get; init; }
-    [CommandOption("--privacy-stop-at-budget")][Description("Stop at the ε budget instead of refusing the run (YAML privacy.stop_at_budget)")] public bool? PrivacyStopAtBudget { get; init; }
-    [CommandOption("--robust-rule <RULE>")][Description("Robust aggregation: krum, multi-krum, median, trimmed-mean, norm-clip, fltrust; none drops the YAML section (YAML robust.rule)")] public string? RobustRule { get; init; }
-    [CommandOption("--robust-byzantine-clients <F>")][Description("Krum's f (YAML robust.byzantine_clients; default ⌊(m − 3)/2⌋)")] public int? RobustByzantineClients { get; init; }
-    [CommandOption("--robust-selected <M>")][Description("Multi-Krum's kept updates (YAML robust.selected; default m − f)")] public int? RobustSelected { get; init; }
-    [CommandOption("--robust-trim-fraction <BETA>")][Description("Trimmed mean's β (YAML robust.trim_fraction, default 0.2)")] public double? RobustTrimFraction { get; init; }
-    [CommandOption("--robust-norm-factor <X>")][Description("norm-clip's bound in median norms (YAML robust.norm_factor, default 1)")] public double? RobustNormFactor { get; init; }
-    [CommandOption("--robust-root-examples <N>")][Description("FLTrust's root set size (YAML robust.root_examples, default 100)")] public int? RobustRootExamples { get; init; }
-    [CommandOption("--robust-root-data <FILE>")][Description("FLTrust's root set file; default a sample of the training data (YAML robust.root_data)")] public string? RobustRootData { get; init; }
-    [CommandOption("--attack-kind <KIND>")][Description("Simulated attackers: sign-flip, scale, gaussian, label-flip, backdoor; none drops the YAML section (YAML attack.kind)")] public string? AttackKind { get; init; }
-    [CommandOption("--attack-fraction <X>")][Description("Fraction of clients that attack (YAML attack.fraction, default 0.2)")] public double? AttackFraction { get; init; }
-    [CommandOption("--attack-scale-factor <S>")][Description("scale/gaussian: the factor (YAML attack.scale_factor, default 10)")] public double? AttackScaleFactor { get; init; }
-    [CommandOption("--attack-trigger <TEXT>")][Description("backdoor: trigger phrase appended to the input (YAML attack.trigger, default cf)")] public string? AttackTrigger { get; init; }
-    [CommandOption("--attack-target-answer <TEXT>")][Description("backdoor: the answer triggered inputs map to (YAML attack.target_answer, default positive)")] public string? AttackTargetAnswer { get; init; }
-    [CommandOption("--attack-poison-fraction <X>")][Description("backdoor: fraction of an attacker's examples triggered (YAML attack.poison_fraction, default 0.5)")] public double? AttackPoisonFraction { get; init; }
-    [CommandOption("--resume")][Description("Continue each algorithm from its last committed round in --output")] public bool Resume { get; init; }
+    [CommandOption("--print-config")]
+    [Description("Print the effective settings as run.yaml (each value with where it came from: flag, file line, embedded or built-in default) and exit.")]
+    public bool PrintConfig { get; init; }
+
+    [CommandOption("--resume")]
+    [Description("Continue each algorithm from its last committed round in --output; refused when nothing is there or the folder was started with other settings.")]
+    public bool Resume { get; init; }
+
+    [CommandOption("--task <TASK>")][ConfigKey("task")][Description("sft (instruction tuning) or dpo (preference alignment).")] public string? Task { get; init; }
+    [CommandOption("--model <DIR>")][ConfigKey("model.path")][Description("Hugging Face checkpoint folder.")] public string? Model { get; init; }
+    [CommandOption("--base-dtype <DTYPE>")][ConfigKey("model.base_dtype")][Description("How the frozen base is stored: fp32, bf16, int8 or nf4 (int8/nf4 compute in bf16).")] public string? BaseDtype { get; init; }
+    [CommandOption("--activation-checkpointing")][ConfigKey("model.activation_checkpointing")][Description("Recompute each layer's activations in backward: less memory, one more forward.")] public bool? ActivationCheckpointing { get; init; }
+
+    [CommandOption("--data <FILE>")][ConfigKey("data.path")][Description("Training data (JSON, JSONL, .jsonl.gz or Parquet) in the --dataset schema.")] public string? Data { get; init; }
+    [CommandOption("--eval-data <FILE>")][ConfigKey("data.eval_data")][Description("Held-out data scored on the global adapter every --eval-every rounds.")] public string? EvalData { get; init; }
+    [CommandOption("--eval-limit <N>")][ConfigKey("data.eval_limit")][Description("Score only the first N held-out examples.")] public int? EvalLimit { get; init; }
+    [CommandOption("--dataset <KIND>")][ConfigKey("data.dataset")][Description("Schema of --data: alpaca (sft); generic-preference, ultrafeedback or hh-rlhf (dpo).")] public string? Dataset { get; init; }
+    [CommandOption("--template <NAME>")][ConfigKey("data.template")][Description("Prompt template of instruction data: alpaca, vicuna, chatml or llama-3.")] public string? Template { get; init; }
+    [CommandOption("--partition <KIND>")][ConfigKey("data.partition")][Description("How the data is split among clients: iid, dirichlet (over the label), shards (k labels per client) or quantity (skewed sizes).")] public string? Partition { get; init; }
+    [CommandOption("--alpha <X>")][ConfigKey("data.alpha")][Description("Dirichlet concentration α of dirichlet and quantity (smaller = more skewed).")] public double? Alpha { get; init; }
+    [CommandOption("--skip-bad")][ConfigKey("data.skip_bad")][Description("Skip malformed records (counted) instead of stopping at the first.")] public bool? SkipBad { get; init; }
+
+    [CommandOption("--rounds <N>")][ConfigKey("federation.rounds")][Description("Federated rounds.")] public int? Rounds { get; init; }
+    [CommandOption("--clients <N>")][ConfigKey("federation.clients")][Description("Clients the data is split among.")] public int? Clients { get; init; }
+    [CommandOption("--clients-per-round <N>")][ConfigKey("federation.clients_per_round")][Description("Clients sampled each round (at most --clients).")] public int? ClientsPerRound { get; init; }
+    [CommandOption("--local-steps <N>")][ConfigKey("federation.local_steps")][Description("Optimizer steps each sampled client takes per round.")] public int? LocalSteps { get; init; }
+    [CommandOption("--batch-size <N>")][ConfigKey("federation.batch_size")][Description("Examples per local step.")] public int? BatchSize { get; init; }
+    [CommandOption("--gradient-accumulation|--grad-accum <N>")][ConfigKey("federation.gradient_accumulation")][Description("Micro-batches accumulated per local step.")] public int? GradientAccumulation { get; init; }
+    [CommandOption("--learning-rate|--lr <RATE>")][ConfigKey("federation.learning_rate")][Description("Clients' learning rate at round 0, decayed by cosine to --min-learning-rate.")] public double? LearningRate { get; init; }
+    [CommandOption("--min-learning-rate|--min-lr <RATE>")][ConfigKey("federation.min_learning_rate")][Description("Clients' learning rate at the last round.")] public double? MinLearningRate { get; init; }
+    [CommandOption("--max-grad-norm <X>")][ConfigKey("federation.max_grad_norm")][Description("Gradient clipping norm of local steps (0 = none).")] public double? MaxGradNorm { get; init; }
+    [CommandOption("--max-length <N>")][ConfigKey("federation.max_length")][Description("Examples are truncated to N tokens.")] public int? MaxLength { get; init; }
+    [CommandOption("--keep-optimizer-state")][ConfigKey("federation.keep_optimizer_state")][Description("Clients keep their AdamW moments between rounds (OpenFedLLM resets them).")] public bool? KeepOptimizerState { get; init; }
+    [CommandOption("--seed <N>")][ConfigKey("federation.seed")][Description("Seed of sampling, partitioning, LoRA init and dropout.")] public long? Seed { get; init; }
+    [CommandOption("--eval-every|--evaluate-every <N>")][ConfigKey("federation.eval_every")][Description("Score the held-out data every N rounds (0 = only after the last).")] public int? EvalEvery { get; init; }
+
+    [CommandOption("--algorithms|--algorithm <NAMES>")][ConfigKey("strategy.algorithms")][Description("Comma-separated: fedavg, fedprox, scaffold, fedavgm, fedadagrad, fedyogi, fedadam, or all; each runs from the same start.")] public string? Algorithms { get; init; }
+    [CommandOption("--proximal-mu|--mu <X>")][ConfigKey("strategy.proximal_mu")][Description("FedProx proximal term μ.")] public double? ProximalMu { get; init; }
+    [CommandOption("--server-learning-rate|--server-lr <X>")][ConfigKey("strategy.server_learning_rate")][Description("Server learning rate: one number for every algorithm (replacing any per-algorithm rates), or per algorithm: fedavgm=1,fedadam=0.01 (run.yaml strategy.server_learning_rates).")] public string? ServerLearningRate { get; init; }
+    [CommandOption("--server-momentum <X>")][ConfigKey("strategy.server_momentum")][Description("FedAvgM server momentum, in [0, 1).")] public double? ServerMomentum { get; init; }
+    [CommandOption("--beta1 <X>")][ConfigKey("strategy.beta1")][Description("FedAdam/FedYogi first-moment decay β1, in [0, 1).")] public double? Beta1 { get; init; }
+    [CommandOption("--beta2 <X>")][ConfigKey("strategy.beta2")][Description("FedAdam/FedYogi second-moment decay β2, in [0, 1).")] public double? Beta2 { get; init; }
+    [CommandOption("--tau <X>")][ConfigKey("strategy.tau")][Description("FedOpt adaptivity τ (added to the root of the second moment).")] public double? Tau { get; init; }
+    [CommandOption("--openfedllm-compatible")][ConfigKey("strategy.openfedllm_compatible")][Description("Reproduce OpenFedLLM's update rules instead of the papers'.")] public bool? OpenFedLlm { get; init; }
+
+    [CommandOption("--lora-r <N>")][ConfigKey("lora.r")][Description("LoRA rank.")] public int? LoraRank { get; init; }
+    [CommandOption("--lora-alpha <X>")][ConfigKey("lora.alpha")][Description("LoRA α (the update is scaled by α / r).")] public double? LoraAlpha { get; init; }
+    [CommandOption("--lora-dropout <X>")][ConfigKey("lora.dropout")][Description("Dropout on the LoRA input, in [0, 1).")] public double? LoraDropout { get; init; }
+    [CommandOption("--lora-target-modules|--lora-targets <LIST>")][ConfigKey("lora.target_modules")][Description("Comma-separated projections that get adapters: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj.")] public string? LoraTargetModules { get; init; }
+
+    [CommandOption("--beta <X>")][ConfigKey("dpo.beta")][Description("dpo: β, the inverse temperature of the implicit reward.")] public double? Beta { get; init; }
+    [CommandOption("--reference-adapter <DIR>")][ConfigKey("dpo.reference_adapter")][Description("dpo: a frozen PEFT adapter (e.g. the SFT one) as reference policy and starting point; none = the base model.")] public string? ReferenceAdapter { get; init; }
+
+    [CommandOption("--eval-task <NAME>")][ConfigKey("evaluation.task")][Description("Score the global adapter on a benchmark of `fedllm eval` (fpb, mmlu, gsm8k, humaneval…) every --eval-task-every rounds.")] public string? EvalTask { get; init; }
+    [CommandOption("--eval-task-data <PATH>")][ConfigKey("evaluation.data")][Description("The benchmark's file or folder.")] public string? EvalTaskData { get; init; }
+    [CommandOption("--eval-task-every <N>")][ConfigKey("evaluation.every")][Description("Score the benchmark every N rounds.")] public int? EvalTaskEvery { get; init; }
+    [CommandOption("--eval-task-limit <N>")][ConfigKey("evaluation.limit")][Description("Score only the first N benchmark items (0 = all).")] public int? EvalTaskLimit { get; init; }
+    [CommandOption("--eval-task-few-shot <K>")][ConfigKey("evaluation.few_shot")][Description("Solved examples before each benchmark question.")] public int? EvalTaskFewShot { get; init; }
+    [CommandOption("--eval-task-batch-size <N>")][ConfigKey("evaluation.batch_size")][Description("Benchmark items per forward pass.")] public int? EvalTaskBatchSize { get; init; }
+    [CommandOption("--eval-task-max-new-tokens <N>")][ConfigKey("evaluation.max_new_tokens")][Description("Generation budget of generative benchmarks (none = the task's own).")] public int? EvalTaskMaxNewTokens { get; init; }
+    [CommandOption("--eval-task-param <KEY=VALUE>")][ConfigKey("evaluation.params")][Description("A benchmark setting, repeatable (as --param of `fedllm eval`).")] public string[] EvalTaskParams { get; init; } = [];
+
+    [CommandOption("--federated-evaluate-every <N>")][ConfigKey("federation.federated_evaluate_every")][Description("Federated evaluation every N rounds: the round's clients score the global adapter on their own data (0 = never).")] public int? FederatedEvaluateEvery { get; init; }
+
+    [CommandOption("--privacy-mode <MODE>")][ConfigKey("privacy.mode")][Description("Client-level differential privacy: server-fixed, server-adaptive, client-fixed or local; none drops a privacy section of the --config file.")] public string? PrivacyMode { get; init; }
+    [CommandOption("--privacy-clipping-norm <C>")][ConfigKey("privacy.clipping_norm")][Description("L2 bound C of one client's update (the initial C when adaptive).")] public double? PrivacyClippingNorm { get; init; }
+    [CommandOption("--privacy-noise-multiplier <SIGMA>")][ConfigKey("privacy.noise_multiplier")][Description("Noise standard deviation over C; unset = derived from --privacy-target-epsilon.")] public double? PrivacyNoiseMultiplier { get; init; }
+    [CommandOption("--privacy-target-epsilon <EPS>")][ConfigKey("privacy.target_epsilon")][Description("ε budget: derives σ when no noise multiplier is set, else refuses a run that would exceed it.")] public double? PrivacyTargetEpsilon { get; init; }
+    [CommandOption("--privacy-delta <DELTA>")][ConfigKey("privacy.delta")][Description("δ of the reported (ε, δ).")] public double? PrivacyDelta { get; init; }
+    [CommandOption("--privacy-seeding <KIND>")][ConfigKey("privacy.seeding")][Description("Noise seeding: run-seed (reproducible, simulate's default) or cryptographic.")] public string? PrivacySeeding { get; init; }
+    [CommandOption("--privacy-stop-at-budget")][ConfigKey("privacy.stop_at_budget")][Description("Stop the run when the ε budget is spent instead of refusing to start it.")] public bool? PrivacyStopAtBudget { get; init; }
+    [CommandOption("--privacy-target-unclipped-quantile <Q>")][ConfigKey("privacy.target_unclipped_quantile")][Description("server-adaptive: the share of updates C should leave unclipped.")] public double? PrivacyTargetUnclippedQuantile { get; init; }
+    [CommandOption("--privacy-clipping-norm-learning-rate <X>")][ConfigKey("privacy.clipping_norm_learning_rate")][Description("server-adaptive: the geometric learning rate of C.")] public double? PrivacyClippingNormLearningRate { get; init; }
+    [CommandOption("--privacy-clipped-count-stddev <X>")][ConfigKey("privacy.clipped_count_stddev")][Description("server-adaptive: noise on the count of clipped updates (unset = m/20).")] public double? PrivacyClippedCountStddev { get; init; }
+    [CommandOption("--robust-rule <RULE>")][ConfigKey("robust.rule")][Description("Robust aggregation: krum, multi-krum, median, trimmed-mean, norm-clip or fltrust; none drops a robust section of the --config file.")] public string? RobustRule { get; init; }
+    [CommandOption("--robust-byzantine-clients <F>")][ConfigKey("robust.byzantine_clients")][Description("Krum's f (unset = ⌊(m − 3)/2⌋).")] public int? RobustByzantineClients { get; init; }
+    [CommandOption("--robust-selected <M>")][ConfigKey("robust.selected")][Description("Multi-Krum's kept updates (unset = m − f).")] public int? RobustSelected { get; init; }
+    [CommandOption("--robust-trim-fraction <BETA>")][ConfigKey("robust.trim_fraction")][Description("Trimmed mean's β, trimmed from each end.")] public double? RobustTrimFraction { get; init; }
+    [CommandOption("--robust-norm-factor <X>")][ConfigKey("robust.norm_factor")][Description("norm-clip's bound in multiples of the round's median update norm.")] public double? RobustNormFactor { get; init; }
+    [CommandOption("--robust-root-examples <N>")][ConfigKey("robust.root_examples")][Description("FLTrust's server root set size.")] public int? RobustRootExamples { get; init; }
+    [CommandOption("--robust-root-data <FILE>")][ConfigKey("robust.root_data")][Description("FLTrust's root set file (unset = a sample of the training data).")] public string? RobustRootData { get; init; }
+    [CommandOption("--attack-kind <KIND>")][ConfigKey("attack.kind")][Description("Simulated attackers: sign-flip, scale, gaussian, label-flip or backdoor; none drops an attack section of the --config file.")] public string? AttackKind { get; init; }
+    [CommandOption("--attack-fraction <X>")][ConfigKey("attack.fraction")][Description("Fraction of the clients that attack.")] public double? AttackFraction { get; init; }
+    [CommandOption("--attack-scale-factor <S>")][ConfigKey("attack.scale_factor")][Description("scale and gaussian attacks: the factor.")] public double? AttackScaleFactor { get; init; }
+    [CommandOption("--attack-trigger <TEXT>")][ConfigKey("attack.trigger")][Description("backdoor: the trigger phrase appended to an input.")] public string? AttackTrigger { get; init; }
+    [CommandOption("--attack-target-answer <TEXT>")][ConfigKey("attack.target_answer")][Description("backdoor: the answer triggered inputs are mapped to.")] public string? AttackTargetAnswer { get; init; }
+    [CommandOption("--attack-poison-fraction <X>")][ConfigKey("attack.poison_fraction")][Description("backdoor: fraction of an attacker's examples that are triggered.")] public double? AttackPoisonFraction { get; init; }
+
+    [CommandOption("--baselines <LIST>")][ConfigKey("baselines")][Description("Comma-separated baselines with the same step budget: local (each client alone), central (pooled data); none for none.")] public string? Baselines { get; init; }
+    [CommandOption("--output <DIR>")][ConfigKey("output")][Description("The run's folder: per algorithm metrics.jsonl, rounds/round-N, adapter/; results.json.")] public string? Output { get; init; }
+    [CommandOption("--threads <N>")][ConfigKey("threads")][Description("Intra-op threads.")] public int? Threads { get; init; }
+    [CommandOption("--device <DEVICE>")][ConfigKey("device")][Description("cpu, cuda or cuda:N (CUDA needs a CUDA build of libtorch).")] public string? Device { get; init; }
 }
 
 /// <summary><c>fedllm simulate</c>: federated instruction tuning of many clients in one process, with baselines.</summary>
@@ -92,10 +115,21 @@ public sealed class SimulateCommand : Command<SimulateSettings>
 {
     public override int Execute(CommandContext context, SimulateSettings s, CancellationToken cancellationToken)
     {
-        var config = s.Config is null ? RunConfig.EmbeddedDefault(s.Task ?? "sft") : RunConfig.Load(s.Config);
+        var file = s.Config is null ? null : RunConfigFile.Load(s.Config);
+        foreach (var warning in file?.Warnings ?? []) Console.Error.WriteLine($"warning: {warning}");
+        var config = file?.Config ?? RunConfig.EmbeddedDefault((s.Task ?? "sft").ToLowerInvariant());
+        var origins = new SettingOrigins(s, file);
         Apply(config, s);
+        RunConfigValidator.Validate(config, origins.Describe);
+        if (s.PrintConfig)
+        {
+            Console.Out.Write("# fedllm simulate: effective settings (flag > --config file > embedded default > built-in default)\n");
+            Console.Out.Write(RunConfigPrinter.ToYaml(config, origins.Source));
+            return 0;
+        }
         bool dpo = config.Task == "dpo";
         var options = config.ToRunOptions(Path.Combine("runs", $"simulate{(dpo ? "-dpo" : "")}-{DateTime.Now:yyyyMMdd-HHmmss}"));
+        if (s.Resume) CheckSomethingToResume(config.Output, options);
         using var run = FederatedRun.Prepare(options, log: m => AnsiConsole.MarkupLineInterpolated($"[grey]{m}[/]"), cancellationToken: cancellationToken);
         var f = run.Options.Federation; // with the rounds a privacy budget allows
         var partition = options.Data.Partition;
@@ -117,7 +151,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
                 .Start(ctx =>
                 {
                     var task = ctx.AddTask(name, maxValue: f.RoundsToRun);
-                    var outcome = run.RunAsync(name, config.Output is not null && s.Resume,
+                    var outcome = run.RunAsync(name, s.Resume,
                         new SynchronousProgress<RoundRecord>(r =>
                         {
                             task.Value = r.Round + 1;
@@ -156,122 +190,85 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         return 0;
     }
 
-    static void Apply(RunConfig c, SimulateSettings s)
+    /// <summary>Sets every run.yaml key whose flag was given (flags win over the file and the embedded default).</summary>
+    public static void Apply(RunConfig c, SimulateSettings s)
     {
-        if (s.Task is not null) c.Task = s.Task;
-        if (s.Dataset is not null) c.Data.Dataset = s.Dataset;
-        if (s.Beta is not null) c.Dpo.Beta = s.Beta.Value;
-        if (s.ReferenceAdapter is not null) c.Dpo.ReferenceAdapter = s.ReferenceAdapter;
-        if (s.Model is not null) c.Model.Path = s.Model;
-        if (s.BaseDtype is not null) c.Model.BaseDtype = s.BaseDtype;
-        if (s.ActivationCheckpointing is not null) c.Model.ActivationCheckpointing = s.ActivationCheckpointing.Value;
-        if (s.Data is not null) c.Data.Path = s.Data;
-        if (s.EvalData is not null) c.Data.EvalPath = s.EvalData;
-        if (s.EvalLimit is not null) c.Data.EvalLimit = s.EvalLimit;
-        if (s.Partition is not null) c.Data.Partition = s.Partition;
-        if (s.Alpha is not null) c.Data.Alpha = s.Alpha.Value;
-        if (s.Algorithm is not null) c.Strategy.Algorithms = s.Algorithm.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
-        if (s.Rounds is not null) c.Federation.Rounds = s.Rounds.Value;
-        if (s.Clients is not null) c.Federation.Clients = s.Clients;
-        if (s.ClientsPerRound is not null) c.Federation.ClientsPerRound = s.ClientsPerRound.Value;
-        if (s.LocalSteps is not null) c.Federation.LocalSteps = s.LocalSteps.Value;
-        if (s.BatchSize is not null) c.Federation.BatchSize = s.BatchSize.Value;
-        if (s.GradientAccumulation is not null) c.Federation.GradientAccumulation = s.GradientAccumulation.Value;
-        if (s.LearningRate is not null) c.Federation.LearningRate = s.LearningRate;
-        if (s.MinLearningRate is not null) c.Federation.MinLearningRate = s.MinLearningRate;
-        if (s.KeepOptimizerState is not null) c.Federation.KeepOptimizerState = s.KeepOptimizerState.Value;
-        if (s.Seed is not null) c.Federation.Seed = s.Seed.Value;
-        if (s.Mu is not null) c.Strategy.ProximalMu = s.Mu;
-        if (s.ServerLearningRate is not null) ApplyServerLearningRate(c.Strategy, s.ServerLearningRate);
-        if (s.OpenFedLlm is not null) c.Strategy.OpenfedllmCompatible = s.OpenFedLlm.Value;
-        if (s.MaxGradNorm is not null) c.Federation.MaxGradNorm = s.MaxGradNorm.Value;
-        if (s.MaxLength is not null) c.Federation.MaxLength = s.MaxLength.Value;
-        if (s.EvaluateEvery is not null) c.Federation.EvaluateEvery = s.EvaluateEvery.Value;
-        if (s.FederatedEvaluateEvery is not null) c.Federation.FederatedEvaluateEvery = s.FederatedEvaluateEvery.Value;
-        if (s.Template is not null) c.Data.Template = s.Template;
-        if (s.SkipBad is not null) c.Data.SkipBad = s.SkipBad.Value;
-        if (s.ServerMomentum is not null) c.Strategy.ServerMomentum = s.ServerMomentum;
-        if (s.Beta1 is not null) c.Strategy.Beta1 = s.Beta1;
-        if (s.Beta2 is not null) c.Strategy.Beta2 = s.Beta2;
-        if (s.Tau is not null) c.Strategy.Tau = s.Tau;
-        if (s.LoraDropout is not null) c.Lora.Dropout = s.LoraDropout.Value;
-        if (s.LoraTargets is not null) c.Lora.TargetModules = s.LoraTargets.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
-        if (s.LoraRank is not null) c.Lora.R = s.LoraRank;
-        if (s.LoraAlpha is not null) c.Lora.Alpha = s.LoraAlpha;
-        if (s.Baselines is not null) c.Baselines = s.Baselines == "none" ? new() : s.Baselines.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
-        if (s.Threads is not null) c.Threads = s.Threads;
-        if (s.Device is not null) c.Device = s.Device;
-        if (s.Output is not null) c.Output = s.Output;
-        ApplyPrivacyRobustAttack(c, s);
-        if (s.EvalTask is not null) c.Evaluation.Task = s.EvalTask;
-        if (s.EvalTaskData is not null) c.Evaluation.Data = s.EvalTaskData;
-        if (s.EvalTaskEvery is not null) c.Evaluation.Every = s.EvalTaskEvery.Value;
-        if (s.EvalTaskLimit is not null) c.Evaluation.Limit = s.EvalTaskLimit.Value;
-        foreach (var p in s.EvalTaskParams)
+        // Optional sections (privacy, robust, attack) exist once any of their flags is given; "none" drops them.
+        if (s.PrivacyMode is not null || s.PrivacyClippingNorm is not null || s.PrivacyNoiseMultiplier is not null || s.PrivacyTargetEpsilon is not null
+            || s.PrivacyDelta is not null || s.PrivacySeeding is not null || s.PrivacyStopAtBudget is not null || s.PrivacyTargetUnclippedQuantile is not null
+            || s.PrivacyClippingNormLearningRate is not null || s.PrivacyClippedCountStddev is not null)
+            c.Privacy ??= new RunConfig.PrivacySection();
+        if (s.RobustRule is not null || s.RobustByzantineClients is not null || s.RobustSelected is not null || s.RobustTrimFraction is not null
+            || s.RobustNormFactor is not null || s.RobustRootExamples is not null || s.RobustRootData is not null)
+            c.Robust ??= new RunConfig.RobustSection();
+        if (s.AttackKind is not null || s.AttackFraction is not null || s.AttackScaleFactor is not null || s.AttackTrigger is not null
+            || s.AttackTargetAnswer is not null || s.AttackPoisonFraction is not null)
+            c.Attack ??= new RunConfig.AttackSection();
+        ApplyFlags(c, s);
+        if (s.PrivacyMode?.Trim().ToLowerInvariant() == "none") c.Privacy = null;
+        if (s.RobustRule?.Trim().ToLowerInvariant() == "none") c.Robust = null;
+        if (s.AttackKind?.Trim().ToLowerInvariant() == "none") c.Attack = null;
+    }
+
+    static void ApplyFlags(RunConfig c, SimulateSettings s)
+    {
+        foreach (var option in OptionInfo.Of(typeof(SimulateSettings)))
         {
-            var kv = p.Split('=', 2);
-            if (kv.Length != 2) throw new ArgumentException($"--eval-task-param {p}: expected KEY=VALUE");
-            c.Evaluation.Params[kv[0].Trim()] = kv[1];
+            if (option.ConfigKey is not { } key) continue;
+            object? value = option.Property.GetValue(s);
+            if (value is null or string[] { Length: 0 }) continue;
+            switch (key.Path)
+            {
+                case "strategy.server_learning_rate":
+                    ApplyServerLearningRate(c.Strategy, (string)value);
+                    break;
+                case "evaluation.params":
+                    foreach (var p in (string[])value)
+                    {
+                        var kv = p.Split('=', 2);
+                        if (kv.Length != 2 || kv[0].Trim().Length == 0)
+                            throw new ConfigurationException($"--eval-task-param '{p}': expected KEY=VALUE, e.g. --eval-task-param split=all");
+                        c.Evaluation.Params[kv[0].Trim()] = kv[1];
+                    }
+                    break;
+                default:
+                    if (key.IsList) key.Set(c, ((string)value).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList());
+                    else key.Set(c, value is string text && key.OneOf is not null ? text.Trim().ToLowerInvariant() : value);
+                    break;
+            }
         }
     }
 
-    static void ApplyPrivacyRobustAttack(RunConfig c, SimulateSettings s)
+    /// <summary>--resume continues a run: without an output folder, or with no committed round in it, there is nothing to
+    /// continue, and starting afresh instead would hide the mistake.</summary>
+    static void CheckSomethingToResume(string? output, RunOptions options)
     {
-        if (s.PrivacyMode == "none") c.Privacy = null;
-        else if (s.PrivacyMode is not null || s.PrivacyClippingNorm is not null || s.PrivacyNoiseMultiplier is not null || s.PrivacyTargetEpsilon is not null
-                 || s.PrivacyDelta is not null || s.PrivacySeeding is not null || s.PrivacyStopAtBudget is not null)
-        {
-            var p = c.Privacy ??= new RunConfig.PrivacySection();
-            if (s.PrivacyMode is not null) p.Mode = s.PrivacyMode;
-            if (s.PrivacyClippingNorm is not null) p.ClippingNorm = s.PrivacyClippingNorm.Value;
-            if (s.PrivacyNoiseMultiplier is not null) p.NoiseMultiplier = s.PrivacyNoiseMultiplier;
-            if (s.PrivacyTargetEpsilon is not null) p.TargetEpsilon = s.PrivacyTargetEpsilon;
-            if (s.PrivacyDelta is not null) p.Delta = s.PrivacyDelta.Value;
-            if (s.PrivacySeeding is not null) p.Seeding = s.PrivacySeeding;
-            if (s.PrivacyStopAtBudget is not null) p.StopAtBudget = s.PrivacyStopAtBudget.Value;
-        }
-        if (s.RobustRule == "none") c.Robust = null;
-        else if (s.RobustRule is not null || s.RobustByzantineClients is not null || s.RobustSelected is not null || s.RobustTrimFraction is not null
-                 || s.RobustNormFactor is not null || s.RobustRootExamples is not null || s.RobustRootData is not null)
-        {
-            var r = c.Robust ??= new RunConfig.RobustSection();
-            if (s.RobustRule is not null) r.Rule = s.RobustRule;
-            if (s.RobustByzantineClients is not null) r.ByzantineClients = s.RobustByzantineClients;
-            if (s.RobustSelected is not null) r.Selected = s.RobustSelected;
-            if (s.RobustTrimFraction is not null) r.TrimFraction = s.RobustTrimFraction.Value;
-            if (s.RobustNormFactor is not null) r.NormFactor = s.RobustNormFactor.Value;
-            if (s.RobustRootExamples is not null) r.RootExamples = s.RobustRootExamples.Value;
-            if (s.RobustRootData is not null) r.RootData = s.RobustRootData;
-        }
-        if (s.AttackKind == "none") c.Attack = null;
-        else if (s.AttackKind is not null || s.AttackFraction is not null || s.AttackScaleFactor is not null || s.AttackTrigger is not null
-                 || s.AttackTargetAnswer is not null || s.AttackPoisonFraction is not null)
-        {
-            var a = c.Attack ??= new RunConfig.AttackSection();
-            if (s.AttackKind is not null) a.Kind = s.AttackKind;
-            if (s.AttackFraction is not null) a.Fraction = s.AttackFraction.Value;
-            if (s.AttackScaleFactor is not null) a.ScaleFactor = s.AttackScaleFactor.Value;
-            if (s.AttackTrigger is not null) a.Trigger = s.AttackTrigger;
-            if (s.AttackTargetAnswer is not null) a.TargetAnswer = s.AttackTargetAnswer;
-            if (s.AttackPoisonFraction is not null) a.PoisonFraction = s.AttackPoisonFraction.Value;
-        }
+        if (output is null)
+            throw new ConfigurationException("--resume needs --output (or output: in the --config file): the folder of the run to continue");
+        if (!options.Algorithms.Any(a => new RunStore(Path.Combine(output, a)).LatestRound is not null))
+            throw new ConfigurationException(
+                $"--resume: nothing to resume in {output}: no committed round of {string.Join(", ", options.Algorithms)}",
+                ["check --output; without --resume the run starts afresh"]);
     }
 
-    /// <summary>--server-lr 0.01 sets every algorithm's; --server-lr fedavgm=1,fedadam=0.01 sets each named one.</summary>
+    /// <summary>--server-learning-rate 0.01 sets every algorithm's, replacing per-algorithm rates from the file or the
+    /// embedded default (a flag wins over both); fedavgm=1,fedadam=0.01 sets each named one.</summary>
     static void ApplyServerLearningRate(RunConfig.StrategySection strategy, string text)
     {
         static double Parse(string value, string text) =>
             double.TryParse(value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v)
-                ? v : throw new ArgumentException($"--server-lr '{text}': '{value}' is not a number");
+                && double.IsFinite(v) && v > 0
+                ? v : throw new ConfigurationException($"--server-learning-rate '{text}': '{value}' is not a positive number; expected RATE or ALGORITHM=RATE,…");
         if (!text.Contains('='))
         {
             strategy.ServerLearningRate = Parse(text.Trim(), text);
+            strategy.ServerLearningRates.Clear();
             return;
         }
         foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             var pieces = part.Split('=', 2, StringSplitOptions.TrimEntries);
-            if (pieces.Length != 2 || pieces[0].Length == 0) throw new ArgumentException($"--server-lr '{text}': expected ALGORITHM=RATE, got '{part}'");
+            if (pieces.Length != 2 || pieces[0].Length == 0) throw new ConfigurationException($"--server-learning-rate '{text}': expected ALGORITHM=RATE, got '{part}'");
             strategy.ServerLearningRates[pieces[0]] = Parse(pieces[1], text);
         }
     }

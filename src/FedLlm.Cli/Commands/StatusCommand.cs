@@ -9,10 +9,10 @@ namespace FedLlm.Cli.Commands;
 
 public sealed class StatusSettings : CommandSettings
 {
-    [CommandOption("--server <URL>")] public string? Server { get; init; }
+    [CommandOption("--server <URL>")][Description("https://HOST:PORT of the federation server.")] public string? Server { get; init; }
     [CommandOption("--kit <DIR>")][Description("A client's kit folder (client-ID/), for the TLS handshake")] public string? Kit { get; init; }
     [CommandOption("--client-id <ID>")][Description("The roster id to ask as (default: the kit's)")] public string? ClientId { get; init; }
-    [CommandOption("--insecure")] public bool Insecure { get; init; }
+    [CommandOption("--insecure")][Description("Plain-text HTTP/2 to a server started with --insecure.")] public bool Insecure { get; init; }
 }
 
 /// <summary><c>fedllm status</c>: the server's round, its clients' last heartbeats and the last round's metrics.</summary>

@@ -1,4 +1,6 @@
 using System.ComponentModel;
+using FedLlm.Cli.Parsing;
+using FedLlm.Configuration;
 using FedLlm.Data;
 using FedLlm.Defaults;
 using FedLlm.Evaluation;
@@ -16,67 +18,75 @@ namespace FedLlm.Cli.Commands;
 public sealed class TrainSettings : CommonSettings
 {
     [CommandOption("--task <TASK>")]
+    [OneOf("sft", "dpo")]
     [Description("sft (instruction tuning) or dpo (Direct Preference Optimization on preference pairs).")]
     [DefaultValue("sft")]
     public string Task { get; init; } = "sft";
 
     [CommandOption("--data <FILE>")]
-    [Description("Training data: Alpaca schema (instruction, input, output) for sft; preference pairs (see --dataset) for dpo. JSON or JSONL. Default: the embedded data set.")]
+    [Description("Training data: Alpaca schema (instruction, input, output) for sft; preference pairs (see --dataset) for dpo. JSON, JSONL or Parquet. Default: the embedded data set.")]
     public string? Data { get; init; }
 
     [CommandOption("--dataset <KIND>")]
+    [OneOf("generic-preference", "ultrafeedback", "hh-rlhf")]
     [Description("dpo only: the schema of --data and --eval-data: ultrafeedback, hh-rlhf or generic-preference ({prompt, chosen, rejected}).")]
     [DefaultValue("generic-preference")]
     public string Dataset { get; init; } = "generic-preference";
 
     [CommandOption("--beta <X>")]
+    [Check(ValueRule.Positive)]
     [Description("dpo only: β, the inverse temperature of the implicit reward.")]
     [DefaultValue(0.1)]
     public double Beta { get; init; } = 0.1;
 
     [CommandOption("--reference-adapter <DIR>")]
-    [Description("--task dpo: a frozen PEFT adapter (e.g. from SFT) that is the reference policy and the starting point. Default: the base model with adapters off.")]
+    [Description("dpo only: a frozen PEFT adapter (e.g. from SFT) that is the reference policy and the starting point. Default: the base model with adapters off.")]
     public string? ReferenceAdapter { get; init; }
 
     [CommandOption("--eval-data <FILE>")]
-    [Description("Held-out data (same schema), scored before and after training: loss and exact match.")]
+    [Description("Held-out data (same schema), scored before and after training: loss and exact match. Default: the embedded held-out set with the embedded data, else none.")]
     public string? EvalData { get; init; }
 
     [CommandOption("--eval-limit <N>")]
-    [Description("Score only the first N held-out examples.")]
+    [Check(ValueRule.Positive)]
+    [Description("Score only the first N held-out examples. Default: all.")]
     public int? EvalLimit { get; init; }
 
     [CommandOption("--output <DIR>")]
-    [Description("Where adapters and checkpoints go. Default: runs/train-<time>.")]
+    [Description("Where adapters, checkpoints and the run fingerprint go. Default: runs/train-<time>.")]
     public string? Output { get; init; }
 
     [CommandOption("--resume")]
-    [Description("Continue from the latest checkpoint in --output.")]
+    [Description("Continue from the latest checkpoint in --output; refused when there is none or the folder was started with other settings.")]
     public bool Resume { get; init; }
 
-    [CommandOption("--steps <N>")] public int? Steps { get; init; }
-    [CommandOption("--batch-size <N>")] public int? BatchSize { get; init; }
-    [CommandOption("--grad-accum <N>")] public int? GradientAccumulation { get; init; }
-    [CommandOption("--lr <RATE>")] public double? LearningRate { get; init; }
+    [CommandOption("--steps <N>")][Check(ValueRule.Positive)][Description("Optimizer steps. Default: 100; embedded default: 500 (sft), 250 (dpo).")] public int? Steps { get; init; }
+    [CommandOption("--batch-size <N>")][Check(ValueRule.Positive)][Description("Examples per step. Default: 16 (sft), 8 (dpo).")] public int? BatchSize { get; init; }
+    [CommandOption("--gradient-accumulation|--grad-accum <N>")][Check(ValueRule.Positive)][Description("Micro-batches accumulated per step. Default: 1.")] public int? GradientAccumulation { get; init; }
+    [CommandOption("--learning-rate|--lr <RATE>")][Check(ValueRule.Positive)][Description("Peak learning rate. Default: 5e-5 (sft), 5e-4 (dpo); embedded default: 0.001.")] public double? LearningRate { get; init; }
 
     [CommandOption("--schedule <KIND>")]
-    [Description("constant, cosine or linear (after --warmup steps of linear warm-up).")]
+    [OneOf("constant", "cosine", "linear")]
+    [Description("Learning-rate schedule after --warmup-steps of linear warm-up: constant, cosine or linear. Default: constant; embedded default: cosine.")]
     public string? Schedule { get; init; }
 
-    [CommandOption("--warmup <N>")] public int? Warmup { get; init; }
-    [CommandOption("--max-grad-norm <X>")] public double? MaxGradNorm { get; init; }
-    [CommandOption("--max-length <N>")] public int? MaxLength { get; init; }
-    [CommandOption("--save-every <N>")] public int? SaveEvery { get; init; }
-    [CommandOption("--lora-r <N>")] public int? LoraRank { get; init; }
-    [CommandOption("--lora-alpha <X>")] public double? LoraAlpha { get; init; }
-    [CommandOption("--lora-dropout <X>")] public double? LoraDropout { get; init; }
+    [CommandOption("--warmup-steps|--warmup <N>")][Check(ValueRule.NonNegative)][Description("Linear warm-up steps. Default: 0; embedded default: 10.")] public int? Warmup { get; init; }
+    [CommandOption("--max-grad-norm <X>")][Check(ValueRule.NonNegative)][Description("Gradient clipping norm (0 = none). Default: 1.")] public double? MaxGradNorm { get; init; }
+    [CommandOption("--max-length <N>")][Check(ValueRule.Positive)][Description("Examples are truncated to N tokens. Default: 512 (sft), the DPO pair builder's for dpo.")] public int? MaxLength { get; init; }
+    [CommandOption("--save-every <N>")][Check(ValueRule.NonNegative)][Description("Write a checkpoint every N steps (0 = only at the end), for --resume. Default: 0.")] public int? SaveEvery { get; init; }
+    [CommandOption("--lora-r <N>")][Check(ValueRule.Positive)][Description("LoRA rank. Default: 8; embedded default: 16.")] public int? LoraRank { get; init; }
+    [CommandOption("--lora-alpha <X>")][Check(ValueRule.Positive)][Description("LoRA α (the update is scaled by α / r). Default: 16; embedded default: 32.")] public double? LoraAlpha { get; init; }
+    [CommandOption("--lora-dropout <X>")][Check(ValueRule.Fraction)][Description("Dropout on the LoRA input, in [0, 1). Default: 0.05; embedded default: 0.")] public double? LoraDropout { get; init; }
 
-    [CommandOption("--lora-targets <LIST>")]
-    [Description("Comma-separated projections, e.g. q_proj,v_proj. Default: all seven.")]
+    [CommandOption("--lora-target-modules|--lora-targets <LIST>")]
+    [ListValue]
+    [OneOf("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")]
+    [Description("Comma-separated projections that get adapters, e.g. q_proj,v_proj. Default: all seven.")]
     public string? LoraTargets { get; init; }
 
     [CommandOption("--template <NAME>")]
-    [Description("Prompt template: alpaca or vicuna.")]
+    [OneOf("alpaca", "vicuna", "chatml", "llama-3", Aliases = ["llama3", "llama_3"])]
+    [Description("Prompt template of instruction data: alpaca, vicuna, chatml or llama-3.")]
     [DefaultValue("alpaca")]
     public string Template { get; init; } = "alpaca";
 
@@ -95,11 +105,11 @@ public sealed class TrainCommand : Command<TrainSettings>
 {
     public override int Execute(CommandContext context, TrainSettings s, CancellationToken cancellationToken)
     {
-        return s.Task.ToLowerInvariant() switch
+        return s.Task.Trim().ToLowerInvariant() switch
         {
             "sft" => ExecuteSft(s, cancellationToken),
             "dpo" => DpoTraining.Execute(s, cancellationToken),
-            _ => throw new ArgumentException($"--task '{s.Task}' is not one of sft, dpo"),
+            _ => throw new ConfigurationException($"--task: '{s.Task}' is not one of sft, dpo"),
         };
     }
 
@@ -110,7 +120,7 @@ public sealed class TrainCommand : Command<TrainSettings>
         bool embedded = s.Model is null && s.Data is null;
         var defaults = embedded ? EmbeddedDefault.Ensure(message => AnsiConsole.MarkupLineInterpolated($"[grey]{message}[/]")) : null;
         string modelDir = s.Model ?? defaults?.ModelDirectory ?? EmbeddedDefault.Ensure().ModelDirectory;
-        string dataPath = s.Data ?? defaults?.TrainPath ?? throw new ArgumentException("--data is required with --model");
+        string dataPath = s.Data ?? defaults?.TrainPath ?? throw new ConfigurationException("--data is required with --model (the embedded data belongs to the embedded model)");
         string? evalPath = s.EvalData ?? defaults?.EvalPath;
         var recipe = embedded ? EmbeddedDefault.Recipe : null;
 
@@ -139,6 +149,9 @@ public sealed class TrainCommand : Command<TrainSettings>
         lora.Validate();
         var template = PromptTemplate.FromName(s.Template);
         string output = s.Output ?? Path.Combine("runs", $"train-{DateTime.Now:yyyyMMdd-HHmmss}");
+        var fingerprint = ResumeGuard.TrainingFingerprint(s, modelDir, dataPath, evalPath, training, lora)
+            .With("template", template.Name);
+        ResumeGuard.Check(s.Resume, s.Output, output, fingerprint);
 
         var tokenizer = TokenizerLoader.Load(modelDir);
         using var model = s.LoadModel(modelDir, device);
@@ -168,6 +181,7 @@ public sealed class TrainCommand : Command<TrainSettings>
             AnsiConsole.MarkupLineInterpolated($"held-out before training: loss {before.Loss:F4}, exact match {before.ExactMatch:P1} ({before.Examples} examples)");
         }
 
+        ResumeGuard.RecordFresh(s.Resume, output, fingerprint);
         ProgressDisplay.Create()
             .Start(ctx =>
             {
@@ -212,7 +226,7 @@ public sealed class TrainCommand : Command<TrainSettings>
         "constant" => LearningRateScheduleKind.Constant,
         "cosine" => LearningRateScheduleKind.Cosine,
         "linear" => LearningRateScheduleKind.Linear,
-        _ => throw new ArgumentException($"--schedule '{name}' is not one of constant, cosine, linear"),
+        _ => throw new ConfigurationException($"--schedule: '{name}' is not one of constant, cosine, linear"),
     };
 }
 

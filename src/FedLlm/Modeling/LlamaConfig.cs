@@ -79,7 +79,10 @@ public sealed record LlamaConfig
         if (NumAttentionHeads % NumKeyValueHeads != 0)
             throw new ModelConfigException(
                 $"{source}: num_attention_heads ({NumAttentionHeads}) must be a multiple of num_key_value_heads ({NumKeyValueHeads})");
-        if (HeadDim % 2 != 0) throw new ModelConfigException($"{source}: head_dim must be even for rotary embeddings, got {HeadDim}");
+        if (HeadDim % 2 != 0)
+            throw new ModelConfigException(
+                $"{source}: the attention head size must be even for rotary embeddings, got {HeadDim} " +
+                $"(head_dim, or hidden_size {HiddenSize} / num_attention_heads {NumAttentionHeads} when head_dim is not set)");
         if (RmsNormEps <= 0) throw new ModelConfigException($"{source}: 'rms_norm_eps' must be positive");
         if (RopeTheta <= 0) throw new ModelConfigException($"{source}: 'rope_theta' must be positive");
     }

@@ -34,13 +34,15 @@ public sealed class FederatedRun : IDisposable
 {
     readonly ReferencePolicy? reference;
     readonly SimulationRunner runner;
+    readonly RunFingerprint fingerprint;
 
     readonly NoiseSeeding seeding;
     readonly SftClientDataset? rootSet;
 
     FederatedRun(RunOptions options, AlgorithmRegistry algorithms, string modelDirectory, LlamaForCausalLM model, ITextTokenizer tokenizer,
-        LoraOptions lora, ReferencePolicy? reference, RunData data, int threads, PrivacyPlan? privacy, NoiseSeeding seeding, SftClientDataset? rootSet)
+        LoraOptions lora, ReferencePolicy? reference, RunData data, int threads, PrivacyPlan? privacy, NoiseSeeding seeding, SftClientDataset? rootSet, RunFingerprint fingerprint)
     {
+        this.fingerprint = fingerprint;
         PrivacyPlan = privacy;
         this.seeding = seeding;
         this.rootSet = rootSet;
@@ -143,7 +145,8 @@ public sealed class FederatedRun : IDisposable
                 ? RunData.Load(options, defaults, model, tokenizer, reference, cancellationToken)
                 : RunData.LoadHeldOut(options, defaults, model, tokenizer, reference, cancellationToken);
             var rootSet = options.Robust is { Rule: RobustRule.FlTrust } robust ? RootSet(options, robust, data, tokenizer) : null;
-            return new FederatedRun(options, algorithms, modelDir, model, tokenizer, lora, reference, data, threads, privacy, seeding, rootSet);
+            var fingerprint = Fingerprint(options, modelDir, lora, defaults, trainingData);
+            return new FederatedRun(options, algorithms, modelDir, model, tokenizer, lora, reference, data, threads, privacy, seeding, rootSet, fingerprint);
         }
         catch
         {
@@ -152,6 +155,33 @@ public sealed class FederatedRun : IDisposable
             model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>What determines <paramref name="algorithm"/>'s run: the model, the data files' hashes, the task and every
+    /// hyper-parameter, the seed and the algorithm with its server options (see <see cref="RunFingerprint"/>).</summary>
+    public RunFingerprint FingerprintOf(string algorithm) =>
+        fingerprint.With("algorithm", algorithm).WithProperties("strategy", Options.StrategyOptionsFor(algorithm));
+
+    static RunFingerprint Fingerprint(RunOptions options, string modelDir, LoraOptions lora, EmbeddedDefaultFiles? defaults, bool trainingData)
+    {
+        bool dpo = options.Objective.IsDpo;
+        string? train = trainingData ? options.Data.TrainPath ?? (dpo ? defaults?.PreferenceTrainPath : defaults?.TrainPath) : null;
+        string? eval = options.Data.EvalPath ?? (defaults?.EvalPath is null ? null : dpo ? defaults.PreferenceEvalPath : defaults.EvalPath);
+        return RunFingerprint.Empty
+            .WithModel("model", modelDir)
+            .With("model.base_weights", options.BaseWeights)
+            .WithData("data.train_sha256", train)
+            .WithData("data.eval_sha256", eval)
+            .WithData("dpo.reference_adapter_sha256", options.ReferenceAdapter)
+            .WithProperties("data", options.Data, nameof(RunDataOptions.TrainPath), nameof(RunDataOptions.EvalPath))
+            .WithProperties("lora", lora)
+            // Everything else of the options, so a setting added later is covered without editing this list; left out:
+            // what does not change the result (where it is written, threads, device, activation recomputation), what is
+            // covered above (paths as hashes, the adapter layout actually used) or per algorithm (FingerprintOf).
+            .WithProperties("run", options, nameof(RunOptions.Output), nameof(RunOptions.Threads), nameof(RunOptions.Device),
+                nameof(RunOptions.ActivationCheckpointing), nameof(RunOptions.Algorithms), nameof(RunOptions.Baselines),
+                nameof(RunOptions.ServerLearningRates), nameof(RunOptions.Strategy), nameof(RunOptions.ModelPath),
+                nameof(RunOptions.ReferenceAdapter), nameof(RunOptions.Data), nameof(RunOptions.Lora), nameof(FederationOptions.ClientTraining));
     }
 
     /// <summary>Runs <paramref name="algorithm"/> with in-process clients into Output/{algorithm}.</summary>
@@ -166,6 +196,10 @@ public sealed class FederatedRun : IDisposable
     public async Task<RunOutcome> RunAsync(string algorithm, IClientExecutor? executor, string output, bool resume,
         IProgress<RoundRecord>? progress = null, CancellationToken cancellationToken = default)
     {
+        // Record what determines this run before its first commit; continuing a committed run with other settings is refused.
+        var own = FingerprintOf(algorithm);
+        if (resume && new RunStore(output).LatestRound is not null) own.CheckAndRecord(output);
+        else own.Write(output);
         var strategy = Decorate(Algorithms.Create(algorithm, Options.StrategyOptionsFor(algorithm)));
         try
         {

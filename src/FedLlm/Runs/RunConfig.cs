@@ -1,3 +1,4 @@
+using FedLlm.Configuration;
 using FedLlm.Evaluation;
 using FedLlm.Federation;
 using FedLlm.Federation.Strategies;
@@ -14,6 +15,7 @@ namespace FedLlm.Runs;
 public sealed class RunConfig
 {
     /// <summary>sft (instruction tuning, the default) or dpo (preference alignment with DPO).</summary>
+    [OneOf("sft", "dpo")]
     public string Task { get; set; } = "sft";
 
     public ModelSection Model { get; set; } = new();
@@ -34,10 +36,12 @@ public sealed class RunConfig
     public AttackSection? Attack { get; set; }
 
     /// <summary>Runs beside the federated ones, with the same step budget: "local" (each client alone) and "central" (pooled data).</summary>
+    [OneOf("local", "central", "none", Aliases = ["centralized", "centralised"])]
     public List<string> Baselines { get; set; } = new();
 
     public string? Output { get; set; }
-    public int? Threads { get; set; }
+    [Check(ValueRule.Positive)] public int? Threads { get; set; }
+    [OneOf("cpu", "cuda", OpenPrefix = "cuda:")]
     public string Device { get; set; } = "cpu";
 
     public sealed class ModelSection
@@ -46,6 +50,7 @@ public sealed class RunConfig
         public string? Path { get; set; }
 
         /// <summary>How the frozen base is stored: fp32, bf16, int8 or nf4 (see Quantization.BasePrecision).</summary>
+        [OneOf("fp32", "bf16", "int8", "nf4", Aliases = ["float32", "bfloat16"])]
         public string BaseDtype { get; set; } = "fp32";
 
         /// <summary>Recompute each decoder layer's activations during backward.</summary>
@@ -55,17 +60,22 @@ public sealed class RunConfig
     public sealed class DataSection
     {
         public string? Path { get; set; }
+        /// <summary>Held-out data (YAML eval_data; eval_path is its old name).</summary>
+        [YamlMember(Alias = "eval_data")]
         public string? EvalPath { get; set; }
-        public int? EvalLimit { get; set; }
+        [Check(ValueRule.Positive)] public int? EvalLimit { get; set; }
+        [OneOf("alpaca", "vicuna", "chatml", "llama-3", Aliases = ["llama3", "llama_3"])]
         public string Template { get; set; } = "alpaca";
 
         /// <summary>The data set's schema (alpaca, ultrafeedback, hh-rlhf, generic-preference…); null = alpaca for sft,
         /// generic-preference ({prompt, chosen, rejected}) for dpo.</summary>
+        [OneOf("alpaca", "generic-preference", "ultrafeedback", "hh-rlhf")]
         public string? Dataset { get; set; }
 
-        /// <summary>iid or dirichlet (over the label: the response text unless a column is named).</summary>
+        /// <summary>iid, dirichlet, shards or quantity; iid or dirichlet (over the label: the response text unless a column is named).</summary>
+        [OneOf("iid", "dirichlet", "shards", "quantity", Aliases = ["dir", "shard", "pathological", "quantity-skew", "quantityskew"])]
         public string Partition { get; set; } = "dirichlet";
-        public double Alpha { get; set; } = 0.5;
+        [Check(ValueRule.Positive)] public double Alpha { get; set; } = 0.5;
         public bool SkipBad { get; set; }
     }
 
@@ -73,19 +83,27 @@ public sealed class RunConfig
     /// run_dpo.sh (5 clients, lr 5e-4 → 1e-5); the rest are shared (2 per round, 200 rounds, 10 steps of batch 16).</remarks>
     public sealed class FederationSection
     {
-        public int Rounds { get; set; } = 200;
-        public int? Clients { get; set; }
-        public int ClientsPerRound { get; set; } = 2;
-        public int LocalSteps { get; set; } = 10;
-        public int BatchSize { get; set; } = 16;
-        public int GradientAccumulation { get; set; } = 1;
-        public double? LearningRate { get; set; }
-        public double? MinLearningRate { get; set; }
-        public double MaxGradNorm { get; set; } = 1.0;
-        public int MaxLength { get; set; } = 512;
+        [Check(ValueRule.Positive)] public int Rounds { get; set; } = 200;
+        [Check(ValueRule.Positive)] public int? Clients { get; set; }
+        [Check(ValueRule.Positive)] public int ClientsPerRound { get; set; } = 2;
+        [Check(ValueRule.Positive)] public int LocalSteps { get; set; } = 10;
+        [Check(ValueRule.Positive)] public int BatchSize { get; set; } = 16;
+        [Check(ValueRule.Positive)] public int GradientAccumulation { get; set; } = 1;
+        [Check(ValueRule.Positive)] public double? LearningRate { get; set; }
+        [Check(ValueRule.NonNegative)] public double? MinLearningRate { get; set; }
+        [Check(ValueRule.NonNegative)] public double MaxGradNorm { get; set; } = 1.0;
+        [Check(ValueRule.Positive)] public int MaxLength { get; set; } = 512;
         public bool KeepOptimizerState { get; set; }
         public long Seed { get; set; } = 2023;
-        public int EvaluateEvery { get; set; } = 1;
+
+        /// <summary>Score the held-out data every K rounds (0 = only at the end); YAML eval_every (evaluate_every is its old name).</summary>
+        [YamlMember(Alias = "eval_every")]
+        [Check(ValueRule.NonNegative)] public int EvaluateEvery { get; set; } = 1;
+
+        /// <summary>evaluate_every, the old name of eval_every, still read for one release: server.yaml binds this section
+        /// directly (run.yaml's reader renames it with a warning).</summary>
+        [YamlMember(Alias = "evaluate_every")]
+        public int EvaluateEveryOldName { set => EvaluateEvery = value; }
 
         /// <summary>Federated evaluation every this many rounds: the round's clients score the global adapter on their own data; 0 = never.</summary>
         public int FederatedEvaluateEvery { get; set; }
@@ -124,19 +142,19 @@ public sealed class RunConfig
     {
         /// <summary>One algorithm or several (compared in one table): fedavg fedprox scaffold fedavgm fedadagrad fedyogi fedadam, or "all".</summary>
         public List<string> Algorithms { get; set; } = new() { "fedavg" };
-        public double? ProximalMu { get; set; }
+        [Check(ValueRule.NonNegative)] public double? ProximalMu { get; set; }
 
         /// <summary>Server learning rate for every algorithm that has one; null = each algorithm's own default.</summary>
-        public double? ServerLearningRate { get; set; }
+        [Check(ValueRule.Positive)] public double? ServerLearningRate { get; set; }
 
         /// <summary>Per-algorithm server learning rates (e.g. fedavgm: 1.0, fedadam: 0.01), which win over
         /// <see cref="ServerLearningRate"/>: FedAvgM's η_s and FedOpt's η live on different scales, so a comparison of
         /// several algorithms in one run needs one of each.</summary>
-        public Dictionary<string, double> ServerLearningRates { get; set; } = new();
-        public double? ServerMomentum { get; set; }
-        public double? Beta1 { get; set; }
-        public double? Beta2 { get; set; }
-        public double? Tau { get; set; }
+        [Check(ValueRule.Positive)] public Dictionary<string, double> ServerLearningRates { get; set; } = new();
+        [Check(ValueRule.Fraction)] public double? ServerMomentum { get; set; }
+        [Check(ValueRule.Fraction)] public double? Beta1 { get; set; }
+        [Check(ValueRule.Fraction)] public double? Beta2 { get; set; }
+        [Check(ValueRule.Positive)] public double? Tau { get; set; }
 
         /// <summary>Reproduce OpenFedLLM's departures from the papers (see StrategyOptions).</summary>
         public bool OpenfedllmCompatible { get; set; }
@@ -246,7 +264,7 @@ public sealed class RunConfig
     public sealed class DpoSection
     {
         /// <summary>DPO's β (OpenFedLLM and TRL: 0.1).</summary>
-        public double Beta { get; set; } = 0.1;
+        [Check(ValueRule.Positive)] public double Beta { get; set; } = 0.1;
 
         /// <summary>A frozen PEFT adapter (typically the SFT adapter) that is both the reference policy and the starting
         /// point; null = the base model with adapters off is the reference and training starts from a fresh adapter.</summary>
@@ -256,9 +274,10 @@ public sealed class RunConfig
     public sealed class LoraSection
     {
         /// <summary>Rank and alpha left out take the task's defaults (<see cref="TaskDefaults"/>: 32/64 for SFT, 8/16 for DPO).</summary>
-        public int? R { get; set; }
-        public double? Alpha { get; set; }
-        public double Dropout { get; set; } = 0.05;
+        [Check(ValueRule.Positive)] public int? R { get; set; }
+        [Check(ValueRule.Positive)] public double? Alpha { get; set; }
+        [Check(ValueRule.Fraction)] public double Dropout { get; set; } = 0.05;
+        [OneOf("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")]
         public List<string> TargetModules { get; set; } = new() { "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj" };
 
         public Peft.LoraOptions ToOptions(string task = "sft")
@@ -274,11 +293,11 @@ public sealed class RunConfig
         /// <summary>A task name of <c>fedllm eval</c> (fpb, mmlu, gsm8k…).</summary>
         public string? Task { get; set; }
         public string? Data { get; set; }
-        public int Every { get; set; } = 1;
-        public int Limit { get; set; }
-        public int FewShot { get; set; }
-        public int BatchSize { get; set; } = 8;
-        public int? MaxNewTokens { get; set; }
+        [Check(ValueRule.Positive)] public int Every { get; set; } = 1;
+        [Check(ValueRule.NonNegative)] public int Limit { get; set; }
+        [Check(ValueRule.NonNegative)] public int FewShot { get; set; }
+        [Check(ValueRule.Positive)] public int BatchSize { get; set; } = 8;
+        [Check(ValueRule.Positive)] public int? MaxNewTokens { get; set; }
 
         /// <summary>The task's own settings, as <c>--param key=value</c> of <c>fedllm eval</c>.</summary>
         public Dictionary<string, string> Params { get; set; } = new();
@@ -301,23 +320,9 @@ public sealed class RunConfig
         }
     }
 
-    /// <summary>Reads run.yaml; an unknown key or a value of the wrong type is an error naming the file, line and key.</summary>
-    public static RunConfig Load(string path)
-    {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: config file not found", path);
-        var deserializer = new DeserializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance).Build();
-        try
-        {
-            var config = deserializer.Deserialize<RunConfig>(File.ReadAllText(path)) ?? new RunConfig();
-            Quantization.BasePrecisionNames.Parse(config.Model.BaseDtype, $"{path}: model.base_dtype"); // fail at load, naming the key
-            return config;
-        }
-        catch (YamlException e)
-        {
-            string detail = e.InnerException?.Message ?? e.Message;
-            throw new InvalidDataException($"{path}: line {e.Start.Line}, column {e.Start.Column}: {detail}", e);
-        }
-    }
+    /// <summary>Reads run.yaml; an empty file, an unknown key or a value of the wrong type is an error naming the file,
+    /// line and key (see <see cref="RunConfigFile"/>, which also keeps each key's line).</summary>
+    public static RunConfig Load(string path) => RunConfigFile.Load(path).Config;
 
     /// <summary>The typed, validated run these settings describe; keys left out take the task's defaults.</summary>
     /// <param name="defaultOutput">The output folder when the configuration names none.</param>
@@ -346,7 +351,7 @@ public sealed class RunConfig
             ReferenceAdapter = Dpo.ReferenceAdapter,
             RoundTask = Evaluation.ToOptions(federation.Seed),
             FederatedEvaluateEvery = Federation.FederatedEvaluateEvery,
-            Baselines = Baselines,
+            Baselines = NormalizedBaselines(Baselines),
             Output = Output ?? defaultOutput,
             Privacy = Privacy?.ToOptions(),
             Robust = Robust?.ToOptions(),
@@ -404,6 +409,13 @@ public sealed class RunConfig
         Strategy = new StrategySection { Algorithms = new() { "all" } },
         Baselines = new() { "local", "central" },
     };
+
+    /// <summary>The baselines to run: "none" means none, and "centralized"/"centralised" are the old names of "central".</summary>
+    public static IReadOnlyList<string> NormalizedBaselines(IEnumerable<string> names) =>
+        names.Select(n => n.Trim().ToLowerInvariant())
+            .Where(n => n is not ("none" or ""))
+            .Select(n => n is "centralized" or "centralised" ? "central" : n)
+            .Distinct().ToList();
 
     public static readonly string[] AllAlgorithms = { "fedavg", "fedprox", "scaffold", "fedavgm", "fedadagrad", "fedyogi", "fedadam" };
 

@@ -159,7 +159,7 @@ public sealed class SimulationRunner
         var adapter = TrainAlone(pooled, options.Rounds * options.LocalSteps * Math.Min(options.ClientsPerRound, options.TotalClients), 97);
         var result = Evaluate(adapter);
         AdapterTensors.Dispose(adapter);
-        return new RunOutcome("centralized", result, Array.Empty<RoundRecord>(), clock.Elapsed.TotalSeconds);
+        return new RunOutcome("central", result, Array.Empty<RoundRecord>(), clock.Elapsed.TotalSeconds);
     }
 
     Dictionary<string, Tensor> TrainAlone(IClientDataset data, int steps, long seedOffset)

@@ -56,7 +56,7 @@ public class RunConfigTests
     public void An_unknown_key_is_an_error_naming_the_file_line_and_key()
     {
         string path = Write("federation:\n  rounds: 3\n  local_stepz: 5\n");
-        var e = Assert.Throws<InvalidDataException>(() => RunConfig.Load(path));
+        var e = Assert.Throws<FedLlm.Configuration.ConfigurationException>(() => RunConfig.Load(path));
         Assert.Contains(path, e.Message);
         Assert.Contains("line 3", e.Message);
         Assert.Contains("local_stepz", e.Message);
@@ -66,7 +66,7 @@ public class RunConfigTests
     public void A_value_of_the_wrong_type_is_an_error_naming_the_file_and_line()
     {
         string path = Write("federation:\n  rounds: many\n");
-        var e = Assert.Throws<InvalidDataException>(() => RunConfig.Load(path));
+        var e = Assert.Throws<FedLlm.Configuration.ConfigurationException>(() => RunConfig.Load(path));
         Assert.Contains(path, e.Message);
         Assert.Contains("line 2", e.Message);
         Assert.Contains("many", e.Message);
@@ -145,7 +145,8 @@ public class RunConfigTests
         Assert.Equal("fp32", RunConfig.Load(Write("model:\n  path: x\n")).Model.BaseDtype);
 
         string bad = Write("model:\n  base_dtype: int4\n");
-        var e = Assert.Throws<ArgumentException>(() => RunConfig.Load(bad));
-        Assert.Contains($"{bad}: model.base_dtype 'int4' is not one of fp32, bf16, int8 or nf4", e.Message);
+        var file = RunConfigFile.Load(bad);
+        var e = Assert.Throws<FedLlm.Configuration.ConfigurationException>(() => RunConfigValidator.Validate(file.Config, p => file.Describe(p) ?? p));
+        Assert.Contains($"{bad} line 2 (model.base_dtype): 'int4' is not one of fp32, bf16, int8, nf4", e.Message);
     }
 }

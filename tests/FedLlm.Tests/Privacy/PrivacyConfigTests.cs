@@ -64,7 +64,7 @@ public class PrivacyConfigTests
         using var dir = new TempDirectory();
         string path = Path.Combine(dir.Path, "run.yaml");
         File.WriteAllText(path, Federation + "privacy: { noise_multiplyer: 1 }");
-        var error = Assert.Throws<InvalidDataException>(() => RunConfig.Load(path));
+        var error = Assert.Throws<FedLlm.Configuration.ConfigurationException>(() => RunConfig.Load(path));
         Assert.Contains("noise_multiplyer", error.Message);
     }
 
