@@ -18,6 +18,10 @@ app.Configure(config =>
         .WithDescription("Show a federation server's round, connected clients and last metrics.");
     config.AddCommand<GenerateCommand>("generate")
         .WithDescription("Answer a prompt with a base model and an optional adapter.");
+    config.AddCommand<ServeCommand>("serve")
+        .WithDescription("An OpenAI-compatible HTTP server (/v1/models, /v1/chat/completions, /v1/completions, streaming) for a base model and named adapters.");
+    config.AddCommand<ChatCommand>("chat")
+        .WithDescription("Chat in the terminal: one user turn per line, replies streamed; against `fedllm serve` (--url) or in-process on --model/--adapter.");
     config.AddCommand<MergeCommand>("merge")
         .WithDescription("Fold a PEFT adapter into its base model and write a plain Hugging Face checkpoint folder (fp32, bf16 or fp16).");
     config.AddCommand<ExportCommand>("export")

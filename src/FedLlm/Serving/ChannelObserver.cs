@@ -1,6 +1,6 @@
 using System.Threading.Channels;
 
-namespace FedLlm.Serving.Http;
+namespace FedLlm.Serving;
 
 /// <summary>One thing that happened to a sequence: text, its end, or a failure.</summary>
 public sealed record SequenceEvent(string? Text, FinishReason? Finish = null, int CompletionTokens = 0, Exception? Error = null);
