@@ -69,7 +69,7 @@ public sealed class ServeCommand : AsyncCommand<ServeSettings>
         serverOptions.Validate();
 
         var tokenizer = TokenizerLoader.Load(modelDir);
-        using var session = new ServingSession(s.LoadModel(modelDir, device), tokenizer, s.ModelName ?? ModelName.Of(modelDir), adapters, s.Template, engineOptions);
+        using var session = new ServingSession(s.LoadModel(modelDir, device), tokenizer, s.ModelName ?? (s.Model is null ? "fedllm-default" : ModelName.Of(modelDir)), adapters, s.Template, engineOptions);
         await using var server = await OpenAiServer.StartAsync(session.Served, session.Engine, serverOptions, cancellationToken);
         AnsiConsole.MarkupLineInterpolated($"[bold]fedllm serve[/] on [cyan]{server.BaseAddress}v1[/]: models {string.Join(", ", session.Served.Names)}; chat template {session.Served.Chat.TemplateName}; batches of ≤ {s.MaxBatchSize}, queue {s.MaxQueue}; {(keys.Count > 0 ? $"{keys.Count} API key(s)" : "no API key (open)")}");
         if (keys.Count == 0 && s.Host is not ("127.0.0.1" or "localhost" or "::1"))
