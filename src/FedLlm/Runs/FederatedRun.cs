@@ -40,7 +40,7 @@ public sealed class FederatedRun : IDisposable
         this.reference = reference;
         Data = data;
         Threads = threads;
-        runner = new SimulationRunner(model, options.Federation, lora, data.Evaluate, Path.GetFullPath(modelDirectory), tokenizer.PadTokenId ?? 0,
+        runner = new SimulationRunner(model, options.Federation, lora, data.Evaluate, Modeling.ModelName.Of(modelDirectory), tokenizer.PadTokenId ?? 0,
             options.RoundTask?.Create(), tokenizer, algorithms);
     }
 

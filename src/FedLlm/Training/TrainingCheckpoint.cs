@@ -1,4 +1,3 @@
-using System.Text.Json;
 using FedLlm.Checkpoints;
 using FedLlm.Modeling;
 using FedLlm.Peft;
@@ -34,7 +33,7 @@ public static class TrainingCheckpoint
         Directory.CreateDirectory(staging);
         AdapterIO.Save(staging, model, lora, baseModel);
         SafeTensorsWriter.Write(Path.Combine(staging, OptimizerFile), optimizer.StateTensors().ToList());
-        Io.AtomicFile.WriteAllText(Path.Combine(staging, StateFile), JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }));
+        Io.AtomicFile.WriteAllText(Path.Combine(staging, StateFile), TrainerStateJson.Write(state));
         if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
         Directory.Move(staging, final);
         return final;
@@ -65,16 +64,7 @@ public static class TrainingCheckpoint
     public static TrainerState Restore(string checkpoint, LlamaForCausalLM model, AdamW optimizer, long seed)
     {
         string statePath = Path.Combine(checkpoint, StateFile);
-        TrainerState state;
-        try
-        {
-            state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath))
-                ?? throw new InvalidDataException($"{statePath}: empty");
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{statePath}: malformed: {e.Message}", e);
-        }
+        var state = TrainerStateJson.Read(File.ReadAllText(statePath), statePath);
         if (state.Seed != seed)
             throw new InvalidDataException($"{statePath}: checkpoint was trained with seed {state.Seed}, this run uses {seed}; resuming would not reproduce the run");
         AdapterIO.Load(checkpoint, model);
