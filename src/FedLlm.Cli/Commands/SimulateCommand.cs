@@ -1,6 +1,9 @@
 using System.ComponentModel;
 using FedLlm.Data.Partitioning;
 using FedLlm.Federation;
+using FedLlm.Federation.Simulation;
+using FedLlm.Monitoring;
+using FedLlm.Network.Dashboard;
 using FedLlm.Runs;
 using FedLlm.Runtime;
 using Spectre.Console;
@@ -64,6 +67,10 @@ public sealed class SimulateSettings : CommandSettings
     [CommandOption("--eval-task-limit <N>")] public int? EvalTaskLimit { get; init; }
     [CommandOption("--eval-task-param <KEY=VALUE>")][Description("A task setting (repeatable)")] public string[] EvalTaskParams { get; init; } = [];
     [CommandOption("--resume")][Description("Continue each algorithm from its last committed round in --output")] public bool Resume { get; init; }
+
+    [CommandOption("--dashboard <HOST:PORT>")]
+    [Description("Serve a live read-only dashboard of the rounds, participants, metrics and bytes at this address while the run lasts, e.g. 127.0.0.1:8090")]
+    public string? Dashboard { get; init; }
 }
 
 /// <summary><c>fedllm simulate</c>: federated instruction tuning of many clients in one process, with baselines.</summary>
@@ -84,9 +91,18 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         long baselineRss = TorchRuntime.PeakResidentBytes() ?? 0;
         var data = run.Data;
 
+        var monitor = new RunMonitor($"FedLlm simulate ({options.Objective.Task})");
+        var dashboardAddress = s.Dashboard is null ? null : DashboardServer.ParseAddress(s.Dashboard);
+        using var dashboard = dashboardAddress is null ? null : new DashboardLifetime(DashboardServer.StartAsync(monitor, dashboardAddress, cancellationToken).GetAwaiter().GetResult());
+        if (dashboard is not null)
+        {
+            run.ClientDecorator = clients => new MonitoredClients(clients, monitor, InProcessClients.ClientId);
+            AnsiConsole.MarkupLineInterpolated($"dashboard on [cyan]{dashboard.Server.Address}[/]");
+        }
         var outcomes = new List<RunOutcome>();
         foreach (var name in options.Algorithms)
         {
+            monitor.BeginRun(name, f.Rounds, Enumerable.Range(0, f.TotalClients).Select(InProcessClients.ClientId));
             ProgressDisplay.Create()
                 .Start(ctx =>
                 {
@@ -94,6 +110,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
                     var outcome = run.RunAsync(name, config.Output is not null && s.Resume,
                         new SynchronousProgress<RoundRecord>(r =>
                         {
+                            monitor.Report(r);
                             task.Value = r.Round + 1;
                             task.Description = $"{name} round {r.Round + 1}/{f.Rounds} loss {r.ClientLoss.Values.Average():F3}" +
                                 (r.EvalScore is { } score ? $" held-out {data.ScoreName} {score:P0}" : "") +
@@ -118,6 +135,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
             row.Add($"{o.Seconds:F0}");
             table.AddRow(row.ToArray());
         }
+        monitor.Finish();
         AnsiConsole.Write(table);
         ResultsReport.Write(options.Output, outcomes);
         AnsiConsole.MarkupLineInterpolated($"outputs in [cyan]{options.Output}[/] (per algorithm: metrics.jsonl, rounds/round-N adapters, adapter/); peak RSS {TorchRuntime.PeakResidentBytes() / (1024.0 * 1024):F0} MiB (after loading: {baselineRss / (1024.0 * 1024):F0} MiB)");
@@ -198,5 +216,12 @@ public sealed class SimulateCommand : Command<SimulateSettings>
             if (pieces.Length != 2 || pieces[0].Length == 0) throw new ArgumentException($"--server-lr '{text}': expected ALGORITHM=RATE, got '{part}'");
             strategy.ServerLearningRates[pieces[0]] = Parse(pieces[1], text);
         }
+    }
+
+    /// <summary>Stops the dashboard when the command ends.</summary>
+    sealed class DashboardLifetime(DashboardServer server) : IDisposable
+    {
+        public DashboardServer Server => server;
+        public void Dispose() => server.DisposeAsync().AsTask().GetAwaiter().GetResult();
     }
 }

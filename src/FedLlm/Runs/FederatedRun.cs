@@ -71,6 +71,13 @@ public sealed class FederatedRun : IDisposable
     /// <summary>Whether the last run continued from a committed round.</summary>
     public bool Resumed => runner.Resumed;
 
+    /// <summary>Wraps the in-process clients of each federated run (a dashboard's monitor); null = none.</summary>
+    public Func<IClientExecutor, IClientExecutor>? ClientDecorator
+    {
+        get => runner.ClientDecorator;
+        set => runner.ClientDecorator = value;
+    }
+
     /// <summary>Validates <paramref name="options"/> (all failures at once), then loads the model, the data and the
     /// evaluation of a simulated run.</summary>
     /// <param name="algorithms">Algorithms and client hooks by name; null = the seven built-in ones.</param>
