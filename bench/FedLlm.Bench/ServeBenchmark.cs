@@ -60,8 +60,8 @@ public static class ServeBenchmark
             case "default":
                 return new ServingSession(ModelLoader.Load(defaults.ModelDirectory), tokenizer, name, [], "alpaca", engine);
             case "smollm-135m":
-                // SmolLM-135M's shape with random weights; the default's tokenizer, widened to its 49,152-token vocabulary
-                // (ids beyond it decode to nothing), encodes the prompts: the cost per token is the model's, not the text's.
+                // SmolLM-135M's shape with random weights; the default's tokenizer, widened to its 49,152-token vocabulary,
+                // encodes the prompts: the cost per token is the model's, not the text's.
                 var model = LlamaForCausalLM.CreateRandom(FedLlmTrainStep.SmolLm135M, seed: 1, std: 0.02);
                 return new ServingSession(model, new WidenedVocabulary(tokenizer, FedLlmTrainStep.SmolLm135M.VocabSize), name, [], "alpaca", engine);
             default:
@@ -122,7 +122,8 @@ public static class ServeBenchmark
         return (ttft, tokens);
     }
 
-    /// <summary>A tokenizer that claims a larger vocabulary: ids beyond the inner one decode to nothing.</summary>
+    /// <summary>A tokenizer that claims a larger vocabulary: an id beyond the inner one decodes as the inner id it wraps to,
+    /// so every generated token shows as text and the first streamed chunk marks the first token.</summary>
     sealed class WidenedVocabulary(ITextTokenizer inner, int vocabSize) : ITextTokenizer
     {
         public int VocabSize => vocabSize;
@@ -131,7 +132,7 @@ public static class ServeBenchmark
         public int? PadTokenId => inner.PadTokenId;
         public string? ChatTemplate => inner.ChatTemplate;
         public IReadOnlyList<int> Encode(string text, bool addSpecialTokens = false) => inner.Encode(text, addSpecialTokens);
-        public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = true) => inner.Decode(ids.Where(i => i < inner.VocabSize), skipSpecialTokens);
+        public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = true) => inner.Decode(ids.Select(i => i % inner.VocabSize), skipSpecialTokens);
         public int? TokenToId(string token) => inner.TokenToId(token);
     }
 }
