@@ -39,9 +39,9 @@ public sealed class ChatSettings : CommonSettings
     public string? Template { get; init; }
 
     [CommandOption("--system <TEXT>")][Description("A system message that opens the conversation.")] public string? System { get; init; }
-    [CommandOption("--max-tokens <N>")][DefaultValue(256)] public int MaxTokens { get; init; } = 256;
+    [CommandOption("--max-tokens <N>")][Description("Longest reply, in tokens.")][DefaultValue(256)] public int MaxTokens { get; init; } = 256;
     [CommandOption("--temperature <X>")][Description("0 = greedy.")][DefaultValue(0.0)] public double Temperature { get; init; }
-    [CommandOption("--top-p <X>")][DefaultValue(1.0)] public double TopP { get; init; } = 1.0;
+    [CommandOption("--top-p <X>")][Description("Nucleus sampling mass (1 = off).")][DefaultValue(1.0)] public double TopP { get; init; } = 1.0;
 }
 
 /// <summary>
