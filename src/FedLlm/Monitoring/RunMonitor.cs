@@ -42,6 +42,9 @@ public sealed class RunMonitor(string title) : IProgress<RoundRecord>
     private bool finished;
     private PrivacyBudget? privacy;
 
+    /// <summary>Round metrics (eval or task metrics of a <see cref="RoundRecord"/>) read as the privacy budget spent so far.</summary>
+    public const string EpsilonMetric = "dp/epsilon", DeltaMetric = "dp/delta";
+
     /// <summary>What the transport knows of each participant (connected, accepted, refused), or null (in-process clients).</summary>
     public Func<IReadOnlyList<RosterEntry>>? Roster { get; set; }
 
@@ -105,6 +108,9 @@ public sealed class RunMonitor(string title) : IProgress<RoundRecord>
             record.BytesSent, record.BytesReceived, record.Seconds, record.Clients, metrics);
         lock (gate)
         {
+            // A private run that reports its spent budget as round metrics shows it without further wiring.
+            if (metrics.TryGetValue(EpsilonMetric, out var epsilon) && metrics.TryGetValue(DeltaMetric, out var delta))
+                privacy = new PrivacyBudget(epsilon, delta);
             if (runs.Count == 0) runs.Add(("run", record.Round + 1, new List<RoundView>()));
             var rounds = runs[^1].Rounds;
             rounds.RemoveAll(r => r.Round == record.Round);
