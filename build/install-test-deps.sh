@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs, from Debian's packages, what the tests run beside .NET: bubblewrap (the code-evaluation sandbox).
+# Installs, from Debian's packages, what the tests run beside .NET: bubblewrap (the code-evaluation sandbox) and
+# chromium (the dashboard tests drive it headless through Playwright).
 # Does nothing when everything is present; needs root or sudo otherwise.
 set -euo pipefail
-declare -A needed=( [bwrap]=bubblewrap )
+declare -A needed=( [bwrap]=bubblewrap [chromium]=chromium )
 missing=()
 for command in "${!needed[@]}"; do
   command -v "$command" >/dev/null 2>&1 || missing+=("${needed[$command]}")

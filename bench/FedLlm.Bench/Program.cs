@@ -8,10 +8,11 @@ string command = arguments.Count > 0 && !arguments[0].StartsWith('-') ? argument
 if (arguments.Count > 0 && arguments[0] == command) arguments.RemoveAt(0);
 if (arguments.Contains("--help") || arguments.Contains("-h"))
 {
-    Console.WriteLine(TrainStepOptions.Usage + "\n" + MemoryBenchmark.Usage);
+    Console.WriteLine(TrainStepOptions.Usage + "\n" + MemoryBenchmark.Usage + "\n" + ServeBenchmark.Usage);
     return 0;
 }
 if (command == "load") return LoadBenchmark.Run(arguments);
+if (command == "serve") return ServeBenchmark.Run(arguments);
 if (command == "codec") return CodecBenchmark.Run(arguments);
 if (command == "transfer") return TransferBenchmark.Run(arguments);
 if (command == "transfer-one") return TransferBenchmark.RunOne(arguments);

@@ -44,6 +44,8 @@ public static class FedLlmApp
         Top<ClientCommand>("client", "Join a federation server and train on this machine's own data."),
         Top<StatusCommand>("status", "Show a federation server's round, connected clients and last metrics."),
         Top<GenerateCommand>("generate", "Answer a prompt with a base model and an optional adapter."),
+        Top<ServeCommand>("serve", "An OpenAI-compatible HTTP server (/v1/models, /v1/chat/completions, /v1/completions, streaming) for a base model and named adapters."),
+        Top<ChatCommand>("chat", "Chat in the terminal: one user turn per line, replies streamed; against `fedllm serve` (--url) or in-process on --model/--adapter."),
         Top<MergeCommand>("merge", "Fold a PEFT adapter into its base model and write a plain Hugging Face checkpoint folder (fp32, bf16 or fp16)."),
         Top<ExportCommand>("export", "Write a model (+ optional adapter) as a GGUF file for llama.cpp (--type f32, f16 or q8_0), tokenizer included."),
         Top<EvalCommand>("eval", "Score a model (+ adapter) on a benchmark from local files: MMLU, BBH, GSM8K, FinGPT sentiment, BLEU/ROUGE-L, HumanEval, MBPP, MT-Bench… With no arguments: the embedded default on its held-out set."),

@@ -109,13 +109,13 @@ internal static class DpoTraining
                 {
                     task.Value = p.Step;
                     task.Description = $"step {p.Step}/{p.TotalSteps} loss {p.Metrics.Loss:F4} margin {p.Metrics.RewardsMargin:F3} acc {p.Metrics.RewardsAccuracy:P0} lr {p.LearningRate:G3}";
-                }), t => TrainingCheckpoint.Save(output, model, lora, t, Path.GetFullPath(modelDir)), cancellationToken);
+                }), t => TrainingCheckpoint.Save(output, model, lora, t, ModelName.Of(modelDir)), cancellationToken);
             });
 
         if (trainer.SkippedSteps.Count > 0)
             AnsiConsole.MarkupLineInterpolated($"[yellow]skipped {trainer.SkippedSteps.Count} step(s) with a non-finite loss or gradient: {string.Join(", ", trainer.SkippedSteps)}[/]");
         string adapterDir = Path.Combine(output, "adapter");
-        AdapterIO.Save(adapterDir, model, lora, Path.GetFullPath(modelDir));
+        AdapterIO.Save(adapterDir, model, lora, ModelName.Of(modelDir));
         var steps = trainer.StepMetrics;
         int window = Math.Max(1, Math.Min(10, steps.Count / 5));
         var first = DpoMetrics.Aggregate(steps.Take(window));

@@ -19,6 +19,10 @@ public sealed class ServerSettings : CommandSettings
     [CommandOption("--insecure")]
     [Description("Plain-text HTTP/2 with unauthenticated client ids: for a trusted test network only")]
     public bool Insecure { get; init; }
+
+    [CommandOption("--dashboard <HOST:PORT>")]
+    [Description("Serve a live read-only dashboard (rounds, participants, metrics, bytes, DP budget) at this address, e.g. 127.0.0.1:8090")]
+    public string? Dashboard { get; init; }
 }
 
 /// <summary><c>fedllm server</c>: the federation server; clients dial in with <c>fedllm client</c>.</summary>
@@ -36,6 +40,7 @@ public sealed class ServerCommand : Command<ServerSettings>
         var tlsLog = loggers.CreateLogger("FedLlm.Server.Tls");
         var security = s.Insecure ? null
             : ServerSecurityLoader.Load(config.Server, s.Config, reason => tlsLog.LogWarning("refused a TLS client: {Reason}", reason));
-        return ServerProcess.RunAsync(config, security, loggers, cancellationToken: cancellationToken).GetAwaiter().GetResult();
+        var dashboard = s.Dashboard is null ? null : Network.Dashboard.DashboardServer.ParseAddress(s.Dashboard);
+        return ServerProcess.RunAsync(config, security, loggers, dashboard: dashboard, cancellationToken: cancellationToken).GetAwaiter().GetResult();
     }
 }

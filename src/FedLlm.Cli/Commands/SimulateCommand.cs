@@ -3,6 +3,9 @@ using FedLlm.Cli.Parsing;
 using FedLlm.Configuration;
 using FedLlm.Data.Partitioning;
 using FedLlm.Federation;
+using FedLlm.Federation.Simulation;
+using FedLlm.Monitoring;
+using FedLlm.Network.Dashboard;
 using FedLlm.Runs;
 using FedLlm.Runtime;
 using Spectre.Console;
@@ -108,6 +111,10 @@ public sealed class SimulateSettings : CommandSettings
     [CommandOption("--output <DIR>")][ConfigKey("output")][Description("The run's folder: per algorithm metrics.jsonl, rounds/round-N, adapter/; results.json.")] public string? Output { get; init; }
     [CommandOption("--threads <N>")][ConfigKey("threads")][Description("Intra-op threads.")] public int? Threads { get; init; }
     [CommandOption("--device <DEVICE>")][ConfigKey("device")][Description("cpu, cuda or cuda:N (CUDA needs a CUDA build of libtorch).")] public string? Device { get; init; }
+
+    [CommandOption("--dashboard <HOST:PORT>")]
+    [Description("Serve a live read-only dashboard of the rounds, participants, metrics and bytes at this address while the run lasts, e.g. 127.0.0.1:8090")]
+    public string? Dashboard { get; init; }
 }
 
 /// <summary><c>fedllm simulate</c>: federated instruction tuning of many clients in one process, with baselines.</summary>
@@ -144,9 +151,18 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         long baselineRss = TorchRuntime.PeakResidentBytes() ?? 0;
         var data = run.Data;
 
+        var monitor = new RunMonitor($"FedLlm simulate ({options.Objective.Task})");
+        var dashboardAddress = s.Dashboard is null ? null : DashboardServer.ParseAddress(s.Dashboard);
+        using var dashboard = dashboardAddress is null ? null : new DashboardLifetime(DashboardServer.StartAsync(monitor, dashboardAddress, cancellationToken).GetAwaiter().GetResult());
+        if (dashboard is not null)
+        {
+            run.ClientDecorator = clients => new MonitoredClients(clients, monitor, InProcessClients.ClientId);
+            AnsiConsole.MarkupLineInterpolated($"dashboard on [cyan]{dashboard.Server.Address}[/]");
+        }
         var outcomes = new List<RunOutcome>();
         foreach (var name in options.Algorithms)
         {
+            monitor.BeginRun(name, f.Rounds, Enumerable.Range(0, f.TotalClients).Select(InProcessClients.ClientId));
             ProgressDisplay.Create()
                 .Start(ctx =>
                 {
@@ -154,6 +170,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
                     var outcome = run.RunAsync(name, s.Resume,
                         new SynchronousProgress<RoundRecord>(r =>
                         {
+                            monitor.Report(r);
                             task.Value = r.Round + 1;
                             task.Description = $"{name} round {r.Round + 1}/{f.Rounds} loss {r.ClientLoss.Values.Average():F3}" +
                                 (r.Privacy is { } spent ? $" ε {(spent.Epsilon is { } e ? e.ToString("F2") : "∞")}" : "") +
@@ -184,6 +201,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
             row.Add($"{o.Seconds:F0}");
             table.AddRow(row.ToArray());
         }
+        monitor.Finish();
         AnsiConsole.Write(table);
         ResultsReport.Write(options.Output, outcomes);
         AnsiConsole.MarkupLineInterpolated($"outputs in [cyan]{options.Output}[/] (per algorithm: metrics.jsonl, rounds/round-N adapters, adapter/); peak RSS {TorchRuntime.PeakResidentBytes() / (1024.0 * 1024):F0} MiB (after loading: {baselineRss / (1024.0 * 1024):F0} MiB)");
@@ -271,5 +289,12 @@ public sealed class SimulateCommand : Command<SimulateSettings>
             if (pieces.Length != 2 || pieces[0].Length == 0) throw new ConfigurationException($"--server-learning-rate '{text}': expected ALGORITHM=RATE, got '{part}'");
             strategy.ServerLearningRates[pieces[0]] = Parse(pieces[1], text);
         }
+    }
+
+    /// <summary>Stops the dashboard when the command ends.</summary>
+    sealed class DashboardLifetime(DashboardServer server) : IDisposable
+    {
+        public DashboardServer Server => server;
+        public void Dispose() => server.DisposeAsync().AsTask().GetAwaiter().GetResult();
     }
 }

@@ -8,6 +8,7 @@ using FedLlm.Modeling;
 using FedLlm.Peft;
 using FedLlm.Runtime;
 using FedLlm.Tokenization;
+using FedLlm.Tracking;
 using FedLlm.Training;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -98,6 +99,11 @@ public sealed class TrainSettings : CommonSettings
     [CommandOption("--skip-bad")]
     [Description("Skip malformed records (counted in the report) instead of stopping.")]
     public bool SkipBad { get; init; }
+
+    [CommandOption("--report-to <LIST>")]
+    [Description("Where per-step metrics also go: tensorboard (event files under OUTPUT/runs), csv (OUTPUT/metrics.csv), both comma-separated, or none.")]
+    [DefaultValue("none")]
+    public string ReportTo { get; init; } = "none";
 }
 
 /// <summary><c>fedllm train</c>: local LoRA fine-tuning with a progress bar, checkpoints, resume and a before/after score.</summary>
@@ -182,6 +188,9 @@ public sealed class TrainCommand : Command<TrainSettings>
         }
 
         ResumeGuard.RecordFresh(s.Resume, output, fingerprint);
+        using var tracker = MetricsTrackers.Open(s.ReportTo, output);
+        if (before is not null)
+            tracker.Log(0, new Dictionary<string, double> { ["eval/loss"] = before.Loss, ["eval/exact_match"] = before.ExactMatch });
         ProgressDisplay.Create()
             .Start(ctx =>
             {
@@ -189,15 +198,22 @@ public sealed class TrainCommand : Command<TrainSettings>
                 task.Value = trainer.Step;
                 trainer.Train(examples, new SynchronousProgress<TrainingProgress<SftStepMetrics>>(p =>
                 {
+                    tracker.Log(p.Step, new Dictionary<string, double>
+                    {
+                        ["train/loss"] = p.Loss, ["train/learning_rate"] = p.LearningRate, ["train/grad_norm"] = p.GradNorm, ["train/tokens_per_second"] = p.TokensPerSecond,
+                    });
                     task.Value = p.Step;
                     task.Description = $"step {p.Step}/{p.TotalSteps} loss {p.Loss:F4} lr {p.LearningRate:G3} {p.TokensPerSecond:F0} tok/s";
-                }), t => TrainingCheckpoint.Save(output, model, lora, t, modelDir), cancellationToken);
+                }), t => TrainingCheckpoint.Save(output, model, lora, t, ModelName.Of(modelDir)), cancellationToken);
             });
 
         if (trainer.SkippedSteps.Count > 0)
             AnsiConsole.MarkupLineInterpolated($"[yellow]skipped {trainer.SkippedSteps.Count} step(s) with a non-finite loss or gradient: {string.Join(", ", trainer.SkippedSteps)}[/]");
         string adapterDir = Path.Combine(output, "adapter");
-        AdapterIO.Save(adapterDir, model, lora, Path.GetFullPath(modelDir));
+        AdapterIO.Save(adapterDir, model, lora, ModelName.Of(modelDir));
+        // Hugging Face's Trainer.save_state() writes the same file beside the checkpoints.
+        Io.AtomicFile.WriteAllText(Path.Combine(output, "trainer_state.json"),
+            TrainerStateJson.Write(new TrainerState(trainer.Step, trainer.Optimizer.StepCount, training.Seed, trainer.StepLosses.ToList())));
         var losses = trainer.StepLosses;
         int window = Math.Max(1, Math.Min(10, losses.Count / 5));
         var table = new Table().AddColumns("", "start", "end");
@@ -205,6 +221,7 @@ public sealed class TrainCommand : Command<TrainSettings>
         if (evaluation is not null)
         {
             var after = evaluation.Evaluate(heldOut!);
+            tracker.Log(trainer.Step, new Dictionary<string, double> { ["eval/loss"] = after.Loss, ["eval/exact_match"] = after.ExactMatch });
             table.AddRow("held-out loss", before is null ? "-" : $"{before.Loss:F4}", $"{after.Loss:F4}");
             table.AddRow("held-out exact match", before is null ? "-" : $"{before.ExactMatch:P1}", $"{after.ExactMatch:P1}");
         }

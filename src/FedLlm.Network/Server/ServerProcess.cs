@@ -14,8 +14,9 @@ public static class ServerProcess
 {
     /// <param name="security">How clients authenticate; null = insecure (h2c, claimed ids).</param>
     /// <param name="onListening">Told the bound address once the listener is up.</param>
+    /// <param name="dashboard">Where to serve the live read-only dashboard (loopback advised), or null for none.</param>
     public static async Task<int> RunAsync(ServerConfig config, ServerSecurity? security, ILoggerFactory loggers, Action<string>? onListening = null,
-        CancellationToken cancellationToken = default)
+        System.Net.IPEndPoint? dashboard = null, CancellationToken cancellationToken = default)
     {
         var logger = loggers.CreateLogger("FedLlm.Server");
         var s = config.Server;
@@ -53,7 +54,16 @@ public static class ServerProcess
             logger.LogInformation("round {Round} committed: clients {Clients}, mean train loss {Loss:F4}{Eval}, {Sent} bytes sent, {Received} received, {Seconds:F1} s",
                 r.Round, string.Join(",", r.Clients), r.ClientLoss.Values.Average(), r.EvalLoss is { } l ? $", held-out loss {l:F4}" : "",
                 r.BytesSent, r.BytesReceived, r.Seconds));
-        var outcome = await run.RunAsync(algorithm, remote, output, resume: true, reporter, cancellationToken);
+        var monitor = new Monitoring.RunMonitor($"FedLlm server {runId}")
+        {
+            Roster = () => remote.Status().Clients.Select(c => new Monitoring.RosterEntry(c.Id, c.Connected, c.Accepted, c.Rejected)).ToList(),
+        };
+        monitor.BeginRun(algorithm, federation.Rounds, s.Roster);
+        await using var dashboardServer = dashboard is null ? null : await Dashboard.DashboardServer.StartAsync(monitor, dashboard, cancellationToken);
+        if (dashboardServer is not null) logger.LogInformation("dashboard on {Address}", dashboardServer.Address);
+        var outcome = await run.RunAsync(algorithm, new Monitoring.MonitoredClients(remote, monitor, i => s.Roster[i]), output, resume: true,
+            new Reporter(r => { reporter.Report(r); monitor.Report(r); }), cancellationToken);
+        monitor.Finish();
         RoundChart.WritePng(Path.Combine(output, "rounds.png"), new[] { outcome });
         remote.Finish();
         logger.LogInformation("run {Run} finished after {Rounds} rounds; adapter in {Adapter}", runId, federation.Rounds, Path.Combine(output, "adapter"));

@@ -55,7 +55,7 @@ public sealed class FederatedRun : IDisposable
         this.reference = reference;
         Data = data;
         Threads = threads;
-        runner = new SimulationRunner(model, options.Federation, lora, data.Evaluate, Path.GetFullPath(modelDirectory), tokenizer.PadTokenId ?? 0,
+        runner = new SimulationRunner(model, options.Federation, lora, data.Evaluate, Modeling.ModelName.Of(modelDirectory), tokenizer.PadTokenId ?? 0,
             options.RoundTask?.Create(), tokenizer, algorithms);
     }
 
@@ -91,6 +91,13 @@ public sealed class FederatedRun : IDisposable
 
     /// <summary>Whether the last run continued from a committed round.</summary>
     public bool Resumed => runner.Resumed;
+
+    /// <summary>Wraps the in-process clients of each federated run (a dashboard's monitor); null = none.</summary>
+    public Func<IClientExecutor, IClientExecutor>? ClientDecorator
+    {
+        get => runner.ClientDecorator;
+        set => runner.ClientDecorator = value;
+    }
 
     /// <summary>Validates <paramref name="options"/> (all failures at once), then loads the model, the data and the
     /// evaluation of a simulated run.</summary>

@@ -97,7 +97,7 @@ public sealed class SimulationRunner
         bool resume, IProgress<RoundRecord>? progress = null, CancellationToken cancellationToken = default)
     {
         using var clients = new InProcessClients(model, options, shards, padTokenId, algorithms);
-        return await RunFederatedAsync(strategy, clients, output, resume, progress, cancellationToken);
+        return await RunFederatedAsync(strategy, ClientDecorator?.Invoke(clients) ?? clients, output, resume, progress, cancellationToken);
     }
 
     /// <summary>One federated algorithm with any clients (in process, or behind the network): the one round loop of
@@ -123,6 +123,9 @@ public sealed class SimulationRunner
             : null;
         return new RunOutcome(strategy.Name, final, server.History, clock.Elapsed.TotalSeconds);
     }
+
+    /// <summary>Wraps the in-process clients of each federated run (e.g. a dashboard's monitor); null = none.</summary>
+    public Func<IClientExecutor, IClientExecutor>? ClientDecorator { get; set; }
 
     /// <summary>Whether the last <see cref="RunFederatedAsync(IFederatedStrategy, IClientExecutor, string, bool, IProgress{RoundRecord}?, CancellationToken)"/>
     /// with resume continued from a committed round.</summary>

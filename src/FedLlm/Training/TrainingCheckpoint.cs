@@ -1,4 +1,3 @@
-using System.Text.Json;
 using FedLlm.Checkpoints;
 using FedLlm.Io;
 using FedLlm.Modeling;
@@ -53,7 +52,7 @@ public static class TrainingCheckpoint
             var moments = optimizer.StateTensors().ToList();
             foreach (var (name, tensor) in moments) FiniteTensors.Require(tensor, name, Path.Combine(staging, OptimizerFile), "write");
             SafeTensorsWriter.Write(Path.Combine(staging, OptimizerFile), moments);
-            AtomicFile.WriteAllText(Path.Combine(staging, StateFile), JsonSerializer.Serialize(state, JsonDefaults.Options));
+            AtomicFile.WriteAllText(Path.Combine(staging, StateFile), TrainerStateJson.Write(state));
         }
         catch
         {
@@ -101,16 +100,7 @@ public static class TrainingCheckpoint
     static TrainerState ReadState(string checkpoint, long seed)
     {
         string statePath = Path.Combine(checkpoint, StateFile);
-        TrainerState state;
-        try
-        {
-            state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath), JsonDefaults.Options)
-                ?? throw new InvalidDataException($"{statePath}: empty");
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{statePath}: malformed: {e.Message}", e);
-        }
+        var state = TrainerStateJson.Read(File.ReadAllText(statePath), statePath);
         if (state.Seed != seed)
             throw new InvalidDataException($"{statePath}: checkpoint was trained with seed {state.Seed}, this run uses {seed}; resuming would not reproduce the run");
         return state;

@@ -1,0 +1,30 @@
+using FedLlm.Federation;
+using static TorchSharp.torch;
+
+namespace FedLlm.Monitoring;
+
+/// <summary>
+/// Tells a <see cref="RunMonitor"/> which participants train in each round and which of them delivered, around any
+/// <see cref="IClientExecutor"/>; every call passes through unchanged, so a monitored run computes what an unmonitored one does.
+/// </summary>
+public sealed class MonitoredClients(IClientExecutor inner, RunMonitor monitor, Func<int, string> clientId) : IClientExecutor, IDisposable
+{
+    public async Task<IReadOnlyList<ClientUpdate>> TrainRoundAsync(int round, IReadOnlyList<int> clients, IReadOnlyDictionary<string, Tensor> global,
+        ClientInstructions instructions, CancellationToken cancellationToken = default)
+    {
+        var sampled = clients.Select(clientId).ToList();
+        monitor.RoundStarted(round, sampled);
+        var updates = await inner.TrainRoundAsync(round, clients, global, instructions, cancellationToken);
+        monitor.RoundClosed(sampled, updates.Select(u => u.ClientId));
+        return updates;
+    }
+
+    public IReadOnlyDictionary<string, Tensor> SnapshotState() => inner.SnapshotState();
+
+    public void RestoreState(IReadOnlyDictionary<string, Tensor> state) => inner.RestoreState(state);
+
+    public (long Sent, long Received)? MeasuredTraffic(int round) => inner.MeasuredTraffic(round);
+
+    /// <summary>Does not dispose the inner executor: its creator owns it.</summary>
+    public void Dispose() { }
+}
