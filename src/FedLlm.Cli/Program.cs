@@ -16,6 +16,8 @@ app.Configure(config =>
         .WithDescription("Join a federation server and train on this machine's own data.");
     config.AddCommand<StatusCommand>("status")
         .WithDescription("Show a federation server's round, connected clients and last metrics.");
+    config.AddCommand<AdminCommand>("admin")
+        .WithDescription("Operate a running federation server: stop, abort-round, remove-client ID (with an admin certificate from `fedllm certs --admin`).");
     config.AddCommand<GenerateCommand>("generate")
         .WithDescription("Answer a prompt with a base model and an optional adapter.");
     config.AddCommand<MergeCommand>("merge")
