@@ -34,6 +34,9 @@ public sealed record FederationHostExtras
 
     /// <summary>HOST:PORT for Prometheus' plain-HTTP /metrics; null = not served.</summary>
     public string? MetricsListen { get; init; }
+
+    /// <summary>Where refused connections and calls are logged; null = the console, like every server log line.</summary>
+    public ILogger? RefusalLogger { get; init; }
 }
 
 /// <summary>
@@ -71,8 +74,7 @@ public sealed class FederationHost : IAsyncDisposable
         // console lifetime would take them and stop only the listener.
         builder.Services.AddSingleton<IHostLifetime, ProcessOwnsSignals>();
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
-        var loggers = LoggerFactory.Create(FedLlmLogging.Configure);
-        var refusals = new RefusalLog(loggers.CreateLogger("FedLlm.Server.Refusals"), extras.Metrics);
+        var refusals = new RefusalLog(extras.RefusalLogger ?? LoggerFactory.Create(FedLlmLogging.Configure).CreateLogger("FedLlm.Server.Refusals"), extras.Metrics);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             // Large flow-control windows keep a fast link busy while 1 MiB chunks stream (the defaults, under 1 MiB, stall it).
