@@ -112,8 +112,15 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
                 lock (gate)
                 {
                     var now = clock.GetUtcNow();
-                    if (stopReason is not null && now >= stopDeadline)
-                        throw new ServerStoppingException($"round {round} abandoned: the server is stopping ({stopReason})");
+                    if (stopReason is not null)
+                    {
+                        // Stopping: a client that has not taken its task will not get it; the round finishes with the
+                        // clients already training, or is abandoned at once when none is.
+                        foreach (var id in context.Pending().Where(id => !context.Taken.Contains(id)).ToList())
+                            LeaveOut(context, id, "the server is stopping");
+                        if (now >= stopDeadline || (context.Accepted.Count < options.MinUpdates && !context.Pending().Any()))
+                            throw new ServerStoppingException($"round {round} abandoned: the server is stopping ({stopReason})");
+                    }
                     foreach (var id in context.Pending().Where(context.Watched.Contains).ToList())
                     {
                         var seen = clients[id].LastSeen;
@@ -324,7 +331,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
     /// is still open, so its update still counts. Clients left out at the deadline never come back, as the round is closed.</summary>
     void Reactivate(string clientId)
     {
-        if (open is { } round && round.Assigned.Contains(clientId) && !round.Accepted.ContainsKey(clientId) && !clients[clientId].Removed
+        if (stopReason is null && open is { } round && round.Assigned.Contains(clientId) && !round.Accepted.ContainsKey(clientId) && !clients[clientId].Removed
             && round.LeftOut.Remove(clientId))
             logger.LogInformation("round {Round}: client {Client} is back; its task is open again", round.Round, clientId);
     }
@@ -355,7 +362,10 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
                 if (finished) return TaskOffer.RunFinished;
                 if (stopReason is not null) return TaskOffer.Stopping(stopReason);
                 if (open is { } round && round.Pending().Contains(clientId) && !IsBackingOff(clientId, clock.GetUtcNow()))
+                {
+                    round.Taken.Add(clientId);
                     return new TaskOffer(round.Round, round.Instructions, false);
+                }
                 signal = changed.Task;
             }
             var left = until - clock.GetUtcNow();
@@ -394,16 +404,13 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
     public RoundLease? BeginSubmission(string clientId, int round, string claimedId, out string reason, out TimeSpan retryAfter)
     {
         retryAfter = TimeSpan.Zero;
-        bool exclude = false;
         lock (gate)
         {
             Touch(clientId);
             var record = clients[clientId];
+            // Refused before any tensor is read, so it costs nothing to wait for the sender's real update: no exclusion.
             if (claimedId != clientId)
-            {
                 reason = $"update names client '{claimedId}' but the sender authenticated as '{clientId}'";
-                exclude = true;
-            }
             else if (open is not { } context)
                 reason = $"update for round {round} arrived while no round is open (late or replayed)";
             else if (round != context.Round)
@@ -442,7 +449,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
                 });
             }
         }
-        Reject(clientId, round, reason, exclude);
+        Reject(clientId, round, reason, exclude: false);
         return null;
     }
 
@@ -688,6 +695,9 @@ public sealed class OpenRound
 
     /// <summary>Assigned clients whose heartbeats count: alive at the open, or heard from since.</summary>
     public HashSet<string> Watched { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Assigned clients that have been handed the task.</summary>
+    public HashSet<string> Taken { get; } = new(StringComparer.Ordinal);
 
     public IEnumerable<string> Pending() => Assigned.Where(id => !Accepted.ContainsKey(id) && !LeftOut.Contains(id) && !Refused.ContainsKey(id));
 

@@ -133,14 +133,15 @@ public class HostileUpdateTests
 
         AssertAccepted(await h.SubmitAsync("client-1", 0, Honest1, examples: 30));
         AssertAccepted(await h.SubmitAsync("client-0", 0, Honest0, examples: 10));
-        // Every refused sender is out of the round; "future" (a late-or-early update, not an answer to this round) still
-        // holds its task, falls silent, and is left out two seconds later.
+        // Every sender refused for its update's content is out of the round; "future" and "forger", refused on the header
+        // before any tensor was read, still hold their task, fall silent, and are left out two seconds later.
         var updates = await round0.WaitAsync(TimeSpan.FromSeconds(60));
         Assert.Equal(new[] { "client-0", "client-1" }, updates.Select(u => u.ClientId));
         Assert.Equal(Honest0, Flat(updates[0].Weights));
         Assert.Equal(new[] { 10L, 30L }, updates.Select(u => u.ExampleCount));
         Assert.Contains(h.Log.Lines, l => l.Contains("client future left out: missed heartbeats"));
-        Assert.Contains(h.Log.Lines, l => l.Contains("refused: forger,inf,missing,names,nan,norm,oversize,shape,zero"));
+        Assert.Contains(h.Log.Lines, l => l.Contains("client forger left out: missed heartbeats"));
+        Assert.Contains(h.Log.Lines, l => l.Contains("refused: inf,missing,names,nan,norm,oversize,shape,zero"));
 
         // Round 1 samples client-0 and client-1 only.
         var round1 = h.Clients.TrainRoundAsync(1, new[] { 0, 1 }, h.Global, new ClientInstructions(1, 0.1));
@@ -337,7 +338,7 @@ public class HostileUpdateTests
         }
         var version = await Join("a", 1, Base.Combined);
         Assert.Equal(StatusCode.FailedPrecondition, version.StatusCode);
-        Assert.Contains("the client speaks fedllm.federation v1.3, this server v2.0", version.Status.Detail);
+        Assert.Contains("the client speaks fedllm.federation v1.3, this server v2.1", version.Status.Detail);
         var model = await Join("a", 2, "another-base");
         Assert.Contains("base model mismatch", model.Status.Detail);
         var task = await Join("a", 2, Base.Combined, "dpo");
