@@ -115,7 +115,15 @@ public sealed class FederationHost : IAsyncDisposable
             o.MaxReceiveMessageSize = 4 << 20;
             o.EnableDetailedErrors = true;
         });
-        builder.Services.AddGrpcHealthChecks();
+        // grpc.health.v1 for load balancers and probes: the whole server ("") and fedllm.federation.v2.Federation are
+        // SERVING while the server admits clients, NOT_SERVING once it is stopping.
+        builder.Services.AddGrpcHealthChecks(o =>
+        {
+            o.Services.Map("", _ => true);
+            o.Services.Map("fedllm.federation.v2.Federation", _ => true);
+        }).AddCheck("federation", () => clients.StopReason is { } stopping
+            ? Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Unhealthy($"stopping: {stopping}")
+            : Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Healthy());
         builder.Services.AddSingleton(clients);
         builder.Services.AddSingleton(run);
         builder.Services.AddSingleton(authenticator);

@@ -218,7 +218,7 @@ public class ServerOperationProcessTests(ITestOutputHelper output)
         Assert.Contains("this client refused the server's certificate", line);
         Assert.Contains("was not issued by this federation's CA", line);
         Assert.Contains("the kit comes from the server's `fedllm certs`", line);
-        output.WriteLine(server.WaitFor(@"refused handshake from 127\.0\.0\.1: .*", TimeSpan.FromSeconds(30)).Value);
+        output.WriteLine(server.WaitFor(@"refused (certificate|handshake) from 127\.0\.0\.1: .*", TimeSpan.FromSeconds(30)).Value);
         server.Kill();
     }
 }
