@@ -116,4 +116,20 @@ public class OperatorSurfaceTests
         Assert.Contains("  mean train loss 1.5000, held-out loss 1.4000", lines);
         Assert.Contains("  64.0 MB sent, 64.1 MB received", lines);
     }
+
+    [Fact]
+    public void The_example_configs_load_and_bound_example_counts_and_norms()
+    {
+        var root = new DirectoryInfo(AppContext.BaseDirectory);
+        while (!File.Exists(Path.Combine(root.FullName, "FedLlm.sln"))) root = root.Parent!;
+        string folder = Path.Combine(root.FullName, "examples", "federation");
+        var server = ServerConfig.Load(Path.Combine(folder, "server.yaml"));
+        var options = server.Server.ToOptions();
+        options.Validate();
+        Assert.True(options.Limits.MaxExampleCount < long.MaxValue, "the example server leaves example counts unbounded");
+        Assert.NotNull(options.MaxUpdateNormRatio);
+        Assert.NotNull(server.Server.MetricsListen);
+        foreach (var name in new[] { "alice", "bob", "carol" })
+            Assert.Equal("certificate", ClientConfig.Load(Path.Combine(folder, $"{name}.yaml")).Auth);
+    }
 }
