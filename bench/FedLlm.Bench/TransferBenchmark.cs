@@ -78,7 +78,7 @@ public static class TransferBenchmark
         double baselineMB = ProcessMemory.RssBytes() / 1e6;
         var remote = new RemoteClients(new RemoteClientsOptions { Roster = new[] { "client-0" }, Encoding = encoding, MaxUpdateBytes = 8L << 30 },
             NullLogger.Instance);
-        var run = new RunDescription("bench", new ModelFingerprint(new Dictionary<string, string> { ["config.json"] = "bench" }), new LoraOptions { Rank = rank },
+        var run = new RunDescription("bench", new Network.ModelFingerprint(new Dictionary<string, string> { ["config.json"] = "bench" }), new LoraOptions { Rank = rank },
             new FederationOptions { Rounds = 1, TotalClients = 1, ClientsPerRound = 1 }, new FedLlm.Runs.LocalObjective());
         string kit = Path.Combine(Path.GetTempPath(), $"fedllm-bench-kit-{Environment.ProcessId}");
         ServerSecurity? security = null;

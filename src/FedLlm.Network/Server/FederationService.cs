@@ -114,10 +114,17 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         string id = Identify(context);
         using var lease = clients.Lease(id, request.Round, out string reason)
             ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, reason));
+        var alive = System.Diagnostics.Stopwatch.StartNew();
         foreach (var chunk in pick(lease.Context))
         {
             await stream.WriteAsync(chunk, context.CancellationToken);
             Interlocked.Add(ref lease.Context.BytesSent, chunk.CalculateSize());
+            // A client reading a large adapter over a slow link is alive even if its heartbeats queue behind the data.
+            if (alive.Elapsed > TimeSpan.FromSeconds(1))
+            {
+                clients.Seen(id);
+                alive.Restart();
+            }
         }
     }
 
@@ -142,10 +149,16 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         var setParts = returned.ToDictionary(name => name, name => new TensorAssembler(h => Admit(h, round.Global, sets[name], name.Replace('_', ' '))), StringComparer.Ordinal);
         try
         {
+            var alive = System.Diagnostics.Stopwatch.StartNew();
             while (await requestStream.MoveNext(ct))
             {
                 var message = requestStream.Current;
                 bytes += message.CalculateSize();
+                if (alive.Elapsed > TimeSpan.FromSeconds(1))
+            {
+                clients.Seen(id);
+                alive.Restart();
+            }
                 if (bytes > limit) throw new TransferException($"update exceeds the size limit of {limit} bytes");
                 switch (message.PartCase)
                 {
