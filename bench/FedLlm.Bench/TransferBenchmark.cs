@@ -16,7 +16,8 @@ namespace FedLlm.Bench;
 /// The network path of an adapter: a Llama-2-7B-shaped LoRA at r 32 (32 layers, q k v o gate up down, 224 tensors,
 /// 80 M parameters, 320 MB in fp32) goes from a FedLlm server to a client (FetchGlobal) and back (SubmitUpdate, with
 /// the server's validation) over gRPC on 127.0.0.1, once per transfer encoding. Each encoding runs in a child process
-/// so its peak RSS (server and client together, plus the adapter copies both hold) is its own.
+/// so its peak RSS (server and client together, plus the adapter copies both hold) is its own. With --tls the transfer
+/// runs over mutual TLS with a provisioning kit made for the run (the deployed setting), else over h2c.
 /// </summary>
 /// <remarks>dotnet run -c Release --project bench/FedLlm.Bench -- transfer [--encodings fp32,bf16,...] [--layers 32] [--rank 32] [--tls]</remarks>
 public static class TransferBenchmark
@@ -25,7 +26,7 @@ public static class TransferBenchmark
 
     /// <param name="DownCpuSeconds">CPU time of the whole process (server and client) during the download: on a busy
     /// machine, adapter MB per CPU second shows what the code costs, apart from how much CPU it was given.</param>
-    public sealed record Result(string Encoding, double AdapterMB, double WireDownMB, double DownSeconds, double DownCpuSeconds, double WireUpMB,
+    public sealed record Result(string Encoding, bool Tls, double AdapterMB, double WireDownMB, double DownSeconds, double DownCpuSeconds, double WireUpMB,
         double UpSeconds, double UpCpuSeconds, double PeakRssMB, double BaselineRssMB)
     {
         public double DownMBps => AdapterMB / DownSeconds;
@@ -52,11 +53,11 @@ public static class TransferBenchmark
             results.Add(JsonSerializer.Deserialize<Result>(output.Trim().Split('\n')[^1])!);
             Console.Error.WriteLine($"{encoding}: done");
         }
-        Console.WriteLine($"| encoding | wire MB down | down MB/s | down MB/CPU-s | wire MB up | up MB/s | up MB/CPU-s | peak RSS MB (both sides) |");
-        Console.WriteLine($"|---|---:|---:|---:|---:|---:|---:|---:|");
+        Console.WriteLine($"| encoding | transport | wire MB down | down MB/s | down MB/CPU-s | wire MB up | up MB/s | up MB/CPU-s | peak RSS MB (both sides) |");
+        Console.WriteLine($"|---|---|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in results)
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {r.Encoding} | {r.WireDownMB:F0} | {r.DownMBps:F0} | {r.AdapterMB / r.DownCpuSeconds:F0} | {r.WireUpMB:F0} | {r.UpMBps:F0} | {r.AdapterMB / r.UpCpuSeconds:F0} | {r.PeakRssMB:F0} |"));
+                $"| {r.Encoding} | {(r.Tls ? "mutual TLS" : "h2c")} | {r.WireDownMB:F0} | {r.DownMBps:F0} | {r.AdapterMB / r.DownCpuSeconds:F0} | {r.WireUpMB:F0} | {r.UpMBps:F0} | {r.AdapterMB / r.UpCpuSeconds:F0} | {r.PeakRssMB:F0} |"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"adapter {results[0].AdapterMB:F0} MB fp32; MB/s = adapter MB / seconds; RSS after building the adapter: {results[0].BaselineRssMB:F0} MB"));
         return 0;
@@ -67,20 +68,33 @@ public static class TransferBenchmark
         var encoding = TransferEncoding.Parse(BenchArguments.String(arguments, "--encoding", "fp32"));
         int layers = int.Parse(BenchArguments.String(arguments, "--layers", "32"), CultureInfo.InvariantCulture);
         int rank = int.Parse(BenchArguments.String(arguments, "--rank", "32"), CultureInfo.InvariantCulture);
-        return RunOneAsync(encoding, layers, rank).GetAwaiter().GetResult();
+        return RunOneAsync(encoding, layers, rank, arguments.Contains("--tls")).GetAwaiter().GetResult();
     }
 
-    static async Task<int> RunOneAsync(TransferEncoding encoding, int layers, int rank)
+    static async Task<int> RunOneAsync(TransferEncoding encoding, int layers, int rank, bool tls)
     {
         var global = BenchModels.Llama7BAdapter(layers, rank).ToDictionary(p => p.Name, p => p.Tensor);
         double adapterMB = AdapterTensors.Bytes(global) / 1e6;
         double baselineMB = ProcessMemory.RssBytes() / 1e6;
         var remote = new RemoteClients(new RemoteClientsOptions { Roster = new[] { "client-0" }, Encoding = encoding, MaxUpdateBytes = 8L << 30 },
             NullLogger.Instance);
-        var run = new RunDescription("bench", "base", new LoraOptions { Rank = rank }, new FederationOptions { Rounds = 1, TotalClients = 1, ClientsPerRound = 1 }, new FedLlm.Runs.LocalObjective());
-        await using var host = await FederationHost.StartAsync("127.0.0.1:0", null, remote, run, new InsecureClaimedIdentity(), () => (0, null));
+        var run = new RunDescription("bench", new Network.ModelFingerprint(new Dictionary<string, string> { ["config.json"] = "bench" }), new LoraOptions { Rank = rank },
+            new FederationOptions { Rounds = 1, TotalClients = 1, ClientsPerRound = 1 }, new FedLlm.Runs.LocalObjective());
+        string kit = Path.Combine(Path.GetTempPath(), $"fedllm-bench-kit-{Environment.ProcessId}");
+        ServerSecurity? security = null;
+        if (tls)
+        {
+            FedLlm.Security.ProvisioningKit.Create(kit, new[] { "127.0.0.1" }, new[] { "client-0" }, "https://127.0.0.1:50051");
+            security = Network.Security.ServerSecurityLoader.Load(new Network.ServerConfig.ServerSection
+            {
+                Kit = Path.Combine(kit, "server"), Auth = "certificate", Roster = new() { "client-0" },
+            }, "bench");
+        }
+        await using var host = await FederationHost.StartAsync("127.0.0.1:0", security?.Tls, remote, run, security?.Authenticator ?? new InsecureClaimedIdentity(), () => (0, null));
         var round = remote.TrainRoundAsync(0, new[] { 0 }, global, new ClientInstructions(0, 1e-4));
-        var connection = new ServerConnection(host.Address, "client-0", Insecure: true);
+        var connection = tls
+            ? Network.Security.ClientCredentialsLoader.Connect(host.Address, "client-0", FedLlm.Security.ProvisioningKit.ClientFolder(kit, "client-0"), insecure: false, "bench")
+            : new ServerConnection(host.Address, "client-0", Insecure: true);
         using var channel = connection.Open();
         var api = new Network.Protocol.Federation.FederationClient(channel);
 
@@ -103,7 +117,8 @@ public static class TransferBenchmark
         foreach (var u in updates) AdapterTensors.Dispose(u.Weights);
         AdapterTensors.Dispose(received);
         AdapterTensors.Dispose(global);
-        Console.WriteLine(JsonSerializer.Serialize(new Result(encoding.ToString(), adapterMB, traffic.Sent / 1e6, down, downCpu, traffic.Received / 1e6, up, upCpu,
+        if (tls) Directory.Delete(kit, recursive: true);
+        Console.WriteLine(JsonSerializer.Serialize(new Result(encoding.ToString(), tls, adapterMB, traffic.Sent / 1e6, down, downCpu, traffic.Received / 1e6, up, upCpu,
             ProcessMemory.PeakRssBytes() / 1e6, baselineMB)));
         return 0;
     }

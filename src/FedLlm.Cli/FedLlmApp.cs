@@ -42,6 +42,7 @@ public static class FedLlmApp
         Top<SimulateCommand>("simulate", "Federated fine-tuning of many clients in one process, compared with the local and central baselines. With no arguments: the embedded default."),
         Top<ServerCommand>("server", "Run a federation server: clients on other machines dial in with `fedllm client`. TLS by default."),
         Top<ClientCommand>("client", "Join a federation server and train on this machine's own data."),
+        Top<AdminCommand>("admin", "Operate a running federation server: stop, abort-round, remove-client ID (with an admin certificate from `fedllm certs --admin`)."),
         Top<StatusCommand>("status", "Show a federation server's round, connected clients and last metrics."),
         Top<GenerateCommand>("generate", "Answer a prompt with a base model and an optional adapter."),
         Top<ServeCommand>("serve", "An OpenAI-compatible HTTP server (/v1/models, /v1/chat/completions, /v1/completions, streaming) for a base model and named adapters."),

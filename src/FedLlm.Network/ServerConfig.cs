@@ -94,7 +94,25 @@ public sealed class ServerConfig
         public double HeartbeatTimeoutSeconds { get; set; } = 20;
         public long MaxUpdateBytes { get; set; } = 4L << 30;
         public double? MaxUpdateNorm { get; set; }
+
+        /// <summary>Refuse an update whose norm exceeds this multiple of the round's median update norm (at least 3 updates).</summary>
+        public double? MaxUpdateNormRatio { get; set; }
+
+        /// <summary>The most examples any client's update may claim; each client is bounded by what it declared at join
+        /// in any case (FedAvg weights updates by this count).</summary>
         public long? MaxExampleCount { get; set; }
+
+        /// <summary>Decoded bytes all uploads in flight may hold together; later uploads are told to retry.</summary>
+        public long UploadMemoryBudgetBytes { get; set; } = 8L << 30;
+
+        /// <summary>A client refused k times in a row gets no task for this × 2^(k−1) seconds.</summary>
+        public double RefusalBackoffSeconds { get; set; } = 5;
+
+        /// <summary>On SIGTERM/SIGINT or `fedllm admin stop`: how long the open round may take to finish before it is abandoned.</summary>
+        public double StopGraceSeconds { get; set; } = 60;
+
+        /// <summary>HOST:PORT for Prometheus metrics over plain HTTP (/metrics); null = off.</summary>
+        public string? MetricsListen { get; set; }
 
         /// <summary>Transfer encoding both ways: fp32, bf16, fp16, int8 (blockwise), each optionally +gzip.</summary>
         public string Encoding { get; set; } = "fp32";
@@ -117,6 +135,10 @@ public sealed class ServerConfig
             HeartbeatTimeout = TimeSpan.FromSeconds(HeartbeatTimeoutSeconds),
             MaxUpdateBytes = MaxUpdateBytes,
             Limits = new UpdateLimits { MaxUpdateNorm = MaxUpdateNorm, MaxExampleCount = MaxExampleCount ?? long.MaxValue },
+            MaxUpdateNormRatio = MaxUpdateNormRatio,
+            UploadMemoryBudget = UploadMemoryBudgetBytes,
+            RefusalBackoff = TimeSpan.FromSeconds(RefusalBackoffSeconds),
+            StopGrace = TimeSpan.FromSeconds(StopGraceSeconds),
             Encoding = ParseEncoding(Encoding),
         };
     }
@@ -155,6 +177,10 @@ public sealed class ClientConfig
 
     /// <summary>The client-{id}/ folder of a provisioning kit: client.crt, client.key, ca.crt, token.</summary>
     public string? Kit { get; set; }
+
+    /// <summary>certificate (mutual TLS) or token (the kit's token and ca.crt only); unset = certificate when the kit has
+    /// client.crt, else token.</summary>
+    public string? Auth { get; set; }
     public int? Threads { get; set; }
 
     /// <summary>sft (instruction examples, the default) or dpo (preference pairs); must be the server's task.</summary>

@@ -28,12 +28,21 @@ public sealed class CertsSettings : CommandSettings
     [Description("Add one client to the existing kit in --output with its CA; no other certificate or token changes.")]
     public string? AddClient { get; init; }
 
+    [CommandOption("--admin <NAME>")]
+    [Description("Issue an operator certificate for `fedllm admin` (admin-NAME/), with a new kit or an existing one in --out.")]
+    public string? Admin { get; init; }
+
     internal static List<string> SplitList(string? text) =>
         (text ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
 
     public override ValidationResult Validate()
     {
         if (string.IsNullOrWhiteSpace(Out)) return ValidationResult.Error("--output DIR is required: the folder the kit goes to");
+        if (Admin is not null && Clients is null && AddClient is null)
+        {
+            if (ServerUrl is not null) return ValidationResult.Error("--admin on an existing kit uses its server URL; drop --server-url");
+            return ValidationResult.Success();
+        }
         if (AddClient is not null)
         {
             if (Clients is not null || ServerUrl is not null)
@@ -64,19 +73,24 @@ public sealed class CertsCommand : Command<CertsSettings>
 
     private static int Provision(CertsSettings s)
     {
-        IReadOnlyList<KitFile> written;
-        if (s.AddClient is not null)
+        var written = new List<KitFile>();
+        if (s.Admin is not null && s.Clients is null && s.AddClient is null)
         {
-            written = ProvisioningKit.AddClient(s.Out, s.AddClient);
+            AnsiConsole.MarkupLineInterpolated($"Added admin [bold]{s.Admin}[/] to the kit in {s.Out}:");
+        }
+        else if (s.AddClient is not null)
+        {
+            written.AddRange(ProvisioningKit.AddClient(s.Out, s.AddClient));
             AnsiConsole.MarkupLineInterpolated($"Added client [bold]{s.AddClient}[/] to the kit in {s.Out}:");
         }
         else
         {
             var hosts = CertsSettings.SplitList(s.ServerHost);
             string url = s.ServerUrl ?? $"https://{(hosts[0].Contains(':') ? $"[{hosts[0]}]" : hosts[0])}:50051";
-            written = ProvisioningKit.Create(s.Out, hosts, CertsSettings.SplitList(s.Clients), url);
+            written.AddRange(ProvisioningKit.Create(s.Out, hosts, CertsSettings.SplitList(s.Clients), url));
             AnsiConsole.MarkupLineInterpolated($"Provisioned a federation in {s.Out} (server {url}):");
         }
+        if (s.Admin is not null) written.AddRange(ProvisioningKit.AddAdmin(s.Out, s.Admin));
 
         var table = new Table().Border(TableBorder.Rounded);
         table.AddColumn("file");
@@ -87,7 +101,10 @@ public sealed class CertsCommand : Command<CertsSettings>
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine("Keep [bold]ca/[/] with the operator; copy [bold]server/[/] to the server and each [bold]client-<id>/[/] to its client.");
         if (s.AddClient is not null)
-            AnsiConsole.MarkupLine($"Copy the updated [bold]server/{ClientTokens.FileName}[/] to the server so it accepts the new client's token.");
+            AnsiConsole.MarkupLine($"Copy the updated [bold]server/{ClientTokens.FileName}[/] and [bold]server/{ClientCertificatePins.FileName}[/] " +
+                "to the server (and its roster in server.yaml): without the pins file the server refuses the new client's certificate.");
+        if (s.Admin is not null)
+            AnsiConsole.MarkupLine($"Copy the updated [bold]server/{AdminCertificates.FileName}[/] to the server; keep [bold]admin-{s.Admin}/[/] with the operator.");
         return 0;
     }
 }

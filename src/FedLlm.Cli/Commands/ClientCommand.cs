@@ -15,19 +15,20 @@ public sealed class ClientSettings : CommandSettings
     [CommandOption("--server <URL>")][Description("https://HOST:PORT of the federation server (http:// only with --insecure)")] public string? Server { get; init; }
 
     [CommandOption("--config <FILE>")]
-    [Description("client.yaml: client_id, model_path, data (path, template), state_dir, kit")]
+    [Description("client.yaml: client_id, model_path, data (path, template), state_dir, kit, auth (certificate or token)")]
     public string? Config { get; init; }
 
     [CommandOption("--insecure")][Description("Plain-text HTTP/2 to a server started with --insecure")] public bool Insecure { get; init; }
 }
 
-/// <summary><c>fedllm client</c>: trains on this machine's data for a federation server, dialling out only.</summary>
+/// <summary><c>fedllm client</c>: trains on this machine's data for a federation server, dialling out only. Exits 0 when
+/// the run has finished, 2 when the server refuses this client for good (the reason is logged in one line).</summary>
 public sealed class ClientCommand : Command<ClientSettings>
 {
     public override int Execute(CommandContext context, ClientSettings s, CancellationToken cancellationToken)
     {
         if (s.Server is null) throw new ArgumentException("--server https://HOST:PORT is required");
-        if (s.Config is null) throw new ArgumentException("--config client.yaml is required (see examples/federation/client-0.yaml)");
+        if (s.Config is null) throw new ArgumentException("--config client.yaml is required (see examples/federation/alice.yaml)");
         var config = ClientConfig.Load(s.Config);
         string clientId = config.ClientId ?? throw new ArgumentException($"{s.Config}: client_id is required");
         string dataPath = config.Data.Path ?? throw new ArgumentException($"{s.Config}: data.path is required (this client's own training data)");
@@ -36,7 +37,7 @@ public sealed class ClientCommand : Command<ClientSettings>
         using var loggers = FedLlmLogging.CreateFactory();
         var logger = loggers.CreateLogger("FedLlm.Client");
         string modelDir = config.ModelPath ?? EmbeddedDefault.Ensure(m => logger.LogInformation("{Message}", m)).ModelDirectory;
-        var connection = ClientCredentialsLoader.Connect(s.Server, clientId, config.Kit, s.Insecure, s.Config);
+        var connection = ClientCredentialsLoader.Connect(s.Server, clientId, config.Kit, s.Insecure, s.Config, config.Auth);
         if (s.Insecure) logger.LogWarning("INSECURE: updates travel unencrypted to {Server}", s.Server);
         using var client = new NetworkClient(connection, new NetworkClientOptions
         {

@@ -1,4 +1,5 @@
 using System.ComponentModel;
+using System.Runtime.InteropServices;
 using FedLlm.Network;
 using FedLlm.Network.Security;
 using FedLlm.Network.Server;
@@ -25,7 +26,9 @@ public sealed class ServerSettings : CommandSettings
     public string? Dashboard { get; init; }
 }
 
-/// <summary><c>fedllm server</c>: the federation server; clients dial in with <c>fedllm client</c>.</summary>
+/// <summary><c>fedllm server</c>: the federation server; clients dial in with <c>fedllm client</c>. SIGTERM or Ctrl+C stops
+/// it cleanly (the open round finishes within server.stop_grace_seconds or is abandoned, state is committed, exit 0); a
+/// second signal abandons the open round at once.</summary>
 public sealed class ServerCommand : Command<ServerSettings>
 {
     public override int Execute(CommandContext context, ServerSettings s, CancellationToken cancellationToken)
@@ -37,10 +40,19 @@ public sealed class ServerCommand : Command<ServerSettings>
         if (config.Server.Insecure && !s.Insecure)
             throw new ArgumentException($"{s.Config}: server.insecure is true; plain text needs the --insecure flag on the command line too");
         using var loggers = FedLlmLogging.CreateFactory();
-        var tlsLog = loggers.CreateLogger("FedLlm.Server.Tls");
-        var security = s.Insecure ? null
-            : ServerSecurityLoader.Load(config.Server, s.Config, reason => tlsLog.LogWarning("refused a TLS client: {Reason}", reason));
+        var security = s.Insecure ? null : ServerSecurityLoader.Load(config.Server, s.Config);
         var dashboard = s.Dashboard is null ? null : Network.Dashboard.DashboardServer.ParseAddress(s.Dashboard);
-        return ServerProcess.RunAsync(config, security, loggers, dashboard: dashboard, cancellationToken: cancellationToken).GetAwaiter().GetResult();
+        var stop = new StopRequests();
+        int signals = 0;
+        void OnSignal(PosixSignalContext signal)
+        {
+            // Handled here: the default action would end the process before the round is committed.
+            signal.Cancel = true;
+            bool again = Interlocked.Increment(ref signals) > 1;
+            stop.Request(signal.Signal == PosixSignal.SIGTERM ? "SIGTERM" : "SIGINT", abandonRound: again);
+        }
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        return ServerProcess.RunAsync(config, security, loggers, dashboard: dashboard, stop: stop, cancellationToken: CancellationToken.None).GetAwaiter().GetResult();
     }
 }

@@ -1,7 +1,8 @@
 using System.ComponentModel;
-using FedLlm.Network;
+using FedLlm.Network.Client;
 using FedLlm.Network.Protocol;
 using FedLlm.Network.Security;
+using Grpc.Core;
 using Spectre.Console;
 using Spectre.Console.Cli;
 
@@ -15,7 +16,8 @@ public sealed class StatusSettings : CommandSettings
     [CommandOption("--insecure")][Description("Plain-text HTTP/2 to a server started with --insecure.")] public bool Insecure { get; init; }
 }
 
-/// <summary><c>fedllm status</c>: the server's round, its clients' last heartbeats and the last round's metrics.</summary>
+/// <summary><c>fedllm status</c>: the server's round, its clients' state and last heartbeats, and the last round's
+/// metrics, laid out for an 80-column terminal.</summary>
 public sealed class StatusCommand : Command<StatusSettings>
 {
     public override int Execute(CommandContext context, StatusSettings s, CancellationToken cancellationToken)
@@ -24,15 +26,37 @@ public sealed class StatusCommand : Command<StatusSettings>
         string clientId = s.ClientId ?? (s.Kit is not null ? FedLlm.Security.ClientKit.Load(s.Kit).ClientId
             : throw new ArgumentException("--kit DIR (a client's kit) is required; with --insecure, --client-id ID of a roster member"));
         var connection = ClientCredentialsLoader.Connect(s.Server, clientId, s.Kit, s.Insecure, "--kit");
-        using var channel = connection.Open();
-        var api = new FedLlm.Network.Protocol.Federation.FederationClient(channel);
-        var reply = api.Status(new StatusRequest(), connection.Headers(), DateTime.UtcNow.AddSeconds(15), cancellationToken);
-        AnsiConsole.MarkupLineInterpolated($"run [cyan]{reply.RunId}[/]: round {reply.Round} of {reply.TotalRounds} {(reply.RoundOpen ? $"open ({reply.UpdatesThisRound} updates so far)" : "(between rounds)")}");
-        var table = new Table().AddColumns("client", "connected", "last seen", "accepted", "rejected");
-        foreach (var c in reply.Clients)
-            table.AddRow(c.ClientId, c.Connected ? "yes" : "no", c.SecondsSinceSeen < 0 ? "never" : $"{c.SecondsSinceSeen:F1} s ago", c.AcceptedUpdates.ToString(), c.RejectedUpdates.ToString());
-        AnsiConsole.Write(table);
-        AnsiConsole.WriteLine(reply.LastMetrics.Length == 0 ? "no round committed yet" : $"last round: {reply.LastMetrics}");
+        StatusReply reply;
+        using (var channel = connection.Open())
+        {
+            try
+            {
+                var api = new FedLlm.Network.Protocol.Federation.FederationClient(channel);
+                reply = api.Status(new StatusRequest(), connection.Headers(), DateTime.UtcNow.AddSeconds(15), cancellationToken);
+            }
+            catch (RpcException e)
+            {
+                var failure = ConnectionFailure.Classify(e, connection);
+                Console.WriteLine(failure.Permanent ? $"{s.Server}: {failure.Message}" : $"cannot reach {s.Server}: {Reason(e)}");
+                return 1;
+            }
+        }
+        foreach (var line in StatusReport.Lines(reply)) Console.WriteLine(line);
         return 0;
+    }
+
+    /// <summary>What went wrong, in words (not the gRPC status dump).</summary>
+    static string Reason(RpcException e)
+    {
+        for (var inner = e.Status.DebugException; inner is not null; inner = inner.InnerException)
+            if (inner is System.Net.Sockets.SocketException socket)
+                return socket.SocketErrorCode switch
+                {
+                    System.Net.Sockets.SocketError.ConnectionRefused => "connection refused (is the server running on that port?)",
+                    System.Net.Sockets.SocketError.HostNotFound => "host not found",
+                    System.Net.Sockets.SocketError.TimedOut => "timed out",
+                    _ => socket.Message,
+                };
+        return e.StatusCode == StatusCode.DeadlineExceeded ? "no answer within 15 s" : string.Join(' ', e.Status.Detail.Split('\n', StringSplitOptions.TrimEntries));
     }
 }

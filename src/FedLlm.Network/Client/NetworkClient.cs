@@ -55,31 +55,22 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
     Session? session;
     int workingOn = -1;
 
-    /// <summary>Runs until the server says the run has finished (returns 0) or refuses this client (returns 2).</summary>
+    /// <summary>Runs until the server says the run has finished (returns 0) or refuses this client for good (returns 2:
+    /// not on the roster, removed, another CA, a revoked certificate, another protocol, base model or task), with the
+    /// reason in one log line. Outages, and a server that is stopping, are waited out with backoff.</summary>
     public async Task<int> RunAsync(CancellationToken cancellationToken = default)
     {
         var backoff = TimeSpan.FromMilliseconds(500);
+        fingerprint ??= await Task.Run(() => ModelFingerprint.Of(options.ModelDirectory), cancellationToken);
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
             try
             {
+                connection.Tls?.Clear();
                 using var channel = connection.Open();
                 var api = new Protocol.Federation.FederationClient(channel);
-                JoinReply join;
-                try
-                {
-                    join = await api.JoinAsync(new JoinRequest
-                    {
-                        Protocol = ProtocolInfo.Current, ClientId = connection.ClientId, ModelFingerprint = ModelFingerprint.Of(options.ModelDirectory),
-                        Task = options.Task,
-                    }, connection.Headers(), DateTime.UtcNow.AddSeconds(30), cancellationToken);
-                }
-                catch (RpcException e) when (e.StatusCode is StatusCode.FailedPrecondition or StatusCode.PermissionDenied or StatusCode.Unauthenticated)
-                {
-                    logger.LogError("client {Client}: the server refused to join: {Reason}", connection.ClientId, e.Status.Detail);
-                    return 2;
-                }
+                var join = await JoinAsync(api, cancellationToken);
                 backoff = TimeSpan.FromMilliseconds(500);
                 logger.LogInformation("client {Client} joined run {Run} at {Address} as roster index {Index}", connection.ClientId, join.RunId, connection.Address, join.RosterIndex);
                 // Heartbeats start at once: loading the model and data on the first join can take a while.
@@ -87,7 +78,11 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
                 var heartbeats = HeartbeatAsync(api, TimeSpan.FromSeconds(join.HeartbeatSeconds), heartbeatStop.Token);
                 try
                 {
+                    bool declared = session is not null;
                     await Task.Run(() => Prepare(join), cancellationToken);
+                    // The first join could not say how many examples this client holds (the data is read with the
+                    // server's settings): say it now, before any task.
+                    if (!declared) await JoinAsync(api, cancellationToken);
                     while (true)
                     {
                         var reply = await api.WaitForTaskAsync(new WaitForTaskRequest { WaitSeconds = options.PollWait.TotalSeconds }, connection.Headers(),
@@ -97,6 +92,8 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
                             logger.LogInformation("client {Client}: the run has finished", connection.ClientId);
                             return 0;
                         }
+                        if (reply.OutcomeCase == WaitForTaskReply.OutcomeOneofCase.Stopping)
+                            throw new RpcException(new Status(StatusCode.Unavailable, $"the server is stopping ({reply.Stopping.Reason})"));
                         if (reply.OutcomeCase == WaitForTaskReply.OutcomeOneofCase.Task) await RunTaskAsync(api, reply.Task, cancellationToken);
                     }
                 }
@@ -108,12 +105,30 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
             }
             catch (RpcException e) when (!cancellationToken.IsCancellationRequested)
             {
-                logger.LogWarning("client {Client}: server unavailable ({Status}: {Detail}); retrying in {Seconds:F1} s",
-                    connection.ClientId, e.StatusCode, e.Status.Detail, backoff.TotalSeconds);
+                var failure = ConnectionFailure.Classify(e, connection);
+                if (failure.Permanent)
+                {
+                    logger.LogError("client {Client}: {Reason}", connection.ClientId, failure.Message);
+                    return 2;
+                }
+                logger.LogWarning("client {Client}: {Reason}; retrying in {Seconds:F1} s", connection.ClientId, failure.Message, backoff.TotalSeconds);
                 await Task.Delay(backoff, cancellationToken);
                 backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, options.MaxBackoff.Ticks));
             }
         }
+    }
+
+    ModelFingerprint? fingerprint;
+
+    Task<JoinReply> JoinAsync(Protocol.Federation.FederationClient api, CancellationToken cancellationToken)
+    {
+        var request = new JoinRequest
+        {
+            Protocol = ProtocolInfo.Current, ClientId = connection.ClientId, ModelFingerprint = fingerprint!.Combined,
+            ModelFiles = new BaseModelFiles(), Task = options.Task, ExampleCount = session?.Shard.Count ?? 0,
+        };
+        request.ModelFiles.Sha256.Add(fingerprint.Files.ToDictionary());
+        return api.JoinAsync(request, connection.Headers(), DateTime.UtcNow.AddSeconds(30), cancellationToken).ResponseAsync;
     }
 
     async Task HeartbeatAsync(Protocol.Federation.FederationClient api, TimeSpan interval, CancellationToken cancellationToken)
@@ -197,6 +212,13 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
             var localGlobal = global;
             update = await Task.Run(() => s.Client.Train(connection.ClientId, s.RosterIndex, s.Shard, localGlobal, instructions, localState), cancellationToken);
             var reply = await SubmitAsync(api, task.Round, update, s.Encoding, cancellationToken);
+            for (int attempt = 1; !reply.Accepted && reply.RetryAfterSeconds > 0 && attempt <= MaxBusyRetries; attempt++)
+            {
+                // The server is busy reading other uploads: send the same update again, without training it again.
+                logger.LogInformation("round {Round}: client {Client}: {Reason}", task.Round, connection.ClientId, reply.Reason);
+                await Task.Delay(TimeSpan.FromSeconds(Math.Min(60, reply.RetryAfterSeconds)), cancellationToken);
+                reply = await SubmitAsync(api, task.Round, update, s.Encoding, cancellationToken);
+            }
             if (reply.Accepted)
             {
                 store.Save(task.Round, state);
@@ -273,6 +295,9 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
         (session?.Shard as IDisposable)?.Dispose();
         session?.Model.Dispose();
     }
+
+    /// <summary>How often an update the server was too busy to read is sent again before the round is given up.</summary>
+    const int MaxBusyRetries = 30;
 
     sealed record Session(string RunId, int RosterIndex, LlamaForCausalLM Model, FederatedClient Client, IClientDataset Shard, TransferEncoding Encoding);
 }

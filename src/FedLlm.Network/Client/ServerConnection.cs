@@ -7,7 +7,9 @@ namespace FedLlm.Network.Client;
 /// <param name="Insecure">Plain-text HTTP/2 (h2c) to an http:// address; only with an explicit --insecure.</param>
 /// <param name="Token">A per-client token sent in metadata, or null.</param>
 /// <param name="Handler">The TLS-configured handler (client certificate, pinned CA), or null for the default.</param>
-public sealed record ServerConnection(string Address, string ClientId, bool Insecure, string? Token = null, Func<HttpMessageHandler>? Handler = null)
+/// <param name="Tls">What the handler's certificate check found, for telling a refused server from an unreachable one.</param>
+public sealed record ServerConnection(string Address, string ClientId, bool Insecure, string? Token = null, Func<HttpMessageHandler>? Handler = null,
+    TlsDiagnostics? Tls = null)
 {
     /// <summary>HTTP/2 flow-control windows large enough that a 1 MiB chunk never waits for a window update.</summary>
     public const int StreamWindowBytes = 16 << 20;
@@ -47,4 +49,16 @@ public sealed record ServerConnection(string Address, string ClientId, bool Inse
         if (Token is not null) headers.Add(ProtocolInfo.TokenHeader, Token);
         return headers;
     }
+}
+
+/// <summary>The last reason this client refused the server's certificate (set by the TLS callback).</summary>
+public sealed class TlsDiagnostics
+{
+    volatile string? serverRejected;
+
+    public string? ServerRejectedReason => serverRejected;
+
+    public void ServerRejected(string reason) => serverRejected = reason;
+
+    public void Clear() => serverRejected = null;
 }

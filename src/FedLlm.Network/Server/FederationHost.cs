@@ -1,40 +1,80 @@
+using System.Buffers;
+using System.IO.Pipelines;
 using System.Net;
 using System.Net.Security;
-using Microsoft.AspNetCore.Server.Kestrel.Https;
+using System.Text;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Prometheus;
 
 namespace FedLlm.Network.Server;
 
-/// <summary>TLS for the listener: the server's certificate, whether client certificates are required, and how they are checked.</summary>
-public sealed record ServerTls(SslServerAuthenticationOptions Options);
+/// <summary>TLS for the listener: per connection, the handshake options (server certificate, whether client certificates
+/// are required, how they are checked), given where to report a refused client certificate.</summary>
+public sealed record ServerTls(Func<Action<string>, SslServerAuthenticationOptions> ForConnection);
 
-/// <summary>Kestrel serving <see cref="FederationService"/> over HTTP/2: with TLS, or h2c when <paramref name="tls"/> is null.</summary>
+/// <summary>What a server adds to the federation service: the operator's controls, metrics, where refusals go.</summary>
+public sealed record FederationHostExtras
+{
+    /// <summary>Who may call the admin service; null = no admin service.</summary>
+    public IAdminAuthenticator? Admin { get; init; }
+    public StopRequests Stop { get; init; } = new();
+    public ServerMetrics? Metrics { get; init; }
+
+    /// <summary>HOST:PORT for Prometheus' plain-HTTP /metrics; null = not served.</summary>
+    public string? MetricsListen { get; init; }
+
+    /// <summary>Where refused connections and calls are logged; null = the console, like every server log line.</summary>
+    public ILogger? RefusalLogger { get; init; }
+}
+
+/// <summary>
+/// Kestrel serving <see cref="FederationService"/> (and <see cref="AdminService"/>, the gRPC health service) over HTTP/2:
+/// with TLS, or h2c when <paramref name="tls"/> is null. Connections that cannot be gRPC (plain text on the TLS port,
+/// TLS on the h2c port, HTTP/1.1) and refused client certificates are logged by <see cref="RefusalLog"/>.
+/// </summary>
 public sealed class FederationHost : IAsyncDisposable
 {
     readonly WebApplication app;
 
-    FederationHost(WebApplication app, string address)
+    FederationHost(WebApplication app, string address, RefusalLog refusals)
     {
         this.app = app;
         Address = address;
+        Refusals = refusals;
     }
 
     /// <summary>The bound address, e.g. https://127.0.0.1:50443 (the real port when 0 was asked for).</summary>
     public string Address { get; }
 
+    public RefusalLog Refusals { get; }
+
     /// <param name="listen">HOST:PORT; port 0 picks a free one.</param>
     public static async Task<FederationHost> StartAsync(string listen, ServerTls? tls, RemoteClients clients, RunDescription run, IClientAuthenticator authenticator,
-        Func<(int NextRound, string? LastMetrics)> progress, CancellationToken cancellationToken = default)
+        Func<(int NextRound, string? LastMetrics)> progress, CancellationToken cancellationToken = default, FederationHostExtras? extras = null)
     {
+        extras ??= new FederationHostExtras();
         var endpoint = ParseListen(listen);
+        var metricsEndpoint = extras.MetricsListen is { } m ? ParseListen(m) : null;
+        if (metricsEndpoint is { Port: 0 }) throw new ArgumentException($"metrics_listen '{extras.MetricsListen}' needs a fixed port (e.g. 127.0.0.1:9464)");
         var builder = WebApplication.CreateSlimBuilder();
         FedLlmLogging.Configure(builder.Logging);
+        // The server process owns SIGTERM/SIGINT (it finishes or abandons the round and commits first); the host's
+        // console lifetime would take them and stop only the listener.
+        builder.Services.AddSingleton<IHostLifetime, ProcessOwnsSignals>();
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
+        var refusals = new RefusalLog(extras.RefusalLogger ?? LoggerFactory.Create(FedLlmLogging.Configure).CreateLogger("FedLlm.Server.Refusals"), extras.Metrics);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             // Large flow-control windows keep a fast link busy while 1 MiB chunks stream (the defaults, under 1 MiB, stall it).
@@ -49,25 +89,155 @@ public sealed class FederationHost : IAsyncDisposable
             kestrel.Listen(endpoint, options =>
             {
                 options.Protocols = HttpProtocols.Http2;
+                options.Use(next => connection => ScreenFirstBytes(connection, next, tls is not null, refusals));
                 if (tls is null) return;
                 // The kit's own handshake options (certificate context, client certificate check, ALPN h2), used as given.
-                options.UseHttps(new TlsHandshakeCallbackOptions { OnConnection = _ => ValueTask.FromResult(tls.Options) });
+                options.UseHttps(new TlsHandshakeCallbackOptions
+                {
+                    OnConnection = context =>
+                    {
+                        var connection = context.Connection;
+                        string peer = connection.RemoteEndPoint?.ToString() ?? "unknown peer";
+                        return ValueTask.FromResult(tls.ForConnection(reason =>
+                        {
+                            connection.Items[CertificateRefusedKey] = true;
+                            refusals.Refused("certificate", peer, reason);
+                        }));
+                    },
+                });
+                options.Use(next => connection => RequireHttp2(connection, next, refusals));
             });
+            if (metricsEndpoint is not null) kestrel.Listen(metricsEndpoint, options => options.Protocols = HttpProtocols.Http1);
         });
         builder.Services.AddGrpc(o =>
         {
+            // A chunk of 1 MiB plus its header; an update header with more metrics than this is refused unread.
             o.MaxReceiveMessageSize = 4 << 20;
             o.EnableDetailedErrors = true;
         });
+        // grpc.health.v1 for load balancers and probes: the whole server ("") and fedllm.federation.v2.Federation are
+        // SERVING while the server admits clients, NOT_SERVING once it is stopping.
+        builder.Services.AddGrpcHealthChecks(o =>
+        {
+            o.Services.Map("", _ => true);
+            o.Services.Map("fedllm.federation.v2.Federation", _ => true);
+        }).AddCheck("federation", () => clients.StopReason is { } stopping
+            ? Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Unhealthy($"stopping: {stopping}")
+            : Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Healthy());
         builder.Services.AddSingleton(clients);
         builder.Services.AddSingleton(run);
         builder.Services.AddSingleton(authenticator);
         builder.Services.AddSingleton(progress);
+        builder.Services.AddSingleton(refusals);
+        builder.Services.AddSingleton(extras.Stop);
+        if (extras.Admin is not null) builder.Services.AddSingleton(extras.Admin);
         var app = builder.Build();
+        if (metricsEndpoint is not null && extras.Metrics is { } metrics)
+        {
+            int port = metricsEndpoint.Port;
+            app.Use(async (HttpContext context, RequestDelegate next) =>
+            {
+                if (context.Connection.LocalPort != port)
+                {
+                    await next(context);
+                    return;
+                }
+                if (context.Request.Path != "/metrics")
+                {
+                    context.Response.StatusCode = StatusCodes.Status404NotFound;
+                    return;
+                }
+                context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+                await metrics.Registry.CollectAndExportAsTextAsync(context.Response.Body, context.RequestAborted);
+            });
+        }
         app.MapGrpcService<FederationService>();
+        if (extras.Admin is not null) app.MapGrpcService<AdminService>();
+        app.MapGrpcHealthChecksService();
         await app.StartAsync(cancellationToken);
-        string address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        return new FederationHost(app, address);
+        string address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses
+            .First(a => metricsEndpoint is null || !a.EndsWith($":{metricsEndpoint.Port}", StringComparison.Ordinal));
+        return new FederationHost(app, address, refusals);
+    }
+
+    const string CertificateRefusedKey = "fedllm.certificate-refused";
+    const string ReachedHttp2Key = "fedllm.tls-done";
+    static readonly byte[] Http2Preface = Encoding.ASCII.GetBytes("PRI * HTTP/2.0");
+
+    /// <summary>Refuses, with a log line, a connection whose first bytes are not what the port speaks: a TLS record
+    /// (0x16) on a TLS port, the HTTP/2 preface on an h2c port. After the TLS middleware has run, a connection that never
+    /// reached HTTP/2 and whose certificate was not refused failed its handshake for another reason (the client
+    /// refused our certificate, or spoke an old TLS), logged too.</summary>
+    static async Task ScreenFirstBytes(ConnectionContext connection, ConnectionDelegate next, bool tls, RefusalLog refusals)
+    {
+        string peer = connection.RemoteEndPoint?.ToString() ?? "unknown peer";
+        var input = connection.Transport.Input;
+        // Enough bytes to tell the HTTP/2 preface from HTTP/1 (TCP may deliver fewer at first): look, ask for more.
+        ReadOnlySequence<byte> buffer;
+        while (true)
+        {
+            ReadResult read;
+            try
+            {
+                read = await input.ReadAsync(connection.ConnectionClosed);
+            }
+            catch (Exception e) when (e is OperationCanceledException or IOException or ConnectionResetException)
+            {
+                return;
+            }
+            buffer = read.Buffer;
+            bool enough = buffer.Length >= Http2Preface.Length || (!buffer.IsEmpty && (tls || buffer.FirstSpan[0] == 0x16));
+            if (enough) break;
+            if (read.IsCompleted || read.IsCanceled)
+            {
+                input.AdvanceTo(buffer.Start);
+                return;
+            }
+            input.AdvanceTo(buffer.Start, buffer.End);
+        }
+        byte first = buffer.FirstSpan[0];
+        bool preface = StartsWith(buffer, Http2Preface);
+        bool looksHttp1 = !preface && first is >= (byte)'A' and <= (byte)'Z';
+        input.AdvanceTo(buffer.Start); // only looked: the next reader sees every byte
+        string? problem = tls
+            ? first == 0x16 ? null : looksHttp1 || preface ? "plain-text HTTP on the TLS port (use https:// and a kit, or a server started with --insecure)"
+                : "bytes that are not a TLS handshake on the TLS port"
+            : first == 0x16 ? "a TLS handshake on a plain-text (--insecure) port (use http://, or start the server with TLS)"
+            : preface ? null
+            : looksHttp1 ? "HTTP/1.x on the gRPC port (gRPC needs HTTP/2)" : "bytes that are not HTTP/2 on the h2c port";
+        if (problem is not null)
+        {
+            refusals.Refused(tls ? "plaintext" : "protocol", peer, problem);
+            connection.Abort(new ConnectionAbortedException(problem));
+            return;
+        }
+        await next(connection);
+        if (tls && !connection.Items.ContainsKey(ReachedHttp2Key) && !connection.Items.ContainsKey(CertificateRefusedKey))
+            refusals.Refused("handshake", peer, "the TLS handshake failed (the client refused this server's certificate, offered no common TLS version, or hung up)");
+    }
+
+    static bool StartsWith(ReadOnlySequence<byte> buffer, byte[] prefix)
+    {
+        if (buffer.Length < prefix.Length) return false;
+        Span<byte> head = stackalloc byte[prefix.Length];
+        buffer.Slice(0, prefix.Length).CopyTo(head);
+        return head.SequenceEqual(prefix);
+    }
+
+    /// <summary>After TLS: gRPC needs HTTP/2 chosen by ALPN; an HTTP/1.1 client is refused with a log line.</summary>
+    static Task RequireHttp2(ConnectionContext connection, ConnectionDelegate next, RefusalLog refusals)
+    {
+        connection.Items[ReachedHttp2Key] = true;
+        var protocol = connection.Features.Get<Microsoft.AspNetCore.Server.Kestrel.Core.Features.ITlsApplicationProtocolFeature>()?.ApplicationProtocol ?? ReadOnlyMemory<byte>.Empty;
+        if (!protocol.Span.SequenceEqual(SslApplicationProtocol.Http2.Protocol.Span))
+        {
+            string offered = protocol.IsEmpty ? "no ALPN protocol" : Encoding.ASCII.GetString(protocol.Span);
+            string problem = $"TLS client negotiated {offered}; gRPC needs HTTP/2 (h2)";
+            refusals.Refused("protocol", connection.RemoteEndPoint?.ToString(), problem);
+            connection.Abort(new ConnectionAbortedException(problem));
+            return Task.CompletedTask;
+        }
+        return next(connection);
     }
 
     static IPEndPoint ParseListen(string listen)
@@ -88,5 +258,12 @@ public sealed class FederationHost : IAsyncDisposable
     {
         await app.StopAsync();
         await app.DisposeAsync();
+    }
+
+    /// <summary>A host lifetime that leaves process signals alone.</summary>
+    sealed class ProcessOwnsSignals : IHostLifetime
+    {
+        public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 }

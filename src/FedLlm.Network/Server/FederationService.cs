@@ -11,51 +11,68 @@ using static TorchSharp.torch;
 namespace FedLlm.Network.Server;
 
 /// <summary>What the handshake tells a joining client about the run.</summary>
-public sealed record RunDescription(string RunId, string ModelFingerprint, LoraOptions Lora, FederationOptions Federation, LocalObjective Objective);
+public sealed record RunDescription(string RunId, ModelFingerprint Model, LoraOptions Lora, FederationOptions Federation, LocalObjective Objective);
 
 /// <summary>
 /// The gRPC face of <see cref="RemoteClients"/>: authenticates every call, streams tensors in chunks and reads updates
-/// under the size limit. It holds no round logic of its own.
+/// under the size limit. It holds no round logic of its own. Every refused call is logged once (rate-limited) with the
+/// peer's address by <see cref="RefusalLog"/>.
 /// </summary>
 public sealed class FederationService(RemoteClients clients, RunDescription run, IClientAuthenticator authenticator,
-    Func<(int NextRound, string? LastMetrics)> progress, ILogger<FederationService> logger) : Protocol.Federation.FederationBase
+    Func<(int NextRound, string? LastMetrics)> progress, RefusalLog refusals, ILogger<FederationService> logger) : Protocol.Federation.FederationBase
 {
-    /// <summary>The authenticated caller, who must be on the roster.</summary>
+    /// <summary>The authenticated caller, who must be on the roster and not removed.</summary>
     string Identify(ServerCallContext context)
     {
-        string id = authenticator.Authenticate(context);
+        string id = Authenticate(context);
         if (clients.RosterIndex(id) is null)
-        {
-            logger.LogWarning("refused client {Client}: not on the roster", id);
-            throw new RpcException(new Status(StatusCode.PermissionDenied, $"client '{id}' is not on this run's roster"));
-        }
+            throw Refuse(context, "roster", StatusCode.PermissionDenied, $"client '{id}' is not on this run's roster; ask the operator to add it to server.roster");
+        if (clients.IsRemoved(id))
+            throw Refuse(context, "removed", StatusCode.PermissionDenied, $"client '{id}' was removed from this run by the operator");
         return id;
+    }
+
+    string Authenticate(ServerCallContext context)
+    {
+        try
+        {
+            return authenticator.Authenticate(context);
+        }
+        catch (RpcException e)
+        {
+            refusals.Refused(e.StatusCode == StatusCode.PermissionDenied ? "roster" : "auth", context.Peer, e.Status.Detail);
+            throw;
+        }
+    }
+
+    RpcException Refuse(ServerCallContext context, string kind, StatusCode code, string reason)
+    {
+        refusals.Refused(kind, context.Peer, reason);
+        return new RpcException(new Status(code, reason));
     }
 
     public override Task<JoinReply> Join(JoinRequest request, ServerCallContext context)
     {
-        string id = authenticator.Authenticate(context);
+        string id = Authenticate(context);
+        if (clients.StopReason is { } stopping)
+            throw Refuse(context, "stopping", StatusCode.Unavailable, $"the server is stopping ({stopping}); join again when it is back");
         if (ProtocolInfo.Incompatibility(request.Protocol) is { } incompatible)
-        {
-            logger.LogWarning("refused client {Client}: {Reason}", id, incompatible);
-            throw new RpcException(new Status(StatusCode.FailedPrecondition, incompatible));
-        }
+            throw Refuse(context, "protocol", StatusCode.FailedPrecondition, incompatible);
         if (request.ClientId != id)
-            throw new RpcException(new Status(StatusCode.PermissionDenied, $"join names client '{request.ClientId}' but the caller authenticated as '{id}'"));
+            throw Refuse(context, "auth", StatusCode.PermissionDenied, $"join names client '{request.ClientId}' but the caller authenticated as '{id}'");
         id = Identify(context);
-        if (request.ModelFingerprint != run.ModelFingerprint)
+        if (request.ModelFingerprint != run.Model.Combined)
         {
-            string reason = $"base model mismatch: the client's config.json hashes to {request.ModelFingerprint}, the server's to {run.ModelFingerprint}";
-            logger.LogWarning("refused client {Client}: {Reason}", id, reason);
-            throw new RpcException(new Status(StatusCode.FailedPrecondition, reason));
+            string detail = request.ModelFiles is { } files ? run.Model.Differences(files.Sha256) : "the client sent no file hashes";
+            throw Refuse(context, "model", StatusCode.FailedPrecondition,
+                $"base model mismatch: {detail}; the client must use the server's base model (config.json and *.safetensors)");
         }
         if (request.Task.Length > 0 && request.Task != run.Objective.Task)
-        {
-            string reason = $"task mismatch: the client's data is for '{request.Task}', this run trains '{run.Objective.Task}'";
-            logger.LogWarning("refused client {Client}: {Reason}", id, reason);
-            throw new RpcException(new Status(StatusCode.FailedPrecondition, reason));
-        }
-        clients.Join(id);
+            throw Refuse(context, "task", StatusCode.FailedPrecondition, $"task mismatch: the client's data is for '{request.Task}', this run trains '{run.Objective.Task}'");
+        if (request.ExampleCount < 0)
+            throw Refuse(context, "protocol", StatusCode.FailedPrecondition, $"client '{id}' declared {request.ExampleCount} examples");
+        // Zero: the client has not read its data yet (it needs this reply's settings); it joins again with the count.
+        clients.Join(id, request.ExampleCount > 0 ? request.ExampleCount : null);
         return Task.FromResult(new JoinReply
         {
             Protocol = ProtocolInfo.Current,
@@ -72,33 +89,41 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
     public override async Task<WaitForTaskReply> WaitForTask(WaitForTaskRequest request, ServerCallContext context)
     {
         string id = Identify(context);
+        if (!clients.HasDeclaredExamples(id))
+            throw Refuse(context, "protocol", StatusCode.FailedPrecondition,
+                $"client '{id}' has not declared how many examples it holds (a client older than fedllm.federation v2.1?); the server bounds each update's count by it");
         var wait = TimeSpan.FromSeconds(Math.Clamp(request.WaitSeconds, 0, 60));
         var offer = await clients.WaitForTaskAsync(id, wait, context.CancellationToken);
         if (offer.Finished) return new WaitForTaskReply { Finished = true };
+        if (offer.StopReason is { } stopping) return new WaitForTaskReply { Stopping = new ServerStopping { Reason = stopping } };
         if (!offer.HasTask) return new WaitForTaskReply();
         logger.LogInformation("round {Round}: task handed to client {Client}", offer.Round, id);
         return new WaitForTaskReply { Task = WireMapping.ToWire(offer.Instructions!) };
     }
 
     public override Task FetchGlobal(FetchRequest request, IServerStreamWriter<TensorChunk> responseStream, ServerCallContext context) =>
-        Stream(request, responseStream, context, c => c.Global);
+        Stream(request, responseStream, context, c => c.EncodedGlobal);
 
     public override Task FetchTensorSet(FetchRequest request, IServerStreamWriter<TensorChunk> responseStream, ServerCallContext context) =>
-        Stream(request, responseStream, context, c => c.TensorSets.TryGetValue(request.TensorSet, out var set) ? set
-            : throw new RpcException(new Status(StatusCode.NotFound, $"round {request.Round} has no tensor set '{request.TensorSet}'")));
+        Stream(request, responseStream, context, c => c.EncodedSet(request.TensorSet)
+            ?? throw new RpcException(new Status(StatusCode.NotFound, $"round {request.Round} has no tensor set '{request.TensorSet}'")));
 
-    async Task Stream(FetchRequest request, IServerStreamWriter<TensorChunk> stream, ServerCallContext context, Func<OpenRound, IReadOnlyDictionary<string, Tensor>> pick)
+    /// <summary>Streams the round's chunks, encoded once for every client; a chunk wraps the encoded bytes, so a write copies nothing.</summary>
+    async Task Stream(FetchRequest request, IServerStreamWriter<TensorChunk> stream, ServerCallContext context, Func<OpenRound, IReadOnlyList<TensorChunk>> pick)
     {
         string id = Identify(context);
         using var lease = clients.Lease(id, request.Round, out string reason)
             ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, reason));
-        var encoding = clients.Options.Encoding;
-        foreach (var (name, tensor) in pick(lease.Context).OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        var alive = System.Diagnostics.Stopwatch.StartNew();
+        foreach (var chunk in pick(lease.Context))
         {
-            foreach (var chunk in TensorChunks.Split(name, tensor, encoding))
+            await stream.WriteAsync(chunk, context.CancellationToken);
+            Interlocked.Add(ref lease.Context.BytesSent, chunk.CalculateSize());
+            // A client reading a large adapter over a slow link is alive even if its heartbeats queue behind the data.
+            if (alive.Elapsed > TimeSpan.FromSeconds(1))
             {
-                await stream.WriteAsync(chunk, context.CancellationToken);
-                Interlocked.Add(ref lease.Context.BytesSent, chunk.CalculateSize());
+                clients.Seen(id);
+                alive.Restart();
             }
         }
     }
@@ -111,11 +136,11 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         if (requestStream.Current.PartCase != UpdateChunk.PartOneofCase.Header) return Refuse(id, -1, "an update must start with its header");
         var header = requestStream.Current.Header;
         long bytes = requestStream.Current.CalculateSize();
-        using var lease = clients.BeginSubmission(id, header.Round, header.ClientId, out string refusal);
-        if (lease is null) return new SubmitReply { Accepted = false, Reason = refusal };
+        using var lease = clients.BeginSubmission(id, header.Round, header.ClientId, out string refusal, out var retryAfter);
+        if (lease is null) return new SubmitReply { Accepted = false, Reason = refusal, RetryAfterSeconds = retryAfter.TotalSeconds };
 
         var round = lease.Context;
-        long limit = clients.Options.MaxUpdateBytes;
+        long limit = Math.Min(clients.Options.MaxUpdateBytes, LargestUpdateBytes(round));
         if (bytes > limit) return RefuseOversize(id, header.Round, limit, round, bytes);
         var weights = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var returned = round.Instructions.ReturnedTensorSets;
@@ -124,10 +149,16 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         var setParts = returned.ToDictionary(name => name, name => new TensorAssembler(h => Admit(h, round.Global, sets[name], name.Replace('_', ' '))), StringComparer.Ordinal);
         try
         {
+            var alive = System.Diagnostics.Stopwatch.StartNew();
             while (await requestStream.MoveNext(ct))
             {
                 var message = requestStream.Current;
                 bytes += message.CalculateSize();
+                if (alive.Elapsed > TimeSpan.FromSeconds(1))
+            {
+                clients.Seen(id);
+                alive.Restart();
+            }
                 if (bytes > limit) throw new TransferException($"update exceeds the size limit of {limit} bytes");
                 switch (message.PartCase)
                 {
@@ -147,12 +178,12 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
             weightParts.Finish();
             foreach (var parts in setParts.Values) parts.Finish();
         }
-        catch (TransferException e)
+        catch (Exception e) when (e is TransferException || e is RpcException { StatusCode: StatusCode.ResourceExhausted })
         {
             Interlocked.Add(ref round.BytesReceived, bytes);
             AdapterTensors.Dispose(weights);
             foreach (var set in sets.Values) AdapterTensors.Dispose(set);
-            return Refuse(id, header.Round, e.Message);
+            return Refuse(id, header.Round, e is RpcException r ? r.Status.Detail : e.Message);
         }
         Interlocked.Add(ref round.BytesReceived, bytes);
 
@@ -160,11 +191,31 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         {
             TensorSets = sets.Where(kv => kv.Value.Count > 0).ToDictionary(kv => kv.Key, kv => (IReadOnlyDictionary<string, Tensor>)kv.Value, StringComparer.Ordinal),
         };
-        string? problem = UpdateScreen.Check(round.Global, update, returned, clients.Options.Limits);
-        if (problem is null && clients.Accept(lease, update) is null) return new SubmitReply { Accepted = true };
-        if (problem is not null) clients.Reject(id, header.Round, problem);
+        string? problem = UpdateScreen.Check(round.Global, update, returned, clients.LimitsFor(id));
+        if (problem is null)
+        {
+            double norm = AdapterTensors.DistanceNorm(update.Weights, round.Global);
+            string? late = clients.Accept(lease, update, norm);
+            if (late is null) return new SubmitReply { Accepted = true };
+            problem = late;
+        }
+        else clients.Reject(id, header.Round, problem);
         RemoteClients.DisposeUpdate(update);
-        return new SubmitReply { Accepted = false, Reason = problem ?? "refused (see the server log)" };
+        return new SubmitReply { Accepted = false, Reason = problem };
+    }
+
+    /// <summary>The most wire bytes an honest update of this round can take: each tensor of the global adapter (and of
+    /// every returned tensor set) at fp32, with the gzip allowance <see cref="Admit"/> grants and its header, plus room
+    /// for the update header's metrics.</summary>
+    static long LargestUpdateBytes(OpenRound round)
+    {
+        long perCopy = round.Global.Sum(kv =>
+        {
+            long exact = TensorCodec.EncodedLength(TransferEncoding.Default, kv.Value.numel());
+            long chunks = exact / TensorChunks.MaxChunkBytes + 1;
+            return exact + exact / 8 + 4096 + kv.Key.Length + 128 + chunks * 16;
+        });
+        return perCopy * (1 + round.Instructions.ReturnedTensorSets.Count) + (64 << 10);
     }
 
     SubmitReply RefuseOversize(string id, int round, long limit, OpenRound context, long bytes)
@@ -217,6 +268,7 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         var (nextRound, lastMetrics) = progress();
         var reply = new StatusReply
         {
+            Stopping = snapshot.StopReason is not null,
             RunId = run.RunId,
             Round = snapshot.OpenRound ?? nextRound,
             TotalRounds = run.Federation.Rounds,
@@ -227,6 +279,7 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         reply.Clients.AddRange(snapshot.Clients.Select(c => new ClientStatus
         {
             ClientId = c.Id, Connected = c.Connected, SecondsSinceSeen = c.SecondsSinceSeen, AcceptedUpdates = c.Accepted, RejectedUpdates = c.Rejected,
+            State = c.State,
         }));
         return Task.FromResult(reply);
     }

@@ -1,4 +1,5 @@
 using Grpc.Core;
+using Microsoft.AspNetCore.Http;
 
 namespace FedLlm.Network.Server;
 
@@ -20,4 +21,27 @@ public sealed class InsecureClaimedIdentity : IClientAuthenticator
         context.RequestHeaders.GetValue(ProtocolInfo.ClientIdHeader) is { Length: > 0 } id
             ? id
             : throw new RpcException(new Status(StatusCode.Unauthenticated, $"no '{ProtocolInfo.ClientIdHeader}' metadata"));
+}
+
+/// <summary>Finds out which operator is calling the admin service.</summary>
+public interface IAdminAuthenticator
+{
+    /// <summary>The admin's name.</summary>
+    /// <exception cref="RpcException">PermissionDenied, with the reason.</exception>
+    string Authenticate(ServerCallContext context);
+}
+
+/// <summary>
+/// <c>--insecure</c> only: the admin calls are taken from the server's own machine (a loopback peer) and from nowhere
+/// else, as there are no certificates to tell an operator from anyone who reaches the port.
+/// </summary>
+public sealed class LoopbackAdmin : IAdminAuthenticator
+{
+    public string Authenticate(ServerCallContext context)
+    {
+        var remote = context.GetHttpContext().Connection.RemoteIpAddress;
+        if (remote is not null && System.Net.IPAddress.IsLoopback(remote)) return "local operator";
+        throw new RpcException(new Status(StatusCode.PermissionDenied,
+            "an insecure server takes admin calls from its own machine only; use TLS and an admin certificate (`fedllm certs --admin NAME`)"));
+    }
 }

@@ -1,4 +1,7 @@
 using FedLlm.Federation;
+using FedLlm.Federation.Validation;
+using FedLlm.Network.Protocol;
+using FedLlm.Network.Transfer;
 using Microsoft.Extensions.Logging;
 using static TorchSharp.torch;
 
@@ -7,31 +10,40 @@ namespace FedLlm.Network.Server;
 /// <summary>
 /// The server's side of a networked round: the <see cref="IClientExecutor"/> that <see cref="FederationServer"/> drives,
 /// backed by clients that dial in over gRPC. A round is opened for the sampled roster entries, handed out to them as they
-/// poll, and closed when every one of them has answered or been left out (silent past the heartbeat timeout, or still
-/// busy at the deadline) and at least <see cref="RemoteClientsOptions.MinUpdates"/> updates have been accepted.
+/// poll, and closed as soon as every one of them has answered, been refused, or been left out (silent past the heartbeat
+/// timeout, backing off after refusals, or still busy at the deadline), once at least
+/// <see cref="RemoteClientsOptions.MinUpdates"/> updates have been accepted.
 /// </summary>
 /// <remarks>
+/// A refused update excludes its sender from the round: it is told why and gets no task until a later round, and each
+/// further refusal in a row doubles how long it waits (<see cref="RemoteClientsOptions.RefusalBackoff"/>). Only a round
+/// that cannot reach its minimum without a refused client hands that client the task again, after its backoff.
 /// Thread-safe: gRPC handlers call in from many threads while the round loop waits in
-/// <see cref="TrainRoundAsync"/>. One lock guards all bookkeeping; tensors are never touched under it.
+/// <see cref="TrainRoundAsync"/>. One lock guards all bookkeeping; tensors are never read under it.
 /// </remarks>
 public sealed class RemoteClients : IClientExecutor, IDisposable
 {
     readonly RemoteClientsOptions options;
     readonly ILogger logger;
     readonly TimeProvider clock;
+    readonly ServerMetrics? metrics;
     readonly object gate = new();
     readonly Dictionary<string, ClientRecord> clients;
     readonly Dictionary<int, (long Sent, long Received)> traffic = new();
     TaskCompletionSource changed = NewSignal();
     OpenRound? open;
     bool finished;
+    string? stopReason;
+    DateTimeOffset stopDeadline;
+    long uploadBytesInFlight;
 
-    public RemoteClients(RemoteClientsOptions options, ILogger logger, TimeProvider? clock = null)
+    public RemoteClients(RemoteClientsOptions options, ILogger logger, TimeProvider? clock = null, ServerMetrics? metrics = null)
     {
         options.Validate();
         this.options = options;
         this.logger = logger;
         this.clock = clock ?? TimeProvider.System;
+        this.metrics = metrics;
         clients = options.Roster.Select((id, i) => new ClientRecord(id, i)).ToDictionary(c => c.Id, StringComparer.Ordinal);
     }
 
@@ -43,8 +55,20 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         get { lock (gate) return open?.Round; }
     }
 
+    /// <summary>Why the server is stopping, or null while it runs.</summary>
+    public string? StopReason
+    {
+        get { lock (gate) return stopReason; }
+    }
+
     /// <summary>Index of <paramref name="clientId"/> in the roster, or null when it is not on it.</summary>
     public int? RosterIndex(string clientId) => clients.TryGetValue(clientId, out var c) ? c.Index : null;
+
+    /// <summary>Whether the operator removed <paramref name="clientId"/> from the run.</summary>
+    public bool IsRemoved(string clientId)
+    {
+        lock (gate) return clients.TryGetValue(clientId, out var c) && c.Removed;
+    }
 
     public async Task<IReadOnlyList<ClientUpdate>> TrainRoundAsync(int round, IReadOnlyList<int> sampled, IReadOnlyDictionary<string, Tensor> global,
         ClientInstructions instructions, CancellationToken cancellationToken = default)
@@ -54,21 +78,28 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
                 throw new ArgumentOutOfRangeException(nameof(sampled), index, $"client index {index} is outside the roster of {options.Roster.Count}");
         if (options.MinUpdates > sampled.Count)
             throw new InvalidOperationException($"round {round}: min_updates {options.MinUpdates} exceeds the {sampled.Count} clients sampled per round");
+        lock (gate)
+            if (stopReason is not null) throw new ServerStoppingException($"round {round} not started: the server is stopping ({stopReason})");
 
         var context = new OpenRound(round, instructions, AdapterTensors.Clone(global),
             instructions.TensorSets.ToDictionary(kv => kv.Key, kv => (IReadOnlyDictionary<string, Tensor>)AdapterTensors.Clone(kv.Value), StringComparer.Ordinal),
-            sampled.Select(i => options.Roster[i]).ToList());
+            sampled.Select(i => options.Roster[i]).ToList(), options.Encoding);
         var deadline = clock.GetUtcNow() + options.RoundDeadline;
+        var opened = clock.GetUtcNow();
         lock (gate)
         {
             // Heartbeats are watched for the clients alive now (and those that call later): one that goes silent is
             // left out after the heartbeat timeout. One already gone has until the deadline to come back.
             var now = clock.GetUtcNow();
             foreach (var id in context.Assigned)
-                if (clients[id].LastSeen is { } seen && now - seen <= options.HeartbeatTimeout) context.Watched.Add(id);
+            {
+                if (clients[id].Removed) context.LeftOut.Add(id);
+                else if (clients[id].LastSeen is { } seen && now - seen <= options.HeartbeatTimeout) context.Watched.Add(id);
+            }
             open = context;
             Pulse();
         }
+        metrics?.RoundOpened(round);
         logger.LogInformation("round {Round} open: clients {Clients}, lr {LearningRate:G4}, deadline {Deadline:O}",
             round, string.Join(",", context.Assigned), instructions.LearningRate, deadline);
         bool waitingLogged = false;
@@ -81,25 +112,42 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
                 lock (gate)
                 {
                     var now = clock.GetUtcNow();
+                    if (stopReason is not null)
+                    {
+                        // Stopping: a client that has not taken its task will not get it; the round finishes with the
+                        // clients already training, or is abandoned at once when none is.
+                        foreach (var id in context.Pending().Where(id => !context.Taken.Contains(id)).ToList())
+                            LeaveOut(context, id, "the server is stopping");
+                        if (now >= stopDeadline || (context.Accepted.Count < options.MinUpdates && !context.Pending().Any()))
+                            throw new ServerStoppingException($"round {round} abandoned: the server is stopping ({stopReason})");
+                    }
                     foreach (var id in context.Pending().Where(context.Watched.Contains).ToList())
                     {
                         var seen = clients[id].LastSeen;
                         if (seen is { } last && now - last > options.HeartbeatTimeout)
                             LeaveOut(context, id, $"missed heartbeats (last seen {(now - last).TotalSeconds:F1} s ago)");
                     }
-                    int accepted = context.Accepted.Count;
+                    ReadmitIfStuck(context, now);
+                    var active = context.Pending().Where(id => !IsBackingOff(id, now)).ToList();
                     bool pastDeadline = now >= deadline;
-                    if (accepted >= options.MinUpdates && (!context.Pending().Any() || pastDeadline))
+                    if (context.Accepted.Count >= options.MinUpdates && (active.Count == 0 || pastDeadline))
                     {
-                        foreach (var id in context.Pending().ToList()) LeaveOut(context, id, "missed the round deadline");
-                        open = null;
-                        Pulse();
-                        break;
+                        ScreenNorms(context);
+                        if (context.Accepted.Count >= options.MinUpdates)
+                        {
+                            foreach (var id in context.Pending().ToList())
+                                LeaveOut(context, id, IsBackingOff(id, now)
+                                    ? $"backing off after {clients[id].ConsecutiveRefusals} refused updates in a row"
+                                    : "missed the round deadline");
+                            open = null;
+                            Pulse();
+                            break;
+                        }
                     }
-                    if (!waitingLogged && (pastDeadline || !context.Pending().Any()))
+                    if (!waitingLogged && (pastDeadline || active.Count == 0))
                     {
                         waitingLogged = true;
-                        logger.LogWarning("round {Round}: {Accepted} of the minimum {MinUpdates} updates; waiting for clients to rejoin", round, accepted, options.MinUpdates);
+                        logger.LogWarning("round {Round}: {Accepted} of the minimum {MinUpdates} updates; waiting for clients to rejoin", round, context.Accepted.Count, options.MinUpdates);
                     }
                     signal = changed.Task;
                 }
@@ -108,25 +156,63 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         }
         catch
         {
+            List<ClientUpdate> dropped;
             lock (gate)
             {
                 if (open == context) open = null;
+                dropped = context.Accepted.Values.ToList();
+                context.Accepted.Clear();
                 Pulse();
             }
-            foreach (var update in context.Accepted.Values) DisposeUpdate(update);
+            foreach (var update in dropped) DisposeUpdate(update);
             context.Release();
             throw;
         }
 
         lock (gate)
             traffic[round] = (Interlocked.Read(ref context.BytesSent), Interlocked.Read(ref context.BytesReceived));
-        logger.LogInformation("round {Round} closed: {Count} updates from {Clients}; left out: {LeftOut}; {Sent} bytes sent, {Received} received",
+        metrics?.RoundClosed((clock.GetUtcNow() - opened).TotalSeconds, context.BytesSent, context.BytesReceived);
+        logger.LogInformation("round {Round} closed: {Count} updates from {Clients}; refused: {Refused}; left out: {LeftOut}; {Sent} bytes sent, {Received} received",
             round, context.Accepted.Count, string.Join(",", context.Accepted.Keys.Order(StringComparer.Ordinal)),
-            context.LeftOut.Count == 0 ? "none" : string.Join(",", context.LeftOut), context.BytesSent, context.BytesReceived);
+            context.Refused.Count == 0 ? "none" : string.Join(",", context.Refused.Keys.Order(StringComparer.Ordinal)),
+            context.LeftOut.Count == 0 ? "none" : string.Join(",", context.LeftOut.Order(StringComparer.Ordinal)), context.BytesSent, context.BytesReceived);
         var updates = context.Accepted.Values.OrderBy(u => u.ClientId, StringComparer.Ordinal).ToList();
         context.Release();
         return updates;
     }
+
+    /// <summary>A round that cannot reach its minimum with the clients still working hands the task back to refused
+    /// clients whose backoff has passed: without them it would wait forever.</summary>
+    void ReadmitIfStuck(OpenRound context, DateTimeOffset now)
+    {
+        if (context.Accepted.Count + context.Pending().Count() >= options.MinUpdates) return;
+        foreach (var id in context.Refused.Keys.Order(StringComparer.Ordinal).ToList())
+        {
+            if (clients[id].Removed || IsBackingOff(id, now)) continue;
+            context.Refused.Remove(id);
+            Pulse();
+            logger.LogWarning("round {Round}: {Accepted} of the minimum {MinUpdates} updates without refused clients; client {Client} may try again",
+                context.Round, context.Accepted.Count, options.MinUpdates, id);
+            if (context.Accepted.Count + context.Pending().Count() >= options.MinUpdates) return;
+        }
+    }
+
+    /// <summary>Refuses, at the close, the accepted updates far above the round's median norm (see <see cref="RoundNormScreen"/>).</summary>
+    void ScreenNorms(OpenRound context)
+    {
+        if (options.MaxUpdateNormRatio is not { } ratio) return;
+        var outliers = RoundNormScreen.Outliers(context.Norms.Where(kv => context.Accepted.ContainsKey(kv.Key)).ToDictionary(), ratio);
+        foreach (var (id, reason) in outliers)
+        {
+            var update = context.Accepted[id];
+            context.Accepted.Remove(id);
+            clients[id].Accepted--;
+            context.Discarded.Add(update);
+            Refuse(context, id, reason, clock.GetUtcNow());
+        }
+    }
+
+    bool IsBackingOff(string id, DateTimeOffset now) => clients[id].BackoffUntil is { } until && now < until;
 
     public (long Sent, long Received)? MeasuredTraffic(int round)
     {
@@ -143,24 +229,110 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         }
     }
 
+    /// <summary>Stops admitting: no new round opens, the open one has <see cref="RemoteClientsOptions.StopGrace"/> (none
+    /// when <paramref name="abandonRound"/>) to finish before <see cref="TrainRoundAsync"/> abandons it, and polling
+    /// clients are told the server is stopping.</summary>
+    /// <returns>False when a stop was already under way (a second request only shortens the grace).</returns>
+    public bool BeginStop(string reason, bool abandonRound)
+    {
+        lock (gate)
+        {
+            var now = clock.GetUtcNow();
+            var until = abandonRound ? now : now + options.StopGrace;
+            bool first = stopReason is null;
+            if (first || until < stopDeadline) stopDeadline = until;
+            stopReason ??= reason;
+            Pulse();
+            return first;
+        }
+    }
+
+    // ---- operator controls ----
+
+    /// <summary>Drops the open round's updates and hands its task out again to every assigned client.</summary>
+    public string AbortRound()
+    {
+        List<ClientUpdate> dropped;
+        int round;
+        lock (gate)
+        {
+            if (open is not { } context) return "no round is open";
+            round = context.Round;
+            dropped = context.Accepted.Values.Concat(context.Discarded).ToList();
+            foreach (var id in context.Accepted.Keys) clients[id].Accepted--;
+            context.Accepted.Clear();
+            context.Discarded.Clear();
+            context.Norms.Clear();
+            context.Refused.Clear();
+            context.LeftOut.RemoveWhere(id => !clients[id].Removed);
+            context.Attempt++;
+            Pulse();
+        }
+        foreach (var update in dropped) DisposeUpdate(update);
+        logger.LogWarning("round {Round} aborted by the operator: {Count} updates dropped; its task is handed out again", round, dropped.Count);
+        return $"round {round} aborted: {dropped.Count} updates dropped; every assigned client trains it again";
+    }
+
+    /// <summary>Shuts <paramref name="clientId"/> out of the run (kept across restarts in the committed registry).</summary>
+    public string RemoveClient(string clientId)
+    {
+        ClientUpdate? dropped = null;
+        lock (gate)
+        {
+            if (!clients.TryGetValue(clientId, out var record)) return $"client '{clientId}' is not on the roster";
+            if (record.Removed) return $"client '{clientId}' was already removed";
+            record.Removed = true;
+            if (open is { } context && context.Assigned.Contains(clientId))
+            {
+                if (context.Accepted.Remove(clientId, out dropped)) record.Accepted--;
+                context.Refused.Remove(clientId);
+                LeaveOut(context, clientId, "removed by the operator");
+            }
+            Pulse();
+        }
+        if (dropped is not null) DisposeUpdate(dropped);
+        logger.LogWarning("client {Client} removed from the run by the operator", clientId);
+        return $"client '{clientId}' removed: its calls are refused and it is left out of every round";
+    }
+
     // ---- calls from the gRPC service; clientId is always the authenticated identity ----
 
-    /// <summary>A client (re)joins: it counts as connected, and a task of the open round it has not answered is its again.</summary>
-    public void Join(string clientId)
+    /// <summary>A client (re)joins with the number of examples it holds, the most its updates may claim.</summary>
+    /// <param name="declaredExamples">Null when the client has not read its data yet (it joins again with the count).</param>
+    public void Join(string clientId, long? declaredExamples)
     {
         lock (gate)
         {
             Touch(clientId);
+            if (declaredExamples is not null) clients[clientId].DeclaredExamples = declaredExamples;
             Pulse();
         }
-        logger.LogInformation("client {Client} joined", clientId);
+        if (declaredExamples is { } n) logger.LogInformation("client {Client} joined ({Examples} examples declared)", clientId, n);
+        else logger.LogInformation("client {Client} joined", clientId);
+    }
+
+    public bool HasDeclaredExamples(string clientId)
+    {
+        lock (gate) return clients[clientId].DeclaredExamples is not null;
+    }
+
+    /// <summary>The bounds an update from <paramref name="clientId"/> must respect: the configured ones, with the example
+    /// count bounded also by what the client declared when it joined.</summary>
+    public UpdateLimits LimitsFor(string clientId)
+    {
+        lock (gate)
+        {
+            long declared = clients[clientId].DeclaredExamples ?? long.MaxValue;
+            return options.Limits with { MaxExampleCount = Math.Min(options.Limits.MaxExampleCount, declared) };
+        }
     }
 
     /// <summary>A client left out of the open round (it fell silent) that shows up again gets its task back: the round
     /// is still open, so its update still counts. Clients left out at the deadline never come back, as the round is closed.</summary>
     void Reactivate(string clientId)
     {
-        if (open is { } round && round.Assigned.Contains(clientId) && !round.Accepted.ContainsKey(clientId) && round.LeftOut.Remove(clientId))
+        if (stopReason is null && open is { } round && round.Assigned.Contains(clientId) && !round.Accepted.ContainsKey(clientId) && !clients[clientId].Removed
+            && round.LeftOut.Remove(clientId))
             logger.LogInformation("round {Round}: client {Client} is back; its task is open again", round.Round, clientId);
     }
 
@@ -188,8 +360,12 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
             {
                 Touch(clientId);
                 if (finished) return TaskOffer.RunFinished;
-                if (open is { } round && round.Pending().Contains(clientId))
+                if (stopReason is not null) return TaskOffer.Stopping(stopReason);
+                if (open is { } round && round.Pending().Contains(clientId) && !IsBackingOff(clientId, clock.GetUtcNow()))
+                {
+                    round.Taken.Add(clientId);
                     return new TaskOffer(round.Round, round.Instructions, false);
+                }
                 signal = changed.Task;
             }
             var left = until - clock.GetUtcNow();
@@ -218,17 +394,21 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
             }
             context.Acquire();
             reason = "";
-            return new RoundLease(context);
+            return new RoundLease(context, context.Attempt);
         }
     }
 
-    /// <summary>Checks an update's header before any tensor is read.</summary>
+    /// <summary>Checks an update's header before any tensor is read, and reserves the memory its decoded tensors take.</summary>
+    /// <param name="retryAfter">Above zero when the update is not refused but must wait: the upload memory budget is in use.</param>
     /// <returns>The lease to read it against, or null with the reason it is refused.</returns>
-    public RoundLease? BeginSubmission(string clientId, int round, string claimedId, out string reason)
+    public RoundLease? BeginSubmission(string clientId, int round, string claimedId, out string reason, out TimeSpan retryAfter)
     {
+        retryAfter = TimeSpan.Zero;
         lock (gate)
         {
             Touch(clientId);
+            var record = clients[clientId];
+            // Refused before any tensor is read, so it costs nothing to wait for the sender's real update: no exclusion.
             if (claimedId != clientId)
                 reason = $"update names client '{claimedId}' but the sender authenticated as '{clientId}'";
             else if (open is not { } context)
@@ -239,50 +419,103 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
                 reason = $"client {clientId} was not given round {round}'s task";
             else if (context.Accepted.ContainsKey(clientId))
                 reason = $"client {clientId} already submitted round {round} (replay)";
+            else if (context.Refused.TryGetValue(clientId, out var earlier))
+                reason = $"client {clientId}'s update for round {round} was refused already ({earlier}); its next task comes in a later round";
             else if (context.LeftOut.Contains(clientId))
                 reason = $"client {clientId} was left out of round {round}";
+            else if (record.Uploading)
+                reason = $"an upload from client {clientId} is already in flight; one at a time";
+            else if (uploadBytesInFlight > 0 && uploadBytesInFlight + context.UploadBytes > options.UploadMemoryBudget)
+            {
+                retryAfter = TimeSpan.FromSeconds(2);
+                reason = $"the server's upload memory budget ({options.UploadMemoryBudget} bytes) is in use; send again in {retryAfter.TotalSeconds:F0} s";
+                logger.LogInformation("round {Round}: client {Client} asked to retry its upload later: {Reason}", round, clientId, reason);
+                return null;
+            }
             else
             {
                 context.Acquire();
+                record.Uploading = true;
+                long reserved = context.UploadBytes;
+                uploadBytesInFlight += reserved;
                 reason = "";
-                return new RoundLease(context);
+                return new RoundLease(context, context.Attempt, () =>
+                {
+                    lock (gate)
+                    {
+                        record.Uploading = false;
+                        uploadBytesInFlight -= reserved;
+                    }
+                });
             }
         }
-        Reject(clientId, round, reason);
+        Reject(clientId, round, reason, exclude: false);
         return null;
     }
 
     /// <summary>Takes a fully read and validated update into its round; null on success, else the reason it was refused
     /// (the caller still owns the tensors then).</summary>
-    public string? Accept(RoundLease lease, ClientUpdate update)
+    /// <param name="norm">‖y_i − x‖, for <see cref="RemoteClientsOptions.MaxUpdateNormRatio"/>.</param>
+    public string? Accept(RoundLease lease, ClientUpdate update, double norm)
     {
         string reason;
         lock (gate)
         {
             var context = lease.Context;
             if (open != context) reason = $"round {context.Round} closed before the update from {update.ClientId} was complete";
+            else if (lease.Attempt != context.Attempt) reason = $"round {context.Round} was aborted while the update from {update.ClientId} arrived; train it again";
             else if (context.Accepted.ContainsKey(update.ClientId)) reason = $"client {update.ClientId} already submitted round {context.Round} (replay)";
             else if (context.LeftOut.Contains(update.ClientId)) reason = $"client {update.ClientId} was left out of round {context.Round}";
             else
             {
+                var record = clients[update.ClientId];
                 context.Accepted[update.ClientId] = update;
-                clients[update.ClientId].Accepted++;
-                clients[update.ClientId].LastRound = context.Round;
+                context.Norms[update.ClientId] = norm;
+                record.Accepted++;
+                record.LastRound = context.Round;
+                record.ConsecutiveRefusals = 0;
+                record.BackoffUntil = null;
                 Pulse();
                 logger.LogInformation("round {Round}: accepted update from client {Client} ({Examples} examples)", context.Round, update.ClientId, update.ExampleCount);
                 return null;
             }
         }
-        Reject(update.ClientId, lease.Context.Round, reason);
+        Reject(update.ClientId, lease.Context.Round, reason, exclude: false);
         return reason;
     }
 
-    /// <summary>Logs and counts a refused update; the round goes on without it.</summary>
-    public void Reject(string clientId, int round, string reason)
+    /// <summary>Logs and counts a refused update. With <paramref name="exclude"/> (the update was the sender's answer to
+    /// the open round's task), the sender is excluded from the round and backs off.</summary>
+    public void Reject(string clientId, int round, string reason, bool exclude = true)
     {
         lock (gate)
-            if (clients.TryGetValue(clientId, out var record)) record.Rejected++;
+        {
+            if (!clients.TryGetValue(clientId, out var record)) return;
+            if (exclude && open is { } context && context.Round == round && context.Pending().Contains(clientId))
+            {
+                Refuse(context, clientId, reason, clock.GetUtcNow());
+                return;
+            }
+            record.Rejected++;
+        }
+        metrics?.Refused("update");
         logger.LogWarning("round {Round}: rejected update from client {Client}: {Reason}", round, clientId, reason);
+    }
+
+    /// <summary>Excludes a client from the round for a refused update and sets its backoff. Under the lock.</summary>
+    void Refuse(OpenRound context, string clientId, string reason, DateTimeOffset now)
+    {
+        var record = clients[clientId];
+        record.Rejected++;
+        record.ConsecutiveRefusals++;
+        var backoff = TimeSpan.FromTicks((long)Math.Min(options.MaxRefusalBackoff.Ticks,
+            options.RefusalBackoff.Ticks * Math.Pow(2, Math.Min(30, record.ConsecutiveRefusals - 1))));
+        record.BackoffUntil = now + backoff;
+        context.Refused[clientId] = reason;
+        Pulse();
+        metrics?.Refused("update");
+        logger.LogWarning("round {Round}: rejected update from client {Client}: {Reason}; excluded from round {Round} ({Count} refused in a row, no task for {Backoff:F0} s)",
+            context.Round, clientId, reason, context.Round, record.ConsecutiveRefusals, backoff.TotalSeconds);
     }
 
     public StatusSnapshot Status()
@@ -290,8 +523,29 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         lock (gate)
         {
             var now = clock.GetUtcNow();
-            return new StatusSnapshot(open?.Round, open?.Accepted.Count ?? 0, clients.Values.OrderBy(c => c.Index).Select(c => new ClientSnapshot(
-                c.Id, c.LastSeen is { } s && now - s <= options.HeartbeatTimeout, c.LastSeen is { } t ? (now - t).TotalSeconds : -1, c.Accepted, c.Rejected)).ToList());
+            return new StatusSnapshot(open?.Round, open?.Accepted.Count ?? 0, stopReason, clients.Values.OrderBy(c => c.Index).Select(c => new ClientSnapshot(
+                c.Id, c.LastSeen is { } s && now - s <= options.HeartbeatTimeout, c.LastSeen is { } t ? (now - t).TotalSeconds : -1, c.Accepted, c.Rejected,
+                StateOf(c, now))).ToList());
+        }
+    }
+
+    string StateOf(ClientRecord c, DateTimeOffset now)
+    {
+        if (c.Removed) return "removed";
+        if (open is not { } round || !round.Assigned.Contains(c.Id)) return "idle";
+        if (round.Accepted.ContainsKey(c.Id)) return "submitted";
+        if (round.Refused.ContainsKey(c.Id)) return "refused";
+        if (round.LeftOut.Contains(c.Id)) return "left out";
+        return IsBackingOff(c.Id, now) ? "backing off" : "training";
+    }
+
+    /// <summary>Clients heard from within the heartbeat timeout.</summary>
+    public int ConnectedCount()
+    {
+        lock (gate)
+        {
+            var now = clock.GetUtcNow();
+            return clients.Values.Count(c => c.LastSeen is { } s && now - s <= options.HeartbeatTimeout);
         }
     }
 
@@ -302,7 +556,8 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
     public IReadOnlyDictionary<string, Tensor> SnapshotState()
     {
         lock (gate)
-            return clients.Values.ToDictionary(c => RegistryPrefix + c.Id, c => tensor(new long[] { c.Accepted, c.Rejected, c.LastRound }));
+            return clients.Values.ToDictionary(c => RegistryPrefix + c.Id,
+                c => tensor(new long[] { c.Accepted, c.Rejected, c.LastRound, c.Removed ? 1 : 0, c.ConsecutiveRefusals }));
     }
 
     public void RestoreState(IReadOnlyDictionary<string, Tensor> state)
@@ -320,6 +575,8 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
                 }
                 var fields = value.data<long>().ToArray();
                 (record.Accepted, record.Rejected, record.LastRound) = ((int)fields[0], (int)fields[1], (int)fields[2]);
+                // Registries committed before removal and refusal streaks were kept have three fields.
+                if (fields.Length >= 5) (record.Removed, record.ConsecutiveRefusals) = (fields[3] != 0, (int)fields[4]);
             }
         }
     }
@@ -359,48 +616,96 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         public int Accepted { get; set; }
         public int Rejected { get; set; }
         public int LastRound { get; set; } = -1;
+        public bool Removed { get; set; }
+        public int ConsecutiveRefusals { get; set; }
+        public DateTimeOffset? BackoffUntil { get; set; }
+        public long? DeclaredExamples { get; set; }
+        public bool Uploading { get; set; }
     }
 }
 
+/// <summary>The server is stopping: no round opens, and an open one past the grace period is abandoned (not committed).</summary>
+public sealed class ServerStoppingException(string message) : OperationCanceledException(message);
+
 /// <summary>What a polling client is told: a task (the round's instructions, whose tensor sets it fetches separately),
-/// nothing yet, or that the run is over.</summary>
-public sealed record TaskOffer(int Round, ClientInstructions? Instructions, bool Finished)
+/// nothing yet, that the run is over, or that the server is stopping.</summary>
+public sealed record TaskOffer(int Round, ClientInstructions? Instructions, bool Finished, string? StopReason = null)
 {
     public static TaskOffer None { get; } = new(-1, null, false);
     public static TaskOffer RunFinished { get; } = new(-1, null, true);
+    public static TaskOffer Stopping(string reason) => new(-1, null, false, reason);
     public bool HasTask => Round >= 0;
 }
 
-public sealed record ClientSnapshot(string Id, bool Connected, double SecondsSinceSeen, int Accepted, int Rejected);
+public sealed record ClientSnapshot(string Id, bool Connected, double SecondsSinceSeen, int Accepted, int Rejected, string State);
 
-public sealed record StatusSnapshot(int? OpenRound, int UpdatesThisRound, IReadOnlyList<ClientSnapshot> Clients);
+public sealed record StatusSnapshot(int? OpenRound, int UpdatesThisRound, string? StopReason, IReadOnlyList<ClientSnapshot> Clients);
 
 /// <summary>
-/// One open round: its tensors (the server's copies, so a slow download cannot outlive them) and who did what. The
-/// copies are freed when the round loop and every lease holder have let go.
+/// One open round: its tensors (the server's copies, so a slow download cannot outlive them), their wire encoding
+/// (made once, on the first fetch, and served to every client) and who did what. Everything is freed when the round
+/// loop and every lease holder have let go.
 /// </summary>
-public sealed class OpenRound(int round, ClientInstructions instructions, Dictionary<string, Tensor> global,
-    IReadOnlyDictionary<string, IReadOnlyDictionary<string, Tensor>> tensorSets, IReadOnlyList<string> assigned)
+public sealed class OpenRound
 {
     int references = 1;
     public long BytesSent;
     public long BytesReceived;
+    readonly Lazy<IReadOnlyList<TensorChunk>> encodedGlobal;
+    readonly Dictionary<string, Lazy<IReadOnlyList<TensorChunk>>> encodedSets;
 
-    public int Round { get; } = round;
+    public OpenRound(int round, ClientInstructions instructions, Dictionary<string, Tensor> global,
+        IReadOnlyDictionary<string, IReadOnlyDictionary<string, Tensor>> tensorSets, IReadOnlyList<string> assigned, Federation.Transfer.TransferEncoding encoding)
+    {
+        Round = round;
+        Instructions = instructions;
+        Global = global;
+        TensorSets = tensorSets;
+        Assigned = assigned;
+        encodedGlobal = new(() => TensorChunks.EncodeAll(global, encoding));
+        encodedSets = tensorSets.ToDictionary(kv => kv.Key, kv => new Lazy<IReadOnlyList<TensorChunk>>(() => TensorChunks.EncodeAll(kv.Value, encoding)),
+            StringComparer.Ordinal);
+        long adapterBytes = AdapterTensors.Bytes(global);
+        UploadBytes = adapterBytes * (1 + instructions.ReturnedTensorSets.Count);
+    }
+
+    public int Round { get; }
     /// <summary>The round's instructions; their tensors belong to the round loop, so read <see cref="TensorSets"/> instead.</summary>
-    public ClientInstructions Instructions { get; } = instructions;
-    public IReadOnlyDictionary<string, Tensor> Global { get; } = global;
+    public ClientInstructions Instructions { get; }
+    public IReadOnlyDictionary<string, Tensor> Global { get; }
 
     /// <summary>The server's copies of the instructions' tensor sets.</summary>
-    public IReadOnlyDictionary<string, IReadOnlyDictionary<string, Tensor>> TensorSets { get; } = tensorSets;
-    public IReadOnlyList<string> Assigned { get; } = assigned;
+    public IReadOnlyDictionary<string, IReadOnlyDictionary<string, Tensor>> TensorSets { get; }
+    public IReadOnlyList<string> Assigned { get; }
+
+    /// <summary>Decoded bytes an update of this round holds on the server (weights and returned tensor sets, fp32).</summary>
+    public long UploadBytes { get; }
+
+    /// <summary>Bumped when the operator aborts the round: leases taken before cannot deliver into it.</summary>
+    public int Attempt { get; internal set; }
     public Dictionary<string, ClientUpdate> Accepted { get; } = new(StringComparer.Ordinal);
+    public Dictionary<string, double> Norms { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Clients whose update was refused this round, with the reason.</summary>
+    public Dictionary<string, string> Refused { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Updates taken back at the close (norm outliers), freed with the round.</summary>
+    internal List<ClientUpdate> Discarded { get; } = new();
     public HashSet<string> LeftOut { get; } = new(StringComparer.Ordinal);
 
     /// <summary>Assigned clients whose heartbeats count: alive at the open, or heard from since.</summary>
     public HashSet<string> Watched { get; } = new(StringComparer.Ordinal);
 
-    public IEnumerable<string> Pending() => Assigned.Where(id => !Accepted.ContainsKey(id) && !LeftOut.Contains(id));
+    /// <summary>Assigned clients that have been handed the task.</summary>
+    public HashSet<string> Taken { get; } = new(StringComparer.Ordinal);
+
+    public IEnumerable<string> Pending() => Assigned.Where(id => !Accepted.ContainsKey(id) && !LeftOut.Contains(id) && !Refused.ContainsKey(id));
+
+    /// <summary>The global adapter's chunks, encoded once per round.</summary>
+    public IReadOnlyList<TensorChunk> EncodedGlobal => encodedGlobal.Value;
+
+    /// <summary>A tensor set's chunks, encoded once per round; null when the round has no such set.</summary>
+    public IReadOnlyList<TensorChunk>? EncodedSet(string name) => encodedSets.TryGetValue(name, out var set) ? set.Value : null;
 
     internal void Acquire() => Interlocked.Increment(ref references);
 
@@ -409,17 +714,23 @@ public sealed class OpenRound(int round, ClientInstructions instructions, Dictio
         if (Interlocked.Decrement(ref references) != 0) return;
         AdapterTensors.Dispose(Global);
         foreach (var set in TensorSets.Values) AdapterTensors.Dispose(set);
+        foreach (var update in Discarded) update.DisposeTensors();
     }
 }
 
 /// <summary>A hold on an open round's tensors while they are streamed or an update is checked against them.</summary>
-public sealed class RoundLease(OpenRound context) : IDisposable
+public sealed class RoundLease(OpenRound context, int attempt, Action? onRelease = null) : IDisposable
 {
     int released;
     public OpenRound Context { get; } = context;
 
+    /// <summary>The round's <see cref="OpenRound.Attempt"/> when the lease was taken.</summary>
+    public int Attempt { get; } = attempt;
+
     public void Dispose()
     {
-        if (Interlocked.Exchange(ref released, 1) == 0) Context.Release();
+        if (Interlocked.Exchange(ref released, 1) != 0) return;
+        onRelease?.Invoke();
+        Context.Release();
     }
 }

@@ -21,11 +21,30 @@ public sealed record RemoteClientsOptions
     /// <summary>A client silent this long is taken as gone and left out of the open round.</summary>
     public TimeSpan HeartbeatTimeout { get; init; } = TimeSpan.FromSeconds(20);
 
-    /// <summary>Largest update, in wire bytes, the server reads; the stream is cut off beyond it.</summary>
+    /// <summary>Largest update, in wire bytes, the server reads; the stream is cut off beyond it. The round's own bound
+    /// (what its adapter and returned tensor sets can take in the transfer encoding) applies when it is smaller.</summary>
     public long MaxUpdateBytes { get; init; } = 4L << 30;
 
-    /// <summary>The content bounds every update must respect (norm, example count).</summary>
+    /// <summary>The content bounds every update must respect (norm, example count). A client's example count is also
+    /// bounded by what it declared when it joined.</summary>
     public UpdateLimits Limits { get; init; } = UpdateLimits.None;
+
+    /// <summary>When set, an update whose ‖y_i − x‖ exceeds this multiple of the median over the round's updates is
+    /// refused when the round closes (with at least three updates, so the median is not the outlier's own).</summary>
+    public double? MaxUpdateNormRatio { get; init; }
+
+    /// <summary>Decoded bytes all uploads in flight may hold together; an upload beyond it is told to retry later.</summary>
+    public long UploadMemoryBudget { get; init; } = 8L << 30;
+
+    /// <summary>After its k-th refusal in a row a client gets no task for this long × 2^(k−1) (at most
+    /// <see cref="MaxRefusalBackoff"/>); a refused client is never handed the same round's task again unless the round
+    /// cannot close without it.</summary>
+    public TimeSpan RefusalBackoff { get; init; } = TimeSpan.FromSeconds(5);
+
+    public TimeSpan MaxRefusalBackoff { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>How long a stopping server lets the open round finish before abandoning it.</summary>
+    public TimeSpan StopGrace { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>Transfer encoding of what travels in both directions.</summary>
     public TransferEncoding Encoding { get; init; } = TransferEncoding.Default;
@@ -44,6 +63,12 @@ public sealed record RemoteClientsOptions
         if (MaxUpdateBytes <= 0) throw new ArgumentOutOfRangeException(nameof(MaxUpdateBytes), MaxUpdateBytes, "max_update_bytes must be positive");
         if (Limits.MaxUpdateNorm is { } norm && !(norm > 0 && double.IsFinite(norm)))
             throw new ArgumentOutOfRangeException(nameof(Limits), norm, "max_update_norm must be a positive number");
+        if (MaxUpdateNormRatio is { } ratio && !(ratio > 1 && double.IsFinite(ratio)))
+            throw new ArgumentOutOfRangeException(nameof(MaxUpdateNormRatio), ratio, "max_update_norm_ratio must be a number above 1");
+        if (UploadMemoryBudget <= 0) throw new ArgumentOutOfRangeException(nameof(UploadMemoryBudget), UploadMemoryBudget, "upload_memory_budget_bytes must be positive");
+        if (RefusalBackoff < TimeSpan.Zero || MaxRefusalBackoff < RefusalBackoff)
+            throw new ArgumentOutOfRangeException(nameof(RefusalBackoff), RefusalBackoff, "the refusal backoff must be ≥ 0 and at most its maximum");
+        if (StopGrace < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(StopGrace), StopGrace, "stop_grace_seconds must be ≥ 0");
         if (Limits.MaxExampleCount < 1) throw new ArgumentOutOfRangeException(nameof(Limits), Limits.MaxExampleCount, "max_example_count must be ≥ 1");
     }
 }

@@ -10,15 +10,23 @@ namespace FedLlm.Network.Server;
 /// no training data) whose round loop drives <see cref="RemoteClients"/> instead of in-process clients. Outputs are a
 /// simulated algorithm's: metrics.jsonl, state-N/, rounds/round-N/, adapter/, plus rounds.png.
 /// </summary>
+/// <remarks>
+/// A stop request (SIGTERM/SIGINT through <see cref="StopRequests"/>, or <c>fedllm admin stop</c>) stops admitting:
+/// the open round has <c>stop_grace_seconds</c> to finish and be committed, or is abandoned (nothing of it is
+/// committed); polling clients are told the server is stopping, and the process exits 0. The same command resumes from
+/// the last committed round, and ends as an uninterrupted run would.
+/// </remarks>
 public static class ServerProcess
 {
     /// <param name="security">How clients authenticate; null = insecure (h2c, claimed ids).</param>
     /// <param name="onListening">Told the bound address once the listener is up.</param>
     /// <param name="dashboard">Where to serve the live read-only dashboard (loopback advised), or null for none.</param>
+    /// <param name="stop">Where stop requests arrive; null = only <paramref name="cancellationToken"/> stops the server (abruptly).</param>
     public static async Task<int> RunAsync(ServerConfig config, ServerSecurity? security, ILoggerFactory loggers, Action<string>? onListening = null,
-        System.Net.IPEndPoint? dashboard = null, CancellationToken cancellationToken = default)
+        System.Net.IPEndPoint? dashboard = null, StopRequests? stop = null, CancellationToken cancellationToken = default)
     {
         var logger = loggers.CreateLogger("FedLlm.Server");
+        stop ??= new StopRequests();
         var s = config.Server;
         var remoteOptions = s.ToOptions();
         remoteOptions.Validate();
@@ -27,11 +35,32 @@ public static class ServerProcess
         Directory.CreateDirectory(output);
         string runId = RunId(output);
 
-        using var run = FederatedRun.PrepareServer(options, log: m => logger.LogInformation("{Message}", m), cancellationToken: cancellationToken);
+        // A stop before the listener is up only has preparation to cut short.
+        using var preparing = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        stop.Subscribe((reason, _) =>
+        {
+            logger.LogWarning("stopping ({Reason}) while preparing; nothing to commit", reason);
+            preparing.Cancel();
+        });
+        FederatedRun run;
+        ModelFingerprint fingerprint;
+        try
+        {
+            run = FederatedRun.PrepareServer(options, log: m => logger.LogInformation("{Message}", m), cancellationToken: preparing.Token);
+            fingerprint = ModelFingerprint.Of(run.ModelDirectory);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return 0;
+        }
+        using var _ = run;
+        if (preparing.IsCancellationRequested) return 0;
         string algorithm = options.Algorithms[0];
         var federation = options.Federation;
-        using var remote = new RemoteClients(remoteOptions, loggers.CreateLogger("FedLlm.Server.Rounds"));
-        var description = new RunDescription(runId, ModelFingerprint.Of(run.ModelDirectory), run.Lora, federation, options.Objective);
+        var metrics = new ServerMetrics();
+        using var remote = new RemoteClients(remoteOptions, loggers.CreateLogger("FedLlm.Server.Rounds"), metrics: metrics);
+        metrics.TrackConnected(remote.ConnectedCount);
+        var description = new RunDescription(runId, fingerprint, run.Lora, federation, options.Objective);
         string metricsPath = Path.Combine(output, "metrics.jsonl");
         int? lastCommitted = new RunStore(output).LatestRound;
         Func<(int, string?)> progress = () =>
@@ -40,11 +69,29 @@ public static class ServerProcess
             return (lines.Count, lines.LastOrDefault());
         };
         IClientAuthenticator authenticator = security?.Authenticator ?? new InsecureClaimedIdentity();
-        await using var host = await FederationHost.StartAsync(s.Listen, security?.Tls, remote, description, authenticator, progress, cancellationToken);
+        var extras = new FederationHostExtras
+        {
+            Admin = security?.Admin ?? new LoopbackAdmin(),
+            Stop = stop,
+            Metrics = metrics,
+            MetricsListen = s.MetricsListen,
+        };
+        await using var host = await FederationHost.StartAsync(s.Listen, security?.Tls, remote, description, authenticator, progress, cancellationToken, extras);
+        stop.Subscribe((reason, abandon) =>
+        {
+            bool first = remote.BeginStop(reason, abandon);
+            if (remote.OpenRoundNumber is { } open)
+                logger.LogWarning("stopping ({Reason}): no new round; round {Round} {What}", reason, open,
+                    abandon ? "is abandoned" : $"has {remoteOptions.StopGrace.TotalSeconds:F0} s to finish, else it is abandoned");
+            else if (first) logger.LogWarning("stopping ({Reason}): no new round", reason);
+        });
         if (security is null)
             logger.LogWarning("INSECURE: plain-text HTTP/2 and unauthenticated client ids; anyone who reaches {Address} can read the adapter and send updates as any client", host.Address);
         if (lastCommitted is { } last) logger.LogInformation("resumed run {Run} from {Output}: rounds 0..{Last} are committed", runId, output, last);
         else logger.LogInformation("started run {Run} in {Output}", runId, output);
+        logger.LogInformation("base model {Fingerprint}; max example count per client: declared at join{Max}; update norm bound: {Norm}",
+            fingerprint, s.MaxExampleCount is { } max ? $" and at most {max}" : "", NormBound(s));
+        if (s.MetricsListen is { } m) logger.LogInformation("Prometheus metrics on http://{Metrics}/metrics", m);
         logger.LogInformation("listening on {Address}; task {Task}, {Algorithm}; roster {Roster}; {Rounds} rounds of {PerRound} clients, min {Min} updates, deadline {Deadline} s",
             host.Address, options.Objective.Task, algorithm, string.Join(",", s.Roster), federation.Rounds, Math.Min(federation.ClientsPerRound, federation.TotalClients),
             s.MinUpdates, s.RoundDeadlineSeconds);
@@ -61,16 +108,38 @@ public static class ServerProcess
         monitor.BeginRun(algorithm, federation.Rounds, s.Roster);
         await using var dashboardServer = dashboard is null ? null : await Dashboard.DashboardServer.StartAsync(monitor, dashboard, cancellationToken);
         if (dashboardServer is not null) logger.LogInformation("dashboard on {Address}", dashboardServer.Address);
-        var outcome = await run.RunAsync(algorithm, new Monitoring.MonitoredClients(remote, monitor, i => s.Roster[i]), output, resume: true,
-            new Reporter(r => { reporter.Report(r); monitor.Report(r); }), cancellationToken);
-        monitor.Finish();
-        RoundChart.WritePng(Path.Combine(output, "rounds.png"), new[] { outcome });
+        try
+        {
+            var outcome = await run.RunAsync(algorithm, new Monitoring.MonitoredClients(remote, monitor, i => s.Roster[i]), output, resume: true,
+                new Reporter(r => { reporter.Report(r); monitor.Report(r); }), cancellationToken);
+            monitor.Finish();
+            RoundChart.WritePng(Path.Combine(output, "rounds.png"), new[] { outcome });
+        }
+        catch (ServerStoppingException e)
+        {
+            int? committed = new RunStore(output).LatestRound;
+            logger.LogWarning("{Why}", e.Message);
+            logger.LogWarning("stopped: {Committed}; run the same command to resume run {Run}",
+                committed is { } c ? $"rounds 0..{c} are committed" : "no round is committed", runId);
+            // Clients polling now hear "stopping" and rejoin the restarted server.
+            await Task.Delay(TimeSpan.FromSeconds(Math.Min(2, s.HeartbeatSeconds)), CancellationToken.None);
+            return 0;
+        }
         remote.Finish();
         logger.LogInformation("run {Run} finished after {Rounds} rounds; adapter in {Adapter}", runId, federation.Rounds, Path.Combine(output, "adapter"));
         // Give polling clients a moment to hear that the run is over before the listener goes away.
         await Task.Delay(TimeSpan.FromSeconds(Math.Min(3, s.HeartbeatSeconds)), CancellationToken.None);
         return 0;
     }
+
+    static string NormBound(ServerConfig.ServerSection s) =>
+        (s.MaxUpdateNorm, s.MaxUpdateNormRatio) switch
+        {
+            (null, null) => "none",
+            ({ } n, null) => $"{n:G4}",
+            (null, { } r) => $"{r:G4} × the round's median",
+            ({ } n, { } r) => $"{n:G4} and {r:G4} × the round's median",
+        };
 
     /// <summary>A run keeps its id across restarts (clients tie their state to it); a new output folder starts a new run.</summary>
     static string RunId(string output)
@@ -88,5 +157,5 @@ public static class ServerProcess
     }
 }
 
-/// <summary>TLS settings and the authenticator that goes with them.</summary>
-public sealed record ServerSecurity(ServerTls Tls, IClientAuthenticator Authenticator);
+/// <summary>TLS settings and the authenticators that go with them.</summary>
+public sealed record ServerSecurity(ServerTls Tls, IClientAuthenticator Authenticator, IAdminAuthenticator Admin);

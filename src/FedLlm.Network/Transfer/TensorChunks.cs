@@ -16,6 +16,11 @@ public static class TensorChunks
 
     public const string Float32 = "float32";
 
+    /// <summary>Every tensor of <paramref name="tensors"/> in name order, as chunks: what a server encodes once per round
+    /// and streams to every client (the chunks wrap the encoded arrays, so writing one copies nothing).</summary>
+    public static IReadOnlyList<TensorChunk> EncodeAll(IReadOnlyDictionary<string, Tensor> tensors, TransferEncoding encoding) =>
+        tensors.OrderBy(kv => kv.Key, StringComparer.Ordinal).SelectMany(kv => Split(kv.Key, kv.Value, encoding)).ToList();
+
     /// <remarks>Encodes the whole tensor once (one tensor's worth of bytes) and wraps slices of it without copying.</remarks>
     public static IEnumerable<TensorChunk> Split(string name, Tensor tensor, TransferEncoding encoding)
     {

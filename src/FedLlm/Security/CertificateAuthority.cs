@@ -104,6 +104,16 @@ public sealed class CertificateAuthority : IDisposable
         return Issue($"CN={clientId}", names.Build(), ClientAuthOid, notBefore, notAfter);
     }
 
+    /// <summary>An operator's certificate for the admin calls: CN "fedllm admin {name}" (not a client id, so it cannot act as
+    /// a client), subjectAltName URI fedllm://admin/{name}, EKU clientAuth.</summary>
+    public X509Certificate2 IssueAdminCertificate(string name)
+    {
+        ClientIds.Validate(name);
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddUri(new Uri(AdminCertificates.UriPrefix + name));
+        return Issue($"CN=fedllm admin {name}", names.Build(), ClientAuthOid, DateTimeOffset.UtcNow - ClockSkew, DateTimeOffset.UtcNow + LeafValidity);
+    }
+
     private X509Certificate2 Issue(string subject, X509Extension alternativeNames, string usageOid, DateTimeOffset notBefore, DateTimeOffset notAfter)
     {
         // A leaf may not outlive its issuer, nor start before it (CertificateRequest.Create refuses both); clamp to the CA.

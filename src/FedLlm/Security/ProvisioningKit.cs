@@ -26,9 +26,40 @@ public static partial class ProvisioningKit
     public const string CaFolder = "ca", ServerFolder = "server";
     public const string ServerCertificateFileName = "server.crt", ServerKeyFileName = "server.key", ServerConfigFileName = "server.yaml";
     public const string ClientCertificateFileName = "client.crt", ClientKeyFileName = "client.key", TokenFileName = "token", ClientConfigFileName = "client.yaml";
+    public const string AdminCertificateFileName = "admin.crt", AdminKeyFileName = "admin.key";
     private const string Format = "fedllm-provisioning-kit";
 
     public static string ClientFolder(string outputDir, string clientId) => Path.Combine(outputDir, "client-" + clientId);
+
+    public static string AdminFolder(string outputDir, string name) => Path.Combine(outputDir, "admin-" + name);
+
+    /// <summary>Issues an operator certificate for <c>fedllm admin</c> (admin-{name}/: admin.crt, admin.key, ca.crt) and
+    /// lists it in the server's admin-certificates.json (copy that file to the server).</summary>
+    public static IReadOnlyList<KitFile> AddAdmin(string outputDir, string name)
+    {
+        ClientIds.Validate(name);
+        ReadManifest(Path.Combine(outputDir, ManifestFileName));
+        string dir = AdminFolder(outputDir, name);
+        if (Directory.Exists(dir)) throw new InvalidOperationException($"admin '{name}' already exists in {outputDir}; to re-issue, delete {dir} first");
+        using var ca = CertificateAuthority.Load(Path.Combine(outputDir, CaFolder));
+        using var certificate = ca.IssueAdminCertificate(name);
+        string crt = Path.Combine(dir, AdminCertificateFileName), key = Path.Combine(dir, AdminKeyFileName);
+        PemFiles.WriteCertificate(crt, certificate);
+        PemFiles.WritePrivateKey(key, certificate);
+        string caCopy = Path.Combine(dir, CertificateAuthority.CertificateFileName);
+        PemFiles.WriteCertificate(caCopy, ca.Certificate);
+        string pinsPath = Path.Combine(outputDir, ServerFolder, AdminCertificates.FileName);
+        var pins = File.Exists(pinsPath) ? AdminCertificates.Load(pinsPath) : new AdminCertificates();
+        pins.Pin(name, certificate);
+        pins.Save(pinsPath);
+        return
+        [
+            new(crt, $"admin certificate of '{name}' (fedllm admin)"),
+            new(key, $"private key of admin '{name}'", Secret: true),
+            new(caCopy, "CA certificate: pins the server"),
+            new(pinsPath, $"updated: admin '{name}' listed; copy to the server"),
+        ];
+    }
 
     /// <summary>Creates a new CA and the server's and every client's folder under <paramref name="outputDir"/>.</summary>
     /// <param name="serverHosts">DNS names and IPs the server is reached by; they go into its certificate.</param>

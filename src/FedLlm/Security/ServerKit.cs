@@ -8,8 +8,10 @@ namespace FedLlm.Security;
 /// one place that decides which client a connection speaks for.</summary>
 public sealed class ServerKit : IDisposable
 {
-    private ServerKit(X509Certificate2 certificate, X509Certificate2 ca, ClientTokens tokens, ClientCertificatePins? pins, IReadOnlySet<string>? allowedClients)
+    private ServerKit(X509Certificate2 certificate, X509Certificate2 ca, ClientTokens tokens, ClientCertificatePins? pins, IReadOnlySet<string>? allowedClients,
+        AdminCertificates? admins)
     {
+        Admins = admins;
         Certificate = certificate;
         Ca = ca;
         Tokens = tokens;
@@ -35,6 +37,9 @@ public sealed class ServerKit : IDisposable
     /// unexpired certificate our CA issued for a client is accepted.</summary>
     public ClientCertificatePins? Pins { get; }
 
+    /// <summary>The operator certificates accepted for the admin calls (admin-certificates.json), or null when there are none.</summary>
+    public AdminCertificates? Admins { get; }
+
     /// <summary>The only ids admitted (server.yaml's clients), or null to admit every client the CA or a token vouches for.</summary>
     public IReadOnlySet<string>? AllowedClients { get; }
 
@@ -54,7 +59,9 @@ public sealed class ServerKit : IDisposable
             var tokens = File.Exists(tokensPath) ? ClientTokens.Load(tokensPath) : new ClientTokens();
             string pinsPath = Path.Combine(directory, ClientCertificatePins.FileName);
             var pins = File.Exists(pinsPath) ? ClientCertificatePins.Load(pinsPath) : null;
-            return new ServerKit(certificate, ca, tokens, pins, allowed);
+            string adminsPath = Path.Combine(directory, AdminCertificates.FileName);
+            var admins = File.Exists(adminsPath) ? AdminCertificates.Load(adminsPath) : null;
+            return new ServerKit(certificate, ca, tokens, pins, allowed, admins);
         }
         catch
         {
@@ -68,8 +75,11 @@ public sealed class ServerKit : IDisposable
     /// { OnConnection = _ => ValueTask.FromResult(kit.CreateSslOptions(...)) })</c>).</summary>
     /// <param name="requireClientCertificate">True: mutual TLS only. False: a client certificate is asked for but optional,
     /// so token-only clients can connect; <see cref="Authenticate"/> then demands a token.</param>
-    /// <remarks>A certificate that is presented must verify (<see cref="ClientIdentity.Verify(X509Certificate2, X509Certificate2)"/>)
-    /// or the handshake fails; the CA's name is sent in the request so clients know which certificate to offer.</remarks>
+    /// <remarks>A certificate that is presented must be issued by our CA for a client or an admin
+    /// (<see cref="ClientIdentity.Verify(X509Certificate2, X509Certificate2)"/>) or the handshake fails; the CA's name is
+    /// sent in the request so clients know which certificate to offer. Whether that client is on the server's list and
+    /// its certificate the current one is checked per call (<see cref="Authenticate"/>), where the refusal can reach the
+    /// client as a reason it can show; a handshake failure reaches it only as a broken connection.</remarks>
     public SslServerAuthenticationOptions CreateSslOptions(bool requireClientCertificate, Action<string>? clientRejected = null) => new()
     {
         ServerCertificateContext = certificateContext.Value,
@@ -82,9 +92,29 @@ public sealed class ServerKit : IDisposable
                 return !requireClientCertificate;
             }
             using var presented = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
-            if (TryVerifyClient(presented, out _, out var reason)) return true;
-            clientRejected?.Invoke(reason!);
-            return false;
+            if (AdminCertificates.NameOf(presented) is not null)
+            {
+                try
+                {
+                    (Admins ?? new AdminCertificates()).Verify(presented, Ca);
+                    return true;
+                }
+                catch (AuthenticationException e)
+                {
+                    clientRejected?.Invoke(e.Message);
+                    return false;
+                }
+            }
+            try
+            {
+                ClientIdentity.Verify(presented, Ca);
+                return true;
+            }
+            catch (AuthenticationException e)
+            {
+                clientRejected?.Invoke(e.Message);
+                return false;
+            }
         },
         EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
         CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
@@ -112,6 +142,15 @@ public sealed class ServerKit : IDisposable
     }
 
     /// <summary>The client a request speaks for; see <see cref="ClientAuthenticator.Authenticate"/>.</summary>
+    /// <summary>The admin a certificate proves; see <see cref="AdminCertificates.Verify"/>.</summary>
+    /// <exception cref="AuthenticationException">Not a current admin certificate of this server.</exception>
+    public string AuthenticateAdmin(X509Certificate2? presented)
+    {
+        if (presented is null) throw new AuthenticationException("the admin calls need an admin certificate (`fedllm certs --admin NAME`)");
+        if (Admins is null) throw new AuthenticationException($"this server has no {AdminCertificates.FileName}; issue an admin certificate with `fedllm certs --admin NAME` and copy the file to the server");
+        return Admins.Verify(presented, Ca);
+    }
+
     public string Authenticate(X509Certificate2? presented, string? claimedClientId, string? token) =>
         ClientAuthenticator.Authenticate(presented, claimedClientId, token, Ca, Tokens, AllowedClients, Pins);
 

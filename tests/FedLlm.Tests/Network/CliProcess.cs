@@ -77,6 +77,18 @@ internal sealed class CliProcess : IDisposable
         return process.ExitCode;
     }
 
+    /// <summary>SIGTERM, as `kill PID` or a service manager's stop: the process may shut down cleanly.</summary>
+    public void Terminate()
+    {
+        if (!process.HasExited && Kill(process.Id, SigTerm) != 0)
+            throw new InvalidOperationException($"kill -TERM {process.Id} failed (errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()})");
+    }
+
+    const int SigTerm = 15;
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    static extern int Kill(int pid, int signal);
+
     /// <summary>SIGKILL: no shutdown code of the process runs, as with kill -9.</summary>
     public void Kill()
     {

@@ -1,0 +1,62 @@
+using System.Globalization;
+using System.Text.Json;
+using FedLlm.Federation;
+using FedLlm.Network.Protocol;
+
+namespace FedLlm.Network.Client;
+
+/// <summary><c>fedllm status</c>'s text: the run, the round, one line per client, the last committed round in words.</summary>
+public static class StatusReport
+{
+    /// <summary>The reply as lines of at most 80 characters.</summary>
+    public static IReadOnlyList<string> Lines(StatusReply reply)
+    {
+        var lines = new List<string>
+        {
+            $"run {reply.RunId}",
+            reply.Stopping ? $"stopping; round {reply.Round} of {reply.TotalRounds}"
+                : reply.RoundOpen ? $"round {reply.Round} of {reply.TotalRounds} open: {reply.UpdatesThisRound} updates so far"
+                : reply.Round >= reply.TotalRounds ? $"finished: {reply.TotalRounds} rounds"
+                : $"between rounds: next is {reply.Round} of {reply.TotalRounds}",
+            "",
+            $"{"client",-20} {"state",-12} {"connected",-9} {"last seen",10} {"accepted",8} {"refused",7}",
+        };
+        foreach (var c in reply.Clients)
+        {
+            string seen = c.SecondsSinceSeen < 0 ? "never" : string.Create(CultureInfo.InvariantCulture, $"{c.SecondsSinceSeen:F0} s ago");
+            string id = c.ClientId.Length > 20 ? c.ClientId[..19] + "…" : c.ClientId;
+            lines.Add($"{id,-20} {(c.State.Length == 0 ? "-" : c.State),-12} {(c.Connected ? "yes" : "no"),-9} {seen,10} {c.AcceptedUpdates,8} {c.RejectedUpdates,7}");
+        }
+        lines.Add("");
+        lines.AddRange(LastRound(reply.LastMetrics));
+        return lines;
+    }
+
+    static IEnumerable<string> LastRound(string json)
+    {
+        if (json.Length == 0)
+        {
+            yield return "no round committed yet";
+            yield break;
+        }
+        RoundRecord? r;
+        try
+        {
+            r = JsonSerializer.Deserialize<RoundRecord>(json);
+        }
+        catch (JsonException)
+        {
+            r = null;
+        }
+        if (r is null)
+        {
+            yield return "last round: (unreadable metrics line)";
+            yield break;
+        }
+        var inv = CultureInfo.InvariantCulture;
+        yield return string.Create(inv, $"last committed round {r.Round}: {r.Clients.Count} clients, lr {r.LearningRate:G3}, {r.Seconds:F1} s");
+        double loss = r.ClientLoss.Values.Where(double.IsFinite).DefaultIfEmpty(double.NaN).Average();
+        yield return string.Create(inv, $"  mean train loss {loss:F4}{(r.EvalLoss is { } e ? $", held-out loss {e:F4}" : "")}{(r.EvalScore is { } sc ? $", score {sc:F3}" : "")}");
+        yield return string.Create(inv, $"  {r.BytesSent / 1e6:F1} MB sent, {r.BytesReceived / 1e6:F1} MB received");
+    }
+}

@@ -1,0 +1,135 @@
+using FedLlm.Federation;
+using FedLlm.Network;
+using FedLlm.Network.Client;
+using FedLlm.Network.Protocol;
+using FedLlm.Network.Server;
+using FedLlm.Peft;
+using FedLlm.Tests.Data;
+using Grpc.Health.V1;
+using static FedLlm.Tests.Federation.FederationTestData;
+
+namespace FedLlm.Tests.Network;
+
+/// <summary>What an operator reads: metrics, health, status, the base-model fingerprint, a graceful stop.</summary>
+public class OperatorSurfaceTests
+{
+    [Fact]
+    public async Task Prometheus_metrics_count_rounds_bytes_and_refusals_and_the_gRPC_health_service_answers_serving()
+    {
+        var metrics = new ServerMetrics();
+        var options = new RemoteClientsOptions { Roster = new[] { "a", "b" }, MinUpdates = 1, HeartbeatTimeout = TimeSpan.FromSeconds(60) };
+        using var clients = new RemoteClients(options, new HostileUpdateTests.RecordingLogger(), metrics: metrics);
+        metrics.TrackConnected(clients.ConnectedCount);
+        var run = new RunDescription("run-metrics", HostileUpdateTests.Base, new LoraOptions { Rank = 1 }, new FederationOptions { Rounds = 1, TotalClients = 2 },
+            new FedLlm.Runs.LocalObjective());
+        int metricsPort = TinyFederation.FreePort();
+        await using var host = await FederationHost.StartAsync("127.0.0.1:0", null, clients, run, new InsecureClaimedIdentity(), () => (0, null),
+            extras: new FederationHostExtras { Metrics = metrics, MetricsListen = $"127.0.0.1:{metricsPort}" });
+        var round = clients.TrainRoundAsync(0, new[] { 0, 1 }, Adapter(X0), new ClientInstructions(0, 0.1));
+        var nan = (double[])X0.Clone();
+        nan[0] = double.NaN;
+        foreach (var (id, values) in new[] { ("b", nan), ("a", X0) })
+        {
+            var connection = new ServerConnection(host.Address, id, Insecure: true);
+            using var channel = connection.Open();
+            await NetworkClient.SubmitAsync(new FedLlm.Network.Protocol.Federation.FederationClient(channel), connection, 0,
+                new ClientUpdate(id, Adapter(values), 5), FedLlm.Federation.Transfer.TransferEncoding.Default, default);
+        }
+        var updates = await round.WaitAsync(TimeSpan.FromSeconds(30));
+        foreach (var u in updates) AdapterTensors.Dispose(u.Weights);
+
+        using var http = new HttpClient();
+        string text = await http.GetStringAsync($"http://127.0.0.1:{metricsPort}/metrics");
+        Assert.Contains("fedllm_rounds_closed_total 1", text);
+        Assert.Contains("fedllm_refusals_total{kind=\"update\"} 1", text);
+        Assert.Contains("fedllm_clients_connected 2", text);
+        Assert.Matches(@"fedllm_bytes_received_total [1-9]", text);
+        Assert.Contains("fedllm_round_seconds_count 1", text);
+
+        using var grpc = new ServerConnection(host.Address, "a", Insecure: true).Open();
+        var health = await new Health.HealthClient(grpc).CheckAsync(new HealthCheckRequest());
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, health.Status);
+    }
+
+    [Fact]
+    public async Task A_stop_lets_the_open_round_finish_within_the_grace_period_and_opens_no_new_round()
+    {
+        var options = new RemoteClientsOptions { Roster = new[] { "a" }, MinUpdates = 1, StopGrace = TimeSpan.FromSeconds(30) };
+        using var clients = new RemoteClients(options, new HostileUpdateTests.RecordingLogger());
+        var run = new RunDescription("run-stop", HostileUpdateTests.Base, new LoraOptions { Rank = 1 }, new FederationOptions { Rounds = 2, TotalClients = 1 },
+            new FedLlm.Runs.LocalObjective());
+        await using var host = await FederationHost.StartAsync("127.0.0.1:0", null, clients, run, new InsecureClaimedIdentity(), () => (0, null));
+        var connection = new ServerConnection(host.Address, "a", Insecure: true);
+        using var channel = connection.Open();
+        var api = new FedLlm.Network.Protocol.Federation.FederationClient(channel);
+        await api.JoinAsync(new JoinRequest { Protocol = ProtocolInfo.Current, ClientId = "a", ModelFingerprint = HostileUpdateTests.Base.Combined, ExampleCount = 5 },
+            connection.Headers());
+        var round = clients.TrainRoundAsync(0, new[] { 0 }, Adapter(X0), new ClientInstructions(0, 0.1));
+        Assert.Equal(0, (await api.WaitForTaskAsync(new WaitForTaskRequest { WaitSeconds = 5 }, connection.Headers())).Task.Round);
+        Assert.True(clients.BeginStop("test", abandonRound: false));
+        // The client holding the task finishes it: the round closes normally and can be committed.
+        Assert.True((await NetworkClient.SubmitAsync(api, connection, 0, new ClientUpdate("a", Adapter(X0), 5),
+            FedLlm.Federation.Transfer.TransferEncoding.Default, default)).Accepted);
+        var updates = await round.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Single(updates);
+        foreach (var u in updates) AdapterTensors.Dispose(u.Weights);
+        var poll = await api.WaitForTaskAsync(new WaitForTaskRequest { WaitSeconds = 5 }, connection.Headers());
+        Assert.Equal("test", poll.Stopping.Reason);
+        await Assert.ThrowsAsync<ServerStoppingException>(() => clients.TrainRoundAsync(1, new[] { 0 }, Adapter(X0), new ClientInstructions(1, 0.1)));
+    }
+
+    [Fact]
+    public void The_base_model_fingerprint_covers_the_weights_is_cached_and_names_the_file_that_differs()
+    {
+        using var dir = new TempDirectory();
+        File.WriteAllText(Path.Combine(dir.Path, "config.json"), "{\"hidden_size\": 32}");
+        File.WriteAllBytes(Path.Combine(dir.Path, "model.safetensors"), Enumerable.Range(0, 4096).Select(i => (byte)i).ToArray());
+        var server = ModelFingerprint.Of(dir.Path);
+        Assert.Equal(new[] { "config.json", "model.safetensors" }, server.Files.Keys);
+        Assert.True(File.Exists(Path.Combine(dir.Path, ModelFingerprint.CacheFileName)));
+        Assert.Equal(server.Combined, ModelFingerprint.Of(dir.Path).Combined);
+
+        // Same config, other weights (the ×1.5 case): the cache sees the new size and time, and the weights hash differs.
+        File.WriteAllBytes(Path.Combine(dir.Path, "model.safetensors"), Enumerable.Range(0, 4096).Select(i => (byte)(i * 3 / 2)).ToArray());
+        File.SetLastWriteTimeUtc(Path.Combine(dir.Path, "model.safetensors"), DateTime.UtcNow.AddMinutes(1));
+        var client = ModelFingerprint.Of(dir.Path);
+        Assert.NotEqual(server.Combined, client.Combined);
+        string difference = server.Differences(client.Files);
+        Assert.Contains("model.safetensors differs", difference);
+        Assert.DoesNotContain("config.json", difference);
+    }
+
+    [Fact]
+    public void Status_fits_80_columns_and_reads_the_last_round_as_words()
+    {
+        var reply = new StatusReply
+        {
+            RunId = "run-20261206-211309-e5ed8174", Round = 3, TotalRounds = 10, RoundOpen = true, UpdatesThisRound = 1,
+            LastMetrics = """{"Round":2,"LearningRate":0.002,"Clients":["alice","bob"],"ClientLoss":{"alice":1.25,"bob":1.75},"UpdateNorms":{},"GlobalStepNorm":0.1,"EvalLoss":1.4,"BytesSent":64000000,"BytesReceived":64100000,"Seconds":42.5}""",
+        };
+        reply.Clients.Add(new ClientStatus { ClientId = "alice", Connected = true, SecondsSinceSeen = 1.2, AcceptedUpdates = 3, State = "submitted" });
+        reply.Clients.Add(new ClientStatus { ClientId = "a-client-with-a-very-long-identifier", SecondsSinceSeen = -1, RejectedUpdates = 2, State = "backing off" });
+        var lines = StatusReport.Lines(reply);
+        Assert.All(lines, l => Assert.True(l.Length <= 80, $"{l.Length} columns: {l}"));
+        Assert.Contains("round 3 of 10 open: 1 updates so far", lines);
+        Assert.Contains(lines, l => l.StartsWith("last committed round 2: 2 clients", StringComparison.Ordinal));
+        Assert.Contains("  mean train loss 1.5000, held-out loss 1.4000", lines);
+        Assert.Contains("  64.0 MB sent, 64.1 MB received", lines);
+    }
+
+    [Fact]
+    public void The_example_configs_load_and_bound_example_counts_and_norms()
+    {
+        var root = new DirectoryInfo(AppContext.BaseDirectory);
+        while (!File.Exists(Path.Combine(root.FullName, "FedLlm.sln"))) root = root.Parent!;
+        string folder = Path.Combine(root.FullName, "examples", "federation");
+        var server = ServerConfig.Load(Path.Combine(folder, "server.yaml"));
+        var options = server.Server.ToOptions();
+        options.Validate();
+        Assert.True(options.Limits.MaxExampleCount < long.MaxValue, "the example server leaves example counts unbounded");
+        Assert.NotNull(options.MaxUpdateNormRatio);
+        Assert.NotNull(server.Server.MetricsListen);
+        foreach (var name in new[] { "alice", "bob", "carol" })
+            Assert.Equal("certificate", ClientConfig.Load(Path.Combine(folder, $"{name}.yaml")).Auth);
+    }
+}
