@@ -53,8 +53,9 @@ public sealed class SimulateSettings : CommandSettings
     [CommandOption("--lora-targets <LIST>")] public string? LoraTargets { get; init; }
     [CommandOption("--lora-r <N>")] public int? LoraRank { get; init; }
     [CommandOption("--lora-alpha <X>")] public double? LoraAlpha { get; init; }
-    [CommandOption("--baselines <LIST>")][Description("Comma-separated: local,central; 'none' for none")] public string? Baselines { get; init; }
+    [CommandOption("--baselines <LIST>")][Description("Comma-separated: local,central (1-client federations with the clients' recipe), local-continuous,central-continuous (one AdamW, per-step cosine); 'none' for none")] public string? Baselines { get; init; }
     [CommandOption("--seed <N>")] public long? Seed { get; init; }
+    [CommandOption("--seeds <N>")][Description("Run every algorithm and baseline with N seeds (--seed, seed+1, …; each into OUTPUT/seed-S) and report mean ± standard deviation (YAML seeds)")] public int? Seeds { get; init; }
     [CommandOption("--threads <N>")] public int? Threads { get; init; }
     [CommandOption("--device <DEVICE>")] public string? Device { get; init; }
     [CommandOption("--output <DIR>")] public string? Output { get; init; }
@@ -75,15 +76,44 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         Apply(config, s);
         bool dpo = config.Task == "dpo";
         var options = config.ToRunOptions(Path.Combine("runs", $"simulate{(dpo ? "-dpo" : "")}-{DateTime.Now:yyyyMMdd-HHmmss}"));
-        using var run = FederatedRun.Prepare(options, log: m => AnsiConsole.MarkupLineInterpolated($"[grey]{m}[/]"), cancellationToken: cancellationToken);
-        var f = options.Federation;
-        var partition = options.Data.Partition;
-        string partitionText = $"{config.Data.Partition}{(partition.Kind == PartitionKind.Dirichlet ? $" α={partition.Alpha}" : "")}";
-        AnsiConsole.MarkupLineInterpolated($"[bold]FedLlm simulate --task {options.Objective.Task}[/]  {f.TotalClients} clients ({partitionText}, sizes {string.Join(" ", run.Data.Shards.Select(x => x.Count))}), {f.ClientsPerRound} per round, {f.Rounds} rounds × {f.LocalSteps} local steps × batch {f.BatchSize}; lr {f.LearningRate} → {f.MinLearningRate}; LoRA r={run.Lora.Rank}; {run.Threads} threads");
-        if (run.Data.Description is { } description) AnsiConsole.MarkupLineInterpolated($"{description}");
-        long baselineRss = TorchRuntime.PeakResidentBytes() ?? 0;
-        var data = run.Data;
+        bool resume = config.Output is not null && s.Resume;
+        var seeds = new List<SeedOutcomes>();
+        ReportLabels labels = new();
+        for (int k = 0; k < options.Seeds; k++)
+        {
+            var seedOptions = options.ForSeed(k);
+            using var run = FederatedRun.Prepare(seedOptions, log: m => AnsiConsole.MarkupLineInterpolated($"[grey]{m}[/]"), cancellationToken: cancellationToken);
+            labels = run.Labels;
+            var f = seedOptions.Federation;
+            var partition = seedOptions.Data.Partition;
+            string partitionText = $"{config.Data.Partition}{(partition.Kind == PartitionKind.Dirichlet ? $" α={partition.Alpha}" : "")}";
+            AnsiConsole.MarkupLineInterpolated($"[bold]FedLlm simulate --task {options.Objective.Task}[/]  seed {f.Seed}{(options.Seeds > 1 ? $" ({k + 1} of {options.Seeds}, into {seedOptions.Output})" : "")}: {f.TotalClients} clients ({partitionText}, sizes {string.Join(" ", run.Data.Shards.Select(x => x.Count))}), {f.ClientsPerRound} per round, {f.Rounds} rounds × {f.LocalSteps} local steps × batch {f.BatchSize}; lr {f.LearningRate} → {f.MinLearningRate}; LoRA r={run.Lora.Rank}; {run.Threads} threads");
+            if (run.Data.Description is { } description) AnsiConsole.MarkupLineInterpolated($"{description}");
+            long baselineRss = TorchRuntime.PeakResidentBytes() ?? 0;
+            var outcomes = RunSeed(run, seedOptions, resume, cancellationToken);
+            AnsiConsole.Write(SeedTable(outcomes, labels, dpo));
+            ResultsReport.Write(seedOptions.Output, outcomes, labels, f.Seed);
+            seeds.Add(new SeedOutcomes(f.Seed, outcomes));
+            AnsiConsole.MarkupLineInterpolated($"outputs in [cyan]{seedOptions.Output}[/] (per algorithm: metrics.jsonl, rounds/round-N adapters for rounds 1 … {f.Rounds}, adapter/; local/client-i/, central/; results.json, rounds.png); peak RSS {TorchRuntime.PeakResidentBytes() / (1024.0 * 1024):F0} MiB (after loading: {baselineRss / (1024.0 * 1024):F0} MiB)");
+        }
+        if (options.Seeds > 1)
+        {
+            AnsiConsole.MarkupLineInterpolated($"[bold]over {options.Seeds} seeds ({string.Join(", ", seeds.Select(x => x.Seed))}): mean ± standard deviation[/]");
+            AnsiConsole.Write(SummaryTable(seeds, labels));
+            ResultsReport.Write(options.Output, seeds, labels);
+            AnsiConsole.MarkupLineInterpolated($"summary in [cyan]{options.Output}[/] (results.json, rounds.png with ± sd bands)");
+        }
+        if (labels.ScoreFloor is { } floor)
+            AnsiConsole.MarkupLineInterpolated($"constant-answer floor: {floor:P1} of the held-out set has the most common answer, so a model that always gives it scores that {labels.ScoreName}");
+        if (SeedSummary.Paired(seeds, "fedavg", "local-only") is { } paired)
+            AnsiConsole.MarkupLineInterpolated($"fedavg − local-only, {labels.ScoreName}: {string.Join(", ", paired.ScoreBySeed.Select(d => $"{d * 100:+0.0;-0.0} pts"))}{(paired.ScoreBySeed.Count > 1 ? $" (mean {paired.Score.Mean * 100:+0.0;-0.0} ± {paired.Score.StandardDeviation * 100:0.0} pts, ahead on {paired.Wins} of {paired.ScoreBySeed.Count} seeds)" : "")}; {labels.LossName}: {paired.Loss.Mean:+0.000;-0.000}");
+        return 0;
+    }
 
+    static List<RunOutcome> RunSeed(FederatedRun run, RunOptions options, bool resume, CancellationToken cancellationToken)
+    {
+        var f = options.Federation;
+        var data = run.Data;
         var outcomes = new List<RunOutcome>();
         foreach (var name in options.Algorithms)
         {
@@ -91,11 +121,11 @@ public sealed class SimulateCommand : Command<SimulateSettings>
                 .Start(ctx =>
                 {
                     var task = ctx.AddTask(name, maxValue: f.Rounds);
-                    var outcome = run.RunAsync(name, config.Output is not null && s.Resume,
+                    var outcome = run.RunAsync(name, resume,
                         new SynchronousProgress<RoundRecord>(r =>
                         {
-                            task.Value = r.Round + 1;
-                            task.Description = $"{name} round {r.Round + 1}/{f.Rounds} loss {r.ClientLoss.Values.Average():F3}" +
+                            task.Value = r.Number;
+                            task.Description = $"{name} round {r.Number}/{f.Rounds} loss {r.ClientLoss.Values.Average():F3}" +
                                 (r.EvalScore is { } score ? $" held-out {data.ScoreName} {score:P0}" : "") +
                                 (r.TaskMetrics?.FirstOrDefault() is { Key: not null } m ? $" {m.Key} {m.Value:F3}" : "");
                         }), cancellationToken).GetAwaiter().GetResult();
@@ -104,24 +134,50 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         }
         foreach (var baseline in options.Baselines)
         {
-            AnsiConsole.MarkupLineInterpolated($"baseline [cyan]{baseline}[/]…");
-            outcomes.Add(run.RunBaseline(baseline));
+            ProgressDisplay.Create()
+                .Start(ctx =>
+                {
+                    // local trains every client for all rounds; the continuous baselines report no rounds.
+                    int runs = baseline == "local" ? data.Shards.Count : 1;
+                    var task = ctx.AddTask(baseline, maxValue: baseline.EndsWith("-continuous", StringComparison.Ordinal) ? 1 : f.Rounds * runs);
+                    var outcome = run.RunBaselineAsync(baseline, resume, (client, r) =>
+                    {
+                        task.Value = client * f.Rounds + r.Number;
+                        task.Description = $"{baseline}{(runs > 1 ? $" client {client + 1}/{runs}" : "")} round {r.Number}/{f.Rounds} loss {r.ClientLoss.Values.Average():F3}";
+                    }, cancellationToken).GetAwaiter().GetResult();
+                    task.Value = task.MaxValue;
+                    outcomes.Add(outcome);
+                });
         }
+        return outcomes;
+    }
 
-        var table = new Table().AddColumns("run", $"held-out {data.LossName}", $"held-out {data.ScoreName}");
+    static Table SeedTable(IReadOnlyList<RunOutcome> outcomes, ReportLabels labels, bool dpo)
+    {
+        var table = new Table().AddColumns("run", $"held-out {labels.LossName}", $"held-out {labels.ScoreName}");
+        if (!dpo) table.AddColumn("held-out macro-F1");
         if (dpo) table.AddColumn("held-out reward margin");
-        table.AddColumn("seconds");
+        table.AddColumns("clients alone: min–max", "seconds");
         foreach (var o in outcomes)
         {
             var row = new List<string> { o.Name, o.Final is null ? "-" : $"{o.Final.Loss:F4}", o.Final is null ? "-" : $"{o.Final.Score:P1}" };
-            if (dpo) row.Add(o.Final?.Metrics?.GetValueOrDefault("eval_rewards/margins") is { } margin ? $"{margin:F3}" : "-");
+            string metric = dpo ? "eval_rewards/margins" : SimulationRunner.MacroF1Metric;
+            row.Add(o.Final?.Metrics?.GetValueOrDefault(metric) is { } value ? (dpo ? $"{value:F3}" : $"{value:P1}") : "-");
+            row.Add(o.Clients is { } clients && BaselineMath.Spread(clients) is { } spread ? $"{spread.MinScore:P1} – {spread.MaxScore:P1}" : "");
             row.Add($"{o.Seconds:F0}");
             table.AddRow(row.ToArray());
         }
-        AnsiConsole.Write(table);
-        ResultsReport.Write(options.Output, outcomes);
-        AnsiConsole.MarkupLineInterpolated($"outputs in [cyan]{options.Output}[/] (per algorithm: metrics.jsonl, rounds/round-N adapters, adapter/); peak RSS {TorchRuntime.PeakResidentBytes() / (1024.0 * 1024):F0} MiB (after loading: {baselineRss / (1024.0 * 1024):F0} MiB)");
-        return 0;
+        return table;
+    }
+
+    static Table SummaryTable(IReadOnlyList<SeedOutcomes> seeds, ReportLabels labels)
+    {
+        static string Pm(SeedStatistic? s, bool percent) =>
+            s is null ? "-" : percent ? $"{s.Mean * 100:F1} ± {s.StandardDeviation * 100:F1} %" : $"{s.Mean:F3} ± {s.StandardDeviation:F3}";
+        var table = new Table().AddColumns("run", $"held-out {labels.LossName}", $"held-out {labels.ScoreName}", "held-out macro-F1", "seconds (mean)");
+        foreach (var row in SeedSummary.Rows(seeds))
+            table.AddRow(row.Name, Pm(row.Loss, false), Pm(row.Score, true), Pm(row.MacroF1, true), $"{row.Seconds:F0}");
+        return table;
     }
 
     static void Apply(RunConfig c, SimulateSettings s)
@@ -149,6 +205,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         if (s.MinLearningRate is not null) c.Federation.MinLearningRate = s.MinLearningRate;
         if (s.KeepOptimizerState is not null) c.Federation.KeepOptimizerState = s.KeepOptimizerState.Value;
         if (s.Seed is not null) c.Federation.Seed = s.Seed.Value;
+        if (s.Seeds is not null) c.Seeds = s.Seeds.Value;
         if (s.Mu is not null) c.Strategy.ProximalMu = s.Mu;
         if (s.ServerLearningRate is not null) ApplyServerLearningRate(c.Strategy, s.ServerLearningRate);
         if (s.OpenFedLlm is not null) c.Strategy.OpenfedllmCompatible = s.OpenFedLlm.Value;

@@ -24,8 +24,13 @@ public sealed class RunConfig
     public DpoSection Dpo { get; set; } = new();
     public EvaluationSection Evaluation { get; set; } = new();
 
-    /// <summary>Runs beside the federated ones, with the same step budget: "local" (each client alone) and "central" (pooled data).</summary>
+    /// <summary>Runs beside the federated ones, with the same step budget: "local" (each client alone) and "central"
+    /// (pooled data) with the federated clients' recipe; "local-continuous", "central-continuous" with one continuous AdamW.</summary>
     public List<string> Baselines { get; set; } = new();
+
+    /// <summary>Run every algorithm and baseline with this many seeds (federation.seed, seed + 1, …) and report mean ±
+    /// standard deviation.</summary>
+    public int Seeds { get; set; } = 1;
 
     public string? Output { get; set; }
     public int? Threads { get; set; }
@@ -264,6 +269,7 @@ public sealed class RunConfig
             ReferenceAdapter = Dpo.ReferenceAdapter,
             RoundTask = Evaluation.ToOptions(federation.Seed),
             Baselines = Baselines,
+            Seeds = Seeds,
             Output = Output ?? defaultOutput,
         };
     }

@@ -49,6 +49,10 @@ public sealed class RunData : IDisposable
     /// <summary>A line describing the data (DPO), or null.</summary>
     public string? Description { get; }
 
+    /// <summary>The score of a constant answer: the share of the most common answer in the held-out set (instruction
+    /// tuning), or null (DPO, or no held-out data).</summary>
+    public double? ScoreFloor { get; private init; }
+
     /// <summary>Reads, partitions and tokenises the training data of <paramref name="options"/>, and the held-out data.</summary>
     public static RunData Load(RunOptions options, EmbeddedDefaultFiles? defaults, LlamaForCausalLM model, ITextTokenizer tokenizer,
         ReferencePolicy? reference, CancellationToken cancellationToken = default) =>
@@ -94,7 +98,12 @@ public sealed class RunData : IDisposable
         string? evalPath = data.EvalPath ?? defaults?.EvalPath;
         var heldOut = evalPath is null ? null : AlpacaReader.ReadAll(evalPath).Examples.Take(data.EvalLimit ?? int.MaxValue).ToList();
         var evaluate = SimulationRunner.InstructionEvaluator(model, tokenizer, template, options.Federation, heldOut);
-        if (!train) return new RunData([], () => throw new InvalidOperationException("a server holds no training data"), evaluate, "loss", "exact match", null, null);
+        double? floor = heldOut is { Count: > 0 }
+            ? Evaluation.Metrics.ClassificationMetrics.MajorityShare(heldOut.Select(e => Evaluation.HeldOutEvaluation.NormalizeAnswer(e.Response)).ToList())
+            : null;
+        if (!train)
+            return new RunData([], () => throw new InvalidOperationException("a server holds no training data"), evaluate, "loss", "exact match", null, null)
+                { ScoreFloor = floor };
 
         string trainPath = data.TrainPath ?? defaults?.TrainPath ?? throw new ArgumentException("no training data: set data.path (--data)");
         var read = AlpacaReader.ReadAll(trainPath, new AlpacaReadOptions { SkipBad = data.SkipBad });
@@ -104,7 +113,7 @@ public sealed class RunData : IDisposable
         var partition = Partition(options, read.Examples.Select(e => (string?)e.Response.Trim()).ToList());
         var shards = Enumerable.Range(0, options.Federation.TotalClients)
             .Select(c => new SftClientDataset(partition.Select(read.Examples, c).Select(builder.Build).ToList(), padId)).ToList();
-        return new RunData(shards, () => SftClientDataset.Pool(shards, padId), evaluate, "loss", "exact match", null, null);
+        return new RunData(shards, () => SftClientDataset.Pool(shards, padId), evaluate, "loss", "exact match", null, null) { ScoreFloor = floor };
     }
 
     static RunData Preferences(RunOptions options, EmbeddedDefaultFiles? defaults, LlamaForCausalLM model, ITextTokenizer tokenizer,
