@@ -39,6 +39,7 @@ public sealed class SimulateSettings : CommandSettings
     [CommandOption("--mu <X>")][Description("FedProx proximal μ")] public double? Mu { get; init; }
     [CommandOption("--server-lr <X>")][Description("Server learning rate: one number for all, or per algorithm: fedavgm=1,fedadam=0.01")] public string? ServerLearningRate { get; init; }
     [CommandOption("--openfedllm-compatible")][Description("Reproduce OpenFedLLM's update rules instead of the papers'")] public bool? OpenFedLlm { get; init; }
+    [CommandOption("--decay-server-learning-rate")][Description("Scale FedAvgM's and FedOpt's server learning rate each round by the clients' cosine, lr_r / lr0 (YAML strategy.decay_server_learning_rate)")] public bool? DecayServerLearningRate { get; init; }
     [CommandOption("--keep-optimizer-state")] public bool? KeepOptimizerState { get; init; }
     [CommandOption("--max-grad-norm <X>")] public double? MaxGradNorm { get; init; }
     [CommandOption("--max-length <N>")] public int? MaxLength { get; init; }
@@ -209,6 +210,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         if (s.Mu is not null) c.Strategy.ProximalMu = s.Mu;
         if (s.ServerLearningRate is not null) ApplyServerLearningRate(c.Strategy, s.ServerLearningRate);
         if (s.OpenFedLlm is not null) c.Strategy.OpenfedllmCompatible = s.OpenFedLlm.Value;
+        if (s.DecayServerLearningRate is not null) c.Strategy.DecayServerLearningRate = s.DecayServerLearningRate.Value;
         if (s.MaxGradNorm is not null) c.Federation.MaxGradNorm = s.MaxGradNorm.Value;
         if (s.MaxLength is not null) c.Federation.MaxLength = s.MaxLength.Value;
         if (s.EvaluateEvery is not null) c.Federation.EvaluateEvery = s.EvaluateEvery.Value;

@@ -93,6 +93,7 @@ public sealed record RunOptions
     {
         ServerLearningRate = ServerLearningRates.TryGetValue(algorithm, out double own) ? own : Strategy.ServerLearningRate,
         TotalClients = Federation.TotalClients,
+        ClientPeakLearningRate = Federation.LearningRate,
     };
 
     /// <summary>Checks every part and throws one <see cref="ArgumentException"/> listing all failures, before any work.</summary>
