@@ -54,7 +54,7 @@ public static class ServerProcess
                 r.Number, string.Join(",", r.Clients), r.ClientLoss.Values.Average(), r.EvalLoss is { } l ? $", held-out loss {l:F4}" : "",
                 r.BytesSent, r.BytesReceived, r.Seconds));
         var outcome = await run.RunAsync(algorithm, remote, output, resume: true, reporter, cancellationToken);
-        RoundChart.WritePng(Path.Combine(output, "rounds.png"), new[] { outcome });
+        RoundChart.WritePng(Path.Combine(output, "rounds.png"), new[] { outcome }, run.Labels);
         remote.Finish();
         logger.LogInformation("run {Run} finished after {Rounds} rounds; adapter in {Adapter}", runId, federation.Rounds, Path.Combine(output, "adapter"));
         // Give polling clients a moment to hear that the run is over before the listener goes away.
