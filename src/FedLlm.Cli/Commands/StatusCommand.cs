@@ -27,7 +27,7 @@ public sealed class StatusCommand : Command<StatusSettings>
         using var channel = connection.Open();
         var api = new FedLlm.Network.Protocol.Federation.FederationClient(channel);
         var reply = api.Status(new StatusRequest(), connection.Headers(), DateTime.UtcNow.AddSeconds(15), cancellationToken);
-        AnsiConsole.MarkupLineInterpolated($"run [cyan]{reply.RunId}[/]: round {reply.Round + 1} of {reply.TotalRounds} {(reply.RoundOpen ? $"open ({reply.UpdatesThisRound} updates so far)" : "(between rounds)")}");
+        AnsiConsole.MarkupLineInterpolated($"run [cyan]{reply.RunId}[/]: round {reply.Round} of {reply.TotalRounds} {(reply.RoundOpen ? $"open ({reply.UpdatesThisRound} updates so far)" : "(between rounds)")}");
         var table = new Table().AddColumns("client", "connected", "last seen", "accepted", "rejected");
         foreach (var c in reply.Clients)
             table.AddRow(c.ClientId, c.Connected ? "yes" : "no", c.SecondsSinceSeen < 0 ? "never" : $"{c.SecondsSinceSeen:F1} s ago", c.AcceptedUpdates.ToString(), c.RejectedUpdates.ToString());

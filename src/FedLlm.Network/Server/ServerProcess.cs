@@ -42,7 +42,7 @@ public static class ServerProcess
         await using var host = await FederationHost.StartAsync(s.Listen, security?.Tls, remote, description, authenticator, progress, cancellationToken);
         if (security is null)
             logger.LogWarning("INSECURE: plain-text HTTP/2 and unauthenticated client ids; anyone who reaches {Address} can read the adapter and send updates as any client", host.Address);
-        if (lastCommitted is { } last) logger.LogInformation("resumed run {Run} from {Output}: rounds 1..{Last} are committed", runId, output, last);
+        if (lastCommitted is { } last) logger.LogInformation("resumed run {Run} from {Output}: rounds 0..{Last} are committed", runId, output, last - 1);
         else logger.LogInformation("started run {Run} in {Output}", runId, output);
         logger.LogInformation("listening on {Address}; task {Task}, {Algorithm}; roster {Roster}; {Rounds} rounds of {PerRound} clients, min {Min} updates, deadline {Deadline} s",
             host.Address, options.Objective.Task, algorithm, string.Join(",", s.Roster), federation.Rounds, Math.Min(federation.ClientsPerRound, federation.TotalClients),
@@ -51,7 +51,7 @@ public static class ServerProcess
 
         var reporter = new Reporter(r =>
             logger.LogInformation("round {Round} committed: clients {Clients}, mean train loss {Loss:F4}{Eval}, {Sent} bytes sent, {Received} received, {Seconds:F1} s",
-                r.Number, string.Join(",", r.Clients), r.ClientLoss.Values.Average(), r.EvalLoss is { } l ? $", held-out loss {l:F4}" : "",
+                r.Round, string.Join(",", r.Clients), r.ClientLoss.Values.Average(), r.EvalLoss is { } l ? $", held-out loss {l:F4}" : "",
                 r.BytesSent, r.BytesReceived, r.Seconds));
         var outcome = await run.RunAsync(algorithm, remote, output, resume: true, reporter, cancellationToken);
         RoundChart.WritePng(Path.Combine(output, "rounds.png"), new[] { outcome }, run.Labels);
