@@ -132,3 +132,37 @@ public class BaselineTests
         Assert.Equal("out", (options with { Seeds = 1 }).ForSeed(0).Output);
     }
 }
+
+public class ShippedRunConfigTests
+{
+    static string RepositoryFile(params string[] parts)
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "FedLlm.sln"))) dir = dir.Parent;
+        Assert.NotNull(dir);
+        return Path.Combine([dir!.FullName, .. parts]);
+    }
+
+    [Fact]
+    public void The_client_drift_example_loads_as_the_12_round_10_client_setting()
+    {
+        var options = RunConfig.Load(RepositoryFile("examples", "client-drift.yaml")).ToRunOptions("out");
+
+        Assert.Equal(12, options.Federation.Rounds);
+        Assert.Equal(10, options.Federation.TotalClients);
+        Assert.Equal(["local", "central"], options.Baselines);
+        options.Validate(StrategyFactory.BuiltIn);
+    }
+
+    [Fact]
+    public void The_embedded_default_runs_three_algorithms_and_both_baselines_for_30_rounds()
+    {
+        var options = RunConfig.EmbeddedDefault("sft").ToRunOptions("out");
+
+        Assert.Equal(["fedavg", "fedprox", "scaffold"], options.Algorithms);
+        Assert.Equal(["local", "central"], options.Baselines);
+        Assert.Equal(30, options.Federation.Rounds);
+        Assert.Equal(1, options.Seeds);
+        options.Validate(StrategyFactory.BuiltIn);
+    }
+}
