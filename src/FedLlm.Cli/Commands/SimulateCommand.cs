@@ -112,6 +112,9 @@ public sealed class SimulateSettings : CommandSettings
     [CommandOption("--threads <N>")][ConfigKey("threads")][Description("Intra-op threads.")] public int? Threads { get; init; }
     [CommandOption("--device <DEVICE>")][ConfigKey("device")][Description("cpu, cuda or cuda:N (CUDA needs a CUDA build of libtorch).")] public string? Device { get; init; }
 
+    [CommandOption("--decay-server-learning-rate")][ConfigKey("strategy.decay_server_learning_rate")][Description("Scale FedAvgM's and FedOpt's server learning rate each round by the clients' cosine, lr_r / lr0.")] public bool? DecayServerLearningRate { get; init; }
+    [CommandOption("--seeds <N>")][ConfigKey("seeds")][Description("Run every algorithm and baseline with N seeds (--seed, seed+1, …; each into OUTPUT/seed-S) and report mean ± standard deviation.")] public int? Seeds { get; init; }
+
     [CommandOption("--dashboard <HOST:PORT>")]
     [Description("Serve a live read-only dashboard of the rounds, participants, metrics and bytes at this address while the run lasts, e.g. 127.0.0.1:8090")]
     public string? Dashboard { get; init; }
@@ -137,42 +140,69 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         bool dpo = config.Task == "dpo";
         var options = config.ToRunOptions(Path.Combine("runs", $"simulate{(dpo ? "-dpo" : "")}-{DateTime.Now:yyyyMMdd-HHmmss}"));
         if (s.Resume) CheckSomethingToResume(config.Output, options);
-        using var run = FederatedRun.Prepare(options, log: m => AnsiConsole.MarkupLineInterpolated($"[grey]{m}[/]"), cancellationToken: cancellationToken);
-        var f = run.Options.Federation; // with the rounds a privacy budget allows
-        var partition = options.Data.Partition;
-        string partitionText = $"{config.Data.Partition}{(partition.Kind == PartitionKind.Dirichlet ? $" α={partition.Alpha}" : "")}";
-        AnsiConsole.MarkupLineInterpolated($"[bold]FedLlm simulate --task {options.Objective.Task}[/]  {f.TotalClients} clients ({partitionText}, sizes {string.Join(" ", run.Data.Shards.Select(x => x.Count))}), {f.ClientsPerRound} per round, {f.Rounds} rounds × {f.LocalSteps} local steps × batch {f.BatchSize}; lr {f.LearningRate} → {f.MinLearningRate}; LoRA r={run.Lora.Rank}; {run.Threads} threads");
-        if (run.Data.Description is { } description) AnsiConsole.MarkupLineInterpolated($"{description}");
-        if (run.PrivacyPlan is { } plan)
-            AnsiConsole.MarkupLineInterpolated($"DP {FedLlm.Privacy.PrivacyOptions.Name(plan.Mode)}: C={options.Privacy!.ClippingNorm}, σ={plan.NoiseMultiplier:G4}, q={plan.SamplingRate:G3} (accounted as Poisson sampling; FedLlm samples a fixed number), ε={(plan.EpsilonAfter(plan.RoundsToRun).Epsilon is var e && double.IsFinite(e) ? e.ToString("F2") : "∞ (no noise)")} at δ={plan.Delta:G3} after {plan.RoundsToRun} rounds{(plan.StopAfterRounds is { } stop ? $" (budget stops the run at round {stop} of {plan.Rounds})" : "")}");
-        if (options.Robust is { } robust) AnsiConsole.MarkupLineInterpolated($"robust aggregation: {FedLlm.Federation.Robust.RobustOptions.Name(robust.Rule)}");
-        if (options.Attack is { } attack)
-            AnsiConsole.MarkupLineInterpolated($"attack: {FedLlm.Federation.Attacks.AttackOptions.Name(attack.Kind)} by clients {string.Join(",", RunData.AttackersOf(options))}");
-        long baselineRss = TorchRuntime.PeakResidentBytes() ?? 0;
-        var data = run.Data;
-
+        bool resume = s.Resume;
         var monitor = new RunMonitor($"FedLlm simulate ({options.Objective.Task})");
         var dashboardAddress = s.Dashboard is null ? null : DashboardServer.ParseAddress(s.Dashboard);
         using var dashboard = dashboardAddress is null ? null : new DashboardLifetime(DashboardServer.StartAsync(monitor, dashboardAddress, cancellationToken).GetAwaiter().GetResult());
-        if (dashboard is not null)
+        if (dashboard is not null) AnsiConsole.MarkupLineInterpolated($"dashboard on [cyan]{dashboard.Server.Address}[/]");
+        var seeds = new List<SeedOutcomes>();
+        ReportLabels labels = new();
+        for (int k = 0; k < options.Seeds; k++)
         {
-            run.ClientDecorator = clients => new MonitoredClients(clients, monitor, InProcessClients.ClientId);
-            AnsiConsole.MarkupLineInterpolated($"dashboard on [cyan]{dashboard.Server.Address}[/]");
+            var seedOptions = options.ForSeed(k);
+            using var run = FederatedRun.Prepare(seedOptions, log: m => AnsiConsole.MarkupLineInterpolated($"[grey]{m}[/]"), cancellationToken: cancellationToken);
+            if (dashboard is not null) run.ClientDecorator = clients => new MonitoredClients(clients, monitor, InProcessClients.ClientId);
+            labels = run.Labels;
+            var f = run.Options.Federation; // with the rounds a privacy budget allows
+            var partition = seedOptions.Data.Partition;
+            string partitionText = $"{config.Data.Partition}{(partition.Kind == PartitionKind.Dirichlet ? $" α={partition.Alpha}" : "")}";
+            AnsiConsole.MarkupLineInterpolated($"[bold]FedLlm simulate --task {options.Objective.Task}[/]  seed {f.Seed}{(options.Seeds > 1 ? $" ({k + 1} of {options.Seeds}, into {seedOptions.Output})" : "")}: {f.TotalClients} clients ({partitionText}, sizes {string.Join(" ", run.Data.Shards.Select(x => x.Count))}), {f.ClientsPerRound} per round, {f.Rounds} rounds × {f.LocalSteps} local steps × batch {f.BatchSize}; lr {f.LearningRate} → {f.MinLearningRate}; LoRA r={run.Lora.Rank}; {run.Threads} threads");
+            if (run.Data.Description is { } description) AnsiConsole.MarkupLineInterpolated($"{description}");
+            if (run.PrivacyPlan is { } plan)
+                AnsiConsole.MarkupLineInterpolated($"DP {FedLlm.Privacy.PrivacyOptions.Name(plan.Mode)}: C={options.Privacy!.ClippingNorm}, σ={plan.NoiseMultiplier:G4}, q={plan.SamplingRate:G3} (accounted as Poisson sampling; FedLlm samples a fixed number), ε={(plan.EpsilonAfter(plan.RoundsToRun).Epsilon is var e && double.IsFinite(e) ? e.ToString("F2") : "∞ (no noise)")} at δ={plan.Delta:G3} after {plan.RoundsToRun} rounds{(plan.StopAfterRounds is { } stop ? $" (budget stops the run at round {stop} of {plan.Rounds})" : "")}");
+            if (seedOptions.Robust is { } robust) AnsiConsole.MarkupLineInterpolated($"robust aggregation: {FedLlm.Federation.Robust.RobustOptions.Name(robust.Rule)}");
+            if (seedOptions.Attack is { } attack)
+                AnsiConsole.MarkupLineInterpolated($"attack: {FedLlm.Federation.Attacks.AttackOptions.Name(attack.Kind)} by clients {string.Join(",", RunData.AttackersOf(seedOptions))}");
+            long baselineRss = TorchRuntime.PeakResidentBytes() ?? 0;
+            var outcomes = RunSeed(run, resume, monitor, cancellationToken);
+            AnsiConsole.Write(SeedTable(outcomes, labels, dpo, seedOptions));
+            ResultsReport.Write(seedOptions.Output, outcomes, labels, f.Seed);
+            seeds.Add(new SeedOutcomes(f.Seed, outcomes));
+            AnsiConsole.MarkupLineInterpolated($"outputs in [cyan]{seedOptions.Output}[/] (per algorithm: metrics.jsonl, rounds/round-N adapters for rounds 1 … {f.Rounds}, adapter/; local/client-i/, central/; results.json, rounds.png); peak RSS {TorchRuntime.PeakResidentBytes() / (1024.0 * 1024):F0} MiB (after loading: {baselineRss / (1024.0 * 1024):F0} MiB)");
         }
+        monitor.Finish();
+        if (options.Seeds > 1)
+        {
+            AnsiConsole.MarkupLineInterpolated($"[bold]over {options.Seeds} seeds ({string.Join(", ", seeds.Select(x => x.Seed))}): mean ± standard deviation[/]");
+            AnsiConsole.Write(SummaryTable(seeds, labels));
+            ResultsReport.Write(options.Output, seeds, labels);
+            AnsiConsole.MarkupLineInterpolated($"summary in [cyan]{options.Output}[/] (results.json, rounds.png with ± sd bands)");
+        }
+        if (labels.ScoreFloor is { } floor)
+            AnsiConsole.MarkupLineInterpolated($"constant-answer floor: {floor:P1} of the held-out set has the most common answer, so a model that always gives it scores that {labels.ScoreName}");
+        if (SeedSummary.Paired(seeds, "fedavg", "local-only") is { } paired)
+            AnsiConsole.MarkupLineInterpolated($"fedavg − local-only, {labels.ScoreName}: {string.Join(", ", paired.ScoreBySeed.Select(d => $"{d * 100:+0.0;-0.0} pts"))}{(paired.ScoreBySeed.Count > 1 ? $" (mean {paired.Score.Mean * 100:+0.0;-0.0} ± {paired.Score.StandardDeviation * 100:0.0} pts, ahead on {paired.Wins} of {paired.ScoreBySeed.Count} seeds)" : "")}; {labels.LossName}: {paired.Loss.Mean:+0.000;-0.000}");
+        return 0;
+    }
+
+    static List<RunOutcome> RunSeed(FederatedRun run, bool resume, RunMonitor monitor, CancellationToken cancellationToken)
+    {
+        var options = run.Options;
+        var f = options.Federation;
+        var data = run.Data;
         var outcomes = new List<RunOutcome>();
         foreach (var name in options.Algorithms)
         {
-            monitor.BeginRun(name, f.Rounds, Enumerable.Range(0, f.TotalClients).Select(InProcessClients.ClientId));
             ProgressDisplay.Create()
                 .Start(ctx =>
                 {
                     var task = ctx.AddTask(name, maxValue: f.RoundsToRun);
-                    var outcome = run.RunAsync(name, s.Resume,
+                    var outcome = run.RunAsync(name, resume,
                         new SynchronousProgress<RoundRecord>(r =>
                         {
                             monitor.Report(r);
-                            task.Value = r.Round + 1;
-                            task.Description = $"{name} round {r.Round + 1}/{f.Rounds} loss {r.ClientLoss.Values.Average():F3}" +
+                            task.Value = r.Number;
+                            task.Description = $"{name} round {r.Number}/{f.Rounds} loss {r.ClientLoss.Values.Average():F3}" +
                                 (r.Privacy is { } spent ? $" ε {(spent.Epsilon is { } e ? e.ToString("F2") : "∞")}" : "") +
                                 (r.EvalScore is { } score ? $" held-out {data.ScoreName} {score:P0}" : "") +
                                 (r.TaskMetrics?.FirstOrDefault() is { Key: not null } m ? $" {m.Key} {m.Value:F3}" : "");
@@ -182,30 +212,55 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         }
         foreach (var baseline in options.Baselines)
         {
-            AnsiConsole.MarkupLineInterpolated($"baseline [cyan]{baseline}[/]…");
-            outcomes.Add(run.RunBaseline(baseline));
+            ProgressDisplay.Create()
+                .Start(ctx =>
+                {
+                    // local trains every client for all rounds; the continuous baselines report no rounds.
+                    int runs = baseline == "local" ? data.Shards.Count : 1;
+                    var task = ctx.AddTask(baseline, maxValue: baseline.EndsWith("-continuous", StringComparison.Ordinal) ? 1 : f.Rounds * runs);
+                    var outcome = run.RunBaselineAsync(baseline, resume, (client, r) =>
+                    {
+                        task.Value = client * f.Rounds + r.Number;
+                        task.Description = $"{baseline}{(runs > 1 ? $" client {client + 1}/{runs}" : "")} round {r.Number}/{f.Rounds} loss {r.ClientLoss.Values.Average():F3}";
+                    }, cancellationToken).GetAwaiter().GetResult();
+                    task.Value = task.MaxValue;
+                    outcomes.Add(outcome);
+                });
         }
+        return outcomes;
+    }
 
-        var table = new Table().AddColumns("run", $"held-out {data.LossName}", $"held-out {data.ScoreName}");
+    static Table SeedTable(IReadOnlyList<RunOutcome> outcomes, ReportLabels labels, bool dpo, RunOptions options)
+    {
+        var table = new Table().AddColumns("run", $"held-out {labels.LossName}", $"held-out {labels.ScoreName}");
+        if (!dpo) table.AddColumn("held-out macro-F1");
         if (dpo) table.AddColumn("held-out reward margin");
         bool private_ = options.Privacy is not null, backdoor = options.Attack is { Kind: FedLlm.Federation.Attacks.AttackKind.Backdoor };
         if (private_) table.AddColumn($"ε (δ={options.Privacy!.Delta:G3})");
         if (backdoor) table.AddColumn("attack success");
-        table.AddColumn("seconds");
+        table.AddColumns("clients alone: min–max", "seconds");
         foreach (var o in outcomes)
         {
             var row = new List<string> { o.Name, o.Final is null ? "-" : $"{o.Final.Loss:F4}", o.Final is null ? "-" : $"{o.Final.Score:P1}" };
-            if (dpo) row.Add(o.Final?.Metrics?.GetValueOrDefault("eval_rewards/margins") is { } margin ? $"{margin:F3}" : "-");
+            string metric = dpo ? "eval_rewards/margins" : SimulationRunner.MacroF1Metric;
+            row.Add(o.Final?.Metrics?.GetValueOrDefault(metric) is { } value ? (dpo ? $"{value:F3}" : $"{value:P1}") : "-");
             if (private_) row.Add(o.Rounds.LastOrDefault()?.Privacy is { } spent ? $"{(spent.Epsilon is { } e ? e.ToString("F2") : "∞")} after {o.Rounds.Count} rounds" : "-");
             if (backdoor) row.Add(o.Final?.Metrics?.TryGetValue(RunData.AttackSuccessRateMetric, out double asr) == true ? $"{asr:P1}" : "-");
+            row.Add(o.Clients is { } clients && BaselineMath.Spread(clients) is { } spread ? $"{spread.MinScore:P1} – {spread.MaxScore:P1}" : "");
             row.Add($"{o.Seconds:F0}");
             table.AddRow(row.ToArray());
         }
-        monitor.Finish();
-        AnsiConsole.Write(table);
-        ResultsReport.Write(options.Output, outcomes);
-        AnsiConsole.MarkupLineInterpolated($"outputs in [cyan]{options.Output}[/] (per algorithm: metrics.jsonl, rounds/round-N adapters, adapter/); peak RSS {TorchRuntime.PeakResidentBytes() / (1024.0 * 1024):F0} MiB (after loading: {baselineRss / (1024.0 * 1024):F0} MiB)");
-        return 0;
+        return table;
+    }
+
+    static Table SummaryTable(IReadOnlyList<SeedOutcomes> seeds, ReportLabels labels)
+    {
+        static string Pm(SeedStatistic? s, bool percent) =>
+            s is null ? "-" : percent ? $"{s.Mean * 100:F1} ± {s.StandardDeviation * 100:F1} %" : $"{s.Mean:F3} ± {s.StandardDeviation:F3}";
+        var table = new Table().AddColumns("run", $"held-out {labels.LossName}", $"held-out {labels.ScoreName}", "held-out macro-F1", "seconds (mean)");
+        foreach (var row in SeedSummary.Rows(seeds))
+            table.AddRow(row.Name, Pm(row.Loss, false), Pm(row.Score, true), Pm(row.MacroF1, true), $"{row.Seconds:F0}");
+        return table;
     }
 
     /// <summary>Sets every run.yaml key whose flag was given (flags win over the file and the embedded default).</summary>

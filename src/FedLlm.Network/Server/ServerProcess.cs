@@ -87,7 +87,7 @@ public static class ServerProcess
         });
         if (security is null)
             logger.LogWarning("INSECURE: plain-text HTTP/2 and unauthenticated client ids; anyone who reaches {Address} can read the adapter and send updates as any client", host.Address);
-        if (lastCommitted is { } last) logger.LogInformation("resumed run {Run} from {Output}: rounds 0..{Last} are committed", runId, output, last);
+        if (lastCommitted is { } last) logger.LogInformation("resumed run {Run} from {Output}: rounds 0..{Last} are committed", runId, output, last - 1);
         else logger.LogInformation("started run {Run} in {Output}", runId, output);
         logger.LogInformation("base model {Fingerprint}; max example count per client: declared at join{Max}; update norm bound: {Norm}",
             fingerprint, s.MaxExampleCount is { } max ? $" and at most {max}" : "", NormBound(s));
@@ -113,7 +113,7 @@ public static class ServerProcess
             var outcome = await run.RunAsync(algorithm, new Monitoring.MonitoredClients(remote, monitor, i => s.Roster[i]), output, resume: true,
                 new Reporter(r => { reporter.Report(r); monitor.Report(r); }), cancellationToken);
             monitor.Finish();
-            RoundChart.WritePng(Path.Combine(output, "rounds.png"), new[] { outcome });
+            RoundChart.WritePng(Path.Combine(output, "rounds.png"), new[] { outcome }, run.Labels);
         }
         catch (ServerStoppingException e)
         {

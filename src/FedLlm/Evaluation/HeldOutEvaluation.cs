@@ -8,7 +8,12 @@ using static TorchSharp.torch;
 namespace FedLlm.Evaluation;
 
 /// <summary>Scores of a model on held-out instruction examples.</summary>
-public sealed record HeldOutScores(double Loss, double ExactMatch, int Examples);
+public sealed record HeldOutScores(double Loss, double ExactMatch, int Examples)
+{
+    /// <summary>The model's answers in example order, normalised as exact match compares them
+    /// (<see cref="HeldOutEvaluation.NormalizeAnswer"/>), for per-answer metrics such as macro-F1.</summary>
+    public IReadOnlyList<string> Answers { get; init; } = [];
+}
 
 /// <summary>
 /// Held-out loss (mean over response tokens) and exact match of greedy answers: the answer's first line, trimmed and
@@ -19,7 +24,9 @@ public sealed class HeldOutEvaluation(LlamaForCausalLM model, ITextTokenizer tok
     public HeldOutScores Evaluate(IReadOnlyList<InstructionExample> examples, int batchSize = 16, int maxNewTokens = 8)
     {
         if (examples.Count == 0) throw new ArgumentException("no held-out examples", nameof(examples));
-        return new HeldOutScores(Loss(examples, batchSize), ExactMatch(examples, batchSize, maxNewTokens), examples.Count);
+        double loss = Loss(examples, batchSize);
+        var answers = Answers(examples, batchSize, maxNewTokens);
+        return new HeldOutScores(loss, ExactMatchOf(examples, answers), examples.Count) { Answers = answers };
     }
 
     public double Loss(IReadOnlyList<InstructionExample> examples, int batchSize = 16)
@@ -53,26 +60,23 @@ public sealed class HeldOutEvaluation(LlamaForCausalLM model, ITextTokenizer tok
         return count > 0 ? sum / count : double.NaN;
     }
 
-    public double ExactMatch(IReadOnlyList<InstructionExample> examples, int batchSize = 16, int maxNewTokens = 8)
-    {
-        var answers = Answers(examples, batchSize, maxNewTokens);
-        int correct = 0;
-        for (int i = 0; i < examples.Count; i++)
-            if (NormalizeAnswer(answers[i]) == NormalizeAnswer(examples[i].Response)) correct++;
-        return (double)correct / examples.Count;
-    }
+    public double ExactMatch(IReadOnlyList<InstructionExample> examples, int batchSize = 16, int maxNewTokens = 8) =>
+        ExactMatchOf(examples, Answers(examples, batchSize, maxNewTokens));
 
-    /// <summary>The greedy answers to the examples' instructions (up to the first newline or <paramref name="maxNewTokens"/>).</summary>
+    /// <summary>Greedy answers to the examples' prompts, normalised (<see cref="NormalizeAnswer"/>).</summary>
     public IReadOnlyList<string> Answers(IReadOnlyList<InstructionExample> examples, int batchSize = 16, int maxNewTokens = 8)
     {
         var generator = new TextGenerator(model, tokenizer);
         var options = new GenerationOptions { MaxNewTokens = maxNewTokens, StopStrings = new[] { "\n" } };
         var answers = new List<string>(examples.Count);
         foreach (var chunk in examples.Chunk(batchSize))
-            answers.AddRange(generator.Generate(chunk.Select(e => template.FormatPrompt(e.Instruction)).ToList(), options));
+            answers.AddRange(generator.Generate(chunk.Select(e => template.FormatPrompt(e.Instruction)).ToList(), options).Select(NormalizeAnswer));
         return answers;
     }
 
-    /// <summary>What exact match compares: the first line, trimmed, without a final period, lower-case.</summary>
+    static double ExactMatchOf(IReadOnlyList<InstructionExample> examples, IReadOnlyList<string> answers) =>
+        (double)examples.Zip(answers).Count(p => NormalizeAnswer(p.First.Response) == p.Second) / examples.Count;
+
+    /// <summary>What exact match compares: the first line, trimmed, without a final period, lower case.</summary>
     public static string NormalizeAnswer(string text) => text.Trim().Split('\n')[0].Trim().TrimEnd('.').ToLowerInvariant();
 }

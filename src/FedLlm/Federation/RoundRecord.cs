@@ -1,9 +1,18 @@
+using System.Text.Json.Serialization;
+
 namespace FedLlm.Federation;
 
-/// <summary>What one round did: one line of metrics.jsonl.</summary>
+/// <summary>What one round did: one line of metrics.jsonl (written by <see cref="MetricsJsonl"/>, see docs/metrics.md).</summary>
 public sealed record RoundRecord
 {
+    /// <summary>The round's 0-based index, as the strategies and the seeds see it; people and files see <see cref="Number"/>.</summary>
     public required int Round { get; init; }
+
+    /// <summary>The round's number as every output shows it: 1 … R (metrics.jsonl, rounds/round-N, progress, charts, logs).</summary>
+    [JsonIgnore]
+    public int Number => Round + 1;
+
+
     public required double LearningRate { get; init; }
     public required IReadOnlyList<string> Clients { get; init; }
     public required IReadOnlyDictionary<string, double> ClientLoss { get; init; }

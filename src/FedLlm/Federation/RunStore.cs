@@ -10,9 +10,11 @@ public sealed record CommittedRound(
     IReadOnlyList<RoundRecord> History);
 
 /// <summary>
-/// Crash-safe state of a federated run. After each round, <c>state-{round}/</c> is assembled under a temporary name
+/// Crash-safe state of a federated run. After round N (1 … R), <c>state-N/</c> is assembled under a temporary name
 /// (global adapter, strategy state, client state, history) and renamed into place, then older states are removed;
-/// metrics.jsonl is rewritten atomically from the history. A kill at any moment leaves the last committed round intact.
+/// metrics.jsonl is rewritten atomically from the history (<see cref="MetricsJsonl"/>). A kill at any moment leaves the
+/// last committed round intact. The history inside a state keeps the record's own PascalCase form and the resumed round
+/// comes from its length, so runs committed before metrics.jsonl became snake_case (and named state-0 … state-R−1) resume.
 /// </summary>
 public sealed class RunStore(string directory)
 {
@@ -26,7 +28,7 @@ public sealed class RunStore(string directory)
     public void Commit(IReadOnlyDictionary<string, Tensor> global, IReadOnlyDictionary<string, Tensor> strategyState,
         IReadOnlyDictionary<string, Tensor> clientState, IReadOnlyList<RoundRecord> history)
     {
-        int round = history.Count - 1;
+        int round = history.Count; // the 1-based number of the round just committed
         System.IO.Directory.CreateDirectory(Directory);
         Io.StagingFolder.RemoveStale(Directory, Prefix);
         string final = Path.Combine(Directory, Prefix + round);
@@ -39,12 +41,12 @@ public sealed class RunStore(string directory)
         Io.AtomicFile.WriteAllText(Path.Combine(staging, HistoryFile), JsonSerializer.Serialize(history, Json));
         if (System.IO.Directory.Exists(final)) System.IO.Directory.Delete(final, recursive: true);
         System.IO.Directory.Move(staging, final);
-        Io.AtomicFile.WriteAllText(MetricsPath, string.Concat(history.Select(r => JsonSerializer.Serialize(r, Json) + "\n")));
+        Io.AtomicFile.WriteAllText(MetricsPath, MetricsJsonl.Text(history));
         foreach (var (dir, step) in States())
             if (step < round) System.IO.Directory.Delete(dir, recursive: true);
     }
 
-    /// <summary>The number of the last committed round, or null when the run has none (without reading its tensors).</summary>
+    /// <summary>The number (1 … R) of the last committed round, or null when the run has none (without reading its tensors).</summary>
     public int? LatestRound => States().Select(s => (int?)s.Round).Max();
 
     /// <summary>The last committed round, or null when the run has none.</summary>

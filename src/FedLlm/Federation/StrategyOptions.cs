@@ -36,6 +36,24 @@ public sealed record StrategyOptions
     /// <summary>τ, the adaptivity floor of the FedOpt family: x ← x + η·m/(√v + τ), and v starts at τ².</summary>
     public double Tau { get; init; } = 1e-3;
 
+    /// <summary>
+    /// Scale the server learning rate of FedAvgM and the FedOpt family each round by the clients' schedule:
+    /// η_r = η · lr_r / lr₀, with lr_r the round's client learning rate (the cosine over rounds) and lr₀ =
+    /// <see cref="ClientPeakLearningRate"/>. FedOpt's normalised step m/(√v + τ) does not shrink as the clients' steps
+    /// do, so without this a rate that suits the first rounds overshoots the last ones (docs/server-optimizers.md).
+    /// Off by default, as in the papers.
+    /// </summary>
+    public bool DecayServerLearningRate { get; init; }
+
+    /// <summary>lr₀, the clients' first-round learning rate that <see cref="DecayServerLearningRate"/> divides by;
+    /// 0 = unknown (then the decay is refused).</summary>
+    public double ClientPeakLearningRate { get; init; }
+
+    /// <summary>The factor on the server learning rate in a round whose clients train at <paramref name="clientLearningRate"/>:
+    /// lr_r / lr₀ with <see cref="DecayServerLearningRate"/>, else 1.</summary>
+    public double ServerLearningRateScale(double clientLearningRate) =>
+        DecayServerLearningRate ? clientLearningRate / ClientPeakLearningRate : 1.0;
+
     /// <summary>N, the number of all clients (sampled or not). SCAFFOLD needs it: c ← c + (1/N)·Σ_{i∈S} Δc_i.
     /// 0 = unknown, which only SCAFFOLD rejects.</summary>
     public int TotalClients { get; init; }
@@ -72,6 +90,8 @@ public sealed record StrategyOptions
             failures.Add($"{nameof(Beta2)} must be in [0, 1), got {Beta2}");
         if (!(Tau > 0) || double.IsInfinity(Tau))
             failures.Add($"{nameof(Tau)} must be finite and positive, got {Tau}");
+        if (DecayServerLearningRate && !(ClientPeakLearningRate > 0))
+            failures.Add($"{nameof(DecayServerLearningRate)} needs the clients' first-round learning rate ({nameof(ClientPeakLearningRate)} > 0), got {ClientPeakLearningRate}");
         if (TotalClients < 0)
             failures.Add($"{nameof(TotalClients)} must be ≥ 0 (0 = unknown), got {TotalClients}");
         if (failures.Count > 0)

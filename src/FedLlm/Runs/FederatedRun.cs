@@ -286,16 +286,30 @@ public sealed class FederatedRun : IDisposable
         return new SftClientDataset(honest.Take(robust.RootExamples).ToList(), padId);
     }
 
-    /// <summary>Runs the baseline <paramref name="name"/> ("local" or "central") with the federated runs' step budget.</summary>
-    public RunOutcome RunBaseline(string name) => name switch
+    /// <summary>
+    /// Runs the baseline <paramref name="name"/> into Output/{name}: "local" (every client alone) and "central" (the pooled
+    /// data) as 1-client federations with the federated clients' recipe and step budget; "local-continuous" and
+    /// "central-continuous" the same budget as one continuous AdamW run with a per-step cosine.
+    /// </summary>
+    /// <param name="progress">Told each committed round of a federated baseline, with the client's index (local) or 0.</param>
+    public async Task<RunOutcome> RunBaselineAsync(string name, bool resume = false, Action<int, RoundRecord>? progress = null,
+        CancellationToken cancellationToken = default)
     {
-        "local" => runner.RunLocalOnly(Data.Shards, maxClients: Math.Min(Options.Federation.TotalClients, 2)),
-        "central" => runner.RunCentralized(Data.Pooled()),
-        _ => throw new ArgumentException($"unknown baseline '{name}' (known: {string.Join(", ", RunOptions.KnownBaselines)})"),
-    };
+        if (Data.Shards.Count == 0) throw new InvalidOperationException("this run was prepared for a server and holds no training data");
+        string output = Path.Combine(Options.Output, name);
+        return name switch
+        {
+            "local" => await runner.RunLocalOnlyAsync(Data.Shards, output, resume, progress, cancellationToken),
+            "central" => await runner.RunCentralizedAsync(Data.Pooled(), output, resume,
+                progress is null ? null : new SynchronousProgress(r => progress(0, r)), cancellationToken),
+            "local-continuous" => runner.RunLocalContinuous(Data.Shards),
+            "central-continuous" => runner.RunCentralContinuous(Data.Pooled()),
+            _ => throw new ArgumentException($"unknown baseline '{name}' (known: {string.Join(", ", RunOptions.KnownBaselines)})"),
+        };
+    }
 
     /// <summary>Every configured algorithm, then every baseline; writes results.json and rounds.png into Output.</summary>
-    /// <param name="progress">Told each committed round with its algorithm's name.</param>
+    /// <param name="progress">Told each committed round with its algorithm's or baseline's name.</param>
     /// <param name="starting">Told the name of each algorithm or baseline as it starts.</param>
     public async Task<IReadOnlyList<RunOutcome>> RunAllAsync(bool resume = false, Action<string, RoundRecord>? progress = null, Action<string>? starting = null,
         CancellationToken cancellationToken = default)
@@ -309,11 +323,14 @@ public sealed class FederatedRun : IDisposable
         foreach (var baseline in Options.Baselines)
         {
             starting?.Invoke(baseline);
-            outcomes.Add(RunBaseline(baseline));
+            outcomes.Add(await RunBaselineAsync(baseline, resume, progress is null ? null : (_, r) => progress(baseline, r), cancellationToken));
         }
-        ResultsReport.Write(Options.Output, outcomes);
+        ResultsReport.Write(Options.Output, outcomes, Labels);
         return outcomes;
     }
+
+    /// <summary>How reports name this run's held-out scores, and the constant-answer floor.</summary>
+    public ReportLabels Labels => new(Data.LossName, Data.ScoreName, Data.ScoreFloor);
 
     /// <summary>Frees the model, the data's caches and the reference policy.</summary>
     public void Dispose()

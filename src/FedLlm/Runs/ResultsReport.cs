@@ -1,26 +1,76 @@
 using System.Text.Json;
+using FedLlm.Federation;
 
 namespace FedLlm.Runs;
 
-/// <summary>Writes the comparison of a simulation: results.json (final scores and per-round curves) and rounds.png.</summary>
+/// <summary>Writes the comparison of a simulation: results.json (schema in docs/metrics.md) and rounds.png.</summary>
 public static class ResultsReport
 {
-    public static void Write(string directory, IReadOnlyList<RunOutcome> outcomes)
+    static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
+    /// <summary>One seed's outcomes.</summary>
+    public static void Write(string directory, IReadOnlyList<RunOutcome> outcomes, ReportLabels? labels = null, long? seed = null) =>
+        Write(directory, [new SeedOutcomes(seed ?? 0, outcomes)], labels);
+
+    /// <summary>Every seed's outcomes, the mean ± standard deviation over seeds, and FedAvg − local-only per seed.</summary>
+    public static void Write(string directory, IReadOnlyList<SeedOutcomes> seeds, ReportLabels? labels = null)
     {
+        ArgumentNullException.ThrowIfNull(seeds);
+        labels ??= new ReportLabels();
         Directory.CreateDirectory(directory);
-        var json = outcomes.Select(o => new
+        var paired = SeedSummary.Paired(seeds, "fedavg", "local-only");
+        var json = new
+        {
+            loss_name = labels.LossName,
+            score_name = labels.ScoreName,
+            score_floor = labels.ScoreFloor,
+            seeds = seeds.Select(s => s.Seed),
+            summary = SeedSummary.Rows(seeds).Select(r => new
+            {
+                run = r.Name, baseline = r.IsBaseline, held_out_loss = Statistic(r.Loss), held_out_score = Statistic(r.Score),
+                held_out_macro_f1 = Statistic(r.MacroF1), seconds = r.Seconds,
+            }),
+            paired = paired is null ? null : new
+            {
+                a = paired.A, b = paired.B, score_by_seed = paired.ScoreBySeed, score = Statistic(paired.Score), loss = Statistic(paired.Loss), wins = paired.Wins,
+            },
+            runs = seeds.SelectMany(s => s.Outcomes.Select(o => Run(o, s.Seed))),
+        };
+        Io.AtomicFile.WriteAllText(Path.Combine(directory, "results.json"), JsonSerializer.Serialize(json, Indented));
+        RoundChart.WritePng(Path.Combine(directory, "rounds.png"), seeds, labels);
+    }
+
+    static object? Statistic(SeedStatistic? s) => s is null ? null : new { mean = s.Mean, sd = s.StandardDeviation, n = s.Count };
+
+    static object Run(RunOutcome o, long? seed)
+    {
+        var spread = o.Clients is null ? null : BaselineMath.Spread(o.Clients);
+        return new
         {
             run = o.Name,
+            seed,
+            baseline = o.IsBaseline,
             held_out_loss = o.Final?.Loss,
             // The task's score: exact match for instruction tuning, reward accuracy for DPO.
             held_out_score = o.Final?.Score,
             held_out_metrics = o.Final?.Metrics,
+            min_score = spread?.MinScore,
+            max_score = spread?.MaxScore,
+            min_loss = spread?.MinLoss,
+            max_loss = spread?.MaxLoss,
             seconds = o.Seconds,
             // DP runs: (ε, δ) after the last round that ran; the held-out metrics carry a backdoor's attack_success_rate.
             privacy = o.Rounds.LastOrDefault()?.Privacy is { } spent ? new { epsilon = spent.Epsilon, delta = spent.Delta, noise_multiplier = spent.NoiseMultiplier, sampling_rate = spent.SamplingRate, rounds = o.Rounds.Count } : null,
-            rounds = o.Rounds.Select(r => new { round = r.Round, client_loss = r.ClientLoss.Values.Average(), eval_loss = r.EvalLoss, eval_score = r.EvalScore, eval_metrics = r.EvalMetrics, epsilon = r.Privacy?.Epsilon }),
-        });
-        Io.AtomicFile.WriteAllText(Path.Combine(directory, "results.json"), JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }));
-        RoundChart.WritePng(Path.Combine(directory, "rounds.png"), outcomes);
+            clients = o.Clients?.Select(c => new
+            {
+                client = c.Client, examples = c.Examples, held_out_loss = c.Outcome.Final?.Loss, held_out_score = c.Outcome.Final?.Score,
+                held_out_metrics = c.Outcome.Final?.Metrics, seconds = c.Outcome.Seconds,
+            }),
+            rounds = o.Rounds.Select(r => new
+            {
+                round = r.Number, client_loss = r.ClientLoss.Values.Average(), eval_loss = r.EvalLoss, eval_score = r.EvalScore,
+                eval_metrics = r.EvalMetrics, task_metrics = r.TaskMetrics, federated_evaluation = r.FederatedEvaluation, epsilon = r.Privacy?.Epsilon,
+            }),
+        };
     }
 }

@@ -51,6 +51,10 @@ public sealed class RunData : IDisposable
     /// <summary>A line describing the data (DPO), or null.</summary>
     public string? Description { get; }
 
+    /// <summary>The score of a constant answer: the share of the most common answer in the held-out set (instruction
+    /// tuning), or null (DPO, or no held-out data).</summary>
+    public double? ScoreFloor { get; private init; }
+
     /// <summary>Reads, partitions and tokenises the training data of <paramref name="options"/>, and the held-out data.</summary>
     public static RunData Load(RunOptions options, EmbeddedDefaultFiles? defaults, LlamaForCausalLM model, ITextTokenizer tokenizer,
         ReferencePolicy? reference, CancellationToken cancellationToken = default) =>
@@ -96,9 +100,14 @@ public sealed class RunData : IDisposable
         string? evalPath = data.EvalPath ?? defaults?.EvalPath;
         var heldOut = evalPath is null ? null : AlpacaReader.ReadAll(evalPath).Examples.Take(data.EvalLimit ?? int.MaxValue).ToList();
         var evaluate = SimulationRunner.InstructionEvaluator(model, tokenizer, template, options.Federation, heldOut);
+        double? floor = heldOut is { Count: > 0 }
+            ? Evaluation.Metrics.ClassificationMetrics.MajorityShare(heldOut.Select(e => Evaluation.HeldOutEvaluation.NormalizeAnswer(e.Response)).ToList())
+            : null;
         if (evaluate is not null && options.Attack is { Kind: AttackKind.Backdoor } backdoor)
             evaluate = WithAttackSuccessRate(evaluate, new HeldOutEvaluation(model, tokenizer, template, options.Federation.MaxSequenceLength), heldOut!, backdoor);
-        if (!train) return new RunData([], () => throw new InvalidOperationException("a server holds no training data"), evaluate, "loss", "exact match", null, null);
+        if (!train)
+            return new RunData([], () => throw new InvalidOperationException("a server holds no training data"), evaluate, "loss", "exact match", null, null)
+                { ScoreFloor = floor };
 
         string trainPath = data.TrainPath ?? defaults?.TrainPath ?? throw new ArgumentException("no training data: set data.path (--data)");
         var read = AlpacaReader.ReadAll(trainPath, new AlpacaReadOptions { SkipBad = data.SkipBad });
@@ -115,7 +124,7 @@ public sealed class RunData : IDisposable
                 if (attackers.Contains(c)) examples = Poison(examples, options.Attack!, labels, options.Federation.Seed + c);
                 return new SftClientDataset(examples.Select(builder.Build).ToList(), padId);
             }).ToList();
-        return new RunData(shards, () => SftClientDataset.Pool(shards, padId), evaluate, "loss", "exact match", null, null);
+        return new RunData(shards, () => SftClientDataset.Pool(shards, padId), evaluate, "loss", "exact match", null, null) { ScoreFloor = floor };
     }
 
     /// <summary>The clients that attack (none without an attack).</summary>

@@ -80,8 +80,28 @@ public sealed record RunOptions
     /// <summary>The run's folder (per algorithm: metrics.jsonl, rounds/round-N, adapter/; results.json, rounds.png).</summary>
     public string Output { get; init; } = Path.Combine("runs", "federated");
 
-    /// <summary>The known baselines.</summary>
-    public static readonly IReadOnlyList<string> KnownBaselines = ["local", "central"];
+    /// <summary>How many seeds to run everything with: Federation.Seed, Seed + 1, …; each into Output/seed-{seed}
+    /// when more than one.</summary>
+    public int Seeds { get; init; } = 1;
+
+    /// <summary>The known baselines: "local" and "central" train with the federated clients' recipe (1-client
+    /// federations); the "-continuous" ones with one AdamW and a per-step cosine.</summary>
+    public static readonly IReadOnlyList<string> KnownBaselines = ["local", "central", "local-continuous", "central-continuous"];
+
+    /// <summary>The options of the <paramref name="index"/>-th seed (0-based): its seed, and with more than one seed its
+    /// own output folder seed-{seed}.</summary>
+    public RunOptions ForSeed(int index)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        long seed = Federation.Seed + index;
+        return this with
+        {
+            Federation = Federation with { Seed = seed },
+            RoundTask = RoundTask is null ? null : RoundTask with { Run = RoundTask.Run with { Seed = seed } },
+            Output = Seeds > 1 ? Path.Combine(Output, $"seed-{seed}") : Output,
+            Seeds = 1,
+        };
+    }
 
     /// <summary>The strategy options of <paramref name="algorithm"/>: the shared ones with its own server learning rate
     /// and N = all clients.</summary>
@@ -89,6 +109,7 @@ public sealed record RunOptions
     {
         ServerLearningRate = ServerLearningRates.TryGetValue(algorithm, out double own) ? own : Strategy.ServerLearningRate,
         TotalClients = Federation.TotalClients,
+        ClientPeakLearningRate = Federation.LearningRate,
     };
 
     /// <summary>Checks every part and throws one <see cref="ArgumentException"/> listing all failures, before any work.</summary>
@@ -122,6 +143,7 @@ public sealed record RunOptions
             if (!KnownBaselines.Contains(name)) failures.Add($"unknown baseline '{name}' (known: {string.Join(", ", KnownBaselines)})");
         if (ReferenceAdapter is not null && !Objective.IsDpo) failures.Add("a reference adapter is only used with the dpo task");
         if (FederatedEvaluateEvery < 0) failures.Add($"federated evaluation every {FederatedEvaluateEvery} rounds: must be ≥ 0 (0 = never)");
+        if (Seeds <= 0) failures.Add($"seeds must be positive, got {Seeds}");
         if (Threads is <= 0) failures.Add($"threads must be positive, got {Threads}");
         if (Federation.ClientsPerRound > Federation.TotalClients)
             failures.Add($"clients per round ({Federation.ClientsPerRound}) exceeds the number of clients ({Federation.TotalClients})");

@@ -2,7 +2,9 @@ using System.Diagnostics;
 using FedLlm.Data;
 using FedLlm.Evaluation;
 using FedLlm.Federation;
+using FedLlm.Evaluation.Metrics;
 using FedLlm.Federation.Simulation;
+using FedLlm.Federation.Strategies;
 using FedLlm.Modeling;
 using FedLlm.Peft;
 using FedLlm.Tokenization;
@@ -12,7 +14,20 @@ using static TorchSharp.torch;
 namespace FedLlm.Runs;
 
 /// <summary>The result of one federated algorithm or baseline on the held-out set.</summary>
-public sealed record RunOutcome(string Name, EvaluationResult? Final, IReadOnlyList<RoundRecord> Rounds, double Seconds);
+/// <param name="Rounds">The federated rounds (a baseline trained as a 1-client federation has its own; one that trains
+/// each client alone keeps them per client in <see cref="Clients"/>).</param>
+public sealed record RunOutcome(string Name, EvaluationResult? Final, IReadOnlyList<RoundRecord> Rounds, double Seconds)
+{
+    /// <summary>Whether this is a baseline (a reference for the federated runs, not a federated algorithm).</summary>
+    public bool IsBaseline { get; init; }
+
+    /// <summary>A baseline that trains every client alone: each client's outcome in client order; <see cref="Final"/> is
+    /// their mean weighted by example count.</summary>
+    public IReadOnlyList<ClientOutcome>? Clients { get; init; }
+}
+
+/// <summary>One client's part of a baseline that trains every client alone.</summary>
+public sealed record ClientOutcome(int Client, int Examples, RunOutcome Outcome);
 
 /// <summary>
 /// Runs federated algorithms and the baselines the literature compares them with on one machine, all from the same
@@ -59,16 +74,23 @@ public sealed class SimulationRunner
     {
     }
 
-    /// <summary>Held-out loss and exact match of the adapter loaded in <paramref name="model"/>, or null without held-out examples.</summary>
+    /// <summary>The held-out metric name of macro-F1 over the reference answers (instruction tuning).</summary>
+    public const string MacroF1Metric = "macro_f1";
+
+    /// <summary>Held-out loss, exact match and macro-F1 of the adapter loaded in <paramref name="model"/>, or null without held-out examples.</summary>
     public static Func<EvaluationResult>? InstructionEvaluator(LlamaForCausalLM model, ITextTokenizer tokenizer, PromptTemplate template,
         FederationOptions options, IReadOnlyList<InstructionExample>? heldOut)
     {
         if (heldOut is not { Count: > 0 }) return null;
         var evaluation = new HeldOutEvaluation(model, tokenizer, template, options.MaxSequenceLength);
+        var references = heldOut.Select(e => HeldOutEvaluation.NormalizeAnswer(e.Response)).ToList();
         return () =>
         {
             var scores = evaluation.Evaluate(heldOut);
-            return new EvaluationResult(scores.Loss, scores.ExactMatch);
+            // Macro-F1 over the held-out answers: a model that always gives the most common answer scores the floor
+            // in exact match but only about 1/k here.
+            var metrics = new Dictionary<string, double> { [MacroF1Metric] = ClassificationMetrics.MacroF1OverTrueLabels(references, scores.Answers) };
+            return new EvaluationResult(scores.Loss, scores.ExactMatch, metrics);
         };
     }
 
@@ -97,23 +119,27 @@ public sealed class SimulationRunner
         bool resume, IProgress<RoundRecord>? progress = null, CancellationToken cancellationToken = default)
     {
         using var clients = new InProcessClients(model, options, shards, padTokenId, algorithms);
-        return await RunFederatedAsync(strategy, ClientDecorator?.Invoke(clients) ?? clients, output, resume, progress, cancellationToken);
+        return await RunFederatedAsync(strategy, ClientDecorator?.Invoke(clients) ?? clients, options, output, resume, progress, cancellationToken);
     }
 
     /// <summary>One federated algorithm with any clients (in process, or behind the network): the one round loop of
     /// simulation and deployment, with its outputs (metrics.jsonl and state-N/ through the RunStore, rounds/round-N/ and
     /// adapter/ in PEFT format).</summary>
-    public async Task<RunOutcome> RunFederatedAsync(IFederatedStrategy strategy, IClientExecutor clients, string output,
-        bool resume, IProgress<RoundRecord>? progress = null, CancellationToken cancellationToken = default)
+    public Task<RunOutcome> RunFederatedAsync(IFederatedStrategy strategy, IClientExecutor clients, string output,
+        bool resume, IProgress<RoundRecord>? progress = null, CancellationToken cancellationToken = default) =>
+        RunFederatedAsync(strategy, clients, options, output, resume, progress, cancellationToken);
+
+    async Task<RunOutcome> RunFederatedAsync(IFederatedStrategy strategy, IClientExecutor clients, FederationOptions federation, string output,
+        bool resume, IProgress<RoundRecord>? progress, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         var store = new RunStore(output);
-        using var server = new FederationServer(strategy, options, initialGlobal, clients, store, evaluateLoadedAdapter is null ? null : g => Evaluate(g)!,
+        using var server = new FederationServer(strategy, federation, initialGlobal, clients, store, evaluateLoadedAdapter is null ? null : g => Evaluate(g)!,
             roundTask is null ? null : EvaluateTask);
         if (resume) Resumed = server.TryResume();
         var reporter = new RoundReporter(r =>
         {
-            AdapterIO.Save(Path.Combine(output, "rounds", $"round-{r.Round}"), server.Global, lora, baseModel);
+            AdapterIO.Save(Path.Combine(output, "rounds", $"round-{r.Number}"), server.Global, lora, baseModel);
             progress?.Report(r);
         });
         await server.RunAsync(reporter, cancellationToken);
@@ -131,38 +157,75 @@ public sealed class SimulationRunner
     /// with resume continued from a committed round.</summary>
     public bool Resumed { get; private set; }
 
-    /// <summary>Local-only baseline on instruction shards.</summary>
-    public RunOutcome RunLocalOnly(IReadOnlyList<IReadOnlyList<SftExample>> shards, int maxClients = int.MaxValue) => RunLocalOnly(Sft(shards), maxClients);
-
     /// <summary>
-    /// Local-only baseline: each client trains alone for rounds × local steps from the same start; the reported score
-    /// is the mean over clients (limited to <paramref name="maxClients"/> to bound the time).
+    /// Local-only baseline: every client alone, each as a 1-client federation through the federated clients' own code
+    /// (same rounds × local steps, a fresh optimizer each round at the round's rate of the cosine, same hooks-free
+    /// FedAvg round loop), into <paramref name="output"/>/client-i. The score is the mean over all clients weighted by
+    /// their example count, on the same held-out set as the federated runs.
     /// </summary>
-    public RunOutcome RunLocalOnly(IReadOnlyList<IClientDataset> shards, int maxClients = int.MaxValue)
+    /// <param name="progress">Told each committed round with the client's index.</param>
+    public async Task<RunOutcome> RunLocalOnlyAsync(IReadOnlyList<IClientDataset> shards, string output, bool resume,
+        Action<int, RoundRecord>? progress = null, CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
-        var results = new List<EvaluationResult>();
-        for (int i = 0; i < Math.Min(shards.Count, maxClients); i++)
+        var alone = OneClient(options.LocalSteps);
+        var clients = new List<ClientOutcome>(shards.Count);
+        for (int i = 0; i < shards.Count; i++)
         {
-            var adapter = TrainAlone(shards[i], options.Rounds * options.LocalSteps, 101 + i);
-            if (Evaluate(adapter) is { } r) results.Add(r);
-            AdapterTensors.Dispose(adapter);
+            int client = i;
+            using var executor = new InProcessClients(model, alone, [shards[i]], padTokenId, algorithms);
+            var outcome = await RunFederatedAsync(new FedAvg(), executor, alone, Path.Combine(output, InProcessClients.ClientId(i)), resume,
+                progress is null ? null : new RoundReporter(r => progress(client, r)), cancellationToken);
+            clients.Add(new ClientOutcome(i, shards[i].Count, outcome with { Name = $"local-only {InProcessClients.ClientId(i)}", IsBaseline = true }));
         }
-        return new RunOutcome("local-only", Mean(results), Array.Empty<RoundRecord>(), clock.Elapsed.TotalSeconds);
+        return new RunOutcome("local-only", BaselineMath.WeightedMean(clients), [], clock.Elapsed.TotalSeconds) { IsBaseline = true, Clients = clients };
     }
 
-    /// <summary>Centralised baseline on pooled instruction shards.</summary>
-    public RunOutcome RunCentralized(IReadOnlyList<IReadOnlyList<SftExample>> shards) =>
-        RunCentralized(new SftClientDataset(shards.SelectMany(s => s).ToList(), padTokenId));
+    /// <summary>
+    /// Centralised baseline: the pooled data of all clients as a 1-client federation with local steps × clients per
+    /// round steps per round (the federated runs' examples per round), into <paramref name="output"/>.
+    /// </summary>
+    public async Task<RunOutcome> RunCentralizedAsync(IClientDataset pooled, string output, bool resume, IProgress<RoundRecord>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        var alone = OneClient(options.LocalSteps * Math.Min(options.ClientsPerRound, options.TotalClients));
+        using var executor = new InProcessClients(model, alone, [pooled], padTokenId, algorithms);
+        var outcome = await RunFederatedAsync(new FedAvg(), executor, alone, output, resume, progress, cancellationToken);
+        return outcome with { Name = "centralized", IsBaseline = true };
+    }
 
-    /// <summary>Centralised baseline: the pooled data of all clients, rounds × local steps × clients per round steps.</summary>
-    public RunOutcome RunCentralized(IClientDataset pooled)
+    /// <summary>A 1-client federation with the run's rounds, schedule and seed and <paramref name="localSteps"/> per round.</summary>
+    FederationOptions OneClient(int localSteps) => options with { TotalClients = 1, ClientsPerRound = 1, LocalSteps = localSteps };
+
+    /// <summary>
+    /// Local-only with the continuous recipe (a separately labelled baseline): each client trains rounds × local steps
+    /// with one AdamW and a per-step cosine, no restarts; mean over all clients weighted by example count.
+    /// </summary>
+    public RunOutcome RunLocalContinuous(IReadOnlyList<IClientDataset> shards)
+    {
+        var clock = Stopwatch.StartNew();
+        var clients = new List<ClientOutcome>(shards.Count);
+        for (int i = 0; i < shards.Count; i++)
+        {
+            var one = Stopwatch.StartNew();
+            var adapter = TrainAlone(shards[i], options.Rounds * options.LocalSteps, 101 + i);
+            var result = Evaluate(adapter);
+            AdapterTensors.Dispose(adapter);
+            clients.Add(new ClientOutcome(i, shards[i].Count, new RunOutcome($"local-continuous {InProcessClients.ClientId(i)}", result, [], one.Elapsed.TotalSeconds)
+                { IsBaseline = true }));
+        }
+        return new RunOutcome("local-continuous", BaselineMath.WeightedMean(clients), [], clock.Elapsed.TotalSeconds) { IsBaseline = true, Clients = clients };
+    }
+
+    /// <summary>Centralised with the continuous recipe: the pooled data, rounds × local steps × clients per round steps of
+    /// one AdamW with a per-step cosine (a separately labelled baseline).</summary>
+    public RunOutcome RunCentralContinuous(IClientDataset pooled)
     {
         var clock = Stopwatch.StartNew();
         var adapter = TrainAlone(pooled, options.Rounds * options.LocalSteps * Math.Min(options.ClientsPerRound, options.TotalClients), 97);
         var result = Evaluate(adapter);
         AdapterTensors.Dispose(adapter);
-        return new RunOutcome("central", result, Array.Empty<RoundRecord>(), clock.Elapsed.TotalSeconds);
+        return new RunOutcome("central-continuous", result, Array.Empty<RoundRecord>(), clock.Elapsed.TotalSeconds) { IsBaseline = true };
     }
 
     Dictionary<string, Tensor> TrainAlone(IClientDataset data, int steps, long seedOffset)
@@ -178,15 +241,6 @@ public sealed class SimulationRunner
         using var run = data.StartRun(model, training);
         run.Train();
         return AdapterTensors.Snapshot(model);
-    }
-
-    /// <summary>The mean of each score over clients (metrics present in every result are averaged too).</summary>
-    static EvaluationResult? Mean(IReadOnlyList<EvaluationResult> results)
-    {
-        if (results.Count == 0) return null;
-        var keys = results.Select(r => r.Metrics?.Keys ?? Enumerable.Empty<string>()).Aggregate((a, b) => a.Intersect(b)).ToList();
-        var metrics = keys.Count == 0 ? null : keys.ToDictionary(k => k, k => results.Average(r => r.Metrics![k]));
-        return new EvaluationResult(results.Average(r => r.Loss), results.Average(r => r.Score), metrics);
     }
 
     IReadOnlyList<IClientDataset> Sft(IReadOnlyList<IReadOnlyList<SftExample>> shards) =>

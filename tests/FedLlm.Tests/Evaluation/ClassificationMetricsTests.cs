@@ -29,6 +29,23 @@ public class ClassificationMetricsTests
     }
 
     [Fact]
+    public void Macro_F1_over_the_true_answers_counts_a_stray_answer_against_recall_without_adding_a_class()
+    {
+        // pos: P 1/1, R 1/2, F1 2/3; neg: P 1/2, R 1, F1 2/3; neu: F1 0 → 4/9. With "garbage" as a class of its own: 1/3.
+        string[] truth = ["pos", "pos", "neg", "neu"], predicted = ["pos", "neg", "neg", "garbage"];
+        Assert.Equal(4.0 / 9, ClassificationMetrics.MacroF1OverTrueLabels(truth, predicted), 12);
+        Assert.Equal(1.0 / 3, ClassificationMetrics.MacroF1(truth, predicted), 12);
+    }
+
+    [Fact]
+    public void The_majority_share_is_what_a_constant_answer_scores()
+    {
+        Assert.Equal(0.5, ClassificationMetrics.MajorityShare(["a", "b", "a", "c"]));
+        string[] truth = ["a", "b", "a", "c"];
+        Assert.Equal(0.5, ClassificationMetrics.Accuracy(truth, ["a", "a", "a", "a"]));
+    }
+
+    [Fact]
     public void Mismatched_lengths_are_an_error()
     {
         Assert.Throws<ArgumentException>(() => ClassificationMetrics.Accuracy(["a"], ["a", "b"]));

@@ -43,14 +43,15 @@ public class RoundTaskEvaluationTests
         Assert.Null(outcome.Rounds[0].TaskMetrics);
         Assert.Equal(["mc/accuracy", "mc/acc_norm", "mc/accuracy_macro", "mc/acc_norm_macro"], outcome.Rounds[1].TaskMetrics!.Keys);
         Assert.NotNull(outcome.Rounds[2].TaskMetrics);
-        // The scores are those of the round's global adapter: re-score the saved round-2 adapter independently.
-        AdapterIO.Load(Path.Combine(dir.Path, "rounds", "round-2"), model);
+        // The scores are those of the round's global adapter: re-score the saved adapter of round 3 (index 2) independently.
+        AdapterIO.Load(Path.Combine(dir.Path, "rounds", "round-3"), model);
         var again = task.Evaluate(new CausalLmEvaluationModel(model, tokenizer), new EvaluationRunOptions());
         Assert.Equal(again.Metrics["accuracy"], outcome.Rounds[2].TaskMetrics!["mc/accuracy"]);
         Assert.Equal(again.Metrics["acc_norm"], outcome.Rounds[2].TaskMetrics!["mc/acc_norm"]);
         var lines = File.ReadAllLines(Path.Combine(dir.Path, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
-        Assert.Equal(outcome.Rounds[1].TaskMetrics!["mc/accuracy"], lines[1]["TaskMetrics"]!["mc/accuracy"]!.GetValue<double>());
-        Assert.Null(lines[0]["TaskMetrics"]);
+        Assert.Equal(outcome.Rounds[1].TaskMetrics!["mc/accuracy"], lines[1]["task_metrics"]!["mc/accuracy"]!.GetValue<double>());
+        Assert.Equal(2, lines[1]["round"]!.GetValue<int>());
+        Assert.Null(lines[0]["task_metrics"]);
     }
 
     [Fact]

@@ -56,9 +56,9 @@ public class FederationCoreTests
         var options = Options(keepOptimizer);
         var straight = Run(strategy, options, null, 3, resume: false);
         string dir = Directory.CreateTempSubdirectory().FullName;
-        Run(strategy, options, dir, 2, resume: false);        // "killed" after round 1 was committed
-        Assert.True(Directory.Exists(Path.Combine(dir, "state-1")));
-        Assert.False(Directory.Exists(Path.Combine(dir, "state-0")), "older states are removed once a newer one is committed");
+        Run(strategy, options, dir, 2, resume: false);        // "killed" after round 2 (of 1 … 3) was committed
+        Assert.True(Directory.Exists(Path.Combine(dir, "state-2")));
+        Assert.False(Directory.Exists(Path.Combine(dir, "state-1")), "older states are removed once a newer one is committed");
         var resumed = Run(strategy, options, dir, 3, resume: true);
         foreach (var (key, tensor) in straight)
             Assert.True(tensor.bytes.SequenceEqual(resumed[key].bytes), $"{strategy}: {key} differs after resume");

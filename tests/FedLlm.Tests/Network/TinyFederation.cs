@@ -202,7 +202,7 @@ internal sealed class TinyFederation : IDisposable
     }
 
     public IReadOnlyList<RoundRecord> Metrics() =>
-        File.ReadAllLines(Path.Combine(Output, "metrics.jsonl")).Select(l => System.Text.Json.JsonSerializer.Deserialize<RoundRecord>(l)!).ToList();
+        MetricsJsonl.Read(Path.Combine(Output, "metrics.jsonl"));
 
     public void Dispose() => temp.Dispose();
 }

@@ -35,6 +35,20 @@ public static class ClassificationMetrics
     public static double MacroF1(IReadOnlyList<string> truth, IReadOnlyList<string> predicted) =>
         PerClass(truth, predicted).Average(c => c.F1);
 
+    /// <summary>
+    /// Macro-F1 over the true labels only (sklearn's <c>f1_score(average="macro", labels=sorted(set(truth)))</c>): a
+    /// free-form answer that is no true label counts against the true label's recall, without adding a class of its own.
+    /// </summary>
+    public static double MacroF1OverTrueLabels(IReadOnlyList<string> truth, IReadOnlyList<string> predicted) =>
+        PerClass(truth, predicted).Where(c => c.Support > 0).Average(c => c.F1);
+
+    /// <summary>The share of the most common true label: the exact match of a model that always gives that answer.</summary>
+    public static double MajorityShare(IReadOnlyList<string> truth)
+    {
+        if (truth.Count == 0) throw new ArgumentException("no items to score");
+        return (double)truth.GroupBy(t => t, StringComparer.Ordinal).Max(g => g.Count()) / truth.Count;
+    }
+
     public static double WeightedF1(IReadOnlyList<string> truth, IReadOnlyList<string> predicted)
     {
         var classes = PerClass(truth, predicted);

@@ -24,6 +24,8 @@ public sealed class FedAvgM : IFederatedStrategy, IDisposable
     readonly double serverLearningRate;
     readonly bool openFedLlm;
     readonly ServerState state = new(MomentumSlot);
+    readonly StrategyOptions options;
+    double roundScale = 1.0; // this round's factor on η_s (the clients' schedule, when the decay is on)
 
     /// <summary>Creates FedAvgM with β = <see cref="StrategyOptions.ServerMomentum"/> and η_s =
     /// <see cref="StrategyOptions.ServerLearningRate"/> (default 1).</summary>
@@ -37,6 +39,7 @@ public sealed class FedAvgM : IFederatedStrategy, IDisposable
             throw new ArgumentException(
                 $"OpenFedLLM's FedAvgM has no server learning rate (x ← x + m); leave {nameof(StrategyOptions.ServerLearningRate)} unset instead of {eta}",
                 nameof(options));
+        this.options = options;
         beta = options.ServerMomentum;
         serverLearningRate = options.ServerLearningRate ?? StrategyOptions.DefaultFedAvgMServerLearningRate;
     }
@@ -45,7 +48,11 @@ public sealed class FedAvgM : IFederatedStrategy, IDisposable
     public string Name => "fedavgm";
 
     /// <inheritdoc/>
-    public ClientInstructions ConfigureTrain(int round, double learningRate) => new(round, learningRate);
+    public ClientInstructions ConfigureTrain(int round, double learningRate)
+    {
+        roundScale = options.ServerLearningRateScale(learningRate);
+        return new(round, learningRate);
+    }
 
     /// <inheritdoc/>
     public IReadOnlyDictionary<string, Tensor> Aggregate(
@@ -69,7 +76,7 @@ public sealed class FedAvgM : IFederatedStrategy, IDisposable
                 m = state.IsEmpty ? d.clone() : state[MomentumSlot][key] * beta + d * (1 - beta);
             else
                 m = state.IsEmpty ? d.clone() : state[MomentumSlot][key] * beta + d; // m_{-1} = 0, so m_0 = Δ
-            var x1 = (x.to(working) + m * (openFedLlm ? 1.0 : serverLearningRate)).to(x.dtype);
+            var x1 = (x.to(working) + m * (openFedLlm ? 1.0 : serverLearningRate * roundScale)).to(x.dtype);
             momentum[key] = m.MoveToOuterDisposeScope();
             next[key] = x1.MoveToOuterDisposeScope();
         }

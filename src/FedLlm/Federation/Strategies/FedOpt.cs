@@ -28,6 +28,7 @@ public abstract class FedOpt : IFederatedStrategy, IDisposable
     const string FirstMomentSlot = "m";
     const string SecondMomentSlot = "v";
     readonly ServerState state = new(FirstMomentSlot, SecondMomentSlot);
+    double roundScale = 1.0; // this round's factor on η (the clients' schedule, when the decay is on)
 
     /// <summary>Reads β1, β2, τ, η (default <see cref="StrategyOptions.DefaultFedOptServerLearningRate"/>) and the
     /// OpenFedLLM switch from <paramref name="options"/>.</summary>
@@ -57,7 +58,11 @@ public abstract class FedOpt : IFederatedStrategy, IDisposable
     protected abstract Tensor SecondMoment(Tensor previous, Tensor squared);
 
     /// <inheritdoc/>
-    public ClientInstructions ConfigureTrain(int round, double learningRate) => new(round, learningRate);
+    public ClientInstructions ConfigureTrain(int round, double learningRate)
+    {
+        roundScale = Options.ServerLearningRateScale(learningRate);
+        return new(round, learningRate);
+    }
 
     /// <inheritdoc/>
     public IReadOnlyDictionary<string, Tensor> Aggregate(
@@ -66,7 +71,7 @@ public abstract class FedOpt : IFederatedStrategy, IDisposable
         UpdateChecks.Validate(global, updates);
         state.CheckFits(global);
         bool openFedLlm = Options.OpenFedLlmCompatible;
-        double beta1 = Options.Beta1, tau = Options.Tau, eta = ServerLearningRate;
+        double beta1 = Options.Beta1, tau = Options.Tau, eta = ServerLearningRate * roundScale;
 
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();

@@ -1,3 +1,4 @@
+using FedLlm.Federation;
 using FedLlm.Federation.Strategies;
 using static FedLlm.Tests.Federation.FederationTestData;
 using static FedLlm.Tests.Federation.Strategies.FedOptReference;
@@ -40,5 +41,40 @@ public class FedAdamTests
         var strategy = new FedAdam(new FedLlm.Federation.StrategyOptions());
         Assert.Equal("fedadam", strategy.Name);
         Assert.Equal(1e-3, strategy.ServerLearningRate);
+    }
+
+    [Theory]
+    [InlineData("fedadam")]
+    [InlineData("fedavgm")]
+    public void The_server_rate_decay_scales_eta_by_the_clients_schedule(string name)
+    {
+        // Prepare: clients at half their first-round rate, so η_r = η/2; 0.02·0.5 is exactly 0.01 in binary64.
+        IFederatedStrategy Create(double eta, bool decay) => StrategyFactory.Create(name, Options with
+        {
+            ServerLearningRate = eta, DecayServerLearningRate = decay, ClientPeakLearningRate = decay ? 1e-3 : 0,
+        });
+        List<double[]> Rounds(IFederatedStrategy strategy)
+        {
+            var results = new List<double[]>();
+            IReadOnlyDictionary<string, TorchSharp.torch.Tensor> global = Adapter(X0);
+            for (int r = 0; r < 3; r++)
+            {
+                strategy.ConfigureTrain(r, 5e-4);
+                global = strategy.Aggregate(r, global, FederationTestData.Rounds[r].Select(c => Update(c)).ToList());
+                results.Add(Flat(global));
+            }
+            return results;
+        }
+
+        // Execute
+        var decayed = Rounds(Create(0.02, decay: true));
+        var halved = Rounds(Create(0.01, decay: false));
+        var constant = Rounds(Create(0.02, decay: false));
+
+        // Assert
+        for (int r = 0; r < 3; r++) Assert.Equal(halved[r], decayed[r]);
+        Assert.NotEqual(constant[2], decayed[2]);
+        // Without the clients' first-round rate the decay cannot be computed: refused up front.
+        Assert.Throws<ArgumentException>(() => StrategyFactory.Create(name, Options with { DecayServerLearningRate = true }));
     }
 }

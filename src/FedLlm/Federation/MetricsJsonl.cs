@@ -1,0 +1,60 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace FedLlm.Federation;
+
+/// <summary>
+/// metrics.jsonl, one JSON object per committed round in snake_case (docs/metrics.md): the <see cref="RoundRecord"/>'s
+/// properties with <c>round</c> numbered 1 … R, as every other output numbers rounds. Metric names inside maps
+/// (client ids, "eval_rewards/margins", "fpb/accuracy") are kept as they are.
+/// </summary>
+public static class MetricsJsonl
+{
+    static readonly JsonSerializerOptions SnakeCase = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = false };
+
+    /// <summary>One line (without the newline).</summary>
+    public static string Line(RoundRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        var node = JsonSerializer.SerializeToNode(record, SnakeCase)!.AsObject();
+        node["round"] = record.Number;
+        return node.ToJsonString(SnakeCase);
+    }
+
+    /// <summary>The whole file's text for <paramref name="history"/>.</summary>
+    public static string Text(IEnumerable<RoundRecord> history) => string.Concat(history.Select(r => Line(r) + "\n"));
+
+    /// <summary>
+    /// Reads a metrics.jsonl back into records: the snake_case schema (round 1 … R), or the PascalCase one that runs
+    /// before it wrote ("Round" 0 … R−1), told apart line by line by the key that holds the round.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A line is not a round record (names the file and line).</exception>
+    public static IReadOnlyList<RoundRecord> Read(string path)
+    {
+        var records = new List<RoundRecord>();
+        int lineNumber = 0;
+        foreach (var line in File.ReadLines(path))
+        {
+            lineNumber++;
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            try
+            {
+                var node = JsonNode.Parse(line)?.AsObject() ?? throw new JsonException("not an object");
+                RoundRecord? record;
+                if (node.ContainsKey("round"))
+                {
+                    record = node.Deserialize<RoundRecord>(SnakeCase);
+                    record = record! with { Round = record.Round - 1 };
+                }
+                else if (node.ContainsKey("Round")) record = node.Deserialize<RoundRecord>();
+                else throw new JsonException("no round number (\"round\" or \"Round\")");
+                records.Add(record ?? throw new JsonException("empty record"));
+            }
+            catch (JsonException e)
+            {
+                throw new InvalidDataException($"{path}: line {lineNumber}: not a round record: {e.Message}", e);
+            }
+        }
+        return records;
+    }
+}
