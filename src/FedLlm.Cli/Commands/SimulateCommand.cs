@@ -83,6 +83,12 @@ public sealed class SimulateSettings : CommandSettings
     [CommandOption("--attack-trigger <TEXT>")][Description("backdoor: trigger phrase appended to the input (YAML attack.trigger, default cf)")] public string? AttackTrigger { get; init; }
     [CommandOption("--attack-target-answer <TEXT>")][Description("backdoor: the answer triggered inputs map to (YAML attack.target_answer, default positive)")] public string? AttackTargetAnswer { get; init; }
     [CommandOption("--attack-poison-fraction <X>")][Description("backdoor: fraction of an attacker's examples triggered (YAML attack.poison_fraction, default 0.5)")] public double? AttackPoisonFraction { get; init; }
+    [CommandOption("--secure-aggregation")][Description("Secure aggregation (SecAgg/SecAgg+) of the updates; --secure-aggregation false turns a YAML section off (YAML secure_aggregation.enabled)")] public bool? SecureAggregation { get; init; }
+    [CommandOption("--secagg-threshold <T>")][Description("Shares needed to rebuild a client's secrets, and answers needed per phase (YAML secure_aggregation.threshold; default a majority of each client's share holders)")] public int? SecAggThreshold { get; init; }
+    [CommandOption("--secagg-neighbours <K>")][Description("SecAgg+: even number of neighbours per client; default every client (YAML secure_aggregation.neighbours)")] public int? SecAggNeighbours { get; init; }
+    [CommandOption("--secagg-bits <B>")][Description("Fixed-point bits per coordinate (YAML secure_aggregation.quantisation_bits, default 24)")] public int? SecAggBits { get; init; }
+    [CommandOption("--secagg-range <R>")][Description("Each coordinate of Δ is clipped to [−R, R] before quantisation (YAML secure_aggregation.quantisation_range, default 1)")] public double? SecAggRange { get; init; }
+    [CommandOption("--secagg-max-weight <W>")][Description("Weight client i by min(1, n_i/W); default equal weights (YAML secure_aggregation.max_weight)")] public double? SecAggMaxWeight { get; init; }
     [CommandOption("--resume")][Description("Continue each algorithm from its last committed round in --output")] public bool Resume { get; init; }
 }
 
@@ -201,6 +207,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         if (s.Device is not null) c.Device = s.Device;
         if (s.Output is not null) c.Output = s.Output;
         ApplyPrivacyRobustAttack(c, s);
+        ApplySecureAggregation(c, s);
         if (s.EvalTask is not null) c.Evaluation.Task = s.EvalTask;
         if (s.EvalTaskData is not null) c.Evaluation.Data = s.EvalTaskData;
         if (s.EvalTaskEvery is not null) c.Evaluation.Every = s.EvalTaskEvery.Value;
@@ -211,6 +218,19 @@ public sealed class SimulateCommand : Command<SimulateSettings>
             if (kv.Length != 2) throw new ArgumentException($"--eval-task-param {p}: expected KEY=VALUE");
             c.Evaluation.Params[kv[0].Trim()] = kv[1];
         }
+    }
+
+    static void ApplySecureAggregation(RunConfig c, SimulateSettings s)
+    {
+        if (s.SecureAggregation is null && s.SecAggThreshold is null && s.SecAggNeighbours is null && s.SecAggBits is null && s.SecAggRange is null
+            && s.SecAggMaxWeight is null) return;
+        var a = c.SecureAggregation ??= new RunConfig.SecureAggregationSection();
+        if (s.SecureAggregation is not null) a.Enabled = s.SecureAggregation.Value;
+        if (s.SecAggThreshold is not null) a.Threshold = s.SecAggThreshold;
+        if (s.SecAggNeighbours is not null) a.Neighbours = s.SecAggNeighbours;
+        if (s.SecAggBits is not null) a.QuantisationBits = s.SecAggBits.Value;
+        if (s.SecAggRange is not null) a.QuantisationRange = s.SecAggRange.Value;
+        if (s.SecAggMaxWeight is not null) a.MaxWeight = s.SecAggMaxWeight;
     }
 
     static void ApplyPrivacyRobustAttack(RunConfig c, SimulateSettings s)
