@@ -52,7 +52,8 @@ public sealed record SecureAggregationOptions
         if (!(QuantisationRange > 0) || double.IsInfinity(QuantisationRange))
             failures.Add($"secure_aggregation.quantisation_range must be positive and finite, got {QuantisationRange}");
         if (MaxWeight is { } w && (!(w > 0) || double.IsInfinity(w))) failures.Add($"secure_aggregation.max_weight must be positive and finite, got {w}");
-        if (m >= 2 && (Neighbours is null or >= 2 && Neighbours % 2 == 0))
+        bool graphValid = Neighbours is null || (Neighbours >= 2 && Neighbours % 2 == 0);
+        if (m >= 2 && graphValid)
         {
             int h = Holders(m), t = ResolvedThreshold(m);
             if (t < 2 || t > h) failures.Add($"secure_aggregation.threshold {t} must be in [2, {h}] (each client's secrets have {h} holders)");
