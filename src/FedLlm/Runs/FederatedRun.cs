@@ -210,7 +210,7 @@ public sealed class FederatedRun : IDisposable
             strategy = DifferentialPrivacy.Wrap(strategy, privacy, PrivacyPlan!, seeding, federation.Seed);
         // Outermost: it hands the DP mechanism (or the algorithm) the secure aggregate in place of the updates.
         if (Options.SecureAggregation is { } secure)
-            strategy = new SecureAggregation(strategy, secure, Math.Min(federation.ClientsPerRound, federation.TotalClients));
+            strategy = new SecureAggregationStrategy(strategy, secure, Math.Min(federation.ClientsPerRound, federation.TotalClients));
         return strategy;
     }
 

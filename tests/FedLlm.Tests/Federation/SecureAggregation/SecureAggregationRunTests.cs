@@ -1,4 +1,3 @@
-using FederatedSecureAggregation = FedLlm.Federation.SecureAggregation.SecureAggregation;
 using FedLlm.Federation;
 using FedLlm.Federation.Aggregation;
 using FedLlm.Federation.SecureAggregation;
@@ -47,7 +46,7 @@ public class SecureAggregationRunTests
 
         // Execute
         var plain = await OneRound(new FedAvg(), c => c);
-        var masked = await OneRound(new FederatedSecureAggregation(new FedAvg(), secure, 3), c => new SecureAggregationClients(c));
+        var masked = await OneRound(new SecureAggregationStrategy(new FedAvg(), secure, 3), c => new SecureAggregationClients(c));
 
         // Assert: within n·r/((2^b − 1)·Σw) per coordinate (Σw ≥ 3 × 6/100), plus float32 rounding of x + Δ; the plain
         // step is far larger, so the test would see a wrong weighting.
@@ -71,7 +70,7 @@ public class SecureAggregationRunTests
 
         // Execute
         var plain = await OneRound(new ClientSideFixedClipping(new FedAvg(), dp, NoiseSource.FromRunSeed(1)), c => c);
-        var masked = await OneRound(new FederatedSecureAggregation(new ClientSideFixedClipping(new FedAvg(), dp, NoiseSource.FromRunSeed(1)), secure, 3),
+        var masked = await OneRound(new SecureAggregationStrategy(new ClientSideFixedClipping(new FedAvg(), dp, NoiseSource.FromRunSeed(1)), secure, 3),
             c => new SecureAggregationClients(c));
 
         // Assert: the same Σ clip(Δ_i)/m (m = 4, three clients) within the quantisation bound.
@@ -89,7 +88,7 @@ public class SecureAggregationRunTests
         using var model = FederationCoreTests.AdaptedModel();
         var global = AdapterTensors.Snapshot(model);
         using var inner = new InProcessClients(model, options, FederationCoreTests.Shards(options.TotalClients), padTokenId: 0);
-        var instructions = new FederatedSecureAggregation(new FedAvg(), secure, 3).ConfigureTrain(0, options.LearningRate);
+        var instructions = new SecureAggregationStrategy(new FedAvg(), secure, 3).ConfigureTrain(0, options.LearningRate);
         var plain = await inner.TrainRoundAsync(0, [0, 1, 3], global, instructions);
         var executor = new SecureAggregationClients(inner, (round, id, phase) => id == "client-1" && phase == SecAggPhase.MaskedInput);
 
@@ -115,7 +114,7 @@ public class SecureAggregationRunTests
         var updates = await executor.TrainRoundAsync(0, [0, 2], global, new FedAvg().ConfigureTrain(0, 1e-2));
         Assert.Equal(["client-0", "client-2"], updates.Select(u => u.ClientId));
         foreach (var u in updates) u.DisposeTensors();
-        Assert.Throws<AggregationException>(() => new FederatedSecureAggregation(new FedAvg(), new SecureAggregationOptions(), 2).Aggregate(0, global, [.. updates]));
+        Assert.Throws<AggregationException>(() => new SecureAggregationStrategy(new FedAvg(), new SecureAggregationOptions(), 2).Aggregate(0, global, [.. updates]));
     }
 
     static RunOptions Parse(string yaml)

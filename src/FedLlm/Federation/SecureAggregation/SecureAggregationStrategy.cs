@@ -16,13 +16,13 @@ namespace FedLlm.Federation.SecureAggregation;
 /// <para>Refused: algorithms that need per-client tensor sets (SCAFFOLD's control deltas), and any aggregation that
 /// must see individual updates (robust rules, server-side DP clipping); the run options check these up front.</para>
 /// </remarks>
-public sealed class SecureAggregation : DelegatingStrategy
+public sealed class SecureAggregationStrategy : DelegatingStrategy
 {
     readonly int clientsPerRound;
     RoundSecureAggregation? last;
 
     /// <summary>Wraps <paramref name="innerStrategy"/> for rounds of <paramref name="clientsPerRound"/> clients.</summary>
-    public SecureAggregation(IFederatedStrategy innerStrategy, SecureAggregationOptions options, int clientsPerRound)
+    public SecureAggregationStrategy(IFederatedStrategy innerStrategy, SecureAggregationOptions options, int clientsPerRound)
         : base(innerStrategy)
     {
         ArgumentNullException.ThrowIfNull(options);
