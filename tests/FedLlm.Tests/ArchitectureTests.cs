@@ -29,10 +29,15 @@ public class ArchitectureTests
         { "FedLlm.Federation", "FedLlm.Federation.Simulation" }, { "FedLlm.Federation", "FedLlm.Federation.Strategies" },
         { "FedLlm.Federation", "FedLlm.Privacy" },
         { "FedLlm.Privacy", "FedLlm.Runs" }, { "FedLlm.Privacy", "FedLlm.Network" },
+        // Secure aggregation sits on the core and knows no DP, no runs and no transport; the core and DP do not know it.
+        { "FedLlm.Federation", "FedLlm.Federation.SecureAggregation" }, { "FedLlm.Privacy", "FedLlm.Federation.SecureAggregation" },
+        { "FedLlm.Federation.SecureAggregation", "FedLlm.Privacy" }, { "FedLlm.Federation.SecureAggregation", "FedLlm.Runs" },
+        { "FedLlm.Federation.SecureAggregation", "FedLlm.Network" }, { "FedLlm.Federation.SecureAggregation", "FedLlm.Federation.Simulation" },
     };
 
     /// <summary>Namespaces that sit inside another but are layers of their own (the core may not use them).</summary>
-    static readonly string[] OwnLayers = ["FedLlm.Federation.Simulation", "FedLlm.Federation.Strategies", "FedLlm.Federation.Robust", "FedLlm.Federation.Attacks"];
+    static readonly string[] OwnLayers = ["FedLlm.Federation.Simulation", "FedLlm.Federation.Strategies", "FedLlm.Federation.Robust", "FedLlm.Federation.Attacks",
+        "FedLlm.Federation.SecureAggregation"];
 
     [Theory]
     [MemberData(nameof(Forbidden))]

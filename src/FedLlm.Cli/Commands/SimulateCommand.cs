@@ -112,6 +112,13 @@ public sealed class SimulateSettings : CommandSettings
     [CommandOption("--threads <N>")][ConfigKey("threads")][Description("Intra-op threads.")] public int? Threads { get; init; }
     [CommandOption("--device <DEVICE>")][ConfigKey("device")][Description("cpu, cuda or cuda:N (CUDA needs a CUDA build of libtorch).")] public string? Device { get; init; }
 
+    [CommandOption("--secure-aggregation")][ConfigKey("secure_aggregation.enabled")][Description("Secure aggregation (SecAgg, or SecAgg+ with --secagg-neighbours): the server learns only the sum of the updates; --secure-aggregation false turns a section of the --config file off.")] public bool? SecureAggregation { get; init; }
+    [CommandOption("--secagg-threshold <T>")][ConfigKey("secure_aggregation.threshold")][Description("Shares needed to rebuild a client's secrets, and answers needed per phase (unset = a majority of each client's share holders).")] public int? SecAggThreshold { get; init; }
+    [CommandOption("--secagg-neighbours <K>")][ConfigKey("secure_aggregation.neighbours")][Description("SecAgg+: an even number of neighbours per client (unset = every client).")] public int? SecAggNeighbours { get; init; }
+    [CommandOption("--secagg-quantisation-bits <B>")][ConfigKey("secure_aggregation.quantisation_bits")][Description("Fixed-point bits per coordinate.")] public int? SecAggQuantisationBits { get; init; }
+    [CommandOption("--secagg-quantisation-range <R>")][ConfigKey("secure_aggregation.quantisation_range")][Description("Each coordinate of an update is clipped to [−R, R] before quantisation.")] public double? SecAggQuantisationRange { get; init; }
+    [CommandOption("--secagg-max-weight <W>")][ConfigKey("secure_aggregation.max_weight")][Description("Weight client i by min(1, n_i / W) (unset = equal weights).")] public double? SecAggMaxWeight { get; init; }
+
     [CommandOption("--decay-server-learning-rate")][ConfigKey("strategy.decay_server_learning_rate")][Description("Scale FedAvgM's and FedOpt's server learning rate each round by the clients' cosine, lr_r / lr0.")] public bool? DecayServerLearningRate { get; init; }
     [CommandOption("--seeds <N>")][ConfigKey("seeds")][Description("Run every algorithm and baseline with N seeds (--seed, seed+1, …; each into OUTPUT/seed-S) and report mean ± standard deviation.")] public int? Seeds { get; init; }
 
@@ -277,6 +284,9 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         if (s.AttackKind is not null || s.AttackFraction is not null || s.AttackScaleFactor is not null || s.AttackTrigger is not null
             || s.AttackTargetAnswer is not null || s.AttackPoisonFraction is not null)
             c.Attack ??= new RunConfig.AttackSection();
+        if (s.SecureAggregation is not null || s.SecAggThreshold is not null || s.SecAggNeighbours is not null || s.SecAggQuantisationBits is not null
+            || s.SecAggQuantisationRange is not null || s.SecAggMaxWeight is not null)
+            c.SecureAggregation ??= new RunConfig.SecureAggregationSection();
         ApplyFlags(c, s);
         if (s.PrivacyMode?.Trim().ToLowerInvariant() == "none") c.Privacy = null;
         if (s.RobustRule?.Trim().ToLowerInvariant() == "none") c.Robust = null;

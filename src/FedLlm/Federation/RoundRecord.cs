@@ -46,6 +46,9 @@ public sealed record RoundRecord
     /// <summary>The differential-privacy guarantee of everything released up to and including this round, or null when
     /// the run has no DP (a strategy decorator fills it in through <see cref="IFederatedStrategy.Annotate"/>).</summary>
     public RoundPrivacy? Privacy { get; init; }
+
+    /// <summary>What secure aggregation did this round, or null when the run has none.</summary>
+    public RoundSecureAggregation? SecureAggregation { get; init; }
 }
 
 /// <summary>(ε, δ)-DP spent so far, with the mechanism's parameters the accountant used.</summary>
@@ -55,3 +58,8 @@ public sealed record RoundRecord
 /// <param name="NoiseMultiplier">σ of one round.</param>
 /// <param name="SamplingRate">q of one round (clients per round / clients; 1 for local DP).</param>
 public sealed record RoundPrivacy(double? Epsilon, double Delta, double NoiseMultiplier, double SamplingRate);
+
+/// <summary>One round of secure aggregation: how many clients the released sum holds and how many dropped, the settings,
+/// and the protocol's own cost (its messages' bytes, and the seconds of encoding, the four phases and decoding).</summary>
+public sealed record RoundSecureAggregation(int Survivors, int Dropped, int Threshold, int? Neighbours, int QuantisationBits,
+    double QuantisationRange, long ProtocolBytes, double ProtocolSeconds);

@@ -10,9 +10,9 @@ namespace FedLlm.Privacy;
 /// </summary>
 /// <remarks>
 /// <para>Flower's DifferentialPrivacyClientSideFixedClipping with its FixedClippingMod on the client. The point of
-/// clipping on the client is that the server never needs the unclipped update: combined with secure aggregation (not
-/// part of FedLlm yet; it would replace the plain mean here) the server sees only the noisy sum. Without it, the server
-/// still sees each clipped update.</para>
+/// clipping on the client is that the server never needs the unclipped update: combined with secure aggregation
+/// (Federation.SecureAggregation) the server sees only the sum of the clipped updates and adds the noise to it. Without
+/// it, the server still sees each clipped update.</para>
 /// <para>The server clips again with the same C (<see cref="DpMean"/>): a no-op for clients that followed the
 /// instructions, and it keeps the sensitivity at C when one did not. Accounting as DP-FedAvg: q = m / N, σ.</para>
 /// </remarks>
@@ -52,8 +52,11 @@ public sealed class ClientSideFixedClipping : DelegatingStrategy
         UpdateChecks.Validate(global, updates);
         using var generator = noise.CreateGenerator(round, ServerSideFixedClipping.UpdateNoiseStream);
         using var scope = NewDisposeScope();
-        // The seam for secure aggregation: only this noisy mean of the clipped updates is needed.
-        var mean = DpMean.Compute(global, updates, Options.ClippingNorm, Options.NoiseMultiplier, Options.ClientsPerRound ?? updates.Count, generator);
+        // With secure aggregation the server holds only the survivors' mean of the clipped updates, which it cannot clip
+        // again; the noise goes on their sum.
+        var mean = SecureAggregate.Is(updates)
+            ? DpMean.FromSecureAggregate(global, updates[0], Options.ClippingNorm, Options.NoiseMultiplier, Options.ClientsPerRound, generator)
+            : DpMean.Compute(global, updates, Options.ClippingNorm, Options.NoiseMultiplier, Options.ClientsPerRound ?? updates.Count, generator);
         var combined = PreAggregatedUpdate.Create(global, mean.Delta, PreAggregatedUpdate.TotalExamples(updates));
         var next = InnerStrategy.Aggregate(round, global, new[] { combined });
         foreach (var t in next.Values) t.MoveToOuterDisposeScope();

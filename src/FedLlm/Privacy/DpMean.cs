@@ -67,4 +67,26 @@ public static class DpMean
         foreach (var t in noisy.Values) t.MoveToOuterDisposeScope();
         return new DpRoundMean(global.Keys.ToDictionary(k => k, k => noisy[k]), unclipped, norms);
     }
+
+    /// <summary>The same mechanism on a secure aggregate (the survivors' equal-weight mean of already clipped updates,
+    /// which the server cannot clip again): Δ̃ = (Σ_i clip_C(Δ_i) + N(0, (σC)²·I)) / m, with Σ = mean × survivors.</summary>
+    /// <param name="denominator">m; null = the number of survivors.</param>
+    public static DpRoundMean FromSecureAggregate(IReadOnlyDictionary<string, Tensor> global, ClientUpdate aggregate,
+        double clippingNorm, double noiseMultiplier, int? denominator, torch.Generator generator)
+    {
+        ArgumentNullException.ThrowIfNull(global);
+        ArgumentNullException.ThrowIfNull(aggregate);
+        double survivors = aggregate.Metrics?.GetValueOrDefault(SecureAggregate.ClientsMetric) ?? 0;
+        if (!(survivors >= 1)) throw new AggregationException($"the secure aggregate carries no '{SecureAggregate.ClientsMetric}'", aggregate.ClientId);
+        if (Math.Abs(SecureAggregate.WeightSum(aggregate) - survivors) > 1e-9 * survivors)
+            throw new AggregationException("client-side DP clipping needs equal weights; the secure aggregate is weighted (secure_aggregation.max_weight)", aggregate.ClientId);
+        int m = denominator ?? (int)survivors;
+        using var noGrad = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        var mean = TensorMaps.Difference(aggregate.Weights, global);
+        var scaled = mean.ToDictionary(kv => kv.Key, kv => kv.Value * (survivors / m));
+        var noisy = GaussianNoise.Add(scaled, noiseMultiplier * clippingNorm / m, generator);
+        foreach (var t in noisy.Values) t.MoveToOuterDisposeScope();
+        return new DpRoundMean(global.Keys.ToDictionary(k => k, k => noisy[k]), (int)survivors, []);
+    }
 }

@@ -5,6 +5,7 @@ using FedLlm.Federation;
 using FedLlm.Federation.Aggregation;
 using FedLlm.Federation.Attacks;
 using FedLlm.Federation.Robust;
+using FedLlm.Federation.SecureAggregation;
 using FedLlm.Federation.Simulation;
 using FedLlm.Federation.Strategies;
 using FedLlm.Privacy;
@@ -210,13 +211,23 @@ public sealed class FederatedRun : IDisposable
         var strategy = Decorate(Algorithms.Create(algorithm, Options.StrategyOptionsFor(algorithm)));
         try
         {
-            if (executor is null && Options.Attack is { PoisonsData: false } attack)
+            if (executor is not null && Options.SecureAggregation is not null)
+                throw new NotSupportedException("secure_aggregation runs in simulation only: the network federation has no secure-aggregation exchange yet (docs/secure-aggregation.md)");
+            if (executor is null && (Options.Attack is { PoisonsData: false } || Options.SecureAggregation is not null))
             {
+                IClientExecutor clients = new InProcessClients(Model, Options.Federation, Data.Shards, Tokenizer.PadTokenId ?? 0, Algorithms);
                 // Model-poisoning attackers run the attack's client hook on top of honest training.
-                using var attacked = new AttackingClients(
-                    new InProcessClients(Model, Options.Federation, Data.Shards, Tokenizer.PadTokenId ?? 0, Algorithms), attack, RunData.AttackersOf(Options),
-                    Options.Federation.Seed);
-                return await runner.RunFederatedAsync(strategy, attacked, output, resume, progress, cancellationToken);
+                if (Options.Attack is { PoisonsData: false } attack)
+                    clients = new AttackingClients(clients, attack, RunData.AttackersOf(Options), Options.Federation.Seed);
+                if (Options.SecureAggregation is not null) clients = new SecureAggregationClients(clients);
+                try
+                {
+                    return await runner.RunFederatedAsync(strategy, clients, output, resume, progress, cancellationToken);
+                }
+                finally
+                {
+                    (clients as IDisposable)?.Dispose();
+                }
             }
             return executor is null
                 ? await runner.RunFederatedAsync(strategy, Data.Shards, output, resume, progress, cancellationToken)
@@ -228,8 +239,8 @@ public sealed class FederatedRun : IDisposable
         }
     }
 
-    /// <summary>The algorithm's strategy with the run's robust rule around it and its DP mechanism (with accounting)
-    /// outermost; the algorithm itself is unchanged.</summary>
+    /// <summary>The algorithm's strategy with the run's robust rule around it, its DP mechanism (with accounting) around
+    /// that, and secure aggregation outermost; the algorithm itself is unchanged.</summary>
     public IFederatedStrategy Decorate(IFederatedStrategy strategy)
     {
         ArgumentNullException.ThrowIfNull(strategy);
@@ -239,6 +250,9 @@ public sealed class FederatedRun : IDisposable
             strategy = new RobustAggregation(strategy, robust.Create(Math.Min(federation.ClientsPerRound, federation.TotalClients), RootUpdate));
         if (Options.Privacy is { } privacy)
             strategy = DifferentialPrivacy.Wrap(strategy, privacy, PrivacyPlan!, seeding, federation.Seed);
+        // Outermost: it hands the DP mechanism (or the algorithm) the secure aggregate in place of the updates.
+        if (Options.SecureAggregation is { } secure)
+            strategy = new SecureAggregationStrategy(strategy, secure, Math.Min(federation.ClientsPerRound, federation.TotalClients));
         return strategy;
     }
 

@@ -61,6 +61,8 @@ public static class ResultsReport
             seconds = o.Seconds,
             // DP runs: (ε, δ) after the last round that ran; the held-out metrics carry a backdoor's attack_success_rate.
             privacy = o.Rounds.LastOrDefault()?.Privacy is { } spent ? new { epsilon = spent.Epsilon, delta = spent.Delta, noise_multiplier = spent.NoiseMultiplier, sampling_rate = spent.SamplingRate, rounds = o.Rounds.Count } : null,
+            // Secure aggregation: the settings and, per round, how many clients each released sum holds.
+            secure_aggregation = o.Rounds.LastOrDefault()?.SecureAggregation is { } sa ? new { threshold = sa.Threshold, neighbours = sa.Neighbours, quantisation_bits = sa.QuantisationBits, quantisation_range = sa.QuantisationRange, survivors = o.Rounds.Select(r => r.SecureAggregation?.Survivors), dropped = o.Rounds.Select(r => r.SecureAggregation?.Dropped), protocol_bytes = o.Rounds.Select(r => r.SecureAggregation?.ProtocolBytes) } : null,
             clients = o.Clients?.Select(c => new
             {
                 client = c.Client, examples = c.Examples, held_out_loss = c.Outcome.Final?.Loss, held_out_score = c.Outcome.Final?.Score,

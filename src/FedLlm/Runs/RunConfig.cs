@@ -35,6 +35,9 @@ public sealed class RunConfig
     /// <summary>Simulated attackers (simulate only); absent = none.</summary>
     public AttackSection? Attack { get; set; }
 
+    /// <summary>Secure aggregation of the clients' updates (simulate only for now); absent = none.</summary>
+    public SecureAggregationSection? SecureAggregation { get; set; }
+
     /// <summary>Runs beside the federated ones, with the same step budget: "local" (each client alone) and "central"
     /// (pooled data) with the federated clients' recipe; "local-continuous", "central-continuous" with one continuous AdamW.</summary>
     [OneOf("local", "central", "local-continuous", "central-continuous", "none", Aliases = ["centralized", "centralised"])]
@@ -252,6 +255,22 @@ public sealed class RunConfig
         };
     }
 
+    /// <summary>secure_aggregation: (see Federation.SecureAggregation.SecureAggregationOptions and docs/secure-aggregation.md).</summary>
+    public sealed class SecureAggregationSection
+    {
+        /// <summary>false keeps the section's values but runs without secure aggregation.</summary>
+        public bool Enabled { get; set; } = true;
+        public int? Threshold { get; set; }
+        public int? Neighbours { get; set; }
+        public int QuantisationBits { get; set; } = 24;
+        public double QuantisationRange { get; set; } = 1.0;
+        public double? MaxWeight { get; set; }
+
+        public FedLlm.Federation.SecureAggregation.SecureAggregationOptions? ToOptions() => Enabled
+            ? new() { Threshold = Threshold, Neighbours = Neighbours, QuantisationBits = QuantisationBits, QuantisationRange = QuantisationRange, MaxWeight = MaxWeight }
+            : null;
+    }
+
     /// <summary>attack: (see Federation.Attacks.AttackOptions).</summary>
     public sealed class AttackSection
     {
@@ -366,6 +385,7 @@ public sealed class RunConfig
             Privacy = Privacy?.ToOptions(),
             Robust = Robust?.ToOptions(),
             Attack = Attack?.ToOptions(),
+            SecureAggregation = SecureAggregation?.ToOptions(),
         };
     }
 

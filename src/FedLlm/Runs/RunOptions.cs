@@ -3,6 +3,7 @@ using FedLlm.Evaluation;
 using FedLlm.Federation;
 using FedLlm.Federation.Attacks;
 using FedLlm.Federation.Robust;
+using FedLlm.Federation.SecureAggregation;
 using FedLlm.Privacy;
 using FedLlm.Peft;
 using FedLlm.Quantization;
@@ -76,6 +77,9 @@ public sealed record RunOptions
 
     /// <summary>Simulated attackers among the clients (YAML <c>attack:</c>, simulation only), or null.</summary>
     public AttackOptions? Attack { get; init; }
+
+    /// <summary>Secure aggregation of the updates (YAML <c>secure_aggregation:</c>, simulation only for now), or null.</summary>
+    public SecureAggregationOptions? SecureAggregation { get; init; }
 
     /// <summary>The run's folder (per algorithm: metrics.jsonl, rounds/round-N, adapter/; results.json, rounds.png).</summary>
     public string Output { get; init; } = Path.Combine("runs", "federated");
@@ -158,7 +162,36 @@ public sealed record RunOptions
             failures.Add($"attack.kind {AttackOptions.Name(Attack.Kind)} poisons instruction data; the dpo task supports sign-flip, scale and gaussian");
         if (Robust is { Rule: RobustRule.FlTrust } && Objective.IsDpo)
             failures.Add("robust.rule fltrust trains the server's root set with instruction tuning; the dpo task supports the other rules");
+        if (SecureAggregation is not null) failures.AddRange(SecureAggregationFailures(algorithms));
         if (failures.Count > 0) throw new ArgumentException(string.Join("; ", failures.Select(f => f.Replace(" (Parameter '", " ('"))));
+    }
+
+    /// <summary>Secure aggregation's own settings and what it cannot be combined with: anything that must see individual
+    /// updates (robust rules, server-side DP clipping, per-client tensor sets) and weighted sums under DP.</summary>
+    IReadOnlyList<string> SecureAggregationFailures(AlgorithmRegistry algorithms)
+    {
+        var failures = new List<string>(SecureAggregation!.Failures(Federation));
+        if (Robust is not null) failures.Add("secure_aggregation hides the individual updates that robust aggregation inspects; drop one of them");
+        if (Privacy is { Mode: PrivacyMode.ServerFixed or PrivacyMode.ServerAdaptive })
+            failures.Add($"secure_aggregation with privacy.mode {PrivacyOptions.Name(Privacy.Mode)}: the server cannot clip updates it never sees; use privacy.mode client-fixed (clients clip, the server adds noise to the secure sum) or local");
+        if (Privacy is { Mode: PrivacyMode.ClientFixed } && SecureAggregation.MaxWeight is not null)
+            failures.Add("secure_aggregation.max_weight weights the sum, and DP's sensitivity needs equal weights; leave max_weight out with privacy");
+        foreach (var name in Algorithms.Where(algorithms.Contains))
+        {
+            var strategy = algorithms.Create(name, StrategyOptionsFor(name));
+            try
+            {
+                var instructions = strategy.ConfigureTrain(0, Federation.LearningRate);
+                if (instructions.ReturnedTensorSets.Count > 0)
+                    failures.Add($"secure_aggregation cannot carry {name}'s per-client tensor sets ({string.Join(", ", instructions.ReturnedTensorSets)})");
+                instructions.DisposeTensors();
+            }
+            finally
+            {
+                (strategy as IDisposable)?.Dispose();
+            }
+        }
+        return failures;
     }
 }
 

@@ -50,6 +50,8 @@ public sealed class CliConventionTests
             "model" or "data" when key.Name == "path" => "--" + key.Section,
             "lora" => "--lora-" + name,
             "privacy" or "robust" or "attack" => $"--{key.Section}-{name}",
+            "secure_aggregation" when key.Name == "enabled" => "--secure-aggregation",
+            "secure_aggregation" => "--secagg-" + name,
             "evaluation" when key.Name == "task" => "--eval-task",
             "evaluation" when key.Name == "params" => "--eval-task-param",
             "evaluation" => "--eval-task-" + name,
