@@ -4,6 +4,8 @@ using FedLlm.Data;
 using FedLlm.Federation;
 using FedLlm.Federation.Aggregation;
 using FedLlm.Federation.Attacks;
+using FedLlm.Federation.LowRank;
+using FedLlm.Federation.Personalization;
 using FedLlm.Federation.Robust;
 using FedLlm.Federation.Simulation;
 using FedLlm.Federation.Strategies;
@@ -36,6 +38,8 @@ public sealed class FederatedRun : IDisposable
     readonly SimulationRunner runner;
 
     readonly NoiseSeeding seeding;
+    readonly Dictionary<string, TorchSharp.torch.Tensor> initialAdapter;
+    PersonalEvaluation? personalEvaluation;
     readonly SftClientDataset? rootSet;
 
     FederatedRun(RunOptions options, AlgorithmRegistry algorithms, string modelDirectory, LlamaForCausalLM model, ITextTokenizer tokenizer,
@@ -53,12 +57,13 @@ public sealed class FederatedRun : IDisposable
         this.reference = reference;
         Data = data;
         Threads = threads;
+        initialAdapter = AdapterTensors.Snapshot(model);
         runner = new SimulationRunner(model, options.Federation, lora, data.Evaluate, Path.GetFullPath(modelDirectory), tokenizer.PadTokenId ?? 0,
             options.RoundTask?.Create(), tokenizer, algorithms);
     }
 
     /// <summary>The algorithms and client hooks a run uses by default: the seven built-in ones and the DP client hooks.</summary>
-    public static AlgorithmRegistry DefaultAlgorithms { get; } = DifferentialPrivacy.WithClientHooks(StrategyFactory.BuiltIn);
+    public static AlgorithmRegistry DefaultAlgorithms { get; } = PersonalizationAlgorithms.With(DifferentialPrivacy.WithClientHooks(StrategyFactory.BuiltIn));
 
     /// <summary>The settled privacy side of the run (σ, q, δ, rounds within budget), or null without DP.</summary>
     public PrivacyPlan? PrivacyPlan { get; }
@@ -107,7 +112,7 @@ public sealed class FederatedRun : IDisposable
     static FederatedRun Create(RunOptions options, AlgorithmRegistry? algorithms, Action<string>? log, bool trainingData, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(options);
-        algorithms = DifferentialPrivacy.WithClientHooks(algorithms ?? StrategyFactory.BuiltIn);
+        algorithms = PersonalizationAlgorithms.With(DifferentialPrivacy.WithClientHooks(algorithms ?? StrategyFactory.BuiltIn));
         if (options.Attack is { PoisonsData: false })
             algorithms = ModelPoisoningHooks.All.Where(h => !algorithms.HookNames.Contains(h.Name)).Aggregate(algorithms, (r, h) => r.With(h));
         options.Validate(algorithms);
@@ -177,6 +182,12 @@ public sealed class FederatedRun : IDisposable
                     Options.Federation.Seed);
                 return await runner.RunFederatedAsync(strategy, attacked, output, resume, progress, cancellationToken);
             }
+            if (executor is null && Options.Personalization is not null)
+            {
+                using var clients = new InProcessClients(Model, Options.Federation, Data.Shards, Tokenizer.PadTokenId ?? 0, Algorithms);
+                var outcome = await runner.RunFederatedAsync(strategy, clients, output, resume, progress, cancellationToken);
+                return outcome with { Personal = EvaluatePersonal(algorithm, output, clients) };
+            }
             return executor is null
                 ? await runner.RunFederatedAsync(strategy, Data.Shards, output, resume, progress, cancellationToken)
                 : await runner.RunFederatedAsync(strategy, executor, output, resume, progress, cancellationToken);
@@ -187,12 +198,34 @@ public sealed class FederatedRun : IDisposable
         }
     }
 
+    /// <summary>Each client's global and personal adapters scored on its own held-out split, after the run into
+    /// <paramref name="output"/> (its final global adapter is read back from output/adapter).</summary>
+    PersonalScores EvaluatePersonal(string algorithm, string output, IClientExecutor clients)
+    {
+        personalEvaluation ??= new PersonalEvaluation(Model, Options, Data, initialAdapter);
+        AdapterIO.Load(Path.Combine(output, "adapter"), Model);
+        var global = AdapterTensors.Snapshot(Model);
+        var instructions = Algorithms.Create(algorithm, Options.StrategyOptionsFor(algorithm)).ConfigureTrain(0, Options.Federation.LearningRate);
+        instructions.DisposeTensors();
+        var personal = instructions.Hooks.Select(Algorithms.Hook).OfType<IPersonalizedClientHooks>().FirstOrDefault();
+        try
+        {
+            return personalEvaluation.Evaluate(global, personal, clients.SnapshotState());
+        }
+        finally
+        {
+            AdapterTensors.Dispose(global);
+        }
+    }
+
     /// <summary>The algorithm's strategy with the run's robust rule around it and its DP mechanism (with accounting)
     /// outermost; the algorithm itself is unchanged.</summary>
     public IFederatedStrategy Decorate(IFederatedStrategy strategy)
     {
         ArgumentNullException.ThrowIfNull(strategy);
         var federation = Options.Federation;
+        strategy = new PayloadAccounting(strategy);
+        if (Options.LogLoraProductError) strategy = new ProductErrorLogging(strategy);
         if (Options.Robust is { } robust)
             strategy = new RobustAggregation(strategy, robust.Create(Math.Min(federation.ClientsPerRound, federation.TotalClients), RootUpdate));
         if (Options.Privacy is { } privacy)
@@ -278,6 +311,7 @@ public sealed class FederatedRun : IDisposable
     {
         Data.Dispose();
         reference?.Dispose();
+        AdapterTensors.Dispose(initialAdapter);
         Model.Dispose();
     }
 

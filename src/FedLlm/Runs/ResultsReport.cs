@@ -18,9 +18,40 @@ public static class ResultsReport
             seconds = o.Seconds,
             // DP runs: (ε, δ) after the last round that ran; the held-out metrics carry a backdoor's attack_success_rate.
             privacy = o.Rounds.LastOrDefault()?.Privacy is { } spent ? new { epsilon = spent.Epsilon, delta = spent.Delta, noise_multiplier = spent.NoiseMultiplier, sampling_rate = spent.SamplingRate, rounds = o.Rounds.Count } : null,
-            rounds = o.Rounds.Select(r => new { round = r.Round, client_loss = r.ClientLoss.Values.Average(), eval_loss = r.EvalLoss, eval_score = r.EvalScore, eval_metrics = r.EvalMetrics, epsilon = r.Privacy?.Epsilon }),
+            rounds = o.Rounds.Select(r => new { round = r.Round, client_loss = r.ClientLoss.Values.Average(), eval_loss = r.EvalLoss, eval_score = r.EvalScore, eval_metrics = r.EvalMetrics, epsilon = r.Privacy?.Epsilon, aggregation_metrics = r.AggregationMetrics }),
+            // Personalisation: each client's scores on its own held-out split, and their held-out-size-weighted means.
+            personalization = o.Personal is { } personal ? PersonalJson(personal) : null,
         });
         Io.AtomicFile.WriteAllText(Path.Combine(directory, "results.json"), JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }));
         RoundChart.WritePng(Path.Combine(directory, "rounds.png"), outcomes);
+        if (outcomes.Any(o => o.Personal is not null)) ClientChart.WritePng(Path.Combine(directory, "clients.png"), outcomes);
     }
+
+    static object PersonalJson(PersonalScores personal)
+    {
+        static object? Scores(EvaluationResultLike? r) => r is null ? null : new { loss = r.Loss, score = r.Score };
+        return new
+        {
+            mean = new
+            {
+                global = Scores(Like(personal.Mean(c => c.Global))),
+                personal = Scores(Like(personal.Mean(c => c.Personal))),
+                finetuned = Scores(Like(personal.Mean(c => c.Finetuned))),
+                local_only = Scores(Like(personal.Mean(c => c.LocalOnly))),
+            },
+            clients = personal.Clients.Select(c => new
+            {
+                client = c.Client,
+                held_out_examples = c.HeldOutExamples,
+                global = Scores(Like(c.Global)),
+                personal = Scores(Like(c.Personal)),
+                finetuned = Scores(Like(c.Finetuned)),
+                local_only = Scores(Like(c.LocalOnly)),
+            }),
+        };
+    }
+
+    sealed record EvaluationResultLike(double Loss, double Score);
+
+    static EvaluationResultLike? Like(Federation.EvaluationResult? r) => r is null ? null : new(r.Loss, r.Score);
 }

@@ -12,7 +12,11 @@ using static TorchSharp.torch;
 namespace FedLlm.Runs;
 
 /// <summary>The result of one federated algorithm or baseline on the held-out set.</summary>
-public sealed record RunOutcome(string Name, EvaluationResult? Final, IReadOnlyList<RoundRecord> Rounds, double Seconds);
+public sealed record RunOutcome(string Name, EvaluationResult? Final, IReadOnlyList<RoundRecord> Rounds, double Seconds)
+{
+    /// <summary>Each client's scores on its own held-out split (YAML <c>personalization:</c>), or null.</summary>
+    public PersonalScores? Personal { get; init; }
+}
 
 /// <summary>
 /// Runs federated algorithms and the baselines the literature compares them with on one machine, all from the same
