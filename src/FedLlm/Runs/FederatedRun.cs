@@ -63,7 +63,7 @@ public sealed class FederatedRun : IDisposable
     }
 
     /// <summary>The algorithms and client hooks a run uses by default: the seven built-in ones and the DP client hooks.</summary>
-    public static AlgorithmRegistry DefaultAlgorithms { get; } = PersonalizationAlgorithms.With(DifferentialPrivacy.WithClientHooks(StrategyFactory.BuiltIn));
+    public static AlgorithmRegistry DefaultAlgorithms { get; } = LowRankAlgorithms.With(PersonalizationAlgorithms.With(DifferentialPrivacy.WithClientHooks(StrategyFactory.BuiltIn)));
 
     /// <summary>The settled privacy side of the run (σ, q, δ, rounds within budget), or null without DP.</summary>
     public PrivacyPlan? PrivacyPlan { get; }
@@ -112,7 +112,7 @@ public sealed class FederatedRun : IDisposable
     static FederatedRun Create(RunOptions options, AlgorithmRegistry? algorithms, Action<string>? log, bool trainingData, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(options);
-        algorithms = PersonalizationAlgorithms.With(DifferentialPrivacy.WithClientHooks(algorithms ?? StrategyFactory.BuiltIn));
+        algorithms = LowRankAlgorithms.With(PersonalizationAlgorithms.With(DifferentialPrivacy.WithClientHooks(algorithms ?? StrategyFactory.BuiltIn)));
         if (options.Attack is { PoisonsData: false })
             algorithms = ModelPoisoningHooks.All.Where(h => !algorithms.HookNames.Contains(h.Name)).Aggregate(algorithms, (r, h) => r.With(h));
         options.Validate(algorithms);

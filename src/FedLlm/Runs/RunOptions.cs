@@ -141,6 +141,8 @@ public sealed record RunOptions
         if (Personalization is not null) failures.AddRange(Personalization.Failures(this));
         if (Strategy.ClientRanks.Count > 0 && Strategy.ClientRanks.Count != Federation.TotalClients)
             failures.Add($"lora.rank_per_client lists {Strategy.ClientRanks.Count} ranks for {Federation.TotalClients} clients; give one per client");
+        if (Strategy.ClientRanks.Count > 0 && Algorithms.Any(a => a is not ("hetlora" or "flexlora")))
+            failures.Add($"lora.rank_per_client is used by hetlora and flexlora; {string.Join(", ", Algorithms.Where(a => a is not ("hetlora" or "flexlora")))} train every client at lora.r");
         if (Strategy.ClientRanks.Count > 0 && Strategy.ClientRanks.Max() > Lora.Rank)
             failures.Add($"lora.rank_per_client: rank {Strategy.ClientRanks.Max()} exceeds the global adapter's rank lora.r = {Lora.Rank}");
         if (failures.Count > 0) throw new ArgumentException(string.Join("; ", failures.Select(f => f.Replace(" (Parameter '", " ('"))));
