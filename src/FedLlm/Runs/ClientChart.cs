@@ -25,7 +25,7 @@ public static class ClientChart
             for (int k = 0; k < present.Count; k++)
             {
                 var bars = clients.Select((c, i) => present[k].Pick(c) is { } r
-                    ? new Bar { Position = i * (present.Count + 1) + k, Value = r.Score * 100, FillColor = palette.GetColor(k) }
+                    ? new Bar { Position = i * (present.Count + 1) + k, Value = r.Score * 100, FillColor = palette.GetColor(Array.IndexOf(kinds, present[k])) }
                     : null).OfType<Bar>().ToList();
                 var plotted = plot.Add.Bars(bars);
                 plotted.LegendText = present[k].Name;
