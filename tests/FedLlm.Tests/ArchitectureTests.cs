@@ -37,7 +37,8 @@ public class ArchitectureTests
 
     /// <summary>Namespaces that sit inside another but are layers of their own (the core may not use them).</summary>
     static readonly string[] OwnLayers = ["FedLlm.Federation.Simulation", "FedLlm.Federation.Strategies", "FedLlm.Federation.Robust", "FedLlm.Federation.Attacks",
-        "FedLlm.Federation.SecureAggregation"];
+        "FedLlm.Federation.SecureAggregation",
+        "FedLlm.Federation.Personalization", "FedLlm.Federation.LowRank"];
 
     [Theory]
     [MemberData(nameof(Forbidden))]

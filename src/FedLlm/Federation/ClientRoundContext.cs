@@ -73,6 +73,27 @@ public sealed class ClientRoundContext : IDisposable
         Local = weights;
     }
 
+    /// <summary>Runs a second local training on the client's own data, set by the client (null where none can run).</summary>
+    internal Func<IReadOnlyDictionary<string, Tensor>, Func<Tensor>?, Dictionary<string, Tensor>>? SecondTraining { get; set; }
+
+    /// <summary>
+    /// Trains another adapter on this client's own data for <see cref="LocalSteps"/> steps at the round's learning rate,
+    /// from <paramref name="start"/>, with <paramref name="extraLoss"/> (built on <see cref="Trainable"/>, the same live
+    /// parameters) added to every step's loss: Ditto's personal adapter beside the global one. Returns the trained
+    /// adapter, which the caller owns; the model's adapters hold <see cref="Local"/> again afterwards. The sample of data
+    /// is drawn with a seed of its own, so the second training does not repeat the first one's batches.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Called before training finished, or where no second training can run.</exception>
+    public Dictionary<string, Tensor> TrainAnother(IReadOnlyDictionary<string, Tensor> start, Func<Tensor>? extraLoss)
+    {
+        ArgumentNullException.ThrowIfNull(start);
+        if (Local is null) throw new InvalidOperationException("a second local training can only run after the first one");
+        if (SecondTraining is null) throw new InvalidOperationException($"client {ClientId} cannot run a second local training here");
+        if (Aggregation.TensorMaps.FindMismatch(Global, start) is { } mismatch)
+            throw new ArgumentException($"start adapter: tensor '{mismatch.Key}' {mismatch.Problem}", nameof(start));
+        return SecondTraining(start, extraLoss);
+    }
+
     /// <summary>Tensor sets added to the update so far.</summary>
     public IReadOnlyDictionary<string, IReadOnlyDictionary<string, Tensor>> Outgoing => outgoing;
 

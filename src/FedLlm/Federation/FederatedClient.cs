@@ -17,6 +17,9 @@ public sealed class FederatedClient
     /// <summary>The client state section of kept AdamW moments, and the counter of its steps.</summary>
     const string OptimizerSection = "adamw", OptimizerSteps = "adamw_steps";
 
+    /// <summary>Mixed into the round's local seed for a hook's second training (<see cref="ClientRoundContext.TrainAnother"/>).</summary>
+    const long SecondTrainingSeed = 0x5EC0_0D7A_1A5EL;
+
     readonly LlamaForCausalLM model;
     readonly ClientTrainingOptions options;
     readonly AlgorithmRegistry algorithms;
@@ -78,6 +81,17 @@ public sealed class FederatedClient
         var metrics = run.Train(cancellationToken);
         var local = AdapterTensors.Snapshot(model);
         context.Local = local;
+        context.SecondTraining = (start, extraLoss) =>
+        {
+            AdapterTensors.Load(model, start);
+            // Its own sample: the same seed would replay the first training's batches exactly.
+            using var second = data.StartRun(model, training with { Seed = training.Seed ^ SecondTrainingSeed });
+            second.Trainer.ExtraLoss = extraLoss;
+            second.Train(cancellationToken);
+            var trained = AdapterTensors.Snapshot(model);
+            AdapterTensors.Load(model, context.Local!);
+            return trained;
+        };
         try
         {
             foreach (var hook in hooks) hook.AfterTraining(context);

@@ -49,6 +49,10 @@ public sealed record RoundRecord
 
     /// <summary>What secure aggregation did this round, or null when the run has none.</summary>
     public RoundSecureAggregation? SecureAggregation { get; init; }
+    /// <summary>What the strategy measured while aggregating this round (the gap between averaging LoRA's factors and
+    /// averaging their products, the bytes a rank-limited update really needs), or null when it measured nothing
+    /// (filled in through <see cref="IFederatedStrategy.Annotate"/>).</summary>
+    public IReadOnlyDictionary<string, double>? AggregationMetrics { get; init; }
 }
 
 /// <summary>(ε, δ)-DP spent so far, with the mechanism's parameters the accountant used.</summary>

@@ -53,6 +53,13 @@ public sealed record StrategyOptions
     /// lr_r / lr₀ with <see cref="DecayServerLearningRate"/>, else 1.</summary>
     public double ServerLearningRateScale(double clientLearningRate) =>
         DecayServerLearningRate ? clientLearningRate / ClientPeakLearningRate : 1.0;
+    /// <summary>Ditto's λ (Li, Hu, Beirami, Smith, ICML 2021): weight of (λ/2)·‖v − w‖² that ties each client's
+    /// personal adapter v to the global w; 0.1, a middle value of the paper's grid {0.01, 0.1, 1, 2}.</summary>
+    public double DittoLambda { get; init; } = 0.1;
+
+    /// <summary>Each client's LoRA rank budget r_i by client index (heterogeneous ranks), or empty when every client trains
+    /// the global rank; a network client's own declared rank wins over its entry.</summary>
+    public IReadOnlyList<int> ClientRanks { get; init; } = [];
 
     /// <summary>N, the number of all clients (sampled or not). SCAFFOLD needs it: c ← c + (1/N)·Σ_{i∈S} Δc_i.
     /// 0 = unknown, which only SCAFFOLD rejects.</summary>
@@ -92,6 +99,10 @@ public sealed record StrategyOptions
             failures.Add($"{nameof(Tau)} must be finite and positive, got {Tau}");
         if (DecayServerLearningRate && !(ClientPeakLearningRate > 0))
             failures.Add($"{nameof(DecayServerLearningRate)} needs the clients' first-round learning rate ({nameof(ClientPeakLearningRate)} > 0), got {ClientPeakLearningRate}");
+        if (!(DittoLambda >= 0) || double.IsInfinity(DittoLambda))
+            failures.Add($"{nameof(DittoLambda)} must be finite and ≥ 0, got {DittoLambda}");
+        foreach (int rank in ClientRanks)
+            if (rank <= 0) failures.Add($"{nameof(ClientRanks)}: every rank must be positive, got {rank}");
         if (TotalClients < 0)
             failures.Add($"{nameof(TotalClients)} must be ≥ 0 (0 = unknown), got {TotalClients}");
         if (failures.Count > 0)

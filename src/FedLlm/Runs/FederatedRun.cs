@@ -4,6 +4,8 @@ using FedLlm.Data;
 using FedLlm.Federation;
 using FedLlm.Federation.Aggregation;
 using FedLlm.Federation.Attacks;
+using FedLlm.Federation.LowRank;
+using FedLlm.Federation.Personalization;
 using FedLlm.Federation.Robust;
 using FedLlm.Federation.SecureAggregation;
 using FedLlm.Federation.Simulation;
@@ -38,6 +40,8 @@ public sealed class FederatedRun : IDisposable
     readonly RunFingerprint fingerprint;
 
     readonly NoiseSeeding seeding;
+    readonly Dictionary<string, TorchSharp.torch.Tensor> initialAdapter;
+    PersonalEvaluation? personalEvaluation;
     readonly SftClientDataset? rootSet;
 
     FederatedRun(RunOptions options, AlgorithmRegistry algorithms, string modelDirectory, LlamaForCausalLM model, ITextTokenizer tokenizer,
@@ -56,12 +60,13 @@ public sealed class FederatedRun : IDisposable
         this.reference = reference;
         Data = data;
         Threads = threads;
+        initialAdapter = AdapterTensors.Snapshot(model);
         runner = new SimulationRunner(model, options.Federation, lora, data.Evaluate, Modeling.ModelName.Of(modelDirectory), tokenizer.PadTokenId ?? 0,
             options.RoundTask?.Create(), tokenizer, algorithms);
     }
 
     /// <summary>The algorithms and client hooks a run uses by default: the seven built-in ones and the DP client hooks.</summary>
-    public static AlgorithmRegistry DefaultAlgorithms { get; } = DifferentialPrivacy.WithClientHooks(StrategyFactory.BuiltIn);
+    public static AlgorithmRegistry DefaultAlgorithms { get; } = LowRankAlgorithms.With(PersonalizationAlgorithms.With(DifferentialPrivacy.WithClientHooks(StrategyFactory.BuiltIn)));
 
     /// <summary>The settled privacy side of the run (σ, q, δ, rounds within budget), or null without DP.</summary>
     public PrivacyPlan? PrivacyPlan { get; }
@@ -117,7 +122,7 @@ public sealed class FederatedRun : IDisposable
     static FederatedRun Create(RunOptions options, AlgorithmRegistry? algorithms, Action<string>? log, bool trainingData, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(options);
-        algorithms = DifferentialPrivacy.WithClientHooks(algorithms ?? StrategyFactory.BuiltIn);
+        algorithms = LowRankAlgorithms.With(PersonalizationAlgorithms.With(DifferentialPrivacy.WithClientHooks(algorithms ?? StrategyFactory.BuiltIn)));
         if (options.Attack is { PoisonsData: false })
             algorithms = ModelPoisoningHooks.All.Where(h => !algorithms.HookNames.Contains(h.Name)).Aggregate(algorithms, (r, h) => r.With(h));
         options.Validate(algorithms);
@@ -229,6 +234,12 @@ public sealed class FederatedRun : IDisposable
                     (clients as IDisposable)?.Dispose();
                 }
             }
+            if (executor is null && Options.Personalization is not null)
+            {
+                using var clients = new InProcessClients(Model, Options.Federation, Data.Shards, Tokenizer.PadTokenId ?? 0, Algorithms);
+                var outcome = await runner.RunFederatedAsync(strategy, clients, output, resume, progress, cancellationToken);
+                return outcome with { Personal = EvaluatePersonal(algorithm, output, clients) };
+            }
             return executor is null
                 ? await runner.RunFederatedAsync(strategy, Data.Shards, output, resume, progress, cancellationToken)
                 : await runner.RunFederatedAsync(strategy, executor, output, resume, progress, cancellationToken);
@@ -239,6 +250,26 @@ public sealed class FederatedRun : IDisposable
         }
     }
 
+    /// <summary>Each client's global and personal adapters scored on its own held-out split, after the run into
+    /// <paramref name="output"/> (its final global adapter is read back from output/adapter).</summary>
+    PersonalScores EvaluatePersonal(string algorithm, string output, IClientExecutor clients)
+    {
+        personalEvaluation ??= new PersonalEvaluation(Model, Options, Data, initialAdapter);
+        AdapterIO.Load(Path.Combine(output, "adapter"), Model);
+        var global = AdapterTensors.Snapshot(Model);
+        var instructions = Algorithms.Create(algorithm, Options.StrategyOptionsFor(algorithm)).ConfigureTrain(0, Options.Federation.LearningRate);
+        instructions.DisposeTensors();
+        var personal = instructions.Hooks.Select(Algorithms.Hook).OfType<IPersonalizedClientHooks>().FirstOrDefault();
+        try
+        {
+            return personalEvaluation.Evaluate(global, personal, clients.SnapshotState());
+        }
+        finally
+        {
+            AdapterTensors.Dispose(global);
+        }
+    }
+
     /// <summary>The algorithm's strategy with the run's robust rule around it, its DP mechanism (with accounting) around
     /// that, and secure aggregation outermost; the algorithm itself is unchanged.</summary>
     public IFederatedStrategy Decorate(IFederatedStrategy strategy)
@@ -246,6 +277,8 @@ public sealed class FederatedRun : IDisposable
         ArgumentNullException.ThrowIfNull(strategy);
         var federation = Options.Federation;
         if (Options.FederatedEvaluateEvery > 0) strategy = new EvaluateOnClients(strategy, Options.FederatedEvaluateEvery, federation.Rounds);
+        strategy = new PayloadAccounting(strategy);
+        if (Options.LogLoraProductError) strategy = new ProductErrorLogging(strategy);
         if (Options.Robust is { } robust)
             strategy = new RobustAggregation(strategy, robust.Create(Math.Min(federation.ClientsPerRound, federation.TotalClients), RootUpdate));
         if (Options.Privacy is { } privacy)
@@ -351,6 +384,7 @@ public sealed class FederatedRun : IDisposable
     {
         Data.Dispose();
         reference?.Dispose();
+        AdapterTensors.Dispose(initialAdapter);
         Model.Dispose();
     }
 

@@ -38,6 +38,8 @@ public static class ResultsReport
         };
         Io.AtomicFile.WriteAllText(Path.Combine(directory, "results.json"), JsonSerializer.Serialize(json, Indented));
         RoundChart.WritePng(Path.Combine(directory, "rounds.png"), seeds, labels);
+        var personalized = seeds.SelectMany(s => s.Outcomes).Where(o => o.Personal is not null).ToList();
+        if (personalized.Count > 0) ClientChart.WritePng(Path.Combine(directory, "clients.png"), personalized);
     }
 
     static object? Statistic(SeedStatistic? s) => s is null ? null : new { mean = s.Mean, sd = s.StandardDeviation, n = s.Count };
@@ -73,6 +75,36 @@ public static class ResultsReport
                 round = r.Number, client_loss = r.ClientLoss.Values.Average(), eval_loss = r.EvalLoss, eval_score = r.EvalScore,
                 eval_metrics = r.EvalMetrics, task_metrics = r.TaskMetrics, federated_evaluation = r.FederatedEvaluation, epsilon = r.Privacy?.Epsilon,
             }),
+            // Personalisation: each client's scores on its own held-out split, and their held-out-size-weighted means.
+            personalization = o.Personal is { } personal ? PersonalJson(personal) : null,
         };
     }
+
+    static object PersonalJson(PersonalScores personal)
+    {
+        static object? Scores(EvaluationResultLike? r) => r is null ? null : new { loss = r.Loss, score = r.Score };
+        return new
+        {
+            mean = new
+            {
+                global = Scores(Like(personal.Mean(c => c.Global))),
+                personal = Scores(Like(personal.Mean(c => c.Personal))),
+                finetuned = Scores(Like(personal.Mean(c => c.Finetuned))),
+                local_only = Scores(Like(personal.Mean(c => c.LocalOnly))),
+            },
+            clients = personal.Clients.Select(c => new
+            {
+                client = c.Client,
+                held_out_examples = c.HeldOutExamples,
+                global = Scores(Like(c.Global)),
+                personal = Scores(Like(c.Personal)),
+                finetuned = Scores(Like(c.Finetuned)),
+                local_only = Scores(Like(c.LocalOnly)),
+            }),
+        };
+    }
+
+    sealed record EvaluationResultLike(double Loss, double Score);
+
+    static EvaluationResultLike? Like(Federation.EvaluationResult? r) => r is null ? null : new(r.Loss, r.Score);
 }

@@ -38,6 +38,9 @@ public sealed class RunConfig
     /// <summary>Secure aggregation of the clients' updates (simulate only for now); absent = none.</summary>
     public SecureAggregationSection? SecureAggregation { get; set; }
 
+    /// <summary>Per-client evaluation of personalisation (simulate only); absent = none.</summary>
+    public PersonalizationSection? Personalization { get; set; }
+
     /// <summary>Runs beside the federated ones, with the same step budget: "local" (each client alone) and "central"
     /// (pooled data) with the federated clients' recipe; "local-continuous", "central-continuous" with one continuous AdamW.</summary>
     [OneOf("local", "central", "local-continuous", "central-continuous", "none", Aliases = ["centralized", "centralised"])]
@@ -85,6 +88,9 @@ public sealed class RunConfig
         public string Partition { get; set; } = "dirichlet";
         [Check(ValueRule.Positive)] public double Alpha { get; set; } = 0.5;
         public bool SkipBad { get; set; }
+
+        /// <summary>The share of each client's shard held out to score that client's adapters; 0 = none.</summary>
+        public double ClientEvalFraction { get; set; }
     }
 
     /// <remarks>Keys left out take OpenFedLLM's shipped values for the task: run_sft.sh (20 clients, lr 5e-5 → 1e-6) or
@@ -289,6 +295,21 @@ public sealed class RunConfig
         };
     }
 
+    /// <summary>personalization: (see Runs.PersonalizationOptions and docs/unequal-participants.md).</summary>
+    public sealed class PersonalizationSection
+    {
+        /// <summary>K local fine-tuning steps from the final global adapter, scored per client; 0 = none.</summary>
+        public int FinetuneSteps { get; set; }
+
+        /// <summary>Ditto's λ (strategy ditto); null = 0.1.</summary>
+        public double? DittoLambda { get; set; }
+
+        /// <summary>Also score each client trained alone (local-only) on its own split.</summary>
+        public bool LocalOnly { get; set; }
+
+        public PersonalizationOptions ToOptions() => new() { FinetuneSteps = FinetuneSteps, LocalOnly = LocalOnly };
+    }
+
     public sealed class DpoSection
     {
         /// <summary>DPO's β (OpenFedLLM and TRL: 0.1).</summary>
@@ -307,6 +328,12 @@ public sealed class RunConfig
         [Check(ValueRule.Fraction)] public double Dropout { get; set; } = 0.05;
         [OneOf("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")]
         public List<string> TargetModules { get; set; } = new() { "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj" };
+
+        /// <summary>Each client's rank budget, one per client (heterogeneous ranks; at most r); empty = all train rank r.</summary>
+        public List<int> RankPerClient { get; set; } = new();
+
+        /// <summary>Log ‖avg(B)·avg(A) − avg(B·A)‖/‖avg(B·A)‖ every round (metrics.jsonl aggregation_metrics).</summary>
+        public bool LogProductError { get; set; }
 
         public Peft.LoraOptions ToOptions(string task = "sft")
         {
@@ -369,11 +396,17 @@ public sealed class RunConfig
             {
                 TrainPath = Data.Path, EvalPath = Data.EvalPath, EvalLimit = Data.EvalLimit, Template = Data.Template, Dataset = Data.Dataset,
                 Partition = new FedLlm.Data.Partitioning.PartitionOptions { Kind = FedLlm.Data.Partitioning.PartitionOptions.ParseKind(Data.Partition), Alpha = Data.Alpha },
-                SkipBad = Data.SkipBad,
+                SkipBad = Data.SkipBad, ClientEvalFraction = Data.ClientEvalFraction,
             },
             Federation = federation,
             Algorithms = ResolvedAlgorithms(),
-            Strategy = Strategy.SharedOptions(),
+            Strategy = Strategy.SharedOptions() with
+            {
+                DittoLambda = Personalization?.DittoLambda ?? new StrategyOptions().DittoLambda,
+                ClientRanks = Lora.RankPerClient,
+            },
+            Personalization = Personalization?.ToOptions(),
+            LogLoraProductError = Lora.LogProductError,
             ServerLearningRates = Strategy.ServerLearningRates,
             Lora = Lora.ToOptions(Task),
             ReferenceAdapter = Dpo.ReferenceAdapter,

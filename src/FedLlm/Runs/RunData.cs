@@ -54,6 +54,13 @@ public sealed class RunData : IDisposable
     /// <summary>The score of a constant answer: the share of the most common answer in the held-out set (instruction
     /// tuning), or null (DPO, or no held-out data).</summary>
     public double? ScoreFloor { get; private init; }
+    /// <summary>Each client's own held-out examples (<c>data.client_eval_fraction</c> of its shard, kept out of its
+    /// training data), in client order; empty when the run holds none out.</summary>
+    public IReadOnlyList<IReadOnlyList<InstructionExample>> ClientHeldOut { get; private init; } = [];
+
+    /// <summary>Scores the adapter loaded in the model on the given examples (a client's own held-out split), or null
+    /// when the run holds none out.</summary>
+    public Func<IReadOnlyList<InstructionExample>, EvaluationResult>? EvaluateExamples { get; private init; }
 
     /// <summary>Reads, partitions and tokenises the training data of <paramref name="options"/>, and the held-out data.</summary>
     public static RunData Load(RunOptions options, EmbeddedDefaultFiles? defaults, LlamaForCausalLM model, ITextTokenizer tokenizer,
@@ -117,14 +124,33 @@ public sealed class RunData : IDisposable
         var partition = Partition(options, read.Examples.Select(e => (string?)e.Response.Trim()).ToList());
         var attackers = AttackersOf(options);
         var labels = read.Examples.Select(e => e.Response).ToHashSet(StringComparer.Ordinal);
+        // With data.client_eval_fraction, each client's own held-out split is taken before any poisoning and never trained on.
+        var split = Enumerable.Range(0, options.Federation.TotalClients)
+            .Select(c => ClientHeldOutSplit.Split(partition.Select(read.Examples, c), data.ClientEvalFraction, options.Federation.Seed * 31 + c))
+            .ToList();
         var shards = Enumerable.Range(0, options.Federation.TotalClients)
             .Select(c =>
             {
-                var examples = partition.Select(read.Examples, c);
+                var examples = split[c].Train;
                 if (attackers.Contains(c)) examples = Poison(examples, options.Attack!, labels, options.Federation.Seed + c);
                 return new SftClientDataset(examples.Select(builder.Build).ToList(), padId);
             }).ToList();
-        return new RunData(shards, () => SftClientDataset.Pool(shards, padId), evaluate, "loss", "exact match", null, null) { ScoreFloor = floor };
+        Func<IReadOnlyList<InstructionExample>, EvaluationResult>? evaluateExamples = null;
+        if (data.ClientEvalFraction > 0)
+        {
+            var clientEvaluation = new HeldOutEvaluation(model, tokenizer, template, options.Federation.MaxSequenceLength);
+            evaluateExamples = examples =>
+            {
+                var scores = clientEvaluation.Evaluate(examples);
+                return new EvaluationResult(scores.Loss, scores.ExactMatch);
+            };
+        }
+        return new RunData(shards, () => SftClientDataset.Pool(shards, padId), evaluate, "loss", "exact match", null, null)
+        {
+            ClientHeldOut = data.ClientEvalFraction > 0 ? split.Select(s => s.HeldOut).ToList() : [],
+            EvaluateExamples = evaluateExamples,
+            ScoreFloor = floor,
+        };
     }
 
     /// <summary>The clients that attack (none without an attack).</summary>

@@ -80,6 +80,12 @@ public sealed record RunOptions
 
     /// <summary>Secure aggregation of the updates (YAML <c>secure_aggregation:</c>, simulation only for now), or null.</summary>
     public SecureAggregationOptions? SecureAggregation { get; init; }
+    /// <summary>Per-client evaluation of personalisation (YAML <c>personalization:</c>), or null for none.</summary>
+    public PersonalizationOptions? Personalization { get; init; }
+
+    /// <summary>Log, every round, how far averaging LoRA's A and B separately is from averaging B·A
+    /// (YAML <c>lora.log_product_error</c>).</summary>
+    public bool LogLoraProductError { get; init; }
 
     /// <summary>The run's folder (per algorithm: metrics.jsonl, rounds/round-N, adapter/; results.json, rounds.png).</summary>
     public string Output { get; init; } = Path.Combine("runs", "federated");
@@ -163,6 +169,13 @@ public sealed record RunOptions
         if (Robust is { Rule: RobustRule.FlTrust } && Objective.IsDpo)
             failures.Add("robust.rule fltrust trains the server's root set with instruction tuning; the dpo task supports the other rules");
         if (SecureAggregation is not null) failures.AddRange(SecureAggregationFailures(algorithms));
+        if (Personalization is not null) failures.AddRange(Personalization.Failures(this));
+        if (Strategy.ClientRanks.Count > 0 && Strategy.ClientRanks.Count != Federation.TotalClients)
+            failures.Add($"lora.rank_per_client lists {Strategy.ClientRanks.Count} ranks for {Federation.TotalClients} clients; give one per client");
+        if (Strategy.ClientRanks.Count > 0 && Algorithms.Any(a => a is not ("hetlora" or "flexlora")))
+            failures.Add($"lora.rank_per_client is used by hetlora and flexlora; {string.Join(", ", Algorithms.Where(a => a is not ("hetlora" or "flexlora")))} train every client at lora.r");
+        if (Strategy.ClientRanks.Count > 0 && Strategy.ClientRanks.Max() > Lora.Rank)
+            failures.Add($"lora.rank_per_client: rank {Strategy.ClientRanks.Max()} exceeds the global adapter's rank lora.r = {Lora.Rank}");
         if (failures.Count > 0) throw new ArgumentException(string.Join("; ", failures.Select(f => f.Replace(" (Parameter '", " ('"))));
     }
 
@@ -219,9 +232,15 @@ public sealed record RunDataOptions
     /// <summary>Skip malformed records (and count them) instead of failing.</summary>
     public bool SkipBad { get; init; }
 
+    /// <summary>The share of each client's shard held out for evaluating that client's global and personal adapters
+    /// (YAML <c>data.client_eval_fraction</c>); 0 = none.</summary>
+    public double ClientEvalFraction { get; init; }
+
     /// <summary>Throws on a limit that is not positive.</summary>
     public void Validate()
     {
+        if (!(ClientEvalFraction >= 0 && ClientEvalFraction < 1))
+            throw new ArgumentException($"data.client_eval_fraction must be in [0, 1), got {ClientEvalFraction}");
         if (EvalLimit is <= 0) throw new ArgumentException($"the held-out limit must be positive, got {EvalLimit}");
         if (Partition.Alpha is <= 0 || double.IsNaN(Partition.Alpha) || double.IsInfinity(Partition.Alpha))
             throw new ArgumentException($"the partition's α must be finite and positive, got {Partition.Alpha}");

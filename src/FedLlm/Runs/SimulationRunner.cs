@@ -24,6 +24,9 @@ public sealed record RunOutcome(string Name, EvaluationResult? Final, IReadOnlyL
     /// <summary>A baseline that trains every client alone: each client's outcome in client order; <see cref="Final"/> is
     /// their mean weighted by example count.</summary>
     public IReadOnlyList<ClientOutcome>? Clients { get; init; }
+
+    /// <summary>Each client's scores on its own held-out split (YAML <c>personalization:</c>), or null.</summary>
+    public PersonalScores? Personal { get; init; }
 }
 
 /// <summary>One client's part of a baseline that trains every client alone.</summary>
