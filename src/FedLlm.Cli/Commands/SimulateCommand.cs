@@ -119,6 +119,13 @@ public sealed class SimulateSettings : CommandSettings
     [CommandOption("--secagg-quantisation-range <R>")][ConfigKey("secure_aggregation.quantisation_range")][Description("Each coordinate of an update is clipped to [−R, R] before quantisation.")] public double? SecAggQuantisationRange { get; init; }
     [CommandOption("--secagg-max-weight <W>")][ConfigKey("secure_aggregation.max_weight")][Description("Weight client i by min(1, n_i / W) (unset = equal weights).")] public double? SecAggMaxWeight { get; init; }
 
+    [CommandOption("--client-eval-fraction <F>")][ConfigKey("data.client_eval_fraction")][Description("Hold out this fraction of each client's shard as its own held-out split (personalisation view; 0 = none).")] public double? ClientEvalFraction { get; init; }
+    [CommandOption("--lora-rank-per-client <LIST>")][ConfigKey("lora.rank_per_client")][Description("hetlora/flexlora: comma-separated LoRA rank budget of each client, one per client, none above --lora-r.")] public string? LoraRankPerClient { get; init; }
+    [CommandOption("--lora-log-product-error")][ConfigKey("lora.log_product_error")][Description("Log every round how far averaging A and B separately is from averaging B·A.")] public bool? LoraLogProductError { get; init; }
+    [CommandOption("--personalization-finetune-steps <K>")][ConfigKey("personalization.finetune_steps")][Description("Per-client evaluation: also fine-tune the global adapter K local steps on each client's data (0 = no fine-tuning).")] public int? PersonalizationFinetuneSteps { get; init; }
+    [CommandOption("--personalization-ditto-lambda <X>")][ConfigKey("personalization.ditto_lambda")][Description("Ditto's λ tying each personal adapter to the global one.")] public double? PersonalizationDittoLambda { get; init; }
+    [CommandOption("--personalization-local-only")][ConfigKey("personalization.local_only")][Description("Per-client evaluation: also score each client's local-only adapter on its own held-out split.")] public bool? PersonalizationLocalOnly { get; init; }
+
     [CommandOption("--decay-server-learning-rate")][ConfigKey("strategy.decay_server_learning_rate")][Description("Scale FedAvgM's and FedOpt's server learning rate each round by the clients' cosine, lr_r / lr0.")] public bool? DecayServerLearningRate { get; init; }
     [CommandOption("--seeds <N>")][ConfigKey("seeds")][Description("Run every algorithm and baseline with N seeds (--seed, seed+1, …; each into OUTPUT/seed-S) and report mean ± standard deviation.")] public int? Seeds { get; init; }
 
@@ -287,6 +294,8 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         if (s.SecureAggregation is not null || s.SecAggThreshold is not null || s.SecAggNeighbours is not null || s.SecAggQuantisationBits is not null
             || s.SecAggQuantisationRange is not null || s.SecAggMaxWeight is not null)
             c.SecureAggregation ??= new RunConfig.SecureAggregationSection();
+        if (s.PersonalizationFinetuneSteps is not null || s.PersonalizationDittoLambda is not null || s.PersonalizationLocalOnly is not null)
+            c.Personalization ??= new RunConfig.PersonalizationSection();
         ApplyFlags(c, s);
         if (s.PrivacyMode?.Trim().ToLowerInvariant() == "none") c.Privacy = null;
         if (s.RobustRule?.Trim().ToLowerInvariant() == "none") c.Robust = null;
@@ -304,6 +313,12 @@ public sealed class SimulateCommand : Command<SimulateSettings>
             {
                 case "strategy.server_learning_rate":
                     ApplyServerLearningRate(c.Strategy, (string)value);
+                    break;
+                case "lora.rank_per_client":
+                    c.Lora.RankPerClient = ((string)value).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                        .Select(r => int.TryParse(r, out int rank) ? rank
+                            : throw new ConfigurationException($"--lora-rank-per-client: '{r}' is not a whole number; expected RANK,RANK,… one per client"))
+                        .ToList();
                     break;
                 case "evaluation.params":
                     foreach (var p in (string[])value)

@@ -120,7 +120,7 @@ public static class ServerProcess
             int? committed = new RunStore(output).LatestRound;
             logger.LogWarning("{Why}", e.Message);
             logger.LogWarning("stopped: {Committed}; run the same command to resume run {Run}",
-                committed is { } c ? $"rounds 0..{c} are committed" : "no round is committed", runId);
+                committed is { } c ? $"rounds 0..{c - 1} are committed" : "no round is committed", runId);
             // Clients polling now hear "stopping" and rejoin the restarted server.
             await Task.Delay(TimeSpan.FromSeconds(Math.Min(2, s.HeartbeatSeconds)), CancellationToken.None);
             return 0;

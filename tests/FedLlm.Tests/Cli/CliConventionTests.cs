@@ -49,7 +49,7 @@ public sealed class CliConventionTests
         {
             "model" or "data" when key.Name == "path" => "--" + key.Section,
             "lora" => "--lora-" + name,
-            "privacy" or "robust" or "attack" => $"--{key.Section}-{name}",
+            "privacy" or "robust" or "attack" or "personalization" => $"--{key.Section}-{name}",
             "secure_aggregation" when key.Name == "enabled" => "--secure-aggregation",
             "secure_aggregation" => "--secagg-" + name,
             "evaluation" when key.Name == "task" => "--eval-task",
@@ -173,7 +173,7 @@ public sealed class CliConventionTests
         SimulateCommand.Apply(config, settings);
         string yaml = RunConfigPrinter.ToYaml(config, origins.Source);
         Assert.Contains("  rounds: 3  # --rounds", yaml);
-        Assert.Contains("  clients: 10  # embedded default", yaml);
+        Assert.Contains("  clients: 5  # embedded default", yaml);
         Assert.Contains("fedadam: 0.01", yaml);
     }
 

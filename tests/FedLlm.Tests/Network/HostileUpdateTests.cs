@@ -185,7 +185,7 @@ public class HostileUpdateTests
     [Fact]
     public async Task Repeated_refusals_back_off_and_a_round_that_needs_the_refused_client_hands_it_the_task_after_its_backoff()
     {
-        var options = Options("a", "mallory") with { MinUpdates = 2, RefusalBackoff = TimeSpan.FromSeconds(1), HeartbeatTimeout = TimeSpan.FromSeconds(60) };
+        var options = Options("a", "mallory") with { MinUpdates = 2, RefusalBackoff = TimeSpan.FromSeconds(3), HeartbeatTimeout = TimeSpan.FromSeconds(60) };
         await using var h = await Harness.StartAsync(options);
         foreach (var id in new[] { "a", "mallory" }) await h.JoinAsync(id);
         var nan = (double[])Honest0.Clone();
@@ -193,14 +193,15 @@ public class HostileUpdateTests
         var round = h.Clients.TrainRoundAsync(0, new[] { 0, 1 }, h.Global, new ClientInstructions(0, 0.1));
         AssertAccepted(await h.SubmitAsync("a", 0, Honest0));
         Assert.False((await h.SubmitAsync("mallory", 0, nan)).Accepted);
-        // Without mallory the round cannot reach two updates: after 1 s (first refusal) it gets the task again.
+        // Without mallory the round cannot reach two updates: after 3 s (first refusal) it gets the task again.
+        // The backoff is long enough that a loaded test machine does not reach its end during the first short poll.
         Assert.Null(await h.PollAsync("mallory", 0.3));
-        Assert.Equal(0, await h.PollAsync("mallory", 5));
+        Assert.Equal(0, await h.PollAsync("mallory", 10));
         Assert.False((await h.SubmitAsync("mallory", 0, nan)).Accepted);
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        Assert.Equal(0, await h.PollAsync("mallory", 10));
+        Assert.Equal(0, await h.PollAsync("mallory", 20));
         // The second refusal in a row waits twice as long.
-        Assert.InRange(clock.Elapsed.TotalSeconds, 1.5, 8);
+        Assert.InRange(clock.Elapsed.TotalSeconds, 4.5, 20);
         AssertAccepted(await h.SubmitAsync("mallory", 0, Honest1));
         var updates = await round.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(new[] { "a", "mallory" }, updates.Select(u => u.ClientId));

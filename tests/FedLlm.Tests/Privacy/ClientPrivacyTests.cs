@@ -122,7 +122,7 @@ public class ClientPrivacyTests
             await server.RunAsync();
 
         // Execute: read metrics.jsonl back.
-        var records = File.ReadAllLines(Path.Combine(dir.Path, "metrics.jsonl")).Select(l => JsonSerializer.Deserialize<RoundRecord>(l)!).ToList();
+        var records = MetricsJsonl.Read(Path.Combine(dir.Path, "metrics.jsonl")).ToList();
 
         // Assert: ε after round r equals an independent accountant composed r + 1 times, and strictly increases.
         Assert.Equal(4, records.Count);

@@ -198,6 +198,6 @@ public class UnequalParticipantsTests
         Assert.Contains("4 ranks for 3 clients", Failure("federation: {clients: 3}\nstrategy: {algorithms: [flexlora]}\nlora: {r: 8, rank_per_client: [2, 4, 8, 8]}\n"));
         Assert.Contains("exceeds the global adapter's rank", Failure("federation: {clients: 2}\nstrategy: {algorithms: [hetlora]}\nlora: {r: 4, rank_per_client: [2, 8]}\n"));
         Assert.Contains("DittoLambda", Failure("personalization: {ditto_lambda: -1}\ndata: {client_eval_fraction: 0.2}\nstrategy: {algorithms: [ditto]}\n"));
-        Assert.Throws<InvalidDataException>(() => Options("personalization: {finetune_stepz: 3}\n"));
+        Assert.Throws<FedLlm.Configuration.ConfigurationException>(() => Options("personalization: {finetune_stepz: 3}\n"));
     }
 }
