@@ -49,7 +49,7 @@ public static class ServerSecurityLoader
 /// </summary>
 public sealed class KitAuthenticator(ServerKit kit, bool tokenMode = false) : IClientAuthenticator
 {
-    /// <summary><inheritdoc/></summary>
+    /// <inheritdoc/>
     public string Authenticate(ServerCallContext context)
     {
         var http = context.GetHttpContext();
@@ -74,7 +74,7 @@ public sealed class KitAuthenticator(ServerKit kit, bool tokenMode = false) : IC
 /// <summary>The admin calls: an admin certificate listed in the kit's admin-certificates.json.</summary>
 public sealed class KitAdminAuthenticator(ServerKit kit) : IAdminAuthenticator
 {
-    /// <summary><inheritdoc/></summary>
+    /// <inheritdoc/>
     public string Authenticate(ServerCallContext context)
     {
         try

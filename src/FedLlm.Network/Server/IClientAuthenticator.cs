@@ -17,7 +17,7 @@ public interface IClientAuthenticator
 /// </summary>
 public sealed class InsecureClaimedIdentity : IClientAuthenticator
 {
-    /// <summary><inheritdoc/></summary>
+    /// <inheritdoc/>
     public string Authenticate(ServerCallContext context) =>
         context.RequestHeaders.GetValue(ProtocolInfo.ClientIdHeader) is { Length: > 0 } id
             ? id
@@ -38,7 +38,7 @@ public interface IAdminAuthenticator
 /// </summary>
 public sealed class LoopbackAdmin : IAdminAuthenticator
 {
-    /// <summary><inheritdoc/></summary>
+    /// <inheritdoc/>
     public string Authenticate(ServerCallContext context)
     {
         var remote = context.GetHttpContext().Connection.RemoteIpAddress;

@@ -79,7 +79,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         lock (gate) return clients.TryGetValue(clientId, out var c) && c.Removed;
     }
 
-    /// <summary><inheritdoc/></summary>
+    /// <inheritdoc/>
     /// <remarks>Opens the round for the sampled roster members, waits until every live one has answered or the deadline
     /// passes with at least <see cref="RemoteClientsOptions.MinUpdates"/> updates, and returns the accepted updates
     /// (the caller owns their tensors).</remarks>
