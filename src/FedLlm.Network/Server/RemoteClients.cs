@@ -612,8 +612,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         }
     }
 
-    /// <summary>Ends the run for polling clients (they are told it finished) and frees the open round's
-    /// tensors.</summary>
+    /// <summary>Ends the run for polling clients: they are told it finished.</summary>
     public void Dispose()
     {
         lock (gate)

@@ -28,8 +28,8 @@ public sealed record RopeScaling(
 /// </summary>
 public sealed record LlamaConfig
 {
-    /// <summary>The architecture family (Llama, Mistral, Qwen2 …) the config.json's model_type names; it decides biases
-    /// and defaults.</summary>
+    /// <summary>The architecture family config.json's model_type names (llama, mistral or qwen2); it decides biases and
+    /// defaults.</summary>
     public ModelFamily Family { get; init; } = ModelFamily.Llama;
 
     /// <summary>Tokens in the vocabulary V (rows of the embedding and the head).</summary>
