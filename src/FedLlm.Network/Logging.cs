@@ -6,6 +6,8 @@ namespace FedLlm.Network;
 /// <summary>One line per event, with a UTC timestamp: what operators grep and what the process tests read.</summary>
 public static class FedLlmLogging
 {
+    /// <summary>Sets <paramref name="builder"/> to single-line console output with UTC timestamps and no colours, at
+    /// Information, keeping only warnings from ASP.NET Core and gRPC.</summary>
     public static void Configure(ILoggingBuilder builder)
     {
         builder.ClearProviders();
@@ -22,5 +24,6 @@ public static class FedLlmLogging
         builder.AddFilter("Grpc", LogLevel.Warning);
     }
 
+    /// <summary>A logger factory configured by <see cref="Configure"/>; the caller disposes it.</summary>
     public static ILoggerFactory CreateFactory() => LoggerFactory.Create(Configure);
 }

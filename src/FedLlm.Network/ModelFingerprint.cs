@@ -17,6 +17,7 @@ namespace FedLlm.Network;
 /// </remarks>
 public sealed record ModelFingerprint(IReadOnlyDictionary<string, string> Files)
 {
+    /// <summary>Name of the hash cache file written into the model folder.</summary>
     public const string CacheFileName = ".fedllm-fingerprint";
     const string ConfigFile = "config.json";
 
@@ -24,6 +25,9 @@ public sealed record ModelFingerprint(IReadOnlyDictionary<string, string> Files)
     public string Combined { get; } = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
         string.Join("\n", Files.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} {kv.Value}")))));
 
+    /// <summary>Fingerprints the model in <paramref name="modelDirectory"/>: config.json and every *.safetensors file,
+    /// hashing only files whose size or modification time changed since the cached hash.</summary>
+    /// <exception cref="FileNotFoundException">The folder has no config.json.</exception>
     public static ModelFingerprint Of(string modelDirectory)
     {
         string config = Path.Combine(modelDirectory, ConfigFile);
@@ -96,5 +100,6 @@ public sealed record ModelFingerprint(IReadOnlyDictionary<string, string> Files)
         }
     }
 
+    /// <summary>The first 12 hex digits of <see cref="Combined"/> and the number of files, for log lines.</summary>
     public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Combined[..12]} ({Files.Count} files)");
 }

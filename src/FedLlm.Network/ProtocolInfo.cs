@@ -17,6 +17,7 @@ public static class ProtocolInfo
     /// <summary>A per-client token, checked against the server's stored hashes.</summary>
     public const string TokenHeader = "fedllm-token";
 
+    /// <summary>This build's version, as a client states it in its join request.</summary>
     public static ProtocolVersion Current => new() { Major = Major, Minor = Minor };
 
     /// <summary>Null when <paramref name="peer"/> can talk to this build, else why not.</summary>

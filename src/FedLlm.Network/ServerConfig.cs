@@ -18,13 +18,22 @@ public sealed class ServerConfig
 {
     /// <summary>sft or dpo; the clients' data must be of the same kind.</summary>
     public string Task { get; set; } = "sft";
+    /// <summary>The base model the clients train adapters on, and how the server stores it.</summary>
     public ServerModelSection Model { get; set; } = new();
+    /// <summary>Held-out data the server evaluates the global adapter on.</summary>
     public ServerDataSection Data { get; set; } = new();
+    /// <summary>Rounds, clients per round and local training (as run.yaml's; the number of clients is the roster's
+    /// size).</summary>
     public RunConfig.FederationSection Federation { get; set; } = new();
+    /// <summary>The federated algorithm and its settings (as run.yaml's).</summary>
     public RunConfig.StrategySection Strategy { get; set; } = new();
+    /// <summary>LoRA rank, alpha, dropout and target modules (as run.yaml's).</summary>
     public RunConfig.LoraSection Lora { get; set; } = new();
+    /// <summary>DPO beta and label smoothing when the task is dpo (as run.yaml's).</summary>
     public RunConfig.DpoSection Dpo { get; set; } = new();
+    /// <summary>How often and how much the server evaluates (as run.yaml's).</summary>
     public RunConfig.EvaluationSection Evaluation { get; set; } = new();
+    /// <summary>Networking: listen address, roster, deadlines, update bounds and credentials.</summary>
     public ServerSection Server { get; set; } = new();
 
     /// <summary>Client-level differential privacy (as run.yaml's; noise seeded cryptographically unless privacy.seeding says run-seed).</summary>
@@ -32,9 +41,12 @@ public sealed class ServerConfig
 
     /// <summary>Byzantine-robust aggregation (as run.yaml's; fltrust needs robust.root_data on a server).</summary>
     public RunConfig.RobustSection? Robust { get; set; }
+    /// <summary>The run folder (checkpoints, metrics, adapters); null = runs/federation.</summary>
     public string? Output { get; set; }
+    /// <summary>Intra-op threads for libtorch; null = all cores.</summary>
     public int? Threads { get; set; }
 
+    /// <summary>server.yaml's model section.</summary>
     public sealed class ServerModelSection
     {
         /// <summary>Checkpoint folder; null = the embedded default (the clients must use it too).</summary>
@@ -47,8 +59,11 @@ public sealed class ServerConfig
     /// <summary>Held-out data the server scores the global adapter on (the training data stays with the clients).</summary>
     public sealed class ServerDataSection
     {
+        /// <summary>The held-out file; null = no held-out evaluation.</summary>
         public string? EvalPath { get; set; }
+        /// <summary>Use at most this many held-out examples; null = all.</summary>
         public int? EvalLimit { get; set; }
+        /// <summary>Prompt template of the held-out examples (as the clients' data).</summary>
         public string Template { get; set; } = "alpaca";
 
         /// <summary>Schema of the held-out file (alpaca; generic-preference, ultrafeedback, hh-rlhf for dpo).</summary>
@@ -83,16 +98,27 @@ public sealed class ServerConfig
         return run.ToRunOptions(Output ?? System.IO.Path.Combine("runs", "federation"));
     }
 
+    /// <summary>server.yaml's server section: how the server listens, whom it admits and how it screens
+    /// updates.</summary>
     public sealed class ServerSection
     {
         /// <summary>HOST:PORT to listen on; port 0 picks a free one (printed at start).</summary>
         public string Listen { get; set; } = "0.0.0.0:50443";
+        /// <summary>The client ids allowed to join, in order; a client's index in it fixes its sampling and dropout
+        /// seeds.</summary>
         public List<string> Roster { get; set; } = new();
+        /// <summary>How long a round waits for updates (seconds) before it closes with what it has.</summary>
         public double RoundDeadlineSeconds { get; set; } = 600;
+        /// <summary>Fewest updates a round aggregates; below it the round waits for clients to rejoin.</summary>
         public int MinUpdates { get; set; } = 1;
+        /// <summary>How often clients send heartbeats, in seconds.</summary>
         public double HeartbeatSeconds { get; set; } = 5;
+        /// <summary>Seconds of silence after which a client is left out of the open round; must exceed the heartbeat
+        /// interval.</summary>
         public double HeartbeatTimeoutSeconds { get; set; } = 20;
+        /// <summary>Largest update the server reads, in wire bytes (default 4 GiB).</summary>
         public long MaxUpdateBytes { get; set; } = 4L << 30;
+        /// <summary>Refuse an update whose L2 norm ‖y_i − x‖ exceeds this; null = no bound.</summary>
         public double? MaxUpdateNorm { get; set; }
 
         /// <summary>Refuse an update whose norm exceeds this multiple of the round's median update norm (at least 3 updates).</summary>
@@ -126,6 +152,8 @@ public sealed class ServerConfig
         /// <summary>Plain-text h2c without authentication; honoured only together with the --insecure flag.</summary>
         public bool Insecure { get; set; }
 
+        /// <summary>The options of <see cref="RemoteClients"/>, with seconds turned into time spans and the encoding
+        /// parsed.</summary>
         public RemoteClientsOptions ToOptions() => new()
         {
             Roster = Roster,
@@ -162,6 +190,7 @@ public sealed class ServerConfig
 /// <summary>client.yaml (snake_case): who the client is, its own data and model, where it keeps state and credentials.</summary>
 public sealed class ClientConfig
 {
+    /// <summary>This client's id; must be in the server's roster and match its kit.</summary>
     public string? ClientId { get; set; }
 
     /// <summary>Base model folder; null = the embedded default (which the server must use too).</summary>
@@ -170,6 +199,7 @@ public sealed class ClientConfig
     /// <summary>How this client stores its frozen base: fp32, bf16, int8 or nf4. Each client picks what its hardware
     /// holds; adapters travel and train in fp32 whatever the base, so clients of different precisions federate.</summary>
     public string BaseDtype { get; set; } = "fp32";
+    /// <summary>The client's own data.</summary>
     public ClientDataSection Data { get; set; } = new();
 
     /// <summary>Where the client keeps SCAFFOLD's c_i and optimizer moments between rounds.</summary>
@@ -181,21 +211,29 @@ public sealed class ClientConfig
     /// <summary>certificate (mutual TLS) or token (the kit's token and ca.crt only); unset = certificate when the kit has
     /// client.crt, else token.</summary>
     public string? Auth { get; set; }
+    /// <summary>Intra-op threads for libtorch; null = all cores.</summary>
     public int? Threads { get; set; }
 
     /// <summary>sft (instruction examples, the default) or dpo (preference pairs); must be the server's task.</summary>
     public string Task { get; set; } = "sft";
 
+    /// <summary>client.yaml's data section.</summary>
     public sealed class ClientDataSection
     {
+        /// <summary>The client's own training data file; it never leaves this machine.</summary>
         public string? Path { get; set; }
+        /// <summary>Prompt template of the examples (a name from the template catalog, e.g. alpaca).</summary>
         public string Template { get; set; } = "alpaca";
 
         /// <summary>The file's schema: alpaca (sft); generic-preference, ultrafeedback, hh-rlhf (dpo).</summary>
         public string? Dataset { get; set; }
+        /// <summary>True to drop malformed records (counted) instead of refusing the file.</summary>
         public bool SkipBad { get; set; }
     }
 
+    /// <summary>Reads client.yaml (snake_case keys).</summary>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="InvalidDataException">The YAML is malformed (names the file, line and column).</exception>
     public static ClientConfig Load(string path) => Yaml.Load<ClientConfig>(path);
 }
 

@@ -8,6 +8,8 @@ public sealed class ApiKeys
 {
     private readonly byte[][] hashes;
 
+    /// <summary>Keeps the SHA-256 hashes of <paramref name="keys"/> (trimmed, blanks and duplicates dropped), never the
+    /// keys themselves; an empty list leaves the server open.</summary>
     public ApiKeys(IEnumerable<string> keys)
     {
         var list = keys.Select(k => k.Trim()).Where(k => k.Length > 0).Distinct(StringComparer.Ordinal).ToList();
@@ -15,8 +17,10 @@ public sealed class ApiKeys
         hashes = list.Select(k => SHA256.HashData(Encoding.UTF8.GetBytes(k))).ToArray();
     }
 
+    /// <summary>No key: every request is accepted.</summary>
     public static ApiKeys None { get; } = new(Array.Empty<string>());
 
+    /// <summary>True when at least one key was given, so requests without a matching bearer token get 401.</summary>
     public bool Required => hashes.Length > 0;
 
     /// <summary>Reads a keys file: one key per line; blank lines and lines starting with # are skipped.</summary>

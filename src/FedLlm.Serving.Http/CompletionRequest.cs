@@ -7,8 +7,12 @@ namespace FedLlm.Serving.Http;
 /// <summary>A request body the server cannot serve; <see cref="Param"/> names the offending field.</summary>
 public sealed class RequestException(int status, string message, string? param = null, string code = "invalid_request_error") : Exception(message)
 {
+    /// <summary>The HTTP status to answer with (400 for a malformed body).</summary>
     public int Status { get; } = status;
+    /// <summary>The request field at fault (OpenAI's <c>error.param</c>, e.g. "temperature" or "messages[2].content"),
+    /// or null when the body as a whole is at fault.</summary>
     public string? Param { get; } = param;
+    /// <summary>OpenAI's <c>error.code</c>; "invalid_request_error" unless the caller says otherwise.</summary>
     public string Code { get; } = code;
 }
 
@@ -18,15 +22,32 @@ public sealed class RequestException(int status, string message, string? param =
 /// </summary>
 public sealed record CompletionRequest
 {
+    /// <summary>The model name the client asked for (<c>model</c>, required); the server checks it against the model it
+    /// serves.</summary>
     public required string Model { get; init; }
+    /// <summary>The conversation of a chat completion, in order; null for a text completion. The "developer" role is
+    /// read as "system".</summary>
     public IReadOnlyList<ChatMessage>? Messages { get; init; }
+    /// <summary>The raw prompt of a text completion (one string; batches are refused); null for a chat
+    /// completion.</summary>
     public string? Prompt { get; init; }
+    /// <summary>The most tokens to generate (<c>max_completion_tokens</c>, else <c>max_tokens</c>); positive, or null
+    /// for the server's default.</summary>
     public int? MaxTokens { get; init; }
+    /// <summary>Sampling temperature in [0, 2]; 0 means greedy decoding. Defaults to 1 as in OpenAI's API.</summary>
     public double Temperature { get; init; } = 1.0;   // OpenAI's default
+    /// <summary>Nucleus sampling mass in (0, 1]: sample only from the smallest token set whose probability reaches it.
+    /// 1 keeps every token.</summary>
     public double TopP { get; init; } = 1.0;
+    /// <summary>Stop sequences: generation ends before the first one produced, which is not returned. Empty when
+    /// none.</summary>
     public IReadOnlyList<string> Stop { get; init; } = Array.Empty<string>();
+    /// <summary>True to answer with server-sent events, one chunk per generated piece of text.</summary>
     public bool Stream { get; init; }
+    /// <summary>True when <c>stream_options.include_usage</c> asks for a final streamed chunk carrying token
+    /// counts.</summary>
     public bool IncludeUsage { get; init; }
+    /// <summary>Seed of the sampler, for reproducible sampling; null draws one.</summary>
     public long? Seed { get; init; }
 
     /// <summary>Parses a chat (<paramref name="chat"/> true) or text completion body.</summary>

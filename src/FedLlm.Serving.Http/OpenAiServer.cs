@@ -24,11 +24,16 @@ public sealed record OpenAiServerOptions
     /// <summary>TCP port; 0 picks a free one (see <see cref="OpenAiServer.BaseAddress"/>).</summary>
     public int Port { get; init; } = 8000;
 
+    /// <summary>The bearer keys requests must present; <see cref="Http.ApiKeys.None"/> (the default) leaves the server
+    /// open.</summary>
     public ApiKeys ApiKeys { get; init; } = ApiKeys.None;
 
     /// <summary>max_tokens of a request that gives none (cut to what the context leaves).</summary>
     public int DefaultMaxTokens { get; init; } = 256;
 
+    /// <summary>Checks the options before the server starts.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The port is outside 0..65535, or the default max tokens is not
+    /// positive.</exception>
     public void Validate()
     {
         if (Port is < 0 or > 65535) throw new ArgumentOutOfRangeException(nameof(Port), Port, "port must be in 0..65535");
@@ -88,6 +93,7 @@ public sealed class OpenAiServer : IAsyncDisposable
     /// <summary>Completes when the server stops (<paramref name="cancellationToken"/> stops it).</summary>
     public Task WaitForShutdownAsync(CancellationToken cancellationToken = default) => app.WaitForShutdownAsync(cancellationToken);
 
+    /// <summary>Stops the server, finishing requests in flight, and frees the host.</summary>
     public async ValueTask DisposeAsync()
     {
         await app.StopAsync();

@@ -17,6 +17,7 @@ public sealed class ClientStateStore(string directory)
     /// <summary>The server re-runs at most its one uncommitted round, so a few files are enough.</summary>
     const int Keep = 3;
 
+    /// <summary>The folder holding this client's state files and the run-id file that ties them to one run.</summary>
     public string Directory { get; } = directory;
 
     /// <summary>Ties the folder to <paramref name="runId"/>; states of another run are removed (returns true if any were).</summary>

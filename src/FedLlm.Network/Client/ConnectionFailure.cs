@@ -10,6 +10,8 @@ namespace FedLlm.Network.Client;
 /// </summary>
 public sealed record ConnectionFailure(bool Permanent, string Message)
 {
+    /// <summary>Sorts a failed call into retry-later or permanent, reading the gRPC status and, for TLS failures, the
+    /// exception chain and what <paramref name="connection"/>'s certificate check recorded.</summary>
     public static ConnectionFailure Classify(RpcException error, ServerConnection connection)
     {
         string detail = OneLine(error.Status.Detail);

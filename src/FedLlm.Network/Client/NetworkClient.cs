@@ -17,11 +17,16 @@ namespace FedLlm.Network.Client;
 /// <summary>What a client process trains on and where it keeps its state.</summary>
 public sealed record NetworkClientOptions
 {
+    /// <summary>The base model's checkpoint folder; must match the server's base (the handshake compares
+    /// fingerprints).</summary>
     public required string ModelDirectory { get; init; }
 
     /// <summary>The frozen base's storage (fp32 unless the client's config says otherwise).</summary>
     public Quantization.BaseWeights BaseWeights { get; init; } = Quantization.BaseWeights.Fp32;
+    /// <summary>The client's own training data file; it never leaves this machine.</summary>
     public required string DataPath { get; init; }
+    /// <summary>Prompt template the examples are rendered with (a name from the template catalog, e.g. alpaca); must
+    /// match the server's evaluation template for comparable scores.</summary>
     public string Template { get; init; } = "alpaca";
 
     /// <summary>What the data holds: "sft" (instruction examples) or "dpo" (preference pairs); the server refuses a
@@ -30,7 +35,10 @@ public sealed record NetworkClientOptions
 
     /// <summary>The data file's schema (alpaca; generic-preference, ultrafeedback, hh-rlhf); null = the task's usual one.</summary>
     public string? Dataset { get; init; }
+    /// <summary>True to drop malformed records of the data file (counted and reported) instead of refusing the
+    /// file.</summary>
     public bool SkipBad { get; init; }
+    /// <summary>Where this client keeps its per-round state files (<see cref="ClientStateStore"/>).</summary>
     public required string StateDirectory { get; init; }
 
     /// <summary>How long one WaitForTask call waits on the server before asking again.</summary>
@@ -46,7 +54,7 @@ public sealed record NetworkClientOptions
 
 /// <summary>
 /// A client process's life: dial out, join, poll for tasks, fetch the global adapter, train it with
-/// <see cref="FederatedClient.Train"/> (the same code as in simulation), stream the update back, keep its state on disk;
+/// <see cref="FederatedClient.Train(string, int, FedLlm.Training.IClientDataset, IReadOnlyDictionary{string, TorchSharp.torch.Tensor}, ClientInstructions, ClientState, CancellationToken)"/> (the same code as in simulation), stream the update back, keep its state on disk;
 /// and when the server is away, reconnect with backoff and join again.
 /// </summary>
 public sealed class NetworkClient(ServerConnection connection, NetworkClientOptions options, ILogger logger) : IDisposable
@@ -290,6 +298,7 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
     Task<SubmitReply> SubmitAsync(Protocol.Federation.FederationClient api, int round, ClientUpdate update, TransferEncoding encoding, CancellationToken cancellationToken) =>
         SubmitAsync(api, connection, round, update, encoding, cancellationToken);
 
+    /// <summary>Frees the loaded model and the data shard of the current session, if any.</summary>
     public void Dispose()
     {
         (session?.Shard as IDisposable)?.Dispose();

@@ -8,12 +8,18 @@ namespace FedLlm.Network.Client;
 /// <param name="Token">A per-client token sent in metadata, or null.</param>
 /// <param name="Handler">The TLS-configured handler (client certificate, pinned CA), or null for the default.</param>
 /// <param name="Tls">What the handler's certificate check found, for telling a refused server from an unreachable one.</param>
+/// <param name="Address">The server's URL, https://HOST:PORT (http:// only with <paramref name="Insecure"/>).</param>
+/// <param name="ClientId">This client's roster id, sent with every call and checked against its certificate or
+/// token.</param>
 public sealed record ServerConnection(string Address, string ClientId, bool Insecure, string? Token = null, Func<HttpMessageHandler>? Handler = null,
     TlsDiagnostics? Tls = null)
 {
     /// <summary>HTTP/2 flow-control windows large enough that a 1 MiB chunk never waits for a window update.</summary>
     public const int StreamWindowBytes = 16 << 20;
 
+    /// <summary>Checks the address against the security mode.</summary>
+    /// <exception cref="ArgumentException">The address is not an http(s) URL, is http without --insecure, or https with
+    /// it.</exception>
     public void Validate()
     {
         if (!Uri.TryCreate(Address, UriKind.Absolute, out var uri) || (uri.Scheme != "https" && uri.Scheme != "http"))
@@ -24,6 +30,8 @@ public sealed record ServerConnection(string Address, string ClientId, bool Inse
             throw new ArgumentException($"--insecure speaks plain HTTP/2; use an http:// address, not '{Address}'");
     }
 
+    /// <summary>Opens a gRPC channel to the server (validating first), with HTTP/2 keep-alive pings and flow-control
+    /// windows sized for 1 MiB tensor chunks. The caller owns and disposes the channel.</summary>
     public GrpcChannel Open()
     {
         Validate();
@@ -56,9 +64,14 @@ public sealed class TlsDiagnostics
 {
     volatile string? serverRejected;
 
+    /// <summary>Why this client last refused the server's certificate, or null when it has not (or since <see
+    /// cref="Clear"/>).</summary>
     public string? ServerRejectedReason => serverRejected;
 
+    /// <summary>Records that the server's certificate was refused and why (called from the TLS validation
+    /// callback).</summary>
     public void ServerRejected(string reason) => serverRejected = reason;
 
+    /// <summary>Forgets the last refusal, before a new connection attempt.</summary>
     public void Clear() => serverRejected = null;
 }

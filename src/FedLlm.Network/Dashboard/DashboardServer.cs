@@ -56,6 +56,8 @@ public sealed class DashboardServer : IAsyncDisposable
             : throw new ArgumentException($"{flag} '{value}' is not HOST:PORT (e.g. 127.0.0.1:8090) or a port");
     }
 
+    /// <summary>Starts serving the page and <paramref name="monitor"/>'s snapshots on <paramref name="listen"/> (port 0
+    /// picks a free one; see <see cref="Address"/>).</summary>
     public static async Task<DashboardServer> StartAsync(RunMonitor monitor, IPEndPoint listen, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(monitor);
@@ -71,6 +73,7 @@ public sealed class DashboardServer : IAsyncDisposable
         return new DashboardServer(app, new Uri(bound.EndsWith('/') ? bound : bound + "/"));
     }
 
+    /// <summary>Stops the web server and frees it.</summary>
     public async ValueTask DisposeAsync()
     {
         await app.StopAsync();

@@ -12,6 +12,12 @@ namespace FedLlm.Network.Security;
 /// <summary>Turns server.yaml's <c>kit</c> and <c>auth</c> into TLS options and the authenticator every RPC goes through.</summary>
 public static class ServerSecurityLoader
 {
+    /// <summary>Loads the server kit named by <paramref name="section"/> and builds the TLS options and the client and
+    /// admin authenticators for its auth mode.</summary>
+    /// <param name="section">server.yaml's server section (kit, auth, roster).</param>
+    /// <param name="source">What to name in errors (the config file).</param>
+    /// <exception cref="ArgumentException">No kit, or an auth mode other than certificate or token.</exception>
+    /// <exception cref="InvalidDataException">The kit cannot be read (the message names the kit folder).</exception>
     public static ServerSecurity Load(ServerConfig.ServerSection section, string source)
     {
         if (section.Kit is null)
@@ -43,6 +49,7 @@ public static class ServerSecurityLoader
 /// </summary>
 public sealed class KitAuthenticator(ServerKit kit, bool tokenMode = false) : IClientAuthenticator
 {
+    /// <inheritdoc/>
     public string Authenticate(ServerCallContext context)
     {
         var http = context.GetHttpContext();
@@ -67,6 +74,7 @@ public sealed class KitAuthenticator(ServerKit kit, bool tokenMode = false) : IC
 /// <summary>The admin calls: an admin certificate listed in the kit's admin-certificates.json.</summary>
 public sealed class KitAdminAuthenticator(ServerKit kit) : IAdminAuthenticator
 {
+    /// <inheritdoc/>
     public string Authenticate(ServerCallContext context)
     {
         try
@@ -86,6 +94,11 @@ public static class ClientCredentialsLoader
     /// <param name="source">What to name in errors (the config file).</param>
     /// <param name="auth">certificate (mutual TLS), token (the kit's token, no client certificate), or null: certificate
     /// when the kit has client.crt, else token.</param>
+    /// <param name="server">The server's URL (https://HOST:PORT, or http:// with <paramref name="insecure"/>).</param>
+    /// <param name="clientId">This client's roster id.</param>
+    /// <param name="kitDirectory">The client-{id}/ folder of the provisioning kit; required unless <paramref
+    /// name="insecure"/>.</param>
+    /// <param name="insecure">Plain-text h2c with the claimed id only, for a server started with --insecure.</param>
     public static ServerConnection Connect(string server, string clientId, string? kitDirectory, bool insecure, string source, string? auth = null)
     {
         if (insecure) return new ServerConnection(server, clientId, Insecure: true);

@@ -22,6 +22,8 @@ public sealed class AdminService(RemoteClients clients, StopRequests stop, IAdmi
         }
     }
 
+    /// <summary>Asks the server to stop: the open round finishes within the stop grace (or is abandoned on request),
+    /// the state is committed and the server exits.</summary>
     public override Task<AdminReply> Stop(StopRequest request, ServerCallContext context)
     {
         string admin = Authorise(context, request.AbandonRound ? "stop, abandoning the open round" : "stop");
@@ -33,12 +35,15 @@ public sealed class AdminService(RemoteClients clients, StopRequests stop, IAdmi
         });
     }
 
+    /// <summary>Drops the open round's updates and hands its task out again.</summary>
     public override Task<AdminReply> AbortRound(AbortRoundRequest request, ServerCallContext context)
     {
         Authorise(context, "abort the open round");
         return Task.FromResult(new AdminReply { Message = clients.AbortRound() });
     }
 
+    /// <summary>Shuts a client out of the run: its calls are refused from now on and it is left out of every
+    /// round.</summary>
     public override Task<AdminReply> RemoveClient(RemoveClientRequest request, ServerCallContext context)
     {
         Authorise(context, $"remove client '{request.ClientId}'");

@@ -29,7 +29,9 @@ public sealed record FederationHostExtras
 {
     /// <summary>Who may call the admin service; null = no admin service.</summary>
     public IAdminAuthenticator? Admin { get; init; }
+    /// <summary>Where stop requests (signals, the admin's stop) arrive; the server subscribes once it runs.</summary>
     public StopRequests Stop { get; init; } = new();
+    /// <summary>Prometheus metrics to update; null = none kept.</summary>
     public ServerMetrics? Metrics { get; init; }
 
     /// <summary>HOST:PORT for Prometheus' plain-HTTP /metrics; null = not served.</summary>
@@ -41,7 +43,7 @@ public sealed record FederationHostExtras
 
 /// <summary>
 /// Kestrel serving <see cref="FederationService"/> (and <see cref="AdminService"/>, the gRPC health service) over HTTP/2:
-/// with TLS, or h2c when <paramref name="tls"/> is null. Connections that cannot be gRPC (plain text on the TLS port,
+/// with TLS, or h2c when <see cref="StartAsync"/> is given no TLS options. Connections that cannot be gRPC (plain text on the TLS port,
 /// TLS on the h2c port, HTTP/1.1) and refused client certificates are logged by <see cref="RefusalLog"/>.
 /// </summary>
 public sealed class FederationHost : IAsyncDisposable
@@ -58,9 +60,19 @@ public sealed class FederationHost : IAsyncDisposable
     /// <summary>The bound address, e.g. https://127.0.0.1:50443 (the real port when 0 was asked for).</summary>
     public string Address { get; }
 
+    /// <summary>The log of refused connections and calls, shared with the services.</summary>
     public RefusalLog Refusals { get; }
 
     /// <param name="listen">HOST:PORT; port 0 picks a free one.</param>
+    /// <param name="tls">The server certificate and client-certificate policy, or null for plain-text h2c (--insecure
+    /// only).</param>
+    /// <param name="clients">The networked clients' registry the federation service hands tasks from and delivers
+    /// updates to.</param>
+    /// <param name="run">What joining clients are told about the run (id, task, training settings).</param>
+    /// <param name="authenticator">Who the calling client is, for every RPC.</param>
+    /// <param name="progress">The next round and the last round's metrics, for status replies.</param>
+    /// <param name="cancellationToken">Cancels the start-up.</param>
+    /// <param name="extras">Admin service, stop requests, metrics and refusal logging; null = none of them.</param>
     public static async Task<FederationHost> StartAsync(string listen, ServerTls? tls, RemoteClients clients, RunDescription run, IClientAuthenticator authenticator,
         Func<(int NextRound, string? LastMetrics)> progress, CancellationToken cancellationToken = default, FederationHostExtras? extras = null)
     {
@@ -254,6 +266,7 @@ public sealed class FederationHost : IAsyncDisposable
         return new IPEndPoint(ip, port);
     }
 
+    /// <summary>Stops Kestrel (letting calls in flight end) and frees the host.</summary>
     public async ValueTask DisposeAsync()
     {
         await app.StopAsync();

@@ -51,6 +51,8 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         return new RpcException(new Status(code, reason));
     }
 
+    /// <summary>The handshake: authenticates the caller, checks its protocol version, base-model fingerprint and task,
+    /// records its declared example count, and answers with the run description and its roster index.</summary>
     public override Task<JoinReply> Join(JoinRequest request, ServerCallContext context)
     {
         string id = Authenticate(context);
@@ -86,6 +88,8 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         });
     }
 
+    /// <summary>Long poll: waits up to the requested time (at most 60 s) for a task for the caller, and returns it, an
+    /// empty reply, or that the run has finished or the server is stopping.</summary>
     public override async Task<WaitForTaskReply> WaitForTask(WaitForTaskRequest request, ServerCallContext context)
     {
         string id = Identify(context);
@@ -101,9 +105,13 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         return new WaitForTaskReply { Task = WireMapping.ToWire(offer.Instructions!) };
     }
 
+    /// <summary>Streams the open round's global adapter to the caller, as chunks encoded once for every
+    /// client.</summary>
     public override Task FetchGlobal(FetchRequest request, IServerStreamWriter<TensorChunk> responseStream, ServerCallContext context) =>
         Stream(request, responseStream, context, c => c.EncodedGlobal);
 
+    /// <summary>Streams one of the open round's named tensor sets; NotFound when the round has none of that
+    /// name.</summary>
     public override Task FetchTensorSet(FetchRequest request, IServerStreamWriter<TensorChunk> responseStream, ServerCallContext context) =>
         Stream(request, responseStream, context, c => c.EncodedSet(request.TensorSet)
             ?? throw new RpcException(new Status(StatusCode.NotFound, $"round {request.Round} has no tensor set '{request.TensorSet}'")));
@@ -128,6 +136,8 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         }
     }
 
+    /// <summary>Reads an update stream (header first, then chunks), checks it against the round's bounds while reading,
+    /// and takes it into the round or refuses it with the reason in the reply.</summary>
     public override async Task<SubmitReply> SubmitUpdate(IAsyncStreamReader<UpdateChunk> requestStream, ServerCallContext context)
     {
         string id = Identify(context);
@@ -254,12 +264,15 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         return new SubmitReply { Accepted = false, Reason = reason };
     }
 
+    /// <summary>Marks the caller alive and tells it the open round (-1 between rounds).</summary>
     public override Task<HeartbeatReply> Heartbeat(HeartbeatRequest request, ServerCallContext context)
     {
         clients.Seen(Identify(context));
         return Task.FromResult(new HeartbeatReply { CurrentRound = clients.OpenRoundNumber ?? -1 });
     }
 
+    /// <summary>The server's view of the run: the open round, its update count, every client's state and the last
+    /// metrics. Any roster member may ask.</summary>
     public override Task<StatusReply> Status(StatusRequest request, ServerCallContext context)
     {
         // Any roster member's credentials may ask (operators use one client's kit).

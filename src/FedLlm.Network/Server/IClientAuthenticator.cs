@@ -17,6 +17,7 @@ public interface IClientAuthenticator
 /// </summary>
 public sealed class InsecureClaimedIdentity : IClientAuthenticator
 {
+    /// <inheritdoc/>
     public string Authenticate(ServerCallContext context) =>
         context.RequestHeaders.GetValue(ProtocolInfo.ClientIdHeader) is { Length: > 0 } id
             ? id
@@ -37,6 +38,7 @@ public interface IAdminAuthenticator
 /// </summary>
 public sealed class LoopbackAdmin : IAdminAuthenticator
 {
+    /// <inheritdoc/>
     public string Authenticate(ServerCallContext context)
     {
         var remote = context.GetHttpContext().Connection.RemoteIpAddress;

@@ -10,12 +10,15 @@ namespace FedLlm.Network.Server;
 /// <remarks>Thread-safe.</remarks>
 public sealed class RefusalLog(ILogger logger, ServerMetrics? metrics = null, TimeProvider? clock = null)
 {
+    /// <summary>How long a (peer, reason) pair is logged only once; repeats are counted and reported on the next
+    /// line.</summary>
     public static readonly TimeSpan Window = TimeSpan.FromMinutes(1);
     readonly TimeProvider clock = clock ?? TimeProvider.System;
     readonly Dictionary<(string Peer, string Reason), (DateTimeOffset Logged, int Suppressed)> recent = new();
 
     /// <param name="kind">token, certificate, roster, plaintext, protocol, handshake, stopping, removed.</param>
     /// <param name="peer">The remote address (IP:port; the port is dropped for rate limiting, as reconnects change it).</param>
+    /// <param name="reason">Why it was refused, as the peer is told.</param>
     public void Refused(string kind, string? peer, string reason)
     {
         metrics?.Refused(kind);

@@ -37,6 +37,14 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
     DateTimeOffset stopDeadline;
     long uploadBytesInFlight;
 
+    /// <summary>The registry of the roster's clients; <paramref name="options"/> are validated here.</summary>
+    /// <param name="options">Roster, deadlines and update bounds.</param>
+    /// <param name="logger">Where joins, round closes and refusals are logged.</param>
+    /// <param name="clock">The time source for deadlines and heartbeats; the system clock by default (tests pass a fake
+    /// one).</param>
+    /// <param name="metrics">Prometheus metrics to update, or null.</param>
+    /// <exception cref="ArgumentException">The options are invalid (see <see
+    /// cref="RemoteClientsOptions.Validate"/>).</exception>
     public RemoteClients(RemoteClientsOptions options, ILogger logger, TimeProvider? clock = null, ServerMetrics? metrics = null)
     {
         options.Validate();
@@ -47,6 +55,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         clients = options.Roster.Select((id, i) => new ClientRecord(id, i)).ToDictionary(c => c.Id, StringComparer.Ordinal);
     }
 
+    /// <summary>The validated options this registry runs with.</summary>
     public RemoteClientsOptions Options => options;
 
     /// <summary>The round currently open, or null between rounds.</summary>
@@ -70,6 +79,11 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         lock (gate) return clients.TryGetValue(clientId, out var c) && c.Removed;
     }
 
+    /// <inheritdoc/>
+    /// <remarks>Opens the round for the sampled roster members, waits until every live one has answered or the deadline
+    /// passes with at least <see cref="RemoteClientsOptions.MinUpdates"/> updates, and returns the accepted updates
+    /// (the caller owns their tensors).</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">A sampled index is outside the roster.</exception>
     public async Task<IReadOnlyList<ClientUpdate>> TrainRoundAsync(int round, IReadOnlyList<int> sampled, IReadOnlyDictionary<string, Tensor> global,
         ClientInstructions instructions, CancellationToken cancellationToken = default)
     {
@@ -214,6 +228,8 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
 
     bool IsBackingOff(string id, DateTimeOffset now) => clients[id].BackoffUntil is { } until && now < until;
 
+    /// <summary>Wire bytes sent to and received from clients in <paramref name="round"/>, or null when that round did
+    /// not run here.</summary>
     public (long Sent, long Received)? MeasuredTraffic(int round)
     {
         lock (gate) return traffic.TryGetValue(round, out var t) ? t : null;
@@ -299,6 +315,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
 
     /// <summary>A client (re)joins with the number of examples it holds, the most its updates may claim.</summary>
     /// <param name="declaredExamples">Null when the client has not read its data yet (it joins again with the count).</param>
+    /// <param name="clientId">The authenticated caller.</param>
     public void Join(string clientId, long? declaredExamples)
     {
         lock (gate)
@@ -311,6 +328,8 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         else logger.LogInformation("client {Client} joined", clientId);
     }
 
+    /// <summary>Whether <paramref name="clientId"/> has told the server how many examples it holds (clients before
+    /// protocol v2.1 do not).</summary>
     public bool HasDeclaredExamples(string clientId)
     {
         lock (gate) return clients[clientId].DeclaredExamples is not null;
@@ -336,6 +355,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
             logger.LogInformation("round {Round}: client {Client} is back; its task is open again", round.Round, clientId);
     }
 
+    /// <summary>Records a sign of life from <paramref name="clientId"/> (a heartbeat or any other call).</summary>
     public void Seen(string clientId)
     {
         lock (gate) Touch(clientId);
@@ -401,6 +421,10 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
     /// <summary>Checks an update's header before any tensor is read, and reserves the memory its decoded tensors take.</summary>
     /// <param name="retryAfter">Above zero when the update is not refused but must wait: the upload memory budget is in use.</param>
     /// <returns>The lease to read it against, or null with the reason it is refused.</returns>
+    /// <param name="clientId">The authenticated caller.</param>
+    /// <param name="round">The round the update says it belongs to.</param>
+    /// <param name="claimedId">The client id in the update's header; must equal <paramref name="clientId"/>.</param>
+    /// <param name="reason">Why it was refused, when the result is null.</param>
     public RoundLease? BeginSubmission(string clientId, int round, string claimedId, out string reason, out TimeSpan retryAfter)
     {
         retryAfter = TimeSpan.Zero;
@@ -456,6 +480,8 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
     /// <summary>Takes a fully read and validated update into its round; null on success, else the reason it was refused
     /// (the caller still owns the tensors then).</summary>
     /// <param name="norm">‖y_i − x‖, for <see cref="RemoteClientsOptions.MaxUpdateNormRatio"/>.</param>
+    /// <param name="lease">The lease taken by <see cref="BeginSubmission"/> for this update.</param>
+    /// <param name="update">The decoded update; ownership of its tensors passes to the round on success.</param>
     public string? Accept(RoundLease lease, ClientUpdate update, double norm)
     {
         string reason;
@@ -518,6 +544,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
             context.Round, clientId, reason, context.Round, record.ConsecutiveRefusals, backoff.TotalSeconds);
     }
 
+    /// <summary>A consistent snapshot of the open round and every client, for status replies and the admin.</summary>
     public StatusSnapshot Status()
     {
         lock (gate)
@@ -553,6 +580,8 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
 
     const string RegistryPrefix = "registry/";
 
+    /// <summary>The per-client counters (accepted, refused, last round, removed, refusals in a row) as tensors under
+    /// "registry/{id}", for the run's checkpoint. The caller owns the tensors.</summary>
     public IReadOnlyDictionary<string, Tensor> SnapshotState()
     {
         lock (gate)
@@ -560,6 +589,8 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
                 c => tensor(new long[] { c.Accepted, c.Rejected, c.LastRound, c.Removed ? 1 : 0, c.ConsecutiveRefusals }));
     }
 
+    /// <summary>Restores the counters written by <see cref="SnapshotState"/>; keys for ids no longer in the roster are
+    /// ignored.</summary>
     public void RestoreState(IReadOnlyDictionary<string, Tensor> state)
     {
         lock (gate)
@@ -581,6 +612,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         }
     }
 
+    /// <summary>Ends the run for polling clients: they are told it finished.</summary>
     public void Dispose()
     {
         lock (gate)
@@ -631,14 +663,30 @@ public sealed class ServerStoppingException(string message) : OperationCanceledE
 /// nothing yet, that the run is over, or that the server is stopping.</summary>
 public sealed record TaskOffer(int Round, ClientInstructions? Instructions, bool Finished, string? StopReason = null)
 {
+    /// <summary>No task yet: the client polls again.</summary>
     public static TaskOffer None { get; } = new(-1, null, false);
+    /// <summary>The run is over: the client exits.</summary>
     public static TaskOffer RunFinished { get; } = new(-1, null, true);
+    /// <summary>The server is stopping for <paramref name="reason"/>: the client waits and rejoins later.</summary>
     public static TaskOffer Stopping(string reason) => new(-1, null, false, reason);
+    /// <summary>True when the offer carries a round to train.</summary>
     public bool HasTask => Round >= 0;
 }
 
+/// <summary>One client's line in a status reply.</summary>
+/// <param name="Id">The client's roster id.</param>
+/// <param name="Connected">Heard from within the heartbeat timeout.</param>
+/// <param name="SecondsSinceSeen">Seconds since the client's last call, or -1 if it never called.</param>
+/// <param name="Accepted">Updates accepted from it over the run.</param>
+/// <param name="Rejected">Updates refused from it over the run.</param>
+/// <param name="State">What it is doing in the open round: e.g. "training", "submitted", "left out", "removed".</param>
 public sealed record ClientSnapshot(string Id, bool Connected, double SecondsSinceSeen, int Accepted, int Rejected, string State);
 
+/// <summary>The server's state as a status reply shows it.</summary>
+/// <param name="OpenRound">The round being collected, or null between rounds.</param>
+/// <param name="UpdatesThisRound">Updates accepted so far in the open round.</param>
+/// <param name="StopReason">Why the server is stopping, or null while it runs.</param>
+/// <param name="Clients">Every roster member, in roster order.</param>
 public sealed record StatusSnapshot(int? OpenRound, int UpdatesThisRound, string? StopReason, IReadOnlyList<ClientSnapshot> Clients);
 
 /// <summary>
@@ -649,11 +697,24 @@ public sealed record StatusSnapshot(int? OpenRound, int UpdatesThisRound, string
 public sealed class OpenRound
 {
     int references = 1;
+    /// <summary>Wire bytes of chunks streamed to clients in this round (updated with <see
+    /// cref="Interlocked"/>).</summary>
     public long BytesSent;
+    /// <summary>Wire bytes of updates read from clients in this round, refused ones included (updated with <see
+    /// cref="Interlocked"/>).</summary>
     public long BytesReceived;
     readonly Lazy<IReadOnlyList<TensorChunk>> encodedGlobal;
     readonly Dictionary<string, Lazy<IReadOnlyList<TensorChunk>>> encodedSets;
 
+    /// <summary>Opens round <paramref name="round"/>; the round takes ownership of <paramref name="global"/> and
+    /// <paramref name="tensorSets"/> (copies made by the caller) and frees them when the last reference is
+    /// released.</summary>
+    /// <param name="round">The round number.</param>
+    /// <param name="instructions">The round's instructions, sent to every assigned client.</param>
+    /// <param name="global">The server's copy of the global adapter.</param>
+    /// <param name="tensorSets">The server's copies of the instructions' tensor sets.</param>
+    /// <param name="assigned">The roster ids sampled for the round.</param>
+    /// <param name="encoding">The transfer encoding of chunks in both directions.</param>
     public OpenRound(int round, ClientInstructions instructions, Dictionary<string, Tensor> global,
         IReadOnlyDictionary<string, IReadOnlyDictionary<string, Tensor>> tensorSets, IReadOnlyList<string> assigned, Federation.Transfer.TransferEncoding encoding)
     {
@@ -669,13 +730,16 @@ public sealed class OpenRound
         UploadBytes = adapterBytes * (1 + instructions.ReturnedTensorSets.Count);
     }
 
+    /// <summary>The round number.</summary>
     public int Round { get; }
     /// <summary>The round's instructions; their tensors belong to the round loop, so read <see cref="TensorSets"/> instead.</summary>
     public ClientInstructions Instructions { get; }
+    /// <summary>The server's copy of the global adapter the clients train from (owned by the round).</summary>
     public IReadOnlyDictionary<string, Tensor> Global { get; }
 
     /// <summary>The server's copies of the instructions' tensor sets.</summary>
     public IReadOnlyDictionary<string, IReadOnlyDictionary<string, Tensor>> TensorSets { get; }
+    /// <summary>The roster ids sampled for this round.</summary>
     public IReadOnlyList<string> Assigned { get; }
 
     /// <summary>Decoded bytes an update of this round holds on the server (weights and returned tensor sets, fp32).</summary>
@@ -683,7 +747,10 @@ public sealed class OpenRound
 
     /// <summary>Bumped when the operator aborts the round: leases taken before cannot deliver into it.</summary>
     public int Attempt { get; internal set; }
+    /// <summary>Updates taken into the round, by client id; their tensors belong to the round until it is closed and
+    /// handed to aggregation.</summary>
     public Dictionary<string, ClientUpdate> Accepted { get; } = new(StringComparer.Ordinal);
+    /// <summary>‖y_i − x‖ of each accepted update, for the norm-ratio screen at the close.</summary>
     public Dictionary<string, double> Norms { get; } = new(StringComparer.Ordinal);
 
     /// <summary>Clients whose update was refused this round, with the reason.</summary>
@@ -691,6 +758,8 @@ public sealed class OpenRound
 
     /// <summary>Updates taken back at the close (norm outliers), freed with the round.</summary>
     internal List<ClientUpdate> Discarded { get; } = new();
+    /// <summary>Assigned clients that will not be waited for: silent past the heartbeat timeout, or removed by the
+    /// operator.</summary>
     public HashSet<string> LeftOut { get; } = new(StringComparer.Ordinal);
 
     /// <summary>Assigned clients whose heartbeats count: alive at the open, or heard from since.</summary>
@@ -699,6 +768,7 @@ public sealed class OpenRound
     /// <summary>Assigned clients that have been handed the task.</summary>
     public HashSet<string> Taken { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>Assigned clients the round still waits for: neither accepted, refused nor left out.</summary>
     public IEnumerable<string> Pending() => Assigned.Where(id => !Accepted.ContainsKey(id) && !LeftOut.Contains(id) && !Refused.ContainsKey(id));
 
     /// <summary>The global adapter's chunks, encoded once per round.</summary>
@@ -722,11 +792,14 @@ public sealed class OpenRound
 public sealed class RoundLease(OpenRound context, int attempt, Action? onRelease = null) : IDisposable
 {
     int released;
+    /// <summary>The round this lease holds.</summary>
     public OpenRound Context { get; } = context;
 
     /// <summary>The round's <see cref="OpenRound.Attempt"/> when the lease was taken.</summary>
     public int Attempt { get; } = attempt;
 
+    /// <summary>Releases the hold (once; later calls do nothing); the round's tensors are freed when the last hold
+    /// goes.</summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref released, 1) != 0) return;

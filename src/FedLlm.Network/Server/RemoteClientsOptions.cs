@@ -41,6 +41,7 @@ public sealed record RemoteClientsOptions
     /// cannot close without it.</summary>
     public TimeSpan RefusalBackoff { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>The longest refusal backoff, however many refusals in a row.</summary>
     public TimeSpan MaxRefusalBackoff { get; init; } = TimeSpan.FromMinutes(10);
 
     /// <summary>How long a stopping server lets the open round finish before abandoning it.</summary>
@@ -49,6 +50,11 @@ public sealed record RemoteClientsOptions
     /// <summary>Transfer encoding of what travels in both directions.</summary>
     public TransferEncoding Encoding { get; init; } = TransferEncoding.Default;
 
+    /// <summary>Checks every option.</summary>
+    /// <exception cref="ArgumentException">The roster is empty, holds a duplicate, or an id that is blank or has a
+    /// '/'.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A count, duration or bound is out of range (the message names the
+    /// server.yaml key).</exception>
     public void Validate()
     {
         if (Roster.Count == 0) throw new ArgumentException("the roster lists no clients");

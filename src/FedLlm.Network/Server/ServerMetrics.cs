@@ -12,6 +12,7 @@ public sealed class ServerMetrics
     readonly Gauge openRound, connected;
     readonly Histogram roundSeconds;
 
+    /// <summary>Creates the metrics in a registry of their own, with no round open (-1).</summary>
     public ServerMetrics()
     {
         Registry = Metrics.NewCustomRegistry();
@@ -27,13 +28,17 @@ public sealed class ServerMetrics
         openRound.Set(-1);
     }
 
+    /// <summary>The registry holding these metrics, which the /metrics endpoint serves.</summary>
     public CollectorRegistry Registry { get; }
 
     /// <summary>Sets the connected-clients gauge from <paramref name="count"/> at every scrape.</summary>
     public void TrackConnected(Func<int> count) => Registry.AddBeforeCollectCallback(() => connected.Set(count()));
 
+    /// <summary>Sets the open-round gauge to <paramref name="round"/>.</summary>
     public void RoundOpened(int round) => openRound.Set(round);
 
+    /// <summary>Counts a closed round: its duration in seconds and the wire bytes sent and received in it; the
+    /// open-round gauge goes back to -1.</summary>
     public void RoundClosed(double seconds, long sent, long received)
     {
         roundsClosed.Inc();
@@ -46,5 +51,6 @@ public sealed class ServerMetrics
     /// <param name="kind">update, token, certificate, roster, plaintext, protocol, handshake.</param>
     public void Refused(string kind) => refusals.WithLabels(kind).Inc();
 
+    /// <summary>How many refusals of <paramref name="kind"/> were counted so far.</summary>
     public double RefusalCount(string kind) => refusals.WithLabels(kind).Value;
 }

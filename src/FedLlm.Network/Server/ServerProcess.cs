@@ -22,6 +22,9 @@ public static class ServerProcess
     /// <param name="onListening">Told the bound address once the listener is up.</param>
     /// <param name="dashboard">Where to serve the live read-only dashboard (loopback advised), or null for none.</param>
     /// <param name="stop">Where stop requests arrive; null = only <paramref name="cancellationToken"/> stops the server (abruptly).</param>
+    /// <param name="config">The parsed server.yaml.</param>
+    /// <param name="loggers">Where the server's loggers come from.</param>
+    /// <param name="cancellationToken">Stops the server at once, without committing the open round.</param>
     public static async Task<int> RunAsync(ServerConfig config, ServerSecurity? security, ILoggerFactory loggers, Action<string>? onListening = null,
         System.Net.IPEndPoint? dashboard = null, StopRequests? stop = null, CancellationToken cancellationToken = default)
     {

@@ -13,6 +13,7 @@ public sealed class StopRequests
     Action<string, bool>? handler;
 
     /// <param name="abandonRound">True: do not wait for the open round to finish.</param>
+    /// <param name="reason">Why, for the log and for the clients.</param>
     public void Request(string reason, bool abandonRound)
     {
         Action<string, bool>? current;
@@ -30,6 +31,8 @@ public sealed class StopRequests
         get { lock (gate) return early.Count > 0; }
     }
 
+    /// <summary>Sets who acts on stop requests, and hands it the requests made before (in order). <paramref
+    /// name="onStop"/> gets the reason and whether to abandon the open round.</summary>
     public void Subscribe(Action<string, bool> onStop)
     {
         List<(string, bool)> pending;

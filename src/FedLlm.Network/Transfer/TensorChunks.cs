@@ -14,6 +14,8 @@ public static class TensorChunks
     /// <summary>1 MiB: far below protobuf's 2 GB limit and gRPC's default 4 MB message cap, large enough to amortise framing.</summary>
     public const int MaxChunkBytes = 1 << 20;
 
+    /// <summary>The dtype a chunk header names: tensors travel encoded but decode to fp32, the dtype adapters train
+    /// in.</summary>
     public const string Float32 = "float32";
 
     /// <summary>Every tensor of <paramref name="tensors"/> in name order, as chunks: what a server encodes once per round

@@ -14,6 +14,9 @@ public sealed class DpoClientDataset : IClientDataset, IDisposable
     private readonly int padTokenId;
 
     /// <param name="reference">The reference policy, shared by all clients and not owned here (null = the base model).</param>
+    /// <param name="pairs">The client's preference pairs, tokenized.</param>
+    /// <param name="dpo">β and label smoothing (validated here).</param>
+    /// <param name="padTokenId">The tokenizer's padding id, for batching.</param>
     public DpoClientDataset(IReadOnlyList<PreferencePair> pairs, DpoOptions dpo, int padTokenId, ReferencePolicy? reference = null)
     {
         ArgumentNullException.ThrowIfNull(pairs);
@@ -24,13 +27,18 @@ public sealed class DpoClientDataset : IClientDataset, IDisposable
         Reference = new ReferenceLogProbCache(reference, ownsPolicy: false);
     }
 
+    /// <summary>The client's preference pairs.</summary>
     public IReadOnlyList<PreferencePair> Pairs { get; }
 
     /// <summary>This client's reference values (filled lazily; <see cref="ReferenceLogProbCache.PairsComputed"/> counts the passes).</summary>
     public ReferenceLogProbCache Reference { get; }
 
+    /// <inheritdoc/>
     public int Count => Pairs.Count;
 
+    /// <inheritdoc/>
+    /// <remarks>Computes every missing reference value of the client's pairs first, in fixed batches, so the values do
+    /// not depend on how rounds batch the pairs.</remarks>
     public LocalRun StartRun(LlamaForCausalLM model, TrainingOptions options)
     {
         // All of the client's reference values at once, in fixed batches of its whole list (TRL's precompute_ref_log_probs):
@@ -65,5 +73,6 @@ public sealed class DpoClientDataset : IClientDataset, IDisposable
         return new Dictionary<string, double> { ["dpo_loss"] = metrics.Loss, ["reward_accuracy"] = metrics.RewardsAccuracy };
     }
 
+    /// <summary>Frees the cached reference values (not the shared reference policy).</summary>
     public void Dispose() => Reference.Dispose();
 }

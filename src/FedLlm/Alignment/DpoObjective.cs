@@ -20,6 +20,9 @@ public sealed class DpoObjective : ITrainingObjective<PreferencePair, DpoMetrics
 
     /// <param name="reference">Reference values to use and fill; pass the same cache to every round of a federated client so
     /// π_ref is computed once per pair. Default: a new cache for the base model, owned (and disposed) by this objective.</param>
+    /// <param name="options">The local training options (batch size, loss chunking).</param>
+    /// <param name="dpo">β and label smoothing (validated here).</param>
+    /// <param name="padTokenId">The tokenizer's padding id, for batching.</param>
     public DpoObjective(TrainingOptions options, DpoOptions dpo, int padTokenId, ReferenceLogProbCache? reference = null)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -38,6 +41,7 @@ public sealed class DpoObjective : ITrainingObjective<PreferencePair, DpoMetrics
     /// <summary>The reference log-probabilities this objective reads and fills.</summary>
     public ReferenceLogProbCache Reference { get; }
 
+    /// <inheritdoc/>
     public string Name => "dpo";
 
     /// <summary>
@@ -54,6 +58,8 @@ public sealed class DpoObjective : ITrainingObjective<PreferencePair, DpoMetrics
         Reference.Get(model, pairs, Enumerable.Range(0, pairs.Count).ToList(), collator, options.BatchSize, options.LossChunkTokens);
     }
 
+    /// <inheritdoc/>
+    /// <remarks>Computes the reference values of the step's pairs that are not cached yet.</remarks>
     public void BeforeStep(LlamaForCausalLM model, IReadOnlyList<PreferencePair> pairs, IReadOnlyList<int[]> microBatches) =>
         Reference.Get(model, pairs, microBatches.SelectMany(b => b).ToList(), collator, options.BatchSize, options.LossChunkTokens);
 
@@ -61,6 +67,7 @@ public sealed class DpoObjective : ITrainingObjective<PreferencePair, DpoMetrics
     public IReadOnlyList<double> LossWeights(IReadOnlyList<PreferencePair> pairs, IReadOnlyList<int[]> microBatches) =>
         microBatches.Select(_ => 1.0 / microBatches.Count).ToList();
 
+    /// <inheritdoc/>
     public (DpoMetrics Metrics, long Tokens)? MicroBatch(LlamaForCausalLM model, IReadOnlyList<PreferencePair> pairs, int[] indices, double lossWeight)
     {
         var (referenceChosen, referenceRejected) = Reference.Get(model, pairs, indices, collator, options.BatchSize, options.LossChunkTokens);
@@ -97,11 +104,14 @@ public sealed class DpoObjective : ITrainingObjective<PreferencePair, DpoMetrics
     /// <summary>Pair-weighted means; a step always has pairs.</summary>
     public DpoMetrics Aggregate(IReadOnlyList<DpoMetrics> parts) => DpoMetrics.Aggregate(parts);
 
+    /// <inheritdoc/>
     public double Loss(DpoMetrics metrics) => metrics.Loss;
 
+    /// <inheritdoc/>
     public IReadOnlyDictionary<string, double>? ToCheckpointRow(DpoMetrics metrics) =>
         new Dictionary<string, double>(metrics.ToTrlLog()) { [PairsKey] = metrics.Pairs };
 
+    /// <inheritdoc/>
     public DpoMetrics FromCheckpointRow(double loss, IReadOnlyDictionary<string, double>? row, string checkpoint, int step)
     {
         if (row is null)

@@ -7,6 +7,10 @@ namespace FedLlm.Alignment;
 /// with the <see cref="DpoObjective"/>, so it shares the instruction trainer's loop, data order, hooks and checkpoints.</summary>
 /// <param name="reference">See <see cref="DpoObjective(TrainingOptions, DpoOptions, int, ReferenceLogProbCache?)"/>.</param>
 /// <exception cref="InvalidOperationException">The model has no adapters.</exception>
+/// <param name="model">The model with LoRA injected; its adapters are the policy trained.</param>
+/// <param name="options">The local training options.</param>
+/// <param name="dpo">β and label smoothing.</param>
+/// <param name="padTokenId">The tokenizer's padding id, for batching.</param>
 public sealed class DpoTrainer(LlamaForCausalLM model, TrainingOptions options, DpoOptions dpo, int padTokenId, ReferenceLogProbCache? reference = null)
     : AdapterTrainer<PreferencePair, DpoMetrics>(model, options, new DpoObjective(options, dpo, padTokenId, reference))
 {

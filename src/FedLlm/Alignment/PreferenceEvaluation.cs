@@ -13,6 +13,12 @@ public static class PreferenceEvaluation
     /// <summary>Evaluates the policy on every pair (eval mode, no gradients; the train/eval mode is restored afterwards).</summary>
     /// <param name="reference">Reference values for this pair list; keep one cache per held-out set so π_ref runs once.</param>
     /// <exception cref="ArgumentException">There are no pairs.</exception>
+    /// <param name="model">The policy (the model with its current adapter).</param>
+    /// <param name="pairs">The held-out preference pairs.</param>
+    /// <param name="dpo">β and label smoothing.</param>
+    /// <param name="padTokenId">The tokenizer's padding id, for batching.</param>
+    /// <param name="batchSize">Pairs per forward pass.</param>
+    /// <param name="chunkTokens">Labelled rows projected onto the vocabulary at once.</param>
     public static DpoMetrics Evaluate(LlamaForCausalLM model, IReadOnlyList<PreferencePair> pairs, ReferenceLogProbCache reference,
         DpoOptions dpo, int padTokenId, int batchSize = 8, int chunkTokens = 1024)
     {

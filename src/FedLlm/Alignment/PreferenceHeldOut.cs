@@ -12,10 +12,13 @@ public sealed class PreferenceHeldOut(LlamaForCausalLM model, IReadOnlyList<Pref
 {
     private readonly ReferenceLogProbCache cache = new(reference, ownsPolicy: false);
 
+    /// <summary>DPO loss, rewards, margin and accuracy of the model's current adapter on the held-out pairs.</summary>
     public DpoMetrics Metrics() => PreferenceEvaluation.Evaluate(model, pairs, cache, dpo, padTokenId, batchSize, chunkTokens);
 
+    /// <summary>The metrics under TRL's evaluation names (eval_loss, eval_rewards/chosen …).</summary>
     public static IReadOnlyDictionary<string, double> ToEvalMetrics(DpoMetrics m) =>
         m.ToTrlLog().ToDictionary(kv => "eval_" + kv.Key, kv => kv.Value);
 
+    /// <summary>Frees the cached reference values.</summary>
     public void Dispose() => cache.Dispose();
 }

@@ -23,6 +23,7 @@ public sealed class ReferenceLogProbCache : IDisposable
     /// <summary>Creates an empty cache for <paramref name="policy"/> (default: the base model, adapters off).</summary>
     /// <param name="ownsPolicy">Dispose the policy with the cache; false when several caches (a federation's clients)
     /// share one reference adapter, so that it is held in memory once.</param>
+    /// <param name="policy">The reference policy π_ref; null = the base model with adapters off.</param>
     public ReferenceLogProbCache(ReferencePolicy? policy = null, bool ownsPolicy = true)
     {
         Policy = policy ?? ReferencePolicy.BaseModel();
@@ -40,6 +41,12 @@ public sealed class ReferenceLogProbCache : IDisposable
 
     /// <summary>The reference log-probabilities of <paramref name="indices"/> into <paramref name="pairs"/>, computing missing ones.</summary>
     /// <param name="batchSize">Pairs per reference forward pass (2× as many sequences).</param>
+    /// <param name="model">The model the reference policy runs on.</param>
+    /// <param name="pairs">The pair list the indices refer to; the cache is keyed by index, so always pass the same
+    /// list.</param>
+    /// <param name="indices">The pairs wanted.</param>
+    /// <param name="collator">Pads the pairs into batches.</param>
+    /// <param name="chunkTokens">Labelled rows projected onto the vocabulary at once.</param>
     public (double[] Chosen, double[] Rejected) Get(LlamaForCausalLM model, IReadOnlyList<PreferencePair> pairs,
         IReadOnlyList<int> indices, PreferenceCollator collator, int batchSize, int chunkTokens)
     {

@@ -22,6 +22,8 @@ public static class SequenceLogProbs
     /// <param name="inputIds">(R, T) int64, right-padded.</param>
     /// <param name="labels">(R, T) int64, −100 where no log-probability is taken.</param>
     /// <returns>One sum per row (0 for a row without labels).</returns>
+    /// <param name="model">The model to score with (no gradients are taken).</param>
+    /// <param name="chunkTokens">Labelled rows projected onto the vocabulary at once.</param>
     public static double[] Compute(LlamaForCausalLM model, Tensor inputIds, Tensor labels, int chunkTokens)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(chunkTokens);
@@ -39,6 +41,10 @@ public static class SequenceLogProbs
     /// </summary>
     /// <param name="objective">Maps the (R) float64 log-probabilities to a scalar; it must be differentiable in them.</param>
     /// <returns>The log-probabilities and the objective's value.</returns>
+    /// <param name="model">The model with LoRA injected, in train mode.</param>
+    /// <param name="inputIds">(R, T) int64, right-padded.</param>
+    /// <param name="labels">(R, T) int64, −100 where no log-probability is taken.</param>
+    /// <param name="chunkTokens">Labelled rows projected onto the vocabulary at once.</param>
     public static (double[] LogProbs, double Objective) ForwardBackward(
         LlamaForCausalLM model, Tensor inputIds, Tensor labels, Func<Tensor, Tensor> objective, int chunkTokens)
     {

@@ -10,7 +10,7 @@ namespace FedLlm.Checkpoints;
 /// <remarks>
 /// <para>
 /// Like transformers' <c>from_pretrained</c>, <c>model.safetensors</c> wins when both it and an index are present.
-/// Every shard is opened and checked at <see cref="Open"/>, so a missing shard or a tensor missing from its shard
+/// Every shard is opened and checked at <see cref="Open(string)"/>, so a missing shard or a tensor missing from its shard
 /// fails in the first second, not after minutes of loading. <see cref="Dispose"/> closes the shards.
 /// </para>
 /// <para>Reads of different tensors may run on several threads at once (see <see cref="SafeTensorsFile"/>).</para>

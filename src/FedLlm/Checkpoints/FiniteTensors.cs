@@ -7,7 +7,10 @@ namespace FedLlm.Checkpoints;
 public sealed class NonFiniteTensorException(string file, string tensor, long count, string action)
     : Exception($"{file}: tensor '{tensor}' holds {count} non-finite value(s) (NaN or infinity); refusing to {action} it")
 {
+    /// <summary>The file the tensor came from or was going to.</summary>
     public string File { get; } = file;
+
+    /// <summary>The offending tensor's name.</summary>
     public string Tensor { get; } = tensor;
 }
 
@@ -28,6 +31,9 @@ public static class FiniteTensors
 
     /// <summary>Throws <see cref="NonFiniteTensorException"/> unless every element of <paramref name="tensor"/> is finite.</summary>
     /// <param name="action">What the caller refuses to do, e.g. "load" or "write".</param>
+    /// <param name="tensor">The tensor to check.</param>
+    /// <param name="name">Its name, for the message.</param>
+    /// <param name="file">The file it belongs to, for the message.</param>
     public static void Require(Tensor tensor, string name, string file, string action)
     {
         if (AllFinite(tensor)) return;

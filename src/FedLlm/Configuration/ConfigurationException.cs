@@ -6,6 +6,8 @@ namespace FedLlm.Configuration;
 /// </summary>
 public sealed class ConfigurationException : Exception
 {
+    /// <summary>A configuration error described by <paramref name="message"/> (which names the file, line and key),
+    /// with <paramref name="hints"/> on what to try next.</summary>
     public ConfigurationException(string message, IReadOnlyList<string>? hints = null, Exception? inner = null) : base(message, inner)
     {
         Hints = hints ?? [];

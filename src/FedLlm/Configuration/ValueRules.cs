@@ -25,6 +25,7 @@ public enum ValueRule
 [AttributeUsage(AttributeTargets.Property)]
 public sealed class CheckAttribute(ValueRule rule) : Attribute
 {
+    /// <summary>The range the value must fall in.</summary>
     public ValueRule Rule { get; } = rule;
 }
 
@@ -42,6 +43,8 @@ public sealed class OneOfAttribute(params string[] names) : Attribute
     /// <summary>A value outside the set is accepted when it matches this prefix pattern, e.g. "cuda:" for cuda:N.</summary>
     public string? OpenPrefix { get; init; }
 
+    /// <summary>Whether <paramref name="value"/> is one of the names or aliases (case-insensitive) or starts with
+    /// <see cref="OpenPrefix"/>.</summary>
     public bool Accepts(string value) =>
         Names.Concat(Aliases).Any(n => string.Equals(n, value, StringComparison.OrdinalIgnoreCase))
         || (OpenPrefix is not null && value.StartsWith(OpenPrefix, StringComparison.OrdinalIgnoreCase));

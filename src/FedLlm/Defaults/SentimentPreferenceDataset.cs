@@ -14,7 +14,7 @@ namespace FedLlm.Defaults;
 /// (exactly the SFT prompt); chosen is " " + the correct label, rejected is " " + one of the two wrong labels, picked by a
 /// SplitMix64 stream of its own so the SFT data's stream is untouched.</para>
 /// <para>The held-out pairs are built from the held-out headlines, so they share neither companies nor (move, event)
-/// pairings with training. Generation is a pure function of the sentiment data set and <paramref name="seed"/>.</para>
+/// pairings with training. Generation is a pure function of the sentiment data set and the seed given to <see cref="Generate"/>.</para>
 /// </remarks>
 public sealed class SentimentPreferenceDataset
 {

@@ -27,6 +27,8 @@ public sealed class CausalLmEvaluationModel : IEvaluationModel
 
     /// <param name="batchSize">Requests per forward pass.</param>
     /// <param name="maxLength">Longest token sequence fed to the model; default the config's max_position_embeddings.</param>
+    /// <param name="model">The model (with any adapter loaded) to score; put in eval mode for each call.</param>
+    /// <param name="tokenizer">The model's tokenizer.</param>
     public CausalLmEvaluationModel(LlamaForCausalLM model, ITextTokenizer tokenizer, int batchSize = 8, int? maxLength = null)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -40,7 +42,10 @@ public sealed class CausalLmEvaluationModel : IEvaluationModel
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxLength);
     }
 
+    /// <summary>Requests per forward pass.</summary>
     public int BatchSize { get; }
+
+    /// <summary>Longest token sequence fed to the model; longer contexts lose their beginning.</summary>
     public int MaxLength { get; }
 
     /// <summary>The token ids a request is scored on: (context ids, continuation ids), before truncation.</summary>
@@ -68,6 +73,7 @@ public sealed class CausalLmEvaluationModel : IEvaluationModel
         return (contextIds, continuationIds);
     }
 
+    /// <inheritdoc/>
     public IReadOnlyList<LogLikelihood> LogLikelihoods(IReadOnlyList<LogLikelihoodRequest> requests, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(requests);
@@ -147,6 +153,9 @@ public sealed class CausalLmEvaluationModel : IEvaluationModel
         return output;
     }
 
+    /// <inheritdoc/>
+    /// <exception cref="ArgumentException">The generation budget leaves no room for a prompt in <see cref="MaxLength"/>
+    /// positions.</exception>
     public IReadOnlyList<string> Generate(IReadOnlyList<string> prompts, GenerationOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompts);

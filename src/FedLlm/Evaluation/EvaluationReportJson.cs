@@ -12,6 +12,8 @@ public static class EvaluationReportJson
 {
     static readonly JsonSerializerOptions Options = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
+    /// <summary>The report as JSON: metrics, groups and samples, with the run's <paramref name="settings"/> and its
+    /// duration in <paramref name="seconds"/>.</summary>
     public static JsonObject ToJson(EvaluationReport report, IReadOnlyDictionary<string, string?> settings, double seconds)
     {
         var groups = new JsonObject();
@@ -34,6 +36,7 @@ public static class EvaluationReportJson
         };
     }
 
+    /// <summary>Writes <see cref="ToJson"/> to <paramref name="path"/> (indented), creating the folder.</summary>
     public static void Write(string path, EvaluationReport report, IReadOnlyDictionary<string, string?> settings, double seconds)
     {
         if (Path.GetDirectoryName(Path.GetFullPath(path)) is { } dir) Directory.CreateDirectory(dir);

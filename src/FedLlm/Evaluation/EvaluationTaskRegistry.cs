@@ -5,6 +5,9 @@ namespace FedLlm.Evaluation;
 
 /// <summary>A task name the CLI and the federation accept, what it measures, and how it is built from a spec.</summary>
 /// <param name="DefaultMaxNewTokens">Generation budget when the user gives none (null: the run options' default).</param>
+/// <param name="Name">The name on the command line (<c>fedllm eval --task NAME</c>) and in YAML.</param>
+/// <param name="Description">One line on what the task measures and how, for <c>--help</c>.</param>
+/// <param name="Create">Builds the task from a spec (data path and parameters).</param>
 public sealed record EvaluationTaskEntry(string Name, string Description, Func<EvaluationTaskSpec, IEvaluationTask> Create, int? DefaultMaxNewTokens = null)
 {
     /// <summary>A factory that also reads the model's tokenizer (its chat template formats judged conversations); used
@@ -15,6 +18,7 @@ public sealed record EvaluationTaskEntry(string Name, string Description, Func<E
 /// <summary>Every evaluation task by name, one line each.</summary>
 public static class EvaluationTaskRegistry
 {
+    /// <summary>Every task, in the order the help lists them.</summary>
     public static IReadOnlyList<EvaluationTaskEntry> Entries { get; } =
     [
         new("mmlu", "MMLU by log-likelihood (CSV folder or cais/mmlu Parquet): accuracy per subject, micro and macro", MmluTask.FromSpec),
@@ -39,6 +43,7 @@ public static class EvaluationTaskRegistry
             { CreateWithTokenizer = JudgedBenchmarkTask.FromSpec },
     ];
 
+    /// <summary>The tasks' names.</summary>
     public static IReadOnlyList<string> Names => Entries.Select(e => e.Name).ToList();
 
     /// <exception cref="ArgumentException">No task has that name; the message lists the known names.</exception>
@@ -47,6 +52,7 @@ public static class EvaluationTaskRegistry
         ?? throw new ArgumentException($"unknown evaluation task '{name}'; known tasks: {string.Join(", ", Names)}");
 
     /// <param name="tokenizer">The evaluated model's tokenizer, for tasks that format conversations with its chat template.</param>
+    /// <param name="spec">The task name, its data path and its parameters.</param>
     public static IEvaluationTask Create(EvaluationTaskSpec spec, ITextTokenizer? tokenizer = null)
     {
         ArgumentNullException.ThrowIfNull(spec);

@@ -5,6 +5,8 @@ namespace FedLlm.Evaluation;
 /// <summary>Generates greedy answers to many prompts in batches, reporting progress after each batch.</summary>
 public static class GenerationRunner
 {
+    /// <summary>Generates an answer to each prompt (in batches of <see cref="EvaluationRunOptions.BatchSize"/>, up to
+    /// its token budget, cut at <paramref name="stopStrings"/>), in prompt order.</summary>
     public static IReadOnlyList<string> Run(IReadOnlyList<string> prompts, IEvaluationModel model, EvaluationRunOptions options,
         IReadOnlyList<string> stopStrings, IProgress<EvaluationProgress>? progress, CancellationToken cancellationToken)
     {

@@ -21,6 +21,9 @@ public sealed record HeldOutScores(double Loss, double ExactMatch, int Examples)
 /// </summary>
 public sealed class HeldOutEvaluation(LlamaForCausalLM model, ITextTokenizer tokenizer, PromptTemplate template, int maxSequenceLength = 512)
 {
+    /// <summary>Held-out loss and exact match over <paramref name="examples"/>, with the answers; the model's
+    /// train/eval mode is restored afterwards.</summary>
+    /// <exception cref="ArgumentException">No examples.</exception>
     public HeldOutScores Evaluate(IReadOnlyList<InstructionExample> examples, int batchSize = 16, int maxNewTokens = 8)
     {
         if (examples.Count == 0) throw new ArgumentException("no held-out examples", nameof(examples));
@@ -29,6 +32,8 @@ public sealed class HeldOutEvaluation(LlamaForCausalLM model, ITextTokenizer tok
         return new HeldOutScores(loss, ExactMatchOf(examples, answers), examples.Count) { Answers = answers };
     }
 
+    /// <summary>Mean causal-LM loss per response token over <paramref name="examples"/> (NaN when none has a response
+    /// token).</summary>
     public double Loss(IReadOnlyList<InstructionExample> examples, int batchSize = 16)
     {
         var builder = new SftExampleBuilder(tokenizer, template, maxSequenceLength);
@@ -60,6 +65,8 @@ public sealed class HeldOutEvaluation(LlamaForCausalLM model, ITextTokenizer tok
         return count > 0 ? sum / count : double.NaN;
     }
 
+    /// <summary>The share of <paramref name="examples"/> whose greedy answer (up to <paramref name="maxNewTokens"/>
+    /// tokens) equals the reference after normalisation.</summary>
     public double ExactMatch(IReadOnlyList<InstructionExample> examples, int batchSize = 16, int maxNewTokens = 8) =>
         ExactMatchOf(examples, Answers(examples, batchSize, maxNewTokens));
 

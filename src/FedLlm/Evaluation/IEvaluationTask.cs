@@ -12,6 +12,12 @@ public interface IEvaluationTask
     /// <summary>The name the CLI and the federation's per-round metrics use ("mmlu", "gsm8k", "fpb"…).</summary>
     string Name { get; }
 
+    /// <summary>Scores <paramref name="model"/> on the task's items under <paramref name="options"/> (each task reads
+    /// the options it documents).</summary>
+    /// <param name="model">The model asked for log-likelihoods or generations.</param>
+    /// <param name="options">Limit, batch size, shots, token budget and seed.</param>
+    /// <param name="progress">Told as items are scored, or null.</param>
+    /// <param name="cancellationToken">Stops between model calls.</param>
     EvaluationReport Evaluate(IEvaluationModel model, EvaluationRunOptions options, IProgress<EvaluationProgress>? progress = null,
         CancellationToken cancellationToken = default);
 }
@@ -33,8 +39,16 @@ public interface IEvaluationModel
     IReadOnlyList<string> Generate(IReadOnlyList<string> prompts, GenerationOptions options, CancellationToken cancellationToken = default);
 }
 
+/// <summary>One log-likelihood question: how likely is <paramref name="Continuation"/> after
+/// <paramref name="Context"/>.</summary>
+/// <param name="Context">The prompt, tokenized on its own.</param>
+/// <param name="Continuation">The text scored (a choice, usually with its leading space).</param>
 public sealed record LogLikelihoodRequest(string Context, string Continuation);
 
+/// <summary>The answer to a <see cref="LogLikelihoodRequest"/>.</summary>
+/// <param name="LogProbability">Σ log p over the continuation's tokens (natural log, ≤ 0).</param>
+/// <param name="IsGreedy">Whether greedy decoding would produce exactly the continuation.</param>
+/// <param name="ContinuationTokens">Tokens of the continuation.</param>
 public sealed record LogLikelihood(double LogProbability, bool IsGreedy, int ContinuationTokens);
 
 /// <summary>Settings common to every task; each task documents which it reads.</summary>
@@ -66,6 +80,8 @@ public sealed record EvaluationProgress(int Done, int Total);
 /// <param name="Metrics">Name → value, e.g. "accuracy", "macro_f1", "pass@1", "mt_avg". Proportions in [0, 1].</param>
 /// <param name="Groups">Group → metrics, e.g. "abstract_algebra" → {accuracy}; empty when the task has no groups.</param>
 /// <param name="Samples">One row per scored item, for the JSON output and for inspecting failures.</param>
+/// <param name="Task">The task's name.</param>
+/// <param name="Items">Items scored.</param>
 public sealed record EvaluationReport(
     string Task,
     int Items,

@@ -12,6 +12,8 @@ public sealed record MultipleChoiceItem(string Id, string Context, IReadOnlyList
 /// </summary>
 public static class MultipleChoiceRunner
 {
+    /// <summary>Scores <paramref name="items"/> under <paramref name="task"/>'s name: accuracy and acc_norm, per group
+    /// and micro/macro over groups when the items have groups.</summary>
     public static EvaluationReport Run(string task, IReadOnlyList<MultipleChoiceItem> items, IEvaluationModel model, EvaluationRunOptions options,
         IProgress<EvaluationProgress>? progress, CancellationToken cancellationToken)
     {

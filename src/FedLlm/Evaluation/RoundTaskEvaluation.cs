@@ -9,6 +9,9 @@ namespace FedLlm.Evaluation;
 /// </summary>
 public sealed class RoundTaskEvaluation
 {
+    /// <summary>Scores <paramref name="task"/> with <paramref name="options"/> every <paramref name="every"/>
+    /// rounds.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="every"/> is not positive.</exception>
     public RoundTaskEvaluation(IEvaluationTask task, EvaluationRunOptions options, int every)
     {
         ArgumentNullException.ThrowIfNull(task);
@@ -19,8 +22,13 @@ public sealed class RoundTaskEvaluation
         Every = every;
     }
 
+    /// <summary>The benchmark task.</summary>
     public IEvaluationTask Task { get; }
+
+    /// <summary>Limit, shots, batch size and token budget of each scoring.</summary>
     public EvaluationRunOptions Options { get; }
+
+    /// <summary>Score every this many rounds (and after the last).</summary>
     public int Every { get; }
 
     /// <summary>Whether 0-based <paramref name="round"/> of <paramref name="rounds"/> is scored.</summary>

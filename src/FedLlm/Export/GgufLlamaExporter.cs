@@ -30,6 +30,9 @@ public sealed record GgufExportOptions
 
 /// <summary>What an export wrote.</summary>
 /// <param name="F16Fallbacks">Tensors asked for as Q8_0 whose rows are not a multiple of 32, written as F16 instead.</param>
+/// <param name="Path">The GGUF file written.</param>
+/// <param name="TensorCount">Tensors in the file.</param>
+/// <param name="Bytes">The file's size in bytes.</param>
 public sealed record GgufExportResult(string Path, int TensorCount, long Bytes, IReadOnlyList<string> F16Fallbacks);
 
 /// <summary>
@@ -51,6 +54,10 @@ public sealed record GgufExportResult(string Path, int TensorCount, long Bytes, 
 /// </remarks>
 public static class GgufLlamaExporter
 {
+    /// <summary>Loads the checkpoint in <paramref name="modelDirectory"/> in fp32, merges the adapter the options name
+    /// (if any), and writes it with its tokenizer as a GGUF file at <paramref name="outputPath"/>.</summary>
+    /// <exception cref="NotSupportedException">The architecture or tokenizer has no GGUF mapping here (the message
+    /// names what).</exception>
     public static GgufExportResult Export(string modelDirectory, string outputPath, GgufExportOptions options)
     {
         using var model = ModelLoader.Load(modelDirectory, BaseWeights.Fp32);
@@ -157,6 +164,7 @@ public static class GgufLlamaExporter
     /// to ggml's adjacent pairs (2i, 2i + 1). The reference converter's LlamaModel.permute.
     /// </summary>
     /// <param name="weight">(heads·d, in) or a bias (heads·d).</param>
+    /// <param name="heads">Attention heads (query heads for q_proj, key/value heads for k_proj).</param>
     public static Tensor ToInterleavedRotary(Tensor weight, int heads)
     {
         var shape = weight.shape;

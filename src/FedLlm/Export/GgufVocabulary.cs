@@ -6,11 +6,23 @@ namespace FedLlm.Export;
 /// <summary>llama.cpp's token types (llama_token_type / gguf-py TokenType).</summary>
 public enum GgufTokenType
 {
+    /// <summary>An ordinary token.</summary>
     Normal = 1,
+
+    /// <summary>The unknown token.</summary>
     Unknown = 2,
+
+    /// <summary>A special token (BOS, EOS, chat-template markers).</summary>
     Control = 3,
+
+    /// <summary>A token added to the vocabulary by the user (tokenizer.json added_tokens that are not
+    /// special).</summary>
     UserDefined = 4,
+
+    /// <summary>A reserved, unused slot.</summary>
     Unused = 5,
+
+    /// <summary>A SentencePiece byte-fallback token (&lt;0xNN&gt;).</summary>
     Byte = 6,
 }
 
@@ -27,16 +39,37 @@ public sealed record GgufVocabulary
     /// <summary>llama.cpp's name for the pre-tokenizer regex ("llama-bpe", "gpt-2", "qwen2"); null for SentencePiece.</summary>
     public string? PreTokenizer { get; init; }
 
+    /// <summary>The tokens, by id (tokenizer.ggml.tokens).</summary>
     public required IReadOnlyList<string> Tokens { get; init; }
+
+    /// <summary>Each token's <see cref="GgufTokenType"/> as an integer, by id.</summary>
     public required IReadOnlyList<int> TokenTypes { get; init; }
+
+    /// <summary>SentencePiece scores by id; null for BPE.</summary>
     public IReadOnlyList<float>? Scores { get; init; }
+
+    /// <summary>BPE merges as "left right", in priority order; null for SentencePiece.</summary>
     public IReadOnlyList<string>? Merges { get; init; }
+
+    /// <summary>The beginning-of-sequence token id, or null.</summary>
     public int? BosId { get; init; }
+
+    /// <summary>The end-of-sequence token id, or null.</summary>
     public int? EosId { get; init; }
+
+    /// <summary>The padding token id, or null.</summary>
     public int? PadId { get; init; }
+
+    /// <summary>The unknown token id, or null.</summary>
     public int? UnkId { get; init; }
+
+    /// <summary>Whether the tokenizer adds BOS when encoding; null = not said.</summary>
     public bool? AddBos { get; init; }
+
+    /// <summary>Whether the tokenizer adds EOS when encoding; null = not said.</summary>
     public bool? AddEos { get; init; }
+
+    /// <summary>The Jinja chat template of tokenizer_config.json, or null.</summary>
     public string? ChatTemplate { get; init; }
 
     /// <summary>The Llama 3 split regex (tokenizers' Split pre-tokenizer), which llama.cpp calls "llama-bpe".</summary>

@@ -24,6 +24,7 @@ namespace FedLlm.Export;
 /// </remarks>
 public sealed class GgufWriter
 {
+    /// <summary>The GGUF format version written (3).</summary>
     public const uint Version = 3;
 
     /// <summary>GGUF_DEFAULT_ALIGNMENT; written files do not set general.alignment, so readers assume it.</summary>
@@ -40,12 +41,26 @@ public sealed class GgufWriter
     readonly HashSet<string> keys = new(StringComparer.Ordinal);
     readonly HashSet<string> tensorNames = new(StringComparer.Ordinal);
 
+    /// <summary>Sets metadata <paramref name="key"/> to a UTF-8 string.</summary>
+    /// <exception cref="ArgumentException">The key is already set (so for every Add method).</exception>
     public void AddString(string key, string value) => Add(new Entry(key, ValueType.String, value));
+
+    /// <summary>Sets metadata <paramref name="key"/> to a uint32.</summary>
     public void AddUInt32(string key, uint value) => Add(new Entry(key, ValueType.UInt32, value));
+
+    /// <summary>Sets metadata <paramref name="key"/> to a float32.</summary>
     public void AddFloat32(string key, float value) => Add(new Entry(key, ValueType.Float32, value));
+
+    /// <summary>Sets metadata <paramref name="key"/> to a bool.</summary>
     public void AddBool(string key, bool value) => Add(new Entry(key, ValueType.Bool, value));
+
+    /// <summary>Sets metadata <paramref name="key"/> to an array of strings.</summary>
     public void AddStrings(string key, IReadOnlyList<string> values) => Add(new Entry(key, ValueType.Array, values, ValueType.String));
+
+    /// <summary>Sets metadata <paramref name="key"/> to an array of int32.</summary>
     public void AddInt32s(string key, IReadOnlyList<int> values) => Add(new Entry(key, ValueType.Array, values, ValueType.Int32));
+
+    /// <summary>Sets metadata <paramref name="key"/> to an array of float32.</summary>
     public void AddFloat32s(string key, IReadOnlyList<float> values) => Add(new Entry(key, ValueType.Array, values, ValueType.Float32));
 
     void Add(Entry entry)

@@ -23,6 +23,10 @@ public sealed record MergeOptions
     /// </summary>
     public BasePrecision BasePrecision { get; init; } = BasePrecision.Fp32;
 
+    /// <summary>Checks that the merge is possible.</summary>
+    /// <exception cref="NotSupportedException">The base is int8 or NF4 (a merge would re-quantise it).</exception>
+    /// <exception cref="ArgumentException">The output dtype is not float32, bfloat16 or float16.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The shard size is not positive.</exception>
     public void Validate()
     {
         if (BasePrecision is BasePrecision.Int8 or BasePrecision.Nf4)

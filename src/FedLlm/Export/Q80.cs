@@ -12,6 +12,7 @@ namespace FedLlm.Export;
 /// </remarks>
 public static class Q80
 {
+    /// <summary>Weights per block (32).</summary>
     public const int BlockSize = 32;
 
     /// <summary>2 bytes of fp16 scale + 32 int8 values.</summary>

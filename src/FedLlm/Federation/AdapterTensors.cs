@@ -24,12 +24,14 @@ public static class AdapterTensors
         foreach (var (key, parameter) in live) parameter.copy_(state[key]);
     }
 
+    /// <summary>Detached copies of <paramref name="state"/>, on the same devices, owned by the caller.</summary>
     public static Dictionary<string, Tensor> Clone(IReadOnlyDictionary<string, Tensor> state)
     {
         using var noGrad = no_grad();
         return state.ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
     }
 
+    /// <summary>Zero tensors of the same keys, shapes, dtypes and devices, owned by the caller.</summary>
     public static Dictionary<string, Tensor> ZerosLike(IReadOnlyDictionary<string, Tensor> state) =>
         state.ToDictionary(kv => kv.Key, kv => zeros_like(kv.Value, device: kv.Value.device).DetachFromDisposeScope());
 
@@ -46,8 +48,10 @@ public static class AdapterTensors
         return Math.Sqrt(sum);
     }
 
+    /// <summary>Bytes the tensors hold in memory (elements × element size).</summary>
     public static long Bytes(IReadOnlyDictionary<string, Tensor> state) => state.Values.Sum(t => t.NumberOfElements * t.ElementSize);
 
+    /// <summary>Disposes every tensor of <paramref name="state"/>; null is allowed and does nothing.</summary>
     public static void Dispose(IReadOnlyDictionary<string, Tensor>? state)
     {
         if (state is null) return;

@@ -28,6 +28,9 @@ public sealed class FederatedClient
     /// <summary>A client training <paramref name="model"/>'s LoRA adapters under <paramref name="options"/>.</summary>
     /// <param name="algorithms">Where the hooks the instructions name are found (the built-in seven by default).</param>
     /// <param name="padTokenId">Pad id for instruction shards passed as example lists.</param>
+    /// <param name="model">The model with LoRA injected, shared by the clients this object trains one after
+    /// another.</param>
+    /// <param name="options">Local training settings (validated here).</param>
     public FederatedClient(LlamaForCausalLM model, ClientTrainingOptions options, AlgorithmRegistry algorithms, int padTokenId)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -49,6 +52,10 @@ public sealed class FederatedClient
     /// <param name="clientIndex">Index among all clients (fixes its data sample and dropout seeds).</param>
     /// <param name="data">The client's whole local data set and its objective (SFT or DPO); its size is the update's example count.</param>
     /// <param name="state">The client's persistent state; hooks update it in place.</param>
+    /// <param name="clientId">The client's id, carried in the update and in error messages.</param>
+    /// <param name="global">The global adapter to start from (loaded into the model, not modified).</param>
+    /// <param name="instructions">The round's learning rate, hooks and their settings.</param>
+    /// <param name="cancellationToken">Stops training after the current step.</param>
     public ClientUpdate Train(string clientId, int clientIndex, IClientDataset data, IReadOnlyDictionary<string, Tensor> global,
         ClientInstructions instructions, ClientState state, CancellationToken cancellationToken = default)
     {

@@ -7,26 +7,41 @@ namespace FedLlm.Federation;
 /// </summary>
 public sealed record FederationOptions
 {
+    /// <summary>Federated rounds R; the cosine learning-rate schedule spans them.</summary>
     public int Rounds { get; init; } = 200;
+
+    /// <summary>All clients N, sampled or not (the data is split over them).</summary>
     public int TotalClients { get; init; } = 20;
 
     /// <summary>Clients sampled per round (OpenFedLLM: sample_clients).</summary>
     public int ClientsPerRound { get; init; } = 2;
 
+    /// <summary>Optimizer steps each sampled client takes per round.</summary>
     public int LocalSteps { get; init; } = 10;
+
+    /// <summary>Examples per micro-batch of local training.</summary>
     public int BatchSize { get; init; } = 16;
+
+    /// <summary>Micro-batches summed into one local optimizer step.</summary>
     public int GradientAccumulationSteps { get; init; } = 1;
+
+    /// <summary>The clients' learning rate in the first round; a cosine over rounds takes it to
+    /// <see cref="MinLearningRate"/>.</summary>
     public double LearningRate { get; init; } = 5e-5;
 
     /// <summary>The cosine over rounds ends here (OpenFedLLM: 1e-6 for SFT, 1e-5 for DPO).</summary>
     public double MinLearningRate { get; init; } = 1e-6;
 
+    /// <summary>Gradient L2 norm clipping of each local step; 0 = none.</summary>
     public double MaxGradNorm { get; init; } = 1.0;
+
+    /// <summary>Tokens per example; longer ones are truncated.</summary>
     public int MaxSequenceLength { get; init; } = 512;
 
     /// <summary>Keep each client's AdamW moments from round to round instead of starting fresh (OpenFedLLM starts fresh).</summary>
     public bool KeepClientOptimizerState { get; init; }
 
+    /// <summary>The run seed: client sampling, data order, LoRA initialisation and dropout derive from it.</summary>
     public long Seed { get; init; } = 2023;
 
     /// <summary>Evaluate the global adapter every this many rounds (and after the last); 0 = never.</summary>
@@ -46,6 +61,8 @@ public sealed record FederationOptions
         MaxSequenceLength = MaxSequenceLength, KeepClientOptimizerState = KeepClientOptimizerState, Seed = Seed,
     };
 
+    /// <summary>Checks every option.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range (names the option).</exception>
     public void Validate()
     {
         static void Positive(double value, string name)

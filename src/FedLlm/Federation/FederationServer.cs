@@ -24,6 +24,16 @@ public sealed class FederationServer : IDisposable
     private readonly List<RoundRecord> history = new();
     private Dictionary<string, Tensor> global;
 
+    /// <summary>The round loop of one federated run, starting from a copy of <paramref name="initialGlobal"/> (the
+    /// caller keeps its own).</summary>
+    /// <param name="strategy">The algorithm: sampling, instructions, aggregation.</param>
+    /// <param name="options">Rounds, clients and schedule (validated here).</param>
+    /// <param name="initialGlobal">The adapter of round 1; copied.</param>
+    /// <param name="clients">Trains the sampled clients (in process, or over the network).</param>
+    /// <param name="store">Where each round is committed for resuming; null = not kept.</param>
+    /// <param name="evaluate">Scores a global adapter on held-out data, or null for none.</param>
+    /// <param name="taskMetrics">Benchmark metrics of a round's global adapter (round, adapter), or null on rounds
+    /// without.</param>
     public FederationServer(IFederatedStrategy strategy, FederationOptions options, IReadOnlyDictionary<string, Tensor> initialGlobal,
         IClientExecutor clients, RunStore? store = null, Func<IReadOnlyDictionary<string, Tensor>, EvaluationResult>? evaluate = null,
         Func<int, IReadOnlyDictionary<string, Tensor>, IReadOnlyDictionary<string, double>?>? taskMetrics = null)
@@ -41,7 +51,11 @@ public sealed class FederationServer : IDisposable
     /// <summary>The next round to run (0-based); after a resume, the one after the last committed.</summary>
     public int NextRound { get; private set; }
 
+    /// <summary>The current global adapter, owned by the server (copy it to keep it past the next round or
+    /// disposal).</summary>
     public IReadOnlyDictionary<string, Tensor> Global => global;
+
+    /// <summary>The records of the rounds run so far (including resumed ones), in order.</summary>
     public IReadOnlyList<RoundRecord> History => history;
 
     /// <summary>Continues from the store's last committed round, if there is one; returns whether it did.</summary>
@@ -60,6 +74,8 @@ public sealed class FederationServer : IDisposable
         return true;
     }
 
+    /// <summary>Runs round <see cref="NextRound"/>: samples, trains, aggregates, evaluates when due, commits to the
+    /// store, and returns the round's record.</summary>
     public async Task<RoundRecord> RunRoundAsync(CancellationToken cancellationToken = default)
     {
         int round = NextRound;
@@ -154,5 +170,6 @@ public sealed class FederationServer : IDisposable
         }
     }
 
+    /// <summary>Frees the global adapter.</summary>
     public void Dispose() => AdapterTensors.Dispose(global);
 }

@@ -22,6 +22,7 @@ public interface IClientExecutor
     /// <summary>Client-side state to commit with the server's (SCAFFOLD's c_i, kept optimizer moments), name-keyed.</summary>
     IReadOnlyDictionary<string, Tensor> SnapshotState();
 
+    /// <summary>Restores what <see cref="SnapshotState"/> returned, on resume; the tensors stay the caller's.</summary>
     void RestoreState(IReadOnlyDictionary<string, Tensor> state);
 
     /// <summary>Bytes that crossed the transport in <paramref name="round"/> (to the clients, from them), or null when

@@ -13,8 +13,13 @@ public sealed record RoundRecord
     public int Number => Round + 1;
 
 
+    /// <summary>The clients' learning rate in this round (the cosine's value).</summary>
     public required double LearningRate { get; init; }
+
+    /// <summary>Ids of the clients whose updates were aggregated.</summary>
     public required IReadOnlyList<string> Clients { get; init; }
+
+    /// <summary>Each client's mean local training loss.</summary>
     public required IReadOnlyDictionary<string, double> ClientLoss { get; init; }
 
     /// <summary>‖y_i − x‖ of each client's update.</summary>
@@ -23,7 +28,11 @@ public sealed record RoundRecord
     /// <summary>‖x_new − x_old‖ of the global step.</summary>
     public required double GlobalStepNorm { get; init; }
 
+    /// <summary>Held-out loss of the new global adapter, on rounds where it was evaluated.</summary>
     public double? EvalLoss { get; init; }
+
+    /// <summary>Held-out score of the new global adapter (SFT: exact match; DPO: reward accuracy), on rounds where it
+    /// was evaluated.</summary>
     public double? EvalScore { get; init; }
 
     /// <summary>Further held-out metrics of the round's evaluation (DPO: reward margin, rewards of chosen and rejected).</summary>
@@ -37,7 +46,11 @@ public sealed record RoundRecord
 
     /// <summary>Bytes of adapter tensors sent to clients and received from them this round.</summary>
     public required long BytesSent { get; init; }
+
+    /// <summary>Bytes of adapter tensors received from clients this round.</summary>
     public required long BytesReceived { get; init; }
+
+    /// <summary>Wall-clock seconds the round took.</summary>
     public required double Seconds { get; init; }
 
     /// <summary>Resident memory of the server process after the round (a simulation: all clients too), to show it does not grow.</summary>

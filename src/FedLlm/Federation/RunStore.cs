@@ -22,9 +22,18 @@ public sealed class RunStore(string directory)
     const string HistoryFile = "history.json";
     static readonly JsonSerializerOptions Json = new() { WriteIndented = false };
 
+    /// <summary>The run folder holding state-N/ and metrics.jsonl.</summary>
     public string Directory { get; } = directory;
+
+    /// <summary>metrics.jsonl, one line per committed round.</summary>
     public string MetricsPath => Path.Combine(Directory, "metrics.jsonl");
 
+    /// <summary>Commits the round <paramref name="history"/> ends with: writes state-N/ (N = history length)
+    /// atomically, rewrites metrics.jsonl and removes older states.</summary>
+    /// <param name="global">The new global adapter.</param>
+    /// <param name="strategyState">The strategy's state (<see cref="IFederatedStrategy.State"/>).</param>
+    /// <param name="clientState">The clients' state (<see cref="IClientExecutor.SnapshotState"/>).</param>
+    /// <param name="history">Every round's record up to this one.</param>
     public void Commit(IReadOnlyDictionary<string, Tensor> global, IReadOnlyDictionary<string, Tensor> strategyState,
         IReadOnlyDictionary<string, Tensor> clientState, IReadOnlyList<RoundRecord> history)
     {

@@ -3,6 +3,7 @@ namespace FedLlm.Generation;
 /// <summary>Decoding settings; the defaults give greedy decoding, as transformers' generate does without do_sample.</summary>
 public sealed record GenerationOptions
 {
+    /// <summary>The most tokens to generate (stop strings and EOS may end it sooner).</summary>
     public int MaxNewTokens { get; init; } = 128;
 
     /// <summary>0 = greedy (argmax); otherwise logits are divided by it before sampling.</summary>
@@ -20,6 +21,8 @@ public sealed record GenerationOptions
     /// <summary>Seed of the sampling generator, so that sampled outputs repeat.</summary>
     public long Seed { get; init; } = 0;
 
+    /// <summary>Checks the options.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A value is out of range (names it).</exception>
     public void Validate()
     {
         if (MaxNewTokens <= 0) throw new ArgumentOutOfRangeException(nameof(MaxNewTokens), MaxNewTokens, "must be positive");

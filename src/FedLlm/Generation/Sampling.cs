@@ -8,6 +8,8 @@ public static class Sampling
 {
     /// <param name="logits">(B, V) logits of the last position.</param>
     /// <returns>(B) int64 token ids.</returns>
+    /// <param name="options">Temperature, top-k and top-p (temperature 0 = greedy argmax).</param>
+    /// <param name="generator">The sampling generator (one per sequence, seeded).</param>
     public static Tensor NextTokens(Tensor logits, GenerationOptions options, Generator generator)
     {
         using var scope = NewDisposeScope();

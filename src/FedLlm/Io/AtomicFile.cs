@@ -11,6 +11,8 @@ namespace FedLlm.Io;
 /// </remarks>
 public static class AtomicFile
 {
+    /// <summary>Writes <paramref name="contents"/> as UTF-8 without BOM to <paramref name="path"/> atomically: a reader
+    /// sees the old file or the new one, never a part.</summary>
     public static void WriteAllText(string path, string contents) =>
         Write(path, stream =>
         {

@@ -11,6 +11,9 @@ public sealed class KvCache : IDisposable
     private readonly Tensor[] keys;   // per layer (B, kv, capacity, d)
     private readonly Tensor[] values;
 
+    /// <summary>Allocates, for each of the model's layers, key and value buffers of (<paramref name="batchSize"/>, kv
+    /// heads, <paramref name="capacity"/>, head_dim) in <paramref name="dtype"/>; the cache owns them until
+    /// disposed.</summary>
     public KvCache(LlamaConfig config, long batchSize, long capacity, ScalarType dtype, Device? device = null)
     {
         Capacity = capacity;
@@ -23,6 +26,7 @@ public sealed class KvCache : IDisposable
         }
     }
 
+    /// <summary>The most tokens (prompt plus generated) the cache holds.</summary>
     public long Capacity { get; }
 
     /// <summary>Tokens already cached (the same for every layer between forward passes).</summary>
@@ -42,6 +46,7 @@ public sealed class KvCache : IDisposable
     /// <summary>Marks <paramref name="steps"/> tokens as cached; called once per forward, after all layers appended.</summary>
     public void Advance(long steps) => Length += steps;
 
+    /// <summary>Frees every layer's key and value buffers.</summary>
     public void Dispose()
     {
         foreach (var t in keys) t.Dispose();

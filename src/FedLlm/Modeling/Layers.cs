@@ -11,12 +11,16 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
 {
     private readonly Parameter weight;
 
+    /// <summary>A (vocab, hidden) embedding matrix, uninitialised until weights are loaded; frozen (no
+    /// gradient).</summary>
     public TokenEmbedding(long vocabSize, long hiddenSize, ScalarType dtype, Device? device = null) : base(nameof(TokenEmbedding))
     {
         weight = new Parameter(empty(new[] { vocabSize, hiddenSize }, dtype, device), requires_grad: false);
         RegisterComponents();
     }
 
+    /// <summary>The (vocab, hidden) embedding matrix, embed_tokens.weight in the checkpoint (also the head when
+    /// embeddings are tied).</summary>
     public Parameter Weight => weight;
 
     /// <param name="inputIds">(B, T) int64 token ids.</param>
@@ -38,6 +42,8 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     private readonly Parameter weight;
     private readonly double eps;
 
+    /// <summary>RMSNorm over the last axis of width <paramref name="hiddenSize"/>, its scale initialised to 1 and
+    /// frozen; <paramref name="eps"/> is added to the mean square.</summary>
     public RmsNorm(long hiddenSize, double eps, ScalarType dtype, Device? device = null) : base(nameof(RmsNorm))
     {
         weight = new Parameter(ones(new[] { hiddenSize }, dtype, device), requires_grad: false);
@@ -45,8 +51,11 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>The (hidden) scale γ.</summary>
     public Parameter Weight => weight;
 
+    /// <summary>x / √(mean(x²) + eps) · γ over the last axis, computed in float32 (float64 stays float64) and returned
+    /// in the input's dtype.</summary>
     public override Tensor forward(Tensor input)
     {
         var inputDtype = input.dtype;

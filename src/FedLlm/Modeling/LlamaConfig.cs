@@ -28,21 +28,45 @@ public sealed record RopeScaling(
 /// </summary>
 public sealed record LlamaConfig
 {
+    /// <summary>The architecture family config.json's model_type names (llama, mistral or qwen2); it decides biases and
+    /// defaults.</summary>
     public ModelFamily Family { get; init; } = ModelFamily.Llama;
+
+    /// <summary>Tokens in the vocabulary V (rows of the embedding and the head).</summary>
     public required int VocabSize { get; init; }
+
+    /// <summary>Width H of the residual stream.</summary>
     public required int HiddenSize { get; init; }
+
+    /// <summary>Width of the MLP's gate and up projections.</summary>
     public required int IntermediateSize { get; init; }
+
+    /// <summary>Decoder layers.</summary>
     public required int NumHiddenLayers { get; init; }
+
+    /// <summary>Query heads per attention layer.</summary>
     public required int NumAttentionHeads { get; init; }
+
+    /// <summary>Key/value heads (fewer than query heads with grouped-query attention; each serves NumAttentionHeads /
+    /// this query heads).</summary>
     public required int NumKeyValueHeads { get; init; }
 
     /// <summary>Per-head width; Mistral-Nemo and Qwen3-style configs set it explicitly, otherwise hidden / heads.</summary>
     public required int HeadDim { get; init; }
 
+    /// <summary>ε of every RMSNorm.</summary>
     public double RmsNormEps { get; init; } = 1e-6;
+
+    /// <summary>RoPE base θ (10000 for Llama 2, 500000 for Llama 3).</summary>
     public double RopeTheta { get; init; } = 10000.0;
+
+    /// <summary>RoPE frequency rescaling for long contexts (llama3, linear, dynamic …), or null for none.</summary>
     public RopeScaling? RopeScaling { get; init; }
+
+    /// <summary>The longest context the model was trained for, in tokens.</summary>
     public int MaxPositionEmbeddings { get; init; } = 2048;
+
+    /// <summary>True when the head reuses the embedding matrix (no lm_head.weight in the checkpoint).</summary>
     public bool TieWordEmbeddings { get; init; }
 
     /// <summary>Bias on q, k, v (Qwen2 always; Llama when attention_bias is set).</summary>
@@ -51,12 +75,16 @@ public sealed record LlamaConfig
     /// <summary>Bias on o_proj (Llama's attention_bias covers o_proj too; Qwen2 has none there).</summary>
     public bool OutputBias { get; init; }
 
+    /// <summary>Bias on the MLP's three projections (mlp_bias).</summary>
     public bool MlpBias { get; init; }
 
     /// <summary>Mistral's sliding attention window, in tokens; null means full causal attention.</summary>
     public int? SlidingWindow { get; init; }
 
+    /// <summary>The beginning-of-sequence token id, or null when the model has none.</summary>
     public int? BosTokenId { get; init; }
+
+    /// <summary>Token ids that end generation (config.json's eos_token_id, one or a list).</summary>
     public IReadOnlyList<int> EosTokenIds { get; init; } = Array.Empty<int>();
 
     /// <summary>The dtype the checkpoint was saved in (config.json torch_dtype), informational.</summary>
@@ -236,7 +264,11 @@ public sealed record LlamaConfig
 /// <summary>A config.json that FedLlm cannot use: the message names the file and the field.</summary>
 public sealed class ModelConfigException : Exception
 {
+    /// <summary>A config error described by <paramref name="message"/>, which names the file and field.</summary>
     public ModelConfigException(string message) : base(message) { }
+
+    /// <summary>A config error described by <paramref name="message"/>, caused by <paramref name="inner"/> (a JSON
+    /// parse error).</summary>
     public ModelConfigException(string message, Exception inner) : base(message, inner) { }
 }
 

@@ -18,6 +18,8 @@ public sealed class LlamaForCausalLM : nn.Module
     /// <param name="dtype">Activations, embeddings, norms and the head.</param>
     /// <param name="baseLayers">Builds the seven decoder projections (dense in <paramref name="dtype"/> by default; int8 or NF4 when loaded so).
     /// The head stays dense, as bitsandbytes leaves lm_head unquantised.</param>
+    /// <param name="config">The architecture; validated here.</param>
+    /// <param name="device">Where the weights live; null = the CPU.</param>
     public LlamaForCausalLM(LlamaConfig config, ScalarType dtype = ScalarType.Float32, Device? device = null, FrozenLinearFactory? baseLayers = null)
         : base(nameof(LlamaForCausalLM))
     {
@@ -39,9 +41,16 @@ public sealed class LlamaForCausalLM : nn.Module
     /// </summary>
     public bool ActivationCheckpointing { get; set; }
 
+    /// <summary>The architecture.</summary>
     public LlamaConfig Config { get; }
+
+    /// <summary>The dtype of activations, embeddings, norms and the head.</summary>
     public ScalarType Dtype { get; }
+
+    /// <summary>Where the weights are.</summary>
     public Device Device { get; }
+
+    /// <summary>The decoder stack (embedding, layers, final norm).</summary>
     public LlamaModel Model => model;
 
     /// <summary>The output projection's weight: lm_head, or the embedding matrix when tied.</summary>
@@ -51,6 +60,7 @@ public sealed class LlamaForCausalLM : nn.Module
     /// <param name="inputIds">(B, T) int64.</param>
     /// <param name="attentionMask">(B, S) with 1 for real tokens and 0 for padding, S = cached + T; null = no padding.</param>
     /// <param name="positionIds">(B, T) int64; default past..past+T-1 as transformers does without explicit positions.</param>
+    /// <param name="cache">Key/value cache for incremental generation (appended to and advanced), or null.</param>
     public Tensor HiddenStates(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null)
     {
         var (cos, sin, mask) = AttentionInputs(inputIds, attentionMask, positionIds, cache);
@@ -88,6 +98,8 @@ public sealed class LlamaForCausalLM : nn.Module
     /// labels that are not −100.
     /// </summary>
     /// <param name="labels">(B, T) int64, −100 where no loss is taken (prompt, padding).</param>
+    /// <param name="inputIds">(B, T) int64.</param>
+    /// <param name="attentionMask">(B, T) with 1 for real tokens and 0 for padding; null = no padding.</param>
     public Tensor Loss(Tensor inputIds, Tensor labels, Tensor? attentionMask = null)
     {
         using var logits = Forward(inputIds, attentionMask);
@@ -107,6 +119,11 @@ public sealed class LlamaForCausalLM : nn.Module
 
     /// <summary>A model with random weights (normal, std <paramref name="std"/>; norms at 1), for tests and benchmarks.</summary>
     /// <param name="embeddingStd">Std of the token embedding (and so of a tied head); default <paramref name="std"/>.</param>
+    /// <param name="config">The architecture.</param>
+    /// <param name="seed">Seed of the weights' generator, so two calls build the same model.</param>
+    /// <param name="std">Std of every weight matrix.</param>
+    /// <param name="dtype">The model's dtype.</param>
+    /// <param name="device">Where the weights live; null = the CPU.</param>
     public static LlamaForCausalLM CreateRandom(LlamaConfig config, long seed, double std = 0.02, ScalarType dtype = ScalarType.Float32, Device? device = null,
         double? embeddingStd = null)
     {
@@ -134,6 +151,7 @@ public sealed class LlamaForCausalLM : nn.Module
         foreach (var p in parameters()) p.requires_grad = false;
     }
 
+    /// <summary>Frees the rotary tables with the modules.</summary>
     protected override void Dispose(bool disposing)
     {
         if (disposing) rotary.Dispose();

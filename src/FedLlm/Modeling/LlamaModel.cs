@@ -23,6 +23,8 @@ public sealed class LlamaAttention : nn.Module
     private nn.Module<Tensor, Tensor> o_proj;
     private readonly int heads, kvHeads, headDim, layerIndex;
 
+    /// <summary>Grouped-query self-attention of layer <paramref name="layerIndex"/> with rotary positions;
+    /// <paramref name="linear"/> builds q, k, v and o (dense by default, or quantised).</summary>
     public LlamaAttention(LlamaConfig c, int layerIndex, ScalarType dtype, Device? device, FrozenLinearFactory? linear = null) : base(nameof(LlamaAttention))
     {
         heads = c.NumAttentionHeads;
@@ -41,6 +43,7 @@ public sealed class LlamaAttention : nn.Module
     /// <param name="cos">(B, 1, T, d) rotary cosines; <paramref name="sin"/> likewise.</param>
     /// <param name="mask">(B, 1, T, S) boolean, true = may attend; null = plain causal over these T tokens.</param>
     /// <param name="cache">Key/value cache for generation, or null.</param>
+    /// <param name="sin">(B, 1, T, d) rotary sines.</param>
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache)
     {
         long B = x.shape[0], T = x.shape[1];
@@ -117,6 +120,8 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     private nn.Module<Tensor, Tensor> up_proj;
     private nn.Module<Tensor, Tensor> down_proj;
 
+    /// <summary>The SwiGLU MLP: down(silu(gate(x)) · up(x)); <paramref name="linear"/> builds the projections (dense by
+    /// default).</summary>
     public LlamaMlp(LlamaConfig c, ScalarType dtype, Device? device, FrozenLinearFactory? linear = null) : base(nameof(LlamaMlp))
     {
         linear ??= DenseLinear.Create;
@@ -126,6 +131,7 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>(B, T, H) → (B, T, H).</summary>
     public override Tensor forward(Tensor x)
     {
         using var gate = gate_proj.forward(x);                   // (B, T, F)
@@ -163,6 +169,8 @@ public sealed class LlamaDecoderLayer : nn.Module
     private readonly RmsNorm input_layernorm;
     private readonly RmsNorm post_attention_layernorm;
 
+    /// <summary>Pre-norm decoder layer <paramref name="layerIndex"/>: attention and MLP, each behind an RMSNorm and a
+    /// residual.</summary>
     public LlamaDecoderLayer(LlamaConfig c, int layerIndex, ScalarType dtype, Device? device, FrozenLinearFactory? linear = null) : base(nameof(LlamaDecoderLayer))
     {
         self_attn = new LlamaAttention(c, layerIndex, dtype, device, linear);
@@ -172,9 +180,14 @@ public sealed class LlamaDecoderLayer : nn.Module
         RegisterComponents();
     }
 
+    /// <summary>The layer's attention (self_attn in the checkpoint).</summary>
     public LlamaAttention SelfAttention => self_attn;
+
+    /// <summary>The layer's MLP.</summary>
     public LlamaMlp Mlp => mlp;
 
+    /// <summary>x + attention(norm(x)), then h + mlp(norm(h)); (B, T, H) → (B, T, H). Arguments as
+    /// <see cref="LlamaAttention.Forward"/>.</summary>
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache)
     {
         using var normed = input_layernorm.forward(x);
@@ -193,6 +206,8 @@ public sealed class LlamaModel : nn.Module
     private readonly ModuleList<LlamaDecoderLayer> layers;
     private readonly RmsNorm norm;
 
+    /// <summary>The decoder stack of <paramref name="c"/>: token embedding, the layers and the final norm;
+    /// <paramref name="linear"/> builds the layers' projections.</summary>
     public LlamaModel(LlamaConfig c, ScalarType dtype, Device? device, FrozenLinearFactory? linear = null) : base(nameof(LlamaModel))
     {
         embed_tokens = new TokenEmbedding(c.VocabSize, c.HiddenSize, dtype, device);
@@ -202,8 +217,13 @@ public sealed class LlamaModel : nn.Module
         RegisterComponents();
     }
 
+    /// <summary>The token embedding (embed_tokens).</summary>
     public TokenEmbedding EmbedTokens => embed_tokens;
+
+    /// <summary>The decoder layers, first to last.</summary>
     public IReadOnlyList<LlamaDecoderLayer> Layers => layers.ToList();
+
+    /// <summary>The RMSNorm after the last layer (norm).</summary>
     public RmsNorm FinalNorm => norm;
 
     /// <summary>Runs the stack; returns the final-normed hidden states (B, T, H).</summary>

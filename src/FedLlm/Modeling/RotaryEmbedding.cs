@@ -11,6 +11,8 @@ public sealed class RotaryEmbedding : IDisposable
 {
     private readonly Tensor inverseFrequencies; // (d/2) float32
 
+    /// <summary>Computes the inverse frequencies of <paramref name="config"/> (with its RoPE scaling) on
+    /// <paramref name="device"/>; the instance owns them.</summary>
     public RotaryEmbedding(LlamaConfig config, Device? device = null)
     {
         InverseFrequencies = inverseFrequencies = ComputeInverseFrequencies(config, device);
@@ -19,6 +21,8 @@ public sealed class RotaryEmbedding : IDisposable
     /// <summary>The (rescaled) inverse frequencies, (head_dim / 2) float32.</summary>
     public Tensor InverseFrequencies { get; }
 
+    /// <summary>θ^(−2i/d) for i &lt; head_dim / 2, rescaled as <see cref="LlamaConfig.RopeScaling"/> says, in the same
+    /// op order as transformers (so positions match bit for bit). The caller owns the result.</summary>
     public static Tensor ComputeInverseFrequencies(LlamaConfig config, Device? device = null)
     {
         using var scope = NewDisposeScope();
@@ -58,6 +62,7 @@ public sealed class RotaryEmbedding : IDisposable
     /// <summary>Cosine and sine tables for the given positions.</summary>
     /// <param name="positionIds">(B, T) int64 positions.</param>
     /// <returns>cos and sin, each (B, 1, T, head_dim) in <paramref name="dtype"/>, ready to broadcast over heads.</returns>
+    /// <param name="dtype">The dtype of the tables (the model's).</param>
     public (Tensor Cos, Tensor Sin) Tables(Tensor positionIds, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
@@ -71,6 +76,8 @@ public sealed class RotaryEmbedding : IDisposable
 
     /// <summary>x·cos + rotate_half(x)·sin, where rotate_half(x) = cat(−x₂, x₁) over the two halves of the last axis.</summary>
     /// <param name="x">(B, heads, T, d).</param>
+    /// <param name="cos">(B, 1, T, d), from <see cref="Tables"/>.</param>
+    /// <param name="sin">(B, 1, T, d), from <see cref="Tables"/>.</param>
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
     {
         long half = x.shape[^1] / 2;
@@ -83,5 +90,6 @@ public sealed class RotaryEmbedding : IDisposable
         return a + b;
     }
 
+    /// <summary>Frees the inverse frequencies.</summary>
     public void Dispose() => inverseFrequencies.Dispose();
 }

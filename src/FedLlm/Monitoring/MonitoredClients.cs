@@ -9,6 +9,8 @@ namespace FedLlm.Monitoring;
 /// </summary>
 public sealed class MonitoredClients(IClientExecutor inner, RunMonitor monitor, Func<int, string> clientId) : IClientExecutor, IDisposable
 {
+    /// <summary>Tells the monitor who trains, delegates to the inner executor, then tells the monitor whose updates
+    /// arrived.</summary>
     public async Task<IReadOnlyList<ClientUpdate>> TrainRoundAsync(int round, IReadOnlyList<int> clients, IReadOnlyDictionary<string, Tensor> global,
         ClientInstructions instructions, CancellationToken cancellationToken = default)
     {
@@ -19,10 +21,13 @@ public sealed class MonitoredClients(IClientExecutor inner, RunMonitor monitor, 
         return updates;
     }
 
+    /// <inheritdoc/>
     public IReadOnlyDictionary<string, Tensor> SnapshotState() => inner.SnapshotState();
 
+    /// <inheritdoc/>
     public void RestoreState(IReadOnlyDictionary<string, Tensor> state) => inner.RestoreState(state);
 
+    /// <inheritdoc/>
     public (long Sent, long Received)? MeasuredTraffic(int round) => inner.MeasuredTraffic(round);
 
     /// <summary>Does not dispose the inner executor: its creator owns it.</summary>

@@ -3,7 +3,23 @@ using FedLlm.Federation;
 namespace FedLlm.Monitoring;
 
 /// <summary>Where a participant is in the current round.</summary>
-public enum ParticipantState { Joined, Training, Submitted, Refused, Late }
+public enum ParticipantState
+{
+    /// <summary>Known to the run but not sampled in the open round.</summary>
+    Joined,
+
+    /// <summary>Sampled in the open round; no update yet.</summary>
+    Training,
+
+    /// <summary>Its update of the open round arrived.</summary>
+    Submitted,
+
+    /// <summary>Its update of the open round was refused.</summary>
+    Refused,
+
+    /// <summary>Sampled, but the round closed without its update.</summary>
+    Late,
+}
 
 /// <summary>What a transport knows of a participant: connected now, updates accepted and refused so far.</summary>
 public sealed record RosterEntry(string Id, bool Connected, int Accepted, int Refused);
@@ -64,6 +80,7 @@ public sealed class RunMonitor(string title) : IProgress<RoundRecord>
     /// <summary>Marks the run finished (the page stops saying "running").</summary>
     public void Finish() { lock (gate) { finished = true; openRound = null; } }
 
+    /// <summary>Records the (ε, δ) spent so far, for the page.</summary>
     public void SetPrivacyBudget(double epsilon, double delta) { lock (gate) privacy = new PrivacyBudget(epsilon, delta); }
 
     /// <summary>A round opened: its sampled participants are training, everyone else waits.</summary>
@@ -97,6 +114,7 @@ public sealed class RunMonitor(string title) : IProgress<RoundRecord>
         }
     }
 
+    /// <summary>Takes a round's record: its metrics, losses and traffic go into the series the page charts.</summary>
     public void Report(RoundRecord record)
     {
         ArgumentNullException.ThrowIfNull(record);
@@ -118,6 +136,7 @@ public sealed class RunMonitor(string title) : IProgress<RoundRecord>
         }
     }
 
+    /// <summary>A consistent copy of everything the page shows (thread-safe).</summary>
     public DashboardSnapshot Snapshot()
     {
         var roster = Roster?.Invoke()?.ToDictionary(e => e.Id, StringComparer.Ordinal);

@@ -13,8 +13,13 @@ namespace FedLlm.Peft;
 /// </summary>
 public static class AdapterIO
 {
+    /// <summary>PEFT's adapter configuration file name.</summary>
     public const string ConfigFileName = "adapter_config.json";
+
+    /// <summary>PEFT's adapter weights file name.</summary>
     public const string WeightsFileName = "adapter_model.safetensors";
+
+    /// <summary>The prefix of every PEFT key on disk ("base_model.model.").</summary>
     public const string KeyPrefix = AdapterKeys.Prefix;
 
     /// <summary>The adapter weights keyed by their PEFT file names (views of the live parameters, not copies).</summary>
@@ -141,6 +146,9 @@ public static class AdapterIO
 /// <summary>An adapter folder FedLlm cannot use; the message names the file and what is wrong.</summary>
 public sealed class AdapterException : Exception
 {
+    /// <summary>An adapter error described by <paramref name="message"/>, which names the file.</summary>
     public AdapterException(string message) : base(message) { }
+
+    /// <summary>An adapter error described by <paramref name="message"/>, caused by <paramref name="inner"/>.</summary>
     public AdapterException(string message, Exception inner) : base(message, inner) { }
 }

@@ -13,6 +13,8 @@ public static class LoraInjector
 {
     /// <summary>Injects adapters into every target projection, in layer order; returns the sites.</summary>
     /// <param name="generator">Random source for A's initialisation, so a seed reproduces the adapter.</param>
+    /// <param name="model">The model; frozen here, then given adapters on the targeted projections.</param>
+    /// <param name="options">Rank, alpha, dropout and target modules (validated here).</param>
     public static IReadOnlyList<LoraSite> Inject(LlamaForCausalLM model, LoraOptions options, Generator? generator = null)
     {
         options.Validate();
@@ -69,6 +71,9 @@ public static class LoraInjector
         foreach (var site in Sites(model)) site.Layer.Enabled = enabled;
     }
 
+    /// <summary>Folds every adapter's B·A·scaling into its base weight, in layer order (PEFT's merge).</summary>
+    /// <exception cref="NotSupportedException">A base cannot take the merge (a quantised layer; the message says what
+    /// to do instead).</exception>
     public static void MergeAll(LlamaForCausalLM model)
     {
         foreach (var site in Sites(model)) site.Layer.Merge();

@@ -23,6 +23,9 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     private readonly AdapterWeight lora_B;
     private readonly double dropout;
 
+    /// <summary>Wraps <paramref name="baseLayer"/> with a rank-r adapter of <paramref name="options"/>: A initialised
+    /// as PEFT's Kaiming-uniform (from <paramref name="generator"/> if given), B zero, both fp32 and
+    /// trainable.</summary>
     public LoraLinear(FrozenLinear baseLayer, LoraOptions options, Generator? generator = null) : base(nameof(LoraLinear))
     {
         options.Validate();
@@ -39,10 +42,19 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>The frozen projection the adapter adds to (base_layer in the checkpoint).</summary>
     public FrozenLinear BaseLayer => base_layer;
+
+    /// <summary>A, (r, in) fp32: lora_A.weight.</summary>
     public Parameter LoraA => lora_A.Weight;
+
+    /// <summary>B, (out, r) fp32: lora_B.weight; zero at initialisation, so a fresh adapter changes nothing.</summary>
     public Parameter LoraB => lora_B.Weight;
+
+    /// <summary>LoRA rank r of the update B·A.</summary>
     public int Rank { get; }
+
+    /// <summary>The factor on B·A·x: alpha / r, or alpha / √r with rsLoRA.</summary>
     public double Scaling { get; }
 
     /// <summary>False turns the adapter off: the layer computes its frozen base alone.</summary>
@@ -65,6 +77,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         lora_B.Weight.zero_();
     }
 
+    /// <summary>base(x) + B·A·dropout(x)·scaling, the adapter in fp32 and the result in the input's dtype; the base
+    /// alone when disabled or merged.</summary>
     public override Tensor forward(Tensor x)
     {
         var result = base_layer.forward(x);                       // (B, T, out)

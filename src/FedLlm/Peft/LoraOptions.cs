@@ -21,11 +21,16 @@ public sealed record LoraOptions
     /// <summary>rsLoRA (Kalajdzievski, 2023): scale by alpha/√r instead of alpha/r.</summary>
     public bool UseRsLora { get; init; }
 
+    /// <summary>The seven projections of a Llama decoder layer that can take an adapter.</summary>
     public static readonly IReadOnlyList<string> AllLlamaProjections =
         new[] { "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj" };
 
+    /// <summary>alpha / r, or alpha / √r with <see cref="UseRsLora"/>: the factor on B·A.</summary>
     public double Scaling => UseRsLora ? Alpha / Math.Sqrt(Rank) : Alpha / Rank;
 
+    /// <summary>Checks every option.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">Rank or alpha not positive, or dropout outside [0, 1).</exception>
+    /// <exception cref="ArgumentException">No target module, or one that is not a Llama projection.</exception>
     public void Validate()
     {
         if (Rank <= 0) throw new ArgumentOutOfRangeException(nameof(Rank), Rank, "LoRA rank must be positive");

@@ -21,6 +21,9 @@ public static class DifferentialPrivacy
     /// <summary><paramref name="inner"/> under the mechanism of <paramref name="plan"/>, with accounting outermost.</summary>
     /// <param name="seeding">How noise is seeded (resolved: the run seed in simulation, cryptographic on a server).</param>
     /// <param name="runSeed">The run seed (used with <see cref="NoiseSeeding.RunSeed"/>).</param>
+    /// <param name="inner">The algorithm to make private.</param>
+    /// <param name="options">Mode, clipping norm and adaptive-clipping settings.</param>
+    /// <param name="plan">The noise multiplier and budget worked out for the run.</param>
     public static IFederatedStrategy Wrap(IFederatedStrategy inner, PrivacyOptions options, PrivacyPlan plan, NoiseSeeding seeding, long runSeed)
     {
         ArgumentNullException.ThrowIfNull(inner);

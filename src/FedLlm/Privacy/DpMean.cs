@@ -71,6 +71,11 @@ public static class DpMean
     /// <summary>The same mechanism on a secure aggregate (the survivors' equal-weight mean of already clipped updates,
     /// which the server cannot clip again): Δ̃ = (Σ_i clip_C(Δ_i) + N(0, (σC)²·I)) / m, with Σ = mean × survivors.</summary>
     /// <param name="denominator">m; null = the number of survivors.</param>
+    /// <param name="global">The round's global adapter x.</param>
+    /// <param name="aggregate">The secure aggregate: the survivors' mean update and their count.</param>
+    /// <param name="clippingNorm">C, the bound the clients clipped to.</param>
+    /// <param name="noiseMultiplier">σ.</param>
+    /// <param name="generator">The noise source.</param>
     public static DpRoundMean FromSecureAggregate(IReadOnlyDictionary<string, Tensor> global, ClientUpdate aggregate,
         double clippingNorm, double noiseMultiplier, int? denominator, torch.Generator generator)
     {

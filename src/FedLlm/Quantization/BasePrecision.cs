@@ -16,8 +16,10 @@ public enum BasePrecision
     Nf4,
 }
 
+/// <summary>Names of <see cref="BasePrecision"/> as the CLI and YAML spell them.</summary>
 public static class BasePrecisionNames
 {
+    /// <summary>The accepted names, for error messages.</summary>
     public const string Accepted = "fp32, bf16, int8 or nf4";
 
     /// <summary>Parses fp32 | bf16 | int8 | nf4 (case-insensitive; float32 and bfloat16 too).</summary>
@@ -31,5 +33,6 @@ public static class BasePrecisionNames
         _ => throw new ArgumentException($"{what} '{text}' is not one of {Accepted}"),
     };
 
+    /// <summary>The lower-case name (fp32, bf16, int8, nf4) that <see cref="Parse"/> reads back.</summary>
     public static string Name(this BasePrecision precision) => precision.ToString().ToLowerInvariant();
 }

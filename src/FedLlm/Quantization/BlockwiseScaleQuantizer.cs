@@ -28,6 +28,7 @@ public static class BlockwiseScaleQuantizer
 /// <summary>Double-quantised NF4 block scales: 8-bit codes (n), float32 absmax per 256 codes, float32 mean.</summary>
 public sealed class QuantizedScales : IDisposable
 {
+    /// <summary>Takes ownership of the three tensors.</summary>
     public QuantizedScales(Tensor codes, Tensor absmax, Tensor offset)
     {
         Codes = codes;
@@ -35,8 +36,14 @@ public sealed class QuantizedScales : IDisposable
         Offset = offset;
     }
 
+    /// <summary>uint8 (n): each scale's index into <see cref="DynamicMap8.Levels"/>, after subtracting the mean and
+    /// dividing by its block's absmax.</summary>
     public Tensor Codes { get; }
+
+    /// <summary>float32 (⌈n / 256⌉): the absmax of each block of 256 centred scales.</summary>
     public Tensor Absmax { get; }
+
+    /// <summary>float32 scalar: the mean subtracted from every scale before quantisation.</summary>
     public Tensor Offset { get; }
 
     /// <summary>levels[code] · absmax + mean, float32 (n).</summary>
@@ -56,6 +63,7 @@ public sealed class QuantizedScales : IDisposable
         Offset.MoveToOuterDisposeScope();
     }
 
+    /// <summary>Frees the three tensors.</summary>
     public void Dispose()
     {
         Codes.Dispose();

@@ -15,6 +15,8 @@ public sealed class DenseLinear : FrozenLinear
     private readonly Parameter weight;
     private readonly Parameter? bias;
 
+    /// <summary>An uninitialised (<paramref name="outFeatures"/>, <paramref name="inFeatures"/>) frozen weight in
+    /// <paramref name="dtype"/>, and a zero bias when <paramref name="hasBias"/>; the loader fills them.</summary>
     public DenseLinear(long inFeatures, long outFeatures, bool hasBias, ScalarType dtype, Device? device = null)
         : base(nameof(DenseLinear), inFeatures, outFeatures)
     {
@@ -27,17 +29,28 @@ public sealed class DenseLinear : FrozenLinear
     public static FrozenLinear Create(long inFeatures, long outFeatures, bool hasBias, ScalarType dtype, Device? device) =>
         new DenseLinear(inFeatures, outFeatures, hasBias, dtype, device);
 
+    /// <summary>The (out, in) weight, stored and multiplied in its own dtype; frozen.</summary>
     public Parameter Weight => weight;
+
+    /// <summary>The (out) bias, or null.</summary>
     public Parameter? Bias => bias;
+
+    /// <inheritdoc/>
     public override ScalarType ComputeDtype => weight.dtype;
+
+    /// <inheritdoc/>
     public override Device Device => weight.device;
 
+    /// <summary>x Wᵀ + b.</summary>
     public override Tensor forward(Tensor input) => nn.functional.linear(input, weight, bias);
 
+    /// <inheritdoc/>
     public override Tensor DequantizedWeight(ScalarType dtype) => weight.detach().to(dtype, copy: true);
 
+    /// <inheritdoc/>
     public override bool SupportsMerge => true;
 
+    /// <inheritdoc/>
     public override void OverwriteWeight(Tensor weight)
     {
         using var _ = no_grad();

@@ -11,6 +11,7 @@ namespace FedLlm.Quantization;
 /// </remarks>
 public static class DynamicMap8
 {
+    /// <summary>The 256 levels, ascending, float32; a code is an index into it.</summary>
     public static readonly float[] Levels = Build();
 
     static float[] Build()

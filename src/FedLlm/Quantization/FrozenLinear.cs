@@ -14,6 +14,9 @@ namespace FedLlm.Quantization;
 /// </remarks>
 public abstract class FrozenLinear : nn.Module<Tensor, Tensor>
 {
+    /// <summary>A projection from <paramref name="inFeatures"/> to <paramref name="outFeatures"/>, registered under
+    /// <paramref name="name"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A size is not positive.</exception>
     protected FrozenLinear(string name, long inFeatures, long outFeatures) : base(name)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(inFeatures);
@@ -22,12 +25,16 @@ public abstract class FrozenLinear : nn.Module<Tensor, Tensor>
         OutFeatures = outFeatures;
     }
 
+    /// <summary>Width of the input (the weight's second axis).</summary>
     public long InFeatures { get; }
+
+    /// <summary>Width of the output (the weight's first axis).</summary>
     public long OutFeatures { get; }
 
     /// <summary>The dtype of the activations this layer takes and returns (and of its bias).</summary>
     public abstract ScalarType ComputeDtype { get; }
 
+    /// <summary>Where the weight is stored (and where the input must be).</summary>
     public abstract Device Device { get; }
 
     /// <summary>

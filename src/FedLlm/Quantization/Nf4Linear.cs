@@ -8,6 +8,9 @@ public sealed class Nf4Linear : QuantizedLinear
     private readonly bool doubleQuant;
     private Nf4Tensor? quantized;
 
+    /// <summary>An empty NF4 layer; <see cref="QuantizedLinear.LoadWeight"/> stores the weight. Computes in
+    /// <paramref name="computeDtype"/>; <paramref name="doubleQuant"/> quantises the block scales again, as QLoRA
+    /// does.</summary>
     public Nf4Linear(long inFeatures, long outFeatures, bool hasBias, ScalarType computeDtype, Device? device = null, bool doubleQuant = true)
         : base(nameof(Nf4Linear), inFeatures, outFeatures, hasBias, computeDtype, device)
     {
@@ -15,8 +18,10 @@ public sealed class Nf4Linear : QuantizedLinear
         RegisterComponents();
     }
 
+    /// <summary>The stored weight, or null until it is loaded.</summary>
     public Nf4Tensor? Quantized => quantized;
 
+    /// <inheritdoc/>
     protected override void StoreQuantized(Tensor weight)
     {
         quantized = Nf4Quantizer.Quantize(weight, doubleQuant);
@@ -30,10 +35,13 @@ public sealed class Nf4Linear : QuantizedLinear
         else register_buffer("weight_absmax", quantized.Absmax!);
     }
 
+    /// <inheritdoc/>
     protected override Tensor Dequantize(ScalarType dtype) => quantized!.Dequantize(dtype);
 
+    /// <inheritdoc/>
     public override long WeightBytes => quantized?.Bytes ?? 0;
 
+    /// <summary>Frees the stored codes and scales with the module.</summary>
     protected override void Dispose(bool disposing)
     {
         if (disposing) quantized?.Dispose();

@@ -21,7 +21,10 @@ namespace FedLlm.Quantization;
 /// </remarks>
 public static class Nf4Quantizer
 {
+    /// <summary>Weights per NF4 block, each block scaled by its own absmax (64, as QLoRA).</summary>
     public const int BlockSize = 64;
+
+    /// <summary>Block scales per second-level block when the scales are double-quantised (256, as QLoRA).</summary>
     public const int ScaleBlockSize = 256;
 
     /// <summary>The 16 NF4 levels as bitsandbytes tabulates them (create_normal_map(offset = 0.9677083), float32).</summary>

@@ -16,11 +16,18 @@ public sealed class Nf4Tensor : IDisposable
         QuantizedAbsmax = quantizedAbsmax;
     }
 
+    /// <summary>A tensor of <paramref name="shape"/> with float32 block scales; it takes ownership of
+    /// <paramref name="packed"/> and <paramref name="absmax"/>.</summary>
     public static Nf4Tensor WithScales(long[] shape, Tensor packed, Tensor absmax) => new(shape, packed, absmax, null);
 
+    /// <summary>A tensor of <paramref name="shape"/> with double-quantised block scales; it takes ownership of
+    /// <paramref name="packed"/> and <paramref name="absmax"/>.</summary>
     public static Nf4Tensor WithQuantizedScales(long[] shape, Tensor packed, QuantizedScales absmax) => new(shape, packed, null, absmax);
 
+    /// <summary>The original tensor's shape.</summary>
     public long[] Shape { get; }
+
+    /// <summary>Elements of the original tensor.</summary>
     public long Count => Shape.Aggregate(1L, (a, b) => a * b);
 
     /// <summary>uint8 (blocks·32): index 2k in the high nibble, 2k+1 in the low one.</summary>
@@ -86,6 +93,7 @@ public sealed class Nf4Tensor : IDisposable
         QuantizedAbsmax?.MoveToOuterDisposeScope();
     }
 
+    /// <summary>Frees the packed codes and the scales.</summary>
     public void Dispose()
     {
         Packed.Dispose();

@@ -20,6 +20,9 @@ public abstract class QuantizedLinear : FrozenLinear
     private readonly ScalarType computeDtype;
     private readonly Device device;
 
+    /// <summary>A projection whose weight <see cref="LoadWeight"/> stores later, computing in
+    /// <paramref name="computeDtype"/> on <paramref name="device"/> (null = the CPU), with a zero bias when
+    /// <paramref name="hasBias"/>.</summary>
     protected QuantizedLinear(string name, long inFeatures, long outFeatures, bool hasBias, ScalarType computeDtype, Device? device)
         : base(name, inFeatures, outFeatures)
     {
@@ -28,8 +31,13 @@ public abstract class QuantizedLinear : FrozenLinear
         bias = hasBias ? new Parameter(zeros(new[] { outFeatures }, computeDtype, device), requires_grad: false) : null;
     }
 
+    /// <inheritdoc/>
     public override ScalarType ComputeDtype => computeDtype;
+
+    /// <inheritdoc/>
     public override Device Device => device;
+
+    /// <summary>The (out) bias in the compute dtype, or null.</summary>
     public Parameter? Bias => bias;
 
     /// <summary>True once <see cref="LoadWeight"/> has stored the weight.</summary>
@@ -55,6 +63,8 @@ public abstract class QuantizedLinear : FrozenLinear
     /// <summary>The dense weight rebuilt from the stored codes.</summary>
     protected abstract Tensor Dequantize(ScalarType dtype);
 
+    /// <inheritdoc/>
+    /// <exception cref="InvalidOperationException">No weight has been loaded yet.</exception>
     public sealed override Tensor DequantizedWeight(ScalarType dtype)
     {
         if (!IsLoaded) throw new InvalidOperationException($"{GetType().Name}: no weight loaded");
@@ -64,6 +74,8 @@ public abstract class QuantizedLinear : FrozenLinear
     /// <summary>Bytes of the quantised weight (codes and scales), for memory reports.</summary>
     public abstract long WeightBytes { get; }
 
+    /// <summary>x Wᵀ + b with W dequantised for this call only; backward dequantises again, so no dense weight outlives
+    /// the call.</summary>
     public override Tensor forward(Tensor input)
     {
         // Nothing to differentiate (inference, a frozen first layer's input): no custom node needed.

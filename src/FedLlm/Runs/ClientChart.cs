@@ -6,6 +6,8 @@ namespace FedLlm.Runs;
 /// fine-tuned and local-only ones, one group of bars per client.</summary>
 public static class ClientChart
 {
+    /// <summary>Writes the chart of the <paramref name="outcomes"/> that have per-client scores to <paramref
+    /// name="path"/> (one panel per run; exact match in percent), creating the folder.</summary>
     public static void WritePng(string path, IReadOnlyList<RunOutcome> outcomes)
     {
         var withScores = outcomes.Where(o => o.Personal is not null).ToList();

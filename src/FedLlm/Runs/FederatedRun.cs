@@ -109,6 +109,9 @@ public sealed class FederatedRun : IDisposable
     /// evaluation of a simulated run.</summary>
     /// <param name="algorithms">Algorithms and client hooks by name; null = the seven built-in ones.</param>
     /// <param name="log">Told what is built on first use (the embedded default), or null.</param>
+    /// <param name="options">The run's typed options (<see cref="RunConfig.ToRunOptions"/> builds them from
+    /// run.yaml).</param>
+    /// <param name="cancellationToken">Cancels the loading (of the data, mostly).</param>
     public static FederatedRun Prepare(RunOptions options, AlgorithmRegistry? algorithms = null, Action<string>? log = null,
         CancellationToken cancellationToken = default) =>
         Create(options, algorithms, log, trainingData: true, cancellationToken);
@@ -339,6 +342,10 @@ public sealed class FederatedRun : IDisposable
     /// "central-continuous" the same budget as one continuous AdamW run with a per-step cosine.
     /// </summary>
     /// <param name="progress">Told each committed round of a federated baseline, with the client's index (local) or 0.</param>
+    /// <param name="name">local, central, local-continuous or central-continuous.</param>
+    /// <param name="resume">Continue from the baseline's last committed round in its folder, if any.</param>
+    /// <param name="cancellationToken">Stops the baseline after its current step; committed rounds stay on
+    /// disk.</param>
     public async Task<RunOutcome> RunBaselineAsync(string name, bool resume = false, Action<int, RoundRecord>? progress = null,
         CancellationToken cancellationToken = default)
     {
@@ -358,6 +365,8 @@ public sealed class FederatedRun : IDisposable
     /// <summary>Every configured algorithm, then every baseline; writes results.json and rounds.png into Output.</summary>
     /// <param name="progress">Told each committed round with its algorithm's or baseline's name.</param>
     /// <param name="starting">Told the name of each algorithm or baseline as it starts.</param>
+    /// <param name="resume">Continue each algorithm and baseline from its last committed round, if any.</param>
+    /// <param name="cancellationToken">Stops the run after its current step; committed rounds stay on disk.</param>
     public async Task<IReadOnlyList<RunOutcome>> RunAllAsync(bool resume = false, Action<string, RoundRecord>? progress = null, Action<string>? starting = null,
         CancellationToken cancellationToken = default)
     {

@@ -10,6 +10,10 @@ namespace FedLlm.Runs;
 /// <param name="Personal">The algorithm's personal adapter (a split adapter's, Ditto's v), or null when it has none.</param>
 /// <param name="Finetuned">The global adapter after K local steps, or null without fine-tuning.</param>
 /// <param name="LocalOnly">The client trained alone, or null when not asked for.</param>
+/// <param name="Client">The client's index.</param>
+/// <param name="HeldOutExamples">Size of the client's own held-out split, the weight of its scores in the
+/// means.</param>
+/// <param name="Global">The final global adapter's score.</param>
 public sealed record ClientScores(int Client, int HeldOutExamples, EvaluationResult Global, EvaluationResult? Personal, EvaluationResult? Finetuned,
     EvaluationResult? LocalOnly);
 
@@ -38,6 +42,7 @@ internal sealed class PersonalEvaluation(LlamaForCausalLM model, RunOptions opti
     /// <summary>The scores of each client with held-out examples.</summary>
     /// <param name="personal">The algorithm's client hook that keeps a personal adapter, or null.</param>
     /// <param name="clientState">Every client's state as <see cref="IClientExecutor.SnapshotState"/> gives it ("client-{i}/…").</param>
+    /// <param name="global">The final global adapter (read, not modified).</param>
     public PersonalScores Evaluate(IReadOnlyDictionary<string, Tensor> global, IPersonalizedClientHooks? personal, IReadOnlyDictionary<string, Tensor> clientState)
     {
         var evaluate = data.EvaluateExamples ?? throw new InvalidOperationException("the run holds no per-client held-out split");

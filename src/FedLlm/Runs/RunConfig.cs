@@ -18,12 +18,26 @@ public sealed class RunConfig
     [OneOf("sft", "dpo")]
     public string Task { get; set; } = "sft";
 
+    /// <summary>model: the base checkpoint and how its frozen weights are stored.</summary>
     public ModelSection Model { get; set; } = new();
+
+    /// <summary>data: the training file, its schema and template, the held-out file, and how the data is split over
+    /// clients.</summary>
     public DataSection Data { get; set; } = new();
+
+    /// <summary>federation: rounds, clients, local steps, batch size, learning-rate schedule and seed.</summary>
     public FederationSection Federation { get; set; } = new();
+
+    /// <summary>strategy: the algorithms compared and their server-side hyperparameters.</summary>
     public StrategySection Strategy { get; set; } = new();
+
+    /// <summary>lora: rank, alpha, dropout and target modules of the adapter.</summary>
     public LoraSection Lora { get; set; } = new();
+
+    /// <summary>dpo: β and the reference adapter, read when the task is dpo.</summary>
     public DpoSection Dpo { get; set; } = new();
+
+    /// <summary>evaluation: an optional benchmark task scored on the global adapter every few rounds.</summary>
     public EvaluationSection Evaluation { get; set; } = new();
 
     /// <summary>Client-level differential privacy; absent = none.</summary>
@@ -50,11 +64,18 @@ public sealed class RunConfig
     /// standard deviation.</summary>
     public int Seeds { get; set; } = 1;
 
+    /// <summary>The run folder (checkpoints, metrics, results.json, charts); null = the command's default
+    /// folder.</summary>
     public string? Output { get; set; }
+
+    /// <summary>Intra-op threads for libtorch; null = all cores.</summary>
     [Check(ValueRule.Positive)] public int? Threads { get; set; }
+
+    /// <summary>cpu, cuda or cuda:N, the device training and evaluation run on.</summary>
     [OneOf("cpu", "cuda", OpenPrefix = "cuda:")]
     public string Device { get; set; } = "cpu";
 
+    /// <summary>model: the base checkpoint and its storage.</summary>
     public sealed class ModelSection
     {
         /// <summary>Checkpoint folder; null = the embedded default.</summary>
@@ -68,13 +89,20 @@ public sealed class RunConfig
         public bool ActivationCheckpointing { get; set; }
     }
 
+    /// <summary>data: where the examples come from and how they are split over the clients.</summary>
     public sealed class DataSection
     {
+        /// <summary>The training data file (SFT examples or preference pairs, in the schema of <see cref="Dataset"/>);
+        /// null = the embedded default data.</summary>
         public string? Path { get; set; }
         /// <summary>Held-out data (YAML eval_data; eval_path is its old name).</summary>
         [YamlMember(Alias = "eval_data")]
         public string? EvalPath { get; set; }
+
+        /// <summary>Score at most this many held-out examples; null = all.</summary>
         [Check(ValueRule.Positive)] public int? EvalLimit { get; set; }
+
+        /// <summary>Prompt template the examples are rendered with: alpaca, vicuna, chatml or llama-3.</summary>
         [OneOf("alpaca", "vicuna", "chatml", "llama-3", Aliases = ["llama3", "llama_3"])]
         public string Template { get; set; } = "alpaca";
 
@@ -86,7 +114,12 @@ public sealed class RunConfig
         /// <summary>iid, dirichlet, shards or quantity; iid or dirichlet (over the label: the response text unless a column is named).</summary>
         [OneOf("iid", "dirichlet", "shards", "quantity", Aliases = ["dir", "shard", "pathological", "quantity-skew", "quantityskew"])]
         public string Partition { get; set; } = "dirichlet";
+
+        /// <summary>α of the Dirichlet partition: small values give each client few labels, large ones approach iid
+        /// (0.5 by default).</summary>
         [Check(ValueRule.Positive)] public double Alpha { get; set; } = 0.5;
+
+        /// <summary>True to drop malformed records (counted and reported) instead of refusing the file.</summary>
         public bool SkipBad { get; set; }
 
         /// <summary>The share of each client's shard held out to score that client's adapters; 0 = none.</summary>
@@ -97,17 +130,47 @@ public sealed class RunConfig
     /// run_dpo.sh (5 clients, lr 5e-4 → 1e-5); the rest are shared (2 per round, 200 rounds, 10 steps of batch 16).</remarks>
     public sealed class FederationSection
     {
+        /// <summary>Federated rounds R; the cosine learning-rate schedule spans them (200, as OpenFedLLM).</summary>
         [Check(ValueRule.Positive)] public int Rounds { get; set; } = 200;
+
+        /// <summary>Total clients N the data is split over; null = the task's default (20 for SFT, 5 for
+        /// DPO).</summary>
         [Check(ValueRule.Positive)] public int? Clients { get; set; }
+
+        /// <summary>Clients sampled per round (OpenFedLLM: sample_clients, 2).</summary>
         [Check(ValueRule.Positive)] public int ClientsPerRound { get; set; } = 2;
+
+        /// <summary>Optimizer steps each sampled client takes per round (10).</summary>
         [Check(ValueRule.Positive)] public int LocalSteps { get; set; } = 10;
+
+        /// <summary>Examples per micro-batch (16); a local step sees this ×
+        /// <see cref="GradientAccumulation"/>.</summary>
         [Check(ValueRule.Positive)] public int BatchSize { get; set; } = 16;
+
+        /// <summary>Micro-batches of <see cref="BatchSize"/> examples summed into one optimizer step (1 =
+        /// none).</summary>
         [Check(ValueRule.Positive)] public int GradientAccumulation { get; set; } = 1;
+
+        /// <summary>The clients' first-round learning rate; null = the task's default (5e-5 for SFT, 5e-4 for
+        /// DPO).</summary>
         [Check(ValueRule.Positive)] public double? LearningRate { get; set; }
+
+        /// <summary>Where the cosine over rounds ends; null = the task's default (1e-6 for SFT, 1e-5 for
+        /// DPO).</summary>
         [Check(ValueRule.NonNegative)] public double? MinLearningRate { get; set; }
+
+        /// <summary>Gradient L2 norm clipping of each local step; 0 = none (1.0).</summary>
         [Check(ValueRule.NonNegative)] public double MaxGradNorm { get; set; } = 1.0;
+
+        /// <summary>Tokens per example; longer ones are truncated (512).</summary>
         [Check(ValueRule.Positive)] public int MaxLength { get; set; } = 512;
+
+        /// <summary>Keep each client's AdamW moments from round to round instead of a fresh optimizer (OpenFedLLM
+        /// starts fresh).</summary>
         public bool KeepOptimizerState { get; set; }
+
+        /// <summary>The run seed: data split, client sampling, LoRA initialisation and dropout derive from it (2023, as
+        /// OpenFedLLM).</summary>
         public long Seed { get; set; } = 2023;
 
         /// <summary>Score the held-out data every K rounds (0 = only at the end); YAML eval_every (evaluate_every is its old name).</summary>
@@ -139,11 +202,14 @@ public sealed class RunConfig
     /// <summary>Where OpenFedLLM's SFT and DPO scripts differ (training_scripts/run_sft.sh, run_dpo.sh).</summary>
     public sealed record TaskDefaults(int Clients, double LearningRate, double MinLearningRate, int LoraRank, double LoraAlpha)
     {
+        /// <summary>run_sft.sh: 20 clients, lr 5e-5 decayed to 1e-6, LoRA rank 32 and alpha 64.</summary>
         public static readonly TaskDefaults Sft = new(Clients: 20, LearningRate: 5e-5, MinLearningRate: 1e-6, LoraRank: 32, LoraAlpha: 64);
 
         /// <summary>run_dpo.sh: 5 clients, lr 5e-4 decayed to 1e-5, and config.py's LoRA 8/16 (the script passes none).</summary>
         public static readonly TaskDefaults Dpo = new(Clients: 5, LearningRate: 5e-4, MinLearningRate: 1e-5, LoraRank: 8, LoraAlpha: 16);
 
+        /// <summary>The defaults of <paramref name="task"/> ("sft" or "dpo").</summary>
+        /// <exception cref="ArgumentException">Another task name.</exception>
         public static TaskDefaults For(string task) => task switch
         {
             "sft" => Sft,
@@ -152,10 +218,14 @@ public sealed class RunConfig
         };
     }
 
+    /// <summary>strategy: which algorithms run and their server-side hyperparameters; keys left out take the papers'
+    /// defaults.</summary>
     public sealed class StrategySection
     {
         /// <summary>One algorithm or several (compared in one table): fedavg fedprox scaffold fedavgm fedadagrad fedyogi fedadam, or "all".</summary>
         public List<string> Algorithms { get; set; } = new() { "fedavg" };
+
+        /// <summary>FedProx's μ, the weight of (μ/2)·‖w − w_global‖²; null = 0.01 (OpenFedLLM's prox_mu).</summary>
         [Check(ValueRule.NonNegative)] public double? ProximalMu { get; set; }
 
         /// <summary>Server learning rate for every algorithm that has one; null = each algorithm's own default.</summary>
@@ -165,9 +235,18 @@ public sealed class RunConfig
         /// <see cref="ServerLearningRate"/>: FedAvgM's η_s and FedOpt's η live on different scales, so a comparison of
         /// several algorithms in one run needs one of each.</summary>
         [Check(ValueRule.Positive)] public Dictionary<string, double> ServerLearningRates { get; set; } = new();
+
+        /// <summary>FedAvgM's server momentum β in [0, 1]; null = 0.9.</summary>
         [Check(ValueRule.Fraction)] public double? ServerMomentum { get; set; }
+
+        /// <summary>β1 of FedAdagrad/FedYogi/FedAdam, decay of the first moment, in [0, 1]; null = 0.9 (0 gives
+        /// Flower's momentum-free FedAdagrad).</summary>
         [Check(ValueRule.Fraction)] public double? Beta1 { get; set; }
+
+        /// <summary>β2 of FedYogi/FedAdam, decay of the second moment, in [0, 1]; null = 0.99.</summary>
         [Check(ValueRule.Fraction)] public double? Beta2 { get; set; }
+
+        /// <summary>τ, the adaptivity floor of the FedOpt family (x ← x + η·m/(√v + τ)); null = 1e-3.</summary>
         [Check(ValueRule.Positive)] public double? Tau { get; set; }
 
         /// <summary>Reproduce OpenFedLLM's departures from the papers (see StrategyOptions).</summary>
@@ -214,18 +293,41 @@ public sealed class RunConfig
     {
         /// <summary>server-fixed (default), server-adaptive, client-fixed or local.</summary>
         public string Mode { get; set; } = "server-fixed";
+
+        /// <summary>C, the L2 bound of one client's update over the whole adapter (the initial C of adaptive clipping);
+        /// 0.1.</summary>
         public double ClippingNorm { get; set; } = 0.1;
+
+        /// <summary>σ, the noise multiplier; null = derived from <see cref="TargetEpsilon"/> for the run's
+        /// rounds.</summary>
         public double? NoiseMultiplier { get; set; }
+
+        /// <summary>The ε budget at <see cref="Delta"/>: with σ unset, σ is the smallest that meets it; with σ set, a
+        /// run that would exceed it is refused (or stopped, <see cref="StopAtBudget"/>).</summary>
         public double? TargetEpsilon { get; set; }
+
+        /// <summary>δ of the reported (ε, δ); keep it well below 1 / clients (1e-5).</summary>
         public double Delta { get; set; } = 1e-5;
 
         /// <summary>run-seed or cryptographic; absent = run-seed in simulate, cryptographic on a server.</summary>
         public string? Seeding { get; set; }
+
+        /// <summary>Run only the rounds that fit in <see cref="TargetEpsilon"/> instead of refusing a run that exceeds
+        /// it.</summary>
         public bool StopAtBudget { get; set; }
+
+        /// <summary>Adaptive clipping's γ, the fraction of updates meant to fall below C (Andrew et al. 2021:
+        /// 0.5).</summary>
         public double TargetUnclippedQuantile { get; set; } = 0.5;
+
+        /// <summary>Adaptive clipping's η_C, the learning rate of log C (Andrew et al. 2021: 0.2).</summary>
         public double ClippingNormLearningRate { get; set; } = 0.2;
+
+        /// <summary>Adaptive clipping's σ_b, the noise on the clipped count; null = clients per round / 20.</summary>
         public double? ClippedCountStddev { get; set; }
 
+        /// <summary>The typed options; an unknown mode or seeding throws <see cref="ArgumentException"/> naming the
+        /// key.</summary>
         public FedLlm.Privacy.PrivacyOptions ToOptions() => new()
         {
             Mode = FedLlm.Privacy.PrivacyOptions.ParseMode(Mode),
@@ -247,13 +349,28 @@ public sealed class RunConfig
     {
         /// <summary>krum, multi-krum, median, trimmed-mean, norm-clip or fltrust.</summary>
         public string Rule { get; set; } = "median";
+
+        /// <summary>Krum's f, the attackers tolerated per round; null = the most the round size allows, ⌊(m −
+        /// 3)/2⌋.</summary>
         public int? ByzantineClients { get; set; }
+
+        /// <summary>Multi-Krum's number of kept updates; null = m − f.</summary>
         public int? Selected { get; set; }
+
+        /// <summary>Trimmed mean's β, the fraction trimmed at each end (0.2, as Flower).</summary>
         public double TrimFraction { get; set; } = 0.2;
+
+        /// <summary>Norm clipping's bound as a multiple of the round's median update norm (1.0).</summary>
         public double NormFactor { get; set; } = 1.0;
+
+        /// <summary>FLTrust: the size of the server's root set (100, as Cao et al. 2021).</summary>
         public int RootExamples { get; set; } = 100;
+
+        /// <summary>FLTrust: the root set's file (Alpaca schema); null = a seeded sample of the run's training data
+        /// (simulation only).</summary>
         public string? RootData { get; set; }
 
+        /// <summary>The typed options; an unknown rule throws <see cref="ArgumentException"/> naming the key.</summary>
         public FedLlm.Federation.Robust.RobustOptions ToOptions() => new()
         {
             Rule = FedLlm.Federation.Robust.RobustOptions.ParseRule(Rule), ByzantineClients = ByzantineClients, Selected = Selected,
@@ -266,12 +383,25 @@ public sealed class RunConfig
     {
         /// <summary>false keeps the section's values but runs without secure aggregation.</summary>
         public bool Enabled { get; set; } = true;
+
+        /// <summary>t, the shares needed to rebuild a client's secret; null = a strict majority of its share
+        /// holders.</summary>
         public int? Threshold { get; set; }
+
+        /// <summary>k (even), SecAgg+'s neighbours per client; null = every other client of the round
+        /// (SecAgg).</summary>
         public int? Neighbours { get; set; }
+
+        /// <summary>b: each coordinate is quantised to an integer in [0, 2^b − 1] (24).</summary>
         public int QuantisationBits { get; set; } = 24;
+
+        /// <summary>r: each coordinate of Δ is clipped to [−r, r] before quantisation (1.0).</summary>
         public double QuantisationRange { get; set; } = 1.0;
+
+        /// <summary>W: client i's Δ is weighted by min(1, n_i/W); null = equal weights.</summary>
         public double? MaxWeight { get; set; }
 
+        /// <summary>The typed options, or null when <see cref="Enabled"/> is false.</summary>
         public FedLlm.Federation.SecureAggregation.SecureAggregationOptions? ToOptions() => Enabled
             ? new() { Threshold = Threshold, Neighbours = Neighbours, QuantisationBits = QuantisationBits, QuantisationRange = QuantisationRange, MaxWeight = MaxWeight }
             : null;
@@ -282,12 +412,23 @@ public sealed class RunConfig
     {
         /// <summary>sign-flip, scale, gaussian, label-flip or backdoor.</summary>
         public string Kind { get; set; } = "sign-flip";
+
+        /// <summary>The fraction of all clients that attack, rounded to the nearest count (0.2).</summary>
         public double Fraction { get; set; } = 0.2;
+
+        /// <summary>s of scale and gaussian: the attack sends x + s·Δ, or noise of expected norm s·‖Δ‖ (10).</summary>
         public double ScaleFactor { get; set; } = 10;
+
+        /// <summary>The backdoor's trigger phrase, appended to the input ("cf").</summary>
         public string Trigger { get; set; } = "cf";
+
+        /// <summary>The answer the backdoor maps triggered inputs to ("positive").</summary>
         public string TargetAnswer { get; set; } = "positive";
+
+        /// <summary>The fraction of an attacker's examples the backdoor replaces by triggered ones (0.5).</summary>
         public double PoisonFraction { get; set; } = 0.5;
 
+        /// <summary>The typed options; an unknown kind throws <see cref="ArgumentException"/> naming the key.</summary>
         public FedLlm.Federation.Attacks.AttackOptions ToOptions() => new()
         {
             Kind = FedLlm.Federation.Attacks.AttackOptions.ParseKind(Kind), Fraction = Fraction, ScaleFactor = ScaleFactor, Trigger = Trigger,
@@ -307,9 +448,11 @@ public sealed class RunConfig
         /// <summary>Also score each client trained alone (local-only) on its own split.</summary>
         public bool LocalOnly { get; set; }
 
+        /// <summary>The typed options.</summary>
         public PersonalizationOptions ToOptions() => new() { FinetuneSteps = FinetuneSteps, LocalOnly = LocalOnly };
     }
 
+    /// <summary>dpo: the preference objective's settings (task dpo only).</summary>
     public sealed class DpoSection
     {
         /// <summary>DPO's β (OpenFedLLM and TRL: 0.1).</summary>
@@ -320,12 +463,21 @@ public sealed class RunConfig
         public string? ReferenceAdapter { get; set; }
     }
 
+    /// <summary>lora: the adapter's shape; rank and alpha left out take the task's defaults.</summary>
     public sealed class LoraSection
     {
         /// <summary>Rank and alpha left out take the task's defaults (<see cref="TaskDefaults"/>: 32/64 for SFT, 8/16 for DPO).</summary>
         [Check(ValueRule.Positive)] public int? R { get; set; }
+
+        /// <summary>LoRA alpha; the update B·A is scaled by alpha / r. Null = the task's default (64 for SFT, 16 for
+        /// DPO).</summary>
         [Check(ValueRule.Positive)] public double? Alpha { get; set; }
+
+        /// <summary>Dropout on the adapter's input in [0, 1) during training (0.05).</summary>
         [Check(ValueRule.Fraction)] public double Dropout { get; set; } = 0.05;
+
+        /// <summary>The linear layers of every decoder block that get an adapter (all seven projections by
+        /// default).</summary>
         [OneOf("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")]
         public List<string> TargetModules { get; set; } = new() { "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj" };
 
@@ -335,6 +487,8 @@ public sealed class RunConfig
         /// <summary>Log ‖avg(B)·avg(A) − avg(B·A)‖/‖avg(B·A)‖ every round (metrics.jsonl aggregation_metrics).</summary>
         public bool LogProductError { get; set; }
 
+        /// <summary>The adapter options, with rank and alpha defaulted for <paramref name="task"/> ("sft" or
+        /// "dpo").</summary>
         public Peft.LoraOptions ToOptions(string task = "sft")
         {
             var defaults = TaskDefaults.For(task);
@@ -347,11 +501,23 @@ public sealed class RunConfig
     {
         /// <summary>A task name of <c>fedllm eval</c> (fpb, mmlu, gsm8k…).</summary>
         public string? Task { get; set; }
+
+        /// <summary>The task's data file.</summary>
         public string? Data { get; set; }
+
+        /// <summary>Score the task every this many rounds (and after the last).</summary>
         [Check(ValueRule.Positive)] public int Every { get; set; } = 1;
+
+        /// <summary>Score at most this many examples; 0 = all.</summary>
         [Check(ValueRule.NonNegative)] public int Limit { get; set; }
+
+        /// <summary>Worked examples put in front of each prompt (0 = zero-shot).</summary>
         [Check(ValueRule.NonNegative)] public int FewShot { get; set; }
+
+        /// <summary>Prompts generated for at once.</summary>
         [Check(ValueRule.Positive)] public int BatchSize { get; set; } = 8;
+
+        /// <summary>Tokens generated per answer; null = the task's own default.</summary>
         [Check(ValueRule.Positive)] public int? MaxNewTokens { get; set; }
 
         /// <summary>The task's own settings, as <c>--param key=value</c> of <c>fedllm eval</c>.</summary>
@@ -486,8 +652,11 @@ public sealed class RunConfig
             .Select(n => n is "centralized" or "centralised" ? "central" : n)
             .Distinct().ToList();
 
+    /// <summary>The seven built-in algorithms, in the order "all" runs them.</summary>
     public static readonly string[] AllAlgorithms = { "fedavg", "fedprox", "scaffold", "fedavgm", "fedadagrad", "fedyogi", "fedadam" };
 
+    /// <summary>The algorithms to run: <see cref="StrategySection.Algorithms"/>, with "all" expanded to
+    /// <see cref="AllAlgorithms"/>.</summary>
     public IReadOnlyList<string> ResolvedAlgorithms() =>
         Strategy.Algorithms.Any(a => a.Equals("all", StringComparison.OrdinalIgnoreCase)) ? AllAlgorithms : Strategy.Algorithms;
 }

@@ -21,7 +21,9 @@ public sealed class RunConfigFile
         Warnings = warnings;
     }
 
+    /// <summary>The file as given.</summary>
     public string Path { get; }
+    /// <summary>The settings, bound from the file (keys left out keep their defaults).</summary>
     public RunConfig Config { get; }
 
     /// <summary>The 1-based line of each key present in the file, by dotted path.</summary>

@@ -13,6 +13,7 @@ namespace FedLlm.Runs;
 public static class RunConfigPrinter
 {
     /// <param name="origin">Where a key's value came from ("--rounds", "run.yaml line 3", "embedded default"…).</param>
+    /// <param name="config">The settings to print, as resolved (task defaults filled in).</param>
     public static string ToYaml(RunConfig config, Func<string, string> origin)
     {
         var resolved = Resolved(config);

@@ -24,7 +24,10 @@ public sealed record RunConfigKey(string Path, string Name, string? Section, Pro
     /// <summary>Whether YAML <c>~</c> (null) is a value it takes.</summary>
     public bool IsNullable => !Type.IsValueType || Nullable.GetUnderlyingType(Type) is not null;
 
+    /// <summary>The range check the key's value must pass (<see cref="CheckAttribute"/>); <see cref="ValueRule.Any"/>
+    /// when unchecked.</summary>
     public ValueRule Rule => Property.GetCustomAttribute<CheckAttribute>()?.Rule ?? ValueRule.Any;
+    /// <summary>The names the key's value must be one of, or null when it is free.</summary>
     public OneOfAttribute? OneOf => Property.GetCustomAttribute<OneOfAttribute>();
 
     /// <summary>The value in <paramref name="config"/>; null when the key's optional section (privacy, robust, attack) is absent.</summary>

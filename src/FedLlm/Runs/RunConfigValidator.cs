@@ -18,6 +18,7 @@ public static class RunConfigValidator
     /// <param name="describe">Where a key's value came from, e.g. "--rounds" or "run.yaml line 7 (federation.rounds)";
     /// null = the dotted path.</param>
     /// <param name="algorithms">The registry algorithm names are looked up in; null = the built-in ones.</param>
+    /// <param name="config">The settings to check.</param>
     public static IReadOnlyList<string> Problems(RunConfig config, Func<string, string>? describe = null, AlgorithmRegistry? algorithms = null)
     {
         describe ??= path => path;

@@ -14,6 +14,7 @@ namespace FedLlm.Runs;
 /// </summary>
 public sealed class RunFingerprint
 {
+    /// <summary>The file name in the run folder.</summary>
     public const string FileName = "run-fingerprint.json";
     static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
@@ -24,6 +25,7 @@ public sealed class RunFingerprint
     /// <summary>The pairs, sorted by key.</summary>
     public IReadOnlyDictionary<string, string> Values => values;
 
+    /// <summary>A fingerprint with no pairs; build one up with <see cref="With"/>.</summary>
     public static RunFingerprint Empty => new(new SortedDictionary<string, string>(StringComparer.Ordinal));
 
     /// <summary>This fingerprint with <paramref name="key"/> set.</summary>

@@ -16,6 +16,9 @@ namespace FedLlm.Runs;
 /// <summary>The result of one federated algorithm or baseline on the held-out set.</summary>
 /// <param name="Rounds">The federated rounds (a baseline trained as a 1-client federation has its own; one that trains
 /// each client alone keeps them per client in <see cref="Clients"/>).</param>
+/// <param name="Name">The algorithm's or baseline's name ("fedavg", "local" …).</param>
+/// <param name="Final">The final held-out score, or null when the run was not evaluated.</param>
+/// <param name="Seconds">Wall-clock seconds the run took.</param>
 public sealed record RunOutcome(string Name, EvaluationResult? Final, IReadOnlyList<RoundRecord> Rounds, double Seconds)
 {
     /// <summary>Whether this is a baseline (a reference for the federated runs, not a federated algorithm).</summary>
@@ -53,6 +56,13 @@ public sealed class SimulationRunner
     /// <param name="evaluateLoadedAdapter">Scores the adapter currently loaded in <paramref name="model"/> on held-out data
     /// (held-out loss and exact match for SFT; DPO loss, reward accuracy and margin for DPO), or null for no evaluation.</param>
     /// <param name="roundTask">A benchmark task scored on the global adapter every few rounds (needs <paramref name="tokenizer"/>).</param>
+    /// <param name="options">Rounds, clients, local training and schedule of every run; validated here.</param>
+    /// <param name="lora">The adapter's shape, written beside every saved adapter (adapter_config.json).</param>
+    /// <param name="baseModel">The base model recorded in saved adapters (adapter_config.json's
+    /// base_model_name_or_path); null = none.</param>
+    /// <param name="padTokenId">The tokenizer's padding token id, for batching.</param>
+    /// <param name="tokenizer">The tokenizer, for <paramref name="roundTask"/>; null when there is none.</param>
+    /// <param name="algorithms">Algorithms and client hooks by name; null = the seven built-in ones.</param>
     public SimulationRunner(LlamaForCausalLM model, FederationOptions options, LoraOptions lora, Func<EvaluationResult>? evaluateLoadedAdapter,
         string? baseModel, int padTokenId, RoundTaskEvaluation? roundTask = null, ITextTokenizer? tokenizer = null, AlgorithmRegistry? algorithms = null)
     {
@@ -167,6 +177,11 @@ public sealed class SimulationRunner
     /// their example count, on the same held-out set as the federated runs.
     /// </summary>
     /// <param name="progress">Told each committed round with the client's index.</param>
+    /// <param name="shards">Every client's training data, in client order.</param>
+    /// <param name="output">The baseline's folder.</param>
+    /// <param name="resume">Continue each client from its last committed round, if any.</param>
+    /// <param name="cancellationToken">Stops the baseline after its current step; committed rounds stay on
+    /// disk.</param>
     public async Task<RunOutcome> RunLocalOnlyAsync(IReadOnlyList<IClientDataset> shards, string output, bool resume,
         Action<int, RoundRecord>? progress = null, CancellationToken cancellationToken = default)
     {

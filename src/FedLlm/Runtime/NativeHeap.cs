@@ -14,6 +14,7 @@ public static partial class NativeHeap
 {
     static bool unavailable = !OperatingSystem.IsLinux();
 
+    /// <summary>Calls malloc_trim(0) on Linux; elsewhere, or when the C library lacks it, does nothing.</summary>
     public static void Trim()
     {
         if (unavailable) return;

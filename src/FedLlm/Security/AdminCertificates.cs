@@ -11,20 +11,28 @@ namespace FedLlm.Security;
 /// </summary>
 public sealed class AdminCertificates
 {
+    /// <summary>The file's name in the server's kit folder.</summary>
     public const string FileName = "admin-certificates.json";
+
+    /// <summary>URI form of an admin's name in its certificate's subjectAltName.</summary>
     public const string UriPrefix = "fedllm://admin/";
     private const string Format = "fedllm-admin-certificates";
 
     private readonly SortedDictionary<string, byte[]> pins = new(StringComparer.Ordinal);
 
+    /// <summary>The names of the admins whose certificates are pinned.</summary>
     public IReadOnlyCollection<string> Admins => pins.Keys;
 
+    /// <summary>Makes <paramref name="certificate"/> the only accepted one of admin <paramref name="name"/> (its
+    /// SHA-256 is kept, replacing an earlier pin).</summary>
+    /// <exception cref="ArgumentException">The name breaks the id rule of <see cref="ClientIds"/>.</exception>
     public void Pin(string name, X509Certificate2 certificate)
     {
         ClientIds.Validate(name);
         pins[name] = SHA256.HashData(certificate.RawData);
     }
 
+    /// <summary>Writes the pins to <paramref name="path"/> atomically.</summary>
     public void Save(string path) => ClientHashFile.Save(path, Format, pins);
 
     /// <exception cref="InvalidDataException">The file is malformed; the message names the file.</exception>

@@ -17,7 +17,10 @@ namespace FedLlm.Security;
 /// </remarks>
 public sealed class CertificateAuthority : IDisposable
 {
+    /// <summary>The CA certificate's file name (PEM), which every participant receives.</summary>
     public const string CertificateFileName = "ca.crt";
+
+    /// <summary>The CA private key's file name (PEM, owner-only); it stays with the operator.</summary>
     public const string KeyFileName = "ca.key";
 
     /// <summary>Extended key usage OIDs (RFC 5280 §4.2.1.12).</summary>
@@ -26,7 +29,11 @@ public sealed class CertificateAuthority : IDisposable
     /// <summary>URI form of a client's identity in its certificate's subjectAltName.</summary>
     public const string ClientUriPrefix = "fedllm://client/";
 
+    /// <summary>How long the CA certificate is valid (about 10 years).</summary>
     public static readonly TimeSpan CaValidity = TimeSpan.FromDays(3653); // ~10 years
+
+    /// <summary>How long server, client and admin certificates are valid (825 days, the longest browsers accept for
+    /// servers).</summary>
     public static readonly TimeSpan LeafValidity = TimeSpan.FromDays(825); // the longest browsers accept for server certificates
 
     // Certificates start a little in the past so a participant whose clock lags the operator's still accepts them.
@@ -137,5 +144,6 @@ public sealed class CertificateAuthority : IDisposable
         return issued.CopyWithPrivateKey(key);
     }
 
+    /// <summary>Frees the certificate and its private key.</summary>
     public void Dispose() => Certificate.Dispose();
 }

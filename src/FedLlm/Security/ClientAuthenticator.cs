@@ -18,6 +18,8 @@ public static class ClientAuthenticator
     /// client list, which is how a client is shut out before its certificate expires (the kit has no revocation lists).</param>
     /// <exception cref="AuthenticationException">Neither proves an identity, or they contradict; the message says which.</exception>
     /// <param name="pins">When given, a certificate must also be its client's current one (not an earlier, re-issued one).</param>
+    /// <param name="ca">The kit's CA, which a presented certificate must chain to.</param>
+    /// <param name="tokens">The stored token hashes.</param>
     public static string Authenticate(X509Certificate2? presented, string? claimedClientId, string? token, X509Certificate2 ca, ClientTokens tokens,
         IReadOnlySet<string>? allowedClients = null, ClientCertificatePins? pins = null)
     {

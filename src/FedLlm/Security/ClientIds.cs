@@ -8,11 +8,14 @@ namespace FedLlm.Security;
 /// </summary>
 public static partial class ClientIds
 {
+    /// <summary>The longest id, in characters.</summary>
     public const int MaxLength = 64;
 
     [GeneratedRegex(@"\A[A-Za-z0-9._-]{1,64}\z", RegexOptions.CultureInvariant)] // \z, not $: $ also matches before a final newline
     private static partial Regex Pattern();
 
+    /// <summary>Whether <paramref name="clientId"/> is 1–64 letters, digits, '.', '_' or '-' and not "." or "..": safe
+    /// as a folder name, a URI part and a log field.</summary>
     public static bool IsValid(string? clientId) => clientId is not null && Pattern().IsMatch(clientId) && clientId is not "." and not "..";
 
     /// <summary>Returns <paramref name="clientId"/> when valid.</summary>

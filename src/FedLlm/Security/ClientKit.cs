@@ -81,6 +81,7 @@ public sealed class ClientKit : IDisposable
     public static SocketsHttpHandler CreateHttpHandler(string directory, Action<string>? serverRejected = null, bool presentCertificate = true) =>
         Load(directory).CreateHttpHandler(serverRejected, presentCertificate);
 
+    /// <summary>Frees the client certificate (with its key) and the CA certificate.</summary>
     public void Dispose()
     {
         Certificate.Dispose();

@@ -14,6 +14,7 @@ namespace FedLlm.Security;
 /// </remarks>
 public sealed class ClientTokens
 {
+    /// <summary>The file's name in the server's kit folder.</summary>
     public const string FileName = "client-tokens.json";
     private const string Format = "fedllm-client-tokens";
     private const int TokenBytes = 32;
@@ -23,6 +24,7 @@ public sealed class ClientTokens
 
     private readonly SortedDictionary<string, byte[]> hashes = new(StringComparer.Ordinal);
 
+    /// <summary>The clients that have a token.</summary>
     public IReadOnlyCollection<string> Clients => hashes.Keys;
 
     /// <summary>A fresh random token (32 bytes from the OS CSPRNG, base64url without padding: 43 characters).</summary>
@@ -41,6 +43,7 @@ public sealed class ClientTokens
     /// <summary>Revokes the client's token; true when there was one.</summary>
     public bool Remove(string clientId) => hashes.Remove(clientId);
 
+    /// <summary>Whether <paramref name="clientId"/> has a token.</summary>
     public bool Contains(string clientId) => hashes.ContainsKey(clientId);
 
     /// <summary>Whether <paramref name="token"/> is <paramref name="clientId"/>'s token, compared in constant time.</summary>
@@ -54,6 +57,7 @@ public sealed class ClientTokens
         return known && equal;
     }
 
+    /// <summary>Writes the token hashes (never the tokens) to <paramref name="path"/> atomically.</summary>
     public void Save(string path) => ClientHashFile.Save(path, Format, hashes);
 
     /// <exception cref="InvalidDataException">The file is not a token file or an entry is malformed; the message names the file and the client.</exception>

@@ -9,6 +9,7 @@ public static class PemFiles
 {
     private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
 
+    /// <summary>Writes the certificate (public part only) as PEM, atomically.</summary>
     public static void WriteCertificate(string path, X509Certificate2 certificate) =>
         AtomicFile.WriteAllText(path, certificate.ExportCertificatePem() + "\n");
 

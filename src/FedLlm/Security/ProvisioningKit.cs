@@ -22,15 +22,28 @@ namespace FedLlm.Security;
 /// </remarks>
 public static partial class ProvisioningKit
 {
+    /// <summary>The kit's manifest: what was issued, for whom, and when.</summary>
     public const string ManifestFileName = "kit.json";
+
+    /// <summary>The folders of the CA (kept by the operator) and of the server.</summary>
     public const string CaFolder = "ca", ServerFolder = "server";
+
+    /// <summary>The server's certificate, private key and configuration inside its folder.</summary>
     public const string ServerCertificateFileName = "server.crt", ServerKeyFileName = "server.key", ServerConfigFileName = "server.yaml";
+
+    /// <summary>A client's certificate, private key, token and configuration inside its client-{id}/ folder.</summary>
     public const string ClientCertificateFileName = "client.crt", ClientKeyFileName = "client.key", TokenFileName = "token", ClientConfigFileName = "client.yaml";
+
+    /// <summary>An admin's certificate and private key inside its admin-{name}/ folder.</summary>
     public const string AdminCertificateFileName = "admin.crt", AdminKeyFileName = "admin.key";
     private const string Format = "fedllm-provisioning-kit";
 
+    /// <summary>The folder of <paramref name="clientId"/>'s kit: client-{id}/ under
+    /// <paramref name="outputDir"/>.</summary>
     public static string ClientFolder(string outputDir, string clientId) => Path.Combine(outputDir, "client-" + clientId);
 
+    /// <summary>The folder of admin <paramref name="name"/>'s kit: admin-{name}/ under
+    /// <paramref name="outputDir"/>.</summary>
     public static string AdminFolder(string outputDir, string name) => Path.Combine(outputDir, "admin-" + name);
 
     /// <summary>Issues an operator certificate for <c>fedllm admin</c> (admin-{name}/: admin.crt, admin.key, ca.crt) and
@@ -66,6 +79,7 @@ public static partial class ProvisioningKit
     /// <param name="clientIds">One folder, certificate and token per id.</param>
     /// <param name="serverUrl">https://HOST:PORT the clients dial; HOST must be one of <paramref name="serverHosts"/>.</param>
     /// <exception cref="InvalidOperationException"><paramref name="outputDir"/> already holds a kit (never overwritten: it would orphan every issued certificate).</exception>
+    /// <param name="outputDir">The kit's folder; must not hold a kit yet.</param>
     public static IReadOnlyList<KitFile> Create(string outputDir, IEnumerable<string> serverHosts, IEnumerable<string> clientIds, string serverUrl)
     {
         ArgumentNullException.ThrowIfNull(outputDir);

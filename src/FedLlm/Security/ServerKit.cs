@@ -46,6 +46,7 @@ public sealed class ServerKit : IDisposable
     /// <summary>Loads server.crt, server.key, ca.crt, and (when present) client-tokens.json and client-certificates.json
     /// from <paramref name="directory"/>.</summary>
     /// <param name="allowedClients">The server's client list; null admits every client the kit vouches for.</param>
+    /// <param name="directory">The server/ folder of a kit.</param>
     public static ServerKit Load(string directory, IEnumerable<string>? allowedClients = null)
     {
         var allowed = allowedClients?.Select(id => ClientIds.Validate(id, nameof(allowedClients))).ToHashSet(StringComparer.Ordinal);
@@ -80,6 +81,8 @@ public sealed class ServerKit : IDisposable
     /// sent in the request so clients know which certificate to offer. Whether that client is on the server's list and
     /// its certificate the current one is checked per call (<see cref="Authenticate"/>), where the refusal can reach the
     /// client as a reason it can show; a handshake failure reaches it only as a broken connection.</remarks>
+    /// <param name="clientRejected">Told why a presented client certificate was refused in the handshake, for the
+    /// refusal log.</param>
     public SslServerAuthenticationOptions CreateSslOptions(bool requireClientCertificate, Action<string>? clientRejected = null) => new()
     {
         ServerCertificateContext = certificateContext.Value,
@@ -151,9 +154,14 @@ public sealed class ServerKit : IDisposable
         return Admins.Verify(presented, Ca);
     }
 
+    /// <summary>The id of the calling client, proven by its certificate or token and checked against the server's list
+    /// and the pinned certificates.</summary>
+    /// <exception cref="System.Security.Authentication.AuthenticationException">No identity is proven, they contradict,
+    /// or the client is not admitted; the message says which.</exception>
     public string Authenticate(X509Certificate2? presented, string? claimedClientId, string? token) =>
         ClientAuthenticator.Authenticate(presented, claimedClientId, token, Ca, Tokens, AllowedClients, Pins);
 
+    /// <summary>Frees the server certificate (with its key) and the CA certificate.</summary>
     public void Dispose()
     {
         Certificate.Dispose();

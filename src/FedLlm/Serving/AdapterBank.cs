@@ -32,6 +32,7 @@ public sealed class AdapterBank : IDisposable
         model.FreezeAll();
     }
 
+    /// <summary>The base model the adapters are attached to; the bank wraps its projections and freezes it.</summary>
     public LlamaForCausalLM Model { get; }
 
     /// <summary>Shared by every wrapped projection; the decoder routes each batch through it.</summary>
@@ -126,5 +127,6 @@ public sealed class AdapterBank : IDisposable
         }
     }
 
+    /// <summary>Frees the routing's row indices (the adapters' matrices are freed with the model's modules).</summary>
     public void Dispose() => Routing.Dispose();
 }

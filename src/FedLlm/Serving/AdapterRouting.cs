@@ -31,11 +31,13 @@ public sealed class AdapterRouting : IDisposable
         }
     }
 
+    /// <summary>Forgets the current batch's routing and frees its row indices.</summary>
     public void Clear()
     {
         foreach (var (_, rows) in groups) rows?.Dispose();
         groups.Clear();
     }
 
+    /// <summary>Frees the row indices, as <see cref="Clear"/>.</summary>
     public void Dispose() => Clear();
 }

@@ -11,6 +11,8 @@ public sealed record BatchEntry(SequenceRequest Request, ISequenceObserver Obser
 /// <summary>Decodes a batch of sequences to their ends; the engine's worker calls it one batch at a time.</summary>
 public interface IBatchDecoder
 {
+    /// <summary>Decodes every entry of <paramref name="batch"/> until it stops, reporting text and the end to each
+    /// entry's observer; an entry whose observer is abandoned stops early.</summary>
     void Decode(IReadOnlyList<BatchEntry> batch, CancellationToken cancellationToken = default);
 }
 
@@ -28,6 +30,9 @@ public sealed class BatchDecoder(AdapterBank adapters, ITextTokenizer tokenizer)
     public IReadOnlySet<long> EosIds { get; } = adapters.Model.Config.EosTokenIds.Select(i => (long)i)
         .Concat(tokenizer.EosTokenIds.Select(i => (long)i)).ToHashSet();
 
+    /// <inheritdoc/>
+    /// <exception cref="ArgumentException">A prompt encodes to no tokens, or an entry's generation options are
+    /// invalid.</exception>
     public void Decode(IReadOnlyList<BatchEntry> batch, CancellationToken cancellationToken = default)
     {
         if (batch.Count == 0) return;

@@ -10,18 +10,24 @@ public sealed class ChannelObserver(CancellationToken abandoned) : ISequenceObse
 {
     private readonly Channel<SequenceEvent> events = Channel.CreateUnbounded<SequenceEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
 
+    /// <summary>The sequence's events, in order, for the request to read; completed after the end or a
+    /// failure.</summary>
     public ChannelReader<SequenceEvent> Events => events.Reader;
 
+    /// <inheritdoc/>
     public bool Abandoned => abandoned.IsCancellationRequested;
 
+    /// <inheritdoc/>
     public void OnText(string delta) => events.Writer.TryWrite(new SequenceEvent(delta));
 
+    /// <inheritdoc/>
     public void OnFinished(FinishReason reason, int completionTokens)
     {
         events.Writer.TryWrite(new SequenceEvent(null, reason, completionTokens));
         events.Writer.TryComplete();
     }
 
+    /// <inheritdoc/>
     public void OnFailed(Exception error)
     {
         events.Writer.TryWrite(new SequenceEvent(null, Error: error));

@@ -15,6 +15,7 @@ public sealed class ChatPrompt
 
     /// <param name="templateName">"model" (the tokenizer's chat template) or a named SFT template (alpaca, vicuna, chatml, llama-3).</param>
     /// <exception cref="ArgumentException">Unknown template, or "model" for a tokenizer without a chat template.</exception>
+    /// <param name="tokenizer">The served model's tokenizer (its chat template, special tokens).</param>
     public ChatPrompt(ITextTokenizer tokenizer, string templateName)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);

@@ -14,6 +14,9 @@ public sealed record EngineOptions
     /// <summary>How long the worker waits for more requests to fill a batch once one has arrived.</summary>
     public TimeSpan BatchWindow { get; init; } = TimeSpan.FromMilliseconds(5);
 
+    /// <summary>Checks the options.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The batch size or queue length is not positive, or the batch
+    /// window is negative.</exception>
     public void Validate()
     {
         if (MaxBatchSize <= 0) throw new ArgumentOutOfRangeException(nameof(MaxBatchSize), MaxBatchSize, "max-batch-size must be positive");
@@ -40,6 +43,8 @@ public sealed class InferenceEngine : IDisposable
     private int queued;
     private int running;
 
+    /// <summary>Starts the worker thread that batches queued requests and hands them to <paramref name="decoder"/>;
+    /// <paramref name="options"/> are validated here.</summary>
     public InferenceEngine(IBatchDecoder decoder, EngineOptions options)
     {
         ArgumentNullException.ThrowIfNull(decoder);
@@ -113,6 +118,8 @@ public sealed class InferenceEngine : IDisposable
         }
     }
 
+    /// <summary>Stops the worker after its current batch; requests still queued fail with
+    /// <see cref="ObjectDisposedException"/>.</summary>
     public void Dispose()
     {
         if (stopping.IsCancellationRequested) return;

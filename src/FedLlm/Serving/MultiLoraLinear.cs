@@ -23,6 +23,8 @@ public sealed class MultiLoraLinear : nn.Module<Tensor, Tensor>
     private readonly Dictionary<int, LoraPair> adapters = new();
     private readonly AdapterRouting routing;
 
+    /// <summary>Wraps <paramref name="baseLayer"/> with no adapter yet; <paramref name="routing"/> says which rows of
+    /// each batch use which adapter.</summary>
     public MultiLoraLinear(FrozenLinear baseLayer, AdapterRouting routing) : base(nameof(MultiLoraLinear))
     {
         base_layer = baseLayer;
@@ -30,6 +32,7 @@ public sealed class MultiLoraLinear : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>The frozen projection every adapter adds to.</summary>
     public FrozenLinear BaseLayer => base_layer;
 
     /// <summary>The adapters present at this projection, by slot (an adapter that does not target it is absent).</summary>
@@ -45,6 +48,8 @@ public sealed class MultiLoraLinear : nn.Module<Tensor, Tensor>
 
     static string Shape(Tensor t) => "[" + string.Join(", ", t.shape) + "]";
 
+    /// <summary>base(x) plus, for each adapter slot routed in this batch, B·A·x·scaling on that slot's rows; (B, T, in)
+    /// → (B, T, out).</summary>
     public override Tensor forward(Tensor x)
     {
         var result = base_layer.forward(x);                                  // (B, T, out)
@@ -61,6 +66,7 @@ public sealed class MultiLoraLinear : nn.Module<Tensor, Tensor>
         return result;
     }
 
+    /// <summary>Frees every adapter's matrices with the module.</summary>
     protected override void Dispose(bool disposing)
     {
         if (disposing)

@@ -3,7 +3,14 @@ using FedLlm.Generation;
 namespace FedLlm.Serving;
 
 /// <summary>Why a sequence stopped, in OpenAI's words: "stop" (end-of-sequence token or a stop string) or "length".</summary>
-public enum FinishReason { Stop, Length }
+public enum FinishReason
+{
+    /// <summary>An end-of-sequence token or a stop string ended the sequence.</summary>
+    Stop,
+
+    /// <summary>The token budget or the context length ran out.</summary>
+    Length,
+}
 
 /// <summary>One prompt to continue: its token ids, the adapter slot, and its own sampling settings.</summary>
 /// <param name="PromptIds">The encoded prompt (special tokens included as the prompt format wants).</param>

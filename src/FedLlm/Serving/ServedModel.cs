@@ -8,6 +8,9 @@ namespace FedLlm.Serving;
 /// </summary>
 public sealed class ServedModel
 {
+    /// <summary>The base model served under <paramref name="baseName"/>, with its adapters, tokenizer and chat
+    /// prompt.</summary>
+    /// <exception cref="ArgumentException">The base name is blank or is also an adapter's name.</exception>
     public ServedModel(string baseName, AdapterBank adapters, ITextTokenizer tokenizer, ChatPrompt chat)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(baseName);
@@ -18,9 +21,16 @@ public sealed class ServedModel
         Chat = chat;
     }
 
+    /// <summary>The model name that asks for the base without an adapter.</summary>
     public string BaseName { get; }
+
+    /// <summary>The adapters, each under its own model name.</summary>
     public AdapterBank Adapters { get; }
+
+    /// <summary>The tokenizer prompts are encoded with.</summary>
     public ITextTokenizer Tokenizer { get; }
+
+    /// <summary>How chat messages become a prompt.</summary>
     public ChatPrompt Chat { get; }
 
     /// <summary>Tokens a sequence may span (prompt and completion): the config's max_position_embeddings.</summary>

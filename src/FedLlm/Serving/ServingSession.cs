@@ -16,6 +16,8 @@ public sealed class ServingSession : IDisposable
     /// <param name="baseName">The model name of the base itself.</param>
     /// <param name="adapters">Adapter names and PEFT folders.</param>
     /// <param name="template">"model", a named template, or null for the model's chat template if it has one, else alpaca.</param>
+    /// <param name="tokenizer">The model's tokenizer.</param>
+    /// <param name="engine">Batch size, queue length and batching window of the inference engine.</param>
     public ServingSession(LlamaForCausalLM model, ITextTokenizer tokenizer, string baseName,
         IEnumerable<(string Name, string Directory)> adapters, string? template, EngineOptions engine)
     {
@@ -35,7 +37,10 @@ public sealed class ServingSession : IDisposable
         }
     }
 
+    /// <summary>The model, adapters, tokenizer and chat prompt being served.</summary>
     public ServedModel Served { get; }
+
+    /// <summary>The queue and worker that batch requests.</summary>
     public InferenceEngine Engine { get; }
 
     /// <summary>Streams the answer to a request; completes with the finish reason and token count at the end.</summary>
@@ -58,6 +63,7 @@ public sealed class ServingSession : IDisposable
         new(promptIds, Served.Resolve(modelName) ?? throw new ArgumentException(
             $"no model named '{modelName}'; this server offers: {string.Join(", ", Served.Names)}"), options);
 
+    /// <summary>Stops the engine, then frees the adapters and the model (the session owns them).</summary>
     public void Dispose()
     {
         Engine.Dispose();

@@ -17,6 +17,7 @@ public static class Crc32C
         return table;
     }
 
+    /// <summary>The CRC-32C of <paramref name="data"/>.</summary>
     public static uint Compute(ReadOnlySpan<byte> data)
     {
         uint crc = 0xFFFFFFFFu;

@@ -10,13 +10,17 @@ namespace FedLlm.Tracking;
 /// </summary>
 public sealed class CsvMetricsWriter(string path) : IMetricsTracker
 {
+    /// <summary>The file name in the run folder.</summary>
     public const string FileName = "metrics.csv";
 
     private readonly List<string> columns = new();
     private readonly List<(long Step, Dictionary<string, double> Values)> rows = new();
 
+    /// <summary>The CSV file written.</summary>
     public string Path { get; } = path;
 
+    /// <inheritdoc/>
+    /// <remarks>A new metric adds a column and rewrites the file, so every row has every column.</remarks>
     public void Log(long step, IReadOnlyDictionary<string, double> scalars)
     {
         bool widened = false;
@@ -36,7 +40,9 @@ public sealed class CsvMetricsWriter(string path) : IMetricsTracker
 
     static string Quote(string name) => name.IndexOfAny([',', '"', '\n']) >= 0 ? "\"" + name.Replace("\"", "\"\"") + "\"" : name;
 
+    /// <summary>Nothing to do: every <see cref="Log"/> writes the file.</summary>
     public void Flush() { }
 
+    /// <summary>Nothing to free: the file is not held open.</summary>
     public void Dispose() { }
 }

@@ -6,6 +6,7 @@ namespace FedLlm.Tracking;
 /// </summary>
 public interface IMetricsTracker : IDisposable
 {
+    /// <summary>Records <paramref name="scalars"/> (tag → value) at <paramref name="step"/>.</summary>
     void Log(long step, IReadOnlyDictionary<string, double> scalars);
 
     /// <summary>Makes everything logged so far readable by another process.</summary>
@@ -15,6 +16,7 @@ public interface IMetricsTracker : IDisposable
 /// <summary>The trackers of <c>--report-to</c>: a comma-separated list of tensorboard, csv, or none.</summary>
 public static class MetricsTrackers
 {
+    /// <summary>The names --report-to accepts.</summary>
     public static IReadOnlyList<string> Names { get; } = ["tensorboard", "csv", "none"];
 
     /// <summary>Opens the named trackers under <paramref name="directory"/> (tensorboard: runs/events.out.tfevents.*, as Trainer's logging_dir, csv: metrics.csv).</summary>

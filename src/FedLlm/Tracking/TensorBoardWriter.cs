@@ -19,6 +19,8 @@ public sealed class TensorBoardWriter : IMetricsTracker
 {
     private readonly FileStream stream;
 
+    /// <summary>Creates a new event file (events.out.tfevents.{time}.{host}.{pid}.{random}) in
+    /// <paramref name="directory"/>, creating the folder, and writes the file-version event.</summary>
     public TensorBoardWriter(string directory)
     {
         Directory.CreateDirectory(directory);
@@ -36,6 +38,7 @@ public sealed class TensorBoardWriter : IMetricsTracker
     /// <summary>The event file being written.</summary>
     public string Path { get; }
 
+    /// <inheritdoc/>
     public void Log(long step, IReadOnlyDictionary<string, double> scalars)
     {
         if (scalars.Count == 0) return;
@@ -66,8 +69,10 @@ public sealed class TensorBoardWriter : IMetricsTracker
         stream.Write(footer);
     }
 
+    /// <inheritdoc/>
     public void Flush() => stream.Flush(flushToDisk: false);
 
+    /// <summary>Closes the event file.</summary>
     public void Dispose() => stream.Dispose();
 
     /// <summary>The protobuf wire format for the handful of field kinds an Event needs.</summary>

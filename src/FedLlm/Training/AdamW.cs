@@ -14,22 +14,40 @@ public sealed class AdamW : IDisposable
     private readonly IReadOnlyList<(string Name, Parameter Parameter)> parameters;
     private readonly Dictionary<string, (Tensor ExpAvg, Tensor ExpAvgSq)> moments = new();
 
+    /// <summary>An optimizer over <paramref name="parameters"/> (name-keyed, so its state saves and restores by name)
+    /// with torch.optim.AdamW's defaults. Moments are created on the first step that sees a parameter's
+    /// gradient.</summary>
+    /// <param name="parameters">The trainable parameters (the LoRA A and B matrices) with their state-dict
+    /// names.</param>
+    /// <param name="beta1">Decay of the first moment.</param>
+    /// <param name="beta2">Decay of the second moment.</param>
+    /// <param name="eps">Added to the bias-corrected √v.</param>
+    /// <param name="weightDecay">Decoupled weight decay λ: p ← p − lr·λ·p before the Adam step; 0 = none.</param>
     public AdamW(IEnumerable<(string Name, Parameter Parameter)> parameters, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weightDecay = 0.0)
     {
         this.parameters = parameters.ToList();
         Beta1 = beta1; Beta2 = beta2; Eps = eps; WeightDecay = weightDecay;
     }
 
+    /// <summary>β1, the decay of the first moment m (0.9).</summary>
     public double Beta1 { get; }
+
+    /// <summary>β2, the decay of the second moment v (0.999).</summary>
     public double Beta2 { get; }
+
+    /// <summary>ε, added to the bias-corrected √v to keep the step finite (1e-8).</summary>
     public double Eps { get; }
+
+    /// <summary>Decoupled weight decay λ (0 = none).</summary>
     public double WeightDecay { get; }
 
     /// <summary>Optimizer steps taken (the t of bias correction).</summary>
     public long StepCount { get; private set; }
 
+    /// <summary>The parameters this optimizer updates, with their names.</summary>
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters => parameters;
 
+    /// <summary>Zeroes every parameter's gradient in place (parameters without one are left alone).</summary>
     public void ZeroGrad()
     {
         foreach (var (_, p) in parameters)
@@ -119,5 +137,6 @@ public sealed class AdamW : IDisposable
         StepCount = 0;
     }
 
+    /// <summary>Frees the moment tensors (as <see cref="Reset"/>).</summary>
     public void Dispose() => Reset();
 }

@@ -25,6 +25,9 @@ public static class CausalLmStep
     /// <param name="labels">(B, T) int64 with −100 where no loss is taken.</param>
     /// <param name="attentionMask">(B, T) or null for right-padded batches (padding sits after every real token, so plain causal attention is exact for them).</param>
     /// <param name="lossScale">Multiplies the gradient, e.g. 1 / accumulation steps.</param>
+    /// <param name="model">The model with LoRA injected, in train mode; only the adapters get gradients.</param>
+    /// <param name="chunkTokens">Labelled rows projected onto the vocabulary at once
+    /// (<see cref="TrainingOptions.LossChunkTokens"/>).</param>
     public static (double Loss, long LabelledTokens) ForwardBackward(
         LlamaForCausalLM model, Tensor inputIds, Tensor labels, Tensor? attentionMask, double lossScale, int chunkTokens)
     {

@@ -23,11 +23,17 @@ public interface IClientDataset
 /// <summary>One local training run: a trainer, whose hooks a federated algorithm sets, and what trains it on the client's data.</summary>
 /// <param name="train">Trains to MaxSteps and returns the run's metrics: always "train_loss" (mean over steps) and
 /// "train_loss_last", plus the objective's own (DPO's reward margin and accuracy).</param>
+/// <param name="trainer">The trainer of the run; the run owns and disposes it.</param>
 public sealed class LocalRun(IAdapterTrainer trainer, Func<CancellationToken, IReadOnlyDictionary<string, double>> train) : IDisposable
 {
+    /// <summary>The trainer, whose hooks (extra loss terms, after-step actions) a federated algorithm sets before
+    /// <see cref="Train"/>.</summary>
     public IAdapterTrainer Trainer => trainer;
 
+    /// <summary>Trains to the options' MaxSteps and returns the run's metrics ("train_loss", "train_loss_last" and the
+    /// objective's own).</summary>
     public IReadOnlyDictionary<string, double> Train(CancellationToken cancellationToken = default) => train(cancellationToken);
 
+    /// <summary>Disposes the trainer and its optimizer state.</summary>
     public void Dispose() => trainer.Dispose();
 }

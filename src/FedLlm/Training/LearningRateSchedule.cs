@@ -1,6 +1,17 @@
 namespace FedLlm.Training;
 
-public enum LearningRateScheduleKind { Constant, Cosine, Linear }
+/// <summary>The shape of a learning-rate schedule after warm-up.</summary>
+public enum LearningRateScheduleKind
+{
+    /// <summary>The peak learning rate throughout.</summary>
+    Constant,
+
+    /// <summary>Half a cosine from the peak down to the minimum over the steps after warm-up.</summary>
+    Cosine,
+
+    /// <summary>A straight line from the peak down to the minimum over the steps after warm-up.</summary>
+    Linear,
+}
 
 /// <summary>
 /// Learning rate per optimizer step as transformers' schedulers compute it: linear warm-up from 0 over

@@ -21,5 +21,6 @@ public sealed class NonFiniteTrainingException(int step, string quantity, double
     /// <summary>"loss" or "gradient norm".</summary>
     public string Quantity { get; } = quantity;
 
+    /// <summary>The offending value (NaN or ±∞).</summary>
     public double Value { get; } = value;
 }

@@ -7,10 +7,13 @@ namespace FedLlm.Training;
 /// <summary>A client's instruction examples, trained with the causal-LM loss on the response tokens (<see cref="LocalTrainer"/>).</summary>
 public sealed class SftClientDataset(IReadOnlyList<SftExample> examples, int padTokenId) : IClientDataset
 {
+    /// <summary>The client's tokenized instruction examples.</summary>
     public IReadOnlyList<SftExample> Examples { get; } = examples;
 
+    /// <inheritdoc/>
     public int Count => Examples.Count;
 
+    /// <inheritdoc/>
     public LocalRun StartRun(LlamaForCausalLM model, TrainingOptions options)
     {
         var trainer = new LocalTrainer(model, options, padTokenId);

@@ -13,15 +13,19 @@ public sealed record SftStepMetrics(double Loss, long LabelledTokens);
 /// Supervised fine-tuning: the causal-LM loss on the response tokens of instruction examples (<see cref="CausalLmStep"/>).
 /// </summary>
 /// <param name="chunkTokens">Labelled rows projected onto the vocabulary at once (<see cref="TrainingOptions.LossChunkTokens"/>).</param>
+/// <param name="padTokenId">The tokenizer's padding id, for batching.</param>
 public sealed class SftObjective(int padTokenId, int chunkTokens) : ITrainingObjective<SftExample, SftStepMetrics>
 {
     const string LabelledTokensKey = "labelled_tokens";
     private readonly SftCollator collator = new(padTokenId);
 
+    /// <inheritdoc/>
     public string Name => "sft";
 
+    /// <inheritdoc/>
     public void BeforeTraining(LlamaForCausalLM model, IReadOnlyList<SftExample> examples) { }
 
+    /// <inheritdoc/>
     public void BeforeStep(LlamaForCausalLM model, IReadOnlyList<SftExample> examples, IReadOnlyList<int[]> microBatches) { }
 
     /// <summary>
@@ -35,6 +39,7 @@ public sealed class SftObjective(int padTokenId, int chunkTokens) : ITrainingObj
         return labelled.Select(n => (double)n / Math.Max(1, total)).ToList();
     }
 
+    /// <inheritdoc/>
     public (SftStepMetrics Metrics, long Tokens)? MicroBatch(LlamaForCausalLM model, IReadOnlyList<SftExample> examples, int[] indices, double lossWeight)
     {
         var batch = collator.Collate(indices.Select(i => examples[i]).ToList());
@@ -59,8 +64,10 @@ public sealed class SftObjective(int padTokenId, int chunkTokens) : ITrainingObj
         return new SftStepMetrics(tokens > 0 ? weighted / tokens : double.NaN, tokens);
     }
 
+    /// <inheritdoc/>
     public double Loss(SftStepMetrics metrics) => metrics.Loss;
 
+    /// <inheritdoc/>
     public IReadOnlyDictionary<string, double>? ToCheckpointRow(SftStepMetrics metrics) =>
         new Dictionary<string, double> { [LabelledTokensKey] = metrics.LabelledTokens };
 
@@ -68,5 +75,6 @@ public sealed class SftObjective(int padTokenId, int chunkTokens) : ITrainingObj
     public SftStepMetrics FromCheckpointRow(double loss, IReadOnlyDictionary<string, double>? row, string checkpoint, int step) =>
         new(loss, row is not null && row.TryGetValue(LabelledTokensKey, out double n) ? (long)n : 0);
 
+    /// <summary>Nothing to free: the objective holds no tensors.</summary>
     public void Dispose() { }
 }

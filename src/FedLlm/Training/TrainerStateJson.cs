@@ -13,6 +13,7 @@ namespace FedLlm.Training;
 /// which HF's loader accepts. Files in FedLlm's earlier schema (<c>StepLosses</c>) still load.</remarks>
 public static class TrainerStateJson
 {
+    /// <summary>trainer_state.json's text for <paramref name="state"/>.</summary>
     public static string Write(TrainerState state)
     {
         var history = new JsonArray();

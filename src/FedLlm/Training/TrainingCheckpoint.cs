@@ -8,6 +8,11 @@ namespace FedLlm.Training;
 /// <summary>What trainer_state.json holds besides the tensors.</summary>
 /// <param name="StepMetrics">The objective's further per-step metrics (DPO's rewards, margin, accuracy), or null.</param>
 /// <param name="Objective">The objective that wrote it ("sft", "dpo"); null in checkpoints from before the trainers were unified.</param>
+/// <param name="Step">Steps completed (the checkpoint is checkpoint-{Step}/).</param>
+/// <param name="OptimizerSteps">Optimizer steps taken (the t of AdamW's bias correction; fewer than steps when some
+/// were skipped).</param>
+/// <param name="Seed">The training seed, so a resume draws the same batches and dropout masks.</param>
+/// <param name="StepLosses">Each completed step's loss, in order.</param>
 public sealed record TrainerState(int Step, long OptimizerSteps, long Seed, IReadOnlyList<double> StepLosses,
     IReadOnlyList<IReadOnlyDictionary<string, double>?>? StepMetrics = null, string? Objective = null);
 

@@ -11,8 +11,8 @@ namespace FedLlm.Data.Partitioning;
 /// <para>Small α (0.1) gives each client a few dominant labels; large α (100) approaches IID. For each label in ordinal
 /// order, its examples are shuffled, proportions p ~ Dir(α·1_N) are drawn, and the examples are cut into blocks of
 /// largest-remainder rounded sizes p·n_label, so every example goes to exactly one client.</para>
-/// <para>A draw that leaves a client with fewer than <see cref="MinExamplesPerClient"/> examples is redrawn (as NIID-Bench
-/// does with its minimum of 10), at most <see cref="MaxAttempts"/> times, continuing the same random stream, so the
+/// <para>A draw that leaves a client with fewer than <see cref="DirichletDrawPartitioner.MinExamplesPerClient"/> examples is redrawn (as NIID-Bench
+/// does with its minimum of 10), at most <see cref="DirichletDrawPartitioner.MaxAttempts"/> times, continuing the same random stream, so the
 /// result is still a function of the seed. This conditions the distribution on the minimum; keep it small.</para>
 /// <para>Labels can be any category: FinGPT's sentiment, MathInstruct's <c>source</c>, or any named column.</para>
 /// </remarks>

@@ -7,7 +7,7 @@ namespace FedLlm.Data.Partitioning;
 /// examples themselves are dealt at random, so each client's label mix stays close to the whole.
 /// </summary>
 /// <remarks>Sizes are largest-remainder rounded so they add up to the data set; a draw that leaves a client below
-/// <see cref="MinExamplesPerClient"/> is redrawn from the same stream, at most <see cref="MaxAttempts"/> times.</remarks>
+/// <see cref="DirichletDrawPartitioner.MinExamplesPerClient"/> is redrawn from the same stream, at most <see cref="DirichletDrawPartitioner.MaxAttempts"/> times.</remarks>
 public sealed class QuantitySkewPartitioner(double alpha, int minExamplesPerClient = 1, int maxAttempts = 1000)
     : DirichletDrawPartitioner(alpha, minExamplesPerClient, maxAttempts)
 {

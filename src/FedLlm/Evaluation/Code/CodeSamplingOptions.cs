@@ -15,8 +15,11 @@ public sealed record CodeSamplingOptions
     /// <summary>Also run MBPP's challenge tests.</summary>
     public bool ChallengeTests { get; init; }
 
+    /// <summary>The sandbox the generated programs run in (limits, interpreter, unsafe mode).</summary>
     public SandboxOptions Sandbox { get; init; } = new();
 
+    /// <summary>The temperature actually used: <see cref="Temperature"/>, else 0 (greedy) for one sample and 0.8 for
+    /// several.</summary>
     public double EffectiveTemperature => Temperature ?? (Samples == 1 ? 0.0 : 0.8);
 
     /// <exception cref="ArgumentException">An invalid combination, such as several greedy samples.</exception>

@@ -16,6 +16,16 @@ namespace FedLlm.Evaluation.Code;
 /// </remarks>
 public static class FunctionalCorrectness
 {
+    /// <summary>Generates <see cref="CodeSamplingOptions.Samples"/> completions of each problem, runs them with its
+    /// tests in the sandbox and reports pass@k under <paramref name="taskName"/>.</summary>
+    /// <param name="taskName">The task's name in the report.</param>
+    /// <param name="problems">The problems: prompt and how a completion becomes a test program.</param>
+    /// <param name="stopStrings">Where a completion is cut.</param>
+    /// <param name="sampling">Samples, temperature, k values and sandbox.</param>
+    /// <param name="model">The model that writes the completions.</param>
+    /// <param name="options">Batch size, token budget and seed.</param>
+    /// <param name="progress">Told after each problem, or null.</param>
+    /// <param name="cancellationToken">Stops between chunks.</param>
     public static EvaluationReport Evaluate(
         string taskName, IReadOnlyList<CodeProblem> problems, IReadOnlyList<string> stopStrings, CodeSamplingOptions sampling,
         IEvaluationModel model, EvaluationRunOptions options, IProgress<EvaluationProgress>? progress, CancellationToken cancellationToken)

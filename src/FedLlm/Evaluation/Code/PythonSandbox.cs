@@ -31,6 +31,8 @@ public sealed class PythonSandbox
     private readonly SandboxOptions _options;
     private readonly Lazy<SandboxLauncher> _launcher;
 
+    /// <summary>A sandbox with <paramref name="options"/> (validated here); the interpreter and bubblewrap are looked
+    /// up on first use.</summary>
     public PythonSandbox(SandboxOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -39,6 +41,7 @@ public sealed class PythonSandbox
         _launcher = new Lazy<SandboxLauncher>(() => SandboxLauncher.Create(options), LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
+    /// <summary>The limits and paths programs run under.</summary>
     public SandboxOptions Options => _options;
 
     /// <summary>The interpreter's real path (sys.executable), found once; PATH shims such as pyenv's need an environment the sandbox does not give.</summary>

@@ -23,11 +23,16 @@ public static class EvaluationRecords
         return records;
     }
 
+    /// <summary>A required string field.</summary>
+    /// <exception cref="FedLlm.Data.DataFormatException">The field is missing or not a string (names the file, record
+    /// and field).</exception>
     public static string String(DataRecord record, string field) => RecordFields.String(record, field);
 
+    /// <summary>A string field, or null when it is missing or not a string.</summary>
     public static string? OptionalString(DataRecord record, string field) =>
         record.Fields.TryGetPropertyValue(field, out var node) && node is JsonValue v && v.TryGetValue(out string? s) ? s : null;
 
+    /// <summary>Whether the record has <paramref name="field"/> with a non-null value.</summary>
     public static bool Has(DataRecord record, string field) => record.Fields.ContainsKey(field) && record.Fields[field] is not null;
 
     /// <summary>An integer column (a JSON number or Parquet int); a string of digits is accepted too.</summary>

@@ -8,6 +8,10 @@ namespace FedLlm.Evaluation.Data;
 /// </summary>
 public static class HfTrainTestSplit
 {
+    /// <summary>The test indices of <paramref name="count"/> rows for
+    /// <c>train_test_split(test_size=<paramref name="testSize"/>, seed=<paramref name="seed"/>)</c>, in permutation
+    /// order.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="testSize"/> is not in (0, 1).</exception>
     public static IReadOnlyList<int> TestIndices(int count, double testSize, ulong seed)
     {
         if (testSize is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(testSize), testSize, "must be in (0, 1)");

@@ -15,6 +15,8 @@ public sealed class NumpyRandom
     bool hasHalf;
     uint half;
 
+    /// <summary>numpy's <c>default_rng(seed)</c>: a PCG64 generator seeded through SeedSequence, so its draws match
+    /// numpy's.</summary>
     public NumpyRandom(ulong seed)
     {
         var words = SeedSequenceState(seed, 8);
@@ -31,6 +33,7 @@ public sealed class NumpyRandom
 
     void Step() => state = state * Multiplier + increment;
 
+    /// <summary>The next raw 64-bit output (PCG64's XSL-RR step).</summary>
     public ulong NextUInt64()
     {
         Step();

@@ -27,6 +27,7 @@ public static class AnswerGenerator
         ["humanities"] = 0.1,
     };
 
+    /// <summary>FastChat's temperature for categories without their own (0.7).</summary>
     public const double DefaultTemperature = 0.7;
 
     /// <summary>The stop strings of a conversation format: where a base model would start writing the user's next turn.</summary>
@@ -38,6 +39,13 @@ public static class AnswerGenerator
     };
 
     /// <param name="answered">Called with the number of answer turns generated so far.</param>
+    /// <param name="questions">The questions, each with one or two turns.</param>
+    /// <param name="model">The model that answers.</param>
+    /// <param name="format">How turns are laid out in the prompt (the model's chat template or a named conversation
+    /// format).</param>
+    /// <param name="generation">The model id written into the answers, token budget and temperatures.</param>
+    /// <param name="options">Batch size and seed.</param>
+    /// <param name="cancellationToken">Stops between batches.</param>
     public static IReadOnlyList<ModelAnswer> Generate(
         IReadOnlyList<JudgeQuestion> questions, IEvaluationModel model, IConversationFormat format, AnswerGenerationOptions generation,
         EvaluationRunOptions options, Action<int>? answered = null, CancellationToken cancellationToken = default)

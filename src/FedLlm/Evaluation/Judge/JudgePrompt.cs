@@ -17,6 +17,7 @@ public sealed partial record JudgePrompt(string Name, string SystemPrompt, strin
     private const string RatingFormat =
         "After providing your explanation, you must rate the response on a scale of 1 to 10 by strictly following this format: \"[[rating]]\", for example: \"Rating: [[5]]\".";
 
+    /// <summary>FastChat's "single-v1": rate one answer of a one-turn question from 1 to 10.</summary>
     public static JudgePrompt SingleV1 { get; } = new(
         "single-v1",
         "You are a helpful assistant.",
@@ -26,6 +27,7 @@ public sealed partial record JudgePrompt(string Name, string SystemPrompt, strin
         "\n\n[Question]\n{question}\n\n[The Start of Assistant's Answer]\n{answer}\n[The End of Assistant's Answer]",
         ReferenceBased: false, MultiTurn: false);
 
+    /// <summary>FastChat's "single-math-v1": rate one answer against a reference answer.</summary>
     public static JudgePrompt SingleMathV1 { get; } = new(
         "single-math-v1",
         "You are a helpful assistant.",
@@ -36,6 +38,7 @@ public sealed partial record JudgePrompt(string Name, string SystemPrompt, strin
         "[The Start of Assistant's Answer]\n{answer}\n[The End of Assistant's Answer]",
         ReferenceBased: true, MultiTurn: false);
 
+    /// <summary>FastChat's "single-v1-multi-turn": rate the second turn of a two-turn conversation.</summary>
     public static JudgePrompt SingleV1MultiTurn { get; } = new(
         "single-v1-multi-turn",
         "Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant to the user question displayed below. " +
@@ -46,6 +49,7 @@ public sealed partial record JudgePrompt(string Name, string SystemPrompt, strin
         "### User:\n{question_2}\n\n### Assistant A:\n{answer_2}\n\n<|The End of Assistant A's Conversation with User|>",
         ReferenceBased: false, MultiTurn: true);
 
+    /// <summary>FastChat's "single-math-v1-multi-turn": rate the second turn against reference answers.</summary>
     public static JudgePrompt SingleMathV1MultiTurn { get; } = new(
         "single-math-v1-multi-turn",
         "Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant to the user question. " +

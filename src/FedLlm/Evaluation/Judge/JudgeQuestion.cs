@@ -6,11 +6,17 @@ namespace FedLlm.Evaluation.Judge;
 /// </summary>
 /// <param name="QuestionId">The id as text; <see cref="NumericId"/> says whether the file wrote it as a number (MT-Bench does).</param>
 /// <param name="Reference">Reference answers per turn, when the file carries them (MT-Bench's math, reasoning and coding questions).</param>
+/// <param name="NumericId">True when the file wrote the id as a number, so it is written back the same way.</param>
+/// <param name="Category">The question's category (writing, roleplay, math …); decides the judge prompt and
+/// temperature.</param>
+/// <param name="Turns">The user's turns, one or two.</param>
 public sealed record JudgeQuestion(string QuestionId, bool NumericId, string Category, IReadOnlyList<string> Turns, IReadOnlyList<string>? Reference)
 {
     /// <summary>Categories whose answers are graded against a reference answer (FastChat's NEED_REF_CATS).</summary>
     public static IReadOnlyList<string> ReferenceCategories { get; } = ["math", "reasoning", "coding"];
 
+    /// <summary>True when the category is graded against a reference answer
+    /// (<see cref="ReferenceCategories"/>).</summary>
     public bool NeedsReference => ReferenceCategories.Contains(Category);
 
     /// <exception cref="FedLlm.Data.DataFormatException">A record is malformed; the message names file, line and field.</exception>

@@ -9,8 +9,11 @@ namespace FedLlm.Evaluation.Judge;
 /// </summary>
 public static partial class JudgeScoreParser
 {
+    /// <summary>The score of a judgment in which no rating was found.</summary>
     public const double NoScore = -1;
 
+    /// <summary>The rating in a judge's text: the first <c>[[x]]</c>, else the first <c>[x]</c>; <see cref="NoScore"/>
+    /// when there is neither.</summary>
     public static double Parse(string judgment)
     {
         ArgumentNullException.ThrowIfNull(judgment);

@@ -6,10 +6,13 @@ namespace FedLlm.Evaluation.Judge;
 /// <param name="Average">MT-Avg: the mean of every scored judgment of both turns pooled, as FastChat's show_result
 /// computes it (not the mean of MT-1 and MT-2, which differs when the turns have different numbers of scored judgments).</param>
 /// <param name="Unscored">Judgments without a rating (score −1), left out of every mean.</param>
+/// <param name="Judgments">Judgments counted, scored or not.</param>
+/// <param name="Categories">The same scores per question category; empty when no categories were given.</param>
 public sealed record JudgedScores(
     double? Turn1, double? Turn2, double? Average, int Judgments, int Unscored, IReadOnlyDictionary<string, JudgedScores> Categories)
 {
     /// <param name="categoryOf">Question id → category, for the per-category means.</param>
+    /// <param name="judgments">Every judgment of the run.</param>
     public static JudgedScores Compute(IReadOnlyList<Judgment> judgments, IReadOnlyDictionary<string, string>? categoryOf = null)
     {
         ArgumentNullException.ThrowIfNull(judgments);

@@ -6,10 +6,19 @@ namespace FedLlm.Evaluation.Judge;
 /// </summary>
 /// <param name="Score">The parsed rating, or −1 when the judge's text held none (left out of every mean, as FastChat's show_result does).</param>
 /// <param name="Turn">1, or 2 for the second turn of a two-turn question.</param>
+/// <param name="QuestionId">The question's id as text.</param>
+/// <param name="NumericId">True when the id is written as a number.</param>
+/// <param name="Model">The graded model's id.</param>
+/// <param name="JudgeModel">The judge model's name.</param>
+/// <param name="PromptName">The judge prompt used (single-v1 …).</param>
+/// <param name="UserPrompt">The prompt the judge was sent.</param>
+/// <param name="Text">The judge's reply.</param>
+/// <param name="Timestamp">Unix time of the judgment, in seconds.</param>
 public sealed record Judgment(
     string QuestionId, bool NumericId, string Model, string JudgeModel, string PromptName, string UserPrompt, string Text, double Score, int Turn,
     double Timestamp)
 {
+    /// <summary>True when the judge's reply held a rating.</summary>
     public bool HasScore => Score >= 0;
 
     /// <summary>Writes judgments one per line, in FastChat's layout.</summary>

@@ -36,6 +36,7 @@ public sealed class OpenAiCompatibleJudge : IJudgeModel, IDisposable
         if (config.ResolveApiKey() is { } key) _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
     }
 
+    /// <inheritdoc/>
     public string Name => _config.Model!;
 
     /// <summary>Requests sent so far, retries included.</summary>
@@ -107,6 +108,7 @@ public sealed class OpenAiCompatibleJudge : IJudgeModel, IDisposable
         }
     }
 
+    /// <summary>Disposes the HTTP client when this judge created it.</summary>
     public void Dispose() => _http.Dispose();
 
     private static bool IsTransient(HttpStatusCode status) => status == HttpStatusCode.TooManyRequests || (int)status >= 500;

@@ -11,6 +11,10 @@ public static class SingleAnswerGrader
     /// <param name="referenceAnswers">Reference answers by question id (FastChat's reference_answer/gpt-4.jsonl), used when a question has no <c>reference</c> field.</param>
     /// <param name="judged">Called with the number of judgments done so far (from worker threads, one at a time, in increasing order).</param>
     /// <exception cref="ArgumentException">An answer or a needed reference answer is missing.</exception>
+    /// <param name="judge">The judge model.</param>
+    /// <param name="modelId">The graded model's id, written into each judgment.</param>
+    /// <param name="parallel">Concurrent judge requests (at least 1).</param>
+    /// <param name="cancellationToken">Stops before the next judgment.</param>
     public static IReadOnlyList<Judgment> Grade(
         IReadOnlyList<JudgeQuestion> questions, IReadOnlyDictionary<string, ModelAnswer> answers,
         IReadOnlyDictionary<string, ModelAnswer>? referenceAnswers, IJudgeModel judge, string modelId, int parallel,

@@ -9,6 +9,7 @@ namespace FedLlm.Evaluation.Metrics;
 /// </remarks>
 public static class ClassificationMetrics
 {
+    /// <summary>The share of positions where the prediction equals the label.</summary>
     public static double Accuracy(IReadOnlyList<string> truth, IReadOnlyList<string> predicted)
     {
         CheckLengths(truth, predicted);
@@ -32,6 +33,8 @@ public static class ClassificationMetrics
         }).ToList();
     }
 
+    /// <summary>sklearn's f1_score(average="macro"): the unweighted mean of the F1 of each label seen in the true
+    /// labels or the predictions.</summary>
     public static double MacroF1(IReadOnlyList<string> truth, IReadOnlyList<string> predicted) =>
         PerClass(truth, predicted).Average(c => c.F1);
 
@@ -49,6 +52,8 @@ public static class ClassificationMetrics
         return (double)truth.GroupBy(t => t, StringComparer.Ordinal).Max(g => g.Count()) / truth.Count;
     }
 
+    /// <summary>sklearn's f1_score(average="weighted"): the mean of each true label's F1 weighted by its
+    /// support.</summary>
     public static double WeightedF1(IReadOnlyList<string> truth, IReadOnlyList<string> predicted)
     {
         var classes = PerClass(truth, predicted);

@@ -13,6 +13,9 @@ public enum BleuSmoothing
 /// <summary>The corpus BLEU score and the statistics it comes from.</summary>
 /// <param name="Score">BLEU on sacrebleu's 0–100 scale.</param>
 /// <param name="Precisions">Modified n-gram precisions (0–100), orders 1..4, after smoothing.</param>
+/// <param name="BrevityPenalty">exp(1 − r/c) when the hypotheses are shorter than the references, else 1.</param>
+/// <param name="HypothesisLength">c, the hypotheses' summed token count.</param>
+/// <param name="ReferenceLength">r, the summed closest reference lengths.</param>
 public sealed record BleuResult(double Score, IReadOnlyList<double> Precisions, double BrevityPenalty, int HypothesisLength, int ReferenceLength);
 
 /// <summary>
@@ -24,10 +27,12 @@ public sealed record BleuResult(double Score, IReadOnlyList<double> Precisions, 
 /// "A Call for Clarity in Reporting BLEU Scores" (sacrebleu).</remarks>
 public static class CorpusBleu
 {
+    /// <summary>The highest n-gram order (4).</summary>
     public const int MaxOrder = 4;
 
     /// <param name="hypotheses">One system output per item.</param>
     /// <param name="references">One or more references per item.</param>
+    /// <param name="smoothing">How orders without a match are smoothed (exp, as sacrebleu).</param>
     public static BleuResult Compute(IReadOnlyList<string> hypotheses, IReadOnlyList<IReadOnlyList<string>> references, BleuSmoothing smoothing = BleuSmoothing.Exp)
     {
         if (hypotheses.Count != references.Count)

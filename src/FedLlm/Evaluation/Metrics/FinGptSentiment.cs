@@ -8,6 +8,7 @@ namespace FedLlm.Evaluation.Metrics;
 /// </summary>
 public static class FinGptSentiment
 {
+    /// <summary>The three labels every sentiment data set is mapped to.</summary>
     public const string Negative = "negative", Neutral = "neutral", Positive = "positive";
 
     /// <summary>

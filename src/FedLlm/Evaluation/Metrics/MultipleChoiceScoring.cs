@@ -8,6 +8,7 @@ namespace FedLlm.Evaluation.Metrics;
 /// " " that joins it to the prompt, as lm-eval measures the choice, not the continuation): lm-eval's <c>acc_norm</c>.</param>
 public sealed record MultipleChoicePick(int Chosen, int ChosenNormalized);
 
+/// <summary>lm-evaluation-harness's choice of a multiple-choice answer from the choices' log-likelihoods.</summary>
 public static class MultipleChoiceScoring
 {
     /// <summary>Picks the best choice; ties go to the first, as numpy's argmax does.</summary>

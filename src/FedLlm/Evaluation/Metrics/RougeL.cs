@@ -13,9 +13,13 @@ public sealed record RougeScore(double Precision, double Recall, double FMeasure
 /// <remarks>Lin 2004, "ROUGE: A Package for Automatic Evaluation of Summaries". Either side empty scores 0.</remarks>
 public static partial class RougeL
 {
+    /// <summary>rouge_score's tokens: lowercase, runs of characters other than a–z and 0–9 become spaces, split on
+    /// spaces.</summary>
     public static IReadOnlyList<string> Tokenize(string text) =>
         NonAlphanumeric().Replace(text.ToLowerInvariant(), " ").Split(' ', StringSplitOptions.RemoveEmptyEntries);
 
+    /// <summary>ROUGE-L of <paramref name="prediction"/> against <paramref name="reference"/>; 0 when either has no
+    /// token.</summary>
     public static RougeScore Score(string reference, string prediction)
     {
         var target = Tokenize(reference);
@@ -27,6 +31,7 @@ public static partial class RougeL
         return new RougeScore(precision, recall, f);
     }
 
+    /// <summary>Length of the longest common subsequence of two token lists.</summary>
     public static int LongestCommonSubsequence(IReadOnlyList<string> a, IReadOnlyList<string> b)
     {
         // Two rows of the DP table are enough for the length.

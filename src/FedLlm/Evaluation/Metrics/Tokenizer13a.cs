@@ -8,6 +8,7 @@ namespace FedLlm.Evaluation.Metrics;
 /// </summary>
 public static partial class Tokenizer13a
 {
+    /// <summary>The tokens of <paramref name="line"/>, joined by single spaces.</summary>
     public static string Tokenize(string line)
     {
         line = line.Replace("<skipped>", "").Replace("-\n", "").Replace("\n", " ");

@@ -10,6 +10,8 @@ public sealed record BbhExample(string Task, int Index, string Input, string Tar
 /// <summary>Reads BBH task files (<c>{"examples": [{"input", "target"}]}</c>), one file or every *.json of a folder.</summary>
 public static class BbhExamples
 {
+    /// <summary>Every example of the file at <paramref name="path"/>, or of every *.json in the folder (the task is the
+    /// file name).</summary>
     public static IReadOnlyList<BbhExample> Read(string path)
     {
         var files = Directory.Exists(path) ? Directory.GetFiles(path, "*.json").Order(StringComparer.Ordinal).ToList() : [path];

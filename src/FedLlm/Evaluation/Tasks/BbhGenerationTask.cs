@@ -10,16 +10,21 @@ namespace FedLlm.Evaluation.Tasks;
 /// </summary>
 public sealed class BbhGenerationTask(IReadOnlyList<BbhExample> examples, bool chainOfThought) : IEvaluationTask
 {
+    /// <summary>Where an answer is cut: the next "Q:" or a blank line.</summary>
     public static readonly string[] StopStrings = ["Q:", "\n\n"];
 
+    /// <inheritdoc/>
     public string Name => "bbh";
 
+    /// <summary>Builds the task from the CLI's spec (data file or folder; parameter cot for chain-of-thought
+    /// prompts).</summary>
     public static BbhGenerationTask FromSpec(EvaluationTaskSpec spec)
     {
         var parameters = new TaskParameterReader(spec, "cot");
         return new BbhGenerationTask(BbhExamples.Read(spec.DataPath), (parameters.Bool("cot") ?? false));
     }
 
+    /// <inheritdoc/>
     public EvaluationReport Evaluate(IEvaluationModel model, EvaluationRunOptions options, IProgress<EvaluationProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {

@@ -9,8 +9,10 @@ namespace FedLlm.Evaluation.Tasks;
 /// </summary>
 public sealed partial class BbhMultipleChoiceTask(IReadOnlyList<BbhExample> examples) : IEvaluationTask
 {
+    /// <inheritdoc/>
     public string Name => "bbh-mc";
 
+    /// <summary>Builds the task from the CLI's spec (data file or folder).</summary>
     public static BbhMultipleChoiceTask FromSpec(EvaluationTaskSpec spec)
     {
         _ = new TaskParameterReader(spec); // takes no parameters: refuse any
@@ -24,6 +26,7 @@ public sealed partial class BbhMultipleChoiceTask(IReadOnlyList<BbhExample> exam
     public static IReadOnlyList<string> Options(string input) =>
         OptionLine().Matches(input).Select(m => m.Groups[1].Value).Distinct().ToList();
 
+    /// <inheritdoc/>
     public EvaluationReport Evaluate(IEvaluationModel model, EvaluationRunOptions options, IProgress<EvaluationProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {

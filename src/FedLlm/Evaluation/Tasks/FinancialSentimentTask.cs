@@ -18,10 +18,14 @@ namespace FedLlm.Evaluation.Tasks;
 /// </remarks>
 public sealed class FinancialSentimentTask(string name, IReadOnlyList<SentimentItem> items, PromptTemplate? template) : IEvaluationTask
 {
+    /// <summary>New tokens generated per answer when none is given: the label is the first word a tuned model
+    /// writes.</summary>
     public const int DefaultMaxNewTokens = 10;
 
+    /// <inheritdoc/>
     public string Name => name;
 
+    /// <summary>Builds the task from the CLI's spec: the data file and the split and prompt parameters.</summary>
     public static FinancialSentimentTask FromSpec(EvaluationTaskSpec spec)
     {
         var parameters = new TaskParameterReader(spec, "split", "prompt");
@@ -51,6 +55,7 @@ public sealed class FinancialSentimentTask(string name, IReadOnlyList<SentimentI
         return $"Instruction: {item.Instruction}\n" + (item.Input.Length > 0 ? $"Input: {item.Input}\n" : "") + "Answer: ";
     }
 
+    /// <inheritdoc/>
     public EvaluationReport Evaluate(IEvaluationModel model, EvaluationRunOptions options, IProgress<EvaluationProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {

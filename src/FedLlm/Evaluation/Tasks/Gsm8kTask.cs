@@ -15,16 +15,20 @@ public sealed record Gsm8kProblem(string Question, string Answer);
 /// <remarks>Data: the published JSONL (question, answer). Parameters: train (few-shot file, first k problems).</remarks>
 public sealed class Gsm8kTask(IReadOnlyList<Gsm8kProblem> problems, IReadOnlyList<Gsm8kProblem> train) : IEvaluationTask
 {
+    /// <summary>Where an answer is cut: the next "Question:" or a blank line.</summary>
     public static readonly string[] StopStrings = ["Question:", "\n\n"];
 
+    /// <inheritdoc/>
     public string Name => "gsm8k";
 
+    /// <summary>Builds the task from the CLI's spec (test file; parameter train for few-shot examples).</summary>
     public static Gsm8kTask FromSpec(EvaluationTaskSpec spec)
     {
         var parameters = new TaskParameterReader(spec, "train");
         return new Gsm8kTask(Read(spec.DataPath), parameters.String("train") is { } t ? Read(t) : []);
     }
 
+    /// <summary>Reads GSM8K records {question, answer}; each answer must end in a "#### number" line.</summary>
     public static IReadOnlyList<Gsm8kProblem> Read(string path) => EvaluationRecords.ReadAll(path).Select(r =>
     {
         string answer = EvaluationRecords.String(r, "answer");
@@ -32,12 +36,15 @@ public sealed class Gsm8kTask(IReadOnlyList<Gsm8kProblem> problems, IReadOnlyLis
         return new Gsm8kProblem(EvaluationRecords.String(r, "question"), answer);
     }).ToList();
 
+    /// <summary>The prompt of <paramref name="problem"/> after <paramref name="fewShot"/> solved training
+    /// problems.</summary>
     public string Prompt(Gsm8kProblem problem, int fewShot)
     {
         if (fewShot > train.Count) throw new ArgumentException($"gsm8k: {fewShot}-shot needs --param train=FILE with at least {fewShot} problems (have {train.Count})");
         return string.Concat(train.Take(fewShot).Select(s => $"Question: {s.Question}\nAnswer: {s.Answer}\n\n")) + $"Question: {problem.Question}\nAnswer:";
     }
 
+    /// <inheritdoc/>
     public EvaluationReport Evaluate(IEvaluationModel model, EvaluationRunOptions options, IProgress<EvaluationProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {

@@ -16,6 +16,8 @@ public sealed class HumanEvalTask : IEvaluationTask
     private readonly IReadOnlyList<HumanEvalProblem> _problems;
     private readonly CodeSamplingOptions _sampling;
 
+    /// <summary>The task over <paramref name="problems"/>, sampled as <paramref name="sampling"/> says (validated here)
+    /// and reported as <paramref name="name"/>.</summary>
     public HumanEvalTask(IReadOnlyList<HumanEvalProblem> problems, CodeSamplingOptions sampling, string name = "humaneval")
     {
         ArgumentNullException.ThrowIfNull(problems);
@@ -37,8 +39,10 @@ public sealed class HumanEvalTask : IEvaluationTask
         return new HumanEvalTask(HumanEvalProblem.ReadJsonl(spec.DataPath), CodeSamplingOptions.Read(parameters), spec.Name);
     }
 
+    /// <inheritdoc/>
     public string Name { get; }
 
+    /// <inheritdoc/>
     public EvaluationReport Evaluate(IEvaluationModel model, EvaluationRunOptions options, IProgress<EvaluationProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {

@@ -11,14 +11,17 @@ namespace FedLlm.Evaluation.Tasks;
 /// </summary>
 public sealed class JsonlMultipleChoiceTask(IReadOnlyList<MultipleChoiceItem> items, IReadOnlyList<MultipleChoiceItem> shots) : IEvaluationTask
 {
+    /// <inheritdoc/>
     public string Name => "mc";
 
+    /// <summary>Builds the task from the CLI's spec (data file; parameter train for few-shot examples).</summary>
     public static JsonlMultipleChoiceTask FromSpec(EvaluationTaskSpec spec)
     {
         var parameters = new TaskParameterReader(spec, "train");
         return new JsonlMultipleChoiceTask(Read(spec.DataPath), parameters.String("train") is { } train ? Read(train) : []);
     }
 
+    /// <summary>Reads {question, choices, answer} records; answer is a choice's index or its text.</summary>
     public static IReadOnlyList<MultipleChoiceItem> Read(string path) => EvaluationRecords.ReadAll(path).Select((r, i) =>
     {
         string question = EvaluationRecords.String(r, "question");
@@ -42,6 +45,7 @@ public sealed class JsonlMultipleChoiceTask(IReadOnlyList<MultipleChoiceItem> it
         return index >= 0 && index < choices.Count ? index : throw r.Location.Error("answer", $"index {index} is outside the {choices.Count} choices");
     }
 
+    /// <inheritdoc/>
     public EvaluationReport Evaluate(IEvaluationModel model, EvaluationRunOptions options, IProgress<EvaluationProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {

@@ -8,6 +8,7 @@ public sealed record JudgedBenchmarkOptions
     /// <summary>Answers go to <c>{dir}/model_answer/{model_id}.jsonl</c>, judgments to <c>{dir}/model_judgment/{judge}_single.jsonl</c>, as FastChat lays them out.</summary>
     public string OutputDirectory { get; init; } = "eval-output";
 
+    /// <summary>How the evaluated model answers: model id, token budget and temperatures.</summary>
     public AnswerGenerationOptions Generation { get; init; } = new();
 
     /// <summary>Judge these answers (FastChat answer JSONL) instead of generating; the model is then not used.</summary>

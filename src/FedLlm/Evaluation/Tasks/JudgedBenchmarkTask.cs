@@ -27,6 +27,8 @@ public sealed class JudgedBenchmarkTask : IEvaluationTask, IDisposable
     private readonly JudgedBenchmarkOptions _options;
     private bool _ownsJudge;
 
+    /// <summary>A judged run of <paramref name="benchmark"/> over <paramref name="questions"/>, answers formatted by
+    /// <paramref name="format"/> and graded by <paramref name="judge"/>.</summary>
     public JudgedBenchmarkTask(
         JudgedBenchmark benchmark, IReadOnlyList<JudgeQuestion> questions, IJudgeModel judge, IConversationFormat format, JudgedBenchmarkOptions options,
         string? name = null)
@@ -43,6 +45,7 @@ public sealed class JudgedBenchmarkTask : IEvaluationTask, IDisposable
         Name = name ?? (benchmark == JudgedBenchmark.MtBench ? "mt_bench" : "vicuna_bench");
     }
 
+    /// <inheritdoc/>
     public string Name { get; }
 
     /// <inheritdoc cref="FromSpec(EvaluationTaskSpec, ITextTokenizer?)"/>
@@ -97,6 +100,7 @@ public sealed class JudgedBenchmarkTask : IEvaluationTask, IDisposable
     /// <summary>The judgment file this run writes.</summary>
     public string JudgmentsFile => Path.Combine(_options.OutputDirectory, "model_judgment", SafeFileName(_judge.Name) + "_single.jsonl");
 
+    /// <inheritdoc/>
     public EvaluationReport Evaluate(IEvaluationModel model, EvaluationRunOptions options, IProgress<EvaluationProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {

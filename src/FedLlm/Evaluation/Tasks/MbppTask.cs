@@ -38,6 +38,8 @@ public sealed class MbppTask : IEvaluationTask
 
     /// <param name="problems">The problems to score (shots among them are skipped).</param>
     /// <param name="shotPool">Candidates for few-shot examples, in order; default: <see cref="DefaultFewShotIds"/> found in <paramref name="problems"/>.</param>
+    /// <param name="sampling">Samples, temperature, k values and sandbox (validated here).</param>
+    /// <param name="name">The task's name in reports.</param>
     public MbppTask(IReadOnlyList<MbppProblem> problems, CodeSamplingOptions sampling, IReadOnlyList<MbppProblem>? shotPool = null, string name = "mbpp")
     {
         ArgumentNullException.ThrowIfNull(problems);
@@ -78,6 +80,7 @@ public sealed class MbppTask : IEvaluationTask
         return new MbppTask(problems, sampling, pool, spec.Name);
     }
 
+    /// <inheritdoc/>
     public string Name { get; }
 
     /// <summary>The prompt of <paramref name="problem"/> after <paramref name="fewShot"/> examples.</summary>
@@ -89,6 +92,7 @@ public sealed class MbppTask : IEvaluationTask
         return string.Concat(shots.Select(s => s.FewShotExample() + "\n\n")) + problem.Prompt();
     }
 
+    /// <inheritdoc/>
     public EvaluationReport Evaluate(IEvaluationModel model, EvaluationRunOptions options, IProgress<EvaluationProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {

@@ -20,10 +20,14 @@ public sealed record MmluQuestion(string Subject, string Question, IReadOnlyList
 /// </remarks>
 public sealed class MmluTask(IReadOnlyList<MmluQuestion> questions, IReadOnlyDictionary<string, IReadOnlyList<MmluQuestion>> dev) : IEvaluationTask
 {
+    /// <inheritdoc/>
     public string Name => "mmlu";
 
+    /// <summary>The answer letters, in choice order.</summary>
     public static readonly string[] Letters = ["A", "B", "C", "D"];
 
+    /// <summary>Builds the task from the CLI's spec: a CSV folder or cais/mmlu Parquet; parameters split (test, val,
+    /// dev) and dev for the few-shot examples.</summary>
     public static MmluTask FromSpec(EvaluationTaskSpec spec)
     {
         var parameters = new TaskParameterReader(spec, "split", "dev");
@@ -56,6 +60,7 @@ public sealed class MmluTask(IReadOnlyList<MmluQuestion> questions, IReadOnlyDic
         return files.SelectMany(f => ReadCsv(f, Path.GetFileName(f)[..^suffix.Length])).ToList();
     }
 
+    /// <summary>Reads one subject's CSV (question, A, B, C, D, answer letter; no header).</summary>
     public static IEnumerable<MmluQuestion> ReadCsv(string path, string subject)
     {
         foreach (var (line, fields) in CsvRows.Read(path))
@@ -81,6 +86,8 @@ public sealed class MmluTask(IReadOnlyList<MmluQuestion> questions, IReadOnlyDic
     public static string FormatQuestion(MmluQuestion q) =>
         q.Question + string.Concat(q.Choices.Select((c, i) => $"\n{Letters[i]}. {c}")) + "\nAnswer:";
 
+    /// <summary>The prompt header of <paramref name="subject"/> (underscores become spaces), as the original MMLU code
+    /// writes it.</summary>
     public static string Header(string subject) =>
         $"The following are multiple choice questions (with answers) about {subject.Replace('_', ' ')}.\n\n";
 
@@ -93,6 +100,7 @@ public sealed class MmluTask(IReadOnlyList<MmluQuestion> questions, IReadOnlyDic
         return Header(q.Subject) + string.Concat(shots.Take(fewShot).Select(s => FormatQuestion(s) + " " + Letters[s.Answer] + "\n\n")) + FormatQuestion(q);
     }
 
+    /// <inheritdoc/>
     public EvaluationReport Evaluate(IEvaluationModel model, EvaluationRunOptions options, IProgress<EvaluationProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {

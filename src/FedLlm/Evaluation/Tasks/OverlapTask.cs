@@ -10,8 +10,10 @@ namespace FedLlm.Evaluation.Tasks;
 /// </summary>
 public sealed class OverlapTask(string name, IReadOnlyList<(string? Prompt, string? Prediction, string Reference)> items, BleuSmoothing smoothing) : IEvaluationTask
 {
+    /// <inheritdoc/>
     public string Name => name;
 
+    /// <summary>Builds the task from the CLI's spec (data file; parameter smooth: exp or none).</summary>
     public static OverlapTask FromSpec(EvaluationTaskSpec spec)
     {
         var parameters = new TaskParameterReader(spec, "smooth");
@@ -31,6 +33,7 @@ public sealed class OverlapTask(string name, IReadOnlyList<(string? Prompt, stri
         return new OverlapTask(spec.Name, items, smoothing);
     }
 
+    /// <inheritdoc/>
     public EvaluationReport Evaluate(IEvaluationModel model, EvaluationRunOptions options, IProgress<EvaluationProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {

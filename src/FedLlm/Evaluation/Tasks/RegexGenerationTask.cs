@@ -16,8 +16,10 @@ public sealed class RegexGenerationTask(IReadOnlyList<(string Prompt, string Ref
     static readonly string[] PromptFields = ["prompt", "question", "input"];
     static readonly string[] ReferenceFields = ["answer", "reference", "target"];
 
+    /// <inheritdoc/>
     public string Name => "generate";
 
+    /// <summary>Builds the task from the CLI's spec (data file; parameters extract, ignore_case, stop).</summary>
     public static RegexGenerationTask FromSpec(EvaluationTaskSpec spec)
     {
         var parameters = new TaskParameterReader(spec, "extract", "ignore_case", "stop");
@@ -37,10 +39,13 @@ public sealed class RegexGenerationTask(IReadOnlyList<(string Prompt, string Ref
         return new RegexGenerationTask(items, extract, parameters.Bool("ignore_case") ?? false, System.Text.RegularExpressions.Regex.Unescape(parameters.String("stop") ?? "\\n\\n"));
     }
 
+    /// <summary>The answer in a generation: the extract pattern's match, or the first non-empty line without
+    /// one.</summary>
     public string? Extract(string output) => extract is null
         ? output.Split('\n').Select(l => l.Trim()).FirstOrDefault(l => l.Length > 0) ?? ""
         : AnswerExtraction.Regex(output, extract);
 
+    /// <inheritdoc/>
     public EvaluationReport Evaluate(IEvaluationModel model, EvaluationRunOptions options, IProgress<EvaluationProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {

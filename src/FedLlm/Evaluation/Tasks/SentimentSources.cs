@@ -14,7 +14,10 @@ public sealed record SentimentItem(string Instruction, string Input, string Labe
 /// </summary>
 public static class SentimentSources
 {
+    /// <summary>FinGPT's instruction for news sentences and headlines (FPB, FiQA-SA headlines, NWGI).</summary>
     public const string NewsInstruction = "What is the sentiment of this news? Please choose an answer from {negative/neutral/positive}.";
+
+    /// <summary>FinGPT's instruction for tweets and posts (TFNS, FiQA-SA posts).</summary>
     public const string TweetInstruction = "What is the sentiment of this tweet? Please choose an answer from {negative/neutral/positive}.";
 
     /// <summary>FinGPT's seed for every train_test_split.</summary>

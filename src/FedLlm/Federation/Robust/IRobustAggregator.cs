@@ -9,7 +9,7 @@ namespace FedLlm.Federation.Robust;
 /// </summary>
 /// <remarks>
 /// Contract for implementations: pure apart from their own settings (no state carried between rounds); inputs are never
-/// modified; the result does not depend on the order of <paramref name="deltas"/> in <see cref="Aggregate"/> (clients
+/// modified; the result does not depend on the order of the deltas given to <see cref="Aggregate"/> (clients
 /// are processed in ordinal order of id); returned tensors are new, keyed and typed like the deltas, in the caller's
 /// dispose scope. Inputs are assumed finite: <see cref="Validation.UpdateValidator"/> rejects NaN and ∞ on arrival.
 /// </remarks>

@@ -15,6 +15,11 @@ public static class InProcessSecAgg
     /// <param name="dropsBefore">(client, phase) → whether the client falls away before sending that phase's message;
     /// null = nobody drops.</param>
     /// <exception cref="SecureAggregationException">The round cannot finish (fewer than t answers, a bad share …).</exception>
+    /// <param name="round">The round number, bound into every message.</param>
+    /// <param name="inputs">Participant id → quantised update (ring elements mod 2^32), all of one length.</param>
+    /// <param name="threshold">t ≥ 2: shares needed to rebuild a secret, and answers needed in every phase.</param>
+    /// <param name="neighbours">k (even) for SecAgg+; null = every pair (SecAgg).</param>
+    /// <param name="shuffle">Orders the sparse graph's ring (tests); null = cryptographic.</param>
     public static (SecAggResult Result, SecAggTraffic Traffic) Run(int round, IReadOnlyDictionary<int, uint[]> inputs, int threshold, int? neighbours,
         Func<int, SecAggPhase, bool>? dropsBefore = null, Func<int, int>? shuffle = null)
     {

@@ -16,6 +16,8 @@ public static class NeighbourGraph
     /// <summary>The neighbours of each of <paramref name="clients"/>: everyone else when <paramref name="degree"/> is null
     /// or at least n − 1, else a random Harary graph of even degree k.</summary>
     /// <param name="shuffle">Orders the clients on the ring (null: the operating system's cryptographic generator).</param>
+    /// <param name="clients">The participants' ids.</param>
+    /// <param name="degree">k, even; null = the complete graph.</param>
     public static IReadOnlyDictionary<int, IReadOnlyList<int>> Create(IReadOnlyList<int> clients, int? degree, Func<int, int>? shuffle = null)
     {
         ArgumentNullException.ThrowIfNull(clients);

@@ -42,6 +42,9 @@ public sealed class SecAggServer
     /// <param name="threshold">t ≥ 2: shares needed to reconstruct a secret, and answers needed in every phase.</param>
     /// <param name="neighbours">k (even) for SecAgg+'s sparse graph; null = every pair (SecAgg).</param>
     /// <param name="shuffle">Orders the sparse graph's ring (tests); null = cryptographic.</param>
+    /// <param name="round">The round number, bound into every message.</param>
+    /// <param name="participants">The participants' ids.</param>
+    /// <param name="vectorLength">Ring elements of each input.</param>
     public SecAggServer(int round, IReadOnlyList<int> participants, int threshold, int? neighbours, int vectorLength, Func<int, int>? shuffle = null)
     {
         ArgumentNullException.ThrowIfNull(participants);

@@ -30,6 +30,7 @@ public sealed class SecureAggregationClients : IClientExecutor, IDisposable
     /// <summary>Wraps <paramref name="inner"/> (which trains the clients).</summary>
     /// <param name="dropsBefore">Simulated dropouts: (round, client id, phase) → whether the client falls away before
     /// sending that phase's message; null = none.</param>
+    /// <param name="inner">The executor that trains the clients.</param>
     public SecureAggregationClients(IClientExecutor inner, Func<int, string, SecAggPhase, bool>? dropsBefore = null)
     {
         ArgumentNullException.ThrowIfNull(inner);

@@ -40,8 +40,10 @@ public sealed class InProcessClients : IClientExecutor, IDisposable
         states = Enumerable.Range(0, shards.Count).Select(_ => new ClientState()).ToArray();
     }
 
+    /// <summary>The id of the client at <paramref name="index"/>: "client-{index}".</summary>
     public static string ClientId(int index) => $"client-{index}";
 
+    /// <inheritdoc/>
     public Task<IReadOnlyList<ClientUpdate>> TrainRoundAsync(int round, IReadOnlyList<int> clients, IReadOnlyDictionary<string, Tensor> global,
         ClientInstructions instructions, CancellationToken cancellationToken = default)
     {
@@ -77,6 +79,7 @@ public sealed class InProcessClients : IClientExecutor, IDisposable
         return state;
     }
 
+    /// <inheritdoc/>
     public void RestoreState(IReadOnlyDictionary<string, Tensor> state)
     {
         for (int i = 0; i < states.Length; i++)
@@ -88,6 +91,7 @@ public sealed class InProcessClients : IClientExecutor, IDisposable
         }
     }
 
+    /// <summary>Frees every client's state.</summary>
     public void Dispose()
     {
         foreach (var s in states) s.Dispose();

@@ -10,11 +10,14 @@ namespace FedLlm.Federation.Transfer;
 /// Written "int8:256" in config strings when not the default 4096.</param>
 public sealed record TransferEncoding(TransferPrecision Precision = TransferPrecision.Float32, bool Gzip = false, int BlockSize = 4096)
 {
+    /// <summary>Elements per absmax block of int8 when the config does not say (4096).</summary>
     public const int DefaultBlockSize = 4096;
 
     /// <summary>Lossless and uncompressed: what travels when the config says nothing.</summary>
     public static readonly TransferEncoding Default = new();
 
+    /// <summary>Elements per absmax block for <see cref="TransferPrecision.Int8Blockwise"/> (at least 1); ignored
+    /// otherwise.</summary>
     public int BlockSize { get; init; } = BlockSize > 0
         ? BlockSize
         : throw new ArgumentOutOfRangeException(nameof(BlockSize), BlockSize, "the int8 block size must be at least 1 element");
