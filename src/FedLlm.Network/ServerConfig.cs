@@ -41,6 +41,9 @@ public sealed class ServerConfig
 
     /// <summary>Byzantine-robust aggregation (as run.yaml's; fltrust needs robust.root_data on a server).</summary>
     public RunConfig.RobustSection? Robust { get; set; }
+
+    /// <summary>Read only to refuse it with a clear message: buffered asynchronous aggregation runs in simulate only.</summary>
+    public RunConfig.AsyncSection? Async { get; set; }
     /// <summary>The run folder (checkpoints, metrics, adapters); null = runs/federation.</summary>
     public string? Output { get; set; }
     /// <summary>Intra-op threads for libtorch; null = all cores.</summary>
@@ -76,6 +79,8 @@ public sealed class ServerConfig
     {
         if (Strategy.Algorithms.Count != 1 || Strategy.Algorithms[0] == "all")
             throw new ArgumentException($"strategy.algorithms lists {string.Join(", ", Strategy.Algorithms)}; a server runs exactly one algorithm");
+        if (Async is not null || Strategy.Algorithms.Contains(FedLlm.Federation.Async.BufferedAsyncServer.AlgorithmName))
+            throw new ArgumentException("async / fedbuff: buffered asynchronous aggregation runs in `fedllm simulate` only (virtual client speeds); the network server aggregates per round with a deadline. Remove the async: section from server.yaml (docs/unequal-participants.md)");
         if (Dpo.ReferenceAdapter is not null)
             throw new ArgumentException("dpo.reference_adapter: a reference adapter is not supported by the network federation yet (clients would need it too); use simulate, or the base model as reference");
         if (Federation.Clients is { } clients && clients != Server.Roster.Count)

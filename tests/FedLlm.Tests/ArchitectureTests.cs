@@ -33,11 +33,14 @@ public class ArchitectureTests
         { "FedLlm.Federation", "FedLlm.Federation.SecureAggregation" }, { "FedLlm.Privacy", "FedLlm.Federation.SecureAggregation" },
         { "FedLlm.Federation.SecureAggregation", "FedLlm.Privacy" }, { "FedLlm.Federation.SecureAggregation", "FedLlm.Runs" },
         { "FedLlm.Federation.SecureAggregation", "FedLlm.Network" }, { "FedLlm.Federation.SecureAggregation", "FedLlm.Federation.Simulation" },
+        // The asynchronous loop sits on the core beside the round loop; it knows no simulation, runs, transport or DP.
+        { "FedLlm.Federation", "FedLlm.Federation.Async" }, { "FedLlm.Federation.Async", "FedLlm.Federation.Simulation" },
+        { "FedLlm.Federation.Async", "FedLlm.Runs" }, { "FedLlm.Federation.Async", "FedLlm.Network" }, { "FedLlm.Federation.Async", "FedLlm.Privacy" },
     };
 
     /// <summary>Namespaces that sit inside another but are layers of their own (the core may not use them).</summary>
     static readonly string[] OwnLayers = ["FedLlm.Federation.Simulation", "FedLlm.Federation.Strategies", "FedLlm.Federation.Robust", "FedLlm.Federation.Attacks",
-        "FedLlm.Federation.SecureAggregation",
+        "FedLlm.Federation.SecureAggregation", "FedLlm.Federation.Async",
         "FedLlm.Federation.Personalization", "FedLlm.Federation.LowRank"];
 
     [Theory]

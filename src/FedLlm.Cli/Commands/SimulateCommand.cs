@@ -119,12 +119,24 @@ public sealed class SimulateSettings : CommandSettings
     [CommandOption("--secagg-quantisation-range <R>")][ConfigKey("secure_aggregation.quantisation_range")][Description("Each coordinate of an update is clipped to [−R, R] before quantisation.")] public double? SecAggQuantisationRange { get; init; }
     [CommandOption("--secagg-max-weight <W>")][ConfigKey("secure_aggregation.max_weight")][Description("Weight client i by min(1, n_i / W) (unset = equal weights).")] public double? SecAggMaxWeight { get; init; }
 
-    [CommandOption("--client-eval-fraction <F>")][ConfigKey("data.client_eval_fraction")][Description("Hold out this fraction of each client's shard as its own held-out split (personalisation view; 0 = none).")] public double? ClientEvalFraction { get; init; }
-    [CommandOption("--lora-rank-per-client <LIST>")][ConfigKey("lora.rank_per_client")][Description("hetlora/flexlora: comma-separated LoRA rank budget of each client, one per client, none above --lora-r.")] public string? LoraRankPerClient { get; init; }
-    [CommandOption("--lora-log-product-error")][ConfigKey("lora.log_product_error")][Description("Log every round how far averaging A and B separately is from averaging B·A.")] public bool? LoraLogProductError { get; init; }
-    [CommandOption("--personalization-finetune-steps <K>")][ConfigKey("personalization.finetune_steps")][Description("Per-client evaluation: also fine-tune the global adapter K local steps on each client's data (0 = no fine-tuning).")] public int? PersonalizationFinetuneSteps { get; init; }
-    [CommandOption("--personalization-ditto-lambda <X>")][ConfigKey("personalization.ditto_lambda")][Description("Ditto's λ tying each personal adapter to the global one.")] public double? PersonalizationDittoLambda { get; init; }
-    [CommandOption("--personalization-local-only")][ConfigKey("personalization.local_only")][Description("Per-client evaluation: also score each client's local-only adapter on its own held-out split.")] public bool? PersonalizationLocalOnly { get; init; }
+    [CommandOption("--async")][ConfigKey("async.enabled")][Description("Also run FedBuff (buffered asynchronous aggregation, as the run fedbuff) on a virtual clock with the --async-client-speeds; --async false keeps the speeds for the synchronous runs' virtual time only.")] public bool? Async { get; init; }
+    [CommandOption("--async-buffer-size <K>")][ConfigKey("async.buffer_size")][Description("FedBuff: updates per aggregation (unset = --clients-per-round).")] public int? AsyncBufferSize { get; init; }
+    [CommandOption("--async-concurrency <N>")][ConfigKey("async.concurrency")][Description("FedBuff: clients training at once (unset = --clients-per-round).")] public int? AsyncConcurrency { get; init; }
+    [CommandOption("--async-staleness <KIND>")][ConfigKey("async.staleness")][Description("FedBuff: weight of an update τ versions stale: constant, polynomial ((1+τ)^-a) or hinge.")] public string? AsyncStaleness { get; init; }
+    [CommandOption("--async-staleness-exponent <A>")][ConfigKey("async.staleness_exponent")][Description("FedBuff: a of the polynomial weight (0.5 = 1/√(1+τ)).")] public double? AsyncStalenessExponent { get; init; }
+    [CommandOption("--async-hinge-slope <A>")][ConfigKey("async.hinge_slope")][Description("FedBuff: a of the hinge weight 1/(a(τ−b)+1) beyond b.")] public double? AsyncHingeSlope { get; init; }
+    [CommandOption("--async-hinge-cutoff <B>")][ConfigKey("async.hinge_cutoff")][Description("FedBuff: b of the hinge weight, in versions.")] public int? AsyncHingeCutoff { get; init; }
+    [CommandOption("--async-server-learning-rate <ETA>")][ConfigKey("async.server_learning_rate")][Description("FedBuff: η_g of x ← x + η_g·(1/K)·Σ s(τ_i)·Δ_i.")] public double? AsyncServerLearningRate { get; init; }
+    [CommandOption("--async-client-speeds <LIST>")][ConfigKey("async.client_speeds")][Description("Comma-separated speed factor per client: a task takes factor × local steps units of virtual time (unset = all 1).")] public string? AsyncClientSpeeds { get; init; }
+    [CommandOption("--async-slow-clients <N>")][ConfigKey("async.slow_clients")][Description("Shorthand for the speeds: the first N clients are --async-slow-factor times slower.")] public int? AsyncSlowClients { get; init; }
+    [CommandOption("--async-slow-factor <F>")][ConfigKey("async.slow_factor")][Description("The speed factor of the --async-slow-clients.")] public double? AsyncSlowFactor { get; init; }
+
+    [CommandOption("--client-eval-fraction <X>")][ConfigKey("data.client_eval_fraction")][Description("Hold out this share of each client's shard to score its global and personal adapters (0 = none).")] public double? ClientEvalFraction { get; init; }
+    [CommandOption("--lora-rank-per-client <LIST>")][ConfigKey("lora.rank_per_client")][Description("Comma-separated rank budget per client, each at most --lora-r (hetlora, flexlora).")] public string? LoraRankPerClient { get; init; }
+    [CommandOption("--lora-log-product-error")][ConfigKey("lora.log_product_error")][Description("Log how far averaging A and B separately is from averaging B·A, every round.")] public bool? LoraLogProductError { get; init; }
+    [CommandOption("--personalization-finetune-steps <K>")][ConfigKey("personalization.finetune_steps")][Description("Score each client's global adapter after K local fine-tuning steps on its own data (needs --client-eval-fraction).")] public int? PersonalizationFinetuneSteps { get; init; }
+    [CommandOption("--personalization-ditto-lambda <X>")][ConfigKey("personalization.ditto_lambda")][Description("Ditto's λ (unset = 0.1).")] public double? PersonalizationDittoLambda { get; init; }
+    [CommandOption("--personalization-local-only")][ConfigKey("personalization.local_only")][Description("Also score each client trained alone on its own held-out split.")] public bool? PersonalizationLocalOnly { get; init; }
 
     [CommandOption("--decay-server-learning-rate")][ConfigKey("strategy.decay_server_learning_rate")][Description("Scale FedAvgM's and FedOpt's server learning rate each round by the clients' cosine, lr_r / lr0.")] public bool? DecayServerLearningRate { get; init; }
     [CommandOption("--seeds <N>")][ConfigKey("seeds")][Description("Run every algorithm and baseline with N seeds (--seed, seed+1, …; each into OUTPUT/seed-S) and report mean ± standard deviation.")] public int? Seeds { get; init; }
@@ -294,6 +306,10 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         if (s.SecureAggregation is not null || s.SecAggThreshold is not null || s.SecAggNeighbours is not null || s.SecAggQuantisationBits is not null
             || s.SecAggQuantisationRange is not null || s.SecAggMaxWeight is not null)
             c.SecureAggregation ??= new RunConfig.SecureAggregationSection();
+        if (s.Async is not null || s.AsyncBufferSize is not null || s.AsyncConcurrency is not null || s.AsyncStaleness is not null
+            || s.AsyncStalenessExponent is not null || s.AsyncHingeSlope is not null || s.AsyncHingeCutoff is not null || s.AsyncServerLearningRate is not null
+            || s.AsyncClientSpeeds is not null || s.AsyncSlowClients is not null || s.AsyncSlowFactor is not null)
+            c.Async ??= new RunConfig.AsyncSection();
         if (s.PersonalizationFinetuneSteps is not null || s.PersonalizationDittoLambda is not null || s.PersonalizationLocalOnly is not null)
             c.Personalization ??= new RunConfig.PersonalizationSection();
         ApplyFlags(c, s);
@@ -314,12 +330,6 @@ public sealed class SimulateCommand : Command<SimulateSettings>
                 case "strategy.server_learning_rate":
                     ApplyServerLearningRate(c.Strategy, (string)value);
                     break;
-                case "lora.rank_per_client":
-                    c.Lora.RankPerClient = ((string)value).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                        .Select(r => int.TryParse(r, out int rank) ? rank
-                            : throw new ConfigurationException($"--lora-rank-per-client: '{r}' is not a whole number; expected RANK,RANK,… one per client"))
-                        .ToList();
-                    break;
                 case "evaluation.params":
                     foreach (var p in (string[])value)
                     {
@@ -330,11 +340,30 @@ public sealed class SimulateCommand : Command<SimulateSettings>
                     }
                     break;
                 default:
-                    if (key.IsList) key.Set(c, ((string)value).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList());
+                    if (key.IsList && key.ValueType != typeof(string)) key.Set(c, NumberList(option.Name, (string)value, key.ValueType));
+                    else if (key.IsList) key.Set(c, ((string)value).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList());
                     else key.Set(c, value is string text && key.OneOf is not null ? text.Trim().ToLowerInvariant() : value);
                     break;
             }
         }
+    }
+
+    /// <summary>A comma-separated list of numbers as the key's list type (List&lt;double&gt;, List&lt;int&gt;).</summary>
+    static System.Collections.IList NumberList(string flag, string text, Type itemType)
+    {
+        var list = (System.Collections.IList)Activator.CreateInstance(typeof(List<>).MakeGenericType(itemType))!;
+        foreach (var item in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            try
+            {
+                list.Add(Convert.ChangeType(item, itemType, System.Globalization.CultureInfo.InvariantCulture));
+            }
+            catch (Exception e) when (e is FormatException or OverflowException)
+            {
+                throw new ConfigurationException($"{flag} '{text}': '{item}' is not a {(itemType == typeof(int) ? "whole number" : "number")}");
+            }
+        }
+        return list;
     }
 
     /// <summary>--resume continues a run: without an output folder, or with no committed round in it, there is nothing to

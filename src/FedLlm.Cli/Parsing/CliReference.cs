@@ -12,7 +12,8 @@ public static class CliReference
         text.Append("# fedllm command reference\n\n");
         text.Append("Generated from the command definitions by `fedllm docs > docs/cli.md`; a test checks this file is current.\n\n");
         text.Append("Naming: a flag is its run.yaml key's last part with dashes (`federation.learning_rate` ⇔ `--learning-rate`);\n");
-        text.Append("`lora`, `privacy`, `robust`, `attack` and `personalization` keys take their section as prefix (`--lora-r`, `--privacy-mode`), `secure_aggregation`\n");
+        text.Append("`lora`, `privacy`, `robust`, `attack`, `personalization` and `async` keys take their section as prefix (`--lora-r`,\n");
+        text.Append("`--privacy-mode`, `--async-buffer-size`; `async.enabled` is `--async`), `secure_aggregation`\n");
         text.Append("keys `secagg-` (its `enabled` is `--secure-aggregation`), `evaluation` keys\n");
         text.Append("`eval-task-`, and a section's `path` is the section's name\n");
         text.Append("(`model.path` ⇔ `--model`, `data.path` ⇔ `--data`). Precedence: flag > `--config` file > embedded default (without\n");

@@ -66,7 +66,24 @@ public sealed record RoundRecord
     /// averaging their products, the bytes a rank-limited update really needs), or null when it measured nothing
     /// (filled in through <see cref="IFederatedStrategy.Annotate"/>).</summary>
     public IReadOnlyDictionary<string, double>? AggregationMetrics { get; init; }
+
+    /// <summary>Simulated time when this round (or asynchronous version) ended, in units of one local step of a client
+    /// with speed factor 1 (YAML <c>async:</c> client speeds); null when the run simulates no speeds.</summary>
+    public double? VirtualTime { get; init; }
+
+    /// <summary>What buffered asynchronous aggregation (FedBuff) put into this version, or null for a synchronous round.</summary>
+    public RoundAsync? Async { get; init; }
 }
+
+/// <summary>One version of buffered asynchronous aggregation: the buffer's size, the server learning rate, the staleness
+/// function and every buffered update.</summary>
+public sealed record RoundAsync(int BufferSize, double ServerLearningRate, string Staleness, IReadOnlyList<BufferedUpdate> Updates);
+
+/// <summary>One update of an asynchronous version: which client, the global version it started from (0 = the initial
+/// adapter), its staleness τ (versions committed between its start and its arrival) and weight s(τ), its virtual start and
+/// finish, its training loss and ‖Δ‖.</summary>
+public sealed record BufferedUpdate(string Client, int BaseVersion, int Staleness, double Weight, double StartedAt, double FinishedAt,
+    double TrainLoss, double DeltaNorm);
 
 /// <summary>(ε, δ)-DP spent so far, with the mechanism's parameters the accountant used.</summary>
 /// <param name="Epsilon">ε after this round (RDP accountant, composed over the rounds so far); null = unbounded (σ = 0:

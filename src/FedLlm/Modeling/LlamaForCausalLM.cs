@@ -138,7 +138,10 @@ public sealed class LlamaForCausalLM : nn.Module
             {
                 double scale = name == "model.embed_tokens.weight" ? embeddingStd ?? std : std;
                 // Drawn on the CPU, whatever the model's device, so a seed gives the same weights everywhere.
-                using var values = normal(0, scale, parameter.shape, ScalarType.Float32, CPU, generator: generator);
+                // randn × scale is what torch.normal(0, scale) computes; the scale is an explicit Scalar kept alive
+                // across the native call (torch.normal's own temporary can be finalised mid-call under GC pressure).
+                using var values = randn(parameter.shape, ScalarType.Float32, CPU, generator: generator);
+                using (var scaleScalar = scale.ToScalar()) values.mul_(scaleScalar);
                 parameter.copy_(values);
             }
         }

@@ -3,6 +3,7 @@ using FedLlm.Defaults;
 using FedLlm.Data;
 using FedLlm.Federation;
 using FedLlm.Federation.Aggregation;
+using FedLlm.Federation.Async;
 using FedLlm.Federation.Attacks;
 using FedLlm.Federation.LowRank;
 using FedLlm.Federation.Personalization;
@@ -216,7 +217,16 @@ public sealed class FederatedRun : IDisposable
         var own = FingerprintOf(algorithm);
         if (resume && new RunStore(output).LatestRound is not null) own.CheckAndRecord(output);
         else own.Write(output);
+        if (algorithm == BufferedAsyncServer.AlgorithmName)
+        {
+            if (executor is not null)
+                throw new NotSupportedException("fedbuff (async) runs in simulation only: the network server aggregates per round (docs/unequal-participants.md)");
+            return await runner.RunBufferedAsync(Options.Async ?? new AsyncOptions(), Data.Shards, output, resume, progress, cancellationToken);
+        }
         var strategy = Decorate(Algorithms.Create(algorithm, Options.StrategyOptionsFor(algorithm)));
+        // Beside FedBuff, a synchronous round takes as long as its slowest sampled client on the same virtual clock.
+        if (executor is null && Options.Async is { } timing)
+            strategy = new SynchronousVirtualTime(strategy, Options.Federation, timing.SpeedsFor(Options.Federation.TotalClients));
         try
         {
             if (executor is not null && Options.SecureAggregation is not null)

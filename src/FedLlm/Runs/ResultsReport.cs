@@ -74,6 +74,8 @@ public static class ResultsReport
             {
                 round = r.Number, client_loss = r.ClientLoss.Values.Average(), eval_loss = r.EvalLoss, eval_score = r.EvalScore,
                 eval_metrics = r.EvalMetrics, task_metrics = r.TaskMetrics, federated_evaluation = r.FederatedEvaluation, epsilon = r.Privacy?.Epsilon,
+                // Simulated client speeds (async:): the virtual time at the round's end, and FedBuff's staleness per update.
+                virtual_time = r.VirtualTime, staleness = r.Async?.Updates.Select(u => u.Staleness),
             }),
             // Personalisation: each client's scores on its own held-out split, and their held-out-size-weighted means.
             personalization = o.Personal is { } personal ? PersonalJson(personal) : null,

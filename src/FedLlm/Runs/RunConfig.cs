@@ -52,6 +52,9 @@ public sealed class RunConfig
     /// <summary>Secure aggregation of the clients' updates (simulate only for now); absent = none.</summary>
     public SecureAggregationSection? SecureAggregation { get; set; }
 
+    /// <summary>Buffered asynchronous aggregation (FedBuff) with simulated client speeds (simulate only); absent = none.</summary>
+    public AsyncSection? Async { get; set; }
+
     /// <summary>Per-client evaluation of personalisation (simulate only); absent = none.</summary>
     public PersonalizationSection? Personalization { get; set; }
 
@@ -407,6 +410,48 @@ public sealed class RunConfig
             : null;
     }
 
+    /// <summary>async: (see Federation.Async.AsyncOptions and docs/unequal-participants.md).</summary>
+    public sealed class AsyncSection
+    {
+        /// <summary>Run FedBuff (as the run "fedbuff") beside the synchronous algorithms; false keeps the section's client
+        /// speeds for the synchronous runs' virtual time only.</summary>
+        public bool Enabled { get; set; } = true;
+
+        /// <summary>K, updates per aggregation; unset = federation.clients_per_round.</summary>
+        [Check(ValueRule.Positive)] public int? BufferSize { get; set; }
+
+        /// <summary>Clients training at once; unset = federation.clients_per_round.</summary>
+        [Check(ValueRule.Positive)] public int? Concurrency { get; set; }
+
+        /// <summary>constant, polynomial ((1 + τ)^−a) or hinge.</summary>
+        [OneOf("constant", "polynomial", "hinge")]
+        public string Staleness { get; set; } = "polynomial";
+        /// <summary>a of the polynomial weight (1 + τ)^−a; FedBuff's ½.</summary>
+        [Check(ValueRule.NonNegative)] public double StalenessExponent { get; set; } = 0.5;
+        /// <summary>a of the hinge weight 1/(a(τ − b) + 1) beyond b.</summary>
+        [Check(ValueRule.NonNegative)] public double HingeSlope { get; set; } = 10;
+        /// <summary>b of the hinge weight, in versions: updates at most b stale get weight 1.</summary>
+        [Check(ValueRule.NonNegative)] public int HingeCutoff { get; set; } = 4;
+        /// <summary>η_g of x ← x + η_g·(1/K)·Σ s(τ_i)·Δ_i.</summary>
+        [Check(ValueRule.Positive)] public double ServerLearningRate { get; set; } = 1.0;
+
+        /// <summary>One speed factor per client (a task takes factor × local steps units of virtual time); empty = all 1.</summary>
+        public List<double> ClientSpeeds { get; set; } = new();
+
+        /// <summary>Shorthand: the first N clients have speed factor slow_factor.</summary>
+        [Check(ValueRule.NonNegative)] public int SlowClients { get; set; }
+        /// <summary>The speed factor of the slow_clients.</summary>
+        [Check(ValueRule.Positive)] public double SlowFactor { get; set; } = 1;
+
+        /// <summary>The typed options (the one mapping of this section).</summary>
+        public FedLlm.Federation.Async.AsyncOptions ToOptions() => new()
+        {
+            BufferSize = BufferSize, Concurrency = Concurrency, Staleness = FedLlm.Federation.Async.AsyncOptions.ParseStaleness(Staleness),
+            StalenessExponent = StalenessExponent, HingeSlope = HingeSlope, HingeCutoff = HingeCutoff, ServerLearningRate = ServerLearningRate,
+            ClientSpeeds = ClientSpeeds, SlowClients = SlowClients, SlowFactor = SlowFactor,
+        };
+    }
+
     /// <summary>attack: (see Federation.Attacks.AttackOptions).</summary>
     public sealed class AttackSection
     {
@@ -565,7 +610,7 @@ public sealed class RunConfig
                 SkipBad = Data.SkipBad, ClientEvalFraction = Data.ClientEvalFraction,
             },
             Federation = federation,
-            Algorithms = ResolvedAlgorithms(),
+            Algorithms = AlgorithmsToRun(),
             Strategy = Strategy.SharedOptions() with
             {
                 DittoLambda = Personalization?.DittoLambda ?? new StrategyOptions().DittoLambda,
@@ -585,7 +630,19 @@ public sealed class RunConfig
             Robust = Robust?.ToOptions(),
             Attack = Attack?.ToOptions(),
             SecureAggregation = SecureAggregation?.ToOptions(),
+            Async = Async?.ToOptions(),
         };
+    }
+
+    /// <summary>The resolved algorithms, with "fedbuff" added when async.enabled.</summary>
+    /// <exception cref="ArgumentException">strategy.algorithms lists fedbuff while async.enabled is false.</exception>
+    IReadOnlyList<string> AlgorithmsToRun()
+    {
+        const string fedbuff = FedLlm.Federation.Async.BufferedAsyncServer.AlgorithmName;
+        var names = ResolvedAlgorithms();
+        if (Async is { Enabled: false } && names.Contains(fedbuff))
+            throw new ArgumentException("strategy.algorithms lists fedbuff but async.enabled is false; drop one of them");
+        return Async is { Enabled: true } && !names.Contains(fedbuff) ? [.. names, fedbuff] : names;
     }
 
     /// <summary>The settings of <c>fedllm simulate</c> without a configuration: the embedded default model and data,

@@ -64,7 +64,7 @@ public static class RunConfigValidator
             Add("federation.min_learning_rate",
                 $"{ValueRules.Format(minimum)} is above the learning rate {ValueRules.Format(learningRate)} ({describe("federation.learning_rate")})");
 
-        var known = algorithms.Names.Append("all").ToList();
+        var known = algorithms.Names.Append("all").Append(FedLlm.Federation.Async.BufferedAsyncServer.AlgorithmName).ToList();
         if (config.Strategy.Algorithms.Count == 0) Add("strategy.algorithms", "no algorithm to run");
         foreach (var name in config.Strategy.Algorithms)
             if (!known.Contains(name, StringComparer.OrdinalIgnoreCase))

@@ -1,6 +1,7 @@
 using FedLlm.Data.Partitioning;
 using FedLlm.Evaluation;
 using FedLlm.Federation;
+using FedLlm.Federation.Async;
 using FedLlm.Federation.Attacks;
 using FedLlm.Federation.Robust;
 using FedLlm.Federation.SecureAggregation;
@@ -80,6 +81,11 @@ public sealed record RunOptions
 
     /// <summary>Secure aggregation of the updates (YAML <c>secure_aggregation:</c>, simulation only for now), or null.</summary>
     public SecureAggregationOptions? SecureAggregation { get; init; }
+    /// <summary>Buffered asynchronous aggregation and simulated client speeds (YAML <c>async:</c>), or null: with it, the
+    /// synchronous algorithms' rounds get virtual times from the same speeds, and "fedbuff" in <see cref="Algorithms"/>
+    /// runs the asynchronous loop (<see cref="BufferedAsyncServer"/>).</summary>
+    public AsyncOptions? Async { get; init; }
+
     /// <summary>Per-client evaluation of personalisation (YAML <c>personalization:</c>), or null for none.</summary>
     public PersonalizationOptions? Personalization { get; init; }
 
@@ -144,7 +150,7 @@ public sealed record RunOptions
         Check(Lora.Validate);
         Check(Data.Validate);
         if (Algorithms.Count == 0) failures.Add("no algorithm to run");
-        foreach (var name in Algorithms)
+        foreach (var name in Algorithms.Where(a => a != BufferedAsyncServer.AlgorithmName))
             if (!algorithms.Contains(name)) failures.Add($"unknown algorithm '{name}' (known: {string.Join(", ", algorithms.Names)})");
         foreach (var name in ServerLearningRates.Keys)
             if (!algorithms.Contains(name)) failures.Add($"server learning rate for unknown algorithm '{name}' (known: {string.Join(", ", algorithms.Names)})");
@@ -170,6 +176,7 @@ public sealed record RunOptions
             failures.Add("robust.rule fltrust trains the server's root set with instruction tuning; the dpo task supports the other rules");
         if (SecureAggregation is not null) failures.AddRange(SecureAggregationFailures(algorithms));
         if (Personalization is not null) failures.AddRange(Personalization.Failures(this));
+        failures.AddRange(AsyncFailures());
         if (Strategy.ClientRanks.Count > 0 && Strategy.ClientRanks.Count != Federation.TotalClients)
             failures.Add($"lora.rank_per_client lists {Strategy.ClientRanks.Count} ranks for {Federation.TotalClients} clients; give one per client");
         if (Strategy.ClientRanks.Count > 0 && Algorithms.Any(a => a is not ("hetlora" or "flexlora")))
@@ -177,6 +184,23 @@ public sealed record RunOptions
         if (Strategy.ClientRanks.Count > 0 && Strategy.ClientRanks.Max() > Lora.Rank)
             failures.Add($"lora.rank_per_client: rank {Strategy.ClientRanks.Max()} exceeds the global adapter's rank lora.r = {Lora.Rank}");
         if (failures.Count > 0) throw new ArgumentException(string.Join("; ", failures.Select(f => f.Replace(" (Parameter '", " ('"))));
+    }
+
+    /// <summary>The async: section's own settings, and what FedBuff's loop does not run: anything built on synchronous
+    /// rounds of one global (DP accounting, robust rules, attacks, secure aggregation, per-client evaluation, client hooks).</summary>
+    IReadOnlyList<string> AsyncFailures()
+    {
+        var failures = new List<string>(Async?.Failures(Federation) ?? []);
+        if (!Algorithms.Contains(BufferedAsyncServer.AlgorithmName)) return failures;
+        var (with, name) = (" with buffered asynchronous aggregation (async.enabled / fedbuff)", BufferedAsyncServer.AlgorithmName);
+        if (Privacy is not null) failures.Add($"privacy{with}: the accountant counts synchronous rounds; drop one of them");
+        if (Robust is not null) failures.Add($"robust{with}: the robust rules compare the updates of one round; drop one of them");
+        if (Attack is not null) failures.Add($"attack{with} is not simulated; drop one of them");
+        if (SecureAggregation is not null) failures.Add($"secure_aggregation{with}: masks cancel only within a round; drop one of them");
+        if (Personalization is not null) failures.Add($"personalization{with} is not supported; drop one of them");
+        if (FederatedEvaluateEvery > 0) failures.Add($"federation.federated_evaluate_every{with} is not supported (no round of clients to ask)");
+        if (Strategy.ClientRanks.Count > 0 && Algorithms.All(a => a == name)) failures.Add($"lora.rank_per_client{with} is not supported");
+        return failures;
     }
 
     /// <summary>Secure aggregation's own settings and what it cannot be combined with: anything that must see individual

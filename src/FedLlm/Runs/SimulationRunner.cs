@@ -3,6 +3,7 @@ using FedLlm.Data;
 using FedLlm.Evaluation;
 using FedLlm.Federation;
 using FedLlm.Evaluation.Metrics;
+using FedLlm.Federation.Async;
 using FedLlm.Federation.Simulation;
 using FedLlm.Federation.Strategies;
 using FedLlm.Modeling;
@@ -161,6 +162,29 @@ public sealed class SimulationRunner
             ? new EvaluationResult(last.EvalLoss!.Value, last.EvalScore!.Value, last.EvalMetrics)
             : null;
         return new RunOutcome(strategy.Name, final, server.History, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>FedBuff with in-process clients on a virtual clock (<see cref="BufferedAsyncServer"/>), with the outputs of a
+    /// federated run: one committed version per line of metrics.jsonl, rounds/round-N for version N, adapter/.</summary>
+    public async Task<RunOutcome> RunBufferedAsync(AsyncOptions asyncOptions, IReadOnlyList<IClientDataset> shards, string output, bool resume,
+        IProgress<RoundRecord>? progress = null, CancellationToken cancellationToken = default)
+    {
+        var clock = Stopwatch.StartNew();
+        using var inProcess = new InProcessClients(model, options, shards, padTokenId, algorithms);
+        var clients = ClientDecorator?.Invoke(inProcess) ?? inProcess;
+        using var server = new BufferedAsyncServer(asyncOptions, options, initialGlobal, clients, new RunStore(output),
+            evaluateLoadedAdapter is null ? null : g => Evaluate(g)!, roundTask is null ? null : EvaluateTask);
+        if (resume) Resumed = server.TryResume();
+        await server.RunAsync(new RoundReporter(r =>
+        {
+            AdapterIO.Save(Path.Combine(output, "rounds", $"round-{r.Number}"), server.Global, lora, baseModel);
+            progress?.Report(r);
+        }), cancellationToken);
+        AdapterIO.Save(Path.Combine(output, "adapter"), server.Global, lora, baseModel);
+        var final = server.History.LastOrDefault(r => r.EvalLoss is not null) is { } last
+            ? new EvaluationResult(last.EvalLoss!.Value, last.EvalScore!.Value, last.EvalMetrics)
+            : null;
+        return new RunOutcome(BufferedAsyncServer.AlgorithmName, final, server.History, clock.Elapsed.TotalSeconds);
     }
 
     /// <summary>Wraps the in-process clients of each federated run (e.g. a dashboard's monitor); null = none.</summary>

@@ -40,7 +40,7 @@ public sealed class CliConventionTests
         Assert.True(problems.Count == 0, string.Join("\n", problems));
     }
 
-    /// <summary>The rule docs/cli.md states: the key's last part with dashes; lora, privacy, robust and attack keys
+    /// <summary>The rule docs/cli.md states: the key's last part with dashes; lora, privacy, robust, attack, personalization and async keys
     /// prefixed with their section, evaluation keys eval-task-; a section's path is the section's name.</summary>
     static string FlagFor(RunConfigKey key)
     {
@@ -50,6 +50,8 @@ public sealed class CliConventionTests
             "model" or "data" when key.Name == "path" => "--" + key.Section,
             "lora" => "--lora-" + name,
             "privacy" or "robust" or "attack" or "personalization" => $"--{key.Section}-{name}",
+            "async" when key.Name == "enabled" => "--async",
+            "async" => "--async-" + name,
             "secure_aggregation" when key.Name == "enabled" => "--secure-aggregation",
             "secure_aggregation" => "--secagg-" + name,
             "evaluation" when key.Name == "task" => "--eval-task",

@@ -355,6 +355,20 @@ public class HostileUpdateTests
     {
         readonly ConcurrentQueue<string> lines = new();
         public IReadOnlyList<string> Lines => lines.ToArray();
+
+        /// <summary>The first line matching <paramref name="match"/>, waiting for it: a server may log a refusal just
+        /// after the client has already seen it.</summary>
+        public async Task<string> WaitForAsync(Func<string, bool> match, double seconds = 20)
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (true)
+            {
+                if (Lines.FirstOrDefault(match) is { } line) return line;
+                if (clock.Elapsed.TotalSeconds > seconds)
+                    throw new Xunit.Sdk.XunitException($"no matching log line within {seconds} s; the log:\n{string.Join("\n", Lines)}");
+                await Task.Delay(20);
+            }
+        }
         public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
         public bool IsEnabled(LogLevel logLevel) => true;
 

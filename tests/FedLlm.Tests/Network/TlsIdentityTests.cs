@@ -130,7 +130,7 @@ public class TlsIdentityTests
         var failure = ConnectionFailure.Classify(offRoster, carol);
         Assert.True(failure.Permanent);
         Assert.Contains("'carol' proved its identity but is not among this server's clients", failure.Message);
-        Assert.Contains(server.Log.Lines, l => l.Contains("refused") && l.Contains("127.0.0.1") && l.Contains("'carol' proved its identity"));
+        await server.Log.WaitForAsync(l => l.Contains("refused") && l.Contains("127.0.0.1") && l.Contains("'carol' proved its identity"));
 
         // A kit from another `fedllm certs`: the server refuses the certificate in the handshake.
         using var other = new TempDirectory();
@@ -141,7 +141,7 @@ public class TlsIdentityTests
         Assert.True(classified.Permanent, classified.Message);
         Assert.Contains("certificate", classified.Message);
         Assert.DoesNotContain("\n", classified.Message);
-        Assert.Contains(server.Log.Lines, l => l.Contains("refused certificate from 127.0.0.1") && l.Contains("not issued by this federation's CA"));
+        await server.Log.WaitForAsync(l => l.Contains("refused certificate from 127.0.0.1") && l.Contains("not issued by this federation's CA"));
 
         // Plain text on the TLS port: logged, once per peer and reason a minute.
         for (int i = 0; i < 3; i++)
@@ -152,6 +152,7 @@ public class TlsIdentityTests
             var buffer = new byte[64];
             try { await tcp.GetStream().ReadAsync(buffer).AsTask().WaitAsync(TimeSpan.FromSeconds(5)); } catch (IOException) { }
         }
+        await server.Log.WaitForAsync(l => l.Contains("refused plaintext from 127.0.0.1: plain-text HTTP on the TLS port"));
         Assert.Single(server.Log.Lines, l => l.Contains("refused plaintext from 127.0.0.1: plain-text HTTP on the TLS port"));
 
         // A network outage is not permanent.
