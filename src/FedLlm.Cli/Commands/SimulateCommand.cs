@@ -194,7 +194,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
             AnsiConsole.Write(SeedTable(outcomes, labels, dpo, seedOptions));
             ResultsReport.Write(seedOptions.Output, outcomes, labels, f.Seed);
             seeds.Add(new SeedOutcomes(f.Seed, outcomes));
-            AnsiConsole.MarkupLineInterpolated($"outputs in [cyan]{seedOptions.Output}[/] (per algorithm: metrics.jsonl, rounds/round-N adapters for rounds 1 … {f.Rounds}, adapter/; local/client-i/, central/; results.json, rounds.png); peak RSS {TorchRuntime.PeakResidentBytes() / (1024.0 * 1024):F0} MiB (after loading: {baselineRss / (1024.0 * 1024):F0} MiB)");
+            AnsiConsole.MarkupLineInterpolated($"outputs in [cyan]{seedOptions.Output}[/] (per algorithm: metrics.jsonl, rounds/round-N adapters for rounds 1 … {f.Rounds}, adapter/; {BaselineFolders(seedOptions.Baselines)}results.json, rounds.png); peak RSS {TorchRuntime.PeakResidentBytes() / (1024.0 * 1024):F0} MiB (after loading: {baselineRss / (1024.0 * 1024):F0} MiB)");
         }
         monitor.Finish();
         if (options.Seeds > 1)
@@ -364,6 +364,14 @@ public sealed class SimulateCommand : Command<SimulateSettings>
             }
         }
         return list;
+    }
+
+    /// <summary>The folders the baselines that ran write (local-only per client, the pooled run), for the outputs line.</summary>
+    static string BaselineFolders(IReadOnlyList<string> baselines)
+    {
+        // The continuous baselines keep no rounds and write no folder.
+        var folders = baselines.Where(b => b is "local" or "central").Select(b => b == "local" ? "local/client-i/" : "central/").ToList();
+        return folders.Count == 0 ? "" : string.Join(", ", folders) + "; ";
     }
 
     /// <summary>--resume continues a run: without an output folder, or with no committed round in it, there is nothing to
