@@ -195,7 +195,7 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
     async Task RunTaskAsync(Protocol.Federation.FederationClient api, RoundTask task, CancellationToken cancellationToken)
     {
         var s = session!;
-        logger.LogInformation("round {Round}: client {Client} got its task (lr {LearningRate:G4})", task.Round, connection.ClientId, task.LearningRate);
+        logger.LogInformation("round {Round}: client {Client} got its task (lr {LearningRate:G4})", RoundRecord.NumberOf(task.Round), connection.ClientId, task.LearningRate);
         workingOn = task.Round;
         Dictionary<string, Tensor>? global = null;
         var sets = new Dictionary<string, IReadOnlyDictionary<string, Tensor>>(StringComparer.Ordinal);
@@ -211,7 +211,7 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
             }
             catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition)
             {
-                logger.LogWarning("round {Round}: client {Client} could not fetch the round: {Reason}", task.Round, connection.ClientId, e.Status.Detail);
+                logger.LogWarning("round {Round}: client {Client} could not fetch the round: {Reason}", RoundRecord.NumberOf(task.Round), connection.ClientId, e.Status.Detail);
                 return;
             }
             state = store.LoadBefore(task.Round);
@@ -223,17 +223,17 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
             for (int attempt = 1; !reply.Accepted && reply.RetryAfterSeconds > 0 && attempt <= MaxBusyRetries; attempt++)
             {
                 // The server is busy reading other uploads: send the same update again, without training it again.
-                logger.LogInformation("round {Round}: client {Client}: {Reason}", task.Round, connection.ClientId, reply.Reason);
+                logger.LogInformation("round {Round}: client {Client}: {Reason}", RoundRecord.NumberOf(task.Round), connection.ClientId, reply.Reason);
                 await Task.Delay(TimeSpan.FromSeconds(Math.Min(60, reply.RetryAfterSeconds)), cancellationToken);
                 reply = await SubmitAsync(api, task.Round, update, s.Encoding, cancellationToken);
             }
             if (reply.Accepted)
             {
                 store.Save(task.Round, state);
-                logger.LogInformation("round {Round}: client {Client} update accepted (train loss {Loss:F4})", task.Round, connection.ClientId,
+                logger.LogInformation("round {Round}: client {Client} update accepted (train loss {Loss:F4})", RoundRecord.NumberOf(task.Round), connection.ClientId,
                     update.Metrics?.GetValueOrDefault("train_loss") ?? double.NaN);
             }
-            else logger.LogWarning("round {Round}: client {Client} update refused: {Reason}", task.Round, connection.ClientId, reply.Reason);
+            else logger.LogWarning("round {Round}: client {Client} update refused: {Reason}", RoundRecord.NumberOf(task.Round), connection.ClientId, reply.Reason);
         }
         finally
         {

@@ -14,10 +14,10 @@ public static class StatusReport
         var lines = new List<string>
         {
             $"run {reply.RunId}",
-            reply.Stopping ? $"stopping; round {reply.Round} of {reply.TotalRounds}"
-                : reply.RoundOpen ? $"round {reply.Round} of {reply.TotalRounds} open: {reply.UpdatesThisRound} updates so far"
+            reply.Stopping ? $"stopping; round {RoundRecord.NumberOf(reply.Round)} of {reply.TotalRounds}"
+                : reply.RoundOpen ? $"round {RoundRecord.NumberOf(reply.Round)} of {reply.TotalRounds} open: {reply.UpdatesThisRound} updates so far"
                 : reply.Round >= reply.TotalRounds ? $"finished: {reply.TotalRounds} rounds"
-                : $"between rounds: next is {reply.Round} of {reply.TotalRounds}",
+                : $"between rounds: next is {RoundRecord.NumberOf(reply.Round)} of {reply.TotalRounds}",
             "",
             $"{"client",-20} {"state",-12} {"connected",-9} {"last seen",10} {"accepted",8} {"refused",7}",
         };
@@ -42,7 +42,7 @@ public static class StatusReport
         RoundRecord? r;
         try
         {
-            r = JsonSerializer.Deserialize<RoundRecord>(json);
+            r = MetricsJsonl.ParseLine(json);
         }
         catch (JsonException)
         {
@@ -54,7 +54,7 @@ public static class StatusReport
             yield break;
         }
         var inv = CultureInfo.InvariantCulture;
-        yield return string.Create(inv, $"last committed round {r.Round}: {r.Clients.Count} clients, lr {r.LearningRate:G3}, {r.Seconds:F1} s");
+        yield return string.Create(inv, $"last committed round {r.Number}: {r.Clients.Count} clients, lr {r.LearningRate:G3}, {r.Seconds:F1} s");
         double loss = r.ClientLoss.Values.Where(double.IsFinite).DefaultIfEmpty(double.NaN).Average();
         yield return string.Create(inv, $"  mean train loss {loss:F4}{(r.EvalLoss is { } e ? $", held-out loss {e:F4}" : "")}{(r.EvalScore is { } sc ? $", score {sc:F3}" : "")}");
         yield return string.Create(inv, $"  {r.BytesSent / 1e6:F1} MB sent, {r.BytesReceived / 1e6:F1} MB received");

@@ -101,7 +101,7 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         if (offer.Finished) return new WaitForTaskReply { Finished = true };
         if (offer.StopReason is { } stopping) return new WaitForTaskReply { Stopping = new ServerStopping { Reason = stopping } };
         if (!offer.HasTask) return new WaitForTaskReply();
-        logger.LogInformation("round {Round}: task handed to client {Client}", offer.Round, id);
+        logger.LogInformation("round {Round}: task handed to client {Client}", RoundRecord.NumberOf(offer.Round), id);
         return new WaitForTaskReply { Task = WireMapping.ToWire(offer.Instructions!) };
     }
 
@@ -114,7 +114,7 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
     /// name.</summary>
     public override Task FetchTensorSet(FetchRequest request, IServerStreamWriter<TensorChunk> responseStream, ServerCallContext context) =>
         Stream(request, responseStream, context, c => c.EncodedSet(request.TensorSet)
-            ?? throw new RpcException(new Status(StatusCode.NotFound, $"round {request.Round} has no tensor set '{request.TensorSet}'")));
+            ?? throw new RpcException(new Status(StatusCode.NotFound, $"round {RoundRecord.NumberOf(request.Round)} has no tensor set '{request.TensorSet}'")));
 
     /// <summary>Streams the round's chunks, encoded once for every client; a chunk wraps the encoded bytes, so a write copies nothing.</summary>
     async Task Stream(FetchRequest request, IServerStreamWriter<TensorChunk> stream, ServerCallContext context, Func<OpenRound, IReadOnlyList<TensorChunk>> pick)

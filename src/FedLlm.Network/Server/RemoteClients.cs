@@ -91,9 +91,9 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
             if (index < 0 || index >= options.Roster.Count)
                 throw new ArgumentOutOfRangeException(nameof(sampled), index, $"client index {index} is outside the roster of {options.Roster.Count}");
         if (options.MinUpdates > sampled.Count)
-            throw new InvalidOperationException($"round {round}: min_updates {options.MinUpdates} exceeds the {sampled.Count} clients sampled per round");
+            throw new InvalidOperationException($"round {RoundRecord.NumberOf(round)}: min_updates {options.MinUpdates} exceeds the {sampled.Count} clients sampled per round");
         lock (gate)
-            if (stopReason is not null) throw new ServerStoppingException($"round {round} not started: the server is stopping ({stopReason})");
+            if (stopReason is not null) throw new ServerStoppingException($"round {RoundRecord.NumberOf(round)} not started: the server is stopping ({stopReason})");
 
         var context = new OpenRound(round, instructions, AdapterTensors.Clone(global),
             instructions.TensorSets.ToDictionary(kv => kv.Key, kv => (IReadOnlyDictionary<string, Tensor>)AdapterTensors.Clone(kv.Value), StringComparer.Ordinal),
@@ -115,7 +115,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         }
         metrics?.RoundOpened(round);
         logger.LogInformation("round {Round} open: clients {Clients}, lr {LearningRate:G4}, deadline {Deadline:O}",
-            round, string.Join(",", context.Assigned), instructions.LearningRate, deadline);
+            RoundRecord.NumberOf(round), string.Join(",", context.Assigned), instructions.LearningRate, deadline);
         bool waitingLogged = false;
         try
         {
@@ -133,7 +133,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
                         foreach (var id in context.Pending().Where(id => !context.Taken.Contains(id)).ToList())
                             LeaveOut(context, id, "the server is stopping");
                         if (now >= stopDeadline || (context.Accepted.Count < options.MinUpdates && !context.Pending().Any()))
-                            throw new ServerStoppingException($"round {round} abandoned: the server is stopping ({stopReason})");
+                            throw new ServerStoppingException($"round {RoundRecord.NumberOf(round)} abandoned: the server is stopping ({stopReason})");
                     }
                     foreach (var id in context.Pending().Where(context.Watched.Contains).ToList())
                     {
@@ -161,7 +161,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
                     if (!waitingLogged && (pastDeadline || active.Count == 0))
                     {
                         waitingLogged = true;
-                        logger.LogWarning("round {Round}: {Accepted} of the minimum {MinUpdates} updates; waiting for clients to rejoin", round, context.Accepted.Count, options.MinUpdates);
+                        logger.LogWarning("round {Round}: {Accepted} of the minimum {MinUpdates} updates; waiting for clients to rejoin", RoundRecord.NumberOf(round), context.Accepted.Count, options.MinUpdates);
                     }
                     signal = changed.Task;
                 }
@@ -187,7 +187,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
             traffic[round] = (Interlocked.Read(ref context.BytesSent), Interlocked.Read(ref context.BytesReceived));
         metrics?.RoundClosed((clock.GetUtcNow() - opened).TotalSeconds, context.BytesSent, context.BytesReceived);
         logger.LogInformation("round {Round} closed: {Count} updates from {Clients}; refused: {Refused}; left out: {LeftOut}; {Sent} bytes sent, {Received} received",
-            round, context.Accepted.Count, string.Join(",", context.Accepted.Keys.Order(StringComparer.Ordinal)),
+            RoundRecord.NumberOf(round), context.Accepted.Count, string.Join(",", context.Accepted.Keys.Order(StringComparer.Ordinal)),
             context.Refused.Count == 0 ? "none" : string.Join(",", context.Refused.Keys.Order(StringComparer.Ordinal)),
             context.LeftOut.Count == 0 ? "none" : string.Join(",", context.LeftOut.Order(StringComparer.Ordinal)), context.BytesSent, context.BytesReceived);
         var updates = context.Accepted.Values.OrderBy(u => u.ClientId, StringComparer.Ordinal).ToList();
@@ -206,7 +206,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
             context.Refused.Remove(id);
             Pulse();
             logger.LogWarning("round {Round}: {Accepted} of the minimum {MinUpdates} updates without refused clients; client {Client} may try again",
-                context.Round, context.Accepted.Count, options.MinUpdates, id);
+                RoundRecord.NumberOf(context.Round), context.Accepted.Count, options.MinUpdates, id);
             if (context.Accepted.Count + context.Pending().Count() >= options.MinUpdates) return;
         }
     }
@@ -285,8 +285,8 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
             Pulse();
         }
         foreach (var update in dropped) DisposeUpdate(update);
-        logger.LogWarning("round {Round} aborted by the operator: {Count} updates dropped; its task is handed out again", round, dropped.Count);
-        return $"round {round} aborted: {dropped.Count} updates dropped; every assigned client trains it again";
+        logger.LogWarning("round {Round} aborted by the operator: {Count} updates dropped; its task is handed out again", RoundRecord.NumberOf(round), dropped.Count);
+        return $"round {RoundRecord.NumberOf(round)} aborted: {dropped.Count} updates dropped; every assigned client trains it again";
     }
 
     /// <summary>Shuts <paramref name="clientId"/> out of the run (kept across restarts in the committed registry).</summary>
@@ -352,7 +352,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
     {
         if (stopReason is null && open is { } round && round.Assigned.Contains(clientId) && !round.Accepted.ContainsKey(clientId) && !clients[clientId].Removed
             && round.LeftOut.Remove(clientId))
-            logger.LogInformation("round {Round}: client {Client} is back; its task is open again", round.Round, clientId);
+            logger.LogInformation("round {Round}: client {Client} is back; its task is open again", RoundRecord.NumberOf(round.Round), clientId);
     }
 
     /// <summary>Records a sign of life from <paramref name="clientId"/> (a heartbeat or any other call).</summary>
@@ -404,12 +404,12 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
             Touch(clientId);
             if (open is not { } context || context.Round != round)
             {
-                reason = $"round {round} is not open (open: {(open is null ? "none" : open.Round)})";
+                reason = $"round {RoundRecord.NumberOf(round)} is not open (open: {(open is null ? "none" : RoundRecord.NumberOf(open.Round).ToString())})";
                 return null;
             }
             if (!context.Pending().Contains(clientId))
             {
-                reason = $"client {clientId} holds no task in round {round}";
+                reason = $"client {clientId} holds no task in round {RoundRecord.NumberOf(round)}";
                 return null;
             }
             context.Acquire();
@@ -436,24 +436,24 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
             if (claimedId != clientId)
                 reason = $"update names client '{claimedId}' but the sender authenticated as '{clientId}'";
             else if (open is not { } context)
-                reason = $"update for round {round} arrived while no round is open (late or replayed)";
+                reason = $"update for round {RoundRecord.NumberOf(round)} arrived while no round is open (late or replayed)";
             else if (round != context.Round)
-                reason = $"update for round {round} while round {context.Round} is open (late or replayed)";
+                reason = $"update for round {RoundRecord.NumberOf(round)} while round {RoundRecord.NumberOf(context.Round)} is open (late or replayed)";
             else if (!context.Assigned.Contains(clientId))
-                reason = $"client {clientId} was not given round {round}'s task";
+                reason = $"client {clientId} was not given round {RoundRecord.NumberOf(round)}'s task";
             else if (context.Accepted.ContainsKey(clientId))
-                reason = $"client {clientId} already submitted round {round} (replay)";
+                reason = $"client {clientId} already submitted round {RoundRecord.NumberOf(round)} (replay)";
             else if (context.Refused.TryGetValue(clientId, out var earlier))
-                reason = $"client {clientId}'s update for round {round} was refused already ({earlier}); its next task comes in a later round";
+                reason = $"client {clientId}'s update for round {RoundRecord.NumberOf(round)} was refused already ({earlier}); its next task comes in a later round";
             else if (context.LeftOut.Contains(clientId))
-                reason = $"client {clientId} was left out of round {round}";
+                reason = $"client {clientId} was left out of round {RoundRecord.NumberOf(round)}";
             else if (record.Uploading)
                 reason = $"an upload from client {clientId} is already in flight; one at a time";
             else if (uploadBytesInFlight > 0 && uploadBytesInFlight + context.UploadBytes > options.UploadMemoryBudget)
             {
                 retryAfter = TimeSpan.FromSeconds(2);
                 reason = $"the server's upload memory budget ({options.UploadMemoryBudget} bytes) is in use; send again in {retryAfter.TotalSeconds:F0} s";
-                logger.LogInformation("round {Round}: client {Client} asked to retry its upload later: {Reason}", round, clientId, reason);
+                logger.LogInformation("round {Round}: client {Client} asked to retry its upload later: {Reason}", RoundRecord.NumberOf(round), clientId, reason);
                 return null;
             }
             else
@@ -488,10 +488,10 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         lock (gate)
         {
             var context = lease.Context;
-            if (open != context) reason = $"round {context.Round} closed before the update from {update.ClientId} was complete";
-            else if (lease.Attempt != context.Attempt) reason = $"round {context.Round} was aborted while the update from {update.ClientId} arrived; train it again";
-            else if (context.Accepted.ContainsKey(update.ClientId)) reason = $"client {update.ClientId} already submitted round {context.Round} (replay)";
-            else if (context.LeftOut.Contains(update.ClientId)) reason = $"client {update.ClientId} was left out of round {context.Round}";
+            if (open != context) reason = $"round {RoundRecord.NumberOf(context.Round)} closed before the update from {update.ClientId} was complete";
+            else if (lease.Attempt != context.Attempt) reason = $"round {RoundRecord.NumberOf(context.Round)} was aborted while the update from {update.ClientId} arrived; train it again";
+            else if (context.Accepted.ContainsKey(update.ClientId)) reason = $"client {update.ClientId} already submitted round {RoundRecord.NumberOf(context.Round)} (replay)";
+            else if (context.LeftOut.Contains(update.ClientId)) reason = $"client {update.ClientId} was left out of round {RoundRecord.NumberOf(context.Round)}";
             else
             {
                 var record = clients[update.ClientId];
@@ -502,7 +502,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
                 record.ConsecutiveRefusals = 0;
                 record.BackoffUntil = null;
                 Pulse();
-                logger.LogInformation("round {Round}: accepted update from client {Client} ({Examples} examples)", context.Round, update.ClientId, update.ExampleCount);
+                logger.LogInformation("round {Round}: accepted update from client {Client} ({Examples} examples)", RoundRecord.NumberOf(context.Round), update.ClientId, update.ExampleCount);
                 return null;
             }
         }
@@ -525,7 +525,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
             record.Rejected++;
         }
         metrics?.Refused("update");
-        logger.LogWarning("round {Round}: rejected update from client {Client}: {Reason}", round, clientId, reason);
+        logger.LogWarning("round {Round}: rejected update from client {Client}: {Reason}", RoundRecord.NumberOf(round), clientId, reason);
     }
 
     /// <summary>Excludes a client from the round for a refused update and sets its backoff. Under the lock.</summary>
@@ -541,7 +541,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         Pulse();
         metrics?.Refused("update");
         logger.LogWarning("round {Round}: rejected update from client {Client}: {Reason}; excluded from round {Round} ({Count} refused in a row, no task for {Backoff:F0} s)",
-            context.Round, clientId, reason, context.Round, record.ConsecutiveRefusals, backoff.TotalSeconds);
+            RoundRecord.NumberOf(context.Round), clientId, reason, RoundRecord.NumberOf(context.Round), record.ConsecutiveRefusals, backoff.TotalSeconds);
     }
 
     /// <summary>A consistent snapshot of the open round and every client, for status replies and the admin.</summary>
@@ -626,7 +626,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
     {
         if (!context.LeftOut.Add(id)) return;
         Pulse();
-        logger.LogWarning("round {Round}: client {Client} left out: {Reason}", context.Round, id, reason);
+        logger.LogWarning("round {Round}: client {Client} left out: {Reason}", RoundRecord.NumberOf(context.Round), id, reason);
     }
 
     void Pulse()

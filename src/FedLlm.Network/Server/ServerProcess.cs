@@ -84,13 +84,13 @@ public static class ServerProcess
         {
             bool first = remote.BeginStop(reason, abandon);
             if (remote.OpenRoundNumber is { } open)
-                logger.LogWarning("stopping ({Reason}): no new round; round {Round} {What}", reason, open,
+                logger.LogWarning("stopping ({Reason}): no new round; round {Round} {What}", reason, RoundRecord.NumberOf(open),
                     abandon ? "is abandoned" : $"has {remoteOptions.StopGrace.TotalSeconds:F0} s to finish, else it is abandoned");
             else if (first) logger.LogWarning("stopping ({Reason}): no new round", reason);
         });
         if (security is null)
             logger.LogWarning("INSECURE: plain-text HTTP/2 and unauthenticated client ids; anyone who reaches {Address} can read the adapter and send updates as any client", host.Address);
-        if (lastCommitted is { } last) logger.LogInformation("resumed run {Run} from {Output}: rounds 0..{Last} are committed", runId, output, last - 1);
+        if (lastCommitted is { } last) logger.LogInformation("resumed run {Run} from {Output}: rounds 1..{Last} are committed", runId, output, last);
         else logger.LogInformation("started run {Run} in {Output}", runId, output);
         logger.LogInformation("base model {Fingerprint}; max example count per client: declared at join{Max}; update norm bound: {Norm}",
             fingerprint, s.MaxExampleCount is { } max ? $" and at most {max}" : "", NormBound(s));
@@ -102,7 +102,7 @@ public static class ServerProcess
 
         var reporter = new Reporter(r =>
             logger.LogInformation("round {Round} committed: clients {Clients}, mean train loss {Loss:F4}{Eval}, {Sent} bytes sent, {Received} received, {Seconds:F1} s",
-                r.Round, string.Join(",", r.Clients), r.ClientLoss.Values.Average(), r.EvalLoss is { } l ? $", held-out loss {l:F4}" : "",
+                r.Number, string.Join(",", r.Clients), r.ClientLoss.Values.Average(), r.EvalLoss is { } l ? $", held-out loss {l:F4}" : "",
                 r.BytesSent, r.BytesReceived, r.Seconds));
         var monitor = new Monitoring.RunMonitor($"FedLlm server {runId}")
         {
@@ -123,7 +123,7 @@ public static class ServerProcess
             int? committed = new RunStore(output).LatestRound;
             logger.LogWarning("{Why}", e.Message);
             logger.LogWarning("stopped: {Committed}; run the same command to resume run {Run}",
-                committed is { } c ? $"rounds 0..{c - 1} are committed" : "no round is committed", runId);
+                committed is { } c ? $"rounds 1..{c} are committed" : "no round is committed", runId);
             // Clients polling now hear "stopping" and rejoin the restarted server.
             await Task.Delay(TimeSpan.FromSeconds(Math.Min(2, s.HeartbeatSeconds)), CancellationToken.None);
             return 0;

@@ -40,9 +40,9 @@ public sealed record ClientInstructions(int Round, double LearningRate)
     public double Number(string key)
     {
         if (!Config.TryGetValue(key, out var text))
-            throw new InvalidOperationException($"round {Round}: the instructions have no '{key}' (keys: {string.Join(", ", Config.Keys)})");
+            throw new InvalidOperationException($"round {RoundRecord.NumberOf(Round)}: the instructions have no '{key}' (keys: {string.Join(", ", Config.Keys)})");
         if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double value))
-            throw new InvalidOperationException($"round {Round}: instruction '{key}' is '{text}', not a number");
+            throw new InvalidOperationException($"round {RoundRecord.NumberOf(Round)}: instruction '{key}' is '{text}', not a number");
         return value;
     }
 

@@ -104,7 +104,7 @@ public sealed class FederatedClient
             foreach (var hook in hooks) hook.AfterTraining(context);
             foreach (var name in instructions.ReturnedTensorSets)
                 if (!context.Outgoing.ContainsKey(name))
-                    throw new InvalidOperationException($"round {instructions.Round}: the server asks for tensor set '{name}' back, and no client hook ({string.Join(", ", instructions.Hooks)}) produced it");
+                    throw new InvalidOperationException($"round {RoundRecord.NumberOf(instructions.Round)}: the server asks for tensor set '{name}' back, and no client hook ({string.Join(", ", instructions.Hooks)}) produced it");
         }
         catch
         {

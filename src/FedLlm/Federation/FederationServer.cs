@@ -92,7 +92,7 @@ public sealed class FederationServer : IDisposable
         {
             instructions.DisposeTensors();
         }
-        if (updates.Count == 0) throw new InvalidOperationException($"round {round}: no client update arrived");
+        if (updates.Count == 0) throw new InvalidOperationException($"round {RoundRecord.NumberOf(round)}: no client update arrived");
         try
         {
             var updateNorms = updates.ToDictionary(u => u.ClientId, u => AdapterTensors.DistanceNorm(u.Weights, global));

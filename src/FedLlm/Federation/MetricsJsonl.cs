@@ -39,16 +39,7 @@ public static class MetricsJsonl
             if (string.IsNullOrWhiteSpace(line)) continue;
             try
             {
-                var node = JsonNode.Parse(line)?.AsObject() ?? throw new JsonException("not an object");
-                RoundRecord? record;
-                if (node.ContainsKey("round"))
-                {
-                    record = node.Deserialize<RoundRecord>(SnakeCase);
-                    record = record! with { Round = record.Round - 1 };
-                }
-                else if (node.ContainsKey("Round")) record = node.Deserialize<RoundRecord>();
-                else throw new JsonException("no round number (\"round\" or \"Round\")");
-                records.Add(record ?? throw new JsonException("empty record"));
+                records.Add(ParseLine(line));
             }
             catch (JsonException e)
             {
@@ -56,5 +47,20 @@ public static class MetricsJsonl
             }
         }
         return records;
+    }
+
+    /// <summary>One metrics.jsonl line (either schema) as a record.</summary>
+    /// <exception cref="JsonException">The line is not a round record.</exception>
+    public static RoundRecord ParseLine(string line)
+    {
+        var node = JsonNode.Parse(line)?.AsObject() ?? throw new JsonException("not an object");
+        RoundRecord? record;
+        if (node.ContainsKey("round"))
+        {
+            record = node.Deserialize<RoundRecord>(SnakeCase) ?? throw new JsonException("empty record");
+            return record with { Round = record.Round - 1 };
+        }
+        if (node.ContainsKey("Round")) return node.Deserialize<RoundRecord>() ?? throw new JsonException("empty record");
+        throw new JsonException("no round number (\"round\" or \"Round\")");
     }
 }

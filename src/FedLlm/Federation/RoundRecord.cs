@@ -10,7 +10,11 @@ public sealed record RoundRecord
 
     /// <summary>The round's number as every output shows it: 1 … R (metrics.jsonl, rounds/round-N, progress, charts, logs).</summary>
     [JsonIgnore]
-    public int Number => Round + 1;
+    public int Number => NumberOf(Round);
+
+    /// <summary>The number outputs show for the round with 0-based index <paramref name="round"/> (the wire protocol and
+    /// the strategies carry the index).</summary>
+    public static int NumberOf(int round) => round + 1;
 
 
     /// <summary>The clients' learning rate in this round (the cosine's value).</summary>

@@ -115,7 +115,7 @@ public class HostileUpdateTests
             ("inf", () => harness!.SubmitAsync("inf", 0, inf), "1 Inf value"),
             ("norm", () => harness!.SubmitAsync("norm", 0, far), "exceeds the bound 10"),
             ("zero", () => harness!.SubmitAsync("zero", 0, Honest0, examples: 0), "example count 0 is not positive"),
-            ("future", () => harness!.SubmitAsync("future", 5, Honest0), "update for round 5 while round 0 is open"),
+            ("future", () => harness!.SubmitAsync("future", 5, Honest0), "update for round 6 while round 1 is open"),
             ("forger", () => harness!.SubmitAsync("forger", 0, Honest0, claimed: "client-0"), "update names client 'client-0' but the sender authenticated as 'forger'"),
             ("oversize", () => harness!.SubmitAsync("oversize", 0, new ClientUpdate("oversize", Adapter(Honest0), 10,
                 Metrics: Enumerable.Range(0, 8000).ToDictionary(i => $"padding_metric_{i}", i => (double)i))), "exceeds the size limit of 65536 bytes"),
@@ -146,14 +146,14 @@ public class HostileUpdateTests
         // Round 1 samples client-0 and client-1 only.
         var round1 = h.Clients.TrainRoundAsync(1, new[] { 0, 1 }, h.Global, new ClientInstructions(1, 0.1));
         var replayed = await h.SubmitAsync("client-0", 0, Honest0);
-        Assert.Contains("update for round 0 while round 1 is open (late or replayed)", replayed.Reason);
+        Assert.Contains("update for round 1 while round 2 is open (late or replayed)", replayed.Reason);
         AssertAccepted((await h.SubmitAsync("client-0", 1, Honest1)));
-        Assert.Contains("client-0 already submitted round 1 (replay)", (await h.SubmitAsync("client-0", 1, Honest0)).Reason);
-        Assert.Contains("nan was not given round 1's task", (await h.SubmitAsync("nan", 1, Honest0)).Reason);
+        Assert.Contains("client-0 already submitted round 2 (replay)", (await h.SubmitAsync("client-0", 1, Honest0)).Reason);
+        Assert.Contains("nan was not given round 2's task", (await h.SubmitAsync("nan", 1, Honest0)).Reason);
         AssertAccepted((await h.SubmitAsync("client-1", 1, Honest0, examples: 30)));
         var second = await round1.WaitAsync(TimeSpan.FromSeconds(60));
         Assert.Equal(Honest1, Flat(second.Single(u => u.ClientId == "client-0").Weights));
-        Assert.Contains(h.Log.Lines, l => l.Contains("round 0: rejected update from client client-0: update for round 0 while round 1 is open"));
+        Assert.Contains(h.Log.Lines, l => l.Contains("round 1: rejected update from client client-0: update for round 1 while round 2 is open"));
         foreach (var u in updates.Concat(second)) AdapterTensors.Dispose(u.Weights);
     }
 
@@ -276,7 +276,7 @@ public class HostileUpdateTests
         foreach (var id in new[] { "a", "b", "mallory" }) await h.JoinAsync(id);
         var round = h.Clients.TrainRoundAsync(0, new[] { 0, 1, 2 }, h.Global, new ClientInstructions(0, 0.1));
         AssertAccepted(await h.SubmitAsync("a", 0, Honest0));
-        Assert.Contains("round 0 aborted: 1 updates dropped", h.Clients.AbortRound());
+        Assert.Contains("round 1 aborted: 1 updates dropped", h.Clients.AbortRound());
         // a trains round 0 again: its earlier update no longer counts.
         Assert.Equal(0, await h.PollAsync("a"));
         Assert.Contains("client 'mallory' removed", h.Clients.RemoveClient("mallory"));
@@ -320,7 +320,7 @@ public class HostileUpdateTests
         Assert.Contains(h.Log.Lines, l => l.Contains("client slow left out: missed the round deadline"));
         var late = await h.SubmitAsync("slow", 0, Honest0);
         Assert.False(late.Accepted);
-        Assert.Contains("update for round 0 arrived while no round is open (late or replayed)", late.Reason);
+        Assert.Contains("update for round 1 arrived while no round is open (late or replayed)", late.Reason);
         foreach (var u in updates) AdapterTensors.Dispose(u.Weights);
     }
 

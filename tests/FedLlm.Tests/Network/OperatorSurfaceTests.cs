@@ -105,14 +105,16 @@ public class OperatorSurfaceTests
         var reply = new StatusReply
         {
             RunId = "run-20261206-211309-e5ed8174", Round = 3, TotalRounds = 10, RoundOpen = true, UpdatesThisRound = 1,
-            LastMetrics = """{"Round":2,"LearningRate":0.002,"Clients":["alice","bob"],"ClientLoss":{"alice":1.25,"bob":1.75},"UpdateNorms":{},"GlobalStepNorm":0.1,"EvalLoss":1.4,"BytesSent":64000000,"BytesReceived":64100000,"Seconds":42.5}""",
+            // The server sends the last metrics.jsonl line as written: snake_case, rounds numbered 1 … R.
+            LastMetrics = """{"round":3,"learning_rate":0.002,"clients":["alice","bob"],"client_loss":{"alice":1.25,"bob":1.75},"update_norms":{},"global_step_norm":0.1,"eval_loss":1.4,"bytes_sent":64000000,"bytes_received":64100000,"seconds":42.5}""",
         };
         reply.Clients.Add(new ClientStatus { ClientId = "alice", Connected = true, SecondsSinceSeen = 1.2, AcceptedUpdates = 3, State = "submitted" });
         reply.Clients.Add(new ClientStatus { ClientId = "a-client-with-a-very-long-identifier", SecondsSinceSeen = -1, RejectedUpdates = 2, State = "backing off" });
         var lines = StatusReport.Lines(reply);
         Assert.All(lines, l => Assert.True(l.Length <= 80, $"{l.Length} columns: {l}"));
-        Assert.Contains("round 3 of 10 open: 1 updates so far", lines);
-        Assert.Contains(lines, l => l.StartsWith("last committed round 2: 2 clients", StringComparison.Ordinal));
+        // reply.Round is the wire's 0-based index of the open round.
+        Assert.Contains("round 4 of 10 open: 1 updates so far", lines);
+        Assert.Contains(lines, l => l.StartsWith("last committed round 3: 2 clients", StringComparison.Ordinal));
         Assert.Contains("  mean train loss 1.5000, held-out loss 1.4000", lines);
         Assert.Contains("  64.0 MB sent, 64.1 MB received", lines);
     }

@@ -28,13 +28,13 @@ public class ServerOperationProcessTests(ITestOutputHelper output)
         using var run = new TinyFederation(clients: 2, rounds: 2);
         using var server = run.StartServer(run.WriteServerYaml());
         Address(server);
-        server.WaitFor(@"round 0 open", Patience);
+        server.WaitFor(@"round 1 open", Patience);
         var clock = System.Diagnostics.Stopwatch.StartNew();
         server.Terminate();
         Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(20)));
         output.WriteLine($"idle server exited {clock.Elapsed.TotalSeconds:F1} s after SIGTERM");
         Assert.Contains("stopping (SIGTERM)", server.Log);
-        Assert.Contains("round 0 abandoned: the server is stopping (SIGTERM)", server.Log);
+        Assert.Contains("round 1 abandoned: the server is stopping (SIGTERM)", server.Log);
         Assert.Contains("stopped: no round is committed; run the same command to resume", server.Log);
     }
 
@@ -50,18 +50,18 @@ public class ServerOperationProcessTests(ITestOutputHelper output)
         var clients = Enumerable.Range(0, 3).Select(c => run.StartClient(c, address)).ToList();
         try
         {
-            clients[0].WaitFor(@"round 1: client client-0 got its task", Patience);
+            clients[0].WaitFor(@"round 2: client client-0 got its task", Patience);
             var clock = System.Diagnostics.Stopwatch.StartNew();
             server.Terminate();
             Assert.Equal(0, server.WaitForExit(TimeSpan.FromSeconds(30)));
-            output.WriteLine($"server exited {clock.Elapsed.TotalSeconds:F1} s after SIGTERM in round 1");
-            Assert.Contains("round 1 abandoned: the server is stopping (SIGTERM)", server.Log);
-            Assert.Matches(@"stopped: rounds 0\.\.0 are committed", server.Log);
+            output.WriteLine($"server exited {clock.Elapsed.TotalSeconds:F1} s after SIGTERM in round 2");
+            Assert.Contains("round 2 abandoned: the server is stopping (SIGTERM)", server.Log);
+            Assert.Matches(@"stopped: rounds 1\.\.1 are committed", server.Log);
             Assert.Single(run.Metrics());
             server.Dispose();
 
             server = run.StartServer(yaml);
-            server.WaitFor(@"resumed run \S+ from \S+: rounds 0\.\.0 are committed", Patience);
+            server.WaitFor(@"resumed run \S+ from \S+: rounds 1\.\.1 are committed", Patience);
             Assert.Equal(0, server.WaitForExit(Patience));
             foreach (var client in clients) Assert.Equal(0, client.WaitForExit(Patience));
             // Whether a client hears "stopping" or finds the server gone depends on whether it was polling or training.
