@@ -671,12 +671,13 @@ public sealed class RunConfig
         },
         Data = new DataSection { Partition = "dirichlet", Alpha = 0.5, EvalLimit = 120 },
         Lora = new LoraSection { R = 16, Alpha = 32, Dropout = 0 },
-        // Server rates for --algorithm all (docs/server-optimizers.md): the papers' η = 1e-3 barely moves a LoRA adapter
-        // in tens of rounds. FedAvgM keeps η_s = 1.
+        // Server rates for --algorithm all (docs/server-optimizers.md, its grid): the papers' η = 1e-3 barely moves a
+        // LoRA adapter in tens of rounds, and FedAvgM's β = 0.9 keeps stepping after the clients' cosine has decayed.
         Strategy = new StrategySection
         {
             Algorithms = new() { "fedavg", "fedprox", "scaffold" },
             ServerLearningRates = new() { ["fedadagrad"] = 0.03, ["fedyogi"] = 0.003, ["fedadam"] = 0.01 },
+            ServerMomentum = 0.5,
         },
         Baselines = new() { "local", "central" },
     };
