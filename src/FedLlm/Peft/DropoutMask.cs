@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -51,6 +52,18 @@ public static class DropoutMask
         return index % 2 == 0 ? (uint)z : (uint)(z >> 32);
     }
 
+    static Vector256<ulong> Mix(Vector256<ulong> z)
+    {
+        z = (z ^ Vector256.ShiftRightLogical(z, 30)) * Vector256.Create(0xBF58476D1CE4E5B9UL);
+        z = (z ^ Vector256.ShiftRightLogical(z, 27)) * Vector256.Create(0x94D049BB133111EBUL);
+        return z ^ Vector256.ShiftRightLogical(z, 31);
+    }
+
+    // Bit j of the index → byte j of the value (0 or 1): eight bool elements written as one 64-bit store.
+    static readonly ulong[] SpreadBits = Enumerable.Range(0, 256)
+        .Select(bits => Enumerable.Range(0, 8).Aggregate(0UL, (value, j) => value | ((ulong)((bits >> j) & 1) << (8 * j))))
+        .ToArray();
+
     static ulong Mix(ulong z)
     {
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
@@ -74,6 +87,21 @@ public static class DropoutMask
                 long end = Math.Min(count, first + BlockElements);
                 ulong z = key + (ulong)(first / 2) * Gamma;
                 long i = first;
+                if (Vector256.IsHardwareAccelerated && threshold <= uint.MaxValue)
+                {
+                    // Four SplitMix64 outputs at once; as uint lanes they are (low, high) halves in element order.
+                    var states = Vector256.Create(z + Gamma, z + unchecked(2 * Gamma), z + unchecked(3 * Gamma), z + unchecked(4 * Gamma));
+                    var stride = Vector256.Create(unchecked(4 * Gamma));
+                    var limit = Vector256.Create((uint)threshold);
+                    for (; i + 8 <= end; i += 8)
+                    {
+                        var r = Mix(states);
+                        uint kept = Vector256.GreaterThanOrEqual(r.AsUInt32(), limit).ExtractMostSignificantBits();
+                        *(ulong*)(data + i) = SpreadBits[kept];
+                        states += stride;
+                    }
+                    z += (ulong)((i - first) / 2) * Gamma;
+                }
                 for (; i + 1 < end; i += 2)
                 {
                     z += Gamma;
