@@ -58,6 +58,49 @@ public static class DropoutBenchmark
                     DropoutMask.Keep(inputs[w], p, generator).Dispose();
         });
 
+        // The adapter path alone, forward and backward over the step's 210 inputs (all graphs alive until backward, as in a
+        // step): the plain ops LoraLinear used before, and LoraLinear now (base of 16 outputs, so its GEMM is small).
+        Console.WriteLine("| adapter path, forward + backward of one step | wall s (best of " + repeats + ") | CPU s |");
+        Console.WriteLine("|---|---:|---:|");
+        var x = inputs.ToDictionary(kv => kv.Key, kv => randn(kv.Value.shape).requires_grad_(true));
+        var loras = widths.Distinct().ToDictionary(w => w, w =>
+        {
+            var layer = new LoraLinear(Quantization.DenseLinear.Create(w, 16, false, ScalarType.Float32, CPU),
+                new LoraOptions { Rank = 16, Alpha = 32, Dropout = p }, new Generator(3)) { DropoutGenerator = new Generator(4) };
+            layer.train();
+            return layer;
+        });
+        Measure("plain ops: rand + ge, x · keep · 1/(1−p), A, B", repeats, () =>
+        {
+            using var scope = NewDisposeScope();
+            var outputs = new List<Tensor>();
+            for (int l = 0; l < layers; l++)
+                foreach (int w in widths)
+                {
+                    var keep = rand(x[w].shape, ScalarType.Float32, generator: generator).ge(p);
+                    var down = nn.functional.linear((x[w] * keep).mul(1.0 / (1.0 - p)), loras[w].LoraA);
+                    outputs.Add(nn.functional.linear(down, loras[w].LoraB).sum());
+                }
+            stack(outputs).sum().backward();
+        });
+        Measure("LoraLinear now: DropoutMask + DroppedDownProjection", repeats, () =>
+        {
+            using var scope = NewDisposeScope();
+            var outputs = new List<Tensor>();
+            for (int l = 0; l < layers; l++)
+                foreach (int w in widths) outputs.Add(loras[w].forward(x[w]).sum());
+            stack(outputs).sum().backward();
+        });
+        foreach (var layer in loras.Values) layer.eval();
+        Measure("LoraLinear, dropout off (eval)", repeats, () =>
+        {
+            using var scope = NewDisposeScope();
+            var outputs = new List<Tensor>();
+            for (int l = 0; l < layers; l++)
+                foreach (int w in widths) outputs.Add(loras[w].forward(x[w]).sum());
+            stack(outputs).sum().backward();
+        });
+
         // Saved for backward per layer: the plain ops keep each projection's dropped float input and its mask; the node keeps
         // the masks and x, which without dropout linear(x, A) keeps too (one per distinct input: q/k/v share one, gate/up one).
         long tokens = (long)batch * seq;
