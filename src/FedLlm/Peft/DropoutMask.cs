@@ -71,12 +71,19 @@ public static class DropoutMask
         return z ^ (z >> 31);
     }
 
-    static unsafe void Fill(Tensor mask, ulong key, double p)
+    // Elements per piece of the mask's memory: a span is int-indexed. A multiple of the block size, so pieces change
+    // nothing about which element gets which uniform.
+    const long PieceElements = 1L << 30;
+
+    static void Fill(Tensor mask, ulong key, double p)
     {
-        long count = mask.numel();
-        if (count == 0) return;
         ulong threshold = Threshold(p);
-        var bytes = mask.bytes; // a span over the tensor's own storage (1 byte per bool), not a copy
+        Checkpoints.TensorMemory.ForEachPiece(mask, PieceElements, (bytes, first) => FillPiece(bytes, first, key, threshold));
+    }
+
+    static unsafe void FillPiece(Span<byte> bytes, long offset, ulong key, ulong threshold)
+    {
+        long count = bytes.Length; // 1 byte per bool
         fixed (byte* start = bytes)
         {
             byte* data = start;
@@ -85,7 +92,7 @@ public static class DropoutMask
             {
                 long first = block * BlockElements;
                 long end = Math.Min(count, first + BlockElements);
-                ulong z = key + (ulong)(first / 2) * Gamma;
+                ulong z = key + (ulong)((offset + first) / 2) * Gamma; // offset is even: pairs never straddle pieces
                 long i = first;
                 if (Vector256.IsHardwareAccelerated && threshold <= uint.MaxValue)
                 {

@@ -13,10 +13,12 @@ namespace FedLlm.Quantization;
 /// </summary>
 internal static class CpuQuantizeKernels
 {
-    /// <summary>Whether the kernels can read <paramref name="weight"/> directly: a contiguous CPU float32 or bfloat16 tensor.</summary>
+    /// <summary>Whether the kernels can read <paramref name="weight"/> directly: a contiguous CPU float32 or bfloat16 tensor
+    /// under 2 GiB.</summary>
     public static bool Supports(Tensor weight) =>
         weight.device.type == TorchSharp.DeviceType.CPU && weight.is_contiguous()
-        && weight.dtype is ScalarType.Float32 or ScalarType.BFloat16;
+        && weight.dtype is ScalarType.Float32 or ScalarType.BFloat16
+        && weight.numel() * weight.element_size() <= int.MaxValue; // read through one int-indexed span
 
     /// <summary>NF4 of <paramref name="weight"/> flattened: packed indices (blocks · 32, uint8) and float32 absmax per block.</summary>
     public static unsafe (Tensor Packed, Tensor Absmax) Nf4(Tensor weight)
