@@ -24,9 +24,45 @@ public static class FiniteTensors
     {
         ArgumentNullException.ThrowIfNull(tensor);
         if (!tensor.is_floating_point() || tensor.numel() == 0) return true;
+        if (ExponentMask(tensor) is { } mask) return !AnyAllOnesExponent(tensor, mask);
         using var noGrad = no_grad();
         using var sum = tensor.sum(ScalarType.Float64);
         return double.IsFinite(sum.item<double>());
+    }
+
+    /// <summary>The exponent bits of a contiguous CPU float32, bfloat16 or float16 tensor, whose elements are read in
+    /// place; null for any other tensor (the float64 sum checks those).</summary>
+    static uint? ExponentMask(Tensor tensor) =>
+        tensor.device.type != TorchSharp.DeviceType.CPU || !tensor.is_contiguous() ? null
+        : tensor.dtype switch
+        {
+            ScalarType.Float32 => 0x7F800000u,
+            ScalarType.BFloat16 => 0x7F80u,
+            ScalarType.Float16 => 0x7C00u,
+            _ => null,
+        };
+
+    /// <summary>Whether some element has every exponent bit set: NaN or ±∞, and nothing else is. A read-only pass over
+    /// the tensor's memory, where the float64 sum first converted every element (for a model being loaded, most of the
+    /// time outside reading the file).</summary>
+    static bool AnyAllOnesExponent(Tensor tensor, uint mask)
+    {
+        bool found = false;
+        // Pieces of 256 Mi elements: a span is int-indexed.
+        TensorMemory.ForEachPiece(tensor, 1L << 28, (bytes, _) => found = found || (tensor.element_size() == 4
+            ? AnyAllOnes(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(bytes), mask)
+            : AnyAllOnes(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bytes), (ushort)mask)));
+        return found;
+    }
+
+    static bool AnyAllOnes<T>(ReadOnlySpan<T> words, T mask) where T : unmanaged, System.Numerics.IBinaryInteger<T>
+    {
+        int i = 0;
+        var vectorMask = new System.Numerics.Vector<T>(mask);
+        for (; i + System.Numerics.Vector<T>.Count <= words.Length; i += System.Numerics.Vector<T>.Count)
+            if (System.Numerics.Vector.EqualsAny(new System.Numerics.Vector<T>(words.Slice(i)) & vectorMask, vectorMask)) return true;
+        for (; i < words.Length; i++) if ((words[i] & mask) == mask) return true;
+        return false;
     }
 
     /// <summary>Throws <see cref="NonFiniteTensorException"/> unless every element of <paramref name="tensor"/> is finite.</summary>

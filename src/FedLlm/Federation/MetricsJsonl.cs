@@ -24,6 +24,16 @@ public static class MetricsJsonl
     /// <summary>The whole file's text for <paramref name="history"/>.</summary>
     public static string Text(IEnumerable<RoundRecord> history) => string.Concat(history.Select(r => Line(r) + "\n"));
 
+    /// <summary>Appends <paramref name="record"/>'s line to the file at <paramref name="path"/> in one write.</summary>
+    /// <remarks>Not fsynced: the run's committed state is what survives a power cut, and resuming rewrites this file
+    /// from it (<see cref="RunStore.LoadLatest"/>).</remarks>
+    public static void Append(string path, RoundRecord record)
+    {
+        byte[] bytes = System.Text.Encoding.UTF8.GetBytes(Line(record) + "\n");
+        using var stream = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.Read, bufferSize: 1);
+        stream.Write(bytes);
+    }
+
     /// <summary>
     /// Reads a metrics.jsonl back into records: the snake_case schema (round 1 … R), or the PascalCase one that runs
     /// before it wrote ("Round" 0 … R−1), told apart line by line by the key that holds the round.

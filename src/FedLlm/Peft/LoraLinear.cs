@@ -86,8 +86,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         var inputDtype = x.dtype;
         // Adapter weights stay fp32 whatever the base computes in (bf16, int8...); cast the activations to them and back.
         using var x32 = x.to(lora_A.Weight.dtype);
-        using var dropped = dropout > 0 && training ? Dropout(x32) : x32.alias();
-        using var down = nn.functional.linear(dropped, lora_A.Weight); // (B, T, r)
+        using var down = dropout > 0 && training ? DroppedDown(x32) : nn.functional.linear(x32, lora_A.Weight); // (B, T, r)
         using var up = nn.functional.linear(down, lora_B.Weight);      // (B, T, out)
         using var delta = up.to(inputDtype);
         return result.add_(delta, Scaling);
@@ -100,15 +99,13 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     /// </summary>
     public Generator? DropoutGenerator { get; set; }
 
-    /// <summary>Inverted dropout with <see cref="DropoutGenerator"/>: x · mask / (1 − p).</summary>
-    Tensor Dropout(Tensor x)
+    /// <summary>A(dropout(x)): inverted dropout x · keep / (1 − p) with a mask drawn from <see cref="DropoutGenerator"/>, then
+    /// A, as one autograd node that keeps the 1-byte mask instead of the dropped input (<see cref="DroppedDownProjection"/>).</summary>
+    Tensor DroppedDown(Tensor x)
     {
-        DropoutGenerator ??= new Generator(0, x.device); // rand needs a generator of the device it draws on
-        using var uniform = rand(x.shape, x.dtype, x.device, generator: DropoutGenerator);
-        // A boolean mask, as libtorch's own dropout keeps: multiplying by it saves 1 byte per element for backward.
-        using var keep = uniform.ge(dropout);
-        using var masked = x * keep;
-        return masked.mul(1.0 / (1.0 - dropout));
+        DropoutGenerator ??= new Generator(0, x.device); // the mask's key is drawn on the generator's device
+        using var keep = DropoutMask.Keep(x, dropout, DropoutGenerator);
+        return DroppedDownProjection.Apply(x, keep, lora_A.Weight, 1.0 / (1.0 - dropout));
     }
 
     /// <summary>ΔW = B·A·scaling, the one formula merge and unmerge share ([out, in], fp32).</summary>

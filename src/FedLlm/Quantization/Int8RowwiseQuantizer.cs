@@ -17,6 +17,14 @@ public static class Int8RowwiseQuantizer
     public static (Tensor Codes, Tensor Scales) Quantize(Tensor weight)
     {
         if (weight.dim() != 2) throw new ArgumentException($"int8 quantisation takes a [out, in] weight, not shape [{string.Join(", ", weight.shape)}]", nameof(weight));
+        // One pass over the weight's memory (bitwise the same codes and scales as the tensor code below).
+        if (CpuQuantizeKernels.Supports(weight)) return CpuQuantizeKernels.Int8(weight);
+        return QuantizeWithTensors(weight);
+    }
+
+    /// <summary>The libtorch formulation: any device and dtype, and the reference the CPU kernel must equal bit for bit.</summary>
+    internal static (Tensor Codes, Tensor Scales) QuantizeWithTensors(Tensor weight)
+    {
         using var scope = NewDisposeScope();
         var w = weight.to(ScalarType.Float32);
         var absmax = w.abs().amax(new long[] { 1 }, keepdim: true);              // (out, 1)

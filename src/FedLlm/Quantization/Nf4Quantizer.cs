@@ -49,6 +49,24 @@ public static class Nf4Quantizer
     {
         using var scope = NewDisposeScope();
         var shape = weight.shape;
+        if (CpuQuantizeKernels.Supports(weight))
+        {
+            // One pass over the weight's memory (bitwise the same codes and scales as the tensor code below).
+            var (codes, scales) = CpuQuantizeKernels.Nf4(weight);
+            Nf4Tensor fast = doubleQuant
+                ? Nf4Tensor.WithQuantizedScales(shape, codes, BlockwiseScaleQuantizer.Quantize(scales))
+                : Nf4Tensor.WithScales(shape, codes, scales);
+            fast.MoveToOuterDisposeScope();
+            return fast;
+        }
+        return QuantizeWithTensors(weight, doubleQuant);
+    }
+
+    /// <summary>The libtorch formulation: any device and dtype, and the reference the CPU kernel must equal bit for bit.</summary>
+    internal static Nf4Tensor QuantizeWithTensors(Tensor weight, bool doubleQuant)
+    {
+        using var scope = NewDisposeScope();
+        var shape = weight.shape;
         var flat = weight.reshape(-1);
         long n = flat.shape[0];
         var packedChunks = new List<Tensor>();

@@ -137,3 +137,55 @@ public class QuantizerGoldenTests
         AssertEqual(expected, actual, "indices");
     }
 }
+
+/// <summary>The one-pass CPU quantisers equal the libtorch formulation bit for bit on data larger than one parallel task.</summary>
+public class CpuQuantizeKernelTests
+{
+    static Tensor Weight(ScalarType dtype, long rows, long columns)
+    {
+        using var values = randn([rows, columns], generator: new Generator(31)) * 0.05;
+        // Exact zeros (an all-zero block and row) and a value on an NF4 midpoint of its block's scale.
+        values[1].zero_();
+        values[2, 0] = tensor(0.5f * (Nf4Quantizer.Levels[9] + Nf4Quantizer.Levels[10]) * 0.2f);
+        values[2, 1] = tensor(0.2f);
+        return values.to(dtype);
+    }
+
+    [Theory]
+    [InlineData(ScalarType.Float32, false)]
+    [InlineData(ScalarType.BFloat16, false)]
+    [InlineData(ScalarType.BFloat16, true)]
+    public void Nf4_kernel_equals_the_tensor_code(ScalarType dtype, bool doubleQuant)
+    {
+        // 300 × 1001: 4692 blocks over several parallel tasks, rows not a multiple of the block, a padded last block
+        using var weight = Weight(dtype, 300, 1001);
+        Assert.True(CpuQuantizeKernels.Supports(weight));
+
+        using var fast = Nf4Quantizer.Quantize(weight, doubleQuant);
+        using var reference = Nf4Quantizer.QuantizeWithTensors(weight, doubleQuant);
+
+        Assert.True(fast.Packed.eq(reference.Packed).all().item<bool>(), "packed codes differ");
+        if (doubleQuant)
+        {
+            Assert.True(fast.QuantizedAbsmax!.Codes.eq(reference.QuantizedAbsmax!.Codes).all().item<bool>());
+            Assert.True(fast.QuantizedAbsmax.Absmax.eq(reference.QuantizedAbsmax.Absmax).all().item<bool>());
+        }
+        else Assert.True(fast.Absmax!.eq(reference.Absmax!).all().item<bool>(), "scales differ");
+    }
+
+    [Theory]
+    [InlineData(ScalarType.Float32)]
+    [InlineData(ScalarType.BFloat16)]
+    public void Int8_kernel_equals_the_tensor_code(ScalarType dtype)
+    {
+        using var weight = Weight(dtype, 300, 2500);
+        var (codes, scales) = Int8RowwiseQuantizer.Quantize(weight);
+        var (expectedCodes, expectedScales) = Int8RowwiseQuantizer.QuantizeWithTensors(weight);
+        using var _ = codes; using var __ = scales; using var ___ = expectedCodes; using var ____ = expectedScales;
+
+        Assert.Equal(expectedCodes.shape, codes.shape);
+        Assert.Equal(expectedScales.shape, scales.shape);
+        Assert.True(codes.eq(expectedCodes).all().item<bool>(), "codes differ");
+        Assert.True(scales.eq(expectedScales).all().item<bool>(), "scales differ");
+    }
+}

@@ -1,0 +1,145 @@
+using FedLlm.Peft;
+using FedLlm.Quantization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace FedLlm.Tests.Peft;
+
+/// <summary>LoRA dropout: the counter-based keep-mask and the down projection that saves the mask, not the dropped input.</summary>
+public class LoraDropoutTests
+{
+    [Fact]
+    public void The_down_projection_of_a_fixed_mask_matches_a_hand_computed_case()
+    {
+        // Prepare: p = 0.5 (scale 2), x = [1 2 3 4], the second element dropped, A picks elements 1+3 and 2+4
+        using var x = tensor(new float[] { 1, 2, 3, 4 }, [1, 4]).requires_grad_(true);
+        using var keep = tensor(new[] { true, false, true, true }, [1, 4]);
+        using var a = tensor(new float[] { 1, 0, 1, 0, 0, 1, 0, 1 }, [2, 4]).requires_grad_(true);
+
+        // Execute
+        using var down = DroppedDownProjection.Apply(x, keep, a, 2.0);
+        using var g = tensor(new float[] { 1, 2 }, [1, 2]);
+        down.backward([g]);
+
+        // Assert: dropped = [2 0 6 8]; down = [2+6, 0+8]; ∂A = gᵀ·dropped; ∂x = (g·A) ⊙ keep · 2 = [1 2 1 2] ⊙ [1 0 1 1] · 2
+        Assert.Equal(new float[] { 8, 8 }, down.data<float>().ToArray());
+        Assert.Equal(new float[] { 2, 0, 6, 8, 4, 0, 12, 16 }, a.grad!.data<float>().ToArray());
+        Assert.Equal(new float[] { 2, 0, 2, 4 }, x.grad!.data<float>().ToArray());
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void The_node_equals_the_plain_ops_with_the_same_mask(bool inputNeedsGradient)
+    {
+        // Prepare: the plain version autograd would build, x · keep · 1/(1−p) then linear, on the same mask
+        const double p = 0.3;
+        using var generator = new Generator(17);
+        using var x0 = randn([2, 3, 40], generator: generator);
+        using var a0 = randn([4, 40], generator: generator);
+        using var g = randn([2, 3, 4], generator: generator);
+        using var keep = DropoutMask.Keep(x0, p, generator);
+        using var x1 = x0.clone().requires_grad_(inputNeedsGradient);
+        using var a1 = a0.clone().requires_grad_(true);
+        using var x2 = x0.clone().requires_grad_(inputNeedsGradient);
+        using var a2 = a0.clone().requires_grad_(true);
+
+        // Execute
+        using var plain = nn.functional.linear((x1 * keep).mul(1.0 / (1.0 - p)), a1);
+        plain.backward([g]);
+        using var fused = DroppedDownProjection.Apply(x2, keep, a2, 1.0 / (1.0 - p));
+        fused.backward([g]);
+
+        // Assert: forward bit for bit (same ops in the same order), gradients to float rounding
+        Assert.True(plain.eq(fused).all().item<bool>());
+        Assert.True(a1.grad!.allclose(a2.grad!, rtol: 1e-5, atol: 1e-5));
+        if (inputNeedsGradient) Assert.True(x1.grad!.allclose(x2.grad!, rtol: 1e-5, atol: 1e-6));
+        else Assert.Null(x2.grad);
+        Assert.False(keep.all().item<bool>(), "the mask must drop something, or the test checks nothing");
+    }
+
+    [Fact]
+    public void The_mask_is_the_reference_function_of_key_and_index_whatever_the_thread_count()
+    {
+        // Prepare: an odd size over several parallel blocks
+        const double p = 0.05;
+        using var like = empty([3, 200_001]);
+        int threads = torch.get_num_threads();
+
+        // Execute: the same generator state, drawn with 1 and with 2 threads
+        using var g1 = new Generator(99);
+        using var g2 = new Generator(99);
+        using var keyDraw = new Generator(99);
+        Tensor one, two;
+        try
+        {
+            torch.set_num_threads(1);
+            one = DropoutMask.Keep(like, p, g1);
+            torch.set_num_threads(2);
+            two = DropoutMask.Keep(like, p, g2);
+        }
+        finally
+        {
+            torch.set_num_threads(threads);
+        }
+        using var __ = one;
+        using var ___ = two;
+
+        // Assert: equal masks, each element the reference uniform against ⌈p·2³²⌉, and a keep rate of 1 − p
+        Assert.True(one.eq(two).all().item<bool>());
+        using var drawn = randint(0, long.MaxValue, [1], ScalarType.Int64, generator: keyDraw);
+        ulong key = (ulong)drawn.item<long>();
+        var flat = one.flatten().data<bool>().ToArray();
+        ulong threshold = DropoutMask.Threshold(p);
+        for (long i = 0; i < flat.Length; i += 997)
+            Assert.Equal(DropoutMask.Uniform(key, i) >= threshold, flat[i]);
+        Assert.Equal(DropoutMask.Uniform(key, flat.Length - 1) >= threshold, flat[^1]);
+        double kept = flat.Count(k => k) / (double)flat.Length;
+        double sigma = Math.Sqrt(p * (1 - p) / flat.Length);
+        Assert.InRange(kept, 1 - p - 5 * sigma, 1 - p + 5 * sigma);
+        Assert.Equal(214748365UL, DropoutMask.Threshold(0.05)); // ⌈0.05 · 2³²⌉ = ⌈214748364.8⌉
+    }
+
+    [Fact]
+    public void Successive_masks_differ_and_a_reseeded_generator_repeats_them()
+    {
+        using var like = empty([1000]);
+        using var g = new Generator(5);
+        using var first = DropoutMask.Keep(like, 0.5, g);
+        using var second = DropoutMask.Keep(like, 0.5, g);
+        g.manual_seed(5);
+        using var again = DropoutMask.Keep(like, 0.5, g);
+
+        Assert.False(first.eq(second).all().item<bool>());
+        Assert.True(first.eq(again).all().item<bool>());
+        Assert.Throws<ArgumentOutOfRangeException>(() => DropoutMask.Keep(like, 1.0, g));
+    }
+
+    [Fact]
+    public void A_training_LoRA_layer_applies_the_mask_its_generator_draws_and_dropout_0_draws_none()
+    {
+        // Prepare: a dense base, non-zero B so the adapter shows, dropout 0.25
+        using var weight = randn([6, 10], generator: new Generator(1));
+        var baseLayer = DenseLinear.Create(10, 6, hasBias: false, ScalarType.Float32, CPU);
+        using (no_grad()) baseLayer.OverwriteWeight(weight);
+        using var lora = new LoraLinear(baseLayer, new LoraOptions { Rank = 2, Alpha = 4, Dropout = 0.25 }, new Generator(2));
+        using (no_grad()) lora.LoraB.copy_(randn([6, 2], generator: new Generator(3)));
+        lora.train();
+        using var x = randn([3, 10], generator: new Generator(4));
+
+        // Execute
+        lora.DropoutGenerator = new Generator(8);
+        using var output = lora.forward(x);
+        using var replay = new Generator(8);
+        using var keep = DropoutMask.Keep(x, 0.25, replay);
+        using var expected = x.matmul(weight.t()) + (x * keep).mul(1 / 0.75).matmul(lora.LoraA.t()).matmul(lora.LoraB.t()) * lora.Scaling;
+        lora.eval();
+        using var noDropout = lora.forward(x);
+        using var withoutMask = x.matmul(weight.t()) + x.matmul(lora.LoraA.t()).matmul(lora.LoraB.t()) * lora.Scaling;
+
+        // Assert
+        Assert.True(output.allclose(expected, rtol: 1e-5, atol: 1e-5));
+        Assert.False(output.allclose(withoutMask, rtol: 1e-3, atol: 1e-3), "the mask must change the output");
+        Assert.True(noDropout.allclose(withoutMask, rtol: 1e-5, atol: 1e-5));
+    }
+}
