@@ -38,12 +38,15 @@ public static class AdapterTensors
     /// <summary>‖a − b‖₂ over all tensors.</summary>
     public static double DistanceNorm(IReadOnlyDictionary<string, Tensor> a, IReadOnlyDictionary<string, Tensor> b)
     {
-        using var scope = NewDisposeScope();
         double sum = 0;
+        // Each tensor's temporaries are freed before the next one's are made: a scope around the loop would hold a
+        // float64 copy of the whole adapter (twice its fp32 size) until the end.
         foreach (var (key, tensor) in a)
         {
+            using var scope = NewDisposeScope();
             var diff = (tensor - b[key]).to(ScalarType.Float64);
-            sum += diff.square().sum().item<double>();
+            diff.pow_(2);
+            sum += diff.sum().item<double>();
         }
         return Math.Sqrt(sum);
     }
