@@ -15,7 +15,7 @@ public sealed class ClientSettings : CommandSettings
     [CommandOption("--server <URL>")][Description("https://HOST:PORT of the federation server (http:// only with --insecure)")] public string? Server { get; init; }
 
     [CommandOption("--config <FILE>")]
-    [Description("client.yaml: client_id, model_path, data (path, template), state_dir, kit, auth (certificate or token)")]
+    [Description("client.yaml: client_id, model_path, base_dtype, data (path, template, dataset, skip_bad), state_dir, kit, auth (certificate or token), threads, task, lora_rank")]
     public string? Config { get; init; }
 
     [CommandOption("--insecure")][Description("Plain-text HTTP/2 to a server started with --insecure")] public bool Insecure { get; init; }
@@ -49,6 +49,8 @@ public sealed class ClientCommand : Command<ClientSettings>
             Dataset = config.Data.Dataset,
             SkipBad = config.Data.SkipBad,
             StateDirectory = config.StateDir ?? Path.Combine("client-state", clientId),
+            LoraRank = config.LoraRank is null or > 0 ? config.LoraRank
+                : throw new ArgumentException($"{s.Config}: lora_rank must be a positive whole number, got {config.LoraRank}"),
         }, logger);
         return client.RunAsync(cancellationToken).GetAwaiter().GetResult();
     }

@@ -50,6 +50,10 @@ public sealed record NetworkClientOptions
     /// <summary>The client hooks this client can run (the built-in algorithms' by default); the server names the ones a
     /// round needs.</summary>
     public AlgorithmRegistry Algorithms { get; init; } = Runs.FederatedRun.DefaultAlgorithms;
+
+    /// <summary>This client's LoRA rank budget (client.yaml <c>lora_rank</c>) for hetlora and flexlora; null = the
+    /// server's table decides.</summary>
+    public int? LoraRank { get; init; }
 }
 
 /// <summary>
@@ -187,7 +191,10 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
         // The initial LoRA values do not matter: every round loads the server's global adapter over them.
         LoraInjector.Inject(model, lora, new Generator((ulong)training.Seed));
         if (store.BindToRun(join.RunId)) logger.LogWarning("client {Client}: removed state of an earlier run from {Directory}", connection.ClientId, store.Directory);
-        session = new Session(join.RunId, join.RosterIndex, model, new FederatedClient(model, training, options.Algorithms, tokenizer.PadTokenId ?? 0), shard, TransferEncoding.Parse(join.UpdateEncoding));
+        var hooks = options.LoraRank is { } ownRank
+            ? FedLlm.Federation.LowRank.RankBudget.WithOwnRank(options.Algorithms, ownRank, lora.Rank, "client.yaml lora_rank")
+            : options.Algorithms;
+        session = new Session(join.RunId, join.RosterIndex, model, new FederatedClient(model, training, hooks, tokenizer.PadTokenId ?? 0), shard, TransferEncoding.Parse(join.UpdateEncoding));
         logger.LogInformation("client {Client}: {Examples} {Kind} from {Data}", connection.ClientId, shard.Count,
             objective.IsDpo ? "preference pairs" : "examples", options.DataPath);
     }

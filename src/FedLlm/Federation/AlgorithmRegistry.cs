@@ -50,6 +50,17 @@ public sealed class AlgorithmRegistry
         return new AlgorithmRegistry(strategies, next);
     }
 
+    /// <summary>A registry whose client hook of the same name is <paramref name="clientHooks"/> (e.g. one configured with
+    /// this client's own settings).</summary>
+    /// <exception cref="ArgumentException">No hook of that name is registered.</exception>
+    public AlgorithmRegistry Replacing(IClientHooks clientHooks)
+    {
+        ArgumentNullException.ThrowIfNull(clientHooks);
+        if (!hooks.ContainsKey(clientHooks.Name)) throw new ArgumentException($"no client hook '{clientHooks.Name}' to replace", nameof(clientHooks));
+        var next = new Dictionary<string, IClientHooks>(hooks, StringComparer.Ordinal) { [clientHooks.Name] = clientHooks };
+        return new AlgorithmRegistry(strategies, next);
+    }
+
     /// <summary>Whether <paramref name="name"/> (case-insensitive) is a registered algorithm.</summary>
     public bool Contains(string name) => strategies.Any(s => s.Name == name.Trim().ToLowerInvariant());
 

@@ -134,4 +134,15 @@ public class OperatorSurfaceTests
         foreach (var name in new[] { "alice", "bob", "carol" })
             Assert.Equal("certificate", ClientConfig.Load(Path.Combine(folder, $"{name}.yaml")).Auth);
     }
+
+    [Fact]
+    public void Client_yaml_reads_a_declared_lora_rank_and_refuses_an_unknown_key()
+    {
+        using var dir = new TempDirectory();
+        string path = Path.Combine(dir.Path, "client.yaml");
+        File.WriteAllText(path, "client_id: alice\nlora_rank: 4\n");
+        Assert.Equal(4, ClientConfig.Load(path).LoraRank);
+        File.WriteAllText(path, "client_id: alice\nlora_rnak: 4\n");
+        Assert.Contains("lora_rnak", Assert.ThrowsAny<Exception>(() => ClientConfig.Load(path)).Message);
+    }
 }

@@ -32,6 +32,23 @@ public static class RankBudget
     /// <summary>The client hook's name.</summary>
     public const string HookName = "rank-budget";
 
+    /// <summary>
+    /// The client hooks of a network client that declares its own rank budget (client.yaml <c>lora_rank</c>): the
+    /// rank-budget hook answers with <paramref name="ownRank"/> instead of looking the client up in the server's table.
+    /// </summary>
+    /// <param name="registry">The client's hooks (with the default rank-budget hook).</param>
+    /// <param name="ownRank">This client's budget r_i.</param>
+    /// <param name="globalRank">The run's LoRA rank r (from the server).</param>
+    /// <param name="source">Where the budget was given, for the error message (e.g. "client.yaml lora_rank").</param>
+    /// <exception cref="ArgumentException">The budget is not in 1 … r.</exception>
+    public static AlgorithmRegistry WithOwnRank(AlgorithmRegistry registry, int ownRank, int globalRank, string source)
+    {
+        ArgumentNullException.ThrowIfNull(registry);
+        if (ownRank < 1 || ownRank > globalRank)
+            throw new ArgumentException($"{source} {ownRank} must be between 1 and the run's LoRA rank {globalRank}");
+        return registry.Replacing(new RankBudgetClientHooks(ownRank));
+    }
+
     /// <summary>Instructions key: "client-0=4,client-1=8,…".</summary>
     public const string RanksKey = "client_ranks";
 

@@ -172,6 +172,52 @@ public class UnequalParticipantsTests
         Assert.Equal(2 * rank1, updates[1].Metrics![PayloadBytes.MetricName]);
     }
 
+    [Fact]
+    public async Task A_client_that_declares_its_own_rank_trains_only_those_components_when_the_server_has_no_table()
+    {
+        var options = Small;
+        // The server knows no ranks (a network server whose clients declare lora_rank in client.yaml).
+        var strategy = new HetLora(new StrategyOptions(), InProcessClients.ClientId);
+        var registry = RankBudget.WithOwnRank(FederatedRun.DefaultAlgorithms, ownRank: 1, globalRank: 2, "client.yaml lora_rank");
+        using var model = FederationCoreTests.AdaptedModel(); // rank 2
+        var initial = AdapterTensors.Snapshot(model);
+        using var clients = new InProcessClients(model, options, FederationCoreTests.Shards(options.TotalClients), padTokenId: 0, registry);
+        var updates = await clients.TrainRoundAsync(0, [0], initial, strategy.ConfigureTrain(0, 1e-2));
+        foreach (var key in initial.Keys.Where(k => k.Contains(".lora_A.")))
+        {
+            Assert.Equal(0, updates[0].Weights[key][1..].abs().sum().item<float>());
+            Assert.True(updates[0].Weights[key][..1].abs().sum().item<float>() > 0);
+        }
+        Assert.Equal(1, updates[0].Metrics!["rank"]);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(3)]
+    public void A_declared_rank_outside_1_to_the_runs_rank_is_refused_naming_where_it_came_from(int rank)
+    {
+        var e = Assert.Throws<ArgumentException>(() => RankBudget.WithOwnRank(FederatedRun.DefaultAlgorithms, rank, globalRank: 2, "client.yaml lora_rank"));
+        Assert.Equal($"client.yaml lora_rank {rank} must be between 1 and the run's LoRA rank 2", e.Message);
+    }
+
+    [Fact]
+    public void Replacing_a_hook_keeps_the_others_and_an_unknown_hook_is_refused()
+    {
+        var registry = FederatedRun.DefaultAlgorithms;
+        var replaced = registry.Replacing(new RankBudgetClientHooks(3));
+        Assert.Equal(registry.HookNames, replaced.HookNames);
+        Assert.NotSame(registry.Hook(RankBudget.HookName), replaced.Hook(RankBudget.HookName));
+        Assert.Same(registry.Hook(FedLlm.Federation.Strategies.FedProx.HookName), replaced.Hook(FedLlm.Federation.Strategies.FedProx.HookName));
+        Assert.Contains("no client hook 'nobody'", Assert.Throws<ArgumentException>(() => new AlgorithmRegistry().Replacing(new NamedHooks("nobody"))).Message);
+    }
+
+    sealed class NamedHooks(string name) : IClientHooks
+    {
+        public string Name => name;
+        public void BeforeTraining(ClientRoundContext context) { }
+        public void AfterTraining(ClientRoundContext context) { }
+    }
+
     static RunOptions Options(string yaml)
     {
         using var dir = new TempDirectory();
