@@ -68,8 +68,10 @@ public static class ServerProcess
         int? lastCommitted = new RunStore(output).LatestRound;
         Func<(int, string?)> progress = () =>
         {
-            var lines = File.Exists(metricsPath) ? File.ReadLines(metricsPath).ToList() : [];
-            return (lines.Count, lines.LastOrDefault());
+            string text = File.Exists(metricsPath) ? File.ReadAllText(metricsPath) : "";
+            // An append in progress leaves a last line without its newline: count and show complete lines only.
+            var lines = text[..(text.LastIndexOf('\n') + 1)].Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            return (lines.Length, lines.LastOrDefault());
         };
         IClientAuthenticator authenticator = security?.Authenticator ?? new InsecureClaimedIdentity();
         var extras = new FederationHostExtras
