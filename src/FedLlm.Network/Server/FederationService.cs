@@ -201,15 +201,20 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         {
             TensorSets = sets.Where(kv => kv.Value.Count > 0).ToDictionary(kv => kv.Key, kv => (IReadOnlyDictionary<string, Tensor>)kv.Value, StringComparer.Ordinal),
         };
-        string? problem = UpdateScreen.Check(round.Global, update, returned, clients.LimitsFor(id));
-        if (problem is null)
+        var verdict = UpdateScreen.Check(round.Global, update, returned, clients.LimitsFor(id));
+        string problem;
+        if (verdict.Accepted)
         {
-            double norm = AdapterTensors.DistanceNorm(update.Weights, round.Global);
-            string? late = clients.Accept(lease, update, norm);
+            // The validator's pass over y − x already gave the norm the round's median bound compares.
+            string? late = clients.Accept(lease, update, verdict.UpdateNorm!.Value);
             if (late is null) return new SubmitReply { Accepted = true };
             problem = late;
         }
-        else clients.Reject(id, header.Round, problem);
+        else
+        {
+            problem = verdict.Reason!;
+            clients.Reject(id, header.Round, problem);
+        }
         RemoteClients.DisposeUpdate(update);
         return new SubmitReply { Accepted = false, Reason = problem };
     }

@@ -11,16 +11,15 @@ namespace FedLlm.Network.Server;
 /// </summary>
 public static class UpdateScreen
 {
-    /// <summary>Null when the update may be aggregated, else the reason it may not.</summary>
-    public static string? Check(IReadOnlyDictionary<string, Tensor> global, ClientUpdate update, IReadOnlyList<string> returnedTensorSets, UpdateLimits limits)
+    /// <summary>Whether the update may be aggregated, and if not why; an accepted verdict carries ‖y − x‖₂.</summary>
+    public static UpdateVerdict Check(IReadOnlyDictionary<string, Tensor> global, ClientUpdate update, IReadOnlyList<string> returnedTensorSets, UpdateLimits limits)
     {
         foreach (var name in returnedTensorSets)
             if (update.TensorSet(name) is not { Count: > 0 })
-                return $"{update.ClientId}: this round needs the tensor set '{name}' back, and none was sent";
+                return UpdateVerdict.Reject($"{update.ClientId}: this round needs the tensor set '{name}' back, and none was sent");
         foreach (var name in update.TensorSets.Keys)
             if (!returnedTensorSets.Contains(name))
-                return $"{update.ClientId}: tensor set '{name}' was not asked for in this round";
-        var verdict = UpdateValidator.Validate(global, update, limits);
-        return verdict.Accepted ? null : verdict.Reason;
+                return UpdateVerdict.Reject($"{update.ClientId}: tensor set '{name}' was not asked for in this round");
+        return UpdateValidator.Validate(global, update, limits);
     }
 }
