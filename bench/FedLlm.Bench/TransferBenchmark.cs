@@ -27,7 +27,7 @@ public static class TransferBenchmark
     /// <param name="DownCpuSeconds">CPU time of the whole process (server and client) during the download: on a busy
     /// machine, adapter MB per CPU second shows what the code costs, apart from how much CPU it was given.</param>
     public sealed record Result(string Encoding, bool Tls, double AdapterMB, double WireDownMB, double DownSeconds, double DownCpuSeconds, double WireUpMB,
-        double UpSeconds, double UpCpuSeconds, double PeakRssMB, double BaselineRssMB)
+        double UpSeconds, double UpCpuSeconds, double PeakRssMB, double BaselineRssMB, long DownFaults = 0, long UpFaults = 0)
     {
         public double DownMBps => AdapterMB / DownSeconds;
         public double UpMBps => AdapterMB / UpSeconds;
@@ -53,11 +53,11 @@ public static class TransferBenchmark
             results.Add(JsonSerializer.Deserialize<Result>(output.Trim().Split('\n')[^1])!);
             Console.Error.WriteLine($"{encoding}: done");
         }
-        Console.WriteLine($"| encoding | transport | wire MB down | down MB/s | down MB/CPU-s | wire MB up | up MB/s | up MB/CPU-s | peak RSS MB (both sides) |");
-        Console.WriteLine($"|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        Console.WriteLine($"| encoding | transport | wire MB down | down MB/s | down MB/CPU-s | down page faults | wire MB up | up MB/s | up MB/CPU-s | up page faults | peak RSS MB (both sides) |");
+        Console.WriteLine($"|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in results)
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {r.Encoding} | {(r.Tls ? "mutual TLS" : "h2c")} | {r.WireDownMB:F0} | {r.DownMBps:F0} | {r.AdapterMB / r.DownCpuSeconds:F0} | {r.WireUpMB:F0} | {r.UpMBps:F0} | {r.AdapterMB / r.UpCpuSeconds:F0} | {r.PeakRssMB:F0} |"));
+                $"| {r.Encoding} | {(r.Tls ? "mutual TLS" : "h2c")} | {r.WireDownMB:F0} | {r.DownMBps:F0} | {r.AdapterMB / r.DownCpuSeconds:F0} | {r.DownFaults} | {r.WireUpMB:F0} | {r.UpMBps:F0} | {r.AdapterMB / r.UpCpuSeconds:F0} | {r.UpFaults} | {r.PeakRssMB:F0} |"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"adapter {results[0].AdapterMB:F0} MB fp32; MB/s = adapter MB / seconds; RSS after building the adapter: {results[0].BaselineRssMB:F0} MB"));
         return 0;
@@ -100,17 +100,21 @@ public static class TransferBenchmark
 
         var self = Process.GetCurrentProcess();
         var cpu = self.TotalProcessorTime;
+        long faults = ProcessMemory.MinorFaults();
         var clock = Stopwatch.StartNew();
         var received = await NetworkClient.FetchAsync(api.FetchGlobal(new FetchRequest { Round = 0 }, connection.Headers()), default);
         double down = clock.Elapsed.TotalSeconds;
         self.Refresh();
         double downCpu = (self.TotalProcessorTime - cpu).TotalSeconds;
+        long downFaults = ProcessMemory.MinorFaults() - faults;
+        faults = ProcessMemory.MinorFaults();
         cpu = self.TotalProcessorTime;
         clock.Restart();
         var reply = await NetworkClient.SubmitAsync(api, connection, 0, new ClientUpdate("client-0", received, 1000), encoding, default);
         double up = clock.Elapsed.TotalSeconds;
         self.Refresh();
         double upCpu = (self.TotalProcessorTime - cpu).TotalSeconds;
+        long upFaults = ProcessMemory.MinorFaults() - faults;
         if (!reply.Accepted) throw new InvalidOperationException($"update refused: {reply.Reason}");
         var updates = await round;
         var traffic = remote.MeasuredTraffic(0)!.Value;
@@ -119,7 +123,7 @@ public static class TransferBenchmark
         AdapterTensors.Dispose(global);
         if (tls) Directory.Delete(kit, recursive: true);
         Console.WriteLine(JsonSerializer.Serialize(new Result(encoding.ToString(), tls, adapterMB, traffic.Sent / 1e6, down, downCpu, traffic.Received / 1e6, up, upCpu,
-            ProcessMemory.PeakRssBytes() / 1e6, baselineMB)));
+            ProcessMemory.PeakRssBytes() / 1e6, baselineMB, downFaults, upFaults)));
         return 0;
     }
 }

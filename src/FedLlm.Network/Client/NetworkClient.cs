@@ -257,7 +257,7 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
     {
         using var _ = call;
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        var assembler = new TensorAssembler(h => tensors.ContainsKey(h.Name) ? $"tensor '{h.Name}' sent twice" : null);
+        using var assembler = new TensorAssembler(h => tensors.ContainsKey(h.Name) ? $"tensor '{h.Name}' sent twice" : null);
         try
         {
             while (await call.ResponseStream.MoveNext(cancellationToken))
@@ -283,11 +283,11 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
         {
             await call.RequestStream.WriteAsync(new UpdateChunk { Header = header }, cancellationToken);
             foreach (var (name, tensor) in update.Weights.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-                foreach (var chunk in TensorChunks.Split(name, tensor, encoding))
+                foreach (var chunk in TensorChunks.Stream(name, tensor, encoding))
                     await call.RequestStream.WriteAsync(new UpdateChunk { Weights = chunk }, cancellationToken);
             foreach (var (setName, set) in update.TensorSets.OrderBy(kv => kv.Key, StringComparer.Ordinal))
                 foreach (var (name, tensor) in set.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-                    foreach (var chunk in TensorChunks.Split(name, tensor, encoding))
+                    foreach (var chunk in TensorChunks.Stream(name, tensor, encoding))
                         await call.RequestStream.WriteAsync(new UpdateChunk { TensorSet = new TensorSetChunk { TensorSet = setName, Chunk = chunk } }, cancellationToken);
             await call.RequestStream.CompleteAsync();
         }

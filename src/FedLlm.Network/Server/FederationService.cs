@@ -165,10 +165,10 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
                 var message = requestStream.Current;
                 bytes += message.CalculateSize();
                 if (alive.Elapsed > TimeSpan.FromSeconds(1))
-            {
-                clients.Seen(id);
-                alive.Restart();
-            }
+                {
+                    clients.Seen(id);
+                    alive.Restart();
+                }
                 if (bytes > limit) throw new TransferException($"update exceeds the size limit of {limit} bytes");
                 switch (message.PartCase)
                 {
@@ -194,6 +194,11 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
             AdapterTensors.Dispose(weights);
             foreach (var set in sets.Values) AdapterTensors.Dispose(set);
             return Refuse(id, header.Round, e is RpcException r ? r.Status.Detail : e.Message);
+        }
+        finally
+        {
+            weightParts.Dispose();
+            foreach (var parts in setParts.Values) parts.Dispose();
         }
         Interlocked.Add(ref round.BytesReceived, bytes);
 

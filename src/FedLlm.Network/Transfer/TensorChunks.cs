@@ -1,3 +1,6 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using FedLlm.Federation.Transfer;
 using FedLlm.Network.Protocol;
 using Google.Protobuf;
@@ -11,8 +14,10 @@ namespace FedLlm.Network.Transfer;
 /// </summary>
 public static class TensorChunks
 {
-    /// <summary>1 MiB: far below protobuf's 2 GB limit and gRPC's default 4 MB message cap, large enough to amortise framing.</summary>
-    public const int MaxChunkBytes = 1 << 20;
+    /// <summary>64 KiB: below .NET's large-object threshold, so the array each received chunk is parsed into is a
+    /// short-lived small object whose memory the runtime reuses at once, instead of a large-object-heap array of fresh
+    /// pages for every chunk; large enough that framing costs little.</summary>
+    public const int MaxChunkBytes = 64 << 10;
 
     /// <summary>The dtype a chunk header names: tensors travel encoded but decode to fp32, the dtype adapters train
     /// in.</summary>
@@ -23,7 +28,8 @@ public static class TensorChunks
     public static IReadOnlyList<TensorChunk> EncodeAll(IReadOnlyDictionary<string, Tensor> tensors, TransferEncoding encoding) =>
         tensors.OrderBy(kv => kv.Key, StringComparer.Ordinal).SelectMany(kv => Split(kv.Key, kv.Value, encoding)).ToList();
 
-    /// <remarks>Encodes the whole tensor once (one tensor's worth of bytes) and wraps slices of it without copying.</remarks>
+    /// <remarks>Encodes the whole tensor once (one tensor's worth of bytes) and wraps slices of it without copying; the
+    /// chunks own their bytes, so they may be kept and sent many times.</remarks>
     public static IEnumerable<TensorChunk> Split(string name, Tensor tensor, TransferEncoding encoding)
     {
         byte[] bytes = TensorCodec.Encode(tensor, encoding);
@@ -40,6 +46,73 @@ public static class TensorChunks
             yield return new TensorChunk { Header = offset == 0 ? header : null, Data = UnsafeByteOperations.UnsafeWrap(slice) };
         }
     }
+
+    /// <summary>
+    /// The same chunks as <see cref="Split"/>, for a sender that writes each chunk before asking for the next: an
+    /// uncompressed encoding is streamed from the native memory of its encoded tensors (for fp32 of an fp32 tensor, the
+    /// tensor's own memory) without copying it into a managed payload first.
+    /// </summary>
+    /// <remarks>A chunk is valid only until the enumeration moves on (its bytes may be freed then) and
+    /// <paramref name="tensor"/> must not change meanwhile; gzip encodings fall back to <see cref="Split"/>.</remarks>
+    public static IEnumerable<TensorChunk> Stream(string name, Tensor tensor, TransferEncoding encoding)
+    {
+        if (encoding.Gzip)
+        {
+            foreach (var chunk in Split(name, tensor, encoding)) yield return chunk;
+            yield break;
+        }
+        long length = TensorCodec.EncodedLength(encoding, tensor.numel());
+        var header = new TensorHeader { Name = name, Dtype = Float32, Encoding = encoding.ToString(), EncodedBytes = length };
+        header.Shape.AddRange(tensor.shape);
+        var segments = TensorCodec.EncodeSegments(tensor, encoding);
+        try
+        {
+            if (length == 0)
+            {
+                yield return new TensorChunk { Header = header };
+                yield break;
+            }
+            bool first = true;
+            foreach (var segment in segments)
+            {
+                using var memory = new NativeBytes(segment);
+                for (int offset = 0; offset < memory.Length; offset += MaxChunkBytes)
+                {
+                    var slice = memory.Memory.Slice(offset, Math.Min(MaxChunkBytes, memory.Length - offset));
+                    yield return new TensorChunk { Header = first ? header : null, Data = UnsafeByteOperations.UnsafeWrap(slice) };
+                    first = false;
+                }
+            }
+        }
+        finally
+        {
+            foreach (var segment in segments) segment.Dispose();
+        }
+    }
+
+    /// <summary>The native memory of a contiguous CPU tensor as <see cref="Memory{T}"/>, for as long as the tensor lives.</summary>
+    sealed unsafe class NativeBytes : MemoryManager<byte>
+    {
+        readonly byte* start;
+
+        public int Length { get; }
+
+        public NativeBytes(Tensor contiguousCpu)
+        {
+            var span = contiguousCpu.bytes;
+            // Native memory does not move, so the address outlives the span; the tensor keeps it allocated.
+            start = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(span));
+            Length = span.Length;
+        }
+
+        public override Span<byte> GetSpan() => new(start, Length);
+
+        public override MemoryHandle Pin(int elementIndex = 0) => new(start + elementIndex);
+
+        public override void Unpin() { }
+
+        protected override void Dispose(bool disposing) { }
+    }
 }
 
 /// <summary>A chunk stream that breaks the protocol or a limit; the message says what, for the log and the sender.</summary>
@@ -50,44 +123,42 @@ public sealed class TransferException(string message) : Exception(message);
 /// Each header is shown to an admission check before its buffer is allocated, so a hostile sender cannot make the
 /// receiver allocate for a tensor it would refuse anyway.
 /// </summary>
-public sealed class TensorAssembler(Func<TensorHeader, string?> admit)
+public sealed class TensorAssembler(Func<TensorHeader, string?> admit) : IDisposable
 {
     TensorHeader? current;
-    byte[]? buffer;
-    int filled;
+    StreamingDecoder? decoder;
 
     /// <summary>True while a tensor is partly received.</summary>
     public bool InProgress => current is not null;
 
     /// <summary>Adds a chunk; returns the tensor it completes, or null.</summary>
-    /// <exception cref="TransferException">Out-of-order chunks, a refused header, or more data than announced.</exception>
+    /// <exception cref="TransferException">Out-of-order chunks, a refused header, a length the shape cannot have, or more
+    /// data than announced.</exception>
     public (string Name, Tensor Tensor)? Add(TensorChunk chunk)
     {
         if (chunk.Header is { } header)
         {
-            if (current is not null) throw new TransferException($"tensor '{current.Name}' ended after {filled} of {current.EncodedBytes} bytes");
+            if (current is not null) throw new TransferException($"tensor '{current.Name}' ended after {decoder!.Written} of {current.EncodedBytes} bytes");
             if (header.EncodedBytes < 0 || header.EncodedBytes > int.MaxValue) throw new TransferException($"tensor '{header.Name}' announces {header.EncodedBytes} bytes");
             if (admit(header) is { } refusal) throw new TransferException(refusal);
+            decoder = Decoder(header);
             current = header;
-            buffer = GC.AllocateUninitializedArray<byte>((int)header.EncodedBytes); // every byte is overwritten before use
-            filled = 0;
         }
         else if (current is null) throw new TransferException("a tensor chunk arrived without a header");
 
         var data = chunk.Data.Span;
-        if (filled + data.Length > buffer!.Length)
+        if (data.Length > decoder!.Length - decoder.Written)
             throw new TransferException($"tensor '{current!.Name}' sent more than the {current.EncodedBytes} bytes it announced");
-        data.CopyTo(buffer.AsSpan(filled));
-        filled += data.Length;
-        if (filled < buffer.Length) return null;
+        decoder.Write(data);
+        if (!decoder.Complete) return null;
 
         var done = current!;
-        var bytes = buffer;
+        using var finished = decoder;
         current = null;
-        buffer = null;
+        decoder = null;
         try
         {
-            return (done.Name, TensorCodec.Decode(bytes, TransferEncoding.Parse(done.Encoding), done.Shape.ToArray()));
+            return (done.Name, finished.Finish());
         }
         catch (Exception e) when (e is ArgumentException or InvalidDataException or FormatException)
         {
@@ -95,9 +166,29 @@ public sealed class TensorAssembler(Func<TensorHeader, string?> admit)
         }
     }
 
+    static StreamingDecoder Decoder(TensorHeader header)
+    {
+        try
+        {
+            return new StreamingDecoder(TransferEncoding.Parse(header.Encoding), header.Shape.ToArray(), header.EncodedBytes);
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidDataException or FormatException or OverflowException)
+        {
+            throw new TransferException($"tensor '{header.Name}': {e.Message}");
+        }
+    }
+
     /// <summary>Throws when the stream ended inside a tensor.</summary>
     public void Finish()
     {
-        if (current is not null) throw new TransferException($"stream ended inside tensor '{current.Name}' ({filled} of {current.EncodedBytes} bytes)");
+        if (current is not null) throw new TransferException($"stream ended inside tensor '{current.Name}' ({decoder!.Written} of {current.EncodedBytes} bytes)");
+    }
+
+    /// <summary>Frees a partly received tensor.</summary>
+    public void Dispose()
+    {
+        decoder?.Dispose();
+        decoder = null;
+        current = null;
     }
 }

@@ -9,7 +9,7 @@ public class TensorChunksTests
 {
     const string Name = "base_model.model.model.layers.0.mlp.up_proj.lora_B.weight";
 
-    // 300 × 1000 floats = 1,200,000 bytes in fp32: one full 1 MiB chunk and a tail of 151,424 bytes.
+    // 300 × 1000 floats = 1,200,000 bytes in fp32: 18 full 64 KiB chunks and a tail of 20,352 bytes.
     static Tensor Sample()
     {
         using var generator = new Generator(7);
@@ -21,17 +21,20 @@ public class TensorChunksTests
     {
         using var original = Sample();
         var chunks = TensorChunks.Split(Name, original, TransferEncoding.Default).ToList();
-        Assert.Equal(new[] { 1_048_576, 151_424 }, chunks.Select(c => c.Data.Length));
+        Assert.Equal(Enumerable.Repeat(65_536, 18).Append(20_352), chunks.Select(c => c.Data.Length));
         Assert.NotNull(chunks[0].Header);
-        Assert.Null(chunks[1].Header);
+        Assert.All(chunks.Skip(1), c => Assert.Null(c.Header));
         Assert.Equal(new long[] { 300, 1000 }, chunks[0].Header.Shape);
         Assert.Equal(1_200_000, chunks[0].Header.EncodedBytes);
         Assert.Equal("fp32", chunks[0].Header.Encoding);
 
-        var assembler = new TensorAssembler(_ => null);
-        Assert.Null(assembler.Add(chunks[0]));
-        Assert.True(assembler.InProgress);
-        var (name, tensor) = assembler.Add(chunks[1])!.Value;
+        using var assembler = new TensorAssembler(_ => null);
+        foreach (var chunk in chunks.SkipLast(1))
+        {
+            Assert.Null(assembler.Add(chunk));
+            Assert.True(assembler.InProgress);
+        }
+        var (name, tensor) = assembler.Add(chunks[^1])!.Value;
         assembler.Finish();
         Assert.Equal(Name, name);
         Assert.Equal(original.bytes.ToArray(), tensor.bytes.ToArray());
@@ -41,8 +44,7 @@ public class TensorChunksTests
     public void The_assembler_refuses_a_header_it_is_told_to_refuse_more_data_than_announced_and_a_stream_cut_mid_tensor()
     {
         using var original = Sample();
-        var chunks = TensorChunks.Split(Name, original, TransferEncoding.Parse("bf16")).ToList();
-        Assert.Equal(600_000, chunks.Single().Header.EncodedBytes);
+        var chunks = TensorChunks.Split(Name, original, TransferEncoding.Parse("bf16+gzip")).ToList();
 
         var refusing = new TensorAssembler(h => $"no '{h.Name}' here");
         Assert.Equal($"no '{Name}' here", Assert.Throws<TransferException>(() => refusing.Add(chunks[0])).Message);
@@ -52,10 +54,66 @@ public class TensorChunksTests
         lying.Header.EncodedBytes = 1000;
         Assert.Contains("sent more than the 1000 bytes it announced", Assert.Throws<TransferException>(() => overfed.Add(lying)).Message);
 
+        // An uncompressed payload's length follows from the shape: a header announcing another is refused before any
+        // bytes are buffered.
+        var wrongLength = TensorChunks.Split(Name, original, TransferEncoding.Parse("bf16")).First().Clone();
+        wrongLength.Header.EncodedBytes = 1000;
+        Assert.Contains("payload has 1000 bytes, but bf16 of shape [300, 1000] (300000 elements) needs exactly 600000",
+            Assert.Throws<TransferException>(() => new TensorAssembler(_ => null).Add(wrongLength)).Message);
+
         var cut = new TensorAssembler(_ => null);
         var fp32 = TensorChunks.Split(Name, original, TransferEncoding.Default).ToList();
         cut.Add(fp32[0]);
         Assert.Contains("stream ended inside tensor", Assert.Throws<TransferException>(() => cut.Finish()).Message);
         Assert.Contains("arrived without a header", Assert.Throws<TransferException>(() => new TensorAssembler(_ => null).Add(fp32[1])).Message);
+    }
+
+    [Theory]
+    [InlineData("fp32")]
+    [InlineData("bf16")]
+    [InlineData("fp16")]
+    [InlineData("int8:4096")]
+    [InlineData("int8:7")]
+    [InlineData("bf16+gzip")]
+    public void Streamed_chunks_carry_the_same_bytes_as_split_ones_and_decode_to_what_the_codec_decodes(string encodingName)
+    {
+        var encoding = TransferEncoding.Parse(encodingName);
+        using var original = Sample();
+        var split = TensorChunks.Split(Name, original, encoding).ToList();
+        // Streamed chunks are valid only until the next one is asked for: copy each as it comes.
+        var streamed = TensorChunks.Stream(Name, original, encoding).Select(c => c.Clone()).Select(c => { c.Data = Google.Protobuf.ByteString.CopyFrom(c.Data.Span); return c; }).ToList();
+        // Chunk boundaries may differ (int8's scales and codes are streamed part by part); the header and the bytes may not.
+        Assert.Equal(split[0].Header, streamed[0].Header);
+        Assert.All(streamed.Skip(1), c => Assert.Null(c.Header));
+        Assert.All(streamed, c => Assert.InRange(c.Data.Length, 0, TensorChunks.MaxChunkBytes));
+        Assert.Equal(split.SelectMany(c => c.Data.ToByteArray()), streamed.SelectMany(c => c.Data.ToByteArray()));
+
+        using var expected = TensorCodec.Decode(TensorCodec.Encode(original, encoding), encoding, original.shape);
+        using var assembler = new TensorAssembler(_ => null);
+        Tensor? received = null;
+        foreach (var chunk in streamed) received = assembler.Add(chunk)?.Tensor ?? received;
+        assembler.Finish();
+        using var decoded = received!;
+        Assert.Equal(ScalarType.Float32, decoded.dtype);
+        Assert.Equal(expected.bytes.ToArray(), decoded.bytes.ToArray());
+    }
+
+    [Fact]
+    public void The_streaming_decoder_takes_pieces_of_any_size_across_the_int8_layouts_scales_and_codes()
+    {
+        var encoding = TransferEncoding.Parse("int8:7");
+        using var original = Sample();
+        var payload = TensorCodec.Encode(original, encoding);
+        using var expected = TensorCodec.Decode(payload, encoding, original.shape);
+        using var decoder = new StreamingDecoder(encoding, original.shape, payload.Length);
+        // 300000 elements in blocks of 7: 42858 scales (171432 bytes), then the codes; 1000-byte pieces straddle the seam.
+        for (int offset = 0; offset < payload.Length; offset += 1000)
+        {
+            Assert.False(decoder.Complete);
+            decoder.Write(payload.AsSpan(offset, Math.Min(1000, payload.Length - offset)));
+        }
+        using var decoded = decoder.Finish();
+        Assert.Equal(expected.bytes.ToArray(), decoded.bytes.ToArray());
+        Assert.Throws<InvalidDataException>(() => decoder.Write(new byte[1]));
     }
 }

@@ -30,8 +30,49 @@ public static class TensorCodec
     /// <exception cref="ArgumentException">The tensor is not floating point, not on the CPU, or too large for one payload.</exception>
     public static byte[] Encode(Tensor tensor, TransferEncoding encoding)
     {
+        ArgumentNullException.ThrowIfNull(encoding);
+        var raw = encoding with { Gzip = false };
+        var segments = EncodeSegments(tensor, raw);
+        try
+        {
+            if (encoding.Gzip)
+            {
+                using var compressed = new MemoryStream();
+                using (var gzip = new GZipStream(compressed, CompressionLevel.Fastest, leaveOpen: true))
+                    foreach (var segment in segments) gzip.Write(segment.bytes);
+                return compressed.ToArray();
+            }
+            var payload = GC.AllocateUninitializedArray<byte>((int)EncodedLength(encoding, tensor.numel()));
+            int offset = 0;
+            foreach (var segment in segments)
+            {
+                var bytes = segment.bytes;
+                bytes.CopyTo(payload.AsSpan(offset));
+                offset += bytes.Length;
+            }
+            return payload;
+        }
+        finally
+        {
+            foreach (var segment in segments) segment.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The uncompressed payload of <paramref name="tensor"/> as contiguous CPU tensors whose bytes, one after the other,
+    /// are exactly what <see cref="Encode"/> returns without gzip: a sender can stream their memory as it is, without
+    /// copying the payload into a managed array first. For fp32 of a contiguous fp32 tensor the one segment shares the
+    /// tensor's memory.
+    /// </summary>
+    /// <remarks>The caller owns (and disposes) the segments; the segments of a shared-memory encoding stay valid only while
+    /// <paramref name="tensor"/>'s memory is not changed.</remarks>
+    /// <exception cref="ArgumentException">Gzip asked for, or the tensor is not floating point, not on the CPU, or too large
+    /// for one payload.</exception>
+    public static Tensor[] EncodeSegments(Tensor tensor, TransferEncoding encoding)
+    {
         ArgumentNullException.ThrowIfNull(tensor);
         ArgumentNullException.ThrowIfNull(encoding);
+        if (encoding.Gzip) throw new ArgumentException("gzip payloads are one compressed stream, not segments; use Encode", nameof(encoding));
         RequireLittleEndian();
         if (!tensor.is_floating_point())
             throw new ArgumentException($"only floating tensors travel as adapter weights; this one is {tensor.dtype}", nameof(tensor));
@@ -42,7 +83,7 @@ public static class TensorCodec
         if (rawLength > Array.MaxLength)
             throw new ArgumentException($"a {tensor.dtype} tensor of {count} elements encodes to {rawLength} bytes as {encoding}, " +
                 $"more than one payload holds ({Array.MaxLength}); split it before sending", nameof(tensor));
-        if (count == 0) return encoding.Gzip ? Gzip([]) : [];
+        if (count == 0) return [];
 
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
@@ -55,22 +96,8 @@ public static class TensorCodec
             TransferPrecision.Int8Blockwise => QuantizeInt8(source, encoding.BlockSize),
             _ => throw new ArgumentException($"unknown precision {encoding.Precision}", nameof(encoding)),
         };
-        if (encoding.Gzip)
-        {
-            using var compressed = new MemoryStream();
-            using (var gzip = new GZipStream(compressed, CompressionLevel.Fastest, leaveOpen: true))
-                foreach (var segment in segments) gzip.Write(segment.bytes);
-            return compressed.ToArray();
-        }
-        var payload = GC.AllocateUninitializedArray<byte>((int)rawLength);
-        int offset = 0;
-        foreach (var segment in segments)
-        {
-            var bytes = segment.bytes;
-            bytes.CopyTo(payload.AsSpan(offset));
-            offset += bytes.Length;
-        }
-        return payload;
+        foreach (var segment in segments) segment.MoveToOuterDisposeScope();
+        return segments;
     }
 
     /// <summary>Decodes to a float32 tensor of <paramref name="shape"/>; a payload of the wrong length/corrupt gzip → InvalidDataException naming what is wrong.</summary>
@@ -165,8 +192,15 @@ public static class TensorCodec
     {
         long blocks = BlockCount(count, blockSize);
         int scaleBytes = checked((int)(blocks * 4));
-        var steps = FromBytes(raw[..scaleBytes], [blocks], ScalarType.Float32) / Int8Levels; // (blocks,): value of code 1
-        var codes = FromBytes(raw[scaleBytes..], [count], ScalarType.Int8).to(ScalarType.Float32); // (n,)
+        return DequantizeInt8(FromBytes(raw[..scaleBytes], [blocks], ScalarType.Float32), FromBytes(raw[scaleBytes..], [count], ScalarType.Int8), blockSize, shape);
+    }
+
+    /// <summary>Float32 values of shape <paramref name="shape"/> from the int8 layout's two parts: (blocks,) float32 absmax
+    /// scales and (n,) int8 codes. Call inside a dispose scope: the intermediates are not disposed here.</summary>
+    internal static Tensor DequantizeInt8(Tensor absmax, Tensor int8Codes, int blockSize, long[] shape)
+    {
+        var steps = absmax / Int8Levels; // (blocks,): value of code 1
+        var codes = int8Codes.to(ScalarType.Float32); // (n,)
         var (full, tail) = SplitBlocks(codes, blockSize);
         var parts = new List<Tensor>(2);
         if (full is not null) parts.Add((full * steps.narrow(0, 0, full.shape[0]).unsqueeze(1)).view(-1));
@@ -218,7 +252,7 @@ public static class TensorCodec
         return inflated;
     }
 
-    private static long ElementCount(long[] shape)
+    internal static long ElementCount(long[] shape)
     {
         ArgumentNullException.ThrowIfNull(shape);
         long count = 1;
@@ -230,11 +264,11 @@ public static class TensorCodec
         return count;
     }
 
-    private static long BlockCount(long count, int blockSize) => (count + blockSize - 1) / blockSize;
+    internal static long BlockCount(long count, int blockSize) => (count + blockSize - 1) / blockSize;
 
     internal static string FormatShape(long[] shape) => "[" + string.Join(", ", shape) + "]";
 
-    private static void RequireLittleEndian()
+    internal static void RequireLittleEndian()
     {
         // Payloads are little-endian by definition; a big-endian host would need byte swaps nobody has tested.
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("tensor payloads are little-endian; this host is big-endian");

@@ -1,0 +1,129 @@
+using System.Buffers;
+using static TorchSharp.torch;
+
+namespace FedLlm.Federation.Transfer;
+
+/// <summary>
+/// Decodes one tensor whose payload (<see cref="TensorCodec"/>'s layout) arrives in pieces. An uncompressed payload is
+/// written straight into the native memory of the tensors it decodes from (for fp32, the result itself), so receiving
+/// costs one copy and no managed buffer the size of the tensor; a gzip payload is gathered in a pooled buffer and
+/// inflated at the end.
+/// </summary>
+/// <remarks>
+/// Why: on a large adapter every fresh managed buffer is memory the kernel has to fault in and zero page by page, and a
+/// receiver that gathered each tensor's bytes and then copied them into a tensor paid for twice the adapter's size in
+/// new pages per transfer. The announced length is checked against the shape before anything is allocated.
+/// </remarks>
+public sealed class StreamingDecoder : IDisposable
+{
+    readonly TransferEncoding encoding;
+    readonly long[] shape;
+    readonly Tensor[] segments; // uncompressed: the layout's parts in order (values, or int8's scales then codes)
+    byte[]? gathered; // gzip: the compressed payload, rented
+    int segment; // uncompressed: the part the next byte goes to
+    int segmentFilled;
+    bool handedOver; // fp32: the one segment is the result, which the caller now owns
+
+    /// <summary>Bytes of payload this decoder expects in all.</summary>
+    public long Length { get; }
+
+    /// <summary>Bytes written so far.</summary>
+    public long Written { get; private set; }
+
+    /// <summary>True once <see cref="Length"/> bytes have been written.</summary>
+    public bool Complete => Written == Length;
+
+    /// <summary>Prepares to receive a payload of <paramref name="payloadBytes"/> for a float32 tensor of <paramref name="shape"/>.</summary>
+    /// <exception cref="InvalidDataException">The length cannot be this encoding of this shape: an uncompressed payload must
+    /// measure exactly what the shape needs, a gzip payload at most an eighth more than that.</exception>
+    public StreamingDecoder(TransferEncoding encoding, long[] shape, long payloadBytes)
+    {
+        ArgumentNullException.ThrowIfNull(encoding);
+        ArgumentNullException.ThrowIfNull(shape);
+        TensorCodec.RequireLittleEndian();
+        this.encoding = encoding;
+        this.shape = shape;
+        long count = TensorCodec.ElementCount(shape);
+        long rawLength = TensorCodec.EncodedLength(encoding, count);
+        if (rawLength > Array.MaxLength)
+            throw new InvalidDataException($"shape {TensorCodec.FormatShape(shape)} as {encoding} needs {rawLength} bytes, more than one payload holds");
+        Length = payloadBytes;
+        if (encoding.Gzip)
+        {
+            // The fast deflate level grows incompressible data by a few percent, never by an eighth.
+            if (payloadBytes < 0 || payloadBytes > rawLength + rawLength / 8 + 1024)
+                throw new InvalidDataException($"a gzip payload of {payloadBytes} bytes cannot be {encoding} of shape {TensorCodec.FormatShape(shape)} " +
+                    $"({rawLength} bytes uncompressed)");
+            gathered = ArrayPool<byte>.Shared.Rent((int)Math.Max(1, payloadBytes));
+            segments = [];
+            return;
+        }
+        if (payloadBytes != rawLength)
+            throw new InvalidDataException($"payload has {payloadBytes} bytes, but {encoding} of shape {TensorCodec.FormatShape(shape)} " +
+                $"({count} elements) needs exactly {rawLength}; it is truncated, padded, or was encoded differently");
+        segments = count == 0 ? [] : encoding.Precision switch
+        {
+            TransferPrecision.Float32 => [empty(shape, ScalarType.Float32)],
+            TransferPrecision.BFloat16 => [empty(shape, ScalarType.BFloat16)],
+            TransferPrecision.Float16 => [empty(shape, ScalarType.Float16)],
+            TransferPrecision.Int8Blockwise => [empty([TensorCodec.BlockCount(count, encoding.BlockSize)], ScalarType.Float32), empty([count], ScalarType.Int8)],
+            _ => throw new InvalidDataException($"unknown precision {encoding.Precision}"),
+        };
+    }
+
+    /// <summary>Appends the next piece of the payload.</summary>
+    /// <exception cref="InvalidDataException">More bytes than <see cref="Length"/>.</exception>
+    public void Write(ReadOnlySpan<byte> data)
+    {
+        if (data.Length > Length - Written)
+            throw new InvalidDataException($"more than the {Length} bytes announced");
+        if (gathered is not null)
+        {
+            data.CopyTo(gathered.AsSpan((int)Written));
+            Written += data.Length;
+            return;
+        }
+        Written += data.Length;
+        while (!data.IsEmpty)
+        {
+            var target = segments[segment].bytes[segmentFilled..];
+            int n = Math.Min(target.Length, data.Length);
+            data[..n].CopyTo(target);
+            data = data[n..];
+            segmentFilled += n;
+            if (segmentFilled == segments[segment].bytes.Length && segment < segments.Length - 1)
+            {
+                segment++;
+                segmentFilled = 0;
+            }
+        }
+    }
+
+    /// <summary>The float32 tensor of the shape, once the whole payload is written; the caller owns it.</summary>
+    /// <exception cref="InvalidOperationException">Called before the payload is complete.</exception>
+    /// <exception cref="InvalidDataException">A corrupt gzip payload.</exception>
+    public Tensor Finish()
+    {
+        if (!Complete) throw new InvalidOperationException($"the payload is incomplete: {Written} of {Length} bytes");
+        if (gathered is not null) return TensorCodec.Decode(gathered.AsSpan(0, (int)Length), encoding, shape);
+        if (segments.Length == 0) return zeros(shape, ScalarType.Float32);
+        if (encoding.Precision == TransferPrecision.Float32)
+        {
+            handedOver = true;
+            return segments[0];
+        }
+        using var scope = NewDisposeScope();
+        var result = encoding.Precision == TransferPrecision.Int8Blockwise
+            ? TensorCodec.DequantizeInt8(segments[0], segments[1], encoding.BlockSize, shape)
+            : segments[0].to(ScalarType.Float32);
+        return result.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Frees what was allocated for the payload (not a tensor <see cref="Finish"/> returned).</summary>
+    public void Dispose()
+    {
+        if (gathered is not null) ArrayPool<byte>.Shared.Return(gathered);
+        gathered = null;
+        if (!handedOver) foreach (var part in segments) part.Dispose();
+    }
+}
