@@ -58,5 +58,9 @@ public static class StatusReport
         double loss = r.ClientLoss.Values.Where(double.IsFinite).DefaultIfEmpty(double.NaN).Average();
         yield return string.Create(inv, $"  mean train loss {loss:F4}{(r.EvalLoss is { } e ? $", held-out loss {e:F4}" : "")}{(r.EvalScore is { } sc ? $", score {sc:F3}" : "")}");
         yield return string.Create(inv, $"  {r.BytesSent / 1e6:F1} MB sent, {r.BytesReceived / 1e6:F1} MB received");
+        if (r.Privacy is { } p)
+            yield return string.Create(inv, $"  privacy spent: {(p.Epsilon is { } eps ? "ε " + eps.ToString("g4", inv) : "ε unbounded (no noise)")} at δ {p.Delta:g3} (σ {p.NoiseMultiplier:g3}, q {p.SamplingRate:g3})");
+        if (r.SecureAggregation is { } s)
+            yield return $"  secure aggregation: {s.Survivors} survivors, {s.Dropped} dropped (threshold {s.Threshold})";
     }
 }

@@ -120,6 +120,27 @@ public class OperatorSurfaceTests
     }
 
     [Fact]
+    public void Status_shows_the_privacy_spent_and_the_secure_aggregation_of_the_last_round()
+    {
+        var record = MetricsJsonl.ParseLine("""{"round":2,"learning_rate":0.002,"clients":["alice"],"client_loss":{"alice":1.25},"update_norms":{},"global_step_norm":0.1,"bytes_sent":1,"bytes_received":1,"seconds":1}""") with
+        {
+            Privacy = new RoundPrivacy(1.2345678, 1e-5, 1.09, 0.5),
+            SecureAggregation = new RoundSecureAggregation(4, 1, 3, null, 20, 1.0, 1000, 0.5),
+        };
+        var reply = new StatusReply { RunId = "r", Round = 2, TotalRounds = 3, LastMetrics = MetricsJsonl.Line(record) };
+        var lines = StatusReport.Lines(reply);
+        Assert.All(lines, l => Assert.True(l.Length <= 80, $"{l.Length} columns: {l}"));
+        Assert.Contains("  privacy spent: ε 1.235 at δ 1e-05 (σ 1.09, q 0.5)", lines);
+        Assert.Contains("  secure aggregation: 4 survivors, 1 dropped (threshold 3)", lines);
+
+        var unbounded = reply.Clone();
+        unbounded.LastMetrics = MetricsJsonl.Line(record with { Privacy = new RoundPrivacy(null, 1e-5, 0, 1), SecureAggregation = null });
+        var plain = StatusReport.Lines(unbounded);
+        Assert.Contains("  privacy spent: ε unbounded (no noise) at δ 1e-05 (σ 0, q 1)", plain);
+        Assert.DoesNotContain(plain, l => l.Contains("secure aggregation", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void The_example_configs_load_and_bound_example_counts_and_norms()
     {
         var root = new DirectoryInfo(AppContext.BaseDirectory);
