@@ -8,9 +8,12 @@ string command = arguments.Count > 0 && !arguments[0].StartsWith('-') ? argument
 if (arguments.Count > 0 && arguments[0] == command) arguments.RemoveAt(0);
 if (arguments.Contains("--help") || arguments.Contains("-h"))
 {
-    Console.WriteLine(TrainStepOptions.Usage + "\n" + MemoryBenchmark.Usage + "\n" + ServeBenchmark.Usage + "\n" + RoundOverheadBenchmark.Usage + "\n" + DropoutBenchmark.Usage);
+    Console.WriteLine(TrainStepOptions.Usage + "\n" + MemoryBenchmark.Usage + "\n" + ServeBenchmark.Usage + "\n" + RoundOverheadBenchmark.Usage + "\n" + DropoutBenchmark.Usage + "\n" + DecodeBenchmark.Usage);
     return 0;
 }
+if (command == "decode") return DecodeBenchmark.Run(arguments);
+if (command == "decode-fedllm") return DecodeBenchmark.RunFedLlm(arguments);
+if (command == "decode-llamacpp") return DecodeBenchmark.RunLlamaCpp(arguments);
 if (command == "dropout") return DropoutBenchmark.Run(arguments);
 if (command == "round-overhead") return RoundOverheadBenchmark.Run(arguments);
 if (command == "load") return LoadBenchmark.Run(arguments);

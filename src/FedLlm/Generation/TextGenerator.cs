@@ -72,8 +72,7 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITextTokenizer tokeniz
             for (int step = 0; step < options.MaxNewTokens; step++)
             {
                 using var scope = NewDisposeScope();
-                var logits = model.Forward(input, attention, positions, cache);           // (B, T, V)
-                var last = logits.select(1, logits.shape[1] - 1);                         // (B, V)
+                var last = model.LastLogits(input, attention, positions, cache);          // (B, V)
                 // NaN logits (a NaN weight, an overflow) would make argmax pick token 0 and sampling fail obscurely.
                 if (!isfinite(last).all().item<bool>())
                     throw new InvalidOperationException($"generation step {step + 1}: the model produced non-finite logits (NaN or infinity); " +

@@ -90,6 +90,19 @@ public sealed class LlamaForCausalLM : nn.Module
         return Head(hidden);
     }
 
+    /// <summary>Logits (B, V) of the last position only, for generation: the prefill of a T-token prompt then projects
+    /// one row per sequence through the (V × H) head instead of T (transformers' logits_to_keep=1).</summary>
+    /// <param name="inputIds">(B, T) int64.</param>
+    /// <param name="attentionMask">As <see cref="HiddenStates"/>.</param>
+    /// <param name="positionIds">As <see cref="HiddenStates"/>.</param>
+    /// <param name="cache">As <see cref="HiddenStates"/>.</param>
+    public Tensor LastLogits(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null)
+    {
+        using var hidden = HiddenStates(inputIds, attentionMask, positionIds, cache); // (B, T, H)
+        using var last = hidden.select(1, hidden.shape[1] - 1);                         // (B, H)
+        return Head(last);                                                               // (B, V)
+    }
+
     /// <summary>Projects hidden states (…, H) to vocabulary logits (…, V).</summary>
     public Tensor Head(Tensor hidden) => nn.functional.linear(hidden, HeadWeight);
 

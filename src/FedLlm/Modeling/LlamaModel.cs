@@ -43,7 +43,7 @@ public sealed class LlamaAttention : nn.Module
     /// <param name="cos">(B, 1, T, d) rotary cosines; <paramref name="sin"/> likewise.</param>
     /// <param name="mask">(B, 1, T, S) boolean, true = may attend; null = plain causal over these T tokens.</param>
     /// <param name="cache">Key/value cache for generation, or null.</param>
-    /// <param name="sin">(B, 1, T, d) rotary sines.</param>
+    /// <param name="sin">(B, 1, T, d) signed rotary sines (<see cref="RotaryEmbedding.Tables"/>).</param>
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache)
     {
         long B = x.shape[0], T = x.shape[1];
@@ -60,6 +60,20 @@ public sealed class LlamaAttention : nn.Module
 
         Tensor k = kRotated, v = v0;
         if (cache is not null) (k, v) = cache.Append(layerIndex, kRotated, v0); // (B, kv, S, d), S = past + T
+        if (T == 1 && heads != kvHeads)
+        {
+            // One new token per sequence (a decode step): the h/kv query heads that share a key/value head are taken
+            // as h/kv query rows of that head, so attention reads the cached keys and values in place instead of
+            // copying them h/kv times (repeat_kv) every step. The token sees every cached key, so no causal mask;
+            // a padding mask (B, 1, 1, S) broadcasts over the rows just as it did over the heads.
+            using var grouped = q.reshape(B, kvHeads, heads / kvHeads, headDim);   // (B, kv, h/kv, d)
+            using var groupedOut = mask is null
+                ? nn.functional.scaled_dot_product_attention(grouped, k, v)
+                : nn.functional.scaled_dot_product_attention(grouped, k, v, mask); // (B, kv, h/kv, d)
+            if (cache is not null) { k.Dispose(); v.Dispose(); }
+            using var mergedStep = groupedOut.reshape(B, 1, heads * headDim);    // (B, 1, h*d), heads in order
+            return o_proj.forward(mergedStep);
+        }
         using var kAll = RepeatKeyValue(k);                                        // (B, h, S, d)
         using var vAll = RepeatKeyValue(v);
         if (cache is not null) { k.Dispose(); v.Dispose(); }

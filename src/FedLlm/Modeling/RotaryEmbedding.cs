@@ -59,34 +59,37 @@ public sealed class RotaryEmbedding : IDisposable
         return where(isMedium, smoothed, scaled);
     }
 
-    /// <summary>Cosine and sine tables for the given positions.</summary>
+    /// <summary>Cosine and signed sine tables for the given positions.</summary>
     /// <param name="positionIds">(B, T) int64 positions.</param>
-    /// <returns>cos and sin, each (B, 1, T, head_dim) in <paramref name="dtype"/>, ready to broadcast over heads.</returns>
+    /// <returns>cos and the signed sin (−sin over the first half of the last axis, +sin over the second), each
+    /// (B, 1, T, head_dim) in <paramref name="dtype"/>, ready to broadcast over heads and to pass to <see cref="Apply"/>.</returns>
     /// <param name="dtype">The dtype of the tables (the model's).</param>
-    public (Tensor Cos, Tensor Sin) Tables(Tensor positionIds, ScalarType dtype)
+    /// <remarks>The sign of rotate_half is folded into the table once per forward, so that <see cref="Apply"/> (called for
+    /// q and k of every layer) needs one roll instead of two narrows, a negation and a concatenation; −(a·b) = (−a)·b
+    /// exactly, so the result is bit for bit the same.</remarks>
+    public (Tensor Cos, Tensor SignedSin) Tables(Tensor positionIds, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
         var positions = positionIds.to(ScalarType.Float32).unsqueeze(-1);           // (B, T, 1)
         var frequencies = positions * inverseFrequencies.to(positionIds.device);      // (B, T, d/2)
         var angles = cat(new[] { frequencies, frequencies }, -1).unsqueeze(1);        // (B, 1, T, d)
         var cos = angles.cos().to(dtype);
-        var sin = angles.sin().to(dtype);
-        return (cos.MoveToOuterDisposeScope(), sin.MoveToOuterDisposeScope());
+        var halfSin = frequencies.sin().to(dtype).unsqueeze(1);                       // (B, 1, T, d/2)
+        var signedSin = cat(new[] { halfSin.neg(), halfSin }, -1);                    // (B, 1, T, d)
+        return (cos.MoveToOuterDisposeScope(), signedSin.MoveToOuterDisposeScope());
     }
 
-    /// <summary>x·cos + rotate_half(x)·sin, where rotate_half(x) = cat(−x₂, x₁) over the two halves of the last axis.</summary>
+    /// <summary>x·cos + rotate_half(x)·sin, where rotate_half(x) = cat(−x₂, x₁) over the two halves of the last axis,
+    /// computed as x·cos + roll(x, d/2)·signedSin with roll(x, d/2) = cat(x₂, x₁).</summary>
     /// <param name="x">(B, heads, T, d).</param>
     /// <param name="cos">(B, 1, T, d), from <see cref="Tables"/>.</param>
-    /// <param name="sin">(B, 1, T, d), from <see cref="Tables"/>.</param>
-    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
+    /// <param name="signedSin">(B, 1, T, d), the signed sine from <see cref="Tables"/>.</param>
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor signedSin)
     {
         long half = x.shape[^1] / 2;
-        using var first = x.narrow(-1, 0, half);
-        using var second = x.narrow(-1, half, half);
-        using var negatedSecond = second.neg();
-        using var rotated = cat(new[] { negatedSecond, first }, -1);
+        using var swapped = x.roll(half, -1);                                         // cat(x₂, x₁)
         using var a = x * cos;
-        using var b = rotated * sin;
+        using var b = swapped * signedSin;
         return a + b;
     }
 

@@ -92,8 +92,7 @@ public sealed class BatchDecoder(AdapterBank adapters, ITextTokenizer tokenizer)
             for (int step = 0; step < budget; step++)
             {
                 using var scope = NewDisposeScope();
-                var logits = model.Forward(input, attention, positions, cache);          // (B, T, V)
-                var last = logits.select(1, logits.shape[1] - 1);                        // (B, V)
+                var last = model.LastLogits(input, attention, positions, cache);         // (B, V)
                 var chosen = allGreedy ? last.argmax(-1).data<long>().ToArray() : SampleRows(last, rows);
                 for (int b = 0; b < size; b++) Advance(rows[b], chosen[b], step, cancellationToken);
                 if (rows.All(r => r.Finished)) break;
