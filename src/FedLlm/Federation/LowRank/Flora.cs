@@ -98,9 +98,9 @@ public sealed class Flora(StrategyOptions options, Func<int, string> clientId) :
         using var scope = NewDisposeScope();
         foreach (var update in updates)
         {
-            if (!update.Weights[module.KeyA][..k].equal(global[module.KeyA][..k]).item<bool>())
+            if (!update.Weights[module.KeyA][..k].equal(global[module.KeyA][..k]).all().item<bool>())
                 throw new AggregationException($"client {update.ClientId} changed the frozen first {k} components of '{module.KeyA}' (FLoRA's accumulated update)", update.ClientId, module.KeyA);
-            if (!update.Weights[module.KeyB][.., ..k].equal(global[module.KeyB][.., ..k]).item<bool>())
+            if (!update.Weights[module.KeyB][.., ..k].equal(global[module.KeyB][.., ..k]).all().item<bool>())
                 throw new AggregationException($"client {update.ClientId} changed the frozen first {k} components of '{module.KeyB}' (FLoRA's accumulated update)", update.ClientId, module.KeyB);
         }
     }
