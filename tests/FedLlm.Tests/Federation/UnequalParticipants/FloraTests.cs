@@ -184,6 +184,21 @@ public class FloraTests
         Assert.NotSame(FederatedRun.DefaultAlgorithms.Hook(FloraClientHooks.HookName), registry.Hook(FloraClientHooks.HookName));
     }
 
+    [Fact]
+    public void The_gradient_hook_runs_before_the_clip_so_zeroed_gradients_do_not_count_in_its_norm()
+    {
+        // FLoRA's frozen components must not shrink the fresh module's clipped step: the trainer reports the norm it
+        // clipped, which is 0 when the hook zeroed every gradient first, and positive when the hook ran after the clip.
+        using var model = FloraModel();
+        using var trainer = new FedLlm.Training.LocalTrainer(model, new FedLlm.Training.TrainingOptions { MaxSteps = 1, BatchSize = 2, LearningRate = 1e-2 }, padTokenId: 0);
+        var parameters = AdapterKeys.Parameters(model).Select(p => p.Parameter).ToList();
+        trainer.BeforeGradientClip = () => { foreach (var p in parameters) p.grad?.zero_(); };
+        var examples = FederationCoreTests.Shards(1)[0];
+        Assert.Equal(0, trainer.TrainStep(examples, 0, 1e-2).GradNorm);
+        trainer.BeforeGradientClip = null;
+        Assert.True(trainer.TrainStep(examples, 1, 1e-2).GradNorm > 0);
+    }
+
     static RunOptions Options(string yaml)
     {
         using var dir = new TempDirectory();
