@@ -39,15 +39,17 @@ public sealed class Flora(StrategyOptions options, Func<int, string> clientId) :
     public string Name => AlgorithmName;
 
     /// <inheritdoc/>
-    public ClientInstructions ConfigureTrain(int round, double learningRate)
+    public ClientInstructions ConfigureTrain(int round, double learningRate) =>
+        new(round, learningRate) { Hooks = [FloraClientHooks.HookName], Config = Config() };
+
+    /// <summary>The rank table and f (its largest rank) for the clients; empty without a table (f = ⌊r/2⌋ on both sides).</summary>
+    Dictionary<string, string> Config()
     {
         var config = new Dictionary<string, string>(StringComparer.Ordinal);
-        if (ranks.Count > 0)
-        {
-            config[RankBudget.RanksKey] = RankBudget.Config(ranks, clientId, RankTruncation.Slice)[RankBudget.RanksKey];
-            config[FloraStacking.FreshRankKey] = ranks.Max().ToString(CultureInfo.InvariantCulture);
-        }
-        return new(round, learningRate) { Hooks = [FloraClientHooks.HookName], Config = config };
+        if (ranks.Count == 0) return config;
+        config[RankBudget.RanksKey] = RankBudget.Config(ranks, clientId, RankTruncation.Slice)[RankBudget.RanksKey];
+        config[FloraStacking.FreshRankKey] = ranks.Max().ToString(CultureInfo.InvariantCulture);
+        return config;
     }
 
     /// <inheritdoc/>
@@ -59,7 +61,7 @@ public sealed class Flora(StrategyOptions options, Func<int, string> clientId) :
         var modules = LoraProducts.Modules(global);
         if (modules.Count == 0) throw new ArgumentException("flora needs LoRA modules in the global adapter", nameof(global));
         int layoutRank = (int)global[modules[0].KeyA].shape[0];
-        int fresh = FloraStacking.FreshRank(ConfigureTrain(round, 0).Config, layoutRank, round);
+        int fresh = FloraStacking.FreshRank(Config(), layoutRank, round);
         foreach (var module in modules) CheckFrozen(module, global, updates, fresh);
 
         var weights = LoraProducts.ExampleWeights(updates.Select(u => u.ExampleCount).ToList());
