@@ -223,7 +223,7 @@ public sealed class ClientConfig
     public string Task { get; set; } = "sft";
 
     /// <summary>This client's LoRA rank budget r_i ≤ the run's lora.r, for the heterogeneous-rank algorithms (hetlora,
-    /// flexlora): the client trains only r_i rank components. Unset = the server's lora.rank_per_client entry, if any.</summary>
+    /// flexlora, flora): the client trains only r_i rank components. Unset = the server's lora.rank_per_client entry, if any.</summary>
     public int? LoraRank { get; set; }
 
     /// <summary>client.yaml's data section.</summary>

@@ -132,7 +132,7 @@ public sealed class SimulateSettings : CommandSettings
     [CommandOption("--async-slow-factor <F>")][ConfigKey("async.slow_factor")][Description("The speed factor of the --async-slow-clients.")] public double? AsyncSlowFactor { get; init; }
 
     [CommandOption("--client-eval-fraction <X>")][ConfigKey("data.client_eval_fraction")][Description("Hold out this share of each client's shard to score its global and personal adapters (0 = none).")] public double? ClientEvalFraction { get; init; }
-    [CommandOption("--lora-rank-per-client <LIST>")][ConfigKey("lora.rank_per_client")][Description("Comma-separated rank budget per client, each at most --lora-r (hetlora, flexlora).")] public string? LoraRankPerClient { get; init; }
+    [CommandOption("--lora-rank-per-client <LIST>")][ConfigKey("lora.rank_per_client")][Description("Comma-separated rank budget per client, each at most --lora-r (hetlora, flexlora; below it for flora).")] public string? LoraRankPerClient { get; init; }
     [CommandOption("--lora-log-product-error")][ConfigKey("lora.log_product_error")][Description("Log how far averaging A and B separately is from averaging B·A, every round.")] public bool? LoraLogProductError { get; init; }
     [CommandOption("--personalization-finetune-steps <K>")][ConfigKey("personalization.finetune_steps")][Description("Score each client's global adapter after K local fine-tuning steps on its own data (needs --client-eval-fraction).")] public int? PersonalizationFinetuneSteps { get; init; }
     [CommandOption("--personalization-ditto-lambda <X>")][ConfigKey("personalization.ditto_lambda")][Description("Ditto's λ (unset = 0.1).")] public double? PersonalizationDittoLambda { get; init; }

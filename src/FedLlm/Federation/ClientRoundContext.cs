@@ -15,6 +15,7 @@ public sealed class ClientRoundContext : IDisposable
 {
     readonly List<Func<Tensor>> extraLosses = new();
     readonly List<Action<double>> afterSteps = new();
+    readonly List<Action> beforeClips = new();
     readonly List<IReadOnlyDictionary<string, Tensor>> tracked = new();
     readonly Dictionary<string, IReadOnlyDictionary<string, Tensor>> outgoing = new(StringComparer.Ordinal);
     readonly Dictionary<string, double> metrics = new(StringComparer.Ordinal);
@@ -106,6 +107,10 @@ public sealed class ClientRoundContext : IDisposable
     /// <summary>Runs <paramref name="action"/> after every optimizer step with that step's learning rate.</summary>
     public void AfterOptimizerStep(Action<double> action) => afterSteps.Add(action);
 
+    /// <summary>Runs <paramref name="action"/> in every step once the gradients are complete, before they are clipped
+    /// and applied (e.g. zeroing the gradient of frozen components, so that the clip sees only what trains).</summary>
+    public void BeforeGradientClip(Action action) => beforeClips.Add(action);
+
     /// <summary>Sends <paramref name="tensors"/> back under <paramref name="name"/>; the update takes them over.</summary>
     public void Send(string name, IReadOnlyDictionary<string, Tensor> tensors)
     {
@@ -132,6 +137,12 @@ public sealed class ClientRoundContext : IDisposable
             0 => null,
             1 => extraLosses[0],
             _ => () => extraLosses.Skip(1).Aggregate(extraLosses[0](), (sum, term) => sum + term()),
+        };
+        trainer.BeforeGradientClip = beforeClips.Count switch
+        {
+            0 => null,
+            1 => beforeClips[0],
+            _ => () => { foreach (var action in beforeClips) action(); },
         };
         trainer.AfterOptimizerStep = afterSteps.Count switch
         {

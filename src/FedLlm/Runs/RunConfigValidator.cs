@@ -17,12 +17,12 @@ public static class RunConfigValidator
     /// <summary>Every problem, one line each; empty when the configuration is fine.</summary>
     /// <param name="describe">Where a key's value came from, e.g. "--rounds" or "run.yaml line 7 (federation.rounds)";
     /// null = the dotted path.</param>
-    /// <param name="algorithms">The registry algorithm names are looked up in; null = the built-in ones.</param>
+    /// <param name="algorithms">The registry algorithm names are looked up in; null = <see cref="FederatedRun.DefaultAlgorithms"/>.</param>
     /// <param name="config">The settings to check.</param>
     public static IReadOnlyList<string> Problems(RunConfig config, Func<string, string>? describe = null, AlgorithmRegistry? algorithms = null)
     {
         describe ??= path => path;
-        algorithms ??= StrategyFactory.BuiltIn;
+        algorithms ??= FederatedRun.DefaultAlgorithms;
         var problems = new List<string>();
         void Add(string path, string problem) => problems.Add($"{describe(path)}: {problem}");
 

@@ -3,6 +3,7 @@ using FedLlm.Evaluation;
 using FedLlm.Federation;
 using FedLlm.Federation.Async;
 using FedLlm.Federation.Attacks;
+using FedLlm.Federation.LowRank;
 using FedLlm.Federation.Robust;
 using FedLlm.Federation.SecureAggregation;
 using FedLlm.Privacy;
@@ -179,8 +180,9 @@ public sealed record RunOptions
         failures.AddRange(AsyncFailures());
         if (Strategy.ClientRanks.Count > 0 && Strategy.ClientRanks.Count != Federation.TotalClients)
             failures.Add($"lora.rank_per_client lists {Strategy.ClientRanks.Count} ranks for {Federation.TotalClients} clients; give one per client");
-        if (Strategy.ClientRanks.Count > 0 && Algorithms.Any(a => a is not ("hetlora" or "flexlora")))
-            failures.Add($"lora.rank_per_client is used by hetlora and flexlora; {string.Join(", ", Algorithms.Where(a => a is not ("hetlora" or "flexlora")))} train every client at lora.r");
+        if (Strategy.ClientRanks.Count > 0 && Algorithms.Any(a => a is not ("hetlora" or "flexlora" or Flora.AlgorithmName)))
+            failures.Add($"lora.rank_per_client is used by hetlora, flexlora and flora; {string.Join(", ", Algorithms.Where(a => a is not ("hetlora" or "flexlora" or Flora.AlgorithmName)))} train every client at lora.r");
+        if (Algorithms.Contains(Flora.AlgorithmName)) failures.AddRange(FloraFailures());
         if (Strategy.ClientRanks.Count > 0 && Strategy.ClientRanks.Max() > Lora.Rank)
             failures.Add($"lora.rank_per_client: rank {Strategy.ClientRanks.Max()} exceeds the global adapter's rank lora.r = {Lora.Rank}");
         if (failures.Count > 0) throw new ArgumentException(string.Join("; ", failures.Select(f => f.Replace(" (Parameter '", " ('"))));
@@ -200,6 +202,26 @@ public sealed record RunOptions
         if (Personalization is not null) failures.Add($"personalization{with} is not supported; drop one of them");
         if (FederatedEvaluateEvery > 0) failures.Add($"federation.federated_evaluate_every{with} is not supported (no round of clients to ask)");
         if (Strategy.ClientRanks.Count > 0 && Algorithms.All(a => a == name)) failures.Add($"lora.rank_per_client{with} is not supported");
+        return failures;
+    }
+
+    /// <summary>What FLoRA cannot run with: a layout without room for both parts, and anything that changes or hides the
+    /// individual updates' frozen part (it must arrive as sent) or carries optimizer moments into the next round's fresh
+    /// module.</summary>
+    IReadOnlyList<string> FloraFailures()
+    {
+        var failures = new List<string>();
+        const string with = "with flora";
+        if (Strategy.ClientRanks.Count > 0 && Strategy.ClientRanks.Max() >= Lora.Rank)
+            failures.Add($"lora.rank_per_client {with}: the largest rank {Strategy.ClientRanks.Max()} leaves no component of lora.r = {Lora.Rank} for the accumulated update; raise lora.r (exact when lora.r − {Strategy.ClientRanks.Max()} ≥ every module's smaller dimension)");
+        if (Strategy.ClientRanks.Count == 0 && Lora.Rank < 2)
+            failures.Add($"lora.r {with} must be at least 2 (half for the accumulated update, half for the round's fresh module)");
+        if (Privacy is not null) failures.Add($"privacy {with}: clipping and noise would change the frozen accumulated update the server checks; drop one of them");
+        if (Robust is not null) failures.Add($"robust {with}: the robust rules replace the stacking of the clients' modules; drop one of them");
+        if (Attack is not null) failures.Add($"attack {with} is not simulated; drop one of them");
+        if (SecureAggregation is not null) failures.Add($"secure_aggregation {with}: stacking needs each client's factors, which the secure sum hides; drop one of them");
+        if (Federation.KeepClientOptimizerState)
+            failures.Add($"federation.keep_optimizer_state {with}: every round trains a fresh module, which the previous round's moments do not belong to; drop one of them");
         return failures;
     }
 

@@ -59,6 +59,10 @@ public class AdapterTrainer<TExample, TMetrics> : IAdapterTrainer
     /// <summary>Runs after every optimizer step with that step's learning rate (SCAFFOLD's drift correction), or null.</summary>
     public Action<double>? AfterOptimizerStep { get; set; }
 
+    /// <summary>Runs once per step when the step's gradients are complete, before clipping and the optimizer step
+    /// (FLoRA's freezing of part of the adapter), or null.</summary>
+    public Action? BeforeGradientClip { get; set; }
+
     /// <summary>Steps completed so far (also after a resume), skipped ones included.</summary>
     public int Step { get; private set; }
 
@@ -148,6 +152,7 @@ public class AdapterTrainer<TExample, TMetrics> : IAdapterTrainer
             using var scope = NewDisposeScope();
             extraLoss().backward();
         }
+        BeforeGradientClip?.Invoke();
         double gradNorm = Optimizer.ClipGradientNorm(Options.MaxGradNorm);
         var metrics = Objective.Aggregate(parts);
         double loss = Objective.Loss(metrics);

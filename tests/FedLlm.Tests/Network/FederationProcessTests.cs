@@ -76,6 +76,30 @@ public class FederationProcessTests
     }
 
     [Fact]
+    public void FLoRA_over_the_network_ends_bit_identical_to_the_simulation()
+    {
+        // The accumulated update and the fresh module share the run's adapter layout, so the wire carries what it
+        // always does; the hook's setting (the fresh rank) rides in the instructions' config map.
+        using var run = new TinyFederation(clients: 2, strategy: "flora", rounds: 2);
+        using var server = run.StartServer(run.WriteServerYaml());
+        string address = Address(server);
+        var clients = Enumerable.Range(0, 2).Select(c => run.StartClient(c, address)).ToList();
+        try
+        {
+            Assert.Equal(0, server.WaitForExit(Patience));
+            foreach (var client in clients) Assert.Equal(0, client.WaitForExit(Patience));
+        }
+        finally
+        {
+            foreach (var client in clients) client.Dispose();
+        }
+        var network = run.FinalAdapter();
+        FederationTestData.AssertBitEqual(run.Simulate(), network, "network FLoRA vs simulated FLoRA");
+        Assert.Contains(network.Where(kv => kv.Key.Contains(".lora_B.")), kv => kv.Value.abs().sum().item<float>() > 0);
+        Assert.All(run.Metrics(), r => Assert.True(r.AggregationMetrics!.ContainsKey(FedLlm.Federation.LowRank.Flora.TruncationMetric)));
+    }
+
+    [Fact]
     public void A_client_killed_mid_round_is_left_out_the_round_completes_and_the_restarted_client_rejoins_a_later_round()
     {
         // Many local steps, so client-2 is still training when it is killed.

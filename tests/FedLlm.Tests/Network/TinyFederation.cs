@@ -190,9 +190,10 @@ internal sealed class TinyFederation : IDisposable
         var objective = new LocalObjective { Task = Task };
         var shards = DataFiles.Select(f => RunData.LoadClient(objective, f, Task == "dpo" ? "generic-preference" : "alpaca", "alpaca", false, tokenizer,
             options.MaxSequenceLength)).ToList();
-        using var clients = new InProcessClients(model, options, shards, tokenizer.PadTokenId ?? 0);
+        // The registry a server and a network client use (the built-in algorithms and every added one).
+        using var clients = new InProcessClients(model, options, shards, tokenizer.PadTokenId ?? 0, FederatedRun.DefaultAlgorithms);
         var strategySection = new RunConfig.StrategySection { Algorithms = new() { Strategy } };
-        var strategy = StrategyFactory.Create(Strategy, strategySection.ToOptions(Strategy, options.TotalClients));
+        var strategy = FederatedRun.DefaultAlgorithms.Create(Strategy, strategySection.ToOptions(Strategy, options.TotalClients));
         using var server = new FederationServer(strategy, options, initial, clients);
         server.RunAsync().GetAwaiter().GetResult();
         (strategy as IDisposable)?.Dispose();

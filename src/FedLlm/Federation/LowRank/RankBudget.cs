@@ -34,7 +34,8 @@ public static class RankBudget
 
     /// <summary>
     /// The client hooks of a network client that declares its own rank budget (client.yaml <c>lora_rank</c>): the
-    /// rank-budget hook answers with <paramref name="ownRank"/> instead of looking the client up in the server's table.
+    /// rank-budget hook (and FLoRA's, when registered) answers with <paramref name="ownRank"/> instead of looking the
+    /// client up in the server's table.
     /// </summary>
     /// <param name="registry">The client's hooks (with the default rank-budget hook).</param>
     /// <param name="ownRank">This client's budget r_i.</param>
@@ -46,7 +47,8 @@ public static class RankBudget
         ArgumentNullException.ThrowIfNull(registry);
         if (ownRank < 1 || ownRank > globalRank)
             throw new ArgumentException($"{source} {ownRank} must be between 1 and the run's LoRA rank {globalRank}");
-        return registry.Replacing(new RankBudgetClientHooks(ownRank));
+        registry = registry.Replacing(new RankBudgetClientHooks(ownRank));
+        return registry.HookNames.Contains(FloraClientHooks.HookName) ? registry.Replacing(new FloraClientHooks(ownRank)) : registry;
     }
 
     /// <summary>Instructions key: "client-0=4,client-1=8,…".</summary>
