@@ -168,8 +168,8 @@ internal sealed class TinyFederation : IDisposable
     public CliProcess StartServer(string yaml) =>
         new("server", Root, new[] { "server", "--config", yaml }.Concat(Tls ? [] : new[] { "--insecure" }).ToArray());
 
-    public CliProcess StartClient(int client, string address) =>
-        new($"client-{client}", Root, new[] { "client", "--server", address, "--config", WriteClientYaml(client) }.Concat(Tls ? [] : new[] { "--insecure" }).ToArray());
+    public CliProcess StartClient(int client, string address, IReadOnlyDictionary<string, string>? environment = null) =>
+        new($"client-{client}", Root, environment, new[] { "client", "--server", address, "--config", WriteClientYaml(client) }.Concat(Tls ? [] : new[] { "--insecure" }).ToArray());
 
     /// <summary>The server's final adapter, as written to output/adapter/.</summary>
     public Dictionary<string, Tensor> FinalAdapter()
@@ -178,8 +178,11 @@ internal sealed class TinyFederation : IDisposable
         return file.Tensors.Keys.ToDictionary(k => k, k => file.Read(k));
     }
 
-    /// <summary>The same run in one process: the simulation's <see cref="InProcessClients"/> on the same shards.</summary>
-    public Dictionary<string, Tensor> Simulate()
+    /// <summary>The same run in one process: the simulation's <see cref="InProcessClients"/> on the same shards; with
+    /// <paramref name="secure"/>, behind the simulation's secure aggregation (<paramref name="dropsBefore"/>: its
+    /// simulated dropouts).</summary>
+    public Dictionary<string, Tensor> Simulate(FedLlm.Federation.SecureAggregation.SecureAggregationOptions? secure = null,
+        Func<int, string, FedLlm.Federation.SecureAggregation.SecAggPhase, bool>? dropsBefore = null)
     {
         var options = Federation.ToOptions();
         using var model = ModelLoader.Load(ModelDirectory, ScalarType.Float32);
@@ -190,9 +193,15 @@ internal sealed class TinyFederation : IDisposable
         var objective = new LocalObjective { Task = Task };
         var shards = DataFiles.Select(f => RunData.LoadClient(objective, f, Task == "dpo" ? "generic-preference" : "alpaca", "alpaca", false, tokenizer,
             options.MaxSequenceLength)).ToList();
-        using var clients = new InProcessClients(model, options, shards, tokenizer.PadTokenId ?? 0);
+        using var inProcess = new InProcessClients(model, options, shards, tokenizer.PadTokenId ?? 0);
         var strategySection = new RunConfig.StrategySection { Algorithms = new() { Strategy } };
         var strategy = StrategyFactory.Create(Strategy, strategySection.ToOptions(Strategy, options.TotalClients));
+        IClientExecutor clients = inProcess;
+        if (secure is not null)
+        {
+            strategy = new FedLlm.Federation.SecureAggregation.SecureAggregationStrategy(strategy, secure, options.ClientsPerRound);
+            clients = new FedLlm.Federation.SecureAggregation.SecureAggregationClients(inProcess, dropsBefore);
+        }
         using var server = new FederationServer(strategy, options, initial, clients);
         server.RunAsync().GetAwaiter().GetResult();
         (strategy as IDisposable)?.Dispose();
