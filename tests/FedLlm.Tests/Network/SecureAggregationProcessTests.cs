@@ -107,6 +107,8 @@ public class SecureAggregationProcessTests
         // in a federation of two.
         using var survivorsOnly = new TinyFederation(clients: 2, strategy: "fedavg", rounds: 1);
         AssertWithinQuantisation(survivorsOnly.Simulate(), network, survivors: 2, weightSum: (5 + 7) / 9.0);
+        // The check can fail: the plain mean of all three clients is far outside the bound.
+        Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => AssertWithinQuantisation(run.Simulate(), network, survivors: 2, weightSum: (5 + 7) / 9.0));
     }
 
     [Fact]
@@ -129,6 +131,51 @@ public class SecureAggregationProcessTests
             foreach (var client in clients) client.Dispose();
         }
         Assert.Empty(File.Exists(Path.Combine(run.Output, "metrics.jsonl")) ? run.Metrics() : []);
+    }
+
+    [Fact]
+    public void Client_side_DP_over_secure_aggregation_on_the_network_ends_bit_identical_to_the_simulation()
+    {
+        // privacy.mode client-fixed: each client process clips its update before quantising it, the server adds the
+        // Gaussian noise to the unmasked sum. With the noise seeded from the run seed, both sides draw the same noise.
+        using var run = new TinyFederation(clients: 3, strategy: "fedavg", rounds: 2);
+        const string privacyYaml = "privacy:\n  mode: client-fixed\n  clipping_norm: 0.05\n  noise_multiplier: 0.5\n  delta: 1e-3\n  seeding: run-seed";
+        using var server = run.StartServer(run.WriteServerYaml(extraServer: "secure_aggregation:\n  enabled: true\n" + privacyYaml));
+        string address = Address(server);
+        var clients = Enumerable.Range(0, 3).Select(c => run.StartClient(c, address)).ToList();
+        try
+        {
+            Assert.Equal(0, server.WaitForExit(Patience));
+            foreach (var client in clients) Assert.Equal(0, client.WaitForExit(Patience));
+        }
+        finally
+        {
+            foreach (var client in clients) client.Dispose();
+        }
+        var privacy = new FedLlm.Privacy.PrivacyOptions
+        {
+            Mode = FedLlm.Privacy.PrivacyMode.ClientFixed, ClippingNorm = 0.05, NoiseMultiplier = 0.5, Delta = 1e-3, Seeding = FedLlm.Privacy.NoiseSeeding.RunSeed,
+        };
+        var network = run.FinalAdapter();
+        FederationTestData.AssertBitEqual(run.Simulate(new SecureAggregationOptions(), privacy: privacy), network, "secure DP network vs secure DP simulation");
+        // The noise is there: without DP the same secure run ends elsewhere.
+        var noiseless = run.Simulate(new SecureAggregationOptions());
+        Assert.Contains(network.Keys, k => !network[k].allclose(noiseless[k], 0, 0));
+        Assert.All(run.Metrics(), r => Assert.True(r.Privacy?.Epsilon is > 0 and < double.PositiveInfinity, $"round {r.Round}: ε {r.Privacy?.Epsilon}"));
+        Assert.All(run.Metrics(), r => Assert.Equal(3, r.SecureAggregation?.Survivors));
+    }
+
+    [Theory]
+    [InlineData("privacy:\n  mode: server-fixed\n  noise_multiplier: 1\n  delta: 1e-3", "secure_aggregation with privacy.mode server-fixed: the server cannot clip updates it never sees")]
+    [InlineData("robust:\n  rule: median", "secure_aggregation hides the individual updates that robust aggregation inspects")]
+    [InlineData("", "server.max_update_norm with secure_aggregation: the server never sees an update")]
+    public void A_server_yaml_combining_secure_aggregation_with_what_needs_single_updates_is_refused_naming_the_keys(string extra, string expected)
+    {
+        using var run = new TinyFederation(clients: 3, strategy: "fedavg", rounds: 1);
+        string yaml = run.WriteServerYaml(extraServer: "secure_aggregation:\n  enabled: true\n" + extra);
+        if (extra.Length == 0) File.WriteAllText(yaml, File.ReadAllText(yaml).Replace("  encoding: fp32", "  encoding: fp32\n  max_update_norm: 10"));
+        var error = Assert.Throws<ArgumentException>(() => ServerConfig.Load(yaml).ToRunOptions());
+        Assert.Contains(expected, error.Message);
     }
 
     static Dictionary<string, Tensor> RunWithKilledClient(TinyFederation run, string phase)

@@ -181,8 +181,9 @@ internal sealed class TinyFederation : IDisposable
     /// <summary>The same run in one process: the simulation's <see cref="InProcessClients"/> on the same shards; with
     /// <paramref name="secure"/>, behind the simulation's secure aggregation (<paramref name="dropsBefore"/>: its
     /// simulated dropouts).</summary>
+    /// <param name="privacy">Client-level DP around the strategy (noise seeded from the run seed), inside secure aggregation.</param>
     public Dictionary<string, Tensor> Simulate(FedLlm.Federation.SecureAggregation.SecureAggregationOptions? secure = null,
-        Func<int, string, FedLlm.Federation.SecureAggregation.SecAggPhase, bool>? dropsBefore = null)
+        Func<int, string, FedLlm.Federation.SecureAggregation.SecAggPhase, bool>? dropsBefore = null, FedLlm.Privacy.PrivacyOptions? privacy = null)
     {
         var options = Federation.ToOptions();
         using var model = ModelLoader.Load(ModelDirectory, ScalarType.Float32);
@@ -193,10 +194,12 @@ internal sealed class TinyFederation : IDisposable
         var objective = new LocalObjective { Task = Task };
         var shards = DataFiles.Select(f => RunData.LoadClient(objective, f, Task == "dpo" ? "generic-preference" : "alpaca", "alpaca", false, tokenizer,
             options.MaxSequenceLength)).ToList();
-        using var inProcess = new InProcessClients(model, options, shards, tokenizer.PadTokenId ?? 0);
+        using var inProcess = new InProcessClients(model, options, shards, tokenizer.PadTokenId ?? 0, FederatedRun.DefaultAlgorithms);
         var strategySection = new RunConfig.StrategySection { Algorithms = new() { Strategy } };
         var strategy = StrategyFactory.Create(Strategy, strategySection.ToOptions(Strategy, options.TotalClients));
         IClientExecutor clients = inProcess;
+        if (privacy is not null)
+            strategy = FedLlm.Privacy.DifferentialPrivacy.Wrap(strategy, privacy, FedLlm.Privacy.PrivacyPlan.Create(privacy, options), FedLlm.Privacy.NoiseSeeding.RunSeed, options.Seed);
         if (secure is not null)
         {
             strategy = new FedLlm.Federation.SecureAggregation.SecureAggregationStrategy(strategy, secure, options.ClientsPerRound);
