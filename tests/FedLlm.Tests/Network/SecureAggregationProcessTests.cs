@@ -174,7 +174,7 @@ public class SecureAggregationProcessTests
         using var run = new TinyFederation(clients: 3, strategy: "fedavg", rounds: 1);
         string yaml = run.WriteServerYaml(extraServer: "secure_aggregation:\n  enabled: true\n" + extra);
         if (extra.Length == 0) File.WriteAllText(yaml, File.ReadAllText(yaml).Replace("  encoding: fp32", "  encoding: fp32\n  max_update_norm: 10"));
-        var error = Assert.Throws<ArgumentException>(() => ServerConfig.Load(yaml).ToRunOptions());
+        var error = Assert.Throws<ArgumentException>(() => ServerConfig.Load(yaml).ToRunOptions().Validate(FedLlm.Runs.FederatedRun.DefaultAlgorithms));
         Assert.Contains(expected, error.Message);
     }
 
