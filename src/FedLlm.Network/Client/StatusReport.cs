@@ -58,5 +58,10 @@ public static class StatusReport
         double loss = r.ClientLoss.Values.Where(double.IsFinite).DefaultIfEmpty(double.NaN).Average();
         yield return string.Create(inv, $"  mean train loss {loss:F4}{(r.EvalLoss is { } e ? $", held-out loss {e:F4}" : "")}{(r.EvalScore is { } sc ? $", score {sc:F3}" : "")}");
         yield return string.Create(inv, $"  {r.BytesSent / 1e6:F1} MB sent, {r.BytesReceived / 1e6:F1} MB received");
+        if (r.SecureAggregation is { } sa)
+        {
+            yield return string.Create(inv, $"  secure aggregation ({(sa.Neighbours is { } k ? $"SecAgg+ k = {k}" : "SecAgg")}, threshold {sa.Threshold}): {sa.Survivors} inputs summed, {sa.Dropped} dropped");
+            yield return string.Create(inv, $"  secure-aggregation protocol: {sa.ProtocolBytes / 1e6:F2} MB in {sa.ProtocolSeconds:F1} s");
+        }
     }
 }

@@ -178,6 +178,20 @@ public class SecureAggregationProcessTests
         Assert.Contains(expected, error.Message);
     }
 
+    [Fact]
+    public void Status_shows_the_last_rounds_secure_aggregation_within_80_columns()
+    {
+        var reply = new FedLlm.Network.Protocol.StatusReply
+        {
+            RunId = "run-20261207-021721-e602f96d", Round = 2, TotalRounds = 2,
+            LastMetrics = """{"round":2,"learning_rate":0.002,"clients":["secure-aggregate"],"client_loss":{"secure-aggregate":1.5},"update_norms":{},"global_step_norm":0.1,"bytes_sent":3569760,"bytes_received":3554058,"seconds":36.5,"secure_aggregation":{"survivors":3,"dropped":1,"threshold":2,"neighbours":null,"quantisation_bits":24,"quantisation_range":1,"protocol_bytes":3556881,"protocol_seconds":3.55}}""",
+        };
+        var lines = FedLlm.Network.Client.StatusReport.Lines(reply);
+        Assert.All(lines, l => Assert.True(l.Length <= 80, $"{l.Length} columns: {l}"));
+        Assert.Contains("  secure aggregation (SecAgg, threshold 2): 3 inputs summed, 1 dropped", lines);
+        Assert.Contains("  secure-aggregation protocol: 3.56 MB in 3.5 s", lines);
+    }
+
     static Dictionary<string, Tensor> RunWithKilledClient(TinyFederation run, string phase)
     {
         using var server = run.StartServer(run.WriteServerYaml(heartbeatSeconds: 0.5, heartbeatTimeoutSeconds: 3, extraServer: SecureYaml));
