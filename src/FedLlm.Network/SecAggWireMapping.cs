@@ -68,6 +68,36 @@ public static class SecAggWireMapping
         return wire;
     }
 
+    /// <summary>The largest payload one request carries; a longer message travels in parts (<see cref="ToWireParts"/>).</summary>
+    public const int MaxPartBytes = 1 << 20;
+
+    /// <summary>A client's message as the requests that carry it, in order: one, or parts of at most
+    /// <see cref="MaxPartBytes"/> with the example count and metrics on the first.</summary>
+    public static IReadOnlyList<Protocol.SecAggRequest> ToWireParts(SecAggClientMessage m)
+    {
+        var whole = ToWire(m);
+        int length = whole.Payload.Length;
+        if (length <= MaxPartBytes) return [whole];
+        int parts = (length + MaxPartBytes - 1) / MaxPartBytes;
+        var list = new List<Protocol.SecAggRequest>(parts);
+        for (int i = 0; i < parts; i++)
+        {
+            int offset = i * MaxPartBytes;
+            var part = new Protocol.SecAggRequest
+            {
+                Round = whole.Round, Phase = whole.Phase, Part = i, Parts = parts,
+                Payload = ByteString.CopyFrom(whole.Payload.Span.Slice(offset, Math.Min(MaxPartBytes, length - offset))),
+            };
+            if (i == 0)
+            {
+                part.ExampleCount = whole.ExampleCount;
+                part.Metrics.Add(whole.Metrics);
+            }
+            list.Add(part);
+        }
+        return list;
+    }
+
     /// <summary>The client's message of a wire request.</summary>
     /// <exception cref="SecureAggregationException">Unknown phase, a payload that is not the phase's message, or a
     /// negative example count.</exception>

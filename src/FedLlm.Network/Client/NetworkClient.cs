@@ -322,11 +322,18 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
             System.Diagnostics.Process.GetCurrentProcess().Kill();
         }
         var noMetrics = new Dictionary<string, double>();
-        var request = SecAggWireMapping.ToWire(new SecAggClientMessage(round, phase, message, exampleCount, metrics ?? noMetrics));
+        var parts = SecAggWireMapping.ToWireParts(new SecAggClientMessage(round, phase, message, exampleCount, metrics ?? noMetrics));
         var ask = SecAggWireMapping.ToWire(new SecAggClientMessage(round, phase, null, 0, noMetrics));
+        var wait = Server.SecAggService.ReplyWait + TimeSpan.FromSeconds(30);
+        foreach (var part in parts.SkipLast(1))
+        {
+            // Each part but the last is only stored by the server: its answer is "pending".
+            var stored = await api.SecAggExchangeAsync(part, connection.Headers(), DateTime.UtcNow + wait, cancellationToken);
+            if (!stored.Pending) throw new SecureAggregationException($"round {RoundRecord.NumberOf(round)}: the server answered part {part.Part} of {part.Parts} of the {phase} message as if it were whole");
+        }
+        var request = parts[^1];
         while (true)
         {
-            var wait = Server.SecAggService.ReplyWait + TimeSpan.FromSeconds(30);
             var reply = await api.SecAggExchangeAsync(request, connection.Headers(), DateTime.UtcNow + wait, cancellationToken);
             if (!reply.Pending) return SecAggWireMapping.FromReply(phase, reply);
             request = ask;

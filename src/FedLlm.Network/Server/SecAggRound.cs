@@ -1,5 +1,6 @@
 using FedLlm.Federation;
 using FedLlm.Federation.SecureAggregation;
+using Google.Protobuf;
 
 namespace FedLlm.Network.Server;
 
@@ -22,14 +23,24 @@ public sealed class SecAggRound
     readonly Dictionary<int, object>[] inbox = [new(), new(), new(), new()];
     readonly Dictionary<int, object?>?[] replies = new Dictionary<int, object?>?[4];
     readonly Dictionary<int, (long ExampleCount, IReadOnlyDictionary<string, double> Metrics)> reports = new();
+    readonly Dictionary<(int Participant, Protocol.SecAggPhase Phase), PartialMessage> partial = new();
+    readonly long maxPayloadBytes;
     string? failure;
     TaskCompletionSource changed = NewSignal();
     long payloadBytes, wireReceived, wireSent;
 
-    /// <summary>Round <paramref name="round"/> among <paramref name="assigned"/> (the round's sampled client ids).</summary>
-    public SecAggRound(int round, IReadOnlyCollection<string> assigned)
+    /// <summary>Round <paramref name="round"/> among <paramref name="assigned"/> (the round's sampled client ids), whose
+    /// inputs have <paramref name="vectorLength"/> ring elements.</summary>
+    /// <param name="round">The round.</param>
+    /// <param name="assigned">The round's sampled client ids.</param>
+    /// <param name="vectorLength">Ring elements of an input; bounds what a message assembled from parts may hold.</param>
+    public SecAggRound(int round, IReadOnlyCollection<string> assigned, int vectorLength)
     {
         ArgumentNullException.ThrowIfNull(assigned);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(vectorLength);
+        // The largest message is a masked input (4 bytes per element) or a client's shares and roster (under 1 KiB per
+        // other client); anything longer is refused before it is buffered.
+        maxPayloadBytes = 4L * vectorLength + (64 << 10) + 1024L * assigned.Count;
         Round = round;
         Participants = assigned.Order(StringComparer.Ordinal).ToList();
         participantOf = Participants.Select((id, i) => (id, i)).ToDictionary(p => p.id, p => p.i, StringComparer.Ordinal);
@@ -84,13 +95,60 @@ public sealed class SecAggRound
                 _ => -1,
             };
             if (claimed != me) return $"client {clientId} is participant {me} of round {RoundRecord.NumberOf(Round)}, but its {phase} message speaks for participant {claimed}";
-            if (!inbox[(int)message.Phase].TryAdd(me, message.Message!)) return $"client {clientId} sent its {phase} message twice";
+            // Keys come only under a submission lease, which RemoteClients grants once per client and attempt: keys
+            // already here are from an attempt the operator aborted (never sent to anyone), and the new ones replace them.
+            if (message.Phase == SecAggPhase.AdvertiseKeys) inbox[0][me] = message.Message!;
+            else if (!inbox[(int)message.Phase].TryAdd(me, message.Message!)) return $"client {clientId} sent its {phase} message twice";
             if (message.Phase == SecAggPhase.AdvertiseKeys) reports[me] = (message.ExampleCount, message.Metrics);
             Interlocked.Add(ref payloadBytes, payload);
             Pulse();
         }
         Observer?.Invoke(clientId, message);
         return null;
+    }
+
+    /// <summary>Adds one part of a message sent in parts (<see cref="SecAggWireMapping.ToWireParts"/>): the whole request
+    /// once its last part has arrived, else null (<paramref name="refusal"/> says why when the part is refused: out of
+    /// order, too many, or more bytes than any message of this round can hold).</summary>
+    /// <param name="clientId">The authenticated caller.</param>
+    /// <param name="part">The request carrying the part.</param>
+    /// <param name="refusal">Why the part is refused, or null.</param>
+    public Protocol.SecAggRequest? Assemble(string clientId, Protocol.SecAggRequest part, out string? refusal)
+    {
+        ArgumentNullException.ThrowIfNull(part);
+        refusal = null;
+        lock (gate)
+        {
+            if (ParticipantOf(clientId) is not { } me)
+            {
+                refusal = $"client {clientId} is not a participant of round {RoundRecord.NumberOf(Round)}";
+                return null;
+            }
+            var key = (me, part.Phase);
+            long maxParts = maxPayloadBytes / SecAggWireMapping.MaxPartBytes + 1;
+            if (part.Parts < 2 || part.Parts > maxParts || part.Part < 0 || part.Part >= part.Parts)
+                refusal = $"part {part.Part} of {part.Parts}: a message of this round has at most {maxParts} parts";
+            else if (part.Part == 0) partial[key] = new PartialMessage(part);
+            else if (!partial.TryGetValue(key, out var started) || started.First.Parts != part.Parts || started.Next != part.Part)
+                refusal = $"part {part.Part} of {part.Parts} out of order (expected part {(partial.TryGetValue(key, out var s) ? s.Next : 0)})";
+            if (refusal is null && partial[key].Bytes.Length + part.Payload.Length > maxPayloadBytes)
+                refusal = $"a message of more than {maxPayloadBytes} bytes, more than any message of this round holds";
+            if (refusal is not null)
+            {
+                partial.Remove(key);
+                return null;
+            }
+            var message = partial[key];
+            part.Payload.WriteTo(message.Bytes);
+            message.Next++;
+            if (message.Next < part.Parts) return null;
+            partial.Remove(key);
+            var whole = message.First.Clone();
+            whole.Payload = ByteString.CopyFrom(message.Bytes.GetBuffer(), 0, (int)message.Bytes.Length);
+            whole.Part = 0;
+            whole.Parts = 1;
+            return whole;
+        }
     }
 
     /// <summary>Takes back an advertisement whose answer the round did not accept (it closed meanwhile).</summary>
@@ -201,6 +259,13 @@ public sealed class SecAggRound
     }
 
     static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    sealed class PartialMessage(Protocol.SecAggRequest first)
+    {
+        public Protocol.SecAggRequest First { get; } = first;
+        public MemoryStream Bytes { get; } = new();
+        public int Next { get; set; }
+    }
 }
 
 /// <summary>The secure-aggregation round the server runs now, if any, shared by the gRPC service and the round loop.</summary>

@@ -28,6 +28,17 @@ public sealed class SecAggService(RemoteClients clients, SecAggSessions sessions
     {
         string id = Identify(context);
         clients.Seen(id);
+        var round = sessions.Find(request.Round)
+            ?? throw Refuse(context, id, request.Round, $"round {RoundRecord.NumberOf(request.Round)} runs no secure-aggregation exchange now (late, or the round failed)");
+        if (request.Parts > 1 || request.Part != 0)
+        {
+            // A long message (a large masked input) in parts: each but the last is only stored.
+            var whole = round.Assemble(id, request, out string? refusal);
+            if (refusal is not null) throw Refuse(context, id, request.Round, refusal);
+            // Counted once whole, by Deliver (the parts' own framing, a few bytes each, is left out).
+            if (whole is null) return SecAggWireMapping.Pending();
+            request = whole;
+        }
         SecAggClientMessage message;
         try
         {
@@ -37,8 +48,6 @@ public sealed class SecAggService(RemoteClients clients, SecAggSessions sessions
         {
             throw Refuse(context, id, request.Round, e.Message);
         }
-        var round = sessions.Find(message.Round)
-            ?? throw Refuse(context, id, message.Round, $"round {RoundRecord.NumberOf(message.Round)} runs no secure-aggregation exchange now (late, or the round failed)");
         if (message.Message is not null)
         {
             string? refusal = message.Phase == SecAggPhase.AdvertiseKeys

@@ -61,7 +61,7 @@ public sealed class SecureRemoteClients : IClientExecutor, IDisposable
     {
         var options = SecureAggregationOptions.FromConfig(instructions);
         if (options is null) return await inner.TrainRoundAsync(round, clients, global, instructions, cancellationToken);
-        var session = new SecAggRound(round, clients.Select(i => remote.Options.Roster[i]).ToList()) { Observer = sessions.Observer };
+        var session = new SecAggRound(round, clients.Select(i => remote.Options.Roster[i]).ToList(), SecureInput.Length(global)) { Observer = sessions.Observer };
         var config = new Dictionary<string, string>(instructions.Config, StringComparer.Ordinal) { [ParticipantsKey] = string.Join(",", session.Participants) };
         sessions.Open(session);
         IReadOnlyList<ClientUpdate> answers = [];

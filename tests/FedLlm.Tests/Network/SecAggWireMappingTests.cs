@@ -70,6 +70,36 @@ public class SecAggWireMappingTests
         Assert.Throws<ArgumentException>(() => SecAggWireMapping.Reply(SecAggPhase.ShareKeys, new UnmaskRequest(0, [0], [])));
     }
 
+    [Fact]
+    public void A_masked_input_above_one_MiB_travels_in_parts_and_is_assembled_whole_in_order_only()
+    {
+        // 600,000 ring elements: 2.4 MB of payload, three parts of at most 1 MiB.
+        var vector = Enumerable.Range(0, 600_000).Select(i => (uint)i * 2654435761u).ToArray();
+        var message = new SecAggClientMessage(2, SecAggPhase.MaskedInput, new MaskedInput(1, vector), 0, new Dictionary<string, double>());
+        var parts = SecAggWireMapping.ToWireParts(message);
+        Assert.Equal(3, parts.Count);
+        Assert.All(parts, p => Assert.True(p.Payload.Length <= SecAggWireMapping.MaxPartBytes));
+        Assert.Single(SecAggWireMapping.ToWireParts(new SecAggClientMessage(2, SecAggPhase.MaskedInput, new MaskedInput(1, [1, 2, 3]), 0, new Dictionary<string, double>())));
+
+        var round = new FedLlm.Network.Server.SecAggRound(2, ["client-0", "client-1"], vectorLength: vector.Length + 1);
+        Assert.Null(round.Assemble("client-1", SecAggRequest.Parser.ParseFrom(parts[0].ToByteArray()), out var refusal));
+        Assert.Null(refusal);
+        Assert.Null(round.Assemble("client-1", parts[1], out refusal));
+        var whole = round.Assemble("client-1", parts[2], out refusal);
+        Assert.Null(refusal);
+        var back = (MaskedInput)SecAggWireMapping.FromWire(whole!).Message!;
+        Assert.Equal(vector, back.Vector);
+
+        // Out of order, or a message larger than any of the round's: refused before it is buffered further.
+        Assert.Null(round.Assemble("client-1", parts[1], out refusal));
+        Assert.Contains("out of order", refusal);
+        var small = new FedLlm.Network.Server.SecAggRound(2, ["client-0", "client-1"], vectorLength: 1000);
+        Assert.Null(small.Assemble("client-1", parts[0], out refusal));
+        Assert.Contains("at most 1 parts", refusal);
+        Assert.Null(round.Assemble("client-9", parts[0], out refusal));
+        Assert.Contains("not a participant", refusal);
+    }
+
     /// <summary>A client message through the request mapping and its protobuf bytes.</summary>
     static T Carry<T>(SecAggPhase phase, T message, long exampleCount = 0, IReadOnlyDictionary<string, double>? metrics = null) where T : class
     {
