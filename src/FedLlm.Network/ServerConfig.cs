@@ -42,6 +42,10 @@ public sealed class ServerConfig
     /// <summary>Byzantine-robust aggregation (as run.yaml's; fltrust needs robust.root_data on a server).</summary>
     public RunConfig.RobustSection? Robust { get; set; }
 
+    /// <summary>Secure aggregation (as run.yaml's): the clients mask their updates and the server unmasks only their sum,
+    /// over the SecAggExchange (docs/secure-aggregation.md).</summary>
+    public RunConfig.SecureAggregationSection? SecureAggregation { get; set; }
+
     /// <summary>Read only to refuse it with a clear message: buffered asynchronous aggregation runs in simulate only.</summary>
     public RunConfig.AsyncSection? Async { get; set; }
     /// <summary>The run folder (checkpoints, metrics, adapters); null = runs/federation.</summary>
@@ -83,6 +87,8 @@ public sealed class ServerConfig
             throw new ArgumentException("async / fedbuff: buffered asynchronous aggregation runs in `fedllm simulate` only (virtual client speeds); the network server aggregates per round with a deadline. Remove the async: section from server.yaml (docs/unequal-participants.md)");
         if (Dpo.ReferenceAdapter is not null)
             throw new ArgumentException("dpo.reference_adapter: a reference adapter is not supported by the network federation yet (clients would need it too); use simulate, or the base model as reference");
+        if (SecureAggregation is { Enabled: true } && (Server.MaxUpdateNorm is not null || Server.MaxUpdateNormRatio is not null))
+            throw new ArgumentException($"server.{(Server.MaxUpdateNorm is not null ? "max_update_norm" : "max_update_norm_ratio")} with secure_aggregation: the server never sees an update to measure its norm; remove the bound (clients clip with privacy.mode client-fixed, and secure_aggregation.quantisation_range clips each coordinate)");
         if (Federation.Clients is { } clients && clients != Server.Roster.Count)
             throw new ArgumentException($"federation.clients is {clients} but server.roster lists {Server.Roster.Count}; the roster fixes the clients (leave federation.clients out)");
         var run = new RunConfig
@@ -98,6 +104,7 @@ public sealed class ServerConfig
             Threads = Threads,
             Privacy = Privacy,
             Robust = Robust,
+            SecureAggregation = SecureAggregation,
         };
         run.Federation.Clients = Server.Roster.Count;
         return run.ToRunOptions(Output ?? System.IO.Path.Combine("runs", "federation"));

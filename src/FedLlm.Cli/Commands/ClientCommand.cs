@@ -51,7 +51,22 @@ public sealed class ClientCommand : Command<ClientSettings>
             StateDirectory = config.StateDir ?? Path.Combine("client-state", clientId),
             LoraRank = config.LoraRank is null or > 0 ? config.LoraRank
                 : throw new ArgumentException($"{s.Config}: lora_rank must be a positive whole number, got {config.LoraRank}"),
+            KillBeforeSecAggPhase = SecAggFault(Environment.GetEnvironmentVariable(SecAggFaultVariable)),
         }, logger);
         return client.RunAsync(cancellationToken).GetAwaiter().GetResult();
     }
+
+    /// <summary>Fault injection for drop-out tests (docs/secure-aggregation.md): the client kills itself before sending
+    /// its message of this secure-aggregation phase.</summary>
+    public const string SecAggFaultVariable = "FEDLLM_FAULT_SECAGG_KILL_BEFORE";
+
+    static FedLlm.Federation.SecureAggregation.SecAggPhase? SecAggFault(string? value) => value switch
+    {
+        null or "" => null,
+        "advertise-keys" => FedLlm.Federation.SecureAggregation.SecAggPhase.AdvertiseKeys,
+        "share-keys" => FedLlm.Federation.SecureAggregation.SecAggPhase.ShareKeys,
+        "masked-input" => FedLlm.Federation.SecureAggregation.SecAggPhase.MaskedInput,
+        "unmask" => FedLlm.Federation.SecureAggregation.SecAggPhase.Unmask,
+        _ => throw new ArgumentException($"{SecAggFaultVariable}={value}: use advertise-keys, share-keys, masked-input or unmask"),
+    };
 }

@@ -1,5 +1,7 @@
 using FedLlm.Data;
 using FedLlm.Federation;
+using FedLlm.Federation.SecureAggregation;
+using SecAggPhase = FedLlm.Federation.SecureAggregation.SecAggPhase;
 using FedLlm.Federation.Transfer;
 using FedLlm.Modeling;
 using FedLlm.Network.Protocol;
@@ -51,6 +53,11 @@ public sealed record NetworkClientOptions
     /// round needs.</summary>
     public AlgorithmRegistry Algorithms { get; init; } = Runs.FederatedRun.DefaultAlgorithms;
 
+    /// <summary>Fault injection for drop-out tests: before sending its message of this secure-aggregation phase the
+    /// process kills itself (SIGKILL, as <c>kill -9</c>); null = never. The CLI sets it from the environment variable
+    /// <c>FEDLLM_FAULT_SECAGG_KILL_BEFORE</c> (advertise-keys, share-keys, masked-input, unmask).</summary>
+    public SecAggPhase? KillBeforeSecAggPhase { get; init; }
+
     /// <summary>This client's LoRA rank budget (client.yaml <c>lora_rank</c>) for hetlora and flexlora; null = the
     /// server's table decides.</summary>
     public int? LoraRank { get; init; }
@@ -82,6 +89,7 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
                 connection.Tls?.Clear();
                 using var channel = connection.Open();
                 var api = new Protocol.Federation.FederationClient(channel);
+                var secAgg = new Protocol.SecAggFederation.SecAggFederationClient(channel);
                 var join = await JoinAsync(api, cancellationToken);
                 backoff = TimeSpan.FromMilliseconds(500);
                 logger.LogInformation("client {Client} joined run {Run} at {Address} as roster index {Index}", connection.ClientId, join.RunId, connection.Address, join.RosterIndex);
@@ -106,7 +114,7 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
                         }
                         if (reply.OutcomeCase == WaitForTaskReply.OutcomeOneofCase.Stopping)
                             throw new RpcException(new Status(StatusCode.Unavailable, $"the server is stopping ({reply.Stopping.Reason})"));
-                        if (reply.OutcomeCase == WaitForTaskReply.OutcomeOneofCase.Task) await RunTaskAsync(api, reply.Task, cancellationToken);
+                        if (reply.OutcomeCase == WaitForTaskReply.OutcomeOneofCase.Task) await RunTaskAsync(api, secAgg, reply.Task, cancellationToken);
                     }
                 }
                 finally
@@ -199,7 +207,8 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
             objective.IsDpo ? "preference pairs" : "examples", options.DataPath);
     }
 
-    async Task RunTaskAsync(Protocol.Federation.FederationClient api, RoundTask task, CancellationToken cancellationToken)
+    async Task RunTaskAsync(Protocol.Federation.FederationClient api, Protocol.SecAggFederation.SecAggFederationClient secAgg, RoundTask task,
+        CancellationToken cancellationToken)
     {
         var s = session!;
         logger.LogInformation("round {Round}: client {Client} got its task (lr {LearningRate:G4})", RoundRecord.NumberOf(task.Round), connection.ClientId, task.LearningRate);
@@ -226,6 +235,12 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
             var localState = state;
             var localGlobal = global;
             update = await Task.Run(() => s.Client.Train(connection.ClientId, s.RosterIndex, s.Shard, localGlobal, instructions, localState), cancellationToken);
+            if (SecureAggregationOptions.FromConfig(instructions) is { } secure)
+            {
+                // The update never leaves this process: only its masked form does, through the four phases.
+                if (await SecureAggregateAsync(secAgg, task.Round, instructions, secure, localGlobal, update, cancellationToken)) store.Save(task.Round, state);
+                return;
+            }
             var reply = await SubmitAsync(api, task.Round, update, s.Encoding, cancellationToken);
             for (int attempt = 1; !reply.Accepted && reply.RetryAfterSeconds > 0 && attempt <= MaxBusyRetries; attempt++)
             {
@@ -249,6 +264,79 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
             foreach (var set in sets.Values) AdapterTensors.Dispose(set);
             state?.Dispose();
             update?.DisposeTensors();
+        }
+    }
+
+    /// <summary>
+    /// Answers a secure round: quantises the update (<see cref="SecureInput"/>), then runs this client's side of the
+    /// four phases (<see cref="SecAggClient"/>) over SecAggExchange. Its private keys and self-mask seed stay in this
+    /// process; the server gets public keys, shares encrypted for other clients, the masked input and, at the end, the
+    /// shares it needs to unmask the sum. True when this client's input is in the round's sum.
+    /// </summary>
+    async Task<bool> SecureAggregateAsync(Protocol.SecAggFederation.SecAggFederationClient api, int round, ClientInstructions instructions,
+        SecureAggregationOptions secure, IReadOnlyDictionary<string, Tensor> global, ClientUpdate update, CancellationToken cancellationToken)
+    {
+        var participants = instructions.Config.GetValueOrDefault(Server.SecureRemoteClients.ParticipantsKey)?.Split(',') ?? [];
+        int me = Array.IndexOf(participants, connection.ClientId);
+        if (me < 0)
+        {
+            logger.LogWarning("round {Round}: client {Client} is not among the task's secure-aggregation participants ({Participants}); the round goes on without it",
+                RoundRecord.NumberOf(round), connection.ClientId, string.Join(",", participants));
+            return false;
+        }
+        var quantiser = new FixedPointQuantiser(secure.QuantisationBits, secure.QuantisationRange);
+        var input = SecureInput.Encode(update.Weights, global, update.ExampleCount, secure.MaxWeight, quantiser);
+        using var session = new SecAggClient(round, me);
+        bool counted = false;
+        try
+        {
+            var roster = (KeyRoster)(await ExchangeAsync(api, round, SecAggPhase.AdvertiseKeys, session.Advertise(), update.ExampleCount,
+                update.Metrics ?? new Dictionary<string, double>(), cancellationToken))!;
+            var request = (MaskingRequest)(await ExchangeAsync(api, round, SecAggPhase.ShareKeys, session.ShareKeys(roster), 0, null, cancellationToken))!;
+            var unmask = (UnmaskRequest)(await ExchangeAsync(api, round, SecAggPhase.MaskedInput, session.Mask(request, input), 0, null, cancellationToken))!;
+            counted = unmask.Survivors.Contains(me);
+            await ExchangeAsync(api, round, SecAggPhase.Unmask, session.Unmask(unmask), 0, null, cancellationToken);
+            logger.LogInformation("round {Round}: client {Client} took part in secure aggregation (train loss {Loss:F4}; {Survivors} inputs in the sum, {Dropped} dropped)",
+                RoundRecord.NumberOf(round), connection.ClientId, update.Metrics?.GetValueOrDefault("train_loss") ?? double.NaN, unmask.Survivors.Count, unmask.Dropped.Count);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition)
+        {
+            logger.LogWarning("round {Round}: client {Client}: secure aggregation refused: {Reason}", RoundRecord.NumberOf(round), connection.ClientId, e.Status.Detail);
+        }
+        catch (SecureAggregationException e)
+        {
+            // This client refuses a message that breaks the protocol (e.g. a request to reveal both secrets of a client).
+            logger.LogWarning("round {Round}: client {Client}: {Reason}", RoundRecord.NumberOf(round), connection.ClientId, e.Message);
+        }
+        return counted;
+    }
+
+    /// <summary>Sends this client's message of <paramref name="phase"/> and asks again until the server closes the phase;
+    /// returns the server's message for the next phase.</summary>
+    async Task<object?> ExchangeAsync(Protocol.SecAggFederation.SecAggFederationClient api, int round, SecAggPhase phase, object message, long exampleCount,
+        IReadOnlyDictionary<string, double>? metrics, CancellationToken cancellationToken)
+    {
+        if (options.KillBeforeSecAggPhase == phase)
+        {
+            logger.LogWarning("round {Round}: client {Client}: fault injection kills this process before the {Phase} phase", RoundRecord.NumberOf(round), connection.ClientId, phase);
+            System.Diagnostics.Process.GetCurrentProcess().Kill();
+        }
+        var noMetrics = new Dictionary<string, double>();
+        var parts = SecAggWireMapping.ToWireParts(new SecAggClientMessage(round, phase, message, exampleCount, metrics ?? noMetrics));
+        var ask = SecAggWireMapping.ToWire(new SecAggClientMessage(round, phase, null, 0, noMetrics));
+        var wait = Server.SecAggService.ReplyWait + TimeSpan.FromSeconds(30);
+        foreach (var part in parts.SkipLast(1))
+        {
+            // Each part but the last is only stored by the server: its answer is "pending".
+            var stored = await api.SecAggExchangeAsync(part, connection.Headers(), DateTime.UtcNow + wait, cancellationToken);
+            if (!stored.Pending) throw new SecureAggregationException($"round {RoundRecord.NumberOf(round)}: the server answered part {part.Part} of {part.Parts} of the {phase} message as if it were whole");
+        }
+        var request = parts[^1];
+        while (true)
+        {
+            var reply = await api.SecAggExchangeAsync(request, connection.Headers(), DateTime.UtcNow + wait, cancellationToken);
+            if (!reply.Pending) return SecAggWireMapping.FromReply(phase, reply);
+            request = ask;
         }
     }
 

@@ -60,7 +60,10 @@ public static class StatusReport
         yield return string.Create(inv, $"  {r.BytesSent / 1e6:F1} MB sent, {r.BytesReceived / 1e6:F1} MB received");
         if (r.Privacy is { } p)
             yield return string.Create(inv, $"  privacy spent: {(p.Epsilon is { } eps ? "ε " + eps.ToString("g4", inv) : "ε unbounded (no noise)")} at δ {p.Delta:g3} (σ {p.NoiseMultiplier:g3}, q {p.SamplingRate:g3})");
-        if (r.SecureAggregation is { } s)
-            yield return $"  secure aggregation: {s.Survivors} survivors, {s.Dropped} dropped (threshold {s.Threshold})";
+        if (r.SecureAggregation is { } sa)
+        {
+            yield return string.Create(inv, $"  secure aggregation ({(sa.Neighbours is { } k ? $"SecAgg+ k = {k}" : "SecAgg")}, threshold {sa.Threshold}): {sa.Survivors} inputs summed, {sa.Dropped} dropped");
+            yield return string.Create(inv, $"  secure-aggregation protocol: {sa.ProtocolBytes / 1e6:F2} MB in {sa.ProtocolSeconds:F1} s");
+        }
     }
 }

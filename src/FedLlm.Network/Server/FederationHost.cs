@@ -39,6 +39,10 @@ public sealed record FederationHostExtras
 
     /// <summary>Where refused connections and calls are logged; null = the console, like every server log line.</summary>
     public ILogger? RefusalLogger { get; init; }
+
+    /// <summary>The open secure-aggregation round, shared with the round loop's <see cref="SecureRemoteClients"/>; a
+    /// server without secure aggregation keeps an empty one (every exchange is refused).</summary>
+    public SecAggSessions SecAgg { get; init; } = new();
 }
 
 /// <summary>
@@ -142,6 +146,7 @@ public sealed class FederationHost : IAsyncDisposable
         builder.Services.AddSingleton(progress);
         builder.Services.AddSingleton(refusals);
         builder.Services.AddSingleton(extras.Stop);
+        builder.Services.AddSingleton(extras.SecAgg);
         if (extras.Admin is not null) builder.Services.AddSingleton(extras.Admin);
         var app = builder.Build();
         if (metricsEndpoint is not null && extras.Metrics is { } metrics)
@@ -164,6 +169,7 @@ public sealed class FederationHost : IAsyncDisposable
             });
         }
         app.MapGrpcService<FederationService>();
+        app.MapGrpcService<SecAggService>();
         if (extras.Admin is not null) app.MapGrpcService<AdminService>();
         app.MapGrpcHealthChecksService();
         await app.StartAsync(cancellationToken);

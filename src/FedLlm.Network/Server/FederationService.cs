@@ -11,7 +11,11 @@ using static TorchSharp.torch;
 namespace FedLlm.Network.Server;
 
 /// <summary>What the handshake tells a joining client about the run.</summary>
-public sealed record RunDescription(string RunId, ModelFingerprint Model, LoraOptions Lora, FederationOptions Federation, LocalObjective Objective);
+public sealed record RunDescription(string RunId, ModelFingerprint Model, LoraOptions Lora, FederationOptions Federation, LocalObjective Objective)
+{
+    /// <summary>The run's rounds use secure aggregation: clients must speak the SecAggExchange (protocol v2.2 or later).</summary>
+    public bool SecureAggregation { get; init; }
+}
 
 /// <summary>
 /// The gRPC face of <see cref="RemoteClients"/>: authenticates every call, streams tensors in chunks and reads updates
@@ -21,6 +25,9 @@ public sealed record RunDescription(string RunId, ModelFingerprint Model, LoraOp
 public sealed class FederationService(RemoteClients clients, RunDescription run, IClientAuthenticator authenticator,
     Func<(int NextRound, string? LastMetrics)> progress, RefusalLog refusals, ILogger<FederationService> logger) : Protocol.Federation.FederationBase
 {
+    /// <summary>The protocol minor that brought the SecAggExchange.</summary>
+    public const uint SecureAggregationMinor = 2;
+
     /// <summary>The authenticated caller, who must be on the roster and not removed.</summary>
     string Identify(ServerCallContext context)
     {
@@ -60,6 +67,9 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
             throw Refuse(context, "stopping", StatusCode.Unavailable, $"the server is stopping ({stopping}); join again when it is back");
         if (ProtocolInfo.Incompatibility(request.Protocol) is { } incompatible)
             throw Refuse(context, "protocol", StatusCode.FailedPrecondition, incompatible);
+        if (run.SecureAggregation && request.Protocol.Minor < SecureAggregationMinor)
+            throw Refuse(context, "protocol", StatusCode.FailedPrecondition,
+                $"this run uses secure aggregation, which needs fedllm.federation v{ProtocolInfo.Major}.{SecureAggregationMinor} or later; the client speaks v{request.Protocol.Major}.{request.Protocol.Minor}; update FedLlm on the client");
         if (request.ClientId != id)
             throw Refuse(context, "auth", StatusCode.PermissionDenied, $"join names client '{request.ClientId}' but the caller authenticated as '{id}'");
         id = Identify(context);
@@ -150,6 +160,9 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         if (lease is null) return new SubmitReply { Accepted = false, Reason = refusal, RetryAfterSeconds = retryAfter.TotalSeconds };
 
         var round = lease.Context;
+        // Secure aggregation: the server must never hold one client's update in the clear, so it is refused unread.
+        if (FedLlm.Federation.SecureAggregation.SecureAggregationOptions.FromConfig(round.Instructions) is not null)
+            return Refuse(id, header.Round, $"round {RoundRecord.NumberOf(header.Round)} uses secure aggregation: the update travels only masked, through SecAggExchange, never in the clear");
         long limit = Math.Min(clients.Options.MaxUpdateBytes, LargestUpdateBytes(round));
         if (bytes > limit) return RefuseOversize(id, header.Round, limit, round, bytes);
         var weights = new Dictionary<string, Tensor>(StringComparer.Ordinal);

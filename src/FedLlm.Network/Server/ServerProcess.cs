@@ -25,8 +25,10 @@ public static class ServerProcess
     /// <param name="config">The parsed server.yaml.</param>
     /// <param name="loggers">Where the server's loggers come from.</param>
     /// <param name="cancellationToken">Stops the server at once, without committing the open round.</param>
+    /// <param name="secAgg">Where the secure-aggregation exchange keeps its open round (tests pass one with an observer
+    /// of what the server receives); null = a new one.</param>
     public static async Task<int> RunAsync(ServerConfig config, ServerSecurity? security, ILoggerFactory loggers, Action<string>? onListening = null,
-        System.Net.IPEndPoint? dashboard = null, StopRequests? stop = null, CancellationToken cancellationToken = default)
+        System.Net.IPEndPoint? dashboard = null, StopRequests? stop = null, CancellationToken cancellationToken = default, SecAggSessions? secAgg = null)
     {
         var logger = loggers.CreateLogger("FedLlm.Server");
         stop ??= new StopRequests();
@@ -63,7 +65,8 @@ public static class ServerProcess
         var metrics = new ServerMetrics();
         using var remote = new RemoteClients(remoteOptions, loggers.CreateLogger("FedLlm.Server.Rounds"), metrics: metrics);
         metrics.TrackConnected(remote.ConnectedCount);
-        var description = new RunDescription(runId, fingerprint, run.Lora, federation, options.Objective);
+        var description = new RunDescription(runId, fingerprint, run.Lora, federation, options.Objective) { SecureAggregation = options.SecureAggregation is not null };
+        secAgg ??= new SecAggSessions();
         string metricsPath = Path.Combine(output, "metrics.jsonl");
         int? lastCommitted = new RunStore(output).LatestRound;
         Func<(int, string?)> progress = () =>
@@ -80,6 +83,7 @@ public static class ServerProcess
             Stop = stop,
             Metrics = metrics,
             MetricsListen = s.MetricsListen,
+            SecAgg = secAgg,
         };
         await using var host = await FederationHost.StartAsync(s.Listen, security?.Tls, remote, description, authenticator, progress, cancellationToken, extras);
         stop.Subscribe((reason, abandon) =>
@@ -94,6 +98,10 @@ public static class ServerProcess
             logger.LogWarning("INSECURE: plain-text HTTP/2 and unauthenticated client ids; anyone who reaches {Address} can read the adapter and send updates as any client", host.Address);
         if (lastCommitted is { } last) logger.LogInformation("resumed run {Run} from {Output}: rounds 1..{Last} are committed", runId, output, last);
         else logger.LogInformation("started run {Run} in {Output}", runId, output);
+        if (options.SecureAggregation is { } secure)
+            logger.LogInformation("secure aggregation: threshold {Threshold}, {Graph}, {Bits}-bit fixed point over [-{Range}, {Range}]; each phase after the keys has {Phase:F0} s",
+                secure.ResolvedThreshold(Math.Min(federation.ClientsPerRound, federation.TotalClients)), secure.Neighbours is { } k ? $"{k} neighbours (SecAgg+)" : "every pair (SecAgg)",
+                secure.QuantisationBits, secure.QuantisationRange, secure.QuantisationRange, remoteOptions.RoundDeadline.TotalSeconds / 4);
         logger.LogInformation("base model {Fingerprint}; max example count per client: declared at join{Max}; update norm bound: {Norm}",
             fingerprint, s.MaxExampleCount is { } max ? $" and at most {max}" : "", NormBound(s));
         if (s.MetricsListen is { } m) logger.LogInformation("Prometheus metrics on http://{Metrics}/metrics", m);
@@ -115,7 +123,11 @@ public static class ServerProcess
         if (dashboardServer is not null) logger.LogInformation("dashboard on {Address}", dashboardServer.Address);
         try
         {
-            var outcome = await run.RunAsync(algorithm, new Monitoring.MonitoredClients(remote, monitor, i => s.Roster[i]), output, resume: true,
+            IClientExecutor executor = new Monitoring.MonitoredClients(remote, monitor, i => s.Roster[i]);
+            // Secure aggregation: the monitored registry hands out rounds and collects key advertisements; the phases
+            // run around it, and the round loop gets only the unmasked sum.
+            if (options.SecureAggregation is not null) executor = new SecureRemoteClients(executor, remote, secAgg, loggers.CreateLogger("FedLlm.Server.SecAgg"));
+            var outcome = await run.RunAsync(algorithm, executor, output, resume: true,
                 new Reporter(r => { reporter.Report(r); monitor.Report(r); }), cancellationToken);
             monitor.Finish();
             RoundChart.WritePng(Path.Combine(output, "rounds.png"), new[] { outcome }, run.Labels);

@@ -229,8 +229,6 @@ public sealed class FederatedRun : IDisposable
             strategy = new SynchronousVirtualTime(strategy, Options.Federation, timing.SpeedsFor(Options.Federation.TotalClients));
         try
         {
-            if (executor is not null && Options.SecureAggregation is not null)
-                throw new NotSupportedException("secure_aggregation runs in simulation only: the network federation has no secure-aggregation exchange yet (docs/secure-aggregation.md)");
             if (executor is null && (Options.Attack is { PoisonsData: false } || Options.SecureAggregation is not null))
             {
                 IClientExecutor clients = new InProcessClients(Model, Options.Federation, Data.Shards, Tokenizer.PadTokenId ?? 0, Algorithms);

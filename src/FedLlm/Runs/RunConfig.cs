@@ -49,7 +49,7 @@ public sealed class RunConfig
     /// <summary>Simulated attackers (simulate only); absent = none.</summary>
     public AttackSection? Attack { get; set; }
 
-    /// <summary>Secure aggregation of the clients' updates (simulate only for now); absent = none.</summary>
+    /// <summary>Secure aggregation of the clients' updates (in simulate and on a server); absent = none.</summary>
     public SecureAggregationSection? SecureAggregation { get; set; }
 
     /// <summary>Buffered asynchronous aggregation (FedBuff) with simulated client speeds (simulate only); absent = none.</summary>

@@ -80,7 +80,7 @@ public sealed record RunOptions
     /// <summary>Simulated attackers among the clients (YAML <c>attack:</c>, simulation only), or null.</summary>
     public AttackOptions? Attack { get; init; }
 
-    /// <summary>Secure aggregation of the updates (YAML <c>secure_aggregation:</c>, simulation only for now), or null.</summary>
+    /// <summary>Secure aggregation of the updates (YAML <c>secure_aggregation:</c>; in simulation and over the network), or null.</summary>
     public SecureAggregationOptions? SecureAggregation { get; init; }
     /// <summary>Buffered asynchronous aggregation and simulated client speeds (YAML <c>async:</c>), or null: with it, the
     /// synchronous algorithms' rounds get virtual times from the same speeds, and "fedbuff" in <see cref="Algorithms"/>

@@ -14,7 +14,12 @@ internal sealed class CliProcess : IDisposable
     readonly ConcurrentQueue<string> lines = new();
     readonly SemaphoreSlim arrived = new(0);
 
-    public CliProcess(string name, string workingDirectory, params string[] arguments)
+    public CliProcess(string name, string workingDirectory, params string[] arguments) : this(name, workingDirectory, null, arguments)
+    {
+    }
+
+    /// <summary>A process with extra environment variables (e.g. fault injection).</summary>
+    public CliProcess(string name, string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] arguments)
     {
         Name = name;
         var start = new ProcessStartInfo("dotnet")
@@ -28,6 +33,7 @@ internal sealed class CliProcess : IDisposable
         foreach (var a in arguments) start.ArgumentList.Add(a);
         start.Environment["FEDLLM_DEBUG"] = "1";
         start.Environment["NO_COLOR"] = "1";
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
         process = new Process { StartInfo = start };
         process.OutputDataReceived += (_, e) => Add(e.Data);
         process.ErrorDataReceived += (_, e) => Add(e.Data);

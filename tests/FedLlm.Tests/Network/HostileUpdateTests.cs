@@ -339,7 +339,7 @@ public class HostileUpdateTests
         }
         var version = await Join("a", 1, Base.Combined);
         Assert.Equal(StatusCode.FailedPrecondition, version.StatusCode);
-        Assert.Contains("the client speaks fedllm.federation v1.3, this server v2.1", version.Status.Detail);
+        Assert.Contains($"the client speaks fedllm.federation v1.3, this server v{ProtocolInfo.Major}.{ProtocolInfo.Minor}", version.Status.Detail);
         var model = await Join("a", 2, "another-base");
         Assert.Contains("base model mismatch", model.Status.Detail);
         var task = await Join("a", 2, Base.Combined, "dpo");

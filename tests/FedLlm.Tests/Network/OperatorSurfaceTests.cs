@@ -131,7 +131,7 @@ public class OperatorSurfaceTests
         var lines = StatusReport.Lines(reply);
         Assert.All(lines, l => Assert.True(l.Length <= 80, $"{l.Length} columns: {l}"));
         Assert.Contains("  privacy spent: ε 1.235 at δ 1e-05 (σ 1.09, q 0.5)", lines);
-        Assert.Contains("  secure aggregation: 4 survivors, 1 dropped (threshold 3)", lines);
+        Assert.Contains("  secure aggregation (SecAgg, threshold 3): 4 inputs summed, 1 dropped", lines);
 
         var unbounded = reply.Clone();
         unbounded.LastMetrics = MetricsJsonl.Line(record with { Privacy = new RoundPrivacy(null, 1e-5, 0, 1), SecureAggregation = null });

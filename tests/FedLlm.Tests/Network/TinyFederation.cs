@@ -168,8 +168,8 @@ internal sealed class TinyFederation : IDisposable
     public CliProcess StartServer(string yaml) =>
         new("server", Root, new[] { "server", "--config", yaml }.Concat(Tls ? [] : new[] { "--insecure" }).ToArray());
 
-    public CliProcess StartClient(int client, string address) =>
-        new($"client-{client}", Root, new[] { "client", "--server", address, "--config", WriteClientYaml(client) }.Concat(Tls ? [] : new[] { "--insecure" }).ToArray());
+    public CliProcess StartClient(int client, string address, IReadOnlyDictionary<string, string>? environment = null) =>
+        new($"client-{client}", Root, environment, new[] { "client", "--server", address, "--config", WriteClientYaml(client) }.Concat(Tls ? [] : new[] { "--insecure" }).ToArray());
 
     /// <summary>The server's final adapter, as written to output/adapter/.</summary>
     public Dictionary<string, Tensor> FinalAdapter()
@@ -178,8 +178,12 @@ internal sealed class TinyFederation : IDisposable
         return file.Tensors.Keys.ToDictionary(k => k, k => file.Read(k));
     }
 
-    /// <summary>The same run in one process: the simulation's <see cref="InProcessClients"/> on the same shards.</summary>
-    public Dictionary<string, Tensor> Simulate()
+    /// <summary>The same run in one process: the simulation's <see cref="InProcessClients"/> on the same shards; with
+    /// <paramref name="secure"/>, behind the simulation's secure aggregation (<paramref name="dropsBefore"/>: its
+    /// simulated dropouts).</summary>
+    /// <param name="privacy">Client-level DP around the strategy (noise seeded from the run seed), inside secure aggregation.</param>
+    public Dictionary<string, Tensor> Simulate(FedLlm.Federation.SecureAggregation.SecureAggregationOptions? secure = null,
+        Func<int, string, FedLlm.Federation.SecureAggregation.SecAggPhase, bool>? dropsBefore = null, FedLlm.Privacy.PrivacyOptions? privacy = null)
     {
         var options = Federation.ToOptions();
         using var model = ModelLoader.Load(ModelDirectory, ScalarType.Float32);
@@ -191,9 +195,17 @@ internal sealed class TinyFederation : IDisposable
         var shards = DataFiles.Select(f => RunData.LoadClient(objective, f, Task == "dpo" ? "generic-preference" : "alpaca", "alpaca", false, tokenizer,
             options.MaxSequenceLength)).ToList();
         // The registry a server and a network client use (the built-in algorithms and every added one).
-        using var clients = new InProcessClients(model, options, shards, tokenizer.PadTokenId ?? 0, FederatedRun.DefaultAlgorithms);
+        using var inProcess = new InProcessClients(model, options, shards, tokenizer.PadTokenId ?? 0, FederatedRun.DefaultAlgorithms);
         var strategySection = new RunConfig.StrategySection { Algorithms = new() { Strategy } };
         var strategy = FederatedRun.DefaultAlgorithms.Create(Strategy, strategySection.ToOptions(Strategy, options.TotalClients));
+        IClientExecutor clients = inProcess;
+        if (privacy is not null)
+            strategy = FedLlm.Privacy.DifferentialPrivacy.Wrap(strategy, privacy, FedLlm.Privacy.PrivacyPlan.Create(privacy, options), FedLlm.Privacy.NoiseSeeding.RunSeed, options.Seed);
+        if (secure is not null)
+        {
+            strategy = new FedLlm.Federation.SecureAggregation.SecureAggregationStrategy(strategy, secure, options.ClientsPerRound);
+            clients = new FedLlm.Federation.SecureAggregation.SecureAggregationClients(inProcess, dropsBefore);
+        }
         using var server = new FederationServer(strategy, options, initial, clients);
         server.RunAsync().GetAwaiter().GetResult();
         (strategy as IDisposable)?.Dispose();

@@ -12,8 +12,9 @@ namespace FedLlm.Federation.SecureAggregation;
 /// </summary>
 /// <remarks>
 /// <para>This is the simulation executor: the clients are in this process, so "the client side" (encoding, keys, masks)
-/// and the server side run here, and every message crosses in its byte form. Over a network the same sessions would sit
-/// in the client processes and the phases would be extra exchanges (see docs/secure-aggregation.md).</para>
+/// and the server side run here, and every message crosses in its byte form. Over the network the same sessions sit in
+/// the client processes and the phases are gRPC exchanges (FedLlm.Network's SecureRemoteClients); both end in
+/// <see cref="AggregateOf"/>.</para>
 /// <para>Participants are numbered 0 … n−1 in ordinal order of client id for the round. The aggregate's metrics carry
 /// the survivors' mean train loss (clients report losses in the clear, as without secure aggregation), the number of
 /// survivors, Σ w_i, the protocol's bytes and seconds, and how many dropped at each phase.</para>
@@ -68,20 +69,44 @@ public sealed class SecureAggregationClients : IClientExecutor, IDisposable
         var (result, protocol) = InProcessSecAgg.Run(round, inputs, options.Threshold!.Value, options.Neighbours,
             dropsBefore is null ? null : (id, phase) => dropsBefore(round, ordered[id].ClientId, phase));
         var survivors = result.Survivors.Select(i => ordered[i]).ToList();
-        var (delta, weightSum) = SecureInput.DecodeMean(result.Sum, survivors.Count, global, quantiser);
+        long adapterBytes = AdapterTensors.Bytes(global);
+        traffic[round] = (adapterBytes * sampled + protocol.ToClients, protocol.ToServer);
+        return AggregateOf(result.Sum, survivors, result.DroppedPerPhase.Sum() + (sampled - updates.Count), global, options,
+            protocol.ToClients + protocol.ToServer, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>
+    /// The one update a secure round delivers: x + the survivors' weighted mean Δ decoded from their secure
+    /// <paramref name="sum"/>, with the survivors' mean train loss, their number, Σ w_i, the dropouts and the protocol's
+    /// bytes and seconds as metrics. The simulation and the network server both end a round here, so they agree bit for
+    /// bit on the same sum.
+    /// </summary>
+    /// <param name="sum">Σ x_u over the survivors, unmasked.</param>
+    /// <param name="survivors">The survivors' reports (example count, metrics; their weights are not read), in
+    /// participant order.</param>
+    /// <param name="dropped">Sampled clients whose inputs the sum does not hold.</param>
+    /// <param name="global">The round's global adapter.</param>
+    /// <param name="options">The round's secure-aggregation settings.</param>
+    /// <param name="protocolBytes">Bytes of the protocol's messages, both ways.</param>
+    /// <param name="seconds">Seconds the protocol took.</param>
+    public static ClientUpdate AggregateOf(uint[] sum, IReadOnlyList<ClientUpdate> survivors, int dropped, IReadOnlyDictionary<string, Tensor> global,
+        SecureAggregationOptions options, long protocolBytes, double seconds)
+    {
+        ArgumentNullException.ThrowIfNull(survivors);
+        ArgumentNullException.ThrowIfNull(options);
+        var quantiser = new FixedPointQuantiser(options.QuantisationBits, options.QuantisationRange);
+        var (delta, weightSum) = SecureInput.DecodeMean(sum, survivors.Count, global, quantiser);
         try
         {
             var aggregate = PreAggregatedUpdate.Create(global, delta, PreAggregatedUpdate.TotalExamples(survivors));
-            long adapterBytes = AdapterTensors.Bytes(global);
-            traffic[round] = (adapterBytes * sampled + protocol.ToClients, protocol.ToServer);
             var losses = survivors.Select(u => u.Metrics?.GetValueOrDefault("train_loss", double.NaN) ?? double.NaN).Where(double.IsFinite).ToList();
             var metrics = new Dictionary<string, double>
             {
                 [SecureAggregate.ClientsMetric] = survivors.Count,
                 [SecureAggregate.WeightSumMetric] = weightSum,
-                [DroppedMetric] = result.DroppedPerPhase.Sum() + (sampled - updates.Count),
-                [ProtocolBytesMetric] = protocol.ToClients + protocol.ToServer,
-                [ProtocolSecondsMetric] = clock.Elapsed.TotalSeconds,
+                [DroppedMetric] = dropped,
+                [ProtocolBytesMetric] = protocolBytes,
+                [ProtocolSecondsMetric] = seconds,
             };
             if (losses.Count > 0) metrics["train_loss"] = losses.Average();
             return aggregate with { ClientId = SecureAggregate.ClientId, Metrics = metrics };
