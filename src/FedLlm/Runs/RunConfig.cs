@@ -435,6 +435,9 @@ public sealed class RunConfig
         /// <summary>η_g of x ← x + η_g·(1/K)·Σ s(τ_i)·Δ_i.</summary>
         [Check(ValueRule.Positive)] public double ServerLearningRate { get; set; } = 1.0;
 
+        /// <summary>Refuse updates more than this many versions stale; unset = accept every staleness.</summary>
+        [Check(ValueRule.NonNegative)] public int? MaxStaleness { get; set; }
+
         /// <summary>One speed factor per client (a task takes factor × local steps units of virtual time); empty = all 1.</summary>
         public List<double> ClientSpeeds { get; set; } = new();
 
@@ -448,7 +451,7 @@ public sealed class RunConfig
         {
             BufferSize = BufferSize, Concurrency = Concurrency, Staleness = FedLlm.Federation.Async.AsyncOptions.ParseStaleness(Staleness),
             StalenessExponent = StalenessExponent, HingeSlope = HingeSlope, HingeCutoff = HingeCutoff, ServerLearningRate = ServerLearningRate,
-            ClientSpeeds = ClientSpeeds, SlowClients = SlowClients, SlowFactor = SlowFactor,
+            MaxStaleness = MaxStaleness, ClientSpeeds = ClientSpeeds, SlowClients = SlowClients, SlowFactor = SlowFactor,
         };
     }
 
