@@ -31,9 +31,10 @@ public static class ServerProcess
         var logger = loggers.CreateLogger("FedLlm.Server");
         stop ??= new StopRequests();
         var s = config.Server;
-        var remoteOptions = s.ToOptions();
-        remoteOptions.Validate();
         var options = config.ToRunOptions();
+        var remoteOptions = s.ToOptions();
+        if (config.IsAsynchronous) remoteOptions = remoteOptions with { Asynchronous = true, MaxStaleness = options.Async?.MaxStaleness };
+        remoteOptions.Validate();
         string output = Path.GetFullPath(options.Output);
         Directory.CreateDirectory(output);
         string runId = RunId(output);
@@ -97,15 +98,33 @@ public static class ServerProcess
         logger.LogInformation("base model {Fingerprint}; max example count per client: declared at join{Max}; update norm bound: {Norm}",
             fingerprint, s.MaxExampleCount is { } max ? $" and at most {max}" : "", NormBound(s));
         if (s.MetricsListen is { } m) logger.LogInformation("Prometheus metrics on http://{Metrics}/metrics", m);
-        logger.LogInformation("listening on {Address}; task {Task}, {Algorithm}; roster {Roster}; {Rounds} rounds of {PerRound} clients, min {Min} updates, deadline {Deadline} s",
-            host.Address, options.Objective.Task, algorithm, string.Join(",", s.Roster), federation.Rounds, Math.Min(federation.ClientsPerRound, federation.TotalClients),
-            s.MinUpdates, s.RoundDeadlineSeconds);
+        if (remoteOptions.Asynchronous)
+        {
+            var a = options.Async ?? new FedLlm.Federation.Async.AsyncOptions();
+            logger.LogInformation("listening on {Address}; task {Task}, {Algorithm} (asynchronous); roster {Roster}; {Rounds} versions, each aggregating {K} updates, staleness weight {Weight}, max staleness {Max}",
+                host.Address, options.Objective.Task, algorithm, string.Join(",", s.Roster), federation.Rounds, a.BufferSizeFor(federation), a.CreateWeight().Name,
+                a.MaxStaleness?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none");
+        }
+        else
+            logger.LogInformation("listening on {Address}; task {Task}, {Algorithm}; roster {Roster}; {Rounds} rounds of {PerRound} clients, min {Min} updates, deadline {Deadline} s",
+                host.Address, options.Objective.Task, algorithm, string.Join(",", s.Roster), federation.Rounds, Math.Min(federation.ClientsPerRound, federation.TotalClients),
+                s.MinUpdates, s.RoundDeadlineSeconds);
         onListening?.Invoke(host.Address);
 
         var reporter = new Reporter(r =>
+        {
+            if (r.Async is { } versionAsync)
+            {
+                logger.LogInformation("version {Version} committed: updates from {Clients}, trained from versions {Bases} (staleness {Staleness}, weights {Weights}), mean train loss {Loss:F4}{Eval}, {Sent} bytes sent, {Received} received, {Seconds:F1} s",
+                    r.Number, string.Join(",", versionAsync.Updates.Select(u => u.Client)), string.Join(",", versionAsync.Updates.Select(u => u.BaseVersion)),
+                    string.Join(",", versionAsync.Updates.Select(u => u.Staleness)), string.Join(",", versionAsync.Updates.Select(u => u.Weight.ToString("G4", System.Globalization.CultureInfo.InvariantCulture))),
+                    r.ClientLoss.Values.Average(), r.EvalLoss is { } held ? $", held-out loss {held:F4}" : "", r.BytesSent, r.BytesReceived, r.Seconds);
+                return;
+            }
             logger.LogInformation("round {Round} committed: clients {Clients}, mean train loss {Loss:F4}{Eval}, {Sent} bytes sent, {Received} received, {Seconds:F1} s",
                 r.Number, string.Join(",", r.Clients), r.ClientLoss.Values.Average(), r.EvalLoss is { } l ? $", held-out loss {l:F4}" : "",
-                r.BytesSent, r.BytesReceived, r.Seconds));
+                r.BytesSent, r.BytesReceived, r.Seconds);
+        });
         var monitor = new Monitoring.RunMonitor($"FedLlm server {runId}")
         {
             Roster = () => remote.Status().Clients.Select(c => new Monitoring.RosterEntry(c.Id, c.Connected, c.Accepted, c.Rejected)).ToList(),
@@ -115,8 +134,10 @@ public static class ServerProcess
         if (dashboardServer is not null) logger.LogInformation("dashboard on {Address}", dashboardServer.Address);
         try
         {
-            var outcome = await run.RunAsync(algorithm, new Monitoring.MonitoredClients(remote, monitor, i => s.Roster[i]), output, resume: true,
-                new Reporter(r => { reporter.Report(r); monitor.Report(r); }), cancellationToken);
+            var progressReporter = new Reporter(r => { reporter.Report(r); monitor.Report(r); });
+            var outcome = remoteOptions.Asynchronous
+                ? await run.RunBufferedAsync(remote, output, resume: true, progressReporter, m => logger.LogWarning("{Message}", m), cancellationToken)
+                : await run.RunAsync(algorithm, new Monitoring.MonitoredClients(remote, monitor, i => s.Roster[i]), output, resume: true, progressReporter, cancellationToken);
             monitor.Finish();
             RoundChart.WritePng(Path.Combine(output, "rounds.png"), new[] { outcome }, run.Labels);
         }
