@@ -6,7 +6,7 @@ namespace FedLlm.Tests.Network;
 /// FedBuff over real processes on 127.0.0.1: `fedllm server` with an async: section and `fedllm client`s, one of them
 /// slowed by the hidden --test-step-delay, so its updates arrive after the fast clients have moved the global on.
 /// </summary>
-public class AsyncFederationProcessTests
+public class AsyncFederationProcessTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     static readonly TimeSpan Patience = TimeSpan.FromSeconds(240);
     const int Versions = 10;
@@ -58,6 +58,9 @@ public class AsyncFederationProcessTests
         }
 
         var versions = run.Metrics();
+        foreach (var v in versions)
+            output.WriteLine($"version {v.Number}: " + string.Join("; ", v.Async!.Updates.Select(u =>
+                $"{u.Client} from v{u.BaseVersion} τ={u.Staleness} s={u.Weight:F4} ‖Δ‖={u.DeltaNorm:F4}")) + $"; step ‖Δx‖={v.GlobalStepNorm:F4}");
         Assert.Equal(Enumerable.Range(0, Versions), versions.Select(v => v.Round));
         AssertStalenessWeights(versions);
         var slow = versions.SelectMany(v => v.Async!.Updates).Where(u => u.Client == "client-0").ToList();
