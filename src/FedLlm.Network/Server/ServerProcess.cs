@@ -15,6 +15,10 @@ namespace FedLlm.Network.Server;
 /// the open round has <c>stop_grace_seconds</c> to finish and be committed, or is abandoned (nothing of it is
 /// committed); polling clients are told the server is stopping, and the process exits 0. The same command resumes from
 /// the last committed round, and ends as an uninterrupted run would.
+/// <para>With server.yaml's async: the loop is FedBuff's (<see cref="Federation.Async.RealTimeBufferedAsyncServer"/> over
+/// <see cref="RemoteClients"/> as an <see cref="Federation.Async.IAsyncClientPool"/>): one committed version per K accepted
+/// updates; a restart resumes from the last committed version, and updates buffered but not aggregated are lost (their
+/// clients get a task on the newest version).</para>
 /// </remarks>
 public static class ServerProcess
 {

@@ -52,7 +52,8 @@ public sealed class RunConfig
     /// <summary>Secure aggregation of the clients' updates (simulate only for now); absent = none.</summary>
     public SecureAggregationSection? SecureAggregation { get; set; }
 
-    /// <summary>Buffered asynchronous aggregation (FedBuff) with simulated client speeds (simulate only); absent = none.</summary>
+    /// <summary>Buffered asynchronous aggregation (FedBuff): in simulate with simulated client speeds, on a server over
+    /// real clients (server.yaml's async:); absent = none.</summary>
     public AsyncSection? Async { get; set; }
 
     /// <summary>Per-client evaluation of personalisation (simulate only); absent = none.</summary>
