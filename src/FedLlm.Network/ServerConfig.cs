@@ -93,6 +93,8 @@ public sealed class ServerConfig
                 throw new ArgumentException("async.enabled is false: on a server the async: section means FedBuff; remove the section to run strategy.algorithms per round");
             if (Async is { } a && (a.ClientSpeeds.Count > 0 || a.SlowClients > 0 || a.Concurrency is not null))
                 throw new ArgumentException("async.client_speeds, async.slow_clients and async.concurrency simulate client speeds in `fedllm simulate`; a server's clients run at their own speed and every idle one trains. Remove them from server.yaml");
+            if (Async?.BufferSize is { } k && k > Server.Roster.Count)
+                throw new ArgumentException($"async.buffer_size {k} exceeds the {Server.Roster.Count} clients of server.roster: a client trains each version once, so a version could never fill its buffer");
             if (Strategy.Algorithms is not ([FedBuff] or ["fedavg"]))
                 throw new ArgumentException($"strategy.algorithms lists {string.Join(", ", Strategy.Algorithms)}, but with async: the server runs {FedBuff}; leave strategy.algorithms out or set it to [{FedBuff}]");
             strategy = new RunConfig.StrategySection { Algorithms = new() { FedBuff } };

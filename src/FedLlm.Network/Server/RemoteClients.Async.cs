@@ -17,14 +17,17 @@ namespace FedLlm.Network.Server;
 /// <remarks>
 /// A version stays alive (its tensors, for fetches and for the delta y − x_v) while the newest is it, a client holds a task
 /// on it, or a buffered update was trained from it. A client that polls holds no task (the client polls only when idle),
-/// so a client that crashed and came back simply takes the newest version. A refused client gets a task again on the
-/// next version (after its refusal backoff), never the same version twice: each task's local seed is (version, client).
+/// so a client that crashed and came back simply takes the newest version. A client whose update of a version was
+/// accepted or refused gets its next task on a later version (after its refusal backoff): each task's local seed is
+/// (version, client), so a second task on the same version would train the same examples. Only when the buffer cannot
+/// fill otherwise (no live client training, too few updates) does an idle client train the newest version again.
 /// </remarks>
 public sealed partial class RemoteClients : IAsyncClientPool
 {
     readonly Dictionary<int, OpenRound> versions = new();
     readonly List<BufferedArrival> arrivals = new();
     readonly Stopwatch sinceStart = Stopwatch.StartNew();
+    int wanted;
 
     /// <summary>An accepted update waiting in the buffer, with a hold on the version it was trained from.</summary>
     sealed record BufferedArrival(ClientUpdate Update, OpenRound Base, double Norm, long WireBytes, double StartedAt, double FinishedAt);
@@ -62,6 +65,7 @@ public sealed partial class RemoteClients : IAsyncClientPool
             Task signal;
             lock (gate)
             {
+                wanted = count;
                 if (stopReason is not null && clock.GetUtcNow() >= stopDeadline)
                     throw new ServerStoppingException($"version {RoundRecord.NumberOf(open?.Round ?? 0)} abandoned: the server is stopping ({stopReason}); " +
                         $"{arrivals.Count} buffered updates were not committed");
@@ -69,6 +73,7 @@ public sealed partial class RemoteClients : IAsyncClientPool
                 {
                     taken = arrivals.Take(count).ToList();
                     arrivals.RemoveRange(0, count);
+                    wanted = 0;
                     Pulse();
                     break;
                 }
@@ -136,19 +141,38 @@ public sealed partial class RemoteClients : IAsyncClientPool
         static string Key(BufferedArrival a) => $"{a.Update.ClientId} (version {a.Base.Round})";
     }
 
-    /// <summary>A task on the newest version for an idle client: not removed, not backing off, and not yet given this
-    /// version. Under the lock.</summary>
+    /// <summary>A task on the newest version for an idle client: not removed, not backing off, and no update of it for
+    /// this version delivered or refused yet (unless the buffer cannot fill otherwise). Under the lock.</summary>
     TaskOffer? AsyncOffer(string clientId)
     {
         var record = clients[clientId];
-        // A client polls only when idle: a task it still held was abandoned (it restarted, or gave up on a fetch).
-        record.HeldVersion = null;
-        if (open is not { } newest || record.Removed || IsBackingOff(clientId, clock.GetUtcNow()) || record.LastTaskVersion >= newest.Round) return null;
+        // A client polls only when idle: a task it still held was abandoned (it restarted, or gave up on a fetch), and
+        // as nothing of it arrived, the client may train that version again.
+        if (record.HeldVersion is not null)
+        {
+            record.HeldVersion = null;
+            ReleaseUnusedVersions();
+        }
+        if (open is not { } newest || record.Removed || IsBackingOff(clientId, clock.GetUtcNow())) return null;
+        if (record.LastTaskVersion >= newest.Round)
+        {
+            if (!BufferCannotFill()) return null;
+            logger.LogWarning("version {Version}: {Buffered} of {Wanted} updates and no client is training; client {Client} trains version {Version} again (same local seed)",
+                RoundRecord.NumberOf(newest.Round), arrivals.Count, wanted, clientId, newest.Round);
+        }
         record.HeldVersion = newest.Round;
-        record.LastTaskVersion = newest.Round;
         record.TaskStartedAt = sinceStart.Elapsed.TotalSeconds;
         newest.Taken.Add(clientId);
         return new TaskOffer(newest.Round, newest.Instructions, false);
+    }
+
+    /// <summary>Whether the aggregation waiting in <see cref="TakeAsync"/> can only complete if a client trains the newest
+    /// version a second time: too few updates, no live client holding a task, no upload in flight. Under the lock.</summary>
+    bool BufferCannotFill()
+    {
+        if (wanted == 0 || arrivals.Count >= wanted || uploadBytesInFlight > 0) return false;
+        var now = clock.GetUtcNow();
+        return !clients.Values.Any(c => c.HeldVersion is not null && c.LastSeen is { } seen && now - seen <= options.HeartbeatTimeout);
     }
 
     /// <summary>The version a client holds a task on. Under the lock.</summary>
@@ -173,6 +197,7 @@ public sealed partial class RemoteClients : IAsyncClientPool
         if (options.MaxStaleness is { } most && newest - version > most)
         {
             clients[clientId].HeldVersion = null;
+            clients[clientId].LastTaskVersion = Math.Max(clients[clientId].LastTaskVersion, version);
             ReleaseUnusedVersions();
             return $"update trained from version {version} is {newest - version} versions stale (async.max_staleness {most}); not read. " +
                 $"Poll for a task on version {newest}";
@@ -190,6 +215,7 @@ public sealed partial class RemoteClients : IAsyncClientPool
         context.Acquire();
         arrivals.Add(new BufferedArrival(update, context, norm, wireBytes, record.TaskStartedAt, sinceStart.Elapsed.TotalSeconds));
         record.HeldVersion = null;
+        record.LastTaskVersion = Math.Max(record.LastTaskVersion, context.Round);
         record.Accepted++;
         record.LastRound = context.Round;
         record.ConsecutiveRefusals = 0;
@@ -206,6 +232,7 @@ public sealed partial class RemoteClients : IAsyncClientPool
         record.Rejected++;
         record.ConsecutiveRefusals++;
         record.HeldVersion = null;
+        record.LastTaskVersion = Math.Max(record.LastTaskVersion, version);
         var backoff = TimeSpan.FromTicks((long)Math.Min(options.MaxRefusalBackoff.Ticks,
             options.RefusalBackoff.Ticks * Math.Pow(2, Math.Min(30, record.ConsecutiveRefusals - 1))));
         record.BackoffUntil = clock.GetUtcNow() + backoff;

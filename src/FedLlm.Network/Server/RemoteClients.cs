@@ -697,7 +697,8 @@ public sealed partial class RemoteClients : IClientExecutor, IDisposable
         public long? DeclaredExamples { get; set; }
         /// <summary>Asynchronous mode: the version this client holds a task on, or null when idle.</summary>
         public int? HeldVersion { get; set; }
-        /// <summary>Asynchronous mode: the newest version it was given a task on (-1: none since the server started).</summary>
+        /// <summary>Asynchronous mode: the newest version it delivered an update of, accepted or refused (-1: none since the
+        /// server started).</summary>
         public int LastTaskVersion { get; set; } = -1;
         /// <summary>Asynchronous mode: seconds since the server started when it took its task.</summary>
         public double TaskStartedAt { get; set; }

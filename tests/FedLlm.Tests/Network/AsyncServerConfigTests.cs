@@ -37,6 +37,7 @@ public class AsyncServerConfigTests
     [InlineData("  enabled: false", "", "async.enabled is false")]
     [InlineData("  buffer_size: 2", "strategy:\n  algorithms: [fedprox]", "strategy.algorithms lists fedprox")]
     [InlineData("  max_staleness: -1", "", "max_staleness")]
+    [InlineData("  buffer_size: 4", "", "async.buffer_size 4 exceeds the 3 clients")]
     public void What_a_server_cannot_run_asynchronously_is_refused_naming_the_key(string asyncSection, string strategy, string expected)
     {
         using var temp = new TempDirectory();
