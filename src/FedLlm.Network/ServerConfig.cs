@@ -46,7 +46,9 @@ public sealed class ServerConfig
     /// over the SecAggExchange (docs/secure-aggregation.md).</summary>
     public RunConfig.SecureAggregationSection? SecureAggregation { get; set; }
 
-    /// <summary>Read only to refuse it with a clear message: buffered asynchronous aggregation runs in simulate only.</summary>
+    /// <summary>Buffered asynchronous aggregation (FedBuff): the server runs fedbuff, with no round barrier (buffer_size,
+    /// staleness, staleness_exponent, hinge_slope, hinge_cutoff, server_learning_rate, max_staleness; the simulated speeds
+    /// and concurrency are refused).</summary>
     public RunConfig.AsyncSection? Async { get; set; }
     /// <summary>The run folder (checkpoints, metrics, adapters); null = runs/federation.</summary>
     public string? Output { get; set; }
@@ -77,14 +79,30 @@ public sealed class ServerConfig
         public string? Dataset { get; set; }
     }
 
+    const string FedBuff = FedLlm.Federation.Async.BufferedAsyncServer.AlgorithmName;
+
+    /// <summary>Whether the server aggregates asynchronously (FedBuff): an async: section, or strategy.algorithms [fedbuff].</summary>
+    public bool IsAsynchronous => Async is not null || Strategy.Algorithms.Contains(FedBuff);
+
     /// <summary>The run as the library models it; the roster's size is the number of clients.</summary>
     /// <exception cref="ArgumentException">Exactly one algorithm is required; a DPO reference adapter is not supported over the network yet.</exception>
     public RunOptions ToRunOptions()
     {
         if (Strategy.Algorithms.Count != 1 || Strategy.Algorithms[0] == "all")
             throw new ArgumentException($"strategy.algorithms lists {string.Join(", ", Strategy.Algorithms)}; a server runs exactly one algorithm");
-        if (Async is not null || Strategy.Algorithms.Contains(FedLlm.Federation.Async.BufferedAsyncServer.AlgorithmName))
-            throw new ArgumentException("async / fedbuff: buffered asynchronous aggregation runs in `fedllm simulate` only (virtual client speeds); the network server aggregates per round with a deadline. Remove the async: section from server.yaml (docs/unequal-participants.md)");
+        var strategy = Strategy;
+        if (IsAsynchronous)
+        {
+            if (Async is { Enabled: false })
+                throw new ArgumentException("async.enabled is false: on a server the async: section means FedBuff; remove the section to run strategy.algorithms per round");
+            if (Async is { } a && (a.ClientSpeeds.Count > 0 || a.SlowClients > 0 || a.Concurrency is not null))
+                throw new ArgumentException("async.client_speeds, async.slow_clients and async.concurrency simulate client speeds in `fedllm simulate`; a server's clients run at their own speed and every idle one trains. Remove them from server.yaml");
+            if (Async?.BufferSize is { } k && k > Server.Roster.Count)
+                throw new ArgumentException($"async.buffer_size {k} exceeds the {Server.Roster.Count} clients of server.roster: a client trains each version once, so a version could never fill its buffer");
+            if (Strategy.Algorithms is not ([FedBuff] or ["fedavg"]))
+                throw new ArgumentException($"strategy.algorithms lists {string.Join(", ", Strategy.Algorithms)}, but with async: the server runs {FedBuff}; leave strategy.algorithms out or set it to [{FedBuff}]");
+            strategy = new RunConfig.StrategySection { Algorithms = new() { FedBuff } };
+        }
         if (Dpo.ReferenceAdapter is not null)
             throw new ArgumentException("dpo.reference_adapter: a reference adapter is not supported by the network federation yet (clients would need it too); use simulate, or the base model as reference");
         if (SecureAggregation is { Enabled: true } && (Server.MaxUpdateNorm is not null || Server.MaxUpdateNormRatio is not null))
@@ -97,7 +115,7 @@ public sealed class ServerConfig
             Model = new RunConfig.ModelSection { Path = Model.Path, BaseDtype = Model.BaseDtype },
             Data = new RunConfig.DataSection { EvalPath = Data.EvalPath, EvalLimit = Data.EvalLimit, Template = Data.Template, Dataset = Data.Dataset },
             Federation = Federation,
-            Strategy = Strategy,
+            Strategy = strategy,
             Lora = Lora,
             Dpo = Dpo,
             Evaluation = Evaluation,
@@ -105,6 +123,7 @@ public sealed class ServerConfig
             Privacy = Privacy,
             Robust = Robust,
             SecureAggregation = SecureAggregation,
+            Async = Async,
         };
         run.Federation.Clients = Server.Roster.Count;
         return run.ToRunOptions(Output ?? System.IO.Path.Combine("runs", "federation"));

@@ -19,6 +19,10 @@ public sealed class ClientSettings : CommandSettings
     public string? Config { get; init; }
 
     [CommandOption("--insecure")][Description("Plain-text HTTP/2 to a server started with --insecure")] public bool Insecure { get; init; }
+
+    /// <summary>Hidden, for tests: milliseconds of artificial pause per local step, so a client process plays a slow
+    /// device (FedBuff's staleness over the network). Not shown in --help or docs/cli.md.</summary>
+    [CommandOption("--test-step-delay <MS>", IsHidden = true)][Description("For tests: milliseconds of artificial pause per local step (a slow device)")] public double? TestStepDelay { get; init; }
 }
 
 /// <summary><c>fedllm client</c>: trains on this machine's data for a federation server, dialling out only. Exits 0 when
@@ -29,6 +33,8 @@ public sealed class ClientCommand : Command<ClientSettings>
     {
         if (s.Server is null) throw new ArgumentException("--server https://HOST:PORT is required");
         if (s.Config is null) throw new ArgumentException("--config client.yaml is required (see examples/federation/alice.yaml)");
+        if (s.TestStepDelay is { } delay && !(delay >= 0 && double.IsFinite(delay)))
+            throw new ArgumentException($"--test-step-delay must be a finite number of milliseconds ≥ 0, got {delay}");
         var config = ClientConfig.Load(s.Config);
         string clientId = config.ClientId ?? throw new ArgumentException($"{s.Config}: client_id is required");
         string dataPath = config.Data.Path ?? throw new ArgumentException($"{s.Config}: data.path is required (this client's own training data)");
@@ -52,6 +58,7 @@ public sealed class ClientCommand : Command<ClientSettings>
             LoraRank = config.LoraRank is null or > 0 ? config.LoraRank
                 : throw new ArgumentException($"{s.Config}: lora_rank must be a positive whole number, got {config.LoraRank}"),
             KillBeforeSecAggPhase = SecAggFault(Environment.GetEnvironmentVariable(SecAggFaultVariable)),
+            StepDelay = TimeSpan.FromMilliseconds(s.TestStepDelay ?? 0),
         }, logger);
         return client.RunAsync(cancellationToken).GetAwaiter().GetResult();
     }

@@ -11,7 +11,7 @@ namespace FedLlm.Cli.Commands;
 public sealed class ServerSettings : CommandSettings
 {
     [CommandOption("--config <FILE>")]
-    [Description("server.yaml: model, data (eval), federation, strategy, lora, server (listen, roster, deadline, TLS kit), output")]
+    [Description("server.yaml: model, data (eval), federation, strategy, lora, async (FedBuff, no round barrier), server (listen, roster, deadline, TLS kit), output")]
     public string? Config { get; init; }
 
     [CommandOption("--listen <HOST:PORT>")][Description("Overrides server.listen (port 0: any free port)")] public string? Listen { get; init; }

@@ -127,6 +127,7 @@ public sealed class SimulateSettings : CommandSettings
     [CommandOption("--async-hinge-slope <A>")][ConfigKey("async.hinge_slope")][Description("FedBuff: a of the hinge weight 1/(a(τ−b)+1) beyond b.")] public double? AsyncHingeSlope { get; init; }
     [CommandOption("--async-hinge-cutoff <B>")][ConfigKey("async.hinge_cutoff")][Description("FedBuff: b of the hinge weight, in versions.")] public int? AsyncHingeCutoff { get; init; }
     [CommandOption("--async-server-learning-rate <ETA>")][ConfigKey("async.server_learning_rate")][Description("FedBuff: η_g of x ← x + η_g·(1/K)·Σ s(τ_i)·Δ_i.")] public double? AsyncServerLearningRate { get; init; }
+    [CommandOption("--async-max-staleness <TAU>")][ConfigKey("async.max_staleness")][Description("FedBuff: drop (network: refuse, telling the client) updates more than TAU versions stale (unset = keep all).")] public int? AsyncMaxStaleness { get; init; }
     [CommandOption("--async-client-speeds <LIST>")][ConfigKey("async.client_speeds")][Description("Comma-separated speed factor per client: a task takes factor × local steps units of virtual time (unset = all 1).")] public string? AsyncClientSpeeds { get; init; }
     [CommandOption("--async-slow-clients <N>")][ConfigKey("async.slow_clients")][Description("Shorthand for the speeds: the first N clients are --async-slow-factor times slower.")] public int? AsyncSlowClients { get; init; }
     [CommandOption("--async-slow-factor <F>")][ConfigKey("async.slow_factor")][Description("The speed factor of the --async-slow-clients.")] public double? AsyncSlowFactor { get; init; }
@@ -308,7 +309,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
             c.SecureAggregation ??= new RunConfig.SecureAggregationSection();
         if (s.Async is not null || s.AsyncBufferSize is not null || s.AsyncConcurrency is not null || s.AsyncStaleness is not null
             || s.AsyncStalenessExponent is not null || s.AsyncHingeSlope is not null || s.AsyncHingeCutoff is not null || s.AsyncServerLearningRate is not null
-            || s.AsyncClientSpeeds is not null || s.AsyncSlowClients is not null || s.AsyncSlowFactor is not null)
+            || s.AsyncMaxStaleness is not null || s.AsyncClientSpeeds is not null || s.AsyncSlowClients is not null || s.AsyncSlowFactor is not null)
             c.Async ??= new RunConfig.AsyncSection();
         if (s.PersonalizationFinetuneSteps is not null || s.PersonalizationDittoLambda is not null || s.PersonalizationLocalOnly is not null)
             c.Personalization ??= new RunConfig.PersonalizationSection();

@@ -61,6 +61,11 @@ public sealed record NetworkClientOptions
     /// <summary>This client's LoRA rank budget (client.yaml <c>lora_rank</c>) for hetlora and flexlora; null = the
     /// server's table decides.</summary>
     public int? LoraRank { get; init; }
+
+    /// <summary>For tests only (the client's hidden --test-step-delay): an artificial pause per local step, added after a
+    /// task's training, so one process on a shared machine plays a slow device (asynchronous aggregation's staleness).
+    /// Zero in real use.</summary>
+    public TimeSpan StepDelay { get; init; }
 }
 
 /// <summary>
@@ -202,7 +207,8 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
         var hooks = options.LoraRank is { } ownRank
             ? FedLlm.Federation.LowRank.RankBudget.WithOwnRank(options.Algorithms, ownRank, lora.Rank, "client.yaml lora_rank")
             : options.Algorithms;
-        session = new Session(join.RunId, join.RosterIndex, model, new FederatedClient(model, training, hooks, tokenizer.PadTokenId ?? 0), shard, TransferEncoding.Parse(join.UpdateEncoding));
+        session = new Session(join.RunId, join.RosterIndex, model, new FederatedClient(model, training, hooks, tokenizer.PadTokenId ?? 0), shard, TransferEncoding.Parse(join.UpdateEncoding),
+            training.LocalSteps);
         logger.LogInformation("client {Client}: {Examples} {Kind} from {Data}", connection.ClientId, shard.Count,
             objective.IsDpo ? "preference pairs" : "examples", options.DataPath);
     }
@@ -235,6 +241,7 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
             var localState = state;
             var localGlobal = global;
             update = await Task.Run(() => s.Client.Train(connection.ClientId, s.RosterIndex, s.Shard, localGlobal, instructions, localState), cancellationToken);
+            if (options.StepDelay > TimeSpan.Zero) await Task.Delay(options.StepDelay * s.LocalSteps, cancellationToken);
             if (SecureAggregationOptions.FromConfig(instructions) is { } secure)
             {
                 // The update never leaves this process: only its masked form does, through the four phases.
@@ -403,5 +410,5 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
     /// <summary>How often an update the server was too busy to read is sent again before the round is given up.</summary>
     const int MaxBusyRetries = 30;
 
-    sealed record Session(string RunId, int RosterIndex, LlamaForCausalLM Model, FederatedClient Client, IClientDataset Shard, TransferEncoding Encoding);
+    sealed record Session(string RunId, int RosterIndex, LlamaForCausalLM Model, FederatedClient Client, IClientDataset Shard, TransferEncoding Encoding, int LocalSteps);
 }

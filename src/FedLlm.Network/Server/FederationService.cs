@@ -224,7 +224,7 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         if (verdict.Accepted)
         {
             // The validator's pass over y − x already gave the norm the round's median bound compares.
-            string? late = clients.Accept(lease, update, verdict.UpdateNorm!.Value);
+            string? late = clients.Accept(lease, update, verdict.UpdateNorm!.Value, bytes);
             if (late is null) return new SubmitReply { Accepted = true };
             problem = late;
         }

@@ -21,7 +21,7 @@ namespace FedLlm.Network.Server;
 /// Thread-safe: gRPC handlers call in from many threads while the round loop waits in
 /// <see cref="TrainRoundAsync"/>. One lock guards all bookkeeping; tensors are never read under it.
 /// </remarks>
-public sealed class RemoteClients : IClientExecutor, IDisposable
+public sealed partial class RemoteClients : IClientExecutor, IDisposable
 {
     readonly RemoteClientsOptions options;
     readonly ILogger logger;
@@ -87,6 +87,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
     public async Task<IReadOnlyList<ClientUpdate>> TrainRoundAsync(int round, IReadOnlyList<int> sampled, IReadOnlyDictionary<string, Tensor> global,
         ClientInstructions instructions, CancellationToken cancellationToken = default)
     {
+        if (Asynchronous) throw new InvalidOperationException("asynchronous server options (async:) have no rounds: drive the clients through IAsyncClientPool");
         foreach (int index in sampled)
             if (index < 0 || index >= options.Roster.Count)
                 throw new ArgumentOutOfRangeException(nameof(sampled), index, $"client index {index} is outside the roster of {options.Roster.Count}");
@@ -270,6 +271,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
     {
         List<ClientUpdate> dropped;
         int round;
+        if (Asynchronous) return "asynchronous aggregation (async:) has no round to abort; stop the server or remove a client instead";
         lock (gate)
         {
             if (open is not { } context) return "no round is open";
@@ -298,7 +300,19 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
             if (!clients.TryGetValue(clientId, out var record)) return $"client '{clientId}' is not on the roster";
             if (record.Removed) return $"client '{clientId}' was already removed";
             record.Removed = true;
-            if (open is { } context && context.Assigned.Contains(clientId))
+            if (Asynchronous)
+            {
+                foreach (var a in arrivals.Where(a => a.Update.ClientId == clientId).ToList())
+                {
+                    arrivals.Remove(a);
+                    record.Accepted--;
+                    DisposeUpdate(a.Update);
+                    a.Base.Release();
+                }
+                record.HeldVersion = null;
+                ReleaseUnusedVersions();
+            }
+            else if (open is { } context && context.Assigned.Contains(clientId))
             {
                 if (context.Accepted.Remove(clientId, out dropped)) record.Accepted--;
                 context.Refused.Remove(clientId);
@@ -381,7 +395,11 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
                 Touch(clientId);
                 if (finished) return TaskOffer.RunFinished;
                 if (stopReason is not null) return TaskOffer.Stopping(stopReason);
-                if (open is { } round && round.Pending().Contains(clientId) && !IsBackingOff(clientId, clock.GetUtcNow()))
+                if (Asynchronous)
+                {
+                    if (AsyncOffer(clientId) is { } offer) return offer;
+                }
+                else if (open is { } round && round.Pending().Contains(clientId) && !IsBackingOff(clientId, clock.GetUtcNow()))
                 {
                     round.Taken.Add(clientId);
                     return new TaskOffer(round.Round, round.Instructions, false);
@@ -402,6 +420,13 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         lock (gate)
         {
             Touch(clientId);
+            if (Asynchronous)
+            {
+                var held = HeldContext(clientId, round, out reason);
+                if (held is null) return null;
+                held.Acquire();
+                return new RoundLease(held, held.Attempt);
+            }
             if (open is not { } context || context.Round != round)
             {
                 reason = $"round {RoundRecord.NumberOf(round)} is not open (open: {(open is null ? "none" : RoundRecord.NumberOf(open.Round).ToString())})";
@@ -432,24 +457,27 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         {
             Touch(clientId);
             var record = clients[clientId];
+            OpenRound? context = null;
             // Refused before any tensor is read, so it costs nothing to wait for the sender's real update: no exclusion.
             if (claimedId != clientId)
                 reason = $"update names client '{claimedId}' but the sender authenticated as '{clientId}'";
-            else if (open is not { } context)
+            else if (Asynchronous && AsyncSubmissionProblem(clientId, round, out context) is { } problem)
+                reason = problem;
+            else if (!Asynchronous && (context = open) is null)
                 reason = $"update for round {RoundRecord.NumberOf(round)} arrived while no round is open (late or replayed)";
-            else if (round != context.Round)
+            else if (!Asynchronous && round != context!.Round)
                 reason = $"update for round {RoundRecord.NumberOf(round)} while round {RoundRecord.NumberOf(context.Round)} is open (late or replayed)";
-            else if (!context.Assigned.Contains(clientId))
+            else if (!Asynchronous && !context!.Assigned.Contains(clientId))
                 reason = $"client {clientId} was not given round {RoundRecord.NumberOf(round)}'s task";
-            else if (context.Accepted.ContainsKey(clientId))
+            else if (!Asynchronous && context!.Accepted.ContainsKey(clientId))
                 reason = $"client {clientId} already submitted round {RoundRecord.NumberOf(round)} (replay)";
-            else if (context.Refused.TryGetValue(clientId, out var earlier))
+            else if (!Asynchronous && context!.Refused.TryGetValue(clientId, out var earlier))
                 reason = $"client {clientId}'s update for round {RoundRecord.NumberOf(round)} was refused already ({earlier}); its next task comes in a later round";
-            else if (context.LeftOut.Contains(clientId))
+            else if (!Asynchronous && context!.LeftOut.Contains(clientId))
                 reason = $"client {clientId} was left out of round {RoundRecord.NumberOf(round)}";
             else if (record.Uploading)
                 reason = $"an upload from client {clientId} is already in flight; one at a time";
-            else if (uploadBytesInFlight > 0 && uploadBytesInFlight + context.UploadBytes > options.UploadMemoryBudget)
+            else if (uploadBytesInFlight > 0 && uploadBytesInFlight + context!.UploadBytes > options.UploadMemoryBudget)
             {
                 retryAfter = TimeSpan.FromSeconds(2);
                 reason = $"the server's upload memory budget ({options.UploadMemoryBudget} bytes) is in use; send again in {retryAfter.TotalSeconds:F0} s";
@@ -458,7 +486,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
             }
             else
             {
-                context.Acquire();
+                context!.Acquire();
                 record.Uploading = true;
                 long reserved = context.UploadBytes;
                 uploadBytesInFlight += reserved;
@@ -482,13 +510,19 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
     /// <param name="norm">‖y_i − x‖, for <see cref="RemoteClientsOptions.MaxUpdateNormRatio"/>.</param>
     /// <param name="lease">The lease taken by <see cref="BeginSubmission"/> for this update.</param>
     /// <param name="update">The decoded update; ownership of its tensors passes to the round on success.</param>
-    public string? Accept(RoundLease lease, ClientUpdate update, double norm)
+    /// <param name="wireBytes">The update's bytes as received (asynchronous mode records them per update).</param>
+    public string? Accept(RoundLease lease, ClientUpdate update, double norm, long wireBytes = 0)
     {
         string reason;
         lock (gate)
         {
             var context = lease.Context;
-            if (open != context) reason = $"round {RoundRecord.NumberOf(context.Round)} closed before the update from {update.ClientId} was complete";
+            if (Asynchronous)
+            {
+                if (AcceptAsync(lease, update, norm, wireBytes) is not { } problem) return null;
+                reason = problem;
+            }
+            else if (open != context) reason = $"round {RoundRecord.NumberOf(context.Round)} closed before the update from {update.ClientId} was complete";
             else if (lease.Attempt != context.Attempt) reason = $"round {RoundRecord.NumberOf(context.Round)} was aborted while the update from {update.ClientId} arrived; train it again";
             else if (context.Accepted.ContainsKey(update.ClientId)) reason = $"client {update.ClientId} already submitted round {RoundRecord.NumberOf(context.Round)} (replay)";
             else if (context.LeftOut.Contains(update.ClientId)) reason = $"client {update.ClientId} was left out of round {RoundRecord.NumberOf(context.Round)}";
@@ -517,6 +551,12 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         lock (gate)
         {
             if (!clients.TryGetValue(clientId, out var record)) return;
+            if (Asynchronous && exclude)
+            {
+                RefuseAsync(record, reason, round);
+                ReleaseUnusedVersions();
+                return;
+            }
             if (exclude && open is { } context && context.Round == round && context.Pending().Contains(clientId))
             {
                 Refuse(context, clientId, reason, clock.GetUtcNow());
@@ -550,7 +590,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         lock (gate)
         {
             var now = clock.GetUtcNow();
-            return new StatusSnapshot(open?.Round, open?.Accepted.Count ?? 0, stopReason, clients.Values.OrderBy(c => c.Index).Select(c => new ClientSnapshot(
+            return new StatusSnapshot(open?.Round, Asynchronous ? arrivals.Count : open?.Accepted.Count ?? 0, stopReason, clients.Values.OrderBy(c => c.Index).Select(c => new ClientSnapshot(
                 c.Id, c.LastSeen is { } s && now - s <= options.HeartbeatTimeout, c.LastSeen is { } t ? (now - t).TotalSeconds : -1, c.Accepted, c.Rejected,
                 StateOf(c, now))).ToList());
         }
@@ -559,6 +599,8 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
     string StateOf(ClientRecord c, DateTimeOffset now)
     {
         if (c.Removed) return "removed";
+        if (Asynchronous)
+            return c.HeldVersion is { } v ? $"training version {v}" : IsBackingOff(c.Id, now) ? "backing off" : "idle";
         if (open is not { } round || !round.Assigned.Contains(c.Id)) return "idle";
         if (round.Accepted.ContainsKey(c.Id)) return "submitted";
         if (round.Refused.ContainsKey(c.Id)) return "refused";
@@ -612,7 +654,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         }
     }
 
-    /// <summary>Ends the run for polling clients: they are told it finished.</summary>
+    /// <summary>Ends the run for polling clients: they are told it finished; frees what asynchronous mode holds.</summary>
     public void Dispose()
     {
         lock (gate)
@@ -620,6 +662,7 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
             finished = true;
             Pulse();
         }
+        DisposeAsyncState();
     }
 
     void LeaveOut(OpenRound context, string id, string reason)
@@ -652,6 +695,13 @@ public sealed class RemoteClients : IClientExecutor, IDisposable
         public int ConsecutiveRefusals { get; set; }
         public DateTimeOffset? BackoffUntil { get; set; }
         public long? DeclaredExamples { get; set; }
+        /// <summary>Asynchronous mode: the version this client holds a task on, or null when idle.</summary>
+        public int? HeldVersion { get; set; }
+        /// <summary>Asynchronous mode: the newest version it delivered an update of, accepted or refused (-1: none since the
+        /// server started).</summary>
+        public int LastTaskVersion { get; set; } = -1;
+        /// <summary>Asynchronous mode: seconds since the server started when it took its task.</summary>
+        public double TaskStartedAt { get; set; }
         public bool Uploading { get; set; }
     }
 }

@@ -50,6 +50,14 @@ public sealed record RemoteClientsOptions
     /// <summary>Transfer encoding of what travels in both directions.</summary>
     public TransferEncoding Encoding { get; init; } = TransferEncoding.Default;
 
+    /// <summary>Buffered asynchronous aggregation (FedBuff): no rounds, every idle client takes the newest version (see
+    /// <see cref="RemoteClients"/>' <see cref="Federation.Async.IAsyncClientPool"/> side); false = synchronous rounds.</summary>
+    public bool Asynchronous { get; init; }
+
+    /// <summary>With <see cref="Asynchronous"/>: an update more than this many versions stale is refused before its
+    /// tensors are read, with the reason told to its client; null = no bound (server.yaml async.max_staleness).</summary>
+    public int? MaxStaleness { get; init; }
+
     /// <summary>Checks every option.</summary>
     /// <exception cref="ArgumentException">The roster is empty, holds a duplicate, or an id that is blank or has a
     /// '/'.</exception>
@@ -75,6 +83,7 @@ public sealed record RemoteClientsOptions
         if (RefusalBackoff < TimeSpan.Zero || MaxRefusalBackoff < RefusalBackoff)
             throw new ArgumentOutOfRangeException(nameof(RefusalBackoff), RefusalBackoff, "the refusal backoff must be ≥ 0 and at most its maximum");
         if (StopGrace < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(StopGrace), StopGrace, "stop_grace_seconds must be ≥ 0");
+        if (MaxStaleness is < 0) throw new ArgumentOutOfRangeException(nameof(MaxStaleness), MaxStaleness, "async.max_staleness must be ≥ 0");
         if (Limits.MaxExampleCount < 1) throw new ArgumentOutOfRangeException(nameof(Limits), Limits.MaxExampleCount, "max_example_count must be ≥ 1");
     }
 }

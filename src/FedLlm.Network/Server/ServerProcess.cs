@@ -15,6 +15,10 @@ namespace FedLlm.Network.Server;
 /// the open round has <c>stop_grace_seconds</c> to finish and be committed, or is abandoned (nothing of it is
 /// committed); polling clients are told the server is stopping, and the process exits 0. The same command resumes from
 /// the last committed round, and ends as an uninterrupted run would.
+/// <para>With server.yaml's async: the loop is FedBuff's (<see cref="Federation.Async.RealTimeBufferedAsyncServer"/> over
+/// <see cref="RemoteClients"/> as an <see cref="Federation.Async.IAsyncClientPool"/>): one committed version per K accepted
+/// updates; a restart resumes from the last committed version, and updates buffered but not aggregated are lost (their
+/// clients get a task on the newest version).</para>
 /// </remarks>
 public static class ServerProcess
 {
@@ -33,9 +37,10 @@ public static class ServerProcess
         var logger = loggers.CreateLogger("FedLlm.Server");
         stop ??= new StopRequests();
         var s = config.Server;
-        var remoteOptions = s.ToOptions();
-        remoteOptions.Validate();
         var options = config.ToRunOptions();
+        var remoteOptions = s.ToOptions();
+        if (config.IsAsynchronous) remoteOptions = remoteOptions with { Asynchronous = true, MaxStaleness = options.Async?.MaxStaleness };
+        remoteOptions.Validate();
         string output = Path.GetFullPath(options.Output);
         Directory.CreateDirectory(output);
         string runId = RunId(output);
@@ -105,15 +110,33 @@ public static class ServerProcess
         logger.LogInformation("base model {Fingerprint}; max example count per client: declared at join{Max}; update norm bound: {Norm}",
             fingerprint, s.MaxExampleCount is { } max ? $" and at most {max}" : "", NormBound(s));
         if (s.MetricsListen is { } m) logger.LogInformation("Prometheus metrics on http://{Metrics}/metrics", m);
-        logger.LogInformation("listening on {Address}; task {Task}, {Algorithm}; roster {Roster}; {Rounds} rounds of {PerRound} clients, min {Min} updates, deadline {Deadline} s",
-            host.Address, options.Objective.Task, algorithm, string.Join(",", s.Roster), federation.Rounds, Math.Min(federation.ClientsPerRound, federation.TotalClients),
-            s.MinUpdates, s.RoundDeadlineSeconds);
+        if (remoteOptions.Asynchronous)
+        {
+            var a = options.Async ?? new FedLlm.Federation.Async.AsyncOptions();
+            logger.LogInformation("listening on {Address}; task {Task}, {Algorithm} (asynchronous); roster {Roster}; {Rounds} versions, each aggregating {K} updates, staleness weight {Weight}, max staleness {Max}",
+                host.Address, options.Objective.Task, algorithm, string.Join(",", s.Roster), federation.Rounds, a.BufferSizeFor(federation), a.CreateWeight().Name,
+                a.MaxStaleness?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none");
+        }
+        else
+            logger.LogInformation("listening on {Address}; task {Task}, {Algorithm}; roster {Roster}; {Rounds} rounds of {PerRound} clients, min {Min} updates, deadline {Deadline} s",
+                host.Address, options.Objective.Task, algorithm, string.Join(",", s.Roster), federation.Rounds, Math.Min(federation.ClientsPerRound, federation.TotalClients),
+                s.MinUpdates, s.RoundDeadlineSeconds);
         onListening?.Invoke(host.Address);
 
         var reporter = new Reporter(r =>
+        {
+            if (r.Async is { } versionAsync)
+            {
+                logger.LogInformation("version {Version} committed: updates from {Clients}, trained from versions {Bases} (staleness {Staleness}, weights {Weights}), mean train loss {Loss:F4}{Eval}, {Sent} bytes sent, {Received} received, {Seconds:F1} s",
+                    r.Number, string.Join(",", versionAsync.Updates.Select(u => u.Client)), string.Join(",", versionAsync.Updates.Select(u => u.BaseVersion)),
+                    string.Join(",", versionAsync.Updates.Select(u => u.Staleness)), string.Join(",", versionAsync.Updates.Select(u => u.Weight.ToString("G4", System.Globalization.CultureInfo.InvariantCulture))),
+                    r.ClientLoss.Values.Average(), r.EvalLoss is { } held ? $", held-out loss {held:F4}" : "", r.BytesSent, r.BytesReceived, r.Seconds);
+                return;
+            }
             logger.LogInformation("round {Round} committed: clients {Clients}, mean train loss {Loss:F4}{Eval}, {Sent} bytes sent, {Received} received, {Seconds:F1} s",
                 r.Number, string.Join(",", r.Clients), r.ClientLoss.Values.Average(), r.EvalLoss is { } l ? $", held-out loss {l:F4}" : "",
-                r.BytesSent, r.BytesReceived, r.Seconds));
+                r.BytesSent, r.BytesReceived, r.Seconds);
+        });
         var monitor = new Monitoring.RunMonitor($"FedLlm server {runId}")
         {
             Roster = () => remote.Status().Clients.Select(c => new Monitoring.RosterEntry(c.Id, c.Connected, c.Accepted, c.Rejected)).ToList(),
@@ -123,12 +146,14 @@ public static class ServerProcess
         if (dashboardServer is not null) logger.LogInformation("dashboard on {Address}", dashboardServer.Address);
         try
         {
+            var progressReporter = new Reporter(r => { reporter.Report(r); monitor.Report(r); });
             IClientExecutor executor = new Monitoring.MonitoredClients(remote, monitor, i => s.Roster[i]);
             // Secure aggregation: the monitored registry hands out rounds and collects key advertisements; the phases
             // run around it, and the round loop gets only the unmasked sum.
             if (options.SecureAggregation is not null) executor = new SecureRemoteClients(executor, remote, secAgg, loggers.CreateLogger("FedLlm.Server.SecAgg"));
-            var outcome = await run.RunAsync(algorithm, executor, output, resume: true,
-                new Reporter(r => { reporter.Report(r); monitor.Report(r); }), cancellationToken);
+            var outcome = remoteOptions.Asynchronous
+                ? await run.RunBufferedAsync(remote, output, resume: true, progressReporter, m => logger.LogWarning("{Message}", m), cancellationToken)
+                : await run.RunAsync(algorithm, executor, output, resume: true, progressReporter, cancellationToken);
             monitor.Finish();
             RoundChart.WritePng(Path.Combine(output, "rounds.png"), new[] { outcome }, run.Labels);
         }

@@ -84,10 +84,19 @@ public sealed record RoundRecord
 public sealed record RoundAsync(int BufferSize, double ServerLearningRate, string Staleness, IReadOnlyList<BufferedUpdate> Updates);
 
 /// <summary>One update of an asynchronous version: which client, the global version it started from (0 = the initial
-/// adapter), its staleness τ (versions committed between its start and its arrival) and weight s(τ), its virtual start and
-/// finish, its training loss and ‖Δ‖.</summary>
+/// adapter), its staleness τ (versions committed between its start and its arrival) and weight s(τ), its start and finish
+/// (simulation: virtual time; network: seconds since the server process started), its training loss and ‖Δ‖.</summary>
 public sealed record BufferedUpdate(string Client, int BaseVersion, int Staleness, double Weight, double StartedAt, double FinishedAt,
-    double TrainLoss, double DeltaNorm);
+    double TrainLoss, double DeltaNorm)
+{
+    /// <summary>Each client's mean training loss over its updates in one version (a fast client may have two).</summary>
+    public static IReadOnlyDictionary<string, double> MeanLossPerClient(IEnumerable<BufferedUpdate> updates) =>
+        updates.GroupBy(u => u.Client).ToDictionary(g => g.Key, g => g.Average(u => u.TrainLoss));
+
+    /// <summary>Each client's mean ‖Δ‖ over its updates in one version.</summary>
+    public static IReadOnlyDictionary<string, double> MeanNormPerClient(IEnumerable<BufferedUpdate> updates) =>
+        updates.GroupBy(u => u.Client).ToDictionary(g => g.Key, g => g.Average(u => u.DeltaNorm));
+}
 
 /// <summary>(ε, δ)-DP spent so far, with the mechanism's parameters the accountant used.</summary>
 /// <param name="Epsilon">ε after this round (RDP accountant, composed over the rounds so far); null = unbounded (σ = 0:

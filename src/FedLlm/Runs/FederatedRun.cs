@@ -208,6 +208,17 @@ public sealed class FederatedRun : IDisposable
         return RunAsync(algorithm, executor: null, Path.Combine(Options.Output, algorithm), resume, progress, cancellationToken);
     }
 
+    /// <summary>Runs FedBuff (<c>fedbuff</c>) with <paramref name="clients"/> finishing in real time (the network server)
+    /// into <paramref name="output"/>; async: settings from the run's options (defaults when it has none).</summary>
+    public async Task<RunOutcome> RunBufferedAsync(IAsyncClientPool clients, string output, bool resume, IProgress<RoundRecord>? progress = null,
+        Action<string>? log = null, CancellationToken cancellationToken = default)
+    {
+        var own = FingerprintOf(BufferedAsyncServer.AlgorithmName);
+        if (resume && new RunStore(output).LatestRound is not null) own.CheckAndRecord(output);
+        else own.Write(output);
+        return await runner.RunBufferedAsync(Options.Async ?? new AsyncOptions(), clients, output, resume, progress, log, cancellationToken);
+    }
+
     /// <summary>Runs <paramref name="algorithm"/> with <paramref name="executor"/>'s clients (null = in process) into
     /// <paramref name="output"/>: the round loop both <c>simulate</c> and <c>server</c> use.</summary>
     public async Task<RunOutcome> RunAsync(string algorithm, IClientExecutor? executor, string output, bool resume,
@@ -220,7 +231,7 @@ public sealed class FederatedRun : IDisposable
         if (algorithm == BufferedAsyncServer.AlgorithmName)
         {
             if (executor is not null)
-                throw new NotSupportedException("fedbuff (async) runs in simulation only: the network server aggregates per round (docs/unequal-participants.md)");
+                throw new NotSupportedException("fedbuff over clients that finish in real time runs through RunBufferedAsync(IAsyncClientPool, …), not a round executor (docs/unequal-participants.md)");
             return await runner.RunBufferedAsync(Options.Async ?? new AsyncOptions(), Data.Shards, output, resume, progress, cancellationToken);
         }
         var strategy = Decorate(Algorithms.Create(algorithm, Options.StrategyOptionsFor(algorithm)));

@@ -52,7 +52,8 @@ public sealed class RunConfig
     /// <summary>Secure aggregation of the clients' updates (in simulate and on a server); absent = none.</summary>
     public SecureAggregationSection? SecureAggregation { get; set; }
 
-    /// <summary>Buffered asynchronous aggregation (FedBuff) with simulated client speeds (simulate only); absent = none.</summary>
+    /// <summary>Buffered asynchronous aggregation (FedBuff): in simulate with simulated client speeds, on a server over
+    /// real clients (server.yaml's async:); absent = none.</summary>
     public AsyncSection? Async { get; set; }
 
     /// <summary>Per-client evaluation of personalisation (simulate only); absent = none.</summary>
@@ -435,6 +436,9 @@ public sealed class RunConfig
         /// <summary>η_g of x ← x + η_g·(1/K)·Σ s(τ_i)·Δ_i.</summary>
         [Check(ValueRule.Positive)] public double ServerLearningRate { get; set; } = 1.0;
 
+        /// <summary>Refuse updates more than this many versions stale; unset = accept every staleness.</summary>
+        [Check(ValueRule.NonNegative)] public int? MaxStaleness { get; set; }
+
         /// <summary>One speed factor per client (a task takes factor × local steps units of virtual time); empty = all 1.</summary>
         public List<double> ClientSpeeds { get; set; } = new();
 
@@ -448,7 +452,7 @@ public sealed class RunConfig
         {
             BufferSize = BufferSize, Concurrency = Concurrency, Staleness = FedLlm.Federation.Async.AsyncOptions.ParseStaleness(Staleness),
             StalenessExponent = StalenessExponent, HingeSlope = HingeSlope, HingeCutoff = HingeCutoff, ServerLearningRate = ServerLearningRate,
-            ClientSpeeds = ClientSpeeds, SlowClients = SlowClients, SlowFactor = SlowFactor,
+            MaxStaleness = MaxStaleness, ClientSpeeds = ClientSpeeds, SlowClients = SlowClients, SlowFactor = SlowFactor,
         };
     }
 

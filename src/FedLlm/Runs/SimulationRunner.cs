@@ -187,6 +187,28 @@ public sealed class SimulationRunner
         return new RunOutcome(BufferedAsyncServer.AlgorithmName, final, server.History, clock.Elapsed.TotalSeconds);
     }
 
+    /// <summary>FedBuff over clients that finish in real time (<see cref="RealTimeBufferedAsyncServer"/>: the network
+    /// server), with the outputs of a federated run: one committed version per line of metrics.jsonl, rounds/round-N for
+    /// version N, adapter/.</summary>
+    public async Task<RunOutcome> RunBufferedAsync(AsyncOptions asyncOptions, IAsyncClientPool clients, string output, bool resume,
+        IProgress<RoundRecord>? progress = null, Action<string>? log = null, CancellationToken cancellationToken = default)
+    {
+        var clock = Stopwatch.StartNew();
+        using var server = new RealTimeBufferedAsyncServer(asyncOptions, options, initialGlobal, clients, new RunStore(output),
+            evaluateLoadedAdapter is null ? null : g => Evaluate(g)!, roundTask is null ? null : EvaluateTask, log);
+        if (resume) Resumed = server.TryResume();
+        await server.RunAsync(new RoundReporter(r =>
+        {
+            AdapterIO.Save(Path.Combine(output, "rounds", $"round-{r.Number}"), server.Global, lora, baseModel);
+            progress?.Report(r);
+        }), cancellationToken);
+        AdapterIO.Save(Path.Combine(output, "adapter"), server.Global, lora, baseModel);
+        var final = server.History.LastOrDefault(r => r.EvalLoss is not null) is { } last
+            ? new EvaluationResult(last.EvalLoss!.Value, last.EvalScore!.Value, last.EvalMetrics)
+            : null;
+        return new RunOutcome(BufferedAsyncServer.AlgorithmName, final, server.History, clock.Elapsed.TotalSeconds);
+    }
+
     /// <summary>Wraps the in-process clients of each federated run (e.g. a dashboard's monitor); null = none.</summary>
     public Func<IClientExecutor, IClientExecutor>? ClientDecorator { get; set; }
 

@@ -39,6 +39,10 @@ public sealed record AsyncOptions
     /// <summary>η_g of x ← x + η_g·(1/K)·Σ s(τ_i)·Δ_i (FedBuff's server learning rate; 1 = the plain mean of the deltas).</summary>
     public double ServerLearningRate { get; init; } = 1.0;
 
+    /// <summary>τ_max: an update more than this many versions stale is refused (the network server tells its client why;
+    /// simulation drops it), so a client far behind cannot pull the global back; null = every staleness is accepted.</summary>
+    public int? MaxStaleness { get; init; }
+
     /// <summary>Per-client speed factors f_i (a task of client i takes f_i × local steps units of virtual time); empty =
     /// every client 1, or <see cref="SlowClients"/> of them <see cref="SlowFactor"/>.</summary>
     public IReadOnlyList<double> ClientSpeeds { get; init; } = [];
@@ -90,6 +94,7 @@ public sealed record AsyncOptions
         if (Concurrency is <= 0) failures.Add($"async.concurrency must be positive, got {Concurrency}");
         if (Concurrency > federation.TotalClients)
             failures.Add($"async.concurrency {Concurrency} exceeds the {federation.TotalClients} clients (a client trains one task at a time)");
+        if (MaxStaleness is < 0) failures.Add($"async.max_staleness must be ≥ 0, got {MaxStaleness}");
         if (!(StalenessExponent >= 0) || double.IsInfinity(StalenessExponent)) failures.Add($"async.staleness_exponent must be finite and ≥ 0, got {StalenessExponent}");
         if (!(HingeSlope >= 0) || double.IsInfinity(HingeSlope)) failures.Add($"async.hinge_slope must be finite and ≥ 0, got {HingeSlope}");
         if (HingeCutoff < 0) failures.Add($"async.hinge_cutoff must be ≥ 0, got {HingeCutoff}");

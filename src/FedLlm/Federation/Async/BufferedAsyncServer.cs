@@ -122,7 +122,14 @@ public sealed class BufferedAsyncServer : IDisposable
             // Tasks finishing at the same instant all arrive before freed slots start new tasks.
             if (!clock.HasTaskFinishingNow) await FillSlotsAsync(cancellationToken);
             var task = clock.Next();
-            buffer.Add(new Arrival(task, Version - task.Item.BaseVersion));
+            int taskStaleness = Version - task.Item.BaseVersion;
+            if (asyncOptions.MaxStaleness is { } most && taskStaleness > most)
+            {
+                // Too stale to help: dropped as it arrives, its client free for a task on the newest version.
+                AdapterTensors.Dispose(task.Item.Delta);
+                continue;
+            }
+            buffer.Add(new Arrival(task, taskStaleness));
             if (buffer.Count == bufferSize) return Aggregate();
         }
     }
@@ -204,8 +211,8 @@ public sealed class BufferedAsyncServer : IDisposable
             LearningRate = RoundSchedule.LearningRate(index, options),
             Clients = updates.Select(u => u.Client).ToList(),
             // A fast client may have two updates in one buffer: its mean here, each one in Async.Updates.
-            ClientLoss = updates.GroupBy(u => u.Client).ToDictionary(g => g.Key, g => g.Average(u => u.TrainLoss)),
-            UpdateNorms = updates.GroupBy(u => u.Client).ToDictionary(g => g.Key, g => g.Average(u => u.DeltaNorm)),
+            ClientLoss = BufferedUpdate.MeanLossPerClient(updates),
+            UpdateNorms = BufferedUpdate.MeanNormPerClient(updates),
             GlobalStepNorm = stepNorm,
             EvalLoss = scores?.Loss,
             EvalScore = scores?.Score,

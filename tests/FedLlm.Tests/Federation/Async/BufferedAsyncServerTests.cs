@@ -85,6 +85,31 @@ public sealed class BufferedAsyncServerTests
     }
 
     [Fact]
+    public async Task With_max_staleness_zero_the_stale_arrival_is_dropped_and_the_next_fresh_one_fills_the_buffer()
+    {
+        // Prepare: the two-speed run above with τ_max = 0. At t=3 client 1's update from v0 (τ = 1) arrives first (it
+        // started first) and is dropped; client 0's task 2 (from v1) is buffered; both restart from v1, and client 0's
+        // task 3 arrives at t=4 and completes version 2.
+        var options = Federation(clients: 2, perRound: 2, rounds: 2);
+        var async = new AsyncOptions { BufferSize = 2, Concurrency = 2, ClientSpeeds = [1, 3], MaxStaleness = 0 };
+        using var server = new BufferedAsyncServer(async, options, Adapter(X0), new ScriptedClients());
+
+        // Execute
+        await server.RunAsync();
+
+        // Assert: x2 = x1 + ½((3·d0 − ½x1) + (4·d0 − ½x1)); with the stale update it would hold d1.
+        var x0 = X0;
+        var x1 = Add(x0, Scale(Add(Add(Shifts[0], x0, -0.5), Add(Scale(Shifts[0], 2), x0, -0.5)), 0.5));
+        var x2 = Add(x1, Scale(Add(Add(Scale(Shifts[0], 3), x1, -0.5), Add(Scale(Shifts[0], 4), x1, -0.5)), 0.5));
+        var actual = Flat(server.Global);
+        for (int i = 0; i < x2.Length; i++) Assert.Equal(x2[i], actual[i], 5);
+        var second = server.History[1];
+        Assert.Equal(["client-0", "client-0"], second.Clients);
+        Assert.Equal([0, 0], second.Async!.Updates.Select(u => u.Staleness));
+        Assert.Equal(4.0, second.VirtualTime);
+    }
+
+    [Fact]
     public async Task With_equal_speeds_and_k_equal_to_the_clients_per_round_a_version_is_a_fedavg_round()
     {
         // Prepare: 3 clients, all of them every round (so the synchronous sample and the asynchronous refill agree), equal
