@@ -263,12 +263,12 @@ public sealed class SafeTensorsFile : IDisposable
     /// exactly as .to(float32) does) in libtorch's parallel copy, then releases each piece's file pages (see
     /// <see cref="MappedPages"/>): no read into a buffer first, and no more than one piece of the file resident.
     /// </summary>
-    static void CopyMapped(Tensor mapped, Tensor destination)
+    void CopyMapped(Tensor mapped, Tensor destination)
     {
         using var source = mapped.view(-1);     // (numel,) over the mapping
         using var target = destination.view(-1); // (numel,) alias of the destination
         long count = source.numel();
-        long perPiece = Math.Max(1, MappedPieceBytes / mapped.element_size());
+        long perPiece = Math.Max(1, (long)_chunkBytes * MappedPieceChunks / mapped.element_size());
         MappedPages.AdviseHugePages(destination); // fewer, larger page faults when the copy first touches it
         for (long start = 0; start < count; start += perPiece)
         {
@@ -280,9 +280,9 @@ public sealed class SafeTensorsFile : IDisposable
         }
     }
 
-    // Large enough that libtorch's copy splits it over every thread, small enough that the file pages resident at once
-    // stay a small fraction of a load's peak.
-    const long MappedPieceBytes = 64L << 20;
+    // Pieces of 8 chunks (64 MiB by default): large enough that libtorch's copy splits one over every thread, small
+    // enough that the file pages resident at once stay a small fraction of a load's peak.
+    const int MappedPieceChunks = 8;
 
     CheckpointException Truncated(string tensorName) =>
         new($"Safetensors file '{Path}' ended while reading tensor '{tensorName}'; it was truncated after it was opened.");
