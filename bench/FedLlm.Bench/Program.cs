@@ -8,7 +8,7 @@ string command = arguments.Count > 0 && !arguments[0].StartsWith('-') ? argument
 if (arguments.Count > 0 && arguments[0] == command) arguments.RemoveAt(0);
 if (arguments.Contains("--help") || arguments.Contains("-h"))
 {
-    Console.WriteLine(TrainStepOptions.Usage + "\n" + MemoryBenchmark.Usage + "\n" + ServeBenchmark.Usage + "\n" + RoundOverheadBenchmark.Usage + "\n" + DropoutBenchmark.Usage);
+    Console.WriteLine(TrainStepOptions.Usage + "\n" + MemoryBenchmark.Usage + "\n" + LoadBenchmark.Usage + "\n" + ServeBenchmark.Usage + "\n" + RoundOverheadBenchmark.Usage + "\n" + DropoutBenchmark.Usage);
     return 0;
 }
 if (command == "dropout") return DropoutBenchmark.Run(arguments);

@@ -52,7 +52,7 @@ internal static partial class MappedPages
     {
         const long HugePage = 2L << 20;
         if (unavailable || contiguous.numel() * contiguous.element_size() < 2 * HugePage) return;
-        long start = Address(contiguous);
+        long start = FedLlm.Checkpoints.TensorMemory.Address(contiguous);
         long first = (start + HugePage - 1) / HugePage * HugePage;
         long end = (start + contiguous.numel() * contiguous.element_size()) / HugePage * HugePage;
         if (end <= first) return;
@@ -67,15 +67,6 @@ internal static partial class MappedPages
     }
 
     const int MadvHugePage = 14;
-
-    /// <summary>The address of a contiguous tensor's first element (through a one-element view: <c>bytes</c> of the
-    /// whole tensor would refuse one over 2 GiB).</summary>
-    static unsafe long Address(Tensor contiguous)
-    {
-        using var flat = contiguous.view(-1);           // (numel,)
-        using var firstElement = flat.narrow(0, 0, 1);  // (1,)
-        fixed (byte* start = firstElement.bytes) return (long)start;
-    }
 
     [LibraryImport("libc", EntryPoint = "madvise")]
     private static partial int madvise(nint address, nuint length, int advice);
