@@ -1,14 +1,17 @@
 using System.Diagnostics;
 using FedLlm.Modeling;
+using FedLlm.Quantization;
 using FedLlm.Runtime;
 using static TorchSharp.torch;
 
 namespace FedLlm.Bench;
 
 /// <summary>
-/// Peak memory of loading a checkpoint: a SmolLM-135M-shaped checkpoint stored in BF16 (3 shards) is written by one
-/// child process and loaded by another (peak RSS is per process), into fp32 and into bf16. Loading must not hold a
-/// second copy of the weights: the peak should be the runtime plus the model, not plus the file as well.
+/// Speed and peak memory of loading a checkpoint, each load in a child process (peak RSS is per process): by default a
+/// SmolLM-135M-shaped checkpoint stored in BF16 (3 shards), written by one child and loaded into fp32 and bf16; with
+/// <c>--checkpoint</c> any folder, with any base precision. Loading must not hold a second copy of the weights: the peak
+/// should be the runtime plus the model, not plus the file as well. File GB/s is the safetensors bytes over the load's
+/// wall time.
 /// </summary>
 public static class LoadBenchmark
 {
@@ -18,22 +21,41 @@ public static class LoadBenchmark
         NumKeyValueHeads = 3, HeadDim = 64, RmsNormEps = 1e-5, TieWordEmbeddings = true, MaxPositionEmbeddings = 2048,
     };
 
+    public const string Usage = """
+        usage: FedLlm.Bench load [--checkpoint DIR --precisions fp32,bf16,int8,nf4]
+          without --checkpoint: writes a SmolLM-135M-shaped bf16 checkpoint (3 shards) to /tmp, loads it into fp32 and bf16
+          --checkpoint DIR: loads DIR (e.g. /tmp/fedllm-bench-llama32-1b-bf16, which `memory` writes) with each precision
+        Each load runs in its own child process; wall and CPU seconds cover ModelLoader.Load only.
+        """;
+
     public static int Run(IReadOnlyList<string> arguments)
     {
         if (arguments.Count == 2 && arguments[0] == "--write") return Write(arguments[1]);
         if (arguments.Count == 3 && arguments[0] == "--read") return Read(arguments[1], arguments[2]);
-        string directory = Path.Combine(Path.GetTempPath(), $"fedllm-load-bench-{Environment.ProcessId}");
+        string? checkpoint = null;
+        var precisions = new List<string> { "float32", "bfloat16" };
+        for (int i = 0; i < arguments.Count; i++)
+        {
+            string Value() => i + 1 < arguments.Count ? arguments[++i] : throw new ArgumentException($"{arguments[i]} needs a value\n{Usage}");
+            switch (arguments[i])
+            {
+                case "--checkpoint": checkpoint = Value(); break;
+                case "--precisions": precisions = Value().Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).ToList(); break;
+                default: Console.Error.WriteLine($"unknown option '{arguments[i]}'\n{Usage}"); return 2;
+            }
+        }
+        foreach (var p in precisions) BaseWeights.Parse(p, "--precisions");
+        string directory = checkpoint ?? Path.Combine(Path.GetTempPath(), $"fedllm-load-bench-{Environment.ProcessId}");
         try
         {
-            Child("--write", directory);
-            Console.WriteLine("| load into | model bytes | runtime before load | peak RSS after load | peak − runtime − model |");
-            Console.WriteLine("|---|---|---|---|---|");
-            Child("--read", directory, "float32");
-            Child("--read", directory, "bfloat16");
+            if (checkpoint is null) Child("--write", directory);
+            Console.WriteLine("| load into | file GB | model MB | load s | load CPU s | file GB/s | runtime before load | peak RSS after load | peak − runtime − model |");
+            Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
+            foreach (var p in precisions) Child("--read", directory, p);
         }
         finally
         {
-            if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
+            if (checkpoint is null && Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
         }
         return 0;
     }
@@ -54,16 +76,23 @@ public static class LoadBenchmark
         return 0;
     }
 
-    static int Read(string directory, string dtypeName)
+    static int Read(string directory, string precisionName)
     {
-        var dtype = dtypeName == "bfloat16" ? ScalarType.BFloat16 : ScalarType.Float32;
+        var weights = BaseWeights.Parse(precisionName, "--precisions");
         using (ones(1)) { } // load libtorch first, so its own footprint is measured apart from the model's
         long runtime = TorchRuntime.PeakResidentBytes() ?? 0;
-        using var model = ModelLoader.Load(directory, dtype);
-        long bytes = model.parameters().Sum(p => p.NumberOfElements * p.ElementSize);
+        var process = Process.GetCurrentProcess();
+        var cpuBefore = process.TotalProcessorTime;
+        var watch = Stopwatch.StartNew();
+        using var model = ModelLoader.Load(directory, weights);
+        double seconds = watch.Elapsed.TotalSeconds;
+        process.Refresh();
+        double cpuSeconds = (process.TotalProcessorTime - cpuBefore).TotalSeconds;
+        long fileBytes = Directory.GetFiles(directory, "*.safetensors").Sum(f => new FileInfo(f).Length);
+        long bytes = BenchModels.ModelBytes(model);
         long peak = TorchRuntime.PeakResidentBytes() ?? 0;
         static string Mb(long b) => $"{b / 1e6:F0} MB";
-        Console.WriteLine($"| {dtypeName} | {Mb(bytes)} | {Mb(runtime)} | {Mb(peak)} | {Mb(peak - runtime - bytes)} |");
+        Console.WriteLine($"| {precisionName} | {fileBytes / 1e9:F2} | {Mb(bytes)} | {seconds:F2} | {cpuSeconds:F2} | {fileBytes / 1e9 / seconds:F2} | {Mb(runtime)} | {Mb(peak)} | {Mb(peak - runtime - bytes)} |");
         return 0;
     }
 }

@@ -107,6 +107,11 @@ public sealed class CheckpointFolder : IDisposable
     /// <exception cref="CheckpointException">No such tensor.</exception>
     public Tensor Read(string name, ScalarType? dtype = null) => FileOf(name).Read(name, dtype);
 
+    /// <summary>A tensor viewing the file's bytes in place (a private memory map), owned by the caller, or null when the
+    /// tensor cannot be mapped; see <see cref="SafeTensorsFile.Map"/>.</summary>
+    /// <exception cref="CheckpointException">No such tensor, or its file was truncated after opening.</exception>
+    public Tensor? Map(string name) => FileOf(name).Map(name);
+
     /// <summary>Closes every file of the checkpoint.</summary>
     public void Dispose()
     {

@@ -44,15 +44,30 @@ public static class FiniteTensors
 
     /// <summary>Whether some element has every exponent bit set: NaN or ±∞, and nothing else is. A read-only pass over
     /// the tensor's memory, where the float64 sum first converted every element (for a model being loaded, most of the
-    /// time outside reading the file).</summary>
-    static bool AnyAllOnesExponent(Tensor tensor, uint mask)
+    /// time outside reading the file), split over libtorch's intra-op thread count: a memory-mapped load does little
+    /// else, so this pass (and the page faults it takes on the file's pages) is most of a same-dtype load.</summary>
+    static unsafe bool AnyAllOnesExponent(Tensor tensor, uint mask)
     {
-        bool found = false;
-        // Pieces of 256 Mi elements: a span is int-indexed.
-        TensorMemory.ForEachPiece(tensor, 1L << 28, (bytes, _) => found = found || (tensor.element_size() == 4
-            ? AnyAllOnes(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(bytes), mask)
-            : AnyAllOnes(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bytes), (ushort)mask)));
-        return found;
+        const long PerTask = 1L << 22; // elements; a span is int-indexed
+        long count = tensor.numel();
+        bool wide = tensor.element_size() == 4;
+        nint start = TensorMemory.Address(tensor);
+        int found = 0;
+        var options = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, get_num_threads()) };
+        Parallel.For(0L, (count + PerTask - 1) / PerTask, options, (task, loop) =>
+        {
+            long first = task * PerTask;
+            int length = (int)Math.Min(PerTask, count - first);
+            bool hit = wide
+                ? AnyAllOnes(new ReadOnlySpan<uint>((uint*)start + first, length), mask)
+                : AnyAllOnes(new ReadOnlySpan<ushort>((ushort*)start + first, length), (ushort)mask);
+            if (hit)
+            {
+                Interlocked.Exchange(ref found, 1);
+                loop.Stop();
+            }
+        });
+        return found != 0;
     }
 
     static bool AnyAllOnes<T>(ReadOnlySpan<T> words, T mask) where T : unmanaged, System.Numerics.IBinaryInteger<T>

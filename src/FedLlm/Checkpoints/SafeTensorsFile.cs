@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Text.Json;
 using System.Text.Unicode;
 using Microsoft.Win32.SafeHandles;
+using FedLlm.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -9,8 +10,8 @@ namespace FedLlm.Checkpoints;
 
 /// <summary>
 /// A safetensors file opened for reading. <see cref="Open(string)"/> parses and validates the whole header, so a
-/// truncated or corrupt file fails there, before any weight is touched; tensor data is then read on demand, straight
-/// into tensor memory.
+/// truncated or corrupt file fails there, before any weight is touched; tensor data is then copied on demand from a
+/// memory map of the file straight into tensor memory, or viewed in place (<see cref="Map"/>).
 /// </summary>
 /// <remarks>
 /// <para>
@@ -20,8 +21,8 @@ namespace FedLlm.Checkpoints;
 /// tensors' byte ranges must tile the data exactly: no overlap, no gap, nothing after the last one.
 /// </para>
 /// <para>
-/// Reads use positional I/O on one handle and no shared state, so several threads may read different tensors of one
-/// open file at once. <see cref="Dispose"/> must not race with reads.
+/// Reads use memory maps of their own or positional I/O on one handle, and no shared state, so several threads may read
+/// different tensors of one open file at once. <see cref="Dispose"/> must not race with reads.
 /// </para>
 /// </remarks>
 public sealed class SafeTensorsFile : IDisposable
@@ -99,7 +100,7 @@ public sealed class SafeTensorsFile : IDisposable
 
     /// <summary>Reads a tensor into a new CPU tensor, owned by the caller (and registered on the caller's dispose scope, if any).</summary>
     /// <param name="name">Tensor name.</param>
-    /// <param name="dtype">Element type of the result; default: the file's type. Conversion goes chunk by chunk.</param>
+    /// <param name="dtype">Element type of the result; default: the file's type. Converted as <see cref="ReadInto"/> does.</param>
     /// <exception cref="CheckpointException">The file has no such tensor, or it was truncated after opening.</exception>
     public Tensor Read(string name, ScalarType? dtype = null)
     {
@@ -122,8 +123,10 @@ public sealed class SafeTensorsFile : IDisposable
     /// destination's differs (BF16 on disk into an F32 parameter).
     /// </summary>
     /// <remarks>
-    /// Never holds a second full copy of the tensor: with equal types the file is read straight into the destination's
-    /// memory; with different types one chunk (8 MiB) at a time is read into a small buffer and converted into its slice.
+    /// Never holds a second full copy of the tensor: the file is memory-mapped (see <see cref="Map"/>) and copied into
+    /// the destination 64 MiB at a time, each piece's file pages released once copied. Where it cannot be mapped, the
+    /// file is read straight into the destination's memory with equal types, and with different types one chunk (8 MiB)
+    /// at a time is read into a small buffer and converted into its slice.
     /// Autograd is off for the copy, so parameters that require grad can be filled in place.
     /// </remarks>
     /// <exception cref="CheckpointException">No such tensor, or the shapes differ (the message gives both).</exception>
@@ -163,14 +166,75 @@ public sealed class SafeTensorsFile : IDisposable
             $"Tensor '{name}' is not in safetensors file '{Path}' ({_tensors.Count} tensors){SimilarNames(name, _tensors.Keys)}.");
     }
 
-    void Fill(SafeTensorInfo info, Tensor destination)
+    /// <summary>
+    /// A tensor over the file's own bytes for <paramref name="name"/>, without reading or copying them: a private,
+    /// copy-on-write memory map of the file (writes to the result never reach the file), owned by the caller.
+    /// </summary>
+    /// <remarks>
+    /// <para>
+    /// The pages come straight from the page cache as they are touched, so a warm file costs no read and no fresh memory;
+    /// once the result (and every view of it) is disposed the mapping goes, and the pages leave this process's resident
+    /// set. Meant for a tensor used once and dropped, such as a weight being quantised: a long-lived tensor over a file
+    /// that someone truncates in place would fault (SIGBUS) on its next read, as with any memory-mapped loader.
+    /// </para>
+    /// <para>
+    /// Null when the file cannot be mapped that way: the tensor's data does not start at a multiple of its element size
+    /// (the format's writers align it; a hand-made file may not), it has no elements, or the file system refuses the map
+    /// (the file was deleted after opening, for example). <see cref="Read"/> and <see cref="ReadInto"/> then read it.
+    /// </para>
+    /// </remarks>
+    /// <exception cref="CheckpointException">No such tensor, or the file is now shorter than its header says.</exception>
+    public Tensor? Map(string name) => MapTensor(Find(name));
+
+    Tensor? MapTensor(SafeTensorInfo info)
     {
         long elementSize = info.Dtype.ElementSize();
-        long perChunk = TensorMemory.ElementsPerChunk(_chunkBytes, elementSize);
-        var sourceType = info.Dtype.ToScalarType();
+        if (info.ElementCount == 0 || info.Offset % elementSize != 0)
+        {
+            return null;
+        }
+        long end = info.Offset + info.ByteLength;
+        // A page of a mapping past the end of the file faults (SIGBUS) rather than failing a read, so refuse a file
+        // that shrank since its header was checked; what happens if it shrinks during the copy is the mapping's risk.
+        if (RandomAccess.GetLength(_handle) < end)
+        {
+            throw Truncated(info.Name);
+        }
+        Tensor file;
+        try
+        {
+            // from_file maps [0, end) privately (MAP_PRIVATE, copy-on-write) as end / elementSize elements of the
+            // tensor's type (the offset is a multiple of the element size, so end is too); only the pages this tensor
+            // covers are ever touched, and the mapping is released with the last tensor that views it.
+            file = from_file(Path, shared: false, size: end / elementSize, dtype: info.Dtype.ToScalarType());
+        }
+        catch (Exception e) when (e is System.Runtime.InteropServices.ExternalException)
+        {
+            return null;
+        }
+        using (file)                                                                       // (end / elementSize,)
+        using (var flat = file.narrow(0, info.Offset / elementSize, info.ElementCount))   // (numel,)
+        {
+            return flat.view(info.Shape);                                                   // info.Shape
+        }
+    }
+
+    void Fill(SafeTensorInfo info, Tensor destination)
+    {
         // Filling a parameter is a load, not a step autograd should record (the in-place copy_ on a leaf that requires
         // grad would even throw).
         using var noGrad = no_grad();
+        using (var mapped = MapTensor(info))
+        {
+            if (mapped is not null)
+            {
+                CopyMapped(mapped, destination);
+                return;
+            }
+        }
+        long elementSize = info.Dtype.ElementSize();
+        long perChunk = TensorMemory.ElementsPerChunk(_chunkBytes, elementSize);
+        var sourceType = info.Dtype.ToScalarType();
         if (destination.dtype == sourceType)
         {
             TensorMemory.ForEachPiece(destination, perChunk,
@@ -194,12 +258,40 @@ public sealed class SafeTensorsFile : IDisposable
         }
     }
 
+    /// <summary>
+    /// Copies a mapped tensor into the destination piece by piece, converting the type if it differs (BF16 -> F32
+    /// exactly as .to(float32) does) in libtorch's parallel copy, then releases each piece's file pages (see
+    /// <see cref="MappedPages"/>): no read into a buffer first, and no more than one piece of the file resident.
+    /// </summary>
+    void CopyMapped(Tensor mapped, Tensor destination)
+    {
+        using var source = mapped.view(-1);     // (numel,) over the mapping
+        using var target = destination.view(-1); // (numel,) alias of the destination
+        long count = source.numel();
+        long perPiece = Math.Max(1, (long)_chunkBytes * MappedPieceChunks / mapped.element_size());
+        MappedPages.AdviseHugePages(destination); // fewer, larger page faults when the copy first touches it
+        for (long start = 0; start < count; start += perPiece)
+        {
+            long length = Math.Min(perPiece, count - start);
+            using var from = source.narrow(0, start, length);
+            using var to = target.narrow(0, start, length);
+            using var copied = to.copy_(from);
+            MappedPages.Release(from);
+        }
+    }
+
+    // Pieces of 8 chunks (64 MiB by default): large enough that libtorch's copy splits one over every thread, small
+    // enough that the file pages resident at once stay a small fraction of a load's peak.
+    const int MappedPieceChunks = 8;
+
+    CheckpointException Truncated(string tensorName) =>
+        new($"Safetensors file '{Path}' ended while reading tensor '{tensorName}'; it was truncated after it was opened.");
+
     void ReadExactly(Span<byte> buffer, long fileOffset, string tensorName)
     {
         if (!TryReadExactly(_handle, buffer, fileOffset))
         {
-            throw new CheckpointException(
-                $"Safetensors file '{Path}' ended while reading tensor '{tensorName}'; it was truncated after it was opened.");
+            throw Truncated(tensorName);
         }
     }
 

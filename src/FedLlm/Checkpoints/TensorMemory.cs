@@ -35,6 +35,15 @@ internal static class TensorMemory
         }
     }
 
+    /// <summary>The address of a contiguous CPU tensor's first element, valid while the tensor lives.</summary>
+    /// <remarks>Through a one-element view: <c>bytes</c> of the whole tensor would refuse one over 2 GiB.</remarks>
+    internal static unsafe nint Address(Tensor contiguousCpu)
+    {
+        using var flat = contiguousCpu.view(-1);          // (numel,)
+        using var firstElement = flat.narrow(0, 0, 1);    // (1,)
+        fixed (byte* start = firstElement.bytes) return (nint)start;
+    }
+
     /// <summary>Elements of <paramref name="elementSize"/> bytes that fit in one chunk (at least one).</summary>
     internal static long ElementsPerChunk(int chunkBytes, long elementSize) => Math.Max(1, chunkBytes / elementSize);
 }

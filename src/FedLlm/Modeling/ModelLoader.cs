@@ -9,8 +9,10 @@ namespace FedLlm.Modeling;
 public static class ModelLoader
 {
     /// <summary>
-    /// Reads config.json and the safetensors weights (single file or sharded). Each tensor is read straight into the
-    /// parameter that owns it (converted from BF16/F16 chunk by chunk), so loading never holds two copies of the model.
+    /// Reads config.json and the safetensors weights (single file or sharded). A tensor stored in the parameter's own
+    /// dtype becomes the parameter without a copy (a private memory map of the file, see <c>TryAdopt</c>); one stored in
+    /// another dtype is converted from a memory map straight into the parameter, 64 MiB at a time, so loading never holds
+    /// two copies of the model.
     /// </summary>
     public static LlamaForCausalLM Load(string directory, ScalarType dtype = ScalarType.Float32, Device? device = null) =>
         Load(directory, new BaseWeights(dtype == ScalarType.Float32 ? BasePrecision.Fp32 : BasePrecision.Bf16) { ComputeDtype = dtype }, device);
@@ -34,19 +36,22 @@ public static class ModelLoader
             foreach (var (name, parameter) in model.named_parameters())
             {
                 string key = Require(checkpoint, directory, config, name);
-                checkpoint.ReadInto(key, parameter);
+                if (!TryAdopt(checkpoint, key, parameter)) checkpoint.ReadInto(key, parameter);
                 FiniteTensors.Require(parameter, key, checkpoint.FileHolding(key), "load");
             }
             foreach (var (path, module) in model.named_modules())
             {
                 if (module is not QuantizedLinear quantized) continue;
                 string key = Require(checkpoint, directory, config, path + ".weight");
-                using (var weight = checkpoint.Read(key))
+                // Quantised straight from the page cache through a memory map when the file allows it: no read, and no
+                // full-precision tensor on the heap; its pages leave the resident set when the map is disposed.
+                var mapped = checkpoint.Map(key);
+                using (var weight = mapped ?? checkpoint.Read(key))
                 {
                     FiniteTensors.Require(weight, key, checkpoint.FileHolding(key), "load"); // before quantisation hides NaN in a scale
                     quantized.LoadWeight(weight);
                 }
-                NativeHeap.Trim(); // see NativeHeap: without it, freed full-precision tensors stay resident as heap holes
+                if (mapped is null) NativeHeap.Trim(); // see NativeHeap: without it, freed full-precision tensors stay resident as heap holes
             }
             model.FreezeAll();
             return model;
@@ -56,6 +61,34 @@ public static class ModelLoader
             model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Points <paramref name="parameter"/> at the checkpoint's own bytes (a private, copy-on-write memory map) instead of
+    /// copying them, when the file holds it in the parameter's dtype and shape on the CPU: the parameter's memory is then
+    /// the page cache's, so a warm load reads nothing and faults in no fresh memory. False when it must be copied.
+    /// </summary>
+    /// <remarks>
+    /// Writes to such a parameter (merging an adapter into the base) copy the pages they touch and never reach the file.
+    /// As with every memory-mapped loader (safetensors' and llama.cpp's), a checkpoint file truncated or rewritten in
+    /// place while the model is alive makes its next read fault; FedLlm's own writers replace files by renaming a new
+    /// one over them, which leaves the mapped file intact.
+    /// </remarks>
+    static bool TryAdopt(CheckpointFolder checkpoint, string key, Tensor parameter)
+    {
+        var info = checkpoint.Info(key);
+        if (info.Dtype.ToScalarType() != parameter.dtype || parameter.device_type != TorchSharp.DeviceType.CPU
+            || !parameter.shape.AsSpan().SequenceEqual(info.Shape))
+        {
+            return false; // converted (or the shape error reported) by ReadInto
+        }
+        using var mapped = checkpoint.Map(key);
+        if (mapped is null) return false;
+        // The parameter's storage is now the map's, and its empty one is freed. TorchSharp returns the same object
+        // from this in-place call: disposing it would dispose the parameter.
+        var adopted = parameter.set_(mapped);
+        if (!ReferenceEquals(adopted, parameter)) adopted.Dispose();
+        return true;
     }
 
     static string Require(CheckpointFolder checkpoint, string directory, LlamaConfig config, string name) =>

@@ -49,8 +49,7 @@ internal static class CpuQuantizeKernels
                     int count = (int)Math.Min(block, n - first);
                     Read(src, bf16, first, count, values);
                     values[count..].Clear(); // the last block is zero-padded
-                    float max = 0;
-                    foreach (float v in values) max = Math.Max(max, Math.Abs(v));
+                    float max = AbsMax(values);
                     amax[b] = max;
                     float safe = max == 0 ? 1f : max;
                     Bucketize(values, safe, midpoints, indices);
@@ -85,12 +84,13 @@ internal static class CpuQuantizeKernels
             {
                 const int piece = 1024;
                 Span<float> values = stackalloc float[piece];
+                Span<int> rounded = stackalloc int[piece];
                 float max = 0;
                 for (long start = 0; start < columns; start += piece)
                 {
                     int count = (int)Math.Min(piece, columns - start);
                     Read(src, bf16, row * columns + start, count, values);
-                    foreach (float v in values[..count]) max = Math.Max(max, Math.Abs(v));
+                    max = Math.Max(max, AbsMax(values[..count]));
                 }
                 float s = max == 0 ? 1f : max / 127f;
                 scale[row] = s;
@@ -98,8 +98,9 @@ internal static class CpuQuantizeKernels
                 {
                     int count = (int)Math.Min(piece, columns - start);
                     Read(src, bf16, row * columns + start, count, values);
+                    RoundClamped(values[..count], s, rounded);
                     sbyte* o = dst + row * columns + start;
-                    for (int j = 0; j < count; j++) o[j] = (sbyte)Math.Clamp(MathF.Round(values[j] / s), -127f, 127f);
+                    for (int j = 0; j < count; j++) o[j] = (sbyte)rounded[j];
                 }
             });
         }
@@ -116,15 +117,62 @@ internal static class CpuQuantizeKernels
         return midpoints;
     }
 
-    /// <summary>Values [first, first + count) as float32 (bfloat16 widened exactly).</summary>
+    /// <summary>Values [first, first + count) as float32 (bfloat16 widened exactly: its bits are a float32's upper half).</summary>
     static unsafe void Read(byte* source, bool bf16, long first, int count, Span<float> values)
     {
         if (bf16)
         {
             ushort* bits = (ushort*)source + first;
-            for (int j = 0; j < count; j++) values[j] = BitConverter.Int32BitsToSingle(bits[j] << 16);
+            int j = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                for (; j + Vector256<ushort>.Count <= count; j += Vector256<ushort>.Count)
+                {
+                    var (lower, upper) = Vector256.Widen(Vector256.Load(bits + j)); // 16 × u16 -> 2 × (8 × u32)
+                    Vector256.ShiftLeft(lower, 16).AsSingle().CopyTo(values[j..]);
+                    Vector256.ShiftLeft(upper, 16).AsSingle().CopyTo(values[(j + Vector256<uint>.Count)..]);
+                }
+            }
+            for (; j < count; j++) values[j] = BitConverter.Int32BitsToSingle(bits[j] << 16);
         }
         else new ReadOnlySpan<float>((float*)source + first, count).CopyTo(values);
+    }
+
+    /// <summary>max |v| over finite values (0 for none): the same number as Math.Max over Math.Abs in any order, since
+    /// max over non-negative non-NaN floats is associative and commutative.</summary>
+    static float AbsMax(ReadOnlySpan<float> values)
+    {
+        int j = 0;
+        float max = 0;
+        if (Vector256.IsHardwareAccelerated && values.Length >= Vector256<float>.Count)
+        {
+            var vectorMax = Vector256<float>.Zero;
+            for (; j + Vector256<float>.Count <= values.Length; j += Vector256<float>.Count)
+                vectorMax = Vector256.Max(vectorMax, Vector256.Abs(Vector256.Create(values.Slice(j, Vector256<float>.Count))));
+            for (int k = 0; k < Vector256<float>.Count; k++) max = Math.Max(max, vectorMax[k]);
+        }
+        for (; j < values.Length; j++) max = Math.Max(max, Math.Abs(values[j]));
+        return max;
+    }
+
+    /// <summary>clamp(round_half_even(v / scale), −127, 127) for each value, as integers: IEEE division and rounding, so
+    /// the same numbers as the scalar formula element by element.</summary>
+    static void RoundClamped(ReadOnlySpan<float> values, float scale, Span<int> rounded)
+    {
+        int j = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var divisor = Vector256.Create(scale);
+            var low = Vector256.Create(-127f);
+            var high = Vector256.Create(127f);
+            for (; j + Vector256<float>.Count <= values.Length; j += Vector256<float>.Count)
+            {
+                var quotient = Vector256.Create(values.Slice(j, Vector256<float>.Count)) / divisor;
+                var clamped = Vector256.Min(Vector256.Max(Vector256.Round(quotient), low), high);
+                Vector256.ConvertToInt32(clamped).CopyTo(rounded[j..]);
+            }
+        }
+        for (; j < values.Length; j++) rounded[j] = (int)Math.Clamp(MathF.Round(values[j] / scale), -127f, 127f);
     }
 
     /// <summary>torch.bucketize(value / scale, midpoints, right: false) for each value: the number of midpoints
