@@ -124,21 +124,23 @@ public sealed partial class RemoteClients : IAsyncClientPool
     {
         if (options.MaxUpdateNormRatio is not { } ratio) return true;
         var head = arrivals.Take(count).ToList();
-        var outliers = RoundNormScreen.Outliers(head.ToDictionary(Key, a => a.Norm, StringComparer.Ordinal), ratio);
+        // Keys unique per update: a client readmitted to a stalled version may have two updates of it in the buffer.
+        var keys = head.Select((a, i) => $"{a.Update.ClientId} (version {a.Base.Round}, update {i + 1})").ToList();
+        var outliers = RoundNormScreen.Outliers(keys.Select((k, i) => (k, head[i].Norm)).ToDictionary(x => x.k, x => x.Norm, StringComparer.Ordinal), ratio);
         if (outliers.Count == 0) return true;
-        foreach (var a in head.Where(a => outliers.ContainsKey(Key(a))))
+        for (int i = 0; i < head.Count; i++)
         {
+            if (!outliers.TryGetValue(keys[i], out var reason)) continue;
+            var a = head[i];
             arrivals.Remove(a);
             var record = clients[a.Update.ClientId];
             record.Accepted--;
-            RefuseAsync(record, outliers[Key(a)], a.Base.Round);
+            RefuseAsync(record, reason, a.Base.Round);
             DisposeUpdate(a.Update);
             a.Base.Release();
         }
         ReleaseUnusedVersions();
         return false;
-
-        static string Key(BufferedArrival a) => $"{a.Update.ClientId} (version {a.Base.Round})";
     }
 
     /// <summary>A task on the newest version for an idle client: not removed, not backing off, and no update of it for

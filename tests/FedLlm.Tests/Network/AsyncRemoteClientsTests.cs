@@ -95,6 +95,43 @@ public class AsyncRemoteClientsTests
         Assert.Equal("training version 2", clients.Status().Clients.Single(s => s.Id == "b").State);
         Assert.Equal([(1, 0), (0, 1), (0, 1)], clients.Status().Clients.Select(s => (s.Accepted, s.Rejected)));
     }
+
+    [Fact]
+    public async Task The_norm_ratio_screen_drops_an_outlier_from_the_updates_about_to_be_aggregated_and_waits_for_another()
+    {
+        // Prepare: four clients, K = 3, max_update_norm_ratio 3, no absolute norm bound.
+        var options = new RemoteClientsOptions
+        {
+            Roster = ["a", "b", "c", "d"], Asynchronous = true, HeartbeatInterval = TimeSpan.FromMilliseconds(200), HeartbeatTimeout = TimeSpan.FromSeconds(5),
+            MaxUpdateBytes = 64 << 10, MaxUpdateNormRatio = 3, RefusalBackoff = TimeSpan.Zero,
+        };
+        using var clients = new RemoteClients(options, new HostileUpdateTests.RecordingLogger());
+        var run = new RunDescription("run-test", HostileUpdateTests.Base, new LoraOptions { Rank = 1 },
+            new FederationOptions { Rounds = 1, TotalClients = 4, ClientsPerRound = 4 }, new FedLlm.Runs.LocalObjective());
+        await using var host = await FederationHost.StartAsync("127.0.0.1:0", null, clients, run, new InsecureClaimedIdentity(), () => (0, null));
+        var connections = new[] { "a", "b", "c", "d" }.Select(id => new ServerConnection(host.Address, id, Insecure: true)).ToArray();
+        foreach (var connection in connections) await JoinAsync(connection);
+        using (var global = Adapter(X0).AsDisposable()) clients.Publish(0, global.Value, new ClientInstructions(0, 0.1));
+        foreach (var connection in connections) Assert.Equal(0, await PollAsync(connection));
+
+        // Execute: norms ‖y − x‖ ≈ 1.15 (a), 1.87 (b), 11.18 (c): the median 1.87 bounds at 5.6, so c is dropped and the
+        // aggregation waits for d.
+        double[] other = { 0.5, -1.0, 0.75, -1.0, 2.0 };
+        var take = clients.TakeAsync(3);
+        Assert.True((await SubmitAsync(connections[0], 0, Honest)).Accepted);
+        Assert.True((await SubmitAsync(connections[1], 0, other)).Accepted);
+        Assert.True((await SubmitAsync(connections[2], 0, X0.Select(x => x + 5.0).ToArray())).Accepted);
+        await Task.Delay(500);
+        Assert.False(take.IsCompleted);
+        Assert.True((await SubmitAsync(connections[3], 0, Honest)).Accepted);
+        var taken = await take.WaitAsync(TimeSpan.FromSeconds(20));
+
+        // Assert
+        Assert.Equal(["a", "b", "d"], taken.Select(u => u.ClientId));
+        foreach (var u in taken) AdapterTensors.Dispose(u.Delta);
+        var c = clients.Status().Clients.Single(s => s.Id == "c");
+        Assert.Equal((0, 1), (c.Accepted, c.Rejected));
+    }
 }
 
 static class DisposableAdapter
