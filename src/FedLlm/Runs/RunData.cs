@@ -98,6 +98,15 @@ public sealed class RunData : IDisposable
         return new SftClientDataset(examples, padId);
     }
 
+    /// <summary>Clients that each hold their own file (as network clients do), with their held-out splits, for the
+    /// simulation's per-client evaluation (<see cref="PersonalEvaluation"/>) of a network run's configuration.</summary>
+    internal static RunData OfClients(IReadOnlyList<IClientDataset> shards, IReadOnlyList<IReadOnlyList<InstructionExample>> heldOut,
+        Func<IReadOnlyList<InstructionExample>, EvaluationResult> evaluateExamples) =>
+        new(shards, () => throw new InvalidOperationException("clients with their own files have no pooled dataset here"), null, "loss", "exact match", null, null)
+        {
+            ClientHeldOut = heldOut, EvaluateExamples = evaluateExamples,
+        };
+
     /// <summary>A network client's instruction data with its own held-out split: the same seeded rule as simulate's
     /// <c>data.client_eval_fraction</c> (<see cref="ClientHeldOutSplit"/>), so client <paramref name="client"/> of a run
     /// seeded <paramref name="runSeed"/> trains on and scores the same examples in both.</summary>
