@@ -73,7 +73,8 @@ public class PersonalEvaluationOverNetworkTests
         using var temp = new TempDirectory();
         string path = Path.Combine(temp.Path, "server.yaml");
         File.WriteAllText(path, ServerYaml(extra));
-        return Assert.Throws<ArgumentException>(() => ServerConfig.Load(path).ToRunOptions());
+        // As the server starts: the config's own checks, then the run's (FederatedRun.PrepareServer validates).
+        return Assert.Throws<ArgumentException>(() => ServerConfig.Load(path).ToRunOptions().Validate(FedLlm.Runs.FederatedRun.DefaultAlgorithms));
     }
 
     [Theory]
