@@ -125,6 +125,8 @@ public sealed class ServerConfig
             if (IsAsynchronous)
                 throw new ArgumentException("personalization with async: FedBuff has no rounds to evaluate after; drop one of them");
         }
+        else if (Federation.FederatedEvaluateEvery > 0)
+            throw new ArgumentException("federation.federated_evaluate_every: network clients score only their own held-out split, which per-client evaluation sets up; add data.client_eval_fraction and a personalization: section, or remove it");
         else if (Data.ClientEvalFraction > 0)
             throw new ArgumentException("data.client_eval_fraction without a personalization: section: the held-out split is only used by per-client evaluation; add personalization: {} or remove the fraction");
         if (Federation.Clients is { } clients && clients != Server.Roster.Count)

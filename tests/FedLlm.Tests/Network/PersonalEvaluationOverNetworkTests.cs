@@ -54,12 +54,13 @@ public class PersonalEvaluationOverNetworkTests
         Assert.False(combined.ContainsKey("held_out_examples"));
     }
 
-    static string ServerYaml(string extra) => $"""
+    static string ServerYaml(string extra, string federation = "") => $"""
         task: sft
         model:
           path: /nonexistent/model
         federation:
           rounds: 2
+          {federation}
         strategy:
           algorithms: [ditto]
         server:
@@ -68,11 +69,11 @@ public class PersonalEvaluationOverNetworkTests
         {extra}
         """;
 
-    static ArgumentException Refusal(string extra)
+    static ArgumentException Refusal(string extra, string federation = "")
     {
         using var temp = new TempDirectory();
         string path = Path.Combine(temp.Path, "server.yaml");
-        File.WriteAllText(path, ServerYaml(extra));
+        File.WriteAllText(path, ServerYaml(extra, federation));
         // As the server starts: the config's own checks, then the run's (FederatedRun.PrepareServer validates).
         return Assert.Throws<ArgumentException>(() => ServerConfig.Load(path).ToRunOptions().Validate(FedLlm.Runs.FederatedRun.DefaultAlgorithms));
     }
@@ -86,6 +87,15 @@ public class PersonalEvaluationOverNetworkTests
     {
         var refusal = Refusal(extra);
         Assert.Contains(named, refusal.Message);
+    }
+
+    [Fact]
+    public void A_server_refuses_federated_evaluation_without_a_client_split_instead_of_silently_skipping_it()
+    {
+        // Network clients score only their own held-out split: without one, no evaluation would ever be answered.
+        var refusal = Refusal("", federation: "federated_evaluate_every: 1");
+        Assert.Contains("federation.federated_evaluate_every", refusal.Message);
+        Assert.Contains("personalization:", refusal.Message);
     }
 
     [Fact]
