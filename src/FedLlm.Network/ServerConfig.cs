@@ -50,6 +50,11 @@ public sealed class ServerConfig
     /// staleness, staleness_exponent, hinge_slope, hinge_cutoff, server_learning_rate, max_staleness; the simulated speeds
     /// and concurrency are refused).</summary>
     public RunConfig.AsyncSection? Async { get; set; }
+    /// <summary>Per-client evaluation of personalisation (as run.yaml's): each client scores the global and its
+    /// personal adapter on its own held-out split (data.client_eval_fraction) after the last round and every
+    /// federation.federated_evaluate_every rounds; finetune_steps and local_only are simulate-only and refused.</summary>
+    public RunConfig.PersonalizationSection? Personalization { get; set; }
+
     /// <summary>The run folder (checkpoints, metrics, adapters); null = runs/federation.</summary>
     public string? Output { get; set; }
     /// <summary>Intra-op threads for libtorch; null = all cores.</summary>
@@ -77,6 +82,10 @@ public sealed class ServerConfig
 
         /// <summary>Schema of the held-out file (alpaca; generic-preference, ultrafeedback, hh-rlhf for dpo).</summary>
         public string? Dataset { get; set; }
+
+        /// <summary>The share of each client's own data it holds out (seeded as in simulate, never trained on) to score
+        /// the global and its personal adapter on; 0 = none. Needs a personalization: section.</summary>
+        public double ClientEvalFraction { get; set; }
     }
 
     const string FedBuff = FedLlm.Federation.Async.BufferedAsyncServer.AlgorithmName;
@@ -107,13 +116,29 @@ public sealed class ServerConfig
             throw new ArgumentException("dpo.reference_adapter: a reference adapter is not supported by the network federation yet (clients would need it too); use simulate, or the base model as reference");
         if (SecureAggregation is { Enabled: true } && (Server.MaxUpdateNorm is not null || Server.MaxUpdateNormRatio is not null))
             throw new ArgumentException($"server.{(Server.MaxUpdateNorm is not null ? "max_update_norm" : "max_update_norm_ratio")} with secure_aggregation: the server never sees an update to measure its norm; remove the bound (clients clip with privacy.mode client-fixed, and secure_aggregation.quantisation_range clips each coordinate)");
+        if (Personalization is { } personal)
+        {
+            if (personal.FinetuneSteps > 0)
+                throw new ArgumentException("personalization.finetune_steps: local fine-tuning after the federation runs in `fedllm simulate` only; a network client scores the global and its personal adapter. Set it to 0 or use simulate");
+            if (personal.LocalOnly)
+                throw new ArgumentException("personalization.local_only: training each client alone runs in `fedllm simulate` only. Set it to false or use simulate");
+            if (IsAsynchronous)
+                throw new ArgumentException("personalization with async: FedBuff has no rounds to evaluate after; drop one of them");
+        }
+        else if (Federation.FederatedEvaluateEvery > 0)
+            throw new ArgumentException("federation.federated_evaluate_every: network clients score only their own held-out split, which per-client evaluation sets up; add data.client_eval_fraction and a personalization: section, or remove it");
+        else if (Data.ClientEvalFraction > 0)
+            throw new ArgumentException("data.client_eval_fraction without a personalization: section: the held-out split is only used by per-client evaluation; add personalization: {} or remove the fraction");
         if (Federation.Clients is { } clients && clients != Server.Roster.Count)
             throw new ArgumentException($"federation.clients is {clients} but server.roster lists {Server.Roster.Count}; the roster fixes the clients (leave federation.clients out)");
         var run = new RunConfig
         {
             Task = Task,
             Model = new RunConfig.ModelSection { Path = Model.Path, BaseDtype = Model.BaseDtype },
-            Data = new RunConfig.DataSection { EvalPath = Data.EvalPath, EvalLimit = Data.EvalLimit, Template = Data.Template, Dataset = Data.Dataset },
+            Data = new RunConfig.DataSection
+            {
+                EvalPath = Data.EvalPath, EvalLimit = Data.EvalLimit, Template = Data.Template, Dataset = Data.Dataset, ClientEvalFraction = Data.ClientEvalFraction,
+            },
             Federation = Federation,
             Strategy = strategy,
             Lora = Lora,
@@ -124,6 +149,7 @@ public sealed class ServerConfig
             Robust = Robust,
             SecureAggregation = SecureAggregation,
             Async = Async,
+            Personalization = Personalization,
         };
         run.Federation.Clients = Server.Roster.Count;
         return run.ToRunOptions(Output ?? System.IO.Path.Combine("runs", "federation"));

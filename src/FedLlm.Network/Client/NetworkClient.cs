@@ -1,6 +1,8 @@
 using FedLlm.Data;
 using FedLlm.Federation;
+using FedLlm.Federation.Personalization;
 using FedLlm.Federation.SecureAggregation;
+using FedLlm.Evaluation;
 using SecAggPhase = FedLlm.Federation.SecureAggregation.SecAggPhase;
 using FedLlm.Federation.Transfer;
 using FedLlm.Modeling;
@@ -150,7 +152,8 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
         var request = new JoinRequest
         {
             Protocol = ProtocolInfo.Current, ClientId = connection.ClientId, ModelFingerprint = fingerprint!.Combined,
-            ModelFiles = new BaseModelFiles(), Task = options.Task, ExampleCount = session?.Shard.Count ?? 0,
+            // Training and held-out examples: an update may claim either part, never more than the client holds.
+            ModelFiles = new BaseModelFiles(), Task = options.Task, ExampleCount = session is null ? 0 : session.Shard.Count + session.HeldOut.Count,
         };
         request.ModelFiles.Sha256.Add(fingerprint.Files.ToDictionary());
         return api.JoinAsync(request, connection.Headers(), DateTime.UtcNow.AddSeconds(30), cancellationToken).ResponseAsync;
@@ -199,7 +202,16 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
         var objective = WireMapping.FromWire(join.Objective);
         objective.Validate();
         var tokenizer = TokenizerLoader.Load(options.ModelDirectory);
-        var shard = RunData.LoadClient(objective, options.DataPath, options.Dataset, options.Template, options.SkipBad, tokenizer, training.MaxSequenceLength);
+        IClientDataset shard;
+        IReadOnlyList<InstructionExample> heldOut = [];
+        if (join.ClientEvalFraction > 0)
+        {
+            if (objective.IsDpo)
+                throw new InvalidOperationException("the server asks for per-client evaluation (data.client_eval_fraction), which supports the sft task only");
+            (shard, heldOut) = RunData.LoadClientWithHeldOut(options.DataPath, options.Dataset, options.Template, options.SkipBad, tokenizer,
+                training.MaxSequenceLength, join.ClientEvalFraction, training.Seed, join.RosterIndex);
+        }
+        else shard = RunData.LoadClient(objective, options.DataPath, options.Dataset, options.Template, options.SkipBad, tokenizer, training.MaxSequenceLength);
         var model = ModelLoader.Load(options.ModelDirectory, options.BaseWeights);
         // The initial LoRA values do not matter: every round loads the server's global adapter over them.
         LoraInjector.Inject(model, lora, new Generator((ulong)training.Seed));
@@ -208,9 +220,13 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
             ? FedLlm.Federation.LowRank.RankBudget.WithOwnRank(options.Algorithms, ownRank, lora.Rank, "client.yaml lora_rank")
             : options.Algorithms;
         session = new Session(join.RunId, join.RosterIndex, model, new FederatedClient(model, training, hooks, tokenizer.PadTokenId ?? 0), shard, TransferEncoding.Parse(join.UpdateEncoding),
-            training.LocalSteps);
-        logger.LogInformation("client {Client}: {Examples} {Kind} from {Data}", connection.ClientId, shard.Count,
-            objective.IsDpo ? "preference pairs" : "examples", options.DataPath);
+            training.LocalSteps)
+        {
+            HeldOut = heldOut,
+            Evaluate = heldOut.Count == 0 ? null : EvaluateOn(new HeldOutEvaluation(model, tokenizer, PromptTemplate.FromName(options.Template), training.MaxSequenceLength)),
+        };
+        logger.LogInformation("client {Client}: {Examples} {Kind} from {Data}{HeldOut}", connection.ClientId, shard.Count,
+            objective.IsDpo ? "preference pairs" : "examples", options.DataPath, heldOut.Count == 0 ? "" : $", {heldOut.Count} held out for per-client evaluation");
     }
 
     async Task RunTaskAsync(Protocol.Federation.FederationClient api, Protocol.SecAggFederation.SecAggFederationClient secAgg, RoundTask task,
@@ -236,8 +252,26 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
                 logger.LogWarning("round {Round}: client {Client} could not fetch the round: {Reason}", RoundRecord.NumberOf(task.Round), connection.ClientId, e.Status.Detail);
                 return;
             }
-            state = store.LoadBefore(task.Round);
             var instructions = WireMapping.FromWire(task, sets);
+            if (PersonalEvaluationOnClients.Asks(instructions))
+            {
+                // The round's training is over: the state to score is the one after it (this client's last accepted round).
+                state = store.LoadBefore(task.Round + 1);
+                var (scoredGlobal, scoredState) = (global, state);
+                update = await Task.Run(() => ScoreHeldOut(s, scoredGlobal, instructions, scoredState), cancellationToken);
+                var answer = await SubmitAsync(api, task.Round, update, s.Encoding, cancellationToken);
+                for (int attempt = 1; !answer.Accepted && answer.RetryAfterSeconds > 0 && attempt <= MaxBusyRetries; attempt++)
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(Math.Min(60, answer.RetryAfterSeconds)), cancellationToken);
+                    answer = await SubmitAsync(api, task.Round, update, s.Encoding, cancellationToken);
+                }
+                if (answer.Accepted)
+                    logger.LogInformation("round {Round}: client {Client} evaluated its adapters on {Examples} held-out examples (global {Global:F4}, personal {Personal:F4})",
+                        RoundRecord.NumberOf(task.Round), connection.ClientId, update.ExampleCount, update.Metrics!["global_exact_match"], update.Metrics!["personal_exact_match"]);
+                else logger.LogWarning("round {Round}: client {Client} evaluation refused: {Reason}", RoundRecord.NumberOf(task.Round), connection.ClientId, answer.Reason);
+                return;
+            }
+            state = store.LoadBefore(task.Round);
             var localState = state;
             var localGlobal = global;
             update = await Task.Run(() => s.Client.Train(connection.ClientId, s.RosterIndex, s.Shard, localGlobal, instructions, localState), cancellationToken);
@@ -347,6 +381,38 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
         }
     }
 
+    /// <summary>The answer to a per-client evaluation task: the global adapter and the personal one (from this client's
+    /// state, through the hook the task names; the global when there is none) scored on the held-out split, as an update
+    /// that carries the global unchanged (the server checks every answer as an update and drops its weights).</summary>
+    ClientUpdate ScoreHeldOut(Session s, IReadOnlyDictionary<string, Tensor> global, ClientInstructions instructions, ClientState state)
+    {
+        var evaluate = s.Evaluate ?? throw new InvalidOperationException(
+            $"round {RoundRecord.NumberOf(instructions.Round)}: the server asks for a per-client evaluation, but this client holds no held-out split (the run's data.client_eval_fraction was 0 when it joined)");
+        EvaluationResult Score(IReadOnlyDictionary<string, Tensor> adapter)
+        {
+            AdapterTensors.Load(s.Model, adapter);
+            return evaluate(s.HeldOut);
+        }
+        var globalScore = Score(global);
+        var personalScore = globalScore;
+        if (instructions.Config.TryGetValue(PersonalEvaluationOnClients.PersonalHookKey, out var name))
+        {
+            var hook = options.Algorithms.Hook(name) as IPersonalizedClientHooks
+                ?? throw new InvalidOperationException($"round {RoundRecord.NumberOf(instructions.Round)}: client hook '{name}' keeps no personal adapter");
+            var adapter = hook.PersonalAdapter(global, state);
+            if (adapter is not null) personalScore = Score(adapter); // a client that never trained holds only the global
+            AdapterTensors.Dispose(adapter);
+        }
+        return new ClientUpdate(connection.ClientId, AdapterTensors.Clone(global), s.HeldOut.Count,
+            PersonalEvaluationOnClients.ClientMetrics(s.HeldOut.Count, globalScore, personalScore));
+    }
+
+    static Func<IReadOnlyList<InstructionExample>, EvaluationResult> EvaluateOn(HeldOutEvaluation evaluation) => examples =>
+    {
+        var scores = evaluation.Evaluate(examples);
+        return new EvaluationResult(scores.Loss, scores.ExactMatch);
+    };
+
     /// <summary>Reads a streamed tensor set, one tensor's bytes at a time.</summary>
     public static async Task<Dictionary<string, Tensor>> FetchAsync(AsyncServerStreamingCall<TensorChunk> call, CancellationToken cancellationToken)
     {
@@ -410,5 +476,12 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
     /// <summary>How often an update the server was too busy to read is sent again before the round is given up.</summary>
     const int MaxBusyRetries = 30;
 
-    sealed record Session(string RunId, int RosterIndex, LlamaForCausalLM Model, FederatedClient Client, IClientDataset Shard, TransferEncoding Encoding, int LocalSteps);
+    sealed record Session(string RunId, int RosterIndex, LlamaForCausalLM Model, FederatedClient Client, IClientDataset Shard, TransferEncoding Encoding, int LocalSteps)
+    {
+        /// <summary>The client's own held-out split (data.client_eval_fraction), never trained on; empty without one.</summary>
+        public IReadOnlyList<InstructionExample> HeldOut { get; init; } = [];
+
+        /// <summary>Scores an adapter loaded in the model on <see cref="HeldOut"/>; null without a split.</summary>
+        public Func<IReadOnlyList<InstructionExample>, EvaluationResult>? Evaluate { get; init; }
+    }
 }

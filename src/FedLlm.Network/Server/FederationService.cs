@@ -15,6 +15,10 @@ public sealed record RunDescription(string RunId, ModelFingerprint Model, LoraOp
 {
     /// <summary>The run's rounds use secure aggregation: clients must speak the SecAggExchange (protocol v2.2 or later).</summary>
     public bool SecureAggregation { get; init; }
+
+    /// <summary>Each client's held-out share for per-client evaluation (data.client_eval_fraction; 0 = none): clients
+    /// must speak protocol v2.3 or later.</summary>
+    public double ClientEvalFraction { get; init; }
 }
 
 /// <summary>
@@ -27,6 +31,9 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
 {
     /// <summary>The protocol minor that brought the SecAggExchange.</summary>
     public const uint SecureAggregationMinor = 2;
+
+    /// <summary>The first minor version whose clients hold out their own split and answer per-client evaluation tasks.</summary>
+    public const uint ClientEvaluationMinor = 3;
 
     /// <summary>The authenticated caller, who must be on the roster and not removed.</summary>
     string Identify(ServerCallContext context)
@@ -70,6 +77,9 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         if (run.SecureAggregation && request.Protocol.Minor < SecureAggregationMinor)
             throw Refuse(context, "protocol", StatusCode.FailedPrecondition,
                 $"this run uses secure aggregation, which needs fedllm.federation v{ProtocolInfo.Major}.{SecureAggregationMinor} or later; the client speaks v{request.Protocol.Major}.{request.Protocol.Minor}; update FedLlm on the client");
+        if (run.ClientEvalFraction > 0 && request.Protocol.Minor < ClientEvaluationMinor)
+            throw Refuse(context, "protocol", StatusCode.FailedPrecondition,
+                $"this run scores each client on its own held-out split (data.client_eval_fraction), which needs fedllm.federation v{ProtocolInfo.Major}.{ClientEvaluationMinor} or later; the client speaks v{request.Protocol.Major}.{request.Protocol.Minor}; update FedLlm on the client");
         if (request.ClientId != id)
             throw Refuse(context, "auth", StatusCode.PermissionDenied, $"join names client '{request.ClientId}' but the caller authenticated as '{id}'");
         id = Identify(context);
@@ -93,6 +103,7 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
             Lora = WireMapping.ToWire(run.Lora),
             Training = WireMapping.ToWire(run.Federation.ClientTraining),
             Objective = WireMapping.ToWire(run.Objective),
+            ClientEvalFraction = run.ClientEvalFraction,
             UpdateEncoding = clients.Options.Encoding.ToString(),
             HeartbeatSeconds = clients.Options.HeartbeatInterval.TotalSeconds,
         });

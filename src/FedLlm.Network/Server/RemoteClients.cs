@@ -1,4 +1,5 @@
 using FedLlm.Federation;
+using FedLlm.Federation.Personalization;
 using FedLlm.Federation.Validation;
 using FedLlm.Network.Protocol;
 using FedLlm.Network.Transfer;
@@ -194,6 +195,25 @@ public sealed partial class RemoteClients : IClientExecutor, IDisposable
         var updates = context.Accepted.Values.OrderBy(u => u.ClientId, StringComparer.Ordinal).ToList();
         context.Release();
         return updates;
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>Per-client evaluation (<see cref="PersonalEvaluationOnClients"/>) runs as a second opening of the round
+    /// with the evaluation task: the same deadline, heartbeats, minimum and refusals as training. Each answer is an
+    /// update carrying the global unchanged, the held-out size as its example count and the scores as its metrics; its
+    /// weights are dropped here. Its wire bytes are added to the round's. Other evaluation requests get no answer (the
+    /// clients' training data is theirs to score only through this task).</remarks>
+    public async Task<IReadOnlyList<ClientEvaluation>> EvaluateRoundAsync(int round, IReadOnlyList<int> sampled, IReadOnlyDictionary<string, Tensor> global,
+        ClientInstructions instructions, CancellationToken cancellationToken = default)
+    {
+        if (!PersonalEvaluationOnClients.Asks(instructions)) return [];
+        var trained = MeasuredTraffic(round);
+        var answers = await TrainRoundAsync(round, sampled, global, instructions, cancellationToken);
+        lock (gate)
+            if (trained is { } t && traffic.TryGetValue(round, out var e)) traffic[round] = (t.Sent + e.Sent, t.Received + e.Received);
+        var results = answers.Select(a => new ClientEvaluation(a.ClientId, a.ExampleCount, a.Metrics ?? new Dictionary<string, double>())).ToList();
+        foreach (var answer in answers) DisposeUpdate(answer);
+        return results;
     }
 
     /// <summary>A round that cannot reach its minimum with the clients still working hands the task back to refused

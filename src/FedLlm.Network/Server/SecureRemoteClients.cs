@@ -56,6 +56,12 @@ public sealed class SecureRemoteClients : IClientExecutor, IDisposable
     public TimeSpan PhaseDeadline => remote.Options.RoundDeadline / 4;
 
     /// <inheritdoc/>
+    /// <remarks>Evaluations are scores, not updates: they go to the inner executor unmasked.</remarks>
+    public Task<IReadOnlyList<ClientEvaluation>> EvaluateRoundAsync(int round, IReadOnlyList<int> clients, IReadOnlyDictionary<string, Tensor> global,
+        ClientInstructions instructions, CancellationToken cancellationToken = default) =>
+        inner.EvaluateRoundAsync(round, clients, global, instructions, cancellationToken);
+
+    /// <inheritdoc/>
     public async Task<IReadOnlyList<ClientUpdate>> TrainRoundAsync(int round, IReadOnlyList<int> clients, IReadOnlyDictionary<string, Tensor> global,
         ClientInstructions instructions, CancellationToken cancellationToken = default)
     {

@@ -22,6 +22,11 @@ public sealed class MonitoredClients(IClientExecutor inner, RunMonitor monitor, 
     }
 
     /// <inheritdoc/>
+    public Task<IReadOnlyList<ClientEvaluation>> EvaluateRoundAsync(int round, IReadOnlyList<int> clients, IReadOnlyDictionary<string, Tensor> global,
+        ClientInstructions instructions, CancellationToken cancellationToken = default) =>
+        inner.EvaluateRoundAsync(round, clients, global, instructions, cancellationToken);
+
+    /// <inheritdoc/>
     public IReadOnlyDictionary<string, Tensor> SnapshotState() => inner.SnapshotState();
 
     /// <inheritdoc/>

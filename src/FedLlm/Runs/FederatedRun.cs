@@ -235,6 +235,9 @@ public sealed class FederatedRun : IDisposable
             return await runner.RunBufferedAsync(Options.Async ?? new AsyncOptions(), Data.Shards, output, resume, progress, cancellationToken);
         }
         var strategy = Decorate(Algorithms.Create(algorithm, Options.StrategyOptionsFor(algorithm)));
+        // Clients that hold their own data (the network) score their adapters themselves, on the evaluation path.
+        if (executor is not null && Options.Personalization is not null)
+            strategy = new PersonalEvaluationOnClients(strategy, Options.FederatedEvaluateEvery, Options.Federation.Rounds, PersonalHookName(algorithm));
         // Beside FedBuff, a synchronous round takes as long as its slowest sampled client on the same virtual clock.
         if (executor is null && Options.Async is { } timing)
             strategy = new SynchronousVirtualTime(strategy, Options.Federation, timing.SpeedsFor(Options.Federation.TotalClients));
@@ -279,9 +282,7 @@ public sealed class FederatedRun : IDisposable
         personalEvaluation ??= new PersonalEvaluation(Model, Options, Data, initialAdapter);
         AdapterIO.Load(Path.Combine(output, "adapter"), Model);
         var global = AdapterTensors.Snapshot(Model);
-        var instructions = Algorithms.Create(algorithm, Options.StrategyOptionsFor(algorithm)).ConfigureTrain(0, Options.Federation.LearningRate);
-        instructions.DisposeTensors();
-        var personal = instructions.Hooks.Select(Algorithms.Hook).OfType<IPersonalizedClientHooks>().FirstOrDefault();
+        var personal = PersonalHookName(algorithm) is { } name ? (IPersonalizedClientHooks)Algorithms.Hook(name) : null;
         try
         {
             return personalEvaluation.Evaluate(global, personal, clients.SnapshotState());
@@ -290,6 +291,15 @@ public sealed class FederatedRun : IDisposable
         {
             AdapterTensors.Dispose(global);
         }
+    }
+
+    /// <summary>The name of <paramref name="algorithm"/>'s client hook that keeps a personal adapter
+    /// (<see cref="IPersonalizedClientHooks"/>), or null when it keeps none.</summary>
+    string? PersonalHookName(string algorithm)
+    {
+        var instructions = Algorithms.Create(algorithm, Options.StrategyOptionsFor(algorithm)).ConfigureTrain(0, Options.Federation.LearningRate);
+        instructions.DisposeTensors();
+        return instructions.Hooks.FirstOrDefault(h => Algorithms.Hook(h) is IPersonalizedClientHooks);
     }
 
     /// <summary>The algorithm's strategy with the run's robust rule around it, its DP mechanism (with accounting) around

@@ -3,8 +3,9 @@ using FedLlm.Federation.Personalization;
 namespace FedLlm.Runs;
 
 /// <summary>
-/// Per-client evaluation after a simulated federation (YAML <c>personalization:</c>): each client's global adapter and
-/// personal adapters scored on that client's own held-out split (<see cref="RunDataOptions.ClientEvalFraction"/>).
+/// Per-client evaluation of personalisation (YAML <c>personalization:</c>): each client's global adapter and personal
+/// adapters scored on that client's own held-out split (<see cref="RunDataOptions.ClientEvalFraction"/>), after a
+/// simulated federation, or by the clients of a network one (<see cref="Federation.Personalization.PersonalEvaluationOnClients"/>).
 /// </summary>
 public sealed record PersonalizationOptions
 {

@@ -56,7 +56,8 @@ public sealed class RunConfig
     /// real clients (server.yaml's async:); absent = none.</summary>
     public AsyncSection? Async { get; set; }
 
-    /// <summary>Per-client evaluation of personalisation (simulate only); absent = none.</summary>
+    /// <summary>Per-client evaluation of personalisation (in simulate; over the network on the clients, without
+    /// finetune_steps and local_only); absent = none.</summary>
     public PersonalizationSection? Personalization { get; set; }
 
     /// <summary>Runs beside the federated ones, with the same step budget: "local" (each client alone) and "central"

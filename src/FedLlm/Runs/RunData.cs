@@ -98,6 +98,30 @@ public sealed class RunData : IDisposable
         return new SftClientDataset(examples, padId);
     }
 
+    /// <summary>Clients that each hold their own file (as network clients do), with their held-out splits, for the
+    /// simulation's per-client evaluation (<see cref="PersonalEvaluation"/>) of a network run's configuration.</summary>
+    internal static RunData OfClients(IReadOnlyList<IClientDataset> shards, IReadOnlyList<IReadOnlyList<InstructionExample>> heldOut,
+        Func<IReadOnlyList<InstructionExample>, EvaluationResult> evaluateExamples) =>
+        new(shards, () => throw new InvalidOperationException("clients with their own files have no pooled dataset here"), null, "loss", "exact match", null, null)
+        {
+            ClientHeldOut = heldOut, EvaluateExamples = evaluateExamples,
+        };
+
+    /// <summary>A network client's instruction data with its own held-out split: the same seeded rule as simulate's
+    /// <c>data.client_eval_fraction</c> (<see cref="ClientHeldOutSplit"/>), so client <paramref name="client"/> of a run
+    /// seeded <paramref name="runSeed"/> trains on and scores the same examples in both.</summary>
+    /// <returns>The shard of the training part and the held-out examples (never trained on).</returns>
+    public static (IClientDataset Shard, IReadOnlyList<InstructionExample> HeldOut) LoadClientWithHeldOut(string path, string? dataset, string template,
+        bool skipBad, ITextTokenizer tokenizer, int maxSequenceLength, double fraction, long runSeed, int client)
+    {
+        CheckInstructionKind(dataset);
+        var sft = new SftExampleBuilder(tokenizer, PromptTemplate.FromName(template), maxSequenceLength);
+        var read = AlpacaReader.ReadAll(path, new AlpacaReadOptions { SkipBad = skipBad }).Examples;
+        if (read.Count == 0) throw new InvalidDataException($"{path}: no training examples");
+        var (train, heldOut) = ClientHeldOutSplit.Split(read, fraction, ClientHeldOutSplit.SeedOf(runSeed, client));
+        return (new SftClientDataset(train.Select(sft.Build).ToList(), tokenizer.PadTokenId ?? 0), heldOut);
+    }
+
     static RunData Instructions(RunOptions options, EmbeddedDefaultFiles? defaults, LlamaForCausalLM model, ITextTokenizer tokenizer, bool train)
     {
         var data = options.Data;
@@ -126,7 +150,7 @@ public sealed class RunData : IDisposable
         var labels = read.Examples.Select(e => e.Response).ToHashSet(StringComparer.Ordinal);
         // With data.client_eval_fraction, each client's own held-out split is taken before any poisoning and never trained on.
         var split = Enumerable.Range(0, options.Federation.TotalClients)
-            .Select(c => ClientHeldOutSplit.Split(partition.Select(read.Examples, c), data.ClientEvalFraction, options.Federation.Seed * 31 + c))
+            .Select(c => ClientHeldOutSplit.Split(partition.Select(read.Examples, c), data.ClientEvalFraction, ClientHeldOutSplit.SeedOf(options.Federation.Seed, c)))
             .ToList();
         var shards = Enumerable.Range(0, options.Federation.TotalClients)
             .Select(c =>

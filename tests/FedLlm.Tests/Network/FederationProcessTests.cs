@@ -100,6 +100,48 @@ public class FederationProcessTests
     }
 
     [Fact]
+    public void Ditto_over_the_network_reports_each_clients_global_and_personal_scores_bit_identical_to_the_simulation()
+    {
+        // Each client holds out 40 % of its own file with simulate's seeded rule (5 and 7 examples: 2 and 3 held out),
+        // trains Ditto's w and v on the rest, and after the last round scores the global w and its own v on its split.
+        const double fraction = 0.4;
+        using var run = new TinyFederation(clients: 2, strategy: "ditto", rounds: 2);
+        using var server = run.StartServer(run.WriteServerYaml(extraServer: $"data:\n  client_eval_fraction: {fraction}\npersonalization: {{}}"));
+        string address = Address(server);
+        var clients = Enumerable.Range(0, 2).Select(c => run.StartClient(c, address)).ToList();
+        try
+        {
+            Assert.Equal(0, server.WaitForExit(Patience));
+            foreach (var client in clients) Assert.Equal(0, client.WaitForExit(Patience));
+        }
+        finally
+        {
+            foreach (var client in clients) client.Dispose();
+        }
+
+        var rounds = run.Metrics();
+        Assert.Null(rounds[0].FederatedEvaluation);
+        var rows = rounds[1].FederatedEvaluation ?? throw new Xunit.Sdk.XunitException("the last round carries no per-client evaluation");
+        var (simulated, simulatedGlobal) = run.SimulatePersonal(fraction);
+        FederationTestData.AssertBitEqual(simulatedGlobal, run.FinalAdapter(), "network vs simulated global");
+        Assert.Equal(new[] { 2, 3 }, simulated.Clients.Select(c => c.HeldOutExamples));
+        foreach (var c in simulated.Clients)
+        {
+            string id = $"client-{c.Client}";
+            Assert.Equal(c.HeldOutExamples, rows[$"{id}/held_out_examples"]);
+            Assert.Equal(c.Global.Loss, rows[$"{id}/global_loss"]);
+            Assert.Equal(c.Global.Score, rows[$"{id}/global_exact_match"]);
+            Assert.Equal(c.Personal!.Loss, rows[$"{id}/personal_loss"]);
+            Assert.Equal(c.Personal.Score, rows[$"{id}/personal_exact_match"]);
+        }
+        // v is not w: the personal adapter is really scored, not the global twice.
+        Assert.Contains(simulated.Clients, c => c.Personal!.Loss != c.Global.Loss);
+        Assert.Equal(simulated.Mean(c => c.Global)!.Loss, rows["global_loss"]);
+        Assert.Equal(simulated.Mean(c => c.Personal)!.Loss, rows["personal_loss"]);
+        Assert.Equal(simulated.Mean(c => c.Personal)!.Score, rows["personal_exact_match"]);
+    }
+
+    [Fact]
     public void A_client_killed_mid_round_is_left_out_the_round_completes_and_the_restarted_client_rejoins_a_later_round()
     {
         // Many local steps, so client-2 is still training when it is killed.

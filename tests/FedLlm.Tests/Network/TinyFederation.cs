@@ -214,6 +214,41 @@ internal sealed class TinyFederation : IDisposable
         return AdapterTensors.Clone(server.Global);
     }
 
+    /// <summary>The same run in one process with per-client evaluation (data.client_eval_fraction =
+    /// <paramref name="clientEvalFraction"/>, personalization: with defaults): each client's file split by the seeded
+    /// rule, the federation on the training parts, then simulate's <see cref="PersonalEvaluation"/> of every client;
+    /// with the final global adapter.</summary>
+    public (PersonalScores Scores, Dictionary<string, Tensor> Global) SimulatePersonal(double clientEvalFraction)
+    {
+        var options = Federation.ToOptions();
+        using var model = ModelLoader.Load(ModelDirectory, ScalarType.Float32);
+        LoraInjector.Inject(model, Lora, new Generator((ulong)options.Seed));
+        var initial = AdapterTensors.Snapshot(model);
+        var tokenizer = TokenizerLoader.Load(ModelDirectory);
+        var split = DataFiles.Select((f, c) => RunData.LoadClientWithHeldOut(f, "alpaca", "alpaca", false, tokenizer, options.MaxSequenceLength,
+            clientEvalFraction, options.Seed, c)).ToList();
+        var shards = split.Select(s => s.Shard).ToList();
+        var evaluation = new FedLlm.Evaluation.HeldOutEvaluation(model, tokenizer, FedLlm.Data.PromptTemplate.FromName("alpaca"), options.MaxSequenceLength);
+        using var data = RunData.OfClients(shards, split.Select(s => s.HeldOut).ToList(), examples =>
+        {
+            var scores = evaluation.Evaluate(examples);
+            return new EvaluationResult(scores.Loss, scores.ExactMatch);
+        });
+        using var inProcess = new InProcessClients(model, options, shards, tokenizer.PadTokenId ?? 0, FederatedRun.DefaultAlgorithms);
+        var strategySection = new RunConfig.StrategySection { Algorithms = new() { Strategy } };
+        var strategy = FederatedRun.DefaultAlgorithms.Create(Strategy, strategySection.ToOptions(Strategy, options.TotalClients));
+        var hooks = strategy.ConfigureTrain(0, options.LearningRate);
+        hooks.DisposeTensors();
+        var personal = hooks.Hooks.Select(FederatedRun.DefaultAlgorithms.Hook).OfType<FedLlm.Federation.Personalization.IPersonalizedClientHooks>().FirstOrDefault();
+        using var server = new FederationServer(strategy, options, initial, inProcess);
+        server.RunAsync().GetAwaiter().GetResult();
+        var runOptions = new RunOptions { Federation = options, Personalization = new PersonalizationOptions() };
+        var scores = new PersonalEvaluation(model, runOptions, data, initial).Evaluate(server.Global, personal, inProcess.SnapshotState());
+        (strategy as IDisposable)?.Dispose();
+        AdapterTensors.Dispose(initial);
+        return (scores, AdapterTensors.Clone(server.Global));
+    }
+
     public IReadOnlyList<RoundRecord> Metrics() =>
         MetricsJsonl.Read(Path.Combine(Output, "metrics.jsonl"));
 

@@ -17,6 +17,10 @@ public static class ClientHeldOutSplit
         return Math.Min(count - 1, (int)Math.Ceiling(fraction * count));
     }
 
+    /// <summary>The seed of client <paramref name="client"/>'s split in a run seeded <paramref name="runSeed"/>: the same in
+    /// simulate (one file partitioned) and on a network client (its own file), so both hold out the same examples.</summary>
+    public static long SeedOf(long runSeed, int client) => runSeed * 31 + client;
+
     /// <summary>Splits <paramref name="examples"/> into (train, held out), both in their original order.</summary>
     public static (IReadOnlyList<T> Train, IReadOnlyList<T> HeldOut) Split<T>(IReadOnlyList<T> examples, double fraction, long seed)
     {
