@@ -266,6 +266,21 @@ public sealed partial class RemoteClients : IClientExecutor, IDisposable
         }
     }
 
+    /// <summary>Clients that hold an asynchronous task and still send heartbeats. After the last version they are
+    /// training one that will never be aggregated, and have not yet heard that the run is over: a server that exited
+    /// now would leave them retrying a listener that is gone.</summary>
+    public int ClientsStillTraining
+    {
+        get
+        {
+            lock (gate)
+            {
+                var now = clock.GetUtcNow();
+                return clients.Values.Count(c => c.HeldVersion is not null && c.LastSeen is { } seen && now - seen <= options.HeartbeatTimeout);
+            }
+        }
+    }
+
     /// <summary>Stops admitting: no new round opens, the open one has <see cref="RemoteClientsOptions.StopGrace"/> (none
     /// when <paramref name="abandonRound"/>) to finish before <see cref="TrainRoundAsync"/> abandons it, and polling
     /// clients are told the server is stopping.</summary>
@@ -413,7 +428,11 @@ public sealed partial class RemoteClients : IClientExecutor, IDisposable
             lock (gate)
             {
                 Touch(clientId);
-                if (finished) return TaskOffer.RunFinished;
+                if (finished)
+                {
+                    clients[clientId].HeldVersion = null; // told: it trains nothing more
+                    return TaskOffer.RunFinished;
+                }
                 if (stopReason is not null) return TaskOffer.Stopping(stopReason);
                 if (Asynchronous)
                 {

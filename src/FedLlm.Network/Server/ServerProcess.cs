@@ -169,6 +169,13 @@ public static class ServerProcess
         }
         remote.Finish();
         logger.LogInformation("run {Run} finished after {Rounds} rounds; adapter in {Adapter}", runId, federation.Rounds, Path.Combine(output, "adapter"));
+        // Asynchronous rounds end while other clients still train a version of their own: wait (while their heartbeats
+        // last, at most a round deadline) until each has come back and heard that the run is over.
+        var lingerUntil = DateTime.UtcNow + TimeSpan.FromSeconds(s.RoundDeadlineSeconds);
+        if (remote.ClientsStillTraining > 0)
+            logger.LogInformation("waiting for {Count} clients still training to hear that the run is over", remote.ClientsStillTraining);
+        while (remote.ClientsStillTraining > 0 && DateTime.UtcNow < lingerUntil)
+            await Task.Delay(TimeSpan.FromMilliseconds(200), CancellationToken.None);
         // Give polling clients a moment to hear that the run is over before the listener goes away.
         await Task.Delay(TimeSpan.FromSeconds(Math.Min(3, s.HeartbeatSeconds)), CancellationToken.None);
         return 0;

@@ -132,6 +132,39 @@ public class AsyncRemoteClientsTests
         var c = clients.Status().Clients.Single(s => s.Id == "c");
         Assert.Equal((0, 1), (c.Accepted, c.Rejected));
     }
+    [Fact]
+    public async Task After_the_last_version_a_client_still_training_keeps_the_server_waiting_until_it_hears_the_run_is_over()
+    {
+        // Prepare: two clients both take version 0; the run ends while b still trains it.
+        var options = new RemoteClientsOptions
+        {
+            Roster = ["a", "b"], Asynchronous = true, HeartbeatInterval = TimeSpan.FromMilliseconds(200),
+            HeartbeatTimeout = TimeSpan.FromSeconds(30), MaxUpdateBytes = 64 << 10, RefusalBackoff = TimeSpan.Zero,
+        };
+        using var clients = new RemoteClients(options, new HostileUpdateTests.RecordingLogger());
+        var run = new RunDescription("run-test", HostileUpdateTests.Base, new LoraOptions { Rank = 1 },
+            new FederationOptions { Rounds = 1, TotalClients = 2, ClientsPerRound = 2 }, new FedLlm.Runs.LocalObjective());
+        await using var host = await FederationHost.StartAsync("127.0.0.1:0", null, clients, run, new InsecureClaimedIdentity(), () => (0, null));
+        var (a, b) = (new ServerConnection(host.Address, "a", Insecure: true), new ServerConnection(host.Address, "b", Insecure: true));
+        await JoinAsync(a);
+        await JoinAsync(b);
+        using (var global = Adapter(X0).AsDisposable()) clients.Publish(0, global.Value, new ClientInstructions(0, 0.1));
+        Assert.Equal(0, await PollAsync(a));
+        Assert.Equal(0, await PollAsync(b));
+        Assert.True((await SubmitAsync(a, 0, Honest)).Accepted);
+        Assert.Single(await clients.TakeAsync(1));
+
+        // Execute: the run is over; a hears it at once, b is still training (a live heartbeat, no poll yet).
+        clients.Finish();
+        Assert.Equal(1, clients.ClientsStillTraining); // b: the server must not exit yet
+        using (var channel = b.Open())
+        {
+            var reply = await new FedLlm.Network.Protocol.Federation.FederationClient(channel).WaitForTaskAsync(new WaitForTaskRequest { WaitSeconds = 0.3 }, b.Headers());
+            // Assert: b is told the run finished, and nobody is left training.
+            Assert.True(reply.Finished);
+        }
+        Assert.Equal(0, clients.ClientsStillTraining);
+    }
 }
 
 static class DisposableAdapter
@@ -143,4 +176,5 @@ static class DisposableAdapter
     }
 
     public static Holder AsDisposable(this Dictionary<string, Tensor> adapter) => new(adapter);
+
 }
