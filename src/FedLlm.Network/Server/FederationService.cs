@@ -285,10 +285,9 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         {
             return $"{part}: tensor '{header.Name}': {e.Message}";
         }
-        // The announced size is what the receiver buffers: it must be what the shape needs (gzip: at most that plus an
-        // eighth, as the fast deflate level can grow incompressible fp32 by about 6%).
+        // The announced size is what the receiver buffers: it must be what the shape needs (gzip: at most the codec's bound).
         long exact = TensorCodec.EncodedLength(encoding with { Gzip = false }, like.numel());
-        bool fits = encoding.Gzip ? header.EncodedBytes <= exact + exact / 8 + 4096 : header.EncodedBytes == exact;
+        bool fits = encoding.Gzip ? header.EncodedBytes <= TensorCodec.MaxGzipLength(exact) : header.EncodedBytes == exact;
         return fits ? null : $"{part}: tensor '{header.Name}' announces {header.EncodedBytes} bytes; its shape needs {exact} as {encoding}";
     }
 

@@ -33,8 +33,7 @@ public static class TensorChunks
     public static IEnumerable<TensorChunk> Split(string name, Tensor tensor, TransferEncoding encoding)
     {
         byte[] bytes = TensorCodec.Encode(tensor, encoding);
-        var header = new TensorHeader { Name = name, Dtype = Float32, Encoding = encoding.ToString(), EncodedBytes = bytes.Length };
-        header.Shape.AddRange(tensor.shape);
+        var header = Header(name, tensor, encoding, bytes.Length);
         if (bytes.Length == 0)
         {
             yield return new TensorChunk { Header = header };
@@ -62,8 +61,7 @@ public static class TensorChunks
             yield break;
         }
         long length = TensorCodec.EncodedLength(encoding, tensor.numel());
-        var header = new TensorHeader { Name = name, Dtype = Float32, Encoding = encoding.ToString(), EncodedBytes = length };
-        header.Shape.AddRange(tensor.shape);
+        var header = Header(name, tensor, encoding, length);
         var segments = TensorCodec.EncodeSegments(tensor, encoding);
         try
         {
@@ -88,6 +86,13 @@ public static class TensorChunks
         {
             foreach (var segment in segments) segment.Dispose();
         }
+    }
+
+    static TensorHeader Header(string name, Tensor tensor, TransferEncoding encoding, long encodedBytes)
+    {
+        var header = new TensorHeader { Name = name, Dtype = Float32, Encoding = encoding.ToString(), EncodedBytes = encodedBytes };
+        header.Shape.AddRange(tensor.shape);
+        return header;
     }
 
     /// <summary>The native memory of a contiguous CPU tensor as <see cref="Memory{T}"/>, for as long as the tensor lives.</summary>

@@ -50,8 +50,7 @@ public sealed class StreamingDecoder : IDisposable
         Length = payloadBytes;
         if (encoding.Gzip)
         {
-            // The fast deflate level grows incompressible data by a few percent, never by an eighth.
-            if (payloadBytes < 0 || payloadBytes > rawLength + rawLength / 8 + 1024)
+            if (payloadBytes < 0 || payloadBytes > TensorCodec.MaxGzipLength(rawLength))
                 throw new InvalidDataException($"a gzip payload of {payloadBytes} bytes cannot be {encoding} of shape {TensorCodec.FormatShape(shape)} " +
                     $"({rawLength} bytes uncompressed)");
             gathered = ArrayPool<byte>.Shared.Rent((int)Math.Max(1, payloadBytes));

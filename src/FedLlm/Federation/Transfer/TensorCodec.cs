@@ -123,6 +123,11 @@ public static class TensorCodec
         return DecodeRaw(payload, encoding, shape, count);
     }
 
+    /// <summary>The most bytes a gzip payload of <paramref name="rawLength"/> uncompressed bytes may announce: the fast
+    /// deflate level grows incompressible fp32 by about 6 %, never by an eighth, plus room for gzip's framing. One bound
+    /// for every receiver, so none buffers what another would refuse.</summary>
+    public static long MaxGzipLength(long rawLength) => rawLength + rawLength / 8 + 4096;
+
     /// <summary>Bytes of a payload for <paramref name="elementCount"/> elements before gzip: what an uncompressed payload
     /// must measure exactly, and the bound a gzip payload inflates to.</summary>
     public static long EncodedLength(TransferEncoding encoding, long elementCount)
