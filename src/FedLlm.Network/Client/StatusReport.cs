@@ -60,10 +60,35 @@ public static class StatusReport
         yield return string.Create(inv, $"  {r.BytesSent / 1e6:F1} MB sent, {r.BytesReceived / 1e6:F1} MB received");
         if (r.Privacy is { } p)
             yield return string.Create(inv, $"  privacy spent: {(p.Epsilon is { } eps ? "ε " + eps.ToString("g4", inv) : "ε unbounded (no noise)")} at δ {p.Delta:g3} (σ {p.NoiseMultiplier:g3}, q {p.SamplingRate:g3})");
+        if (r.Robust is { } robust)
+            foreach (var line in RobustLines(robust)) yield return line;
         if (r.SecureAggregation is { } sa)
         {
             yield return string.Create(inv, $"  secure aggregation ({(sa.Neighbours is { } k ? $"SecAgg+ k = {k}" : "SecAgg")}, threshold {sa.Threshold}): {sa.Survivors} inputs summed, {sa.Dropped} dropped");
             yield return string.Create(inv, $"  secure-aggregation protocol: {sa.ProtocolBytes / 1e6:F2} MB in {sa.ProtocolSeconds:F1} s");
         }
+    }
+
+    /// <summary>The rule, who it left out, and each client's share of the aggregate, wrapped to 80 columns.</summary>
+    static IEnumerable<string> RobustLines(RoundRobust robust)
+    {
+        var leftOut = robust.LeftOut();
+        yield return $"  robust aggregation ({robust.Rule}): " + (robust.ClientWeights is null ? "coordinate-wise, no per-client weights"
+            : leftOut.Count == 0 ? "no client left out" : "left out " + string.Join(", ", leftOut));
+        if (robust.ClientWeights is null) yield break;
+        var inv = CultureInfo.InvariantCulture;
+        var parts = robust.ClientWeights.OrderBy(kv => kv.Key, StringComparer.Ordinal)
+            .Select(kv => string.Create(inv, $"{kv.Key} {kv.Value:0.###}")).ToList();
+        string line = "    shares:";
+        foreach (var part in parts)
+        {
+            if (line.Length + 1 + part.Length + 1 > 80)
+            {
+                yield return line + ",";
+                line = "     ";
+            }
+            line += (line.EndsWith(':') || line.Trim().Length == 0 ? " " : ", ") + part;
+        }
+        yield return line;
     }
 }

@@ -8,7 +8,7 @@ namespace FedLlm.Network.Server;
 /// <summary>
 /// <c>fedllm server</c>: a <see cref="FederatedRun"/> prepared for a server (model, LoRA, strategy, held-out evaluation,
 /// no training data) whose round loop drives <see cref="RemoteClients"/> instead of in-process clients. Outputs are a
-/// simulated algorithm's: metrics.jsonl, state-N/, rounds/round-N/, adapter/, plus rounds.png.
+/// simulated algorithm's: metrics.jsonl, state-N/, rounds/round-N/, adapter/, plus results.json and rounds.png.
 /// </summary>
 /// <remarks>
 /// A stop request (SIGTERM/SIGINT through <see cref="StopRequests"/>, or <c>fedllm admin stop</c>) stops admitting:
@@ -155,7 +155,9 @@ public static class ServerProcess
                 ? await run.RunBufferedAsync(remote, output, resume: true, progressReporter, m => logger.LogWarning("{Message}", m), cancellationToken)
                 : await run.RunAsync(algorithm, executor, output, resume: true, progressReporter, cancellationToken);
             monitor.Finish();
-            RoundChart.WritePng(Path.Combine(output, "rounds.png"), new[] { outcome }, run.Labels);
+            // The same results.json (schema in docs/metrics.md) and rounds.png as a simulated run: privacy spent,
+            // secure aggregation, robust rule and held-out scores of the run in one file.
+            ResultsReport.Write(output, [outcome], run.Labels, options.Federation.Seed);
         }
         catch (ServerStoppingException e)
         {

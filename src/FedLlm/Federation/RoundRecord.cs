@@ -77,6 +77,27 @@ public sealed record RoundRecord
 
     /// <summary>What buffered asynchronous aggregation (FedBuff) put into this version, or null for a synchronous round.</summary>
     public RoundAsync? Async { get; init; }
+
+    /// <summary>What the robust aggregation rule did this round (who it left out or down-weighted), or null when the run
+    /// has none (filled in through <see cref="IFederatedStrategy.Annotate"/>).</summary>
+    public RoundRobust? Robust { get; init; }
+}
+
+/// <summary>One round of robust aggregation.</summary>
+/// <param name="Rule">The rule's name (krum, multi-krum, median, trimmed-mean, median-norm-clipping, fltrust).</param>
+/// <param name="ClientWeights">Each client's share of the round's aggregate (summing to 1; 0 = left out: Krum's rejected
+/// updates, FLTrust's untrusted ones), or null for coordinate-wise rules (median, trimmed mean), where no client has one
+/// weight.</param>
+/// <param name="ScoreName">What <paramref name="ClientScores"/> measure: krum_score (sum of squared distances to the
+/// nearest neighbours, lower is more central), trust (FLTrust's ReLU(cos(Δ_i, Δ₀))), clip_scale (the factor
+/// min(1, τ/‖Δ_i‖) norm clipping applied); null with no scores.</param>
+/// <param name="ClientScores">The rule's per-client measure, or null.</param>
+public sealed record RoundRobust(string Rule, IReadOnlyDictionary<string, double>? ClientWeights, string? ScoreName,
+    IReadOnlyDictionary<string, double>? ClientScores)
+{
+    /// <summary>Clients whose share of the aggregate is 0, in ordinal order.</summary>
+    public IReadOnlyList<string> LeftOut() =>
+        ClientWeights is null ? [] : ClientWeights.Where(kv => kv.Value == 0).Select(kv => kv.Key).Order(StringComparer.Ordinal).ToList();
 }
 
 /// <summary>One version of buffered asynchronous aggregation: the buffer's size, the server learning rate, the staleness

@@ -224,6 +224,19 @@ public sealed class FederatedRun : IDisposable
     public async Task<RunOutcome> RunAsync(string algorithm, IClientExecutor? executor, string output, bool resume,
         IProgress<RoundRecord>? progress = null, CancellationToken cancellationToken = default)
     {
+        var outcome = await RunRoundsAsync(algorithm, executor, output, resume, progress, cancellationToken);
+        // Attacks are simulated: in process, the run knows who attacks; over the network nobody does.
+        if (executor is null && Options.Attack is { } attack)
+            outcome = outcome with
+            {
+                Attack = new RunAttack(AttackOptions.Name(attack.Kind), attack.Fraction, RunData.AttackersOf(Options).Order().Select(InProcessClients.ClientId).ToList()),
+            };
+        return outcome;
+    }
+
+    async Task<RunOutcome> RunRoundsAsync(string algorithm, IClientExecutor? executor, string output, bool resume,
+        IProgress<RoundRecord>? progress, CancellationToken cancellationToken)
+    {
         // Record what determines this run before its first commit; continuing a committed run with other settings is refused.
         var own = FingerprintOf(algorithm);
         if (resume && new RunStore(output).LatestRound is not null) own.CheckAndRecord(output);

@@ -65,6 +65,11 @@ public static class ResultsReport
             privacy = o.Rounds.LastOrDefault()?.Privacy is { } spent ? new { epsilon = spent.Epsilon, delta = spent.Delta, noise_multiplier = spent.NoiseMultiplier, sampling_rate = spent.SamplingRate, rounds = o.Rounds.Count } : null,
             // Secure aggregation: the settings and, per round, how many clients each released sum holds.
             secure_aggregation = o.Rounds.LastOrDefault()?.SecureAggregation is { } sa ? new { threshold = sa.Threshold, neighbours = sa.Neighbours, quantisation_bits = sa.QuantisationBits, quantisation_range = sa.QuantisationRange, survivors = o.Rounds.Select(r => r.SecureAggregation?.Survivors), dropped = o.Rounds.Select(r => r.SecureAggregation?.Dropped), protocol_bytes = o.Rounds.Select(r => r.SecureAggregation?.ProtocolBytes) } : null,
+            // Robust aggregation: the rule of the last round (each round's per-client shares are in rounds[]).
+            robust_rule = o.Rounds.LastOrDefault()?.Robust?.Rule,
+            // A simulated attack: its kind, fraction and the clients that attacked; the backdoor's success rate is in
+            // held_out_metrics.attack_success_rate.
+            attack = o.Attack is { } attack ? new { kind = attack.Kind, fraction = attack.Fraction, attackers = attack.Attackers } : null,
             clients = o.Clients?.Select(c => new
             {
                 client = c.Client, examples = c.Examples, held_out_loss = c.Outcome.Final?.Loss, held_out_score = c.Outcome.Final?.Score,
@@ -76,6 +81,7 @@ public static class ResultsReport
                 eval_metrics = r.EvalMetrics, task_metrics = r.TaskMetrics, federated_evaluation = r.FederatedEvaluation, epsilon = r.Privacy?.Epsilon,
                 // Simulated client speeds (async:): the virtual time at the round's end, and FedBuff's staleness per update.
                 virtual_time = r.VirtualTime, staleness = r.Async?.Updates.Select(u => u.Staleness),
+                robust = r.Robust is { } robust ? new { rule = robust.Rule, client_weights = robust.ClientWeights, score_name = robust.ScoreName, client_scores = robust.ClientScores } : null,
             }),
             // Personalisation: each client's scores on its own held-out split, and their held-out-size-weighted means.
             personalization = o.Personal is { } personal ? PersonalJson(personal) : null,

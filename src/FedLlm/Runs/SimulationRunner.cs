@@ -31,7 +31,13 @@ public sealed record RunOutcome(string Name, EvaluationResult? Final, IReadOnlyL
 
     /// <summary>Each client's scores on its own held-out split (YAML <c>personalization:</c>), or null.</summary>
     public PersonalScores? Personal { get; init; }
+
+    /// <summary>The simulated attack the run ran under (YAML <c>attack:</c>), or null.</summary>
+    public RunAttack? Attack { get; init; }
 }
+
+/// <summary>A simulated attack: its kind, the configured fraction and the clients chosen to attack.</summary>
+public sealed record RunAttack(string Kind, double Fraction, IReadOnlyList<string> Attackers);
 
 /// <summary>One client's part of a baseline that trains every client alone.</summary>
 public sealed record ClientOutcome(int Client, int Examples, RunOutcome Outcome);

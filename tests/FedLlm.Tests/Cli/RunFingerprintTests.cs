@@ -94,3 +94,41 @@ public sealed class FederatedRunFingerprintTests
         }
     }
 }
+
+/// <summary>results.json names the robust rule, what it did each round, and the simulated attack.</summary>
+public sealed class ResultsReportRobustnessTests
+{
+    [Fact]
+    public async Task Results_name_the_attackers_and_show_krum_leaving_the_sign_flipper_out()
+    {
+        using var tiny = new FedLlm.Tests.Network.TinyFederation(clients: 4, rounds: 2, localSteps: 1);
+        var options = new RunOptions
+        {
+            ModelPath = tiny.ModelDirectory,
+            Threads = 1,
+            Data = new RunDataOptions { TrainPath = tiny.DataFiles[1], Partition = new() { Kind = FedLlm.Data.Partitioning.PartitionKind.Iid } },
+            Federation = tiny.Federation.ToOptions() with { Rounds = 2 },
+            Lora = tiny.Lora,
+            Output = tiny.Output,
+            Robust = new FedLlm.Federation.Robust.RobustOptions { Rule = FedLlm.Federation.Robust.RobustRule.Krum },
+            Attack = new FedLlm.Federation.Attacks.AttackOptions { Kind = FedLlm.Federation.Attacks.AttackKind.SignFlip, Fraction = 0.25 },
+        };
+        using var run = FederatedRun.Prepare(options);
+        var outcome = await run.RunAsync("fedavg");
+        ResultsReport.Write(tiny.Output, [outcome], run.Labels, options.Federation.Seed);
+
+        var attacker = FedLlm.Federation.Simulation.InProcessClients.ClientId(Assert.Single(RunData.AttackersOf(options)));
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(tiny.Output, "results.json")));
+        var result = json.RootElement.GetProperty("runs")[0];
+        Assert.Equal("krum", result.GetProperty("robust_rule").GetString());
+        Assert.Equal("sign-flip", result.GetProperty("attack").GetProperty("kind").GetString());
+        Assert.Equal(attacker, Assert.Single(result.GetProperty("attack").GetProperty("attackers").EnumerateArray()).GetString());
+        foreach (var round in result.GetProperty("rounds").EnumerateArray())
+        {
+            var weights = round.GetProperty("robust").GetProperty("client_weights");
+            Assert.Equal(4, weights.EnumerateObject().Count());
+            Assert.Equal(0, weights.GetProperty(attacker).GetDouble()); // a reflected update is the farthest from the rest
+            Assert.Equal(1, weights.EnumerateObject().Sum(p => p.Value.GetDouble()), 12);
+        }
+    }
+}

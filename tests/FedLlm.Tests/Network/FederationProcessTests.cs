@@ -49,6 +49,11 @@ public class FederationProcessTests
         foreach (var r in rounds) AssertBetween(r.BytesReceived, 6 * adapterBytes, 6 * headerBytes + 3 * 256, $"round {r.Round} received");
         Assert.True(File.Exists(Path.Combine(run.Output, "rounds.png")));
         Assert.True(Directory.Exists(Path.Combine(run.Output, "rounds", "round-2")));
+        // The server writes a simulated run's results.json: the run, its three rounds and the held-out scores.
+        using var results = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(run.Output, "results.json")));
+        var result = Assert.Single(results.RootElement.GetProperty("runs").EnumerateArray());
+        Assert.Equal("scaffold", result.GetProperty("run").GetString());
+        Assert.Equal(3, result.GetProperty("rounds").GetArrayLength());
     }
 
     [Fact]

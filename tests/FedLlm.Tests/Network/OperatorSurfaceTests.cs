@@ -141,6 +141,22 @@ public class OperatorSurfaceTests
     }
 
     [Fact]
+    public void Status_shows_who_the_robust_rule_left_out_within_80_columns()
+    {
+        var record = MetricsJsonl.ParseLine("""{"round":2,"learning_rate":0.002,"clients":["alice"],"client_loss":{"alice":1.25},"update_norms":{},"global_step_norm":0.1,"bytes_sent":1,"bytes_received":1,"seconds":1}""");
+        var weights = Enumerable.Range(0, 12).ToDictionary(i => $"hospital-{i:00}", i => i is 3 or 7 ? 0.0 : 0.1);
+        var reply = new StatusReply { RunId = "r", Round = 2, TotalRounds = 3, LastMetrics = MetricsJsonl.Line(record with { Robust = new RoundRobust("multi-krum", weights, "krum_score", null) }) };
+        var lines = StatusReport.Lines(reply);
+        Assert.All(lines, l => Assert.True(l.Length <= 80, $"{l.Length} columns: {l}"));
+        Assert.Contains("  robust aggregation (multi-krum): left out hospital-03, hospital-07", lines);
+        string shares = string.Join(" ", lines.SkipWhile(l => !l.StartsWith("    shares:", StringComparison.Ordinal)).Select(l => l.Trim()));
+        foreach (var (id, w) in weights) Assert.Contains(id + " " + (w == 0 ? "0" : "0.1"), shares);
+
+        reply.LastMetrics = MetricsJsonl.Line(record with { Robust = new RoundRobust("median", null, null, null) });
+        Assert.Contains("  robust aggregation (median): coordinate-wise, no per-client weights", StatusReport.Lines(reply));
+    }
+
+    [Fact]
     public void The_example_configs_load_and_bound_example_counts_and_norms()
     {
         var root = new DirectoryInfo(AppContext.BaseDirectory);

@@ -163,6 +163,11 @@ public class SecureAggregationProcessTests
         Assert.Contains(network.Keys, k => !network[k].allclose(noiseless[k], 0, 0));
         Assert.All(run.Metrics(), r => Assert.True(r.Privacy?.Epsilon is > 0 and < double.PositiveInfinity, $"round {r.Round}: ε {r.Privacy?.Epsilon}"));
         Assert.All(run.Metrics(), r => Assert.Equal(3, r.SecureAggregation?.Survivors));
+        // results.json carries the privacy spent and the secure aggregation, as a simulated run's does.
+        using var results = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(run.Output, "results.json")));
+        var result = results.RootElement.GetProperty("runs")[0];
+        Assert.Equal(run.Metrics()[^1].Privacy!.Epsilon, result.GetProperty("privacy").GetProperty("epsilon").GetDouble());
+        Assert.Equal(3, result.GetProperty("secure_aggregation").GetProperty("survivors")[0].GetInt32());
     }
 
     [Theory]

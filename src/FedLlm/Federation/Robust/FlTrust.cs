@@ -32,13 +32,24 @@ public sealed class FlTrust : IRobustAggregator
 
     /// <inheritdoc/>
     public Dictionary<string, Tensor> Aggregate(
+        int round, IReadOnlyDictionary<string, Tensor> global, IReadOnlyList<ClientTensors> deltas, IReadOnlyList<double> weights) =>
+        AggregateWithReport(round, global, deltas, weights).Tensors;
+
+    /// <inheritdoc/>
+    /// <remarks>Shares are TS_i / Σ TS_j (all 0 when no client is trusted); the scores are the trust scores TS_i.</remarks>
+    public RobustCombination AggregateWithReport(
         int round, IReadOnlyDictionary<string, Tensor> global, IReadOnlyList<ClientTensors> deltas, IReadOnlyList<double> weights)
     {
         using var scope = torch.NewDisposeScope();
         var root = serverUpdate(round, global) ?? throw new InvalidOperationException("FLTrust's server update callback returned null");
-        var result = Combine(deltas, root);
+        var trust = TrustScores(deltas, root);
+        var result = Combine(deltas, root, trust);
         foreach (var t in result.Values) t.MoveToOuterDisposeScope();
-        return result;
+        double total = RobustTensors.Order(deltas).Sum(i => trust[i]);
+        return new RobustCombination(result,
+            deltas.Select((d, i) => (d.ClientId, share: total == 0 ? 0 : trust[i] / total)).ToDictionary(x => x.ClientId, x => x.share, StringComparer.Ordinal),
+            "trust",
+            deltas.Select((d, i) => (d.ClientId, trust[i])).ToDictionary(x => x.ClientId, x => x.Item2, StringComparer.Ordinal));
     }
 
     /// <summary>The trust scores ReLU(cos(Δ_i, Δ₀)), indexed like <paramref name="clients"/> (0 for a zero update).</summary>
@@ -65,9 +76,11 @@ public sealed class FlTrust : IRobustAggregator
     }
 
     /// <summary>Σ TS_i·(‖Δ₀‖/‖Δ_i‖)·Δ_i / Σ TS_j, or zeros when every score is 0.</summary>
-    public static Dictionary<string, Tensor> Combine(IReadOnlyList<ClientTensors> clients, IReadOnlyDictionary<string, Tensor> serverUpdate)
+    public static Dictionary<string, Tensor> Combine(IReadOnlyList<ClientTensors> clients, IReadOnlyDictionary<string, Tensor> serverUpdate) =>
+        Combine(clients, serverUpdate, TrustScores(clients, serverUpdate));
+
+    static Dictionary<string, Tensor> Combine(IReadOnlyList<ClientTensors> clients, IReadOnlyDictionary<string, Tensor> serverUpdate, double[] scores)
     {
-        var scores = TrustScores(clients, serverUpdate);
         double total = RobustTensors.Order(clients).Sum(i => scores[i]); // summed in id order
         if (total == 0)
         {

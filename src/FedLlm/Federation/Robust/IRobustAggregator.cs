@@ -26,4 +26,20 @@ public interface IRobustAggregator
     /// <exception cref="AggregationException">Layouts differ, ids repeat, or the aggregate is undefined.</exception>
     Dictionary<string, Tensor> Aggregate(
         int round, IReadOnlyDictionary<string, Tensor> global, IReadOnlyList<ClientTensors> deltas, IReadOnlyList<double> weights);
+
+    /// <summary>As <see cref="Aggregate"/>, with what the rule did to each client (for the round's record, so that an
+    /// operator sees who was left out or down-weighted); the default reports nothing per client, which is right for
+    /// coordinate-wise rules, where no client has one weight.</summary>
+    RobustCombination AggregateWithReport(
+        int round, IReadOnlyDictionary<string, Tensor> global, IReadOnlyList<ClientTensors> deltas, IReadOnlyList<double> weights) =>
+        new(Aggregate(round, global, deltas, weights), null, null, null);
 }
+
+/// <summary>A robust rule's aggregate and its per-client report.</summary>
+/// <param name="Tensors">The aggregate, as <see cref="IRobustAggregator.Aggregate"/> returns it.</param>
+/// <param name="ClientWeights">Each client's share of the aggregate (the shares sum to 1; 0 = left out), or null for a
+/// coordinate-wise rule.</param>
+/// <param name="ScoreName">What <paramref name="ClientScores"/> measure (see <see cref="RoundRobust.ScoreName"/>), or null.</param>
+/// <param name="ClientScores">The rule's own per-client measure, or null.</param>
+public sealed record RobustCombination(Dictionary<string, Tensor> Tensors, IReadOnlyDictionary<string, double>? ClientWeights,
+    string? ScoreName, IReadOnlyDictionary<string, double>? ClientScores);

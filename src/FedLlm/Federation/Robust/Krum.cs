@@ -42,6 +42,24 @@ public sealed class Krum : IRobustAggregator
         int round, IReadOnlyDictionary<string, Tensor> global, IReadOnlyList<ClientTensors> deltas, IReadOnlyList<double> weights) =>
         Combine(deltas, weights, ByzantineClients, Selected);
 
+    /// <inheritdoc/>
+    /// <remarks>Kept clients' shares are their weights over the kept clients' total (Krum: 1 for the one kept); the
+    /// scores are Krum's, lower = more central.</remarks>
+    public RobustCombination AggregateWithReport(
+        int round, IReadOnlyDictionary<string, Tensor> global, IReadOnlyList<ClientTensors> deltas, IReadOnlyList<double> weights)
+    {
+        RobustTensors.CheckWeights(deltas, weights);
+        var scores = Scores(deltas, ByzantineClients);
+        var chosen = SelectByScores(deltas, scores, ByzantineClients, Selected);
+        double kept = chosen.Sum(i => weights[i]);
+        var shares = deltas.Select((d, i) => (d.ClientId, share: !chosen.Contains(i) ? 0.0 : chosen.Length == 1 ? 1.0 : weights[i] / kept));
+        return new RobustCombination(
+            MeanOf(deltas, weights, chosen),
+            shares.ToDictionary(x => x.ClientId, x => x.share, StringComparer.Ordinal),
+            "krum_score",
+            deltas.Select((d, i) => (d.ClientId, scores[i])).ToDictionary(x => x.ClientId, x => x.Item2, StringComparer.Ordinal));
+    }
+
     /// <summary>Krum's scores: for each client (indexed like <paramref name="clients"/>), the sum of its n − f − 2
     /// smallest squared distances to the other clients.</summary>
     /// <exception cref="ArgumentException">n ≤ 2f + 2.</exception>
@@ -64,9 +82,11 @@ public sealed class Krum : IRobustAggregator
 
     /// <summary>Indices (into <paramref name="clients"/>) of the <paramref name="selected"/> best-scored clients, best
     /// first; ties go to the smaller client id.</summary>
-    public static int[] Select(IReadOnlyList<ClientTensors> clients, int byzantineClients, int selected = 1)
+    public static int[] Select(IReadOnlyList<ClientTensors> clients, int byzantineClients, int selected = 1) =>
+        SelectByScores(clients, Scores(clients, byzantineClients), byzantineClients, selected);
+
+    static int[] SelectByScores(IReadOnlyList<ClientTensors> clients, double[] scores, int byzantineClients, int selected)
     {
-        var scores = Scores(clients, byzantineClients);
         int n = clients.Count;
         if (selected > n - byzantineClients)
             throw new ArgumentException($"Multi-Krum can keep at most n − f = {n - byzantineClients} updates, asked for {selected}", nameof(selected));
@@ -82,7 +102,11 @@ public sealed class Krum : IRobustAggregator
         IReadOnlyList<ClientTensors> clients, IReadOnlyList<double> weights, int byzantineClients, int selected = 1)
     {
         RobustTensors.CheckWeights(clients, weights);
-        var chosen = Select(clients, byzantineClients, selected);
+        return MeanOf(clients, weights, Select(clients, byzantineClients, selected));
+    }
+
+    static Dictionary<string, Tensor> MeanOf(IReadOnlyList<ClientTensors> clients, IReadOnlyList<double> weights, int[] chosen)
+    {
         if (chosen.Length == 1) return TensorMaps.Clone(clients[chosen[0]].Tensors); // one update: its weight does not matter
         return Averaging.WeightedMean(chosen.Select(i => clients[i]).ToArray(), chosen.Select(i => weights[i]).ToArray());
     }

@@ -36,6 +36,22 @@ public sealed class MedianNormClipping : IRobustAggregator
         int round, IReadOnlyDictionary<string, Tensor> global, IReadOnlyList<ClientTensors> deltas, IReadOnlyList<double> weights) =>
         Combine(deltas, weights, Factor);
 
+    /// <inheritdoc/>
+    /// <remarks>Shares are the weights p_i (clipping shrinks an update, it does not re-weight it); the scores are the
+    /// factors min(1, τ/‖Δ_i‖) applied.</remarks>
+    public RobustCombination AggregateWithReport(
+        int round, IReadOnlyDictionary<string, Tensor> global, IReadOnlyList<ClientTensors> deltas, IReadOnlyList<double> weights)
+    {
+        var result = Combine(deltas, weights, Factor);
+        var norms = RobustTensors.Norms(deltas);
+        double bound = Factor * RobustTensors.Median(norms);
+        double total = weights.Sum();
+        return new RobustCombination(result,
+            deltas.Select((d, i) => (d.ClientId, weights[i] / total)).ToDictionary(x => x.ClientId, x => x.Item2, StringComparer.Ordinal),
+            "clip_scale",
+            deltas.Select((d, i) => (d.ClientId, norms[i] > bound ? (norms[i] == 0 ? 0 : bound / norms[i]) : 1.0)).ToDictionary(x => x.ClientId, x => x.Item2, StringComparer.Ordinal));
+    }
+
     /// <summary>Σ p_i·Δ_i·min(1, τ/‖Δ_i‖) with τ = factor·median ‖Δ_j‖ and p_i = w_i/Σ w_j.</summary>
     public static Dictionary<string, Tensor> Combine(IReadOnlyList<ClientTensors> clients, IReadOnlyList<double> weights, double factor = 1.0)
     {

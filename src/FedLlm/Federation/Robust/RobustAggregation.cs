@@ -17,7 +17,8 @@ namespace FedLlm.Federation.Robust;
 /// <para>Robust aggregation and central DP do not commute: put <see cref="Privacy.ServerSideFixedClipping"/> outside
 /// (DP of the robust aggregate needs the robust rule's own sensitivity analysis, which the clipping decorator does not
 /// give) or inside (DP noise first, then a robust rule on one update is the identity), so combine them with care.</para>
-/// <para>Stateless itself; the inner strategy's state passes through.</para>
+/// <para>Stateless itself apart from the last round's report for <see cref="Annotate"/>; the inner strategy's state
+/// passes through.</para>
 /// </remarks>
 public sealed class RobustAggregation : DelegatingStrategy
 {
@@ -32,6 +33,12 @@ public sealed class RobustAggregation : DelegatingStrategy
     /// <summary>The robust rule.</summary>
     public IRobustAggregator Aggregator { get; }
 
+    RoundRobust? lastRound;
+
+    /// <inheritdoc/>
+    /// <remarks>Adds what the rule did to each client in the round just aggregated.</remarks>
+    public override RoundRecord Annotate(RoundRecord record) => base.Annotate(record) with { Robust = lastRound };
+
     /// <inheritdoc/>
     public override IReadOnlyDictionary<string, Tensor> Aggregate(
         int round, IReadOnlyDictionary<string, Tensor> global, IReadOnlyList<ClientUpdate> updates)
@@ -39,7 +46,9 @@ public sealed class RobustAggregation : DelegatingStrategy
         UpdateChecks.Validate(global, updates);
         using var scope = NewDisposeScope();
         var deltas = updates.Select(u => new ClientTensors(u.ClientId, TensorMaps.Difference(u.Weights, global))).ToArray();
-        var robust = Aggregator.Aggregate(round, global, deltas, Averaging.ExampleCounts(updates));
+        var combination = Aggregator.AggregateWithReport(round, global, deltas, Averaging.ExampleCounts(updates));
+        var robust = combination.Tensors;
+        lastRound = new RoundRobust(Aggregator.Name, combination.ClientWeights, combination.ScoreName, combination.ClientScores);
         if (TensorMaps.FindMismatch(global, robust) is { } mismatch)
             throw new AggregationException($"{Aggregator.Name} returned tensor '{mismatch.Key}' that {mismatch.Problem}", key: mismatch.Key);
         var combined = PreAggregatedUpdate.Create(global, robust, PreAggregatedUpdate.TotalExamples(updates));

@@ -88,6 +88,58 @@ public class RobustAggregationTests
         Assert.Equal(new double[5], Flat(FlTrust.Combine(new[] { clients[1] }, root)));
     }
 
+    [Fact]
+    public void Reports_say_who_each_rule_left_out_or_down_weighted()
+    {
+        var global = Adapter(new double[5]);
+        // Krum (f = 1) keeps b alone: share 1, the rest 0; the scores are Krum's (hand values above).
+        var krum = new Krum(1).AggregateWithReport(0, global, Line, Ones5);
+        Assert.Equal(new Dictionary<string, double> { ["a"] = 0, ["b"] = 1, ["c"] = 0, ["d"] = 0, ["e"] = 0 }, krum.ClientWeights);
+        Assert.Equal("krum_score", krum.ScoreName);
+        Assert.Equal(97.0 * 97 + 98 * 98, krum.ClientScores!["e"]);
+        AssertClose(Flat(Krum.Combine(Line, Ones5, 1)), Flat(krum.Tensors), 0, "krum with report");
+        // Multi-Krum m = 3 with weights 4, 1, 3 for a, b, c: shares 4/8, 1/8, 3/8; d and e left out.
+        var multi = new Krum(1, selected: 3).AggregateWithReport(0, global, Line, new double[] { 4, 1, 3, 9, 9 });
+        Assert.Equal(new[] { 0.5, 0.125, 0.375, 0, 0 }, Line.Select(c => multi.ClientWeights![c.ClientId]));
+        // FLTrust (the hand case above): trust 1, 0, 0.6 → shares 1/1.6, 0, 0.6/1.6.
+        var root = Adapter(new double[] { 3, 4, 0, 0, 0 });
+        var trusted = new[] { Client("a", 6, 8, 0, 0, 0), Client("b", 0, -2, 0, 0, 0), Client("c", 4, 0, 0, 0, 0) };
+        var fltrust = new FlTrust((_, _) => root).AggregateWithReport(0, global, trusted, new double[] { 1, 1, 1 });
+        Assert.Equal(new[] { 0.625, 0, 0.375 }, trusted.Select(c => Math.Round(fltrust.ClientWeights![c.ClientId], 12)));
+        Assert.Equal(new[] { 1, 0, 0.6 }, trusted.Select(c => Math.Round(fltrust.ClientScores![c.ClientId], 12)));
+        AssertClose(new[] { 3.75, 2.5, 0, 0, 0 }, Flat(fltrust.Tensors), 1e-6, "fltrust with report");
+        // Norm clipping (norms 1, 2, 10 → τ = 2): c scaled by 0.2; shares are the weights 1, 1, 2 over 4.
+        var clipped = new[] { Client("a", 1, 0, 0, 0, 0), Client("b", 0, 0, 0, 2, 0), Client("c", 10, 0, 0, 0, 0) };
+        var clip = new MedianNormClipping().AggregateWithReport(0, global, clipped, new double[] { 1, 1, 2 });
+        Assert.Equal(new[] { 0.25, 0.25, 0.5 }, clipped.Select(c => clip.ClientWeights![c.ClientId]));
+        Assert.Equal(new[] { 1, 1, 0.2 }, clipped.Select(c => Math.Round(clip.ClientScores![c.ClientId], 12)));
+        // Coordinate-wise rules have no per-client weight.
+        var median = ((IRobustAggregator)new CoordinateMedian()).AggregateWithReport(0, global, Five, Ones5);
+        Assert.Null(median.ClientWeights);
+        AssertClose(new double[] { 1, 2, 2, 4, 1 }, Flat(median.Tensors), 0, "median with report");
+    }
+
+    [Fact]
+    public void The_decorator_puts_the_rules_report_on_the_rounds_record()
+    {
+        using var robust = new RobustAggregation(new FedAvg(), new Krum(0));
+        var updates = Rounds[0].Select(c => Update(c)).ToList();
+        robust.Aggregate(0, Adapter(X0), updates);
+        var record = robust.Annotate(new RoundRecord
+        {
+            Round = 0, LearningRate = 0.1, Clients = updates.Select(u => u.ClientId).ToList(), ClientLoss = new Dictionary<string, double>(),
+            UpdateNorms = new Dictionary<string, double>(), GlobalStepNorm = 0, BytesSent = 0, BytesReceived = 0, Seconds = 0,
+        });
+        var report = Assert.IsType<RoundRobust>(record.Robust);
+        Assert.Equal("krum", report.Rule);
+        Assert.Equal(updates.Count - 1, report.LeftOut().Count);
+        Assert.Equal(1.0, report.ClientWeights!.Values.Sum());
+        // It survives metrics.jsonl.
+        var read = MetricsJsonl.ParseLine(MetricsJsonl.Line(record)).Robust!;
+        Assert.Equal(report.ClientWeights, read.ClientWeights);
+        Assert.Equal("krum_score", read.ScoreName);
+    }
+
     static IEnumerable<IRobustAggregator> All() => new IRobustAggregator[]
     {
         new CoordinateMedian(), new TrimmedMean(0.25), new Krum(1), new Krum(1, selected: 3), new MedianNormClipping(),
