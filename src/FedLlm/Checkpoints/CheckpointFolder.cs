@@ -112,6 +112,13 @@ public sealed class CheckpointFolder : IDisposable
     /// <exception cref="CheckpointException">No such tensor, or its file was truncated after opening.</exception>
     public Tensor? Map(string name) => FileOf(name).Map(name);
 
+    /// <summary>The tensor in <paramref name="dtype"/> for a model to keep, checked finite, over the file's pages or an
+    /// in-memory file it was converted into, owned by the caller; null when it must be read instead. See
+    /// <see cref="SafeTensorsFile.MapFinite"/>.</summary>
+    /// <exception cref="NonFiniteTensorException">An element is NaN or infinite; the message names the shard file.</exception>
+    /// <exception cref="CheckpointException">No such tensor, or its file was truncated after opening.</exception>
+    public Tensor? MapFinite(string name, ScalarType dtype) => FileOf(name).MapFinite(name, dtype);
+
     /// <summary>Closes every file of the checkpoint.</summary>
     public void Dispose()
     {

@@ -21,11 +21,11 @@ namespace FedLlm.Checkpoints;
 /// tensors' byte ranges must tile the data exactly: no overlap, no gap, nothing after the last one.
 /// </para>
 /// <para>
-/// Reads use memory maps of their own or positional I/O on one handle, and no shared state, so several threads may read
-/// different tensors of one open file at once. <see cref="Dispose"/> must not race with reads.
+/// Reads use memory maps of their own or positional I/O on one handle, and share only a thread-safe pool of staging
+/// buffers, so several threads may read different tensors of one open file at once. <see cref="Dispose"/> must not race with reads.
 /// </para>
 /// </remarks>
-public sealed class SafeTensorsFile : IDisposable
+public sealed partial class SafeTensorsFile : IDisposable
 {
     // The reference implementation refuses headers over 100 MB. A larger N means a corrupt or non-safetensors file,
     // and checking it first avoids allocating N bytes because of garbage.
@@ -151,8 +151,12 @@ public sealed class SafeTensorsFile : IDisposable
         Fill(info, destination);
     }
 
-    /// <summary>Closes the file.</summary>
-    public void Dispose() => _handle.Dispose();
+    /// <summary>Closes the file and frees the buffers of <see cref="MapFinite"/>.</summary>
+    public void Dispose()
+    {
+        _handle.Dispose();
+        DisposeStaging();
+    }
 
     SafeTensorInfo Find(string name)
     {

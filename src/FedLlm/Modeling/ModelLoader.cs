@@ -11,7 +11,7 @@ public static class ModelLoader
     /// <summary>
     /// Reads config.json and the safetensors weights (single file or sharded). A tensor stored in the parameter's own
     /// dtype becomes the parameter without a copy (a private memory map of the file, see <c>TryAdopt</c>); one stored in
-    /// another dtype is converted from a memory map straight into the parameter, 64 MiB at a time, so loading never holds
+    /// another dtype is converted chunk by chunk into an in-memory file that the parameter maps, so loading never holds
     /// two copies of the model.
     /// </summary>
     public static LlamaForCausalLM Load(string directory, ScalarType dtype = ScalarType.Float32, Device? device = null) =>
@@ -36,7 +36,8 @@ public static class ModelLoader
             foreach (var (name, parameter) in model.named_parameters())
             {
                 string key = Require(checkpoint, directory, config, name);
-                if (!TryAdopt(checkpoint, key, parameter)) checkpoint.ReadInto(key, parameter);
+                if (TryAdopt(checkpoint, key, parameter)) continue; // checked finite on the way
+                checkpoint.ReadInto(key, parameter);
                 FiniteTensors.Require(parameter, key, checkpoint.FileHolding(key), "load");
             }
             foreach (var (path, module) in model.named_modules())
@@ -64,11 +65,15 @@ public static class ModelLoader
     }
 
     /// <summary>
-    /// Points <paramref name="parameter"/> at the checkpoint's own bytes (a private, copy-on-write memory map) instead of
-    /// copying them, when the file holds it in the parameter's dtype and shape on the CPU: the parameter's memory is then
-    /// the page cache's, so a warm load reads nothing and faults in no fresh memory. False when it must be copied.
+    /// Points <paramref name="parameter"/> at memory the load did not have to fault in, checked finite, instead of
+    /// copying into its own: the checkpoint's bytes (a private, copy-on-write memory map) when the file holds the
+    /// parameter's dtype, or else an in-memory file the converted weights were written into (see
+    /// <see cref="SafeTensorsFile.MapFinite"/>). A parameter on another device is copied there from that host memory.
+    /// False when the platform offers neither map (or the shapes differ), so that <c>ReadInto</c> reads it.
     /// </summary>
     /// <remarks>
+    /// Fresh tensor memory costs a page fault per page on first write, which made converting loads slow (most of their
+    /// time went to the kernel handing out zeroed pages); a mapped parameter's pages are faulted in by its first read.
     /// Writes to such a parameter (merging an adapter into the base) copy the pages they touch and never reach the file.
     /// As with every memory-mapped loader (safetensors' and llama.cpp's), a checkpoint file truncated or rewritten in
     /// place while the model is alive makes its next read fault; FedLlm's own writers replace files by renaming a new
@@ -76,14 +81,15 @@ public static class ModelLoader
     /// </remarks>
     static bool TryAdopt(CheckpointFolder checkpoint, string key, Tensor parameter)
     {
-        var info = checkpoint.Info(key);
-        if (info.Dtype.ToScalarType() != parameter.dtype || parameter.device_type != TorchSharp.DeviceType.CPU
-            || !parameter.shape.AsSpan().SequenceEqual(info.Shape))
-        {
-            return false; // converted (or the shape error reported) by ReadInto
-        }
-        using var mapped = checkpoint.Map(key);
+        if (!parameter.shape.AsSpan().SequenceEqual(checkpoint.Info(key).Shape)) return false; // ReadInto reports it
+        using var mapped = checkpoint.MapFinite(key, parameter.dtype);
         if (mapped is null) return false;
+        if (parameter.device_type != TorchSharp.DeviceType.CPU)
+        {
+            var copied = parameter.copy_(mapped); // to the device, straight from the mapped host memory
+            if (!ReferenceEquals(copied, parameter)) copied.Dispose();
+            return true;
+        }
         // The parameter's storage is now the map's, and its empty one is freed. TorchSharp returns the same object
         // from this in-place call: disposing it would dispose the parameter.
         var adopted = parameter.set_(mapped);
