@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
-using Microsoft.Win32.SafeHandles;
 using FedLlm.Runtime;
 using static TorchSharp.torch;
 
@@ -17,48 +16,63 @@ public sealed partial class SafeTensorsFile
     readonly ConcurrentBag<Staging> _staging = [];
 
     /// <summary>
-    /// Tensor <paramref name="name"/> as a CPU tensor of <paramref name="dtype"/> for a model to keep, with every element
-    /// checked finite, owned by the caller: the file's own pages (as <see cref="Map"/>) when it holds that dtype, otherwise
-    /// a private map of an in-memory file (<see cref="MemoryFile"/>) that the file's bytes were converted into, chunk by
-    /// chunk, exactly as <c>.to(dtype)</c> converts. Either way the load writes no fresh memory of its own.
+    /// A tensor over the file's own bytes for <paramref name="name"/>, as <see cref="Map"/> gives, with every element
+    /// checked finite: what a model keeps as a parameter stored in the file's dtype. Owned by the caller; null when the
+    /// tensor cannot be mapped (<see cref="ReadFiniteInto"/> then reads it).
     /// </summary>
     /// <remarks>
-    /// <para>
-    /// The finiteness check reads the file with positional reads into small reused buffers, on all of libtorch's
-    /// intra-op threads, not through the map: reading a page through a new map costs a page fault (dear in a virtual
-    /// machine), and the model's first forward pass takes those faults anyway. In the converting case the check runs on
-    /// each converted chunk, so it sees what the model will hold (an F32 value too large for BF16 becomes infinite).
-    /// </para>
-    /// <para>
-    /// Null when it cannot be done this way: not on Linux, no elements, a dtype without a finiteness test, or a
-    /// same-dtype tensor that cannot be mapped (<see cref="Map"/>) and no memfd; <see cref="ReadInto"/> then reads it.
-    /// </para>
+    /// The check reads the file with positional reads into small reused buffers, on all of libtorch's intra-op threads,
+    /// not through the map: the first read of a page through a new map costs a page fault (dear in a virtual machine),
+    /// which the model's first forward pass takes anyway, while a positional read copies from the page cache.
     /// </remarks>
-    /// <exception cref="NonFiniteTensorException">An element is NaN or infinite in <paramref name="dtype"/>.</exception>
+    /// <exception cref="NonFiniteTensorException">An element is NaN or infinite.</exception>
     /// <exception cref="CheckpointException">No such tensor, or the file is now shorter than its header says.</exception>
-    public Tensor? MapFinite(string name, ScalarType dtype)
+    public Tensor? MapFinite(string name)
     {
         var info = Find(name);
-        if (info.ElementCount == 0 || !HasFinitenessTest(dtype)) return null;
-        var sourceType = info.Dtype.ToScalarType();
-        if (sourceType == dtype && MapTensor(info) is { } mapped)
+        var dtype = info.Dtype.ToScalarType();
+        if (!HasFinitenessTest(dtype)) return null;
+        var mapped = MapTensor(info);
+        if (mapped is null) return null;
+        try
         {
-            try
-            {
-                if (Stream(info, dtype, destination: null)) throw NonFinite(info, dtype);
-                return mapped;
-            }
-            catch
-            {
-                mapped.Dispose();
-                throw;
-            }
+            if (Stream(info, dtype, destination: null)) throw NonFinite(info, dtype);
+            return mapped;
         }
-        using var memory = MemoryFile.TryCreate(info.Name);
-        if (memory is null) return null;
-        if (Stream(info, dtype, memory)) throw NonFinite(info, dtype);
-        using var flat = MemoryFile.TryMap(memory, info.ElementCount, dtype); // (numel,)
-        return flat?.view(info.Shape);                                       // info.Shape
+        catch
+        {
+            mapped.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Copies tensor <paramref name="name"/> into <paramref name="destination"/> as <see cref="ReadInto"/> does, converting
+    /// exactly as <c>.to(dtype)</c> does, and checks every converted element finite on the way: one pass over the file's
+    /// bytes, read with positional reads into small reused buffers and converted straight into the destination, in
+    /// parallel for BF16 into F32.
+    /// </summary>
+    /// <remarks>
+    /// No memory map of the file (reading through a new map costs a page fault per page) and no second pass over the
+    /// destination for the check; the check runs on the converted values, which is what the model holds (an F32 value
+    /// too large for BF16 becomes infinite). The destination is asked for transparent huge pages first (see
+    /// <see cref="MappedPages.AdviseHugePages"/>). On a failed check the destination holds part of the tensor.
+    /// </remarks>
+    /// <exception cref="NonFiniteTensorException">An element is NaN or infinite in the destination's dtype.</exception>
+    /// <exception cref="CheckpointException">No such tensor, the shapes differ, or the file was truncated after opening.</exception>
+    /// <exception cref="ArgumentException">The destination is not a contiguous CPU tensor, or its dtype has no
+    /// finiteness test (complex types).</exception>
+    public void ReadFiniteInto(string name, Tensor destination)
+    {
+        var info = CheckDestination(name, destination);
+        if (!HasFinitenessTest(destination.dtype))
+        {
+            throw new ArgumentException($"Cannot check {destination.dtype} values finite; read tensor '{name}' with ReadInto.", nameof(destination));
+        }
+        if (info.ElementCount == 0) return;
+        using var noGrad = no_grad();
+        MappedPages.AdviseHugePages(destination); // fewer, larger page faults when the copy first touches it
+        if (Stream(info, destination.dtype, destination)) throw NonFinite(info, destination.dtype);
     }
 
     static bool HasFinitenessTest(ScalarType dtype)
@@ -74,10 +88,10 @@ public sealed partial class SafeTensorsFile
         }
     }
 
-    /// <summary>Reads the tensor's bytes chunk by chunk, converts each to <paramref name="target"/>, checks it and writes
-    /// it to <paramref name="destination"/> at its place (nothing written when null); true when an element is not
+    /// <summary>Reads the tensor's bytes chunk by chunk, converts each to <paramref name="target"/> into its place in
+    /// <paramref name="destination"/> (into a staging buffer when null) and checks it; true when an element is not
     /// finite (the remaining chunks are then skipped).</summary>
-    bool Stream(SafeTensorInfo info, ScalarType target, SafeFileHandle? destination)
+    unsafe bool Stream(SafeTensorInfo info, ScalarType target, Tensor? destination)
     {
         var source = info.Dtype.ToScalarType();
         int sourceSize = info.Dtype.ElementSize();
@@ -88,31 +102,33 @@ public sealed partial class SafeTensorsFile
         // libtorch's copy_ spreads over the intra-op threads itself; from several .NET threads at once they would
         // oversubscribe the cores, so only the conversions done here run chunks in parallel.
         int workers = convert == Conversion.Torch ? 1 : Math.Max(1, get_num_threads());
+        nint targetAddress = destination is null ? 0 : TensorMemory.Address(destination);
+        using var flat = destination?.view(-1); // (numel,) alias of the destination
         int found = 0;
         try
         {
             Parallel.For(0L, chunks, new ParallelOptions { MaxDegreeOfParallelism = workers },
-                () => Rent(source, target, perChunk),
+                () => Rent(source, perChunk),
                 (chunk, loop, staging) =>
                 {
                     long first = chunk * perChunk;
                     int count = (int)Math.Min(perChunk, info.ElementCount - first);
-                    var read = staging.Source.bytes[..(count * sourceSize)];
+                    // Straight into the destination when nothing is converted; else into the staging buffer.
+                    byte* target0 = (byte*)targetAddress;
+                    var read = convert == Conversion.None && target0 is not null
+                        ? new Span<byte>(target0 + first * targetSize, count * targetSize)
+                        : staging.Source.bytes[..(count * sourceSize)];
                     ReadExactly(read, info.Offset + first * sourceSize, info.Name);
                     ReadOnlySpan<byte> converted = convert switch
                     {
                         Conversion.None => read,
-                        Conversion.WidenBf16 => WidenBf16(read, staging.Target!.bytes[..(count * targetSize)]),
-                        _ => TorchConvert(staging, count, targetSize),
+                        Conversion.WidenBf16 => WidenBf16(read, new Span<byte>(target0 + first * targetSize, count * targetSize)),
+                        _ => TorchConvert(staging.Source, flat!, first, count, targetSize),
                     };
                     if (FiniteTensors.AnyNonFinite(converted, target))
                     {
                         Interlocked.Exchange(ref found, 1);
                         loop.Stop();
-                    }
-                    else if (destination is not null)
-                    {
-                        RandomAccess.Write(destination, converted, first * targetSize);
                     }
                     return staging;
                 },
@@ -150,43 +166,35 @@ public sealed partial class SafeTensorsFile
         return f32;
     }
 
-    static ReadOnlySpan<byte> TorchConvert(Staging staging, int count, int targetSize)
+    static unsafe ReadOnlySpan<byte> TorchConvert(Tensor staged, Tensor destination, long first, int count, int targetSize)
     {
-        using (var from = staging.Source.narrow(0, 0, count))  // (count,) in the file's type
-        using (var to = staging.Target!.narrow(0, 0, count))   // (count,) in the target type
-        using (to.copy_(from)) { }
-        return staging.Target.bytes[..(count * targetSize)];
+        using var from = staged.narrow(0, 0, count);          // (count,) in the file's type
+        using var to = destination.narrow(0, first, count);   // (count,) of the destination
+        var copied = to.copy_(from); // the same object as `to`: disposing both would dispose it twice
+        if (!ReferenceEquals(copied, to)) copied.Dispose();
+        return new ReadOnlySpan<byte>((void*)TensorMemory.Address(to), count * targetSize);
     }
 
-    /// <summary>Buffers of one worker of <see cref="Stream"/>, reused across tensors (so a load touches their pages once).</summary>
-    sealed record Staging(Tensor Source, Tensor? Target) : IDisposable
+    /// <summary>The read buffer of one worker of <see cref="Stream"/>, reused across tensors (so a load touches its pages
+    /// once).</summary>
+    sealed record Staging(Tensor Source) : IDisposable
     {
-        public void Dispose()
-        {
-            Source.Dispose();
-            Target?.Dispose();
-        }
+        public void Dispose() => Source.Dispose();
     }
 
-    Staging Rent(ScalarType source, ScalarType target, long elements)
+    Staging Rent(ScalarType source, long elements)
     {
         var kept = new List<Staging>();
         Staging? found = null;
         while (found is null && _staging.TryTake(out var candidate))
         {
-            if (Fits(candidate, source, target, elements)) found = candidate;
+            if (candidate.Source.dtype == source && candidate.Source.numel() >= elements) found = candidate;
             else kept.Add(candidate);
         }
         foreach (var other in kept) _staging.Add(other);
         // Kept for the file's lifetime, not for the caller's dispose scope.
-        return found ?? new Staging(
-            empty(elements, source, CPU).DetachFromDisposeScope(),
-            source == target ? null : empty(elements, target, CPU).DetachFromDisposeScope());
+        return found ?? new Staging(empty(elements, source, CPU).DetachFromDisposeScope());
     }
-
-    static bool Fits(Staging staging, ScalarType source, ScalarType target, long elements) =>
-        staging.Source.dtype == source && staging.Source.numel() >= elements
-        && (source == target ? staging.Target is null : staging.Target is { } t && t.dtype == target && t.numel() >= elements);
 
     static long ElementSize(ScalarType dtype)
     {

@@ -131,7 +131,9 @@ public sealed partial class SafeTensorsFile : IDisposable
     /// </remarks>
     /// <exception cref="CheckpointException">No such tensor, or the shapes differ (the message gives both).</exception>
     /// <exception cref="ArgumentException">The destination is not a contiguous CPU tensor.</exception>
-    public void ReadInto(string name, Tensor destination)
+    public void ReadInto(string name, Tensor destination) => Fill(CheckDestination(name, destination), destination);
+
+    SafeTensorInfo CheckDestination(string name, Tensor destination)
     {
         ArgumentNullException.ThrowIfNull(destination);
         var info = Find(name);
@@ -148,7 +150,7 @@ public sealed partial class SafeTensorsFile : IDisposable
                 $"{destination.device_type} tensor: ReadInto fills contiguous CPU tensors; read on the CPU, then move it.",
                 nameof(destination));
         }
-        Fill(info, destination);
+        return info;
     }
 
     /// <summary>Closes the file and frees the buffers of <see cref="MapFinite"/>.</summary>

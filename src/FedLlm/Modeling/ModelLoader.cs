@@ -36,20 +36,19 @@ public static class ModelLoader
             foreach (var (name, parameter) in model.named_parameters())
             {
                 string key = Require(checkpoint, directory, config, name);
-                if (TryAdopt(checkpoint, key, parameter)) continue; // checked finite on the way
-                checkpoint.ReadInto(key, parameter);
-                FiniteTensors.Require(parameter, key, checkpoint.FileHolding(key), "load");
+                LoadParameter(checkpoint, key, parameter);
             }
             foreach (var (path, module) in model.named_modules())
             {
                 if (module is not QuantizedLinear quantized) continue;
                 string key = Require(checkpoint, directory, config, path + ".weight");
                 // Quantised straight from the page cache through a memory map when the file allows it: no read, and no
-                // full-precision tensor on the heap; its pages leave the resident set when the map is disposed.
-                var mapped = checkpoint.Map(key);
+                // full-precision tensor on the heap; its pages leave the resident set when the map is disposed. Checked
+                // finite before quantisation hides a NaN in a scale.
+                var mapped = checkpoint.MapFinite(key);
                 using (var weight = mapped ?? checkpoint.Read(key))
                 {
-                    FiniteTensors.Require(weight, key, checkpoint.FileHolding(key), "load"); // before quantisation hides NaN in a scale
+                    if (mapped is null) FiniteTensors.Require(weight, key, checkpoint.FileHolding(key), "load");
                     quantized.LoadWeight(weight);
                 }
                 if (mapped is null) NativeHeap.Trim(); // see NativeHeap: without it, freed full-precision tensors stay resident as heap holes
@@ -65,36 +64,42 @@ public static class ModelLoader
     }
 
     /// <summary>
-    /// Points <paramref name="parameter"/> at memory the load did not have to fault in, checked finite, instead of
-    /// copying into its own: the checkpoint's bytes (a private, copy-on-write memory map) when the file holds the
-    /// parameter's dtype, or else an in-memory file the converted weights were written into (see
-    /// <see cref="SafeTensorsFile.MapFinite"/>). A parameter on another device is copied there from that host memory.
-    /// False when the platform offers neither map (or the shapes differ), so that <c>ReadInto</c> reads it.
+    /// Fills <paramref name="parameter"/> from the checkpoint, every value checked finite in the parameter's dtype (NaN
+    /// weights would turn every logit into NaN). Stored in the parameter's dtype on the CPU, the parameter adopts the
+    /// checkpoint's own bytes (a private, copy-on-write memory map) instead of a copy: a warm load then reads nothing into
+    /// fresh memory. Stored in another dtype, the file is read and converted straight into the parameter, the check on
+    /// the same pass. A parameter on another device is filled from host memory (the map, or a converted read).
     /// </summary>
     /// <remarks>
-    /// Fresh tensor memory costs a page fault per page on first write, which made converting loads slow (most of their
-    /// time went to the kernel handing out zeroed pages); a mapped parameter's pages are faulted in by its first read.
-    /// Writes to such a parameter (merging an adapter into the base) copy the pages they touch and never reach the file.
-    /// As with every memory-mapped loader (safetensors' and llama.cpp's), a checkpoint file truncated or rewritten in
-    /// place while the model is alive makes its next read fault; FedLlm's own writers replace files by renaming a new
+    /// Writes to an adopted parameter (merging an adapter into the base) copy the pages they touch and never reach the
+    /// file. As with every memory-mapped loader (safetensors' and llama.cpp's), a checkpoint file truncated or rewritten
+    /// in place while the model is alive makes its next read fault; FedLlm's own writers replace files by renaming a new
     /// one over them, which leaves the mapped file intact.
     /// </remarks>
-    static bool TryAdopt(CheckpointFolder checkpoint, string key, Tensor parameter)
+    static void LoadParameter(CheckpointFolder checkpoint, string key, Tensor parameter)
     {
-        if (!parameter.shape.AsSpan().SequenceEqual(checkpoint.Info(key).Shape)) return false; // ReadInto reports it
-        using var mapped = checkpoint.MapFinite(key, parameter.dtype);
-        if (mapped is null) return false;
-        if (parameter.device_type != TorchSharp.DeviceType.CPU)
+        var info = checkpoint.Info(key);
+        bool sameType = info.Dtype.ToScalarType() == parameter.dtype;
+        bool sameShape = parameter.shape.AsSpan().SequenceEqual(info.Shape);
+        if (parameter.device_type == TorchSharp.DeviceType.CPU)
         {
-            var copied = parameter.copy_(mapped); // to the device, straight from the mapped host memory
-            if (!ReferenceEquals(copied, parameter)) copied.Dispose();
-            return true;
+            using var mapped = sameType && sameShape ? checkpoint.MapFinite(key) : null;
+            if (mapped is null)
+            {
+                checkpoint.ReadFiniteInto(key, parameter); // converts, or reports the shape mismatch
+                return;
+            }
+            // The parameter's storage is now the map's, and its empty one is freed. TorchSharp returns the same object
+            // from this in-place call: disposing it would dispose the parameter.
+            var adopted = parameter.set_(mapped);
+            if (!ReferenceEquals(adopted, parameter)) adopted.Dispose();
+            return;
         }
-        // The parameter's storage is now the map's, and its empty one is freed. TorchSharp returns the same object
-        // from this in-place call: disposing it would dispose the parameter.
-        var adopted = parameter.set_(mapped);
-        if (!ReferenceEquals(adopted, parameter)) adopted.Dispose();
-        return true;
+        if (!sameShape) checkpoint.ReadInto(key, parameter); // reports the shape mismatch
+        using var host = checkpoint.MapFinite(key) ?? checkpoint.Read(key);
+        using (var converted = host.to(parameter.dtype)) FiniteTensors.Require(converted, key, checkpoint.FileHolding(key), "load");
+        var copied = parameter.copy_(host); // converted as .to(dtype) does, then sent to the device
+        if (!ReferenceEquals(copied, parameter)) copied.Dispose();
     }
 
     static string Require(CheckpointFolder checkpoint, string directory, LlamaConfig config, string name) =>
