@@ -9,8 +9,9 @@ namespace FedLlm.Checkpoints;
 
 public sealed partial class SafeTensorsFile
 {
-    // Bytes of the file read per step of MapFinite: a chunk and its converted copy stay in the core's cache, and the
-    // staging buffers, the only fresh memory a load touches besides the model, stay a few MiB.
+    // Bytes of the file read per step of MapFinite and ReadFiniteInto: a chunk is checked (and converted) while it is
+    // still in the core's cache, and the staging buffers, the only fresh memory a load touches besides the model, stay
+    // a MiB per thread.
     const int StagingBytes = 1 << 20;
 
     readonly ConcurrentBag<Staging> _staging = [];
