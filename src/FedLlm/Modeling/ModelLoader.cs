@@ -96,9 +96,10 @@ public static class ModelLoader
             return;
         }
         if (!sameShape) checkpoint.ReadInto(key, parameter); // reports the shape mismatch
-        using var host = checkpoint.MapFinite(key) ?? checkpoint.Read(key);
-        using (var converted = host.to(parameter.dtype)) FiniteTensors.Require(converted, key, checkpoint.FileHolding(key), "load");
-        var copied = parameter.copy_(host); // converted as .to(dtype) does, then sent to the device
+        var mappedHost = sameType ? checkpoint.MapFinite(key) : null;
+        using var host = mappedHost ?? checkpoint.Read(key, parameter.dtype); // converted on the CPU
+        if (mappedHost is null) FiniteTensors.Require(host, key, checkpoint.FileHolding(key), "load");
+        var copied = parameter.copy_(host); // to the device
         if (!ReferenceEquals(copied, parameter)) copied.Dispose();
     }
 
