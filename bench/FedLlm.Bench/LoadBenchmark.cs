@@ -22,17 +22,20 @@ public static class LoadBenchmark
     };
 
     public const string Usage = """
-        usage: FedLlm.Bench load [--checkpoint DIR --precisions fp32,bf16,int8,nf4]
+        usage: FedLlm.Bench load [--checkpoint DIR [--create fp32|bf16] --precisions fp32,bf16,int8,nf4]
           without --checkpoint: writes a SmolLM-135M-shaped bf16 checkpoint (3 shards) to /tmp, loads it into fp32 and bf16
           --checkpoint DIR: loads DIR (e.g. /tmp/fedllm-bench-llama32-1b-bf16, which `memory` writes) with each precision
-        Each load runs in its own child process; wall and CPU seconds cover ModelLoader.Load only.
+          --create DTYPE: first writes a random Llama-3.2-1B-shaped checkpoint in DTYPE to DIR if DIR has none
+        Each load runs in its own child process; wall and CPU seconds cover ModelLoader.Load only. "first read" is one
+        pass over every parameter right after the load (a finiteness scan): the page faults a memory-mapped load leaves to
+        the first forward pass, measured apart; the peak RSS is taken after it.
         """;
 
     public static int Run(IReadOnlyList<string> arguments)
     {
         if (arguments.Count == 2 && arguments[0] == "--write") return Write(arguments[1]);
         if (arguments.Count == 3 && arguments[0] == "--read") return Read(arguments[1], arguments[2]);
-        string? checkpoint = null;
+        string? checkpoint = null, create = null;
         var precisions = new List<string> { "float32", "bfloat16" };
         for (int i = 0; i < arguments.Count; i++)
         {
@@ -40,17 +43,29 @@ public static class LoadBenchmark
             switch (arguments[i])
             {
                 case "--checkpoint": checkpoint = Value(); break;
+                case "--create": create = Value(); break;
                 case "--precisions": precisions = Value().Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).ToList(); break;
                 default: Console.Error.WriteLine($"unknown option '{arguments[i]}'\n{Usage}"); return 2;
             }
         }
         foreach (var p in precisions) BaseWeights.Parse(p, "--precisions");
+        if (create is not null)
+        {
+            if (checkpoint is null) { Console.Error.WriteLine($"--create needs --checkpoint\n{Usage}"); return 2; }
+            var dtype = create switch
+            {
+                "fp32" => ScalarType.Float32,
+                "bf16" => ScalarType.BFloat16,
+                _ => throw new ArgumentException($"--create {create}: expected fp32 or bf16"),
+            };
+            BenchModels.EnsureCheckpoint(checkpoint, BenchModels.Llama32_1B, dtype, seed: 1, Console.Error);
+        }
         string directory = checkpoint ?? Path.Combine(Path.GetTempPath(), $"fedllm-load-bench-{Environment.ProcessId}");
         try
         {
             if (checkpoint is null) Child("--write", directory);
-            Console.WriteLine("| load into | file GB | model MB | load s | load CPU s | file GB/s | runtime before load | peak RSS after load | peak − runtime − model |");
-            Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
+            Console.WriteLine("| load into | file GB | model MB | load s | load CPU s | file GB/s | first read s | first read CPU s | runtime before load | peak RSS after first read | peak − runtime − model |");
+            Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|");
             foreach (var p in precisions) Child("--read", directory, p);
         }
         finally
@@ -88,11 +103,19 @@ public static class LoadBenchmark
         double seconds = watch.Elapsed.TotalSeconds;
         process.Refresh();
         double cpuSeconds = (process.TotalProcessorTime - cpuBefore).TotalSeconds;
+        // Every parameter read once: the pages a mapped load has not touched yet are faulted in here.
+        var cpuBeforeRead = process.TotalProcessorTime;
+        watch.Restart();
+        bool finite = model.parameters().All(p => FedLlm.Checkpoints.FiniteTensors.AllFinite(p));
+        double readSeconds = watch.Elapsed.TotalSeconds;
+        process.Refresh();
+        double readCpuSeconds = (process.TotalProcessorTime - cpuBeforeRead).TotalSeconds;
+        if (!finite) throw new InvalidOperationException("a loaded parameter is not finite");
         long fileBytes = Directory.GetFiles(directory, "*.safetensors").Sum(f => new FileInfo(f).Length);
         long bytes = BenchModels.ModelBytes(model);
         long peak = TorchRuntime.PeakResidentBytes() ?? 0;
         static string Mb(long b) => $"{b / 1e6:F0} MB";
-        Console.WriteLine($"| {precisionName} | {fileBytes / 1e9:F2} | {Mb(bytes)} | {seconds:F2} | {cpuSeconds:F2} | {fileBytes / 1e9 / seconds:F2} | {Mb(runtime)} | {Mb(peak)} | {Mb(peak - runtime - bytes)} |");
+        Console.WriteLine($"| {precisionName} | {fileBytes / 1e9:F2} | {Mb(bytes)} | {seconds:F2} | {cpuSeconds:F2} | {fileBytes / 1e9 / seconds:F2} | {readSeconds:F2} | {readCpuSeconds:F2} | {Mb(runtime)} | {Mb(peak)} | {Mb(peak - runtime - bytes)} |");
         return 0;
     }
 }

@@ -112,6 +112,18 @@ public sealed class CheckpointFolder : IDisposable
     /// <exception cref="CheckpointException">No such tensor, or its file was truncated after opening.</exception>
     public Tensor? Map(string name) => FileOf(name).Map(name);
 
+    /// <summary>A tensor viewing the file's bytes in place, every element checked finite, owned by the caller, or null
+    /// when the tensor cannot be mapped; see <see cref="SafeTensorsFile.MapFinite"/>.</summary>
+    /// <exception cref="NonFiniteTensorException">An element is NaN or infinite; the message names the shard file.</exception>
+    /// <exception cref="CheckpointException">No such tensor, or its file was truncated after opening.</exception>
+    public Tensor? MapFinite(string name) => FileOf(name).MapFinite(name);
+
+    /// <summary>Copies a tensor into <paramref name="destination"/>, converting its dtype and checking every value finite
+    /// in one pass; see <see cref="SafeTensorsFile.ReadFiniteInto"/>.</summary>
+    /// <exception cref="NonFiniteTensorException">An element is NaN or infinite; the message names the shard file.</exception>
+    /// <exception cref="CheckpointException">No such tensor, or the shapes differ; the message names the shard file and tensor.</exception>
+    public void ReadFiniteInto(string name, Tensor destination) => FileOf(name).ReadFiniteInto(name, destination);
+
     /// <summary>Closes every file of the checkpoint.</summary>
     public void Dispose()
     {

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using static TorchSharp.torch;
 
 namespace FedLlm.Checkpoints;
@@ -69,6 +70,20 @@ public static class FiniteTensors
         });
         return found != 0;
     }
+
+    /// <summary>Whether <paramref name="bytes"/>, elements of <paramref name="dtype"/> in memory order, hold a NaN or an
+    /// infinity: the exponent-bit test of <see cref="AllFinite"/> on a span (a chunk of a file being loaded), on the
+    /// calling thread. False for integer and boolean types.</summary>
+    /// <exception cref="ArgumentException">A floating-point type the test does not know (complex types).</exception>
+    internal static bool AnyNonFinite(ReadOnlySpan<byte> bytes, ScalarType dtype) => dtype switch
+    {
+        ScalarType.Float32 => AnyAllOnes(MemoryMarshal.Cast<byte, uint>(bytes), 0x7F800000u),
+        ScalarType.BFloat16 => AnyAllOnes(MemoryMarshal.Cast<byte, ushort>(bytes), (ushort)0x7F80),
+        ScalarType.Float16 => AnyAllOnes(MemoryMarshal.Cast<byte, ushort>(bytes), (ushort)0x7C00),
+        ScalarType.Float64 => AnyAllOnes(MemoryMarshal.Cast<byte, ulong>(bytes), 0x7FF0000000000000ul),
+        ScalarType.Byte or ScalarType.Int8 or ScalarType.Int16 or ScalarType.Int32 or ScalarType.Int64 or ScalarType.Bool => false,
+        _ => throw new ArgumentException($"no finiteness test for {dtype} elements", nameof(dtype)),
+    };
 
     static bool AnyAllOnes<T>(ReadOnlySpan<T> words, T mask) where T : unmanaged, System.Numerics.IBinaryInteger<T>
     {

@@ -21,11 +21,11 @@ namespace FedLlm.Checkpoints;
 /// tensors' byte ranges must tile the data exactly: no overlap, no gap, nothing after the last one.
 /// </para>
 /// <para>
-/// Reads use memory maps of their own or positional I/O on one handle, and no shared state, so several threads may read
-/// different tensors of one open file at once. <see cref="Dispose"/> must not race with reads.
+/// Reads use memory maps of their own or positional I/O on one handle, and share only a thread-safe pool of staging
+/// buffers, so several threads may read different tensors of one open file at once. <see cref="Dispose"/> must not race with reads.
 /// </para>
 /// </remarks>
-public sealed class SafeTensorsFile : IDisposable
+public sealed partial class SafeTensorsFile : IDisposable
 {
     // The reference implementation refuses headers over 100 MB. A larger N means a corrupt or non-safetensors file,
     // and checking it first avoids allocating N bytes because of garbage.
@@ -131,7 +131,9 @@ public sealed class SafeTensorsFile : IDisposable
     /// </remarks>
     /// <exception cref="CheckpointException">No such tensor, or the shapes differ (the message gives both).</exception>
     /// <exception cref="ArgumentException">The destination is not a contiguous CPU tensor.</exception>
-    public void ReadInto(string name, Tensor destination)
+    public void ReadInto(string name, Tensor destination) => Fill(CheckDestination(name, destination), destination);
+
+    SafeTensorInfo CheckDestination(string name, Tensor destination)
     {
         ArgumentNullException.ThrowIfNull(destination);
         var info = Find(name);
@@ -148,11 +150,15 @@ public sealed class SafeTensorsFile : IDisposable
                 $"{destination.device_type} tensor: ReadInto fills contiguous CPU tensors; read on the CPU, then move it.",
                 nameof(destination));
         }
-        Fill(info, destination);
+        return info;
     }
 
-    /// <summary>Closes the file.</summary>
-    public void Dispose() => _handle.Dispose();
+    /// <summary>Closes the file and frees the buffers of <see cref="MapFinite"/>.</summary>
+    public void Dispose()
+    {
+        _handle.Dispose();
+        DisposeStaging();
+    }
 
     SafeTensorInfo Find(string name)
     {

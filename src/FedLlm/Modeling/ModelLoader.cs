@@ -11,7 +11,7 @@ public static class ModelLoader
     /// <summary>
     /// Reads config.json and the safetensors weights (single file or sharded). A tensor stored in the parameter's own
     /// dtype becomes the parameter without a copy (a private memory map of the file, see <c>TryAdopt</c>); one stored in
-    /// another dtype is converted from a memory map straight into the parameter, 64 MiB at a time, so loading never holds
+    /// another dtype is converted chunk by chunk into an in-memory file that the parameter maps, so loading never holds
     /// two copies of the model.
     /// </summary>
     public static LlamaForCausalLM Load(string directory, ScalarType dtype = ScalarType.Float32, Device? device = null) =>
@@ -36,19 +36,19 @@ public static class ModelLoader
             foreach (var (name, parameter) in model.named_parameters())
             {
                 string key = Require(checkpoint, directory, config, name);
-                if (!TryAdopt(checkpoint, key, parameter)) checkpoint.ReadInto(key, parameter);
-                FiniteTensors.Require(parameter, key, checkpoint.FileHolding(key), "load");
+                LoadParameter(checkpoint, key, parameter);
             }
             foreach (var (path, module) in model.named_modules())
             {
                 if (module is not QuantizedLinear quantized) continue;
                 string key = Require(checkpoint, directory, config, path + ".weight");
                 // Quantised straight from the page cache through a memory map when the file allows it: no read, and no
-                // full-precision tensor on the heap; its pages leave the resident set when the map is disposed.
-                var mapped = checkpoint.Map(key);
+                // full-precision tensor on the heap; its pages leave the resident set when the map is disposed. Checked
+                // finite before quantisation hides a NaN in a scale.
+                var mapped = checkpoint.MapFinite(key);
                 using (var weight = mapped ?? checkpoint.Read(key))
                 {
-                    FiniteTensors.Require(weight, key, checkpoint.FileHolding(key), "load"); // before quantisation hides NaN in a scale
+                    if (mapped is null) FiniteTensors.Require(weight, key, checkpoint.FileHolding(key), "load");
                     quantized.LoadWeight(weight);
                 }
                 if (mapped is null) NativeHeap.Trim(); // see NativeHeap: without it, freed full-precision tensors stay resident as heap holes
@@ -64,31 +64,43 @@ public static class ModelLoader
     }
 
     /// <summary>
-    /// Points <paramref name="parameter"/> at the checkpoint's own bytes (a private, copy-on-write memory map) instead of
-    /// copying them, when the file holds it in the parameter's dtype and shape on the CPU: the parameter's memory is then
-    /// the page cache's, so a warm load reads nothing and faults in no fresh memory. False when it must be copied.
+    /// Fills <paramref name="parameter"/> from the checkpoint, every value checked finite in the parameter's dtype (NaN
+    /// weights would turn every logit into NaN). Stored in the parameter's dtype on the CPU, the parameter adopts the
+    /// checkpoint's own bytes (a private, copy-on-write memory map) instead of a copy: a warm load then reads nothing into
+    /// fresh memory. Stored in another dtype, the file is read and converted straight into the parameter, the check on
+    /// the same pass. A parameter on another device is filled from host memory (the map, or a converted read).
     /// </summary>
     /// <remarks>
-    /// Writes to such a parameter (merging an adapter into the base) copy the pages they touch and never reach the file.
-    /// As with every memory-mapped loader (safetensors' and llama.cpp's), a checkpoint file truncated or rewritten in
-    /// place while the model is alive makes its next read fault; FedLlm's own writers replace files by renaming a new
+    /// Writes to an adopted parameter (merging an adapter into the base) copy the pages they touch and never reach the
+    /// file. As with every memory-mapped loader (safetensors' and llama.cpp's), a checkpoint file truncated or rewritten
+    /// in place while the model is alive makes its next read fault; FedLlm's own writers replace files by renaming a new
     /// one over them, which leaves the mapped file intact.
     /// </remarks>
-    static bool TryAdopt(CheckpointFolder checkpoint, string key, Tensor parameter)
+    static void LoadParameter(CheckpointFolder checkpoint, string key, Tensor parameter)
     {
         var info = checkpoint.Info(key);
-        if (info.Dtype.ToScalarType() != parameter.dtype || parameter.device_type != TorchSharp.DeviceType.CPU
-            || !parameter.shape.AsSpan().SequenceEqual(info.Shape))
+        bool sameType = info.Dtype.ToScalarType() == parameter.dtype;
+        bool sameShape = parameter.shape.AsSpan().SequenceEqual(info.Shape);
+        if (parameter.device_type == TorchSharp.DeviceType.CPU)
         {
-            return false; // converted (or the shape error reported) by ReadInto
+            using var mapped = sameType && sameShape ? checkpoint.MapFinite(key) : null;
+            if (mapped is null)
+            {
+                checkpoint.ReadFiniteInto(key, parameter); // converts, or reports the shape mismatch
+                return;
+            }
+            // The parameter's storage is now the map's, and its empty one is freed. TorchSharp returns the same object
+            // from this in-place call: disposing it would dispose the parameter.
+            var adopted = parameter.set_(mapped);
+            if (!ReferenceEquals(adopted, parameter)) adopted.Dispose();
+            return;
         }
-        using var mapped = checkpoint.Map(key);
-        if (mapped is null) return false;
-        // The parameter's storage is now the map's, and its empty one is freed. TorchSharp returns the same object
-        // from this in-place call: disposing it would dispose the parameter.
-        var adopted = parameter.set_(mapped);
-        if (!ReferenceEquals(adopted, parameter)) adopted.Dispose();
-        return true;
+        if (!sameShape) checkpoint.ReadInto(key, parameter); // reports the shape mismatch
+        var mappedHost = sameType ? checkpoint.MapFinite(key) : null;
+        using var host = mappedHost ?? checkpoint.Read(key, parameter.dtype); // converted on the CPU
+        if (mappedHost is null) FiniteTensors.Require(host, key, checkpoint.FileHolding(key), "load");
+        var copied = parameter.copy_(host); // to the device
+        if (!ReferenceEquals(copied, parameter)) copied.Dispose();
     }
 
     static string Require(CheckpointFolder checkpoint, string directory, LlamaConfig config, string name) =>

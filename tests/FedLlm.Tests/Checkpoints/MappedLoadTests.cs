@@ -10,7 +10,7 @@ namespace FedLlm.Tests.Checkpoints;
 
 /// <summary>
 /// Loading through memory maps: a bf16 checkpoint loads bit for bit into bf16 (parameters adopting the file's pages),
-/// fp32 (converted from the map) and int8/NF4 (quantised from the map) exactly as the bytes on disk say; writes never
+/// fp32 (read and converted into the parameters) and int8/NF4 (quantised from the map) exactly as the bytes on disk say; writes never
 /// reach the file; files that cannot be mapped, or that shrink after opening, still read or fail with the file's name.
 /// </summary>
 public sealed class MappedLoadTests : IDisposable

@@ -177,6 +177,7 @@ public class NonFiniteTests
 
     [Theory]
     [InlineData("fp32")]
+    [InlineData("bf16")] // converted from the float32 file on the way in
     [InlineData("nf4")]
     public void A_model_with_a_NaN_base_weight_is_refused_at_load_naming_tensor_and_file(string baseDtype)
     {
