@@ -11,8 +11,8 @@ public static class ModelLoader
     /// <summary>
     /// Reads config.json and the safetensors weights (single file or sharded). A tensor stored in the parameter's own
     /// dtype becomes the parameter without a copy (a private memory map of the file, see <c>TryAdopt</c>); one stored in
-    /// another dtype is converted chunk by chunk into an in-memory file that the parameter maps, so loading never holds
-    /// two copies of the model.
+    /// another dtype is read and converted chunk by chunk straight into the parameter, so loading never holds two copies
+    /// of the model.
     /// </summary>
     public static LlamaForCausalLM Load(string directory, ScalarType dtype = ScalarType.Float32, Device? device = null) =>
         Load(directory, new BaseWeights(dtype == ScalarType.Float32 ? BasePrecision.Fp32 : BasePrecision.Bf16) { ComputeDtype = dtype }, device);
