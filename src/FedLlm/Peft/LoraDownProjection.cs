@@ -4,19 +4,20 @@ using static TorchSharp.torch.autograd;
 namespace FedLlm.Peft;
 
 /// <summary>
-/// LoRA's down projection of a dropped-out input, A(dropout(x)) = (x ⊙ keep / (1 − p)) · Aᵀ, as one autograd node that
-/// saves x, the bool keep-mask and A, and recomputes the dropped input in backward.
+/// LoRA's down projection A · dropout(x), computed in A's dtype, as one autograd node that saves x as it came (in the
+/// base layer's dtype), the bool keep-mask and A, and recomputes the cast and the dropped input in backward.
 /// </summary>
 /// <remarks>
-/// Written as plain ops, autograd keeps the dropped input (4 bytes per element of x, for A's gradient) on top of x
-/// itself, which the base layer's neighbours keep alive anyway; for the seven projections of a layer that was most of the
-/// layer's saved activations. Here the extra memory is the mask's 1 byte per element. The forward computes the same ops
-/// in the same order as the plain version, so its output is bitwise the same; the backward computes
-/// ∂A = gᵀ · dropped and ∂x = (g · A) ⊙ keep / (1 − p) with g = ∂down.
+/// Written as plain ops, autograd keeps what the A matmul reads for A's gradient: the dropped input, and below fp32
+/// also the fp32 copy of x, each 4 bytes per element and each its own per projection (q, k and v each cast and drop the
+/// same normed input). Here the extra memory is the mask's 1 byte per element; x itself is shared by every adapter that
+/// reads it, and in bf16 it is 2 bytes per element. The forward computes the same ops in the same order as the plain
+/// version (cast, x · keep, · scale, linear), so its output is bitwise the same; the backward computes
+/// ∂A = gᵀ · dropped and ∂x = ((g · A) ⊙ keep · scale) cast back to x's dtype, with g = ∂down.
 /// </remarks>
-internal sealed class DroppedDownProjection : SingleTensorFunction<DroppedDownProjection>
+internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjection>
 {
-    const string ScaleKey = "scale", InputNeedsGradientKey = "x_needs_grad";
+    const string ScaleKey = "scale", InputNeedsGradientKey = "x_needs_grad", HasMaskKey = "has_mask";
 
     // The gradients returned by the previous backward call on this thread. libtorch has taken its own references by the
     // time the next node runs; without this, our handles would keep every adapter's input gradient alive until the
@@ -24,32 +25,35 @@ internal sealed class DroppedDownProjection : SingleTensorFunction<DroppedDownPr
     [ThreadStatic] static List<Tensor>? returned;
 
     /// <inheritdoc/>
-    public override string Name => nameof(DroppedDownProjection);
+    public override string Name => nameof(LoraDownProjection);
 
-    /// <summary>(x ⊙ keep · scale) · Aᵀ, differentiable in x and A.</summary>
-    /// <param name="x">The input (…, in).</param>
-    /// <param name="keep">Bool mask shaped like x: true = kept.</param>
+    /// <summary>(cast(x) ⊙ keep · scale) · Aᵀ in A's dtype, differentiable in x and A.</summary>
+    /// <param name="x">The input (…, in), in any floating dtype.</param>
+    /// <param name="keep">Bool mask shaped like x (true = kept), or null for no dropout.</param>
     /// <param name="weight">A, (r, in).</param>
-    /// <param name="scale">1 / (1 − p).</param>
-    public static Tensor Apply(Tensor x, Tensor keep, Tensor weight, double scale) => apply(x, keep, weight, scale);
+    /// <param name="scale">1 / (1 − p); ignored without a mask.</param>
+    public static Tensor Apply(Tensor x, Tensor? keep, Tensor weight, double scale) => apply(x, keep!, weight, scale);
 
-    /// <summary>Same ops as the plain version: x · keep, then · scale, then linear.</summary>
-    static Tensor Dropped(Tensor x, Tensor keep, double scale)
+    /// <summary>What A multiplies: x in A's dtype, dropped when there is a mask; the same ops as the plain version.</summary>
+    static Tensor Input(Tensor x, Tensor? keep, ScalarType dtype, double scale)
     {
-        using var masked = x * keep;
+        using var lifted = x.to(dtype); // an alias when x is already in A's dtype
+        if (keep is null) return lifted.alias();
+        using var masked = lifted * keep;
         return masked.mul(scale);
     }
 
     /// <inheritdoc/>
     public override Tensor forward(AutogradContext ctx, params object[] vars)
     {
-        var (x, keep, weight, scale) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2], (double)vars[3]);
-        ctx.save_for_backward([x, keep, weight]);
+        var (x, keep, weight, scale) = ((Tensor)vars[0], (Tensor?)vars[1], (Tensor)vars[2], (double)vars[3]);
+        ctx.save_for_backward(keep is null ? [x, weight] : [x, weight, keep]);
         ctx.save_data(ScaleKey, scale);
+        ctx.save_data(HasMaskKey, keep is not null);
         ctx.save_data(InputNeedsGradientKey, x.requires_grad);
         ctx.set_materialize_grads(false);
-        using var dropped = Dropped(x, keep, scale);
-        return nn.functional.linear(dropped, weight); // (…, r)
+        using var input = Input(x, keep, weight.dtype, scale);
+        return nn.functional.linear(input, weight); // (…, r)
     }
 
     /// <inheritdoc/>
@@ -62,20 +66,27 @@ internal sealed class DroppedDownProjection : SingleTensorFunction<DroppedDownPr
         var saved = ctx.get_saved_variables();
         try
         {
-            var (x, keep, weight) = (saved[0], saved[1], saved[2]);
+            var (x, weight) = (saved[0], saved[1]);
+            var keep = (bool)ctx.get_data(HasMaskKey) ? saved[2] : null;
             double scale = (double)ctx.get_data(ScaleKey);
             long rank = weight.shape[0], inFeatures = weight.shape[1];
             Tensor weightGradient;
-            using (var dropped = Dropped(x, keep, scale))
+            using (var input = Input(x, keep, weight.dtype, scale))
             using (var g2 = gradOutput.reshape(-1, rank))                   // (N, r)
             using (var gT = g2.t())                                         // (r, N)
-            using (var d2 = dropped.reshape(-1, inFeatures))                // (N, in)
+            using (var d2 = input.reshape(-1, inFeatures))                  // (N, in)
                 weightGradient = gT.mm(d2);                                 // (r, in)
             Tensor? inputGradient = null;
             if ((bool)ctx.get_data(InputNeedsGradientKey))
             {
-                using var throughA = gradOutput.matmul(weight);            // (…, in)
-                inputGradient = Dropped(throughA, keep, scale);
+                using var throughA = gradOutput.matmul(weight);            // (…, in), A's dtype
+                if (keep is null) inputGradient = throughA.to(x.dtype, copy: true);
+                else
+                {
+                    using var masked = throughA * keep;
+                    using var dropped = masked.mul(scale);
+                    inputGradient = dropped.to(x.dtype, copy: true);
+                }
             }
             returned.Add(weightGradient);
             if (inputGradient is not null) returned.Add(inputGradient);
