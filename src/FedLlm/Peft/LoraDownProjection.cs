@@ -96,6 +96,10 @@ internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjecti
         {
             foreach (var t in saved) t.Dispose();
             gradOutput.Dispose(); // our handle only; libtorch keeps its own
+            // Release what forward saved now, as libtorch's own nodes do after their backward: a TorchSharp node keeps its
+            // saved tensors until the whole graph is freed, so every layer's inputs and masks would stay alive (and pin
+            // the heap between them) until the training step ends. No FedLlm graph is back-propagated twice.
+            ctx.Dispose();
         }
     }
 }
