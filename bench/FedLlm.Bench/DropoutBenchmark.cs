@@ -10,7 +10,7 @@ namespace FedLlm.Bench;
 /// up at width 576 and of down at 1536; 30 layers): the time to draw one step's keep-masks the way LoraLinear drew them
 /// before (<c>rand</c> + <c>ge</c> on one torch generator) and with <see cref="DropoutMask"/>, and the bytes autograd keeps
 /// per layer for the down projections: the plain ops (the dropped float input of each projection plus its bool mask) and
-/// the fused node (<see cref="DroppedDownProjection"/>: the masks; x itself is shared with what every adapter keeps
+/// the fused node (<see cref="LoraDownProjection"/>: the masks; x itself is shared with what every adapter keeps
 /// without dropout).
 /// </summary>
 public static class DropoutBenchmark
@@ -83,7 +83,7 @@ public static class DropoutBenchmark
                 }
             stack(outputs).sum().backward();
         });
-        Measure("LoraLinear now: DropoutMask + DroppedDownProjection", repeats, () =>
+        Measure("LoraLinear now: DropoutMask + LoraDownProjection", repeats, () =>
         {
             using var scope = NewDisposeScope();
             var outputs = new List<Tensor>();

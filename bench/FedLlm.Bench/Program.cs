@@ -8,7 +8,7 @@ string command = arguments.Count > 0 && !arguments[0].StartsWith('-') ? argument
 if (arguments.Count > 0 && arguments[0] == command) arguments.RemoveAt(0);
 if (arguments.Contains("--help") || arguments.Contains("-h"))
 {
-    Console.WriteLine(string.Join("\n", TrainStepOptions.Usage, MemoryBenchmark.Usage, LoadBenchmark.Usage, ServeBenchmark.Usage, RoundOverheadBenchmark.Usage, DropoutBenchmark.Usage, DecodeBenchmark.Usage));
+    Console.WriteLine(string.Join("\n", TrainStepOptions.Usage, MemoryBenchmark.Usage, MemoryAccounting.Usage, LoadBenchmark.Usage, ServeBenchmark.Usage, RoundOverheadBenchmark.Usage, DropoutBenchmark.Usage, DecodeBenchmark.Usage));
     return 0;
 }
 if (command == "decode") return DecodeBenchmark.Run(arguments);
@@ -23,6 +23,7 @@ if (command == "transfer") return TransferBenchmark.Run(arguments);
 if (command == "transfer-one") return TransferBenchmark.RunOne(arguments);
 if (command == "memory") return MemoryBenchmark.Run(arguments);
 if (command == "memory-one") return MemoryBenchmark.RunOne(arguments);
+if (command == "memory-accounting") return MemoryAccounting.Run(arguments);
 if (command is not ("train-step" or "train-step-one"))
 {
     Console.Error.WriteLine($"unknown command '{command}'\n{TrainStepOptions.Usage}");

@@ -149,10 +149,16 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var gate = gate_proj.forward(x);                   // (B, T, F)
-        using var activated = nn.functional.silu(gate);
         using var up = up_proj.forward(x);                       // (B, T, F)
-        using var product = activated * up;
+        // While training, one node that recomputes silu(gate) in backward instead of keeping it; the same ops otherwise.
+        using var product = is_grad_enabled() && (gate.requires_grad || up.requires_grad) ? SwiGluProduct.Apply(gate, up) : Product(gate, up);
         return down_proj.forward(product);                       // (B, T, H)
+    }
+
+    static Tensor Product(Tensor gate, Tensor up)
+    {
+        using var activated = nn.functional.silu(gate);
+        return activated * up;
     }
 
     internal IEnumerable<(string Name, nn.Module<Tensor, Tensor> Module)> Projections()

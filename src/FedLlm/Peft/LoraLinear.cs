@@ -84,12 +84,23 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         var result = base_layer.forward(x);                       // (B, T, out)
         if (!Enabled || Merged) return result;
         var inputDtype = x.dtype;
-        // Adapter weights stay fp32 whatever the base computes in (bf16, int8...); cast the activations to them and back.
-        using var x32 = x.to(lora_A.Weight.dtype);
-        using var down = dropout > 0 && training ? DroppedDown(x32) : nn.functional.linear(x32, lora_A.Weight); // (B, T, r)
+        bool dropping = dropout > 0 && training;
+        // Adapter weights stay fp32 whatever the base computes in (bf16, int8...): the activations are cast to them and
+        // back. While training, the node casts and drops inside, so autograd keeps x as it is (shared by q, k and v)
+        // instead of a 4-byte copy per adapter; without gradients (inference) the plain ops are cheaper.
+        using var keep = dropping ? Keep(x) : null;
+        using var down = dropping || (inputDtype != lora_A.Weight.dtype && is_grad_enabled())
+            ? LoraDownProjection.Apply(x, keep, lora_A.Weight, dropping ? 1.0 / (1.0 - dropout) : 1.0)
+            : Plain(x);                                                // (B, T, r)
         using var up = nn.functional.linear(down, lora_B.Weight);      // (B, T, out)
         using var delta = up.to(inputDtype);
         return result.add_(delta, Scaling);
+    }
+
+    Tensor Plain(Tensor x)
+    {
+        using var x32 = x.to(lora_A.Weight.dtype);
+        return nn.functional.linear(x32, lora_A.Weight);
     }
 
     /// <summary>
@@ -99,13 +110,12 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     /// </summary>
     public Generator? DropoutGenerator { get; set; }
 
-    /// <summary>A(dropout(x)): inverted dropout x · keep / (1 − p) with a mask drawn from <see cref="DropoutGenerator"/>, then
-    /// A, as one autograd node that keeps the 1-byte mask instead of the dropped input (<see cref="DroppedDownProjection"/>).</summary>
-    Tensor DroppedDown(Tensor x)
+    /// <summary>Inverted dropout's keep-mask for x (true = kept, probability 1 − p), drawn from
+    /// <see cref="DropoutGenerator"/>; <see cref="LoraDownProjection"/> keeps this 1-byte mask instead of the dropped input.</summary>
+    Tensor Keep(Tensor x)
     {
         DropoutGenerator ??= new Generator(0, x.device); // the mask's key is drawn on the generator's device
-        using var keep = DropoutMask.Keep(x, dropout, DropoutGenerator);
-        return DroppedDownProjection.Apply(x, keep, lora_A.Weight, 1.0 / (1.0 - dropout));
+        return DropoutMask.Keep(x, dropout, DropoutGenerator);
     }
 
     /// <summary>ΔW = B·A·scaling, the one formula merge and unmerge share ([out, in], fp32).</summary>

@@ -17,7 +17,7 @@ public class LoraDropoutTests
         using var a = tensor(new float[] { 1, 0, 1, 0, 0, 1, 0, 1 }, [2, 4]).requires_grad_(true);
 
         // Execute
-        using var down = DroppedDownProjection.Apply(x, keep, a, 2.0);
+        using var down = LoraDownProjection.Apply(x, keep, a, 2.0);
         using var g = tensor(new float[] { 1, 2 }, [1, 2]);
         down.backward([g]);
 
@@ -47,7 +47,7 @@ public class LoraDropoutTests
         // Execute
         using var plain = nn.functional.linear((x1 * keep).mul(1.0 / (1.0 - p)), a1);
         plain.backward([g]);
-        using var fused = DroppedDownProjection.Apply(x2, keep, a2, 1.0 / (1.0 - p));
+        using var fused = LoraDownProjection.Apply(x2, keep, a2, 1.0 / (1.0 - p));
         fused.backward([g]);
 
         // Assert: forward bit for bit (same ops in the same order), gradients to float rounding
@@ -56,6 +56,66 @@ public class LoraDropoutTests
         if (inputNeedsGradient) Assert.True(x1.grad!.allclose(x2.grad!, rtol: 1e-5, atol: 1e-6));
         else Assert.Null(x2.grad);
         Assert.False(keep.all().item<bool>(), "the mask must drop something, or the test checks nothing");
+    }
+
+    [Fact]
+    public void A_bf16_input_without_a_mask_is_cast_to_A_and_its_gradient_cast_back_as_a_hand_computed_case()
+    {
+        // Prepare: x in bf16 (exact small integers), fp32 A summing elements 1+3 and 2+4, no dropout
+        using var x = tensor(new float[] { 1, 2, 3, 4 }, [1, 4]).to(ScalarType.BFloat16).requires_grad_(true);
+        using var a = tensor(new float[] { 1, 0, 1, 0, 0, 1, 0, 1 }, [2, 4]).requires_grad_(true);
+
+        // Execute
+        using var down = LoraDownProjection.Apply(x, null, a, 1.0);
+        using var g = tensor(new float[] { 1, 2 }, [1, 2]);
+        down.backward([g]);
+
+        // Assert: down = [1+3, 2+4] in fp32; ∂A = gᵀ·x; ∂x = g·A = [1 2 1 2], in x's dtype
+        Assert.Equal(ScalarType.Float32, down.dtype);
+        Assert.Equal(new float[] { 4, 6 }, down.data<float>().ToArray());
+        Assert.Equal(new float[] { 1, 2, 3, 4, 2, 4, 6, 8 }, a.grad!.data<float>().ToArray());
+        Assert.Equal(ScalarType.BFloat16, x.grad!.dtype);
+        using var xGrad = x.grad!.to(ScalarType.Float32);
+        Assert.Equal(new float[] { 1, 2, 1, 2 }, xGrad.data<float>().ToArray());
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void On_a_bf16_input_the_node_equals_the_plain_cast_dropout_and_linear_bit_for_bit(bool dropping)
+    {
+        // Prepare: what LoraLinear built before: x.to(fp32), · keep, · 1/(1−p), linear; x also feeds a frozen matmul,
+        // as the base layer's input does, so its gradient is a sum of two
+        const double p = 0.1;
+        using var generator = new Generator(23);
+        using var x0 = randn([2, 5, 48], generator: generator).to(ScalarType.BFloat16);
+        using var w = randn([8, 48], generator: generator).to(ScalarType.BFloat16);
+        using var a0 = randn([4, 48], generator: generator);
+        using var g = randn([2, 5, 4], generator: generator);
+        using var gBase = randn([2, 5, 8], generator: generator).to(ScalarType.BFloat16);
+        using var keep = dropping ? DropoutMask.Keep(x0, p, generator) : null;
+        double scale = dropping ? 1.0 / (1.0 - p) : 1.0;
+        using var x1 = x0.clone().requires_grad_(true);
+        using var a1 = a0.clone().requires_grad_(true);
+        using var x2 = x0.clone().requires_grad_(true);
+        using var a2 = a0.clone().requires_grad_(true);
+
+        // Execute
+        using var x32 = x1.to(ScalarType.Float32);
+        using var dropped = keep is null ? x32.alias() : (x32 * keep).mul(scale);
+        using var plain = nn.functional.linear(dropped, a1);
+        using var base1 = nn.functional.linear(x1, w);
+        autograd.backward([plain, base1], [g, gBase]);
+        using var fused = LoraDownProjection.Apply(x2, keep, a2, scale);
+        using var base2 = nn.functional.linear(x2, w);
+        autograd.backward([fused, base2], [g, gBase]);
+
+        // Assert: forward and both gradients bit for bit
+        Assert.True(plain.eq(fused).all().item<bool>());
+        Assert.True(a1.grad!.eq(a2.grad!).all().item<bool>(), "∂A");
+        Assert.Equal(ScalarType.BFloat16, x2.grad!.dtype);
+        Assert.True(x1.grad!.eq(x2.grad!).all().item<bool>(), "∂x");
+        if (keep is not null) Assert.False(keep.all().item<bool>(), "the mask must drop something, or the test checks nothing");
     }
 
     [Fact]

@@ -1,0 +1,105 @@
+using static TorchSharp.torch;
+using static TorchSharp.torch.autograd;
+
+namespace FedLlm.Peft;
+
+/// <summary>
+/// LoRA's down projection A · dropout(x), computed in A's dtype, as one autograd node that saves x as it came (in the
+/// base layer's dtype), the bool keep-mask and A, and recomputes the cast and the dropped input in backward.
+/// </summary>
+/// <remarks>
+/// Written as plain ops, autograd keeps what the A matmul reads for A's gradient: the dropped input, and below fp32
+/// also the fp32 copy of x, each 4 bytes per element and each its own per projection (q, k and v each cast and drop the
+/// same normed input). Here the extra memory is the mask's 1 byte per element; x itself is shared by every adapter that
+/// reads it, and in bf16 it is 2 bytes per element. The forward computes the same ops in the same order as the plain
+/// version (cast, x · keep, · scale, linear), so its output is bitwise the same; the backward computes
+/// ∂A = gᵀ · dropped and ∂x = ((g · A) ⊙ keep · scale) cast back to x's dtype, with g = ∂down.
+/// </remarks>
+internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjection>
+{
+    const string ScaleKey = "scale", InputNeedsGradientKey = "x_needs_grad", HasMaskKey = "has_mask";
+
+    // The gradients returned by the previous backward call on this thread. libtorch has taken its own references by the
+    // time the next node runs; without this, our handles would keep every adapter's input gradient alive until the
+    // training step's dispose scope ends (as FrozenLinearFunction does; backward of CPU graphs runs on the calling thread).
+    [ThreadStatic] static List<Tensor>? returned;
+
+    /// <inheritdoc/>
+    public override string Name => nameof(LoraDownProjection);
+
+    /// <summary>(cast(x) ⊙ keep · scale) · Aᵀ in A's dtype, differentiable in x and A.</summary>
+    /// <param name="x">The input (…, in), in any floating dtype.</param>
+    /// <param name="keep">Bool mask shaped like x (true = kept), or null for no dropout.</param>
+    /// <param name="weight">A, (r, in).</param>
+    /// <param name="scale">1 / (1 − p); ignored without a mask.</param>
+    public static Tensor Apply(Tensor x, Tensor? keep, Tensor weight, double scale) => apply(x, keep!, weight, scale);
+
+    /// <summary>What A multiplies: x in A's dtype, dropped when there is a mask; the same ops as the plain version.</summary>
+    static Tensor Input(Tensor x, Tensor? keep, ScalarType dtype, double scale)
+    {
+        using var lifted = x.to(dtype); // an alias when x is already in A's dtype
+        if (keep is null) return lifted.alias();
+        using var masked = lifted * keep;
+        return masked.mul(scale);
+    }
+
+    /// <inheritdoc/>
+    public override Tensor forward(AutogradContext ctx, params object[] vars)
+    {
+        var (x, keep, weight, scale) = ((Tensor)vars[0], (Tensor?)vars[1], (Tensor)vars[2], (double)vars[3]);
+        ctx.save_for_backward(keep is null ? [x, weight] : [x, weight, keep]);
+        ctx.save_data(ScaleKey, scale);
+        ctx.save_data(HasMaskKey, keep is not null);
+        ctx.save_data(InputNeedsGradientKey, x.requires_grad);
+        ctx.set_materialize_grads(false);
+        using var input = Input(x, keep, weight.dtype, scale);
+        return nn.functional.linear(input, weight); // (…, r)
+    }
+
+    /// <inheritdoc/>
+    public override List<Tensor> backward(AutogradContext ctx, Tensor gradOutput)
+    {
+        returned ??= new List<Tensor>(2);
+        foreach (var t in returned) t.Dispose();
+        returned.Clear();
+        if (gradOutput is null || gradOutput.IsInvalid) return [null!, null!, null!, null!];
+        var saved = ctx.get_saved_variables();
+        try
+        {
+            var (x, weight) = (saved[0], saved[1]);
+            var keep = (bool)ctx.get_data(HasMaskKey) ? saved[2] : null;
+            double scale = (double)ctx.get_data(ScaleKey);
+            long rank = weight.shape[0], inFeatures = weight.shape[1];
+            Tensor weightGradient;
+            using (var input = Input(x, keep, weight.dtype, scale))
+            using (var g2 = gradOutput.reshape(-1, rank))                   // (N, r)
+            using (var gT = g2.t())                                         // (r, N)
+            using (var d2 = input.reshape(-1, inFeatures))                  // (N, in)
+                weightGradient = gT.mm(d2);                                 // (r, in)
+            Tensor? inputGradient = null;
+            if ((bool)ctx.get_data(InputNeedsGradientKey))
+            {
+                using var throughA = gradOutput.matmul(weight);            // (…, in), A's dtype
+                if (keep is null) inputGradient = throughA.to(x.dtype, copy: true);
+                else
+                {
+                    using var masked = throughA * keep;
+                    using var dropped = masked.mul(scale);
+                    inputGradient = dropped.to(x.dtype, copy: true);
+                }
+            }
+            returned.Add(weightGradient);
+            if (inputGradient is not null) returned.Add(inputGradient);
+            return [inputGradient!, null!, weightGradient, null!];
+        }
+        finally
+        {
+            foreach (var t in saved) t.Dispose();
+            gradOutput.Dispose(); // our handle only; libtorch keeps its own
+            // Release what forward saved now, as libtorch's own nodes do after their backward: a TorchSharp node keeps its
+            // saved tensors until the whole graph is freed, so every layer's inputs and masks would stay alive (and pin
+            // the heap between them) until the training step ends. No FedLlm graph is back-propagated twice.
+            ctx.Dispose();
+        }
+    }
+}
