@@ -12,6 +12,7 @@ if (arguments.Contains("--help") || arguments.Contains("-h"))
     return 0;
 }
 if (command == "decode") return DecodeBenchmark.Run(arguments);
+if (command == "gemv") return GemvProbe.Run(arguments);
 if (command == "decode-fedllm") return DecodeBenchmark.RunFedLlm(arguments);
 if (command == "decode-llamacpp") return DecodeBenchmark.RunLlamaCpp(arguments);
 if (command == "dropout") return DropoutBenchmark.Run(arguments);
