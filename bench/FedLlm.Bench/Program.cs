@@ -8,7 +8,7 @@ string command = arguments.Count > 0 && !arguments[0].StartsWith('-') ? argument
 if (arguments.Count > 0 && arguments[0] == command) arguments.RemoveAt(0);
 if (arguments.Contains("--help") || arguments.Contains("-h"))
 {
-    Console.WriteLine(string.Join("\n", TrainStepOptions.Usage, MemoryBenchmark.Usage, LoadBenchmark.Usage, ServeBenchmark.Usage, RoundOverheadBenchmark.Usage, DropoutBenchmark.Usage, DecodeBenchmark.Usage));
+    Console.WriteLine(string.Join("\n", TrainStepOptions.Usage, MemoryBenchmark.Usage, LoadBenchmark.Usage, ServeBenchmark.Usage, RoundOverheadBenchmark.Usage, DropoutBenchmark.Usage, DecodeBenchmark.Usage, GemvProbe.Usage));
     return 0;
 }
 if (command == "decode") return DecodeBenchmark.Run(arguments);
