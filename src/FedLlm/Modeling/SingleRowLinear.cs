@@ -30,7 +30,7 @@ public static class SingleRowLinear
         long outFeatures = weight.shape[0], inFeatures = weight.shape[1];
         using var split = weight.view(pieces, outFeatures / pieces, inFeatures);     // (P, out/P, in)
         // The column is the row transposed, strides (1, in): built as reshape(1, in, 1) instead (strides (in, 1, 1))
-        // MKL gets a leading dimension of 1 and takes a generic kernel four times slower than linear.
+        // MKL gets a leading dimension of 1 and takes a generic kernel, far slower than linear.
         using var row = input.reshape(1, inFeatures);                                // (1, in)
         using var column = row.t();                                                   // (in, 1)
         using var column3 = column.unsqueeze(0);                                      // (1, in, 1)
