@@ -1,4 +1,3 @@
-using FedLlm.Modeling;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

@@ -1,4 +1,4 @@
-using FedLlm.Modeling;
+using FedLlm.Quantization;
 using static TorchSharp.torch;
 
 namespace FedLlm.Tests.Modeling;

@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace FedLlm.Modeling;
+namespace FedLlm.Quantization;
 
 /// <summary>
 /// y = x Wᵀ + b for a single input row, the product of every projection in a batch-1 decode step, computed so that
