@@ -32,12 +32,12 @@ public static class DecodeBenchmark
 {
     public const string Usage =
         "decode [--prompt-tokens 32] [--new-tokens 128] [--repetitions 5] [--threads 2] [--batches 1,8] [--precisions fp32,bf16] " +
-        "[--gguf f32,f16] [--skip-llamacpp] [--seed 2023] [--checkpoint DIR] [--json PATH]";
+        "[--gguf f32,f16] [--skip-llamacpp] [--seed 2023] [--checkpoint DIR] [--json PATH] [--baseline FedLlm.Bench-of-another-build]";
 
     static readonly string[] Flags =
     [
         "--prompt-tokens", "--new-tokens", "--repetitions", "--threads", "--batches", "--precisions", "--gguf", "--seed",
-        "--checkpoint", "--json",
+        "--checkpoint", "--json", "--baseline",
     ];
 
     /// <summary>The options of one invocation; the children get the same values on their command line.</summary>
@@ -54,6 +54,10 @@ public static class DecodeBenchmark
         public long Seed { get; init; } = 2023;
         public string Checkpoint { get; init; } = Path.Combine(Path.GetTempPath(), "fedllm-bench-decode-smollm135m-seed2023");
         public string Json { get; init; } = "";
+
+        /// <summary>Another build's FedLlm.Bench (the commit before a change): its FedLlm children run just before this
+        /// build's at each precision and batch, labelled "FedLlm baseline", for before/after in one invocation.</summary>
+        public string Baseline { get; init; } = "";
 
         public static Options Parse(IReadOnlyList<string> arguments)
         {
@@ -78,7 +82,10 @@ public static class DecodeBenchmark
                 Seed = seed,
                 Checkpoint = BenchArguments.String(arguments, "--checkpoint", Path.Combine(Path.GetTempPath(), $"fedllm-bench-decode-smollm135m-seed{seed}")),
                 Json = BenchArguments.String(arguments, "--json", ""),
+                Baseline = BenchArguments.String(arguments, "--baseline", ""),
             };
+            if (options.Baseline.Length > 0 && !File.Exists(options.Baseline))
+                throw new ArgumentException($"decode: --baseline '{options.Baseline}' is not a file (give the FedLlm.Bench executable of the other build)");
             if (options.NewTokens < 2) throw new ArgumentException("decode: --new-tokens must be at least 2 (one prefill token and one decode step)");
             return options;
         }
@@ -125,7 +132,12 @@ public static class DecodeBenchmark
                 results.Add(ChildProcess.Run<DecodeMeasurement>(["decode-llamacpp", Gguf(options, type), type, .. options.Common()], Console.Error));
         foreach (var precision in options.Precisions)
             foreach (int batch in options.Batches)
+            {
+                if (options.Baseline.Length > 0)
+                    results.Add(ChildProcess.Run<DecodeMeasurement>(options.Baseline, ["decode-fedllm", precision, $"{batch}", .. options.Common()], Console.Error)
+                        with { Engine = "FedLlm baseline" });
                 results.Add(ChildProcess.Run<DecodeMeasurement>(["decode-fedllm", precision, $"{batch}", .. options.Common()], Console.Error));
+            }
 
         WriteTable(options, results);
         if (options.Json.Length > 0)
@@ -160,6 +172,14 @@ public static class DecodeBenchmark
                               $"{fedLlm.Tokens.Distinct().Count()} distinct ids in FedLlm's continuation");
             int sameDefault = exact.Tokens.Zip(exactTokens).TakeWhile(p => p.First == p.Second).Count();
             Console.WriteLine($"llama.cpp f32 with its default (timed) settings vs its exact settings: {sameDefault} of {exactTokens.Count} identical before the first difference");
+        }
+        foreach (var baseline in results.Where(r => r.Engine == "FedLlm baseline"))
+        {
+            var current = results.FirstOrDefault(r => r.Engine == "FedLlm" && r.Precision == baseline.Precision && r.Batch == baseline.Batch);
+            if (current is null) continue;
+            int same = current.Tokens.Zip(baseline.Tokens).TakeWhile(p => p.First == p.Second).Count();
+            Console.WriteLine($"greedy tokens of the first sequence, FedLlm {baseline.Precision} batch {baseline.Batch} vs the baseline build: " +
+                              $"{same} of {current.Tokens.Count} identical before the first difference; decode speed-up {current.DecodeTokensPerSecond / baseline.DecodeTokensPerSecond:F2}×");
         }
     }
 

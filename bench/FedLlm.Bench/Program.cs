@@ -8,10 +8,11 @@ string command = arguments.Count > 0 && !arguments[0].StartsWith('-') ? argument
 if (arguments.Count > 0 && arguments[0] == command) arguments.RemoveAt(0);
 if (arguments.Contains("--help") || arguments.Contains("-h"))
 {
-    Console.WriteLine(string.Join("\n", TrainStepOptions.Usage, MemoryBenchmark.Usage, MemoryAccounting.Usage, LoadBenchmark.Usage, ServeBenchmark.Usage, RoundOverheadBenchmark.Usage, DropoutBenchmark.Usage, DecodeBenchmark.Usage));
+    Console.WriteLine(string.Join("\n", TrainStepOptions.Usage, MemoryBenchmark.Usage, MemoryAccounting.Usage, LoadBenchmark.Usage, ServeBenchmark.Usage, RoundOverheadBenchmark.Usage, DropoutBenchmark.Usage, DecodeBenchmark.Usage, GemvProbe.Usage));
     return 0;
 }
 if (command == "decode") return DecodeBenchmark.Run(arguments);
+if (command == "gemv") return GemvProbe.Run(arguments);
 if (command == "decode-fedllm") return DecodeBenchmark.RunFedLlm(arguments);
 if (command == "decode-llamacpp") return DecodeBenchmark.RunLlamaCpp(arguments);
 if (command == "dropout") return DropoutBenchmark.Run(arguments);

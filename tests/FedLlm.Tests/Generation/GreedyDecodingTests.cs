@@ -51,6 +51,29 @@ public class GreedyDecodingTests
         Assert.True(expected.Sum(e => e.Distinct().Count()) >= prompts.Length * 4, "continuations too uniform to compare");
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]   // tied head: the embedding matrix as the head
+    public void Batch_one_decoding_through_the_row_split_products_gives_the_tokens_of_full_recomputation(bool tied)
+    {
+        // Prepare: one fp32 prompt, so every decode step is a single row and its projections and head go through
+        // SingleRowLinear (an even vocabulary, so the head splits too); recomputation projects whole prompts with linear.
+        // bf16 single rows stay on linear (SingleRowLinearTests), so its decode path is the one it was.
+        var config = TinyModels.Llama(tied) with { VocabSize = 96 };
+        using var model = LlamaForCausalLM.CreateRandom(config, seed: 12, std: 0.3, embeddingStd: 1.0);
+        long[] prompt = [3, 14, 15, 92, 65, 35];
+        const int newTokens = 16;
+        var expected = RecomputedGreedy(model, prompt, newTokens);
+
+        // Execute
+        var generated = new TextGenerator(model, new IdTokenizer(config.VocabSize))
+            .GenerateIds([prompt], new GenerationOptions { MaxNewTokens = newTokens });
+
+        // Assert
+        Assert.Equal(expected, generated[0].ToArray());
+        Assert.True(expected.Distinct().Count() >= 4, "continuation too uniform to compare");
+    }
+
     [Fact]
     public void Rotary_apply_with_the_signed_sine_equals_rotate_half_bit_for_bit()
     {

@@ -1,0 +1,93 @@
+using FedLlm.Quantization;
+using static TorchSharp.torch;
+
+namespace FedLlm.Tests.Modeling;
+
+/// <summary><see cref="SingleRowLinear"/>: the row-split product of a decode step against <c>linear</c>.</summary>
+public class SingleRowLinearTests
+{
+    [Theory]
+    [InlineData(ScalarType.Float32, 1e-6, 1, false)]
+    [InlineData(ScalarType.Float32, 1e-6, 2, true)]
+    [InlineData(ScalarType.Float32, 1e-6, 3, false)]  // 3 threads do not divide 10 rows: 2 pieces
+    public void One_row_agrees_with_linear_to_rounding(ScalarType dtype, double tolerance, int threads, bool withBias)
+    {
+        // Prepare: 10 output rows with different values, so that a piece written to the wrong place changes the answer
+        int previousThreads = get_num_threads();
+        set_num_threads(threads);
+        try
+        {
+            using var generator = new Generator(3);
+            using var weight = randn(new long[] { 10, 6 }, generator: generator).to(dtype);  // (out, in)
+            using var bias = withBias ? randn(new long[] { 10 }, generator: generator).to(dtype) : null;
+            using var input = randn(new long[] { 1, 1, 6 }, generator: generator).to(dtype); // (B, T, in)
+            using var _ = no_grad();
+            using var expected = nn.functional.linear(input, weight, bias);
+
+            // Execute
+            using var actual = SingleRowLinear.Forward(input, weight, bias);
+
+            // Assert: the shape of linear's result and its values to the dtype's rounding
+            Assert.Equal(expected.shape, actual.shape);
+            Assert.Equal(dtype, actual.dtype);
+            using var expected32 = expected.to(ScalarType.Float32);
+            using var actual32 = actual.to(ScalarType.Float32);
+            Assert.True(actual32.allclose(expected32, rtol: tolerance, atol: tolerance),
+                $"max difference {(actual32 - expected32).abs().max().item<float>()}");
+        }
+        finally
+        {
+            set_num_threads(previousThreads);
+        }
+    }
+
+    [Fact]
+    public void A_vector_input_gives_a_vector()
+    {
+        // Prepare
+        using var generator = new Generator(4);
+        using var weight = randn(new long[] { 8, 5 }, generator: generator);
+        using var input = randn(new long[] { 5 }, generator: generator);
+        using var _ = no_grad();
+
+        // Execute
+        using var actual = SingleRowLinear.Forward(input, weight);
+
+        // Assert
+        using var expected = weight.mv(input);
+        Assert.Equal(new long[] { 8 }, actual.shape);
+        Assert.True(actual.allclose(expected, rtol: 1e-6, atol: 1e-6));
+    }
+
+    [Fact]
+    public void Several_rows_an_odd_row_count_bf16_and_recorded_gradients_stay_on_linear_bit_for_bit()
+    {
+        // Prepare: the training forward must not change, so every case but a gradient-free fp32 single row is linear itself
+        using var generator = new Generator(5);
+        using var weight = randn(new long[] { 10, 6 }, generator: generator);
+        using var oddWeight = randn(new long[] { 9, 6 }, generator: generator);
+        using var rows = randn(new long[] { 2, 3, 6 }, generator: generator);
+        using var row = randn(new long[] { 1, 1, 6 }, generator: generator);
+        using var trackedRow = row.detach().requires_grad_(true);
+
+        // Execute and assert
+        using (no_grad())
+        {
+            using var severalRows = SingleRowLinear.Forward(rows, weight);
+            using var severalRowsLinear = nn.functional.linear(rows, weight);
+            Assert.True(severalRows.eq(severalRowsLinear).all().item<bool>());
+            using var oddRows = SingleRowLinear.Forward(row, oddWeight);
+            using var oddRowsLinear = nn.functional.linear(row, oddWeight);
+            Assert.True(oddRows.eq(oddRowsLinear).all().item<bool>());
+            using var bf16Row = row.to(ScalarType.BFloat16);
+            using var bf16Weight = weight.to(ScalarType.BFloat16);
+            using var bf16 = SingleRowLinear.Forward(bf16Row, bf16Weight);
+            using var bf16Linear = nn.functional.linear(bf16Row, bf16Weight);
+            Assert.True(bf16.eq(bf16Linear).all().item<bool>());
+        }
+        using var tracked = SingleRowLinear.Forward(trackedRow, weight);
+        using var trackedLinear = nn.functional.linear(trackedRow, weight);
+        Assert.True(tracked.eq(trackedLinear).all().item<bool>());
+        Assert.True(tracked.requires_grad);
+    }
+}
