@@ -114,7 +114,7 @@ public static class MemoryAccounting
 
         static string G(long b) => (b / (1024.0 * 1024 * 1024)).ToString("F2", CultureInfo.InvariantCulture);
         static string M(long b) => (b / 1e6).ToString("F1", CultureInfo.InvariantCulture);
-        Console.WriteLine($"precision {precision}, batch {options.Batch} × {options.Seq}, LoRA dropout {options.LoraDropout}, loss chunk {options.LossChunk}, model {M(modelBytes)} MB; allocator: {FedLlm.Runtime.AllocatorPolicy.Description}; load average {File.ReadAllText("/proc/loadavg").Trim()}");
+        Console.WriteLine($"precision {precision}, batch {options.Batch} × {options.Seq}, LoRA dropout {options.LoraDropout}, loss chunk {options.LossChunk}, model {M(modelBytes)} MB; load average {File.ReadAllText("/proc/loadavg").Trim()}");
         Console.WriteLine("| moment | RSS GiB | peak RSS so far GiB | in use: heap + mmapped GiB | free in heap GiB | RSS − in use GiB |");
         Console.WriteLine("|---|---:|---:|---:|---:|---:|");
         foreach (var (moment, heap) in rows)

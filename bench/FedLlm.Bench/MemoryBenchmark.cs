@@ -99,7 +99,6 @@ public static class MemoryBenchmark
         double loadSeconds = watch.Elapsed.TotalSeconds;
         long loadPeak = ProcessMemory.PeakRssBytes();
         long modelBytes = BenchModels.ModelBytes(model);
-        Console.Error.WriteLine($"allocator: {FedLlm.Runtime.AllocatorPolicy.Description}");
         Console.Error.WriteLine($"{precision}: loaded in {loadSeconds:F1} s, model {modelBytes / 1e9:F2} GB, peak RSS {loadPeak / 1e9:F2} GB");
 
         var sites = LoraInjector.Inject(model, FedLlmTrainStep.Lora with { Dropout = 0.05 }, new Generator(1));
