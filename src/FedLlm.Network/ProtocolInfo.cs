@@ -9,7 +9,7 @@ public static class ProtocolInfo
     public const uint Major = 2;
 
     /// <summary>Bumped when fields are only added (older peers ignore them).</summary>
-    public const uint Minor = 3;
+    public const uint Minor = 4;
 
     /// <summary>Insecure mode only: the client id the caller claims (with TLS the id comes from its certificate or token).</summary>
     public const string ClientIdHeader = "fedllm-client-id";

@@ -197,6 +197,11 @@ public sealed class ServerConfig
         /// <summary>HOST:PORT for Prometheus metrics over plain HTTP (/metrics); null = off.</summary>
         public string? MetricsListen { get; set; }
 
+        /// <summary>Also take transfers over the bulk channel on the same port (TLS ALPN fedllm-bulk/2): tensor bytes
+        /// raw instead of inside gRPC messages. Off only where something between clients and server passes nothing but
+        /// gRPC (a gRPC-aware proxy); clients then use the RPCs.</summary>
+        public bool BulkTransfer { get; set; } = true;
+
         /// <summary>Transfer encoding both ways: fp32, bf16, fp16, int8 (blockwise), each optionally +gzip.</summary>
         public string Encoding { get; set; } = "fp32";
 

@@ -80,6 +80,8 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
     readonly ClientStateStore store = new(options.StateDirectory);
     Session? session;
     int workingOn = -1;
+    // The bulk channel, when the server offered it at the last join (and this connection can use it).
+    BulkClient? bulk;
 
     /// <summary>Runs until the server says the run has finished (returns 0) or refuses this client for good (returns 2:
     /// not on the roster, removed, another CA, a revoked certificate, another protocol, base model or task), with the
@@ -98,6 +100,7 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
                 var api = new Protocol.Federation.FederationClient(channel);
                 var secAgg = new Protocol.SecAggFederation.SecAggFederationClient(channel);
                 var join = await JoinAsync(api, cancellationToken);
+                bulk = join.BulkTransfer && BulkClient.Available(connection) ? new BulkClient(connection) : null;
                 backoff = TimeSpan.FromMilliseconds(500);
                 logger.LogInformation("client {Client} joined run {Run} at {Address} as roster index {Index}", connection.ClientId, join.RunId, connection.Address, join.RosterIndex);
                 // Heartbeats start at once: loading the model and data on the first join can take a while.
@@ -243,9 +246,13 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
         {
             try
             {
-                global = await FetchAsync(api.FetchGlobal(new FetchRequest { Round = task.Round }, connection.Headers(), cancellationToken: cancellationToken), cancellationToken);
+                global = bulk is not null
+                    ? await bulk.FetchAsync(new FetchRequest { Round = task.Round }, tensorSet: false, cancellationToken)
+                    : await FetchAsync(api.FetchGlobal(new FetchRequest { Round = task.Round }, connection.Headers(), cancellationToken: cancellationToken), cancellationToken);
                 foreach (var name in task.TensorSets)
-                    sets[name] = await FetchAsync(api.FetchTensorSet(new FetchRequest { Round = task.Round, TensorSet = name }, connection.Headers(), cancellationToken: cancellationToken), cancellationToken);
+                    sets[name] = bulk is not null
+                        ? await bulk.FetchAsync(new FetchRequest { Round = task.Round, TensorSet = name }, tensorSet: true, cancellationToken)
+                        : await FetchAsync(api.FetchTensorSet(new FetchRequest { Round = task.Round, TensorSet = name }, connection.Headers(), cancellationToken: cancellationToken), cancellationToken);
             }
             catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition)
             {
@@ -464,7 +471,7 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
     }
 
     Task<SubmitReply> SubmitAsync(Protocol.Federation.FederationClient api, int round, ClientUpdate update, TransferEncoding encoding, CancellationToken cancellationToken) =>
-        SubmitAsync(api, connection, round, update, encoding, cancellationToken);
+        bulk is not null ? bulk.SubmitAsync(round, update, encoding, cancellationToken) : SubmitAsync(api, connection, round, update, encoding, cancellationToken);
 
     /// <summary>Frees the loaded model and the data shard of the current session, if any.</summary>
     public void Dispose()

@@ -14,6 +14,10 @@ namespace FedLlm.Network.Client;
 public sealed record ServerConnection(string Address, string ClientId, bool Insecure, string? Token = null, Func<HttpMessageHandler>? Handler = null,
     TlsDiagnostics? Tls = null)
 {
+    /// <summary>The TLS options of a bulk-channel connection (<see cref="BulkClient"/>): the same client certificate and
+    /// pinned CA as <see cref="Handler"/>'s; null = no bulk channel over TLS (the gRPC calls carry everything).</summary>
+    public Func<System.Net.Security.SslClientAuthenticationOptions>? BulkTls { get; init; }
+
     /// <summary>HTTP/2 flow-control windows large enough that a 1 MiB chunk never waits for a window update.</summary>
     public const int StreamWindowBytes = 16 << 20;
 

@@ -50,12 +50,9 @@ public static class ServerSecurityLoader
 public sealed class KitAuthenticator(ServerKit kit, bool tokenMode = false) : IClientAuthenticator
 {
     /// <inheritdoc/>
-    public string Authenticate(ServerCallContext context)
+    public string Authenticate(CallerCredentials caller)
     {
-        var http = context.GetHttpContext();
-        var certificate = http.Connection.ClientCertificate;
-        string? claimed = context.RequestHeaders.GetValue(ProtocolInfo.ClientIdHeader);
-        string? token = context.RequestHeaders.GetValue(ProtocolInfo.TokenHeader);
+        var (certificate, claimed, token) = caller;
         try
         {
             if (!tokenMode) return kit.Authenticate(certificate, claimed, token);
@@ -130,7 +127,10 @@ public static class ClientCredentialsLoader
             var handler = kit.CreateHttpHandler(diagnostics.ServerRejected);
             handler.InitialHttp2StreamWindowSize = ServerConnection.StreamWindowBytes;
             return handler;
-        }, diagnostics);
+        }, diagnostics)
+        {
+            BulkTls = () => kit.CreateSslOptions(diagnostics.ServerRejected),
+        };
     }
 
     /// <summary>A kit used with its token only: ca.crt pins the server, the token proves the client; client.crt, if
@@ -163,7 +163,10 @@ public static class ClientCredentialsLoader
             SslOptions = new SslClientAuthenticationOptions { RemoteCertificateValidationCallback = ServerCertificateValidation.PinnedToCa(ca, diagnostics.ServerRejected) },
             EnableMultipleHttp2Connections = true,
             InitialHttp2StreamWindowSize = ServerConnection.StreamWindowBytes,
-        }, diagnostics);
+        }, diagnostics)
+        {
+            BulkTls = () => new SslClientAuthenticationOptions { RemoteCertificateValidationCallback = ServerCertificateValidation.PinnedToCa(ca, diagnostics.ServerRejected) },
+        };
     }
 
     /// <summary>An operator's connection for <c>fedllm admin</c>: the admin certificate of an admin-NAME/ folder.</summary>

@@ -16,6 +16,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using FedLlm.Network.Transfer;
 using Prometheus;
 
 namespace FedLlm.Network.Server;
@@ -91,6 +92,9 @@ public sealed class FederationHost : IAsyncDisposable
         builder.Services.AddSingleton<IHostLifetime, ProcessOwnsSignals>();
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
         var refusals = new RefusalLog(extras.RefusalLogger ?? LoggerFactory.Create(FedLlmLogging.Configure).CreateLogger("FedLlm.Server.Refusals"), extras.Metrics);
+        // Bulk connections are served by the federation service, which the app's container builds once it exists.
+        IServiceProvider? services = null;
+        Func<FederationService>? bulkService = run.BulkTransfer ? () => ActivatorUtilities.CreateInstance<FederationService>(services!) : null;
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             // Large flow-control windows keep a fast link busy while 1 MiB chunks stream (the defaults, under 1 MiB, stall it).
@@ -105,7 +109,7 @@ public sealed class FederationHost : IAsyncDisposable
             kestrel.Listen(endpoint, options =>
             {
                 options.Protocols = HttpProtocols.Http2;
-                options.Use(next => connection => ScreenFirstBytes(connection, next, tls is not null, refusals));
+                options.Use(next => connection => ScreenFirstBytes(connection, next, tls is not null, refusals, bulkService));
                 if (tls is null) return;
                 // The kit's own handshake options (certificate context, client certificate check, ALPN h2), used as given.
                 options.UseHttps(new TlsHandshakeCallbackOptions
@@ -114,14 +118,17 @@ public sealed class FederationHost : IAsyncDisposable
                     {
                         var connection = context.Connection;
                         string peer = connection.RemoteEndPoint?.ToString() ?? "unknown peer";
-                        return ValueTask.FromResult(tls.ForConnection(reason =>
+                        var handshake = tls.ForConnection(reason =>
                         {
                             connection.Items[CertificateRefusedKey] = true;
                             refusals.Refused("certificate", peer, reason);
-                        }));
+                        });
+                        if (bulkService is not null)
+                            handshake.ApplicationProtocols = [.. handshake.ApplicationProtocols ?? [SslApplicationProtocol.Http2], BulkFrames.ApplicationProtocol];
+                        return ValueTask.FromResult(handshake);
                     },
                 });
-                options.Use(next => connection => RequireHttp2(connection, next, refusals));
+                options.Use(next => connection => RequireHttp2(connection, next, refusals, bulkService));
             });
             if (metricsEndpoint is not null) kestrel.Listen(metricsEndpoint, options => options.Protocols = HttpProtocols.Http1);
         });
@@ -149,6 +156,7 @@ public sealed class FederationHost : IAsyncDisposable
         builder.Services.AddSingleton(extras.SecAgg);
         if (extras.Admin is not null) builder.Services.AddSingleton(extras.Admin);
         var app = builder.Build();
+        services = app.Services;
         if (metricsEndpoint is not null && extras.Metrics is { } metrics)
         {
             int port = metricsEndpoint.Port;
@@ -186,7 +194,7 @@ public sealed class FederationHost : IAsyncDisposable
     /// (0x16) on a TLS port, the HTTP/2 preface on an h2c port. After the TLS middleware has run, a connection that never
     /// reached HTTP/2 and whose certificate was not refused failed its handshake for another reason (the client
     /// refused our certificate, or spoke an old TLS), logged too.</summary>
-    static async Task ScreenFirstBytes(ConnectionContext connection, ConnectionDelegate next, bool tls, RefusalLog refusals)
+    static async Task ScreenFirstBytes(ConnectionContext connection, ConnectionDelegate next, bool tls, RefusalLog refusals, Func<FederationService>? bulkService)
     {
         string peer = connection.RemoteEndPoint?.ToString() ?? "unknown peer";
         var input = connection.Transport.Input;
@@ -214,6 +222,14 @@ public sealed class FederationHost : IAsyncDisposable
             input.AdvanceTo(buffer.Start, buffer.End);
         }
         byte first = buffer.FirstSpan[0];
+        if (!tls && bulkService is not null && StartsWith(buffer, BulkFrames.Preface))
+        {
+            input.AdvanceTo(buffer.Start);
+            // An --insecure server's bulk connection: no TLS, so no ALPN; the preface alone routes it.
+            await using var plain = new DuplexPipeStream(connection.Transport);
+            await bulkService().ServeBulkAsync(plain, null, peer, connection.ConnectionClosed);
+            return;
+        }
         bool preface = StartsWith(buffer, Http2Preface);
         bool looksHttp1 = !preface && first is >= (byte)'A' and <= (byte)'Z';
         input.AdvanceTo(buffer.Start); // only looked: the next reader sees every byte
@@ -234,7 +250,7 @@ public sealed class FederationHost : IAsyncDisposable
             refusals.Refused("handshake", peer, "the TLS handshake failed (the client refused this server's certificate, offered no common TLS version, or hung up)");
     }
 
-    static bool StartsWith(ReadOnlySequence<byte> buffer, byte[] prefix)
+    static bool StartsWith(ReadOnlySequence<byte> buffer, ReadOnlySpan<byte> prefix)
     {
         if (buffer.Length < prefix.Length) return false;
         Span<byte> head = stackalloc byte[prefix.Length];
@@ -242,11 +258,20 @@ public sealed class FederationHost : IAsyncDisposable
         return head.SequenceEqual(prefix);
     }
 
-    /// <summary>After TLS: gRPC needs HTTP/2 chosen by ALPN; an HTTP/1.1 client is refused with a log line.</summary>
-    static Task RequireHttp2(ConnectionContext connection, ConnectionDelegate next, RefusalLog refusals)
+    /// <summary>After TLS: gRPC needs HTTP/2 chosen by ALPN; an HTTP/1.1 client is refused with a log line; a
+    /// connection that chose the bulk channel is served here, on the TLS stream itself.</summary>
+    static Task RequireHttp2(ConnectionContext connection, ConnectionDelegate next, RefusalLog refusals, Func<FederationService>? bulkService)
     {
         connection.Items[ReachedHttp2Key] = true;
         var protocol = connection.Features.Get<Microsoft.AspNetCore.Server.Kestrel.Core.Features.ITlsApplicationProtocolFeature>()?.ApplicationProtocol ?? ReadOnlyMemory<byte>.Empty;
+        if (bulkService is not null && protocol.Span.SequenceEqual(BulkFrames.ApplicationProtocol.Protocol.Span))
+        {
+            // Read and written on the SslStream directly, not through the connection's pipes: the bytes of a tensor then
+            // go from the decryption straight into its memory.
+            var tlsStream = connection.Features.Get<Microsoft.AspNetCore.Server.Kestrel.Core.Features.ISslStreamFeature>()!.SslStream;
+            var certificate = connection.Features.Get<ITlsConnectionFeature>()?.ClientCertificate;
+            return bulkService().ServeBulkAsync(tlsStream, certificate, connection.RemoteEndPoint?.ToString() ?? "unknown peer", connection.ConnectionClosed);
+        }
         if (!protocol.Span.SequenceEqual(SslApplicationProtocol.Http2.Protocol.Span))
         {
             string offered = protocol.IsEmpty ? "no ALPN protocol" : Encoding.ASCII.GetString(protocol.Span);
@@ -284,5 +309,36 @@ public sealed class FederationHost : IAsyncDisposable
     {
         public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
         public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+
+    /// <summary>A stream over a connection's pipes (reads from its input, writes to its output), for a bulk connection on
+    /// an --insecure port.</summary>
+    sealed class DuplexPipeStream(IDuplexPipe pipe) : Stream
+    {
+        readonly Stream reader = pipe.Input.AsStream(leaveOpen: true);
+        readonly Stream writer = pipe.Output.AsStream(leaveOpen: true);
+
+        public override bool CanRead => true;
+        public override bool CanWrite => true;
+        public override bool CanSeek => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override int Read(byte[] buffer, int offset, int count) => reader.Read(buffer, offset, count);
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => reader.ReadAsync(buffer, cancellationToken);
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => reader.ReadAsync(buffer, offset, count, cancellationToken);
+        public override void Write(byte[] buffer, int offset, int count) => writer.Write(buffer, offset, count);
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) => writer.WriteAsync(buffer, cancellationToken);
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => writer.WriteAsync(buffer, offset, count, cancellationToken);
+        public override void Flush() => writer.Flush();
+        public override Task FlushAsync(CancellationToken cancellationToken) => writer.FlushAsync(cancellationToken);
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override async ValueTask DisposeAsync()
+        {
+            await reader.DisposeAsync();
+            await writer.DisposeAsync();
+            await base.DisposeAsync();
+        }
     }
 }

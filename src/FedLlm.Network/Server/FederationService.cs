@@ -19,6 +19,9 @@ public sealed record RunDescription(string RunId, ModelFingerprint Model, LoraOp
     /// <summary>Each client's held-out share for per-client evaluation (data.client_eval_fraction; 0 = none): clients
     /// must speak protocol v2.3 or later.</summary>
     public double ClientEvalFraction { get; init; }
+
+    /// <summary>The server takes transfers over its bulk channel too (server.bulk_transfer), and says so at join.</summary>
+    public bool BulkTransfer { get; init; } = true;
 }
 
 /// <summary>
@@ -26,7 +29,7 @@ public sealed record RunDescription(string RunId, ModelFingerprint Model, LoraOp
 /// under the size limit. It holds no round logic of its own. Every refused call is logged once (rate-limited) with the
 /// peer's address by <see cref="RefusalLog"/>.
 /// </summary>
-public sealed class FederationService(RemoteClients clients, RunDescription run, IClientAuthenticator authenticator,
+public sealed partial class FederationService(RemoteClients clients, RunDescription run, IClientAuthenticator authenticator,
     Func<(int NextRound, string? LastMetrics)> progress, RefusalLog refusals, ILogger<FederationService> logger) : Protocol.Federation.FederationBase
 {
     /// <summary>The protocol minor that brought the SecAggExchange.</summary>
@@ -36,32 +39,38 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
     public const uint ClientEvaluationMinor = 3;
 
     /// <summary>The authenticated caller, who must be on the roster and not removed.</summary>
-    string Identify(ServerCallContext context)
+    string Identify(ServerCallContext context) => Identify(CallerCredentials.Of(context), context.Peer);
+
+    /// <summary>The authenticated caller (from its credentials, wherever they came), who must be on the roster and not
+    /// removed; a refusal is logged with <paramref name="peer"/>.</summary>
+    string Identify(CallerCredentials caller, string peer)
     {
-        string id = Authenticate(context);
+        string id = Authenticate(caller, peer);
         if (clients.RosterIndex(id) is null)
-            throw Refuse(context, "roster", StatusCode.PermissionDenied, $"client '{id}' is not on this run's roster; ask the operator to add it to server.roster");
+            throw Refuse(peer, "roster", StatusCode.PermissionDenied, $"client '{id}' is not on this run's roster; ask the operator to add it to server.roster");
         if (clients.IsRemoved(id))
-            throw Refuse(context, "removed", StatusCode.PermissionDenied, $"client '{id}' was removed from this run by the operator");
+            throw Refuse(peer, "removed", StatusCode.PermissionDenied, $"client '{id}' was removed from this run by the operator");
         return id;
     }
 
-    string Authenticate(ServerCallContext context)
+    string Authenticate(CallerCredentials caller, string peer)
     {
         try
         {
-            return authenticator.Authenticate(context);
+            return authenticator.Authenticate(caller);
         }
         catch (RpcException e)
         {
-            refusals.Refused(e.StatusCode == StatusCode.PermissionDenied ? "roster" : "auth", context.Peer, e.Status.Detail);
+            refusals.Refused(e.StatusCode == StatusCode.PermissionDenied ? "roster" : "auth", peer, e.Status.Detail);
             throw;
         }
     }
 
-    RpcException Refuse(ServerCallContext context, string kind, StatusCode code, string reason)
+    RpcException Refuse(ServerCallContext context, string kind, StatusCode code, string reason) => Refuse(context.Peer, kind, code, reason);
+
+    RpcException Refuse(string peer, string kind, StatusCode code, string reason)
     {
-        refusals.Refused(kind, context.Peer, reason);
+        refusals.Refused(kind, peer, reason);
         return new RpcException(new Status(code, reason));
     }
 
@@ -69,7 +78,7 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
     /// records its declared example count, and answers with the run description and its roster index.</summary>
     public override Task<JoinReply> Join(JoinRequest request, ServerCallContext context)
     {
-        string id = Authenticate(context);
+        string id = Authenticate(CallerCredentials.Of(context), context.Peer);
         if (clients.StopReason is { } stopping)
             throw Refuse(context, "stopping", StatusCode.Unavailable, $"the server is stopping ({stopping}); join again when it is back");
         if (ProtocolInfo.Incompatibility(request.Protocol) is { } incompatible)
@@ -106,6 +115,7 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
             ClientEvalFraction = run.ClientEvalFraction,
             UpdateEncoding = clients.Options.Encoding.ToString(),
             HeartbeatSeconds = clients.Options.HeartbeatInterval.TotalSeconds,
+            BulkTransfer = run.BulkTransfer,
         });
     }
 
@@ -167,15 +177,10 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
         if (requestStream.Current.PartCase != UpdateChunk.PartOneofCase.Header) return Refuse(id, -1, "an update must start with its header");
         var header = requestStream.Current.Header;
         long bytes = requestStream.Current.CalculateSize();
-        using var lease = clients.BeginSubmission(id, header.Round, header.ClientId, out string refusal, out var retryAfter);
-        if (lease is null) return new SubmitReply { Accepted = false, Reason = refusal, RetryAfterSeconds = retryAfter.TotalSeconds };
-
+        var (opened, limit, refusal) = OpenSubmission(id, header, bytes);
+        if (opened is null) return refusal!;
+        using var lease = opened;
         var round = lease.Context;
-        // Secure aggregation: the server must never hold one client's update in the clear, so it is refused unread.
-        if (FedLlm.Federation.SecureAggregation.SecureAggregationOptions.FromConfig(round.Instructions) is not null)
-            return Refuse(id, header.Round, $"round {RoundRecord.NumberOf(header.Round)} uses secure aggregation: the update travels only masked, through SecAggExchange, never in the clear");
-        long limit = Math.Min(clients.Options.MaxUpdateBytes, LargestUpdateBytes(round));
-        if (bytes > limit) return RefuseOversize(id, header.Round, limit, round, bytes);
         var weights = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var returned = round.Instructions.ReturnedTensorSets;
         var sets = returned.ToDictionary(name => name, _ => new Dictionary<string, Tensor>(StringComparer.Ordinal), StringComparer.Ordinal);
@@ -225,7 +230,33 @@ public sealed class FederationService(RemoteClients clients, RunDescription run,
             foreach (var parts in setParts.Values) parts.Dispose();
         }
         Interlocked.Add(ref round.BytesReceived, bytes);
+        return TakeUpdate(id, lease, header, weights, sets, bytes);
+    }
 
+    /// <summary>Before an update's tensors are read: whether this client may submit for this round now (the lease), and
+    /// the most bytes it may send; or the refusal to answer with.</summary>
+    (RoundLease? Lease, long Limit, SubmitReply? Refusal) OpenSubmission(string id, UpdateHeader header, long headerBytes)
+    {
+        var lease = clients.BeginSubmission(id, header.Round, header.ClientId, out string refusal, out var retryAfter);
+        if (lease is null) return (null, 0, new SubmitReply { Accepted = false, Reason = refusal, RetryAfterSeconds = retryAfter.TotalSeconds });
+        var round = lease.Context;
+        // Secure aggregation: the server must never hold one client's update in the clear, so it is refused unread.
+        SubmitReply? refused = null;
+        if (FedLlm.Federation.SecureAggregation.SecureAggregationOptions.FromConfig(round.Instructions) is not null)
+            refused = Refuse(id, header.Round, $"round {RoundRecord.NumberOf(header.Round)} uses secure aggregation: the update travels only masked, through SecAggExchange, never in the clear");
+        long limit = Math.Min(clients.Options.MaxUpdateBytes, LargestUpdateBytes(round));
+        if (refused is null && headerBytes > limit) refused = RefuseOversize(id, header.Round, limit, round, headerBytes);
+        if (refused is null) return (lease, limit, null);
+        lease.Dispose();
+        return (null, 0, refused);
+    }
+
+    /// <summary>A fully read update: screened against the round's bounds, then taken into the round or refused (and
+    /// freed) with the reason.</summary>
+    SubmitReply TakeUpdate(string id, RoundLease lease, UpdateHeader header, Dictionary<string, Tensor> weights, Dictionary<string, Dictionary<string, Tensor>> sets, long bytes)
+    {
+        var round = lease.Context;
+        var returned = round.Instructions.ReturnedTensorSets;
         var update = new ClientUpdate(id, weights, header.ExampleCount, header.Metrics.ToDictionary(kv => kv.Key, kv => kv.Value))
         {
             TensorSets = sets.Where(kv => kv.Value.Count > 0).ToDictionary(kv => kv.Key, kv => (IReadOnlyDictionary<string, Tensor>)kv.Value, StringComparer.Ordinal),

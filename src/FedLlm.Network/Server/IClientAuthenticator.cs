@@ -1,14 +1,24 @@
 using Grpc.Core;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Http;
 
 namespace FedLlm.Network.Server;
 
-/// <summary>Finds out which client is calling. Every RPC goes through it, so no message field can name another client.</summary>
+/// <summary>What a caller presents: the TLS client certificate of its connection, the id it claims and its token.</summary>
+public sealed record CallerCredentials(X509Certificate2? Certificate, string? ClaimedId, string? Token)
+{
+    /// <summary>The credentials of a gRPC call: its connection's certificate and its metadata.</summary>
+    public static CallerCredentials Of(ServerCallContext context) => new(context.GetHttpContext().Connection.ClientCertificate,
+        context.RequestHeaders.GetValue(ProtocolInfo.ClientIdHeader), context.RequestHeaders.GetValue(ProtocolInfo.TokenHeader));
+}
+
+/// <summary>Finds out which client is calling. Every RPC and every bulk transfer goes through it, so no message field can
+/// name another client.</summary>
 public interface IClientAuthenticator
 {
     /// <summary>The caller's client id.</summary>
     /// <exception cref="RpcException">Unauthenticated, with the reason.</exception>
-    string Authenticate(ServerCallContext context);
+    string Authenticate(CallerCredentials caller);
 }
 
 /// <summary>
@@ -18,8 +28,8 @@ public interface IClientAuthenticator
 public sealed class InsecureClaimedIdentity : IClientAuthenticator
 {
     /// <inheritdoc/>
-    public string Authenticate(ServerCallContext context) =>
-        context.RequestHeaders.GetValue(ProtocolInfo.ClientIdHeader) is { Length: > 0 } id
+    public string Authenticate(CallerCredentials caller) =>
+        caller.ClaimedId is { Length: > 0 } id
             ? id
             : throw new RpcException(new Status(StatusCode.Unauthenticated, $"no '{ProtocolInfo.ClientIdHeader}' metadata"));
 }

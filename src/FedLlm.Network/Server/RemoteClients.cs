@@ -792,8 +792,8 @@ public sealed class OpenRound
     /// <summary>Wire bytes of updates read from clients in this round, refused ones included (updated with <see
     /// cref="Interlocked"/>).</summary>
     public long BytesReceived;
-    readonly Lazy<IReadOnlyList<TensorChunk>> encodedGlobal;
-    readonly Dictionary<string, Lazy<IReadOnlyList<TensorChunk>>> encodedSets;
+    readonly Lazy<EncodedTensors> encodedGlobal;
+    readonly Dictionary<string, Lazy<EncodedTensors>> encodedSets;
 
     /// <summary>Opens round <paramref name="round"/>; the round takes ownership of <paramref name="global"/> and
     /// <paramref name="tensorSets"/> (copies made by the caller) and frees them when the last reference is
@@ -812,8 +812,8 @@ public sealed class OpenRound
         Global = global;
         TensorSets = tensorSets;
         Assigned = assigned;
-        encodedGlobal = new(() => TensorChunks.EncodeAll(global, encoding));
-        encodedSets = tensorSets.ToDictionary(kv => kv.Key, kv => new Lazy<IReadOnlyList<TensorChunk>>(() => TensorChunks.EncodeAll(kv.Value, encoding)),
+        encodedGlobal = new(() => new EncodedTensors(global, encoding));
+        encodedSets = tensorSets.ToDictionary(kv => kv.Key, kv => new Lazy<EncodedTensors>(() => new EncodedTensors(kv.Value, encoding)),
             StringComparer.Ordinal);
         long adapterBytes = AdapterTensors.Bytes(global);
         UploadBytes = adapterBytes * (1 + instructions.ReturnedTensorSets.Count);
@@ -860,17 +860,21 @@ public sealed class OpenRound
     /// <summary>Assigned clients the round still waits for: neither accepted, refused nor left out.</summary>
     public IEnumerable<string> Pending() => Assigned.Where(id => !Accepted.ContainsKey(id) && !LeftOut.Contains(id) && !Refused.ContainsKey(id));
 
-    /// <summary>The global adapter's chunks, encoded once per round.</summary>
-    public IReadOnlyList<TensorChunk> EncodedGlobal => encodedGlobal.Value;
+    /// <summary>The global adapter's chunks, encoded once per round (valid while a lease on the round is held).</summary>
+    public IReadOnlyList<TensorChunk> EncodedGlobal => encodedGlobal.Value.Chunks;
 
     /// <summary>A tensor set's chunks, encoded once per round; null when the round has no such set.</summary>
-    public IReadOnlyList<TensorChunk>? EncodedSet(string name) => encodedSets.TryGetValue(name, out var set) ? set.Value : null;
+    public IReadOnlyList<TensorChunk>? EncodedSet(string name) => encodedSets.TryGetValue(name, out var set) ? set.Value.Chunks : null;
 
     internal void Acquire() => Interlocked.Increment(ref references);
 
     internal void Release()
     {
         if (Interlocked.Decrement(ref references) != 0) return;
+        // The encodings first: an fp32 encoding shares the global's memory.
+        if (encodedGlobal.IsValueCreated) encodedGlobal.Value.Dispose();
+        foreach (var set in encodedSets.Values)
+            if (set.IsValueCreated) set.Value.Dispose();
         AdapterTensors.Dispose(Global);
         foreach (var set in TensorSets.Values) AdapterTensors.Dispose(set);
         foreach (var update in Discarded) update.DisposeTensors();

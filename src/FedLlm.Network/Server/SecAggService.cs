@@ -114,7 +114,7 @@ public sealed class SecAggService(RemoteClients clients, SecAggSessions sessions
         string id;
         try
         {
-            id = authenticator.Authenticate(context);
+            id = authenticator.Authenticate(CallerCredentials.Of(context));
         }
         catch (RpcException e)
         {

@@ -70,7 +70,8 @@ public static class ServerProcess
         var metrics = new ServerMetrics();
         using var remote = new RemoteClients(remoteOptions, loggers.CreateLogger("FedLlm.Server.Rounds"), metrics: metrics);
         metrics.TrackConnected(remote.ConnectedCount);
-        var description = new RunDescription(runId, fingerprint, run.Lora, federation, options.Objective) { SecureAggregation = options.SecureAggregation is not null, ClientEvalFraction = options.Data.ClientEvalFraction };
+        var description = new RunDescription(runId, fingerprint, run.Lora, federation, options.Objective) { SecureAggregation = options.SecureAggregation is not null, ClientEvalFraction = options.Data.ClientEvalFraction,
+            BulkTransfer = config.Server.BulkTransfer };
         secAgg ??= new SecAggSessions();
         string metricsPath = Path.Combine(output, "metrics.jsonl");
         int? lastCommitted = new RunStore(output).LatestRound;

@@ -73,7 +73,7 @@ public static class TensorChunks
             bool first = true;
             foreach (var segment in segments)
             {
-                using var memory = new NativeBytes(segment);
+                var memory = new TensorMemory(segment);
                 for (int offset = 0; offset < memory.Length; offset += MaxChunkBytes)
                 {
                     var slice = memory.Memory.Slice(offset, Math.Min(MaxChunkBytes, memory.Length - offset));
@@ -88,35 +88,78 @@ public static class TensorChunks
         }
     }
 
-    static TensorHeader Header(string name, Tensor tensor, TransferEncoding encoding, long encodedBytes)
+    internal static TensorHeader Header(string name, Tensor tensor, TransferEncoding encoding, long encodedBytes)
     {
         var header = new TensorHeader { Name = name, Dtype = Float32, Encoding = encoding.ToString(), EncodedBytes = encodedBytes };
         header.Shape.AddRange(tensor.shape);
         return header;
     }
+}
 
-    /// <summary>The native memory of a contiguous CPU tensor as <see cref="Memory{T}"/>, for as long as the tensor lives.</summary>
-    sealed unsafe class NativeBytes : MemoryManager<byte>
+/// <summary>
+/// A tensor set encoded once and served many times (a round's global adapter, to every client): its chunks in name
+/// order, over the encoded memory. An uncompressed encoding keeps its payload in native tensors (for fp32 of an fp32
+/// tensor, the source tensor's own memory, so nothing is copied or allocated); gzip keeps managed arrays.
+/// </summary>
+/// <remarks>The source tensors must outlive this object and not change meanwhile; disposing it frees the encoded
+/// copies (not the sources), after which its chunks must not be read.</remarks>
+public sealed class EncodedTensors : IDisposable
+{
+    readonly List<Tensor> owned = new();
+
+    /// <summary>Every tensor's chunks, in name order: the first of each carries its header.</summary>
+    public IReadOnlyList<TensorChunk> Chunks { get; }
+
+    /// <summary>Encodes <paramref name="tensors"/> with <paramref name="encoding"/>.</summary>
+    public EncodedTensors(IReadOnlyDictionary<string, Tensor> tensors, TransferEncoding encoding)
     {
-        readonly byte* start;
-
-        public int Length { get; }
-
-        public NativeBytes(Tensor contiguousCpu)
+        ArgumentNullException.ThrowIfNull(tensors);
+        ArgumentNullException.ThrowIfNull(encoding);
+        var chunks = new List<TensorChunk>();
+        try
         {
-            var span = contiguousCpu.bytes;
-            // Native memory does not move, so the address outlives the span; the tensor keeps it allocated.
-            start = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(span));
-            Length = span.Length;
+            foreach (var (name, tensor) in tensors.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            {
+                if (encoding.Gzip)
+                {
+                    chunks.AddRange(TensorChunks.Split(name, tensor, encoding));
+                    continue;
+                }
+                long length = TensorCodec.EncodedLength(encoding, tensor.numel());
+                var header = TensorChunks.Header(name, tensor, encoding, length);
+                var segments = TensorCodec.EncodeSegments(tensor, encoding);
+                owned.AddRange(segments);
+                if (length == 0)
+                {
+                    chunks.Add(new TensorChunk { Header = header });
+                    continue;
+                }
+                bool first = true;
+                foreach (var segment in segments)
+                {
+                    var memory = new TensorMemory(segment);
+                    for (int offset = 0; offset < memory.Length; offset += TensorChunks.MaxChunkBytes)
+                    {
+                        var slice = memory.Memory.Slice(offset, Math.Min(TensorChunks.MaxChunkBytes, memory.Length - offset));
+                        chunks.Add(new TensorChunk { Header = first ? header : null, Data = UnsafeByteOperations.UnsafeWrap(slice) });
+                        first = false;
+                    }
+                }
+            }
         }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+        Chunks = chunks;
+    }
 
-        public override Span<byte> GetSpan() => new(start, Length);
-
-        public override MemoryHandle Pin(int elementIndex = 0) => new(start + elementIndex);
-
-        public override void Unpin() { }
-
-        protected override void Dispose(bool disposing) { }
+    /// <summary>Frees the encoded copies.</summary>
+    public void Dispose()
+    {
+        foreach (var tensor in owned) tensor.Dispose();
+        owned.Clear();
     }
 }
 
@@ -161,18 +204,31 @@ public sealed class TensorAssembler(Func<TensorHeader, string?> admit) : IDispos
         using var finished = decoder;
         current = null;
         decoder = null;
+        return (done.Name, Finish(done.Name, finished));
+    }
+
+    /// <summary>The tensor a complete payload decodes to (the caller owns it).</summary>
+    /// <exception cref="TransferException">A payload that does not decode (corrupt gzip, ...), naming the tensor.</exception>
+    public static Tensor Finish(string name, StreamingDecoder decoder)
+    {
+        ArgumentNullException.ThrowIfNull(decoder);
         try
         {
-            return (done.Name, finished.Finish());
+            return decoder.Finish();
         }
         catch (Exception e) when (e is ArgumentException or InvalidDataException or FormatException)
         {
-            throw new TransferException($"tensor '{done.Name}': {e.Message}");
+            throw new TransferException($"tensor '{name}': {e.Message}");
         }
     }
 
-    static StreamingDecoder Decoder(TensorHeader header)
+    /// <summary>A decoder for the tensor <paramref name="header"/> announces, once its encoding and length fit its
+    /// shape.</summary>
+    /// <exception cref="TransferException">An unknown encoding or a length the shape cannot have, naming the tensor.</exception>
+    public static StreamingDecoder Decoder(TensorHeader header)
     {
+        ArgumentNullException.ThrowIfNull(header);
+        if (header.EncodedBytes < 0 || header.EncodedBytes > int.MaxValue) throw new TransferException($"tensor '{header.Name}' announces {header.EncodedBytes} bytes");
         try
         {
             return new StreamingDecoder(TransferEncoding.Parse(header.Encoding), header.Shape.ToArray(), header.EncodedBytes);

@@ -70,6 +70,44 @@ public sealed class StreamingDecoder : IDisposable
         };
     }
 
+    /// <summary>Where the next bytes of the payload go: the rest of the current part's memory (native memory for an
+    /// uncompressed payload, the gathering buffer for gzip), never more than <see cref="Length"/> − <see cref="Written"/>
+    /// bytes; empty when complete. A reader fills a prefix of it and calls <see cref="Advance"/>, so received bytes land
+    /// in the tensor without passing through another buffer.</summary>
+    /// <remarks>Valid until the next <see cref="Advance"/>, <see cref="Write"/>, <see cref="Finish"/> or <see
+    /// cref="Dispose"/>.</remarks>
+    public Memory<byte> NextBuffer()
+    {
+        if (Complete) return Memory<byte>.Empty;
+        if (gathered is not null) return gathered.AsMemory((int)Written, (int)(Length - Written));
+        var part = segments[segment];
+        var memory = new TensorMemory(part).Memory;
+        return memory[segmentFilled..];
+    }
+
+    /// <summary>Records that <paramref name="count"/> bytes were written into <see cref="NextBuffer"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">More than that buffer holds.</exception>
+    public void Advance(int count)
+    {
+        if (count < 0) throw new ArgumentOutOfRangeException(nameof(count), count, "negative");
+        if (gathered is not null)
+        {
+            if (count > Length - Written) throw new ArgumentOutOfRangeException(nameof(count), count, "more than the payload's remaining bytes");
+            Written += count;
+            return;
+        }
+        if (count == 0) return;
+        long room = segments[segment].bytes.Length - segmentFilled;
+        if (count > room) throw new ArgumentOutOfRangeException(nameof(count), count, "more than the current part's remaining bytes");
+        Written += count;
+        segmentFilled += count;
+        if (segmentFilled == segments[segment].bytes.Length && segment < segments.Length - 1)
+        {
+            segment++;
+            segmentFilled = 0;
+        }
+    }
+
     /// <summary>Appends the next piece of the payload.</summary>
     /// <exception cref="InvalidDataException">More bytes than <see cref="Length"/>.</exception>
     public void Write(ReadOnlySpan<byte> data)
