@@ -20,12 +20,10 @@ namespace FedLlm.Bench;
 /// its peak RSS (server and client together, plus the adapter copies both hold) is its own; in it, the transfer is
 /// repeated for --repetitions rounds (a federation's steady state; the first round also pays the JIT and fresh
 /// memory) and the median round is reported beside the first. With --tls the transfer runs over mutual TLS with a
-/// provisioning kit made for the run (the deployed setting), else over plain text (h2c for gRPC). The allocator
-/// policy of the server and client commands (<see cref="FedLlm.Runtime.AllocatorRetention"/>) is applied, unless
-/// --allocator-defaults.
+/// provisioning kit made for the run (the deployed setting), else over plain text (h2c for gRPC).
 /// </summary>
 /// <remarks>dotnet run -c Release --project bench/FedLlm.Bench -- transfer [--encodings fp32,bf16,...] [--channels grpc,bulk]
-/// [--repetitions 5] [--layers 32] [--rank 32] [--tls] [--allocator-defaults]</remarks>
+/// [--repetitions 5] [--layers 32] [--rank 32] [--tls]</remarks>
 public static class TransferBenchmark
 {
     static readonly string[] DefaultEncodings = { "fp32", "fp32+gzip", "bf16", "bf16+gzip", "fp16", "int8", "int8+gzip" };
@@ -87,9 +85,6 @@ public static class TransferBenchmark
         int rank = int.Parse(BenchArguments.String(arguments, "--rank", "32"), CultureInfo.InvariantCulture);
         int repetitions = int.Parse(BenchArguments.String(arguments, "--repetitions", "5"), CultureInfo.InvariantCulture);
         if (repetitions < 1) throw new ArgumentException("--repetitions must be at least 1");
-        // What `fedllm server` and `fedllm client` run with; --allocator-defaults measures glibc's own behaviour.
-        string allocator = arguments.Contains("--allocator-defaults") ? "allocator defaults (--allocator-defaults)" : FedLlm.Runtime.AllocatorRetention.Apply();
-        Console.Error.WriteLine($"memory: {allocator}");
         return RunOneAsync(encoding, channel == "bulk", layers, rank, repetitions, arguments.Contains("--tls")).GetAwaiter().GetResult();
     }
 

@@ -31,8 +31,6 @@ public sealed class ClientCommand : Command<ClientSettings>
 {
     public override int Execute(CommandContext context, ClientSettings s, CancellationToken cancellationToken)
     {
-        // First, before threads have arenas: the client receives and frees the global adapter every round.
-        string allocator = FedLlm.Runtime.AllocatorRetention.Apply();
         if (s.Server is null) throw new ArgumentException("--server https://HOST:PORT is required");
         if (s.Config is null) throw new ArgumentException("--config client.yaml is required (see examples/federation/alice.yaml)");
         if (s.TestStepDelay is { } delay && !(delay >= 0 && double.IsFinite(delay)))
@@ -44,7 +42,6 @@ public sealed class ClientCommand : Command<ClientSettings>
         TorchRuntime.ConfigureThreads(config.Threads);
         using var loggers = FedLlmLogging.CreateFactory();
         var logger = loggers.CreateLogger("FedLlm.Client");
-        logger.LogInformation("memory: {Allocator}", allocator);
         string modelDir = config.ModelPath ?? EmbeddedDefault.Ensure(m => logger.LogInformation("{Message}", m)).ModelDirectory;
         var connection = ClientCredentialsLoader.Connect(s.Server, clientId, config.Kit, s.Insecure, s.Config, config.Auth);
         if (s.Insecure) logger.LogWarning("INSECURE: updates travel unencrypted to {Server}", s.Server);

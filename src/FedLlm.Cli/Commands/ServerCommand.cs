@@ -33,8 +33,6 @@ public sealed class ServerCommand : Command<ServerSettings>
 {
     public override int Execute(CommandContext context, ServerSettings s, CancellationToken cancellationToken)
     {
-        // First, before threads have arenas: the server frees and receives every client's adapter each round.
-        string allocator = FedLlm.Runtime.AllocatorRetention.Apply();
         if (s.Config is null) throw new ArgumentException("--config server.yaml is required (see examples/federation/server.yaml)");
         var config = ServerConfig.Load(s.Config);
         if (s.Listen is not null) config.Server.Listen = s.Listen;
@@ -42,7 +40,6 @@ public sealed class ServerCommand : Command<ServerSettings>
         if (config.Server.Insecure && !s.Insecure)
             throw new ArgumentException($"{s.Config}: server.insecure is true; plain text needs the --insecure flag on the command line too");
         using var loggers = FedLlmLogging.CreateFactory();
-        loggers.CreateLogger("FedLlm.Server").LogInformation("memory: {Allocator}", allocator);
         var security = s.Insecure ? null : ServerSecurityLoader.Load(config.Server, s.Config);
         var dashboard = s.Dashboard is null ? null : Network.Dashboard.DashboardServer.ParseAddress(s.Dashboard);
         var stop = new StopRequests();
