@@ -32,14 +32,17 @@ public class HostileUpdateTests
         public required RecordingLogger Log { get; init; }
         public Dictionary<string, Tensor> Global { get; } = Adapter(X0);
 
-        public static async Task<Harness> StartAsync(RemoteClientsOptions options)
+        /// <summary>Updates go over the bulk channel instead of SubmitUpdate.</summary>
+        public bool Bulk { get; init; }
+
+        public static async Task<Harness> StartAsync(RemoteClientsOptions options, bool bulk = false)
         {
             var log = new RecordingLogger();
             var clients = new RemoteClients(options, log);
             var run = new RunDescription("run-test", Base, new LoraOptions { Rank = 1 },
                 new FederationOptions { Rounds = 2, TotalClients = options.Roster.Count, ClientsPerRound = options.Roster.Count }, new FedLlm.Runs.LocalObjective());
             var host = await FederationHost.StartAsync("127.0.0.1:0", null, clients, run, new InsecureClaimedIdentity(), () => (0, null));
-            return new Harness { Clients = clients, Host = host, Log = log };
+            return new Harness { Clients = clients, Host = host, Log = log, Bulk = bulk };
         }
 
         public ServerConnection As(string id) => new(Host.Address, id, Insecure: true);
@@ -67,6 +70,7 @@ public class HostileUpdateTests
         public async Task<SubmitReply> SubmitAsync(string sender, int round, ClientUpdate update)
         {
             var connection = As(sender);
+            if (Bulk) return await new BulkClient(connection).SubmitAsync(round, update, TransferEncoding.Default, default);
             using var channel = connection.Open();
             return await NetworkClient.SubmitAsync(new FedLlm.Network.Protocol.Federation.FederationClient(channel), connection, round, update, TransferEncoding.Default, default);
         }
@@ -91,8 +95,10 @@ public class HostileUpdateTests
     static readonly double[] Honest0 = { 1.5, -2.0, 0.25, 1.0, 3.0 };
     static readonly double[] Honest1 = { 0.5, -1.0, 0.75, -1.0, 2.0 };
 
-    [Fact]
-    public async Task Each_hostile_update_is_refused_with_its_reason_logged_and_the_round_aggregates_only_the_honest_ones()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Each_hostile_update_is_refused_with_its_reason_logged_and_the_round_aggregates_only_the_honest_ones(bool bulk)
     {
         var nan = (double[])Honest0.Clone();
         nan[3] = double.NaN;
@@ -120,7 +126,7 @@ public class HostileUpdateTests
             ("oversize", () => harness!.SubmitAsync("oversize", 0, new ClientUpdate("oversize", Adapter(Honest0), 10,
                 Metrics: Enumerable.Range(0, 8000).ToDictionary(i => $"padding_metric_{i}", i => (double)i))), "exceeds the size limit of 65536 bytes"),
         };
-        await using var h = harness = await Harness.StartAsync(Options(new[] { "client-0", "client-1" }.Concat(attacks.Select(a => a.Sender)).ToArray()));
+        await using var h = harness = await Harness.StartAsync(Options(new[] { "client-0", "client-1" }.Concat(attacks.Select(a => a.Sender)).ToArray()), bulk);
         var round0 = h.Clients.TrainRoundAsync(0, Enumerable.Range(0, 2 + attacks.Length).ToList(), h.Global, new ClientInstructions(0, 0.1));
         foreach (var (sender, send, reason) in attacks)
         {

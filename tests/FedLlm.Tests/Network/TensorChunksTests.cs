@@ -116,4 +116,115 @@ public class TensorChunksTests
         Assert.Equal(expected.bytes.ToArray(), decoded.bytes.ToArray());
         Assert.Throws<InvalidDataException>(() => decoder.Write(new byte[1]));
     }
+
+    /// <summary>Gives at most <c>piece</c> bytes per read, so a reader must resume inside tensors and across the int8
+    /// layout's seam.</summary>
+    sealed class Trickle(Stream inner, int piece) : Stream
+    {
+        public override bool CanRead => true;
+        public override bool CanWrite => false;
+        public override bool CanSeek => false;
+        public override long Length => inner.Length;
+        public override long Position { get => inner.Position; set => inner.Position = value; }
+        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, Math.Min(count, piece));
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+            inner.ReadAsync(buffer[..Math.Min(buffer.Length, piece)], cancellationToken);
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+
+    [Theory]
+    [InlineData("fp32")]
+    [InlineData("bf16")]
+    [InlineData("int8:7")]
+    [InlineData("bf16+gzip")]
+    public async Task Bulk_frames_carry_each_tensors_bytes_raw_after_its_header_and_read_back_straight_into_the_decoders(string encodingName)
+    {
+        var encoding = TransferEncoding.Parse(encodingName);
+        using var large = Sample();
+        using var small = tensor(new[] { 1f, -2f, 3.5f }, new long[] { 1, 3 });
+        var tensors = new Dictionary<string, Tensor> { [Name] = large, ["a.small"] = small };
+        using var encoded = new EncodedTensors(tensors, encoding);
+        // The served chunks hold what the codec encodes, tensor by tensor in name order.
+        Assert.Equal(tensors.OrderBy(kv => kv.Key, StringComparer.Ordinal).SelectMany(kv => TensorCodec.Encode(kv.Value, encoding)),
+            encoded.Chunks.SelectMany(c => c.Data.ToByteArray()));
+
+        using var wire = new MemoryStream();
+        long written = await BulkFrames.WriteTensorsAsync(wire, encoded.Chunks, "", null, default);
+        await BulkFrames.WriteEndAsync(wire, default);
+        var headers = encoded.Chunks.Where(c => c.Header is not null).Select(c => new BulkTensor { Header = c.Header }).ToList();
+        long payload = encoded.Chunks.Sum(c => (long)c.Data.Length);
+        // Nothing but a 4-byte length and the header message before each tensor's bytes, and the end frame.
+        Assert.Equal(headers.Sum(h => 4 + h.CalculateSize()) + payload, written);
+        Assert.Equal(written + 4, wire.Length);
+
+        wire.Position = 0;
+        var (received, bytes) = await BulkFrames.ReadTensorsAsync(new Trickle(wire, 777), _ => null, null, default);
+        Assert.Equal(wire.Length, bytes);
+        Assert.Equal(new[] { "a.small", Name }, received.Keys.Order(StringComparer.Ordinal));
+        foreach (var (name, original) in tensors)
+        {
+            using var expected = TensorCodec.Decode(TensorCodec.Encode(original, encoding), encoding, original.shape);
+            using var got = received[name];
+            Assert.Equal(expected.bytes.ToArray(), got.bytes.ToArray());
+        }
+    }
+
+    [Fact]
+    public async Task A_bulk_reader_refuses_a_refused_header_an_oversized_frame_and_a_stream_cut_inside_a_tensor()
+    {
+        using var original = Sample();
+        using var encoded = new EncodedTensors(new Dictionary<string, Tensor> { [Name] = original }, TransferEncoding.Default);
+        using var wire = new MemoryStream();
+        await BulkFrames.WriteTensorsAsync(wire, encoded.Chunks, "", null, default);
+        byte[] full = wire.ToArray();
+
+        var refused = await Assert.ThrowsAsync<TransferException>(() => BulkFrames.ReadTensorsAsync(new MemoryStream(full), h => $"no '{h.Name}' here", null, default));
+        Assert.Equal($"no '{Name}' here", refused.Message);
+
+        var cut = await Assert.ThrowsAsync<EndOfStreamException>(() => BulkFrames.ReadTensorsAsync(new MemoryStream(full[..^100]), _ => null, null, default));
+        Assert.Contains("of 1200000 bytes of a tensor", cut.Message);
+
+        var huge = new byte[8];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(huge, BulkFrames.MaxMessageBytes + 1);
+        var oversized = await Assert.ThrowsAsync<TransferException>(() => BulkFrames.ReadTensorsAsync(new MemoryStream(huge), _ => null, null, default));
+        Assert.Contains("announces 1048577 bytes", oversized.Message);
+
+        // A header whose length the shape cannot have is refused before anything is allocated for it.
+        var lying = encoded.Chunks[0].Header.Clone();
+        lying.EncodedBytes = 12;
+        using var bad = new MemoryStream();
+        await BulkFrames.WriteMessageAsync(bad, new BulkTensor { Header = lying }, default);
+        bad.Position = 0;
+        var length = await Assert.ThrowsAsync<TransferException>(() => BulkFrames.ReadTensorsAsync(bad, _ => null, null, default));
+        Assert.Contains("needs exactly 1200000", length.Message);
+    }
+
+    [Fact]
+    public void The_decoders_next_buffer_is_the_rest_of_the_current_part_and_advance_moves_across_parts()
+    {
+        var encoding = TransferEncoding.Parse("int8:7");
+        using var original = Sample();
+        var payload = TensorCodec.Encode(original, encoding);
+        using var expected = TensorCodec.Decode(payload, encoding, original.shape);
+        using var decoder = new StreamingDecoder(encoding, original.shape, payload.Length);
+        // The scales (42858 × 4 bytes) are the first part, the codes (300000 bytes) the second.
+        Assert.Equal(171_432, decoder.NextBuffer().Length);
+        int offset = 0;
+        while (!decoder.Complete)
+        {
+            var buffer = decoder.NextBuffer();
+            int n = Math.Min(buffer.Length, 50_000);
+            payload.AsSpan(offset, n).CopyTo(buffer.Span);
+            decoder.Advance(n);
+            offset += n;
+            if (offset == 171_432) Assert.Equal(300_000, decoder.NextBuffer().Length);
+        }
+        Assert.True(decoder.NextBuffer().IsEmpty);
+        Assert.Throws<ArgumentOutOfRangeException>(() => decoder.Advance(1));
+        using var decoded = decoder.Finish();
+        Assert.Equal(expected.bytes.ToArray(), decoded.bytes.ToArray());
+    }
 }

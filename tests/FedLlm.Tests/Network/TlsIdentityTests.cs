@@ -21,14 +21,14 @@ public class TlsIdentityTests
 {
     static readonly double[] Honest = { 1.5, -2.0, 0.25, 1.0, 3.0 };
 
-    sealed class TlsServer : IAsyncDisposable
+    internal sealed class TlsServer : IAsyncDisposable
     {
         public required TempDirectory Kit { get; init; }
         public required RemoteClients Clients { get; init; }
         public required FederationHost Host { get; init; }
         public required HostileUpdateTests.RecordingLogger Log { get; init; }
 
-        public static async Task<TlsServer> StartAsync(string auth)
+        public static async Task<TlsServer> StartAsync(string auth, bool bulkTransfer = true)
         {
             var kit = new TempDirectory();
             ProvisioningKit.Create(kit.Path, new[] { "127.0.0.1" }, new[] { "alice", "bob" }, "https://127.0.0.1:50051");
@@ -40,7 +40,7 @@ public class TlsIdentityTests
             var security = ServerSecurityLoader.Load(section, "server.yaml");
             var clients = new RemoteClients(new RemoteClientsOptions { Roster = section.Roster, MinUpdates = 1 }, log);
             var run = new RunDescription("run-tls", HostileUpdateTests.Base, new LoraOptions { Rank = 1 }, new FederationOptions { Rounds = 1, TotalClients = 2 },
-                new FedLlm.Runs.LocalObjective());
+                new FedLlm.Runs.LocalObjective()) { BulkTransfer = bulkTransfer };
             var host = await FederationHost.StartAsync("127.0.0.1:0", security.Tls, clients, run, security.Authenticator, () => (0, null),
                 extras: new FederationHostExtras { Admin = security.Admin, RefusalLogger = log });
             return new TlsServer { Kit = kit, Clients = clients, Host = host, Log = log };
@@ -56,7 +56,7 @@ public class TlsIdentityTests
         }
     }
 
-    static async Task<JoinReply> JoinAsync(ServerConnection connection)
+    internal static async Task<JoinReply> JoinAsync(ServerConnection connection)
     {
         using var channel = connection.Open();
         return await new FedLlm.Network.Protocol.Federation.FederationClient(channel).JoinAsync(

@@ -1,0 +1,156 @@
+using System.Net.Security;
+using System.Net.Sockets;
+using FedLlm.Federation;
+using FedLlm.Federation.Transfer;
+using FedLlm.Network.Client;
+using FedLlm.Network.Protocol;
+using FedLlm.Network.Security;
+using FedLlm.Network.Transfer;
+using FedLlm.Security;
+using Grpc.Core;
+using static FedLlm.Tests.Federation.FederationTestData;
+using static TorchSharp.torch;
+
+namespace FedLlm.Tests.Network;
+
+/// <summary>
+/// The bulk channel on the federation port, over mutual TLS with a real kit: it carries what the RPCs carry, bit for
+/// bit, and refuses whom and what they refuse, with the same reasons.
+/// </summary>
+public class BulkChannelTests
+{
+    static readonly double[] Sent = { 1.5, -2.0, 0.25, 1.0, 3.0 };
+
+    static async Task<Dictionary<string, Tensor>> FetchOverRpcAsync(ServerConnection connection, int round)
+    {
+        using var channel = connection.Open();
+        var api = new FedLlm.Network.Protocol.Federation.FederationClient(channel);
+        return await NetworkClient.FetchAsync(api.FetchGlobal(new FetchRequest { Round = round }, connection.Headers()), default);
+    }
+
+    static async Task<SubmitReply> SubmitOverRpcAsync(ServerConnection connection, ClientUpdate update)
+    {
+        using var channel = connection.Open();
+        return await NetworkClient.SubmitAsync(new FedLlm.Network.Protocol.Federation.FederationClient(channel), connection, 0, update, TransferEncoding.Default, default);
+    }
+
+    [Fact]
+    public async Task Over_mutual_TLS_the_bulk_channel_fetches_what_FetchGlobal_gives_and_its_update_is_taken_as_SubmitUpdate_takes_it()
+    {
+        await using var server = await TlsIdentityTests.TlsServer.StartAsync("certificate");
+        var alice = ClientCredentialsLoader.Connect(server.Host.Address, "alice", server.KitOf("alice"), insecure: false, "client.yaml");
+        var bob = ClientCredentialsLoader.Connect(server.Host.Address, "bob", server.KitOf("bob"), insecure: false, "client.yaml");
+        Assert.True((await TlsIdentityTests.JoinAsync(alice)).BulkTransfer);
+        await TlsIdentityTests.JoinAsync(bob);
+        var global = Adapter(X0);
+        var round = server.Clients.TrainRoundAsync(0, new[] { 0, 1 }, global, new ClientInstructions(0, 0.1));
+
+        var overBulk = await new BulkClient(alice).FetchAsync(new FetchRequest { Round = 0 }, tensorSet: false, default);
+        var overRpc = await FetchOverRpcAsync(bob, 0);
+        Assert.Equal(overRpc.Keys.Order(), overBulk.Keys.Order());
+        foreach (var (name, expected) in overRpc) Assert.Equal(expected.bytes.ToArray(), overBulk[name].bytes.ToArray());
+        Assert.Equal(X0, Flat(overBulk));
+
+        // The same update from both: taken bit for bit the same, whichever way it came.
+        Assert.True((await new BulkClient(alice).SubmitAsync(0, new ClientUpdate("alice", Adapter(Sent), 10), TransferEncoding.Default, default)).Accepted);
+        Assert.True((await SubmitOverRpcAsync(bob, new ClientUpdate("bob", Adapter(Sent), 10))).Accepted);
+        var updates = await round.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(new[] { "alice", "bob" }, updates.Select(u => u.ClientId));
+        Assert.Equal(Flat(updates[1].Weights), Flat(updates[0].Weights));
+        Assert.Equal(Sent, Flat(updates[0].Weights));
+        // Both directions are counted in the round's traffic.
+        var traffic = server.Clients.MeasuredTraffic(0)!.Value;
+        Assert.True(traffic.Sent >= 2 * 5 * 4 && traffic.Received >= 2 * 5 * 4, $"traffic {traffic}");
+        foreach (var u in updates) AdapterTensors.Dispose(u.Weights);
+        AdapterTensors.Dispose(overBulk);
+        AdapterTensors.Dispose(overRpc);
+    }
+
+    [Fact]
+    public async Task The_bulk_channel_refuses_whom_and_what_the_RPCs_refuse_and_logs_a_connection_that_does_not_speak_it()
+    {
+        await using var server = await TlsIdentityTests.TlsServer.StartAsync("certificate");
+        var alice = ClientCredentialsLoader.Connect(server.Host.Address, "alice", server.KitOf("alice"), insecure: false, "client.yaml");
+        await TlsIdentityTests.JoinAsync(alice);
+
+        // No round is open yet.
+        var early = await Assert.ThrowsAsync<RpcException>(() => new BulkClient(alice).FetchAsync(new FetchRequest { Round = 0 }, tensorSet: false, default));
+        Assert.Equal(StatusCode.FailedPrecondition, early.StatusCode);
+
+        var round = server.Clients.TrainRoundAsync(0, new[] { 0, 1 }, Adapter(X0), new ClientInstructions(0, 0.1));
+        // A valid certificate of this CA, not on the roster: the same one-line, permanent reason as on the RPCs.
+        var carol = ClientCredentialsLoader.Connect(server.Host.Address, "carol", server.KitOf("carol"), insecure: false, "client.yaml");
+        var offRoster = await Assert.ThrowsAsync<RpcException>(() => new BulkClient(carol).FetchAsync(new FetchRequest { Round = 0 }, tensorSet: false, default));
+        Assert.True(ConnectionFailure.Classify(offRoster, carol).Permanent);
+        Assert.Contains("'carol' proved its identity but is not among this server's clients", offRoster.Status.Detail);
+
+        // alice's certificate, bob's name in the request.
+        var claim = await Assert.ThrowsAsync<RpcException>(() => new BulkClient(alice with { ClientId = "bob" }).FetchAsync(new FetchRequest { Round = 0 }, tensorSet: false, default));
+        Assert.Equal(StatusCode.Unauthenticated, claim.StatusCode);
+        Assert.Contains("the client certificate proves 'alice', but the request claims to be 'bob'", claim.Status.Detail);
+
+        // A tensor set the round does not have.
+        var missing = await Assert.ThrowsAsync<RpcException>(() => new BulkClient(alice).FetchAsync(new FetchRequest { Round = 0, TensorSet = "server_control" }, tensorSet: true, default));
+        Assert.Equal(StatusCode.NotFound, missing.StatusCode);
+
+        // An update whose tensor has another shape: refused while alice is still sending, with the reason, and alice is
+        // out of the round as over SubmitUpdate.
+        var wrong = new ClientUpdate("alice", new Dictionary<string, Tensor>
+            { [KeyA] = zeros(new long[] { 2, 1 }), [KeyB] = zeros(new long[] { 3, 1 }) }, 10);
+        var refused = await new BulkClient(alice).SubmitAsync(0, wrong, TransferEncoding.Default, default);
+        Assert.False(refused.Accepted);
+        Assert.Contains($"tensor '{KeyA}' has shape [2, 1], the global [1, 2]", refused.Reason);
+        Assert.Contains(server.Log.Lines, l => l.Contains("rejected update from client alice") && l.Contains("has shape [2, 1]"));
+        Assert.Contains("was refused already", (await new BulkClient(alice).SubmitAsync(0, new ClientUpdate("alice", Adapter(Sent), 10), TransferEncoding.Default, default)).Reason);
+
+        // TLS with the bulk protocol, then bytes that are not the channel's preface: dropped, and logged with the peer.
+        var uri = new Uri(server.Host.Address);
+        using (var socket = new TcpClient())
+        {
+            await socket.ConnectAsync(uri.Host, uri.Port);
+            await using var tls = new SslStream(socket.GetStream());
+            var options = alice.BulkTls!();
+            options.TargetHost = uri.Host;
+            options.ApplicationProtocols = [BulkFrames.ApplicationProtocol];
+            await tls.AuthenticateAsClientAsync(options);
+            await tls.WriteAsync("GET / HTTP/1.1\r\n\r\n"u8.ToArray());
+            await tls.FlushAsync();
+            Assert.Equal(0, await tls.ReadAsync(new byte[16]));
+        }
+        await server.Log.WaitForAsync(l => l.Contains("127.0.0.1") && l.Contains("did not open with the bulk channel's preface"));
+
+        var bob = ClientCredentialsLoader.Connect(server.Host.Address, "bob", server.KitOf("bob"), insecure: false, "client.yaml");
+        await TlsIdentityTests.JoinAsync(bob);
+        Assert.True((await new BulkClient(bob).SubmitAsync(0, new ClientUpdate("bob", Adapter(Sent), 10), TransferEncoding.Default, default)).Accepted);
+        var updates = await round.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(new[] { "bob" }, updates.Select(u => u.ClientId));
+        foreach (var u in updates) AdapterTensors.Dispose(u.Weights);
+    }
+
+    [Fact]
+    public async Task A_token_client_uses_the_bulk_channel_and_a_server_with_bulk_transfer_off_says_so_and_refuses_it()
+    {
+        await using (var server = await TlsIdentityTests.TlsServer.StartAsync("token"))
+        {
+            var bob = ClientCredentialsLoader.Connect(server.Host.Address, "bob", server.KitOf("bob"), insecure: false, "client.yaml", auth: "token");
+            Assert.True((await TlsIdentityTests.JoinAsync(bob)).BulkTransfer);
+            var round = server.Clients.TrainRoundAsync(0, new[] { 1 }, Adapter(X0), new ClientInstructions(0, 0.1));
+            var global = await new BulkClient(bob).FetchAsync(new FetchRequest { Round = 0 }, tensorSet: false, default);
+            Assert.Equal(X0, Flat(global));
+            AdapterTensors.Dispose(global);
+            using var ca = PemFiles.ReadCertificate(Path.Combine(server.KitOf("bob"), CertificateAuthority.CertificateFileName));
+            var aliceWithBobsToken = ClientCredentialsLoader.WithToken(server.Host.Address, "alice", File.ReadAllText(Path.Combine(server.KitOf("bob"), "token")).Trim(), ca);
+            var refused = await Assert.ThrowsAsync<RpcException>(() => new BulkClient(aliceWithBobsToken).FetchAsync(new FetchRequest { Round = 0 }, tensorSet: false, default));
+            Assert.Equal(StatusCode.Unauthenticated, refused.StatusCode);
+            Assert.Contains("client 'alice': the token is not valid for this client", refused.Status.Detail);
+            Assert.True((await new BulkClient(bob).SubmitAsync(0, new ClientUpdate("bob", Adapter(Sent), 10), TransferEncoding.Default, default)).Accepted);
+            foreach (var u in await round.WaitAsync(TimeSpan.FromSeconds(60))) AdapterTensors.Dispose(u.Weights);
+        }
+
+        await using var plain = await TlsIdentityTests.TlsServer.StartAsync("certificate", bulkTransfer: false);
+        var alice = ClientCredentialsLoader.Connect(plain.Host.Address, "alice", plain.KitOf("alice"), insecure: false, "client.yaml");
+        Assert.False((await TlsIdentityTests.JoinAsync(alice)).BulkTransfer);
+        var off = await Assert.ThrowsAsync<RpcException>(() => new BulkClient(alice).FetchAsync(new FetchRequest { Round = 0 }, tensorSet: false, default));
+        Assert.Equal(StatusCode.Unavailable, off.StatusCode);
+    }
+}
