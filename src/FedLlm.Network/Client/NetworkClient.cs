@@ -102,7 +102,8 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
                 var join = await JoinAsync(api, cancellationToken);
                 bulk = join.BulkTransfer && BulkClient.Available(connection) ? new BulkClient(connection) : null;
                 backoff = TimeSpan.FromMilliseconds(500);
-                logger.LogInformation("client {Client} joined run {Run} at {Address} as roster index {Index}", connection.ClientId, join.RunId, connection.Address, join.RosterIndex);
+                logger.LogInformation("client {Client} joined run {Run} at {Address} as roster index {Index}; adapters travel over {Channel}", connection.ClientId, join.RunId,
+                    connection.Address, join.RosterIndex, bulk is not null ? "the bulk channel" : "gRPC");
                 // Heartbeats start at once: loading the model and data on the first join can take a while.
                 using var heartbeatStop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 var heartbeats = HeartbeatAsync(api, TimeSpan.FromSeconds(join.HeartbeatSeconds), heartbeatStop.Token);

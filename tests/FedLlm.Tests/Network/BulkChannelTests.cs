@@ -153,4 +153,14 @@ public class BulkChannelTests
         var off = await Assert.ThrowsAsync<RpcException>(() => new BulkClient(alice).FetchAsync(new FetchRequest { Round = 0 }, tensorSet: false, default));
         Assert.Equal(StatusCode.Unavailable, off.StatusCode);
     }
+
+    [Fact]
+    public void Server_yaml_turns_the_bulk_channel_off_by_its_key_and_refuses_a_misspelt_one()
+    {
+        using var temp = new FedLlm.Tests.Data.TempDirectory();
+        Assert.True(FedLlm.Network.ServerConfig.Load(temp.File("on.yaml", "server:\n  roster: [a]\n")).Server.BulkTransfer);
+        Assert.False(FedLlm.Network.ServerConfig.Load(temp.File("off.yaml", "server:\n  roster: [a]\n  bulk_transfer: false\n")).Server.BulkTransfer);
+        var typo = Assert.ThrowsAny<Exception>(() => FedLlm.Network.ServerConfig.Load(temp.File("typo.yaml", "server:\n  roster: [a]\n  bulk_transfers: false\n")));
+        Assert.Contains("bulk_transfers", typo.Message);
+    }
 }

@@ -25,6 +25,8 @@ public class FederationProcessTests
         {
             Assert.Equal(0, server.WaitForExit(Patience));
             foreach (var client in clients) Assert.Equal(0, client.WaitForExit(Patience));
+            // The adapters, SCAFFOLD's control and the control deltas all went over the bulk channel.
+            foreach (var client in clients) Assert.Contains(client.Lines, l => l.Contains("adapters travel over the bulk channel"));
         }
         finally
         {
