@@ -134,6 +134,8 @@ public static class TransferBenchmark
         using var channel = connection.Open();
         var api = new Network.Protocol.Federation.FederationClient(channel);
         var bulkClient = new BulkClient(connection);
+        // As NetworkClient does: the last round's received tensors are the next round's receive buffers.
+        using var clientPool = new Network.Transfer.ReceivePool(8L << 30);
 
         var downs = new List<Measured>();
         var ups = new List<Measured>();
@@ -143,8 +145,8 @@ public static class TransferBenchmark
             var round = remote.TrainRoundAsync(r, new[] { 0 }, global, new ClientInstructions(r, 1e-4));
             Dictionary<string, Tensor>? received = null;
             downs.Add(await Measure(async () => received = bulk
-                ? await bulkClient.FetchAsync(new FetchRequest { Round = r }, tensorSet: false, default)
-                : await NetworkClient.FetchAsync(api.FetchGlobal(new FetchRequest { Round = r }, connection.Headers()), default)));
+                ? await bulkClient.FetchAsync(new FetchRequest { Round = r }, tensorSet: false, default, clientPool)
+                : await NetworkClient.FetchAsync(api.FetchGlobal(new FetchRequest { Round = r }, connection.Headers()), default, clientPool)));
             SubmitReply? reply = null;
             var update = new ClientUpdate("client-0", received!, 1000);
             ups.Add(await Measure(async () => reply = bulk
@@ -154,8 +156,9 @@ public static class TransferBenchmark
             var updates = await round;
             var traffic = remote.MeasuredTraffic(r)!.Value;
             (wireDown, wireUp) = (traffic.Sent / 1e6, traffic.Received / 1e6);
-            foreach (var u in updates) AdapterTensors.Dispose(u.Weights);
-            AdapterTensors.Dispose(received!);
+            // As the round loop does once a round is aggregated: the server keeps the updates' memory for later uploads.
+            remote.Release(updates);
+            clientPool.Return(received!.Values.ToList());
         }
         AdapterTensors.Dispose(global);
         if (tls) Directory.Delete(kit, recursive: true);

@@ -24,7 +24,11 @@ public sealed class BulkClient(ServerConnection connection)
     public static bool Available(ServerConnection connection) => connection.Insecure || connection.BulkTls is not null;
 
     /// <summary>The bulk form of FetchGlobal (<paramref name="tensorSet"/> false) or FetchTensorSet.</summary>
-    public async Task<Dictionary<string, Tensor>> FetchAsync(FetchRequest request, bool tensorSet, CancellationToken cancellationToken)
+    /// <param name="request">The round (and tensor set) to fetch.</param>
+    /// <param name="tensorSet">True: FetchTensorSet; false: FetchGlobal.</param>
+    /// <param name="cancellationToken">Stops the transfer.</param>
+    /// <param name="reuse">Tensors of earlier rounds to decode fp32 tensors into; null = new tensors.</param>
+    public async Task<Dictionary<string, Tensor>> FetchAsync(FetchRequest request, bool tensorSet, CancellationToken cancellationToken, ReceivePool? reuse = null)
     {
         var bulk = new BulkRequest { ClientId = connection.ClientId, Token = connection.Token ?? "" };
         if (tensorSet) bulk.FetchTensorSet = request;
@@ -35,7 +39,7 @@ public sealed class BulkClient(ServerConnection connection)
             await stream.FlushAsync(cancellationToken);
             var reply = await ReadReplyAsync(stream, cancellationToken);
             if (!reply.Accepted) throw new RpcException(new Status((StatusCode)reply.StatusCode, reply.Reason));
-            var (tensors, _) = await BulkFrames.ReadTensorsAsync(stream, _ => null, null, cancellationToken);
+            var (tensors, _) = await BulkFrames.ReadTensorsAsync(stream, _ => null, null, cancellationToken, reuse is null ? null : h => reuse.Rent(h.Shape));
             return tensors;
         }, cancellationToken);
     }

@@ -82,6 +82,8 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
     int workingOn = -1;
     // The bulk channel, when the server offered it at the last join (and this connection can use it).
     BulkClient? bulk;
+    // The last round's global adapter and tensor sets, for the next round's to be received into (see ReceivePool).
+    readonly ReceivePool received = new(8L << 30);
 
     /// <summary>Runs until the server says the run has finished (returns 0) or refuses this client for good (returns 2:
     /// not on the roster, removed, another CA, a revoked certificate, another protocol, base model or task), with the
@@ -248,12 +250,12 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
             try
             {
                 global = bulk is not null
-                    ? await bulk.FetchAsync(new FetchRequest { Round = task.Round }, tensorSet: false, cancellationToken)
-                    : await FetchAsync(api.FetchGlobal(new FetchRequest { Round = task.Round }, connection.Headers(), cancellationToken: cancellationToken), cancellationToken);
+                    ? await bulk.FetchAsync(new FetchRequest { Round = task.Round }, tensorSet: false, cancellationToken, received)
+                    : await FetchAsync(api.FetchGlobal(new FetchRequest { Round = task.Round }, connection.Headers(), cancellationToken: cancellationToken), cancellationToken, received);
                 foreach (var name in task.TensorSets)
                     sets[name] = bulk is not null
-                        ? await bulk.FetchAsync(new FetchRequest { Round = task.Round, TensorSet = name }, tensorSet: true, cancellationToken)
-                        : await FetchAsync(api.FetchTensorSet(new FetchRequest { Round = task.Round, TensorSet = name }, connection.Headers(), cancellationToken: cancellationToken), cancellationToken);
+                        ? await bulk.FetchAsync(new FetchRequest { Round = task.Round, TensorSet = name }, tensorSet: true, cancellationToken, received)
+                        : await FetchAsync(api.FetchTensorSet(new FetchRequest { Round = task.Round, TensorSet = name }, connection.Headers(), cancellationToken: cancellationToken), cancellationToken, received);
             }
             catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition)
             {
@@ -309,10 +311,12 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
         finally
         {
             workingOn = -1;
-            AdapterTensors.Dispose(global);
-            foreach (var set in sets.Values) AdapterTensors.Dispose(set);
             state?.Dispose();
+            // The update is the client's own (training and scoring return new tensors): freed. The received tensors go
+            // to the next round's transfer; any that the update should share is freed with it, never pooled.
+            var shared = update is null ? [] : update.Weights.Values.Concat(update.TensorSets.Values.SelectMany(t => t.Values)).ToHashSet(ReferenceEqualityComparer.Instance);
             update?.DisposeTensors();
+            received.Return((global?.Values ?? Enumerable.Empty<Tensor>()).Concat(sets.Values.SelectMany(set => set.Values)).Where(t => !shared.Contains(t)).ToList());
         }
     }
 
@@ -422,11 +426,14 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
     };
 
     /// <summary>Reads a streamed tensor set, one tensor's bytes at a time.</summary>
-    public static async Task<Dictionary<string, Tensor>> FetchAsync(AsyncServerStreamingCall<TensorChunk> call, CancellationToken cancellationToken)
+    /// <param name="call">The FetchGlobal or FetchTensorSet call.</param>
+    /// <param name="cancellationToken">Stops reading.</param>
+    /// <param name="reuse">Tensors of earlier rounds to decode fp32 tensors into; null = new tensors.</param>
+    public static async Task<Dictionary<string, Tensor>> FetchAsync(AsyncServerStreamingCall<TensorChunk> call, CancellationToken cancellationToken, ReceivePool? reuse = null)
     {
         using var _ = call;
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        using var assembler = new TensorAssembler(h => tensors.ContainsKey(h.Name) ? $"tensor '{h.Name}' sent twice" : null);
+        using var assembler = new TensorAssembler(h => tensors.ContainsKey(h.Name) ? $"tensor '{h.Name}' sent twice" : null, reuse is null ? null : h => reuse.Rent(h.Shape));
         try
         {
             while (await call.ResponseStream.MoveNext(cancellationToken))
@@ -477,6 +484,7 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
     /// <summary>Frees the loaded model and the data shard of the current session, if any.</summary>
     public void Dispose()
     {
+        received.Dispose();
         (session?.Shard as IDisposable)?.Dispose();
         session?.Model.Dispose();
     }

@@ -184,8 +184,9 @@ public sealed partial class FederationService(RemoteClients clients, RunDescript
         var weights = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var returned = round.Instructions.ReturnedTensorSets;
         var sets = returned.ToDictionary(name => name, _ => new Dictionary<string, Tensor>(StringComparer.Ordinal), StringComparer.Ordinal);
-        var weightParts = new TensorAssembler(h => Admit(h, round.Global, weights, "weights"));
-        var setParts = returned.ToDictionary(name => name, name => new TensorAssembler(h => Admit(h, round.Global, sets[name], name.Replace('_', ' '))), StringComparer.Ordinal);
+        var weightParts = new TensorAssembler(h => Admit(h, round.Global, weights, "weights"), h => clients.Received.Rent(h.Shape));
+        var setParts = returned.ToDictionary(name => name, name => new TensorAssembler(h => Admit(h, round.Global, sets[name], name.Replace('_', ' ')),
+            h => clients.Received.Rent(h.Shape)), StringComparer.Ordinal);
         try
         {
             var alive = System.Diagnostics.Stopwatch.StartNew();

@@ -31,6 +31,7 @@ public sealed partial class RemoteClients : IClientExecutor, IDisposable
     readonly object gate = new();
     readonly Dictionary<string, ClientRecord> clients;
     readonly Dictionary<int, (long Sent, long Received)> traffic = new();
+    ReceivePool? receivePool;
     TaskCompletionSource changed = NewSignal();
     OpenRound? open;
     bool finished;
@@ -254,6 +255,18 @@ public sealed partial class RemoteClients : IClientExecutor, IDisposable
     public (long Sent, long Received)? MeasuredTraffic(int round)
     {
         lock (gate) return traffic.TryGetValue(round, out var t) ? t : null;
+    }
+
+    /// <summary>Where uploads are decoded into: the memory of updates released in earlier rounds (at most the upload
+    /// memory budget of it).</summary>
+    public ReceivePool Received => LazyInitializer.EnsureInitialized(ref receivePool, () => new ReceivePool(options.UploadMemoryBudget));
+
+    /// <summary>Keeps the released updates' fp32 tensors for later uploads to be decoded into (<see
+    /// cref="ReceivePool"/>), up to the upload memory budget; frees the rest.</summary>
+    public void Release(IReadOnlyList<ClientUpdate> updates)
+    {
+        ArgumentNullException.ThrowIfNull(updates);
+        foreach (var update in updates) Received.Return(update.Weights.Values.Concat(update.TensorSets.Values.SelectMany(set => set.Values)));
     }
 
     /// <summary>No more rounds: polling clients are told the run has finished.</summary>
@@ -702,6 +715,7 @@ public sealed partial class RemoteClients : IClientExecutor, IDisposable
             Pulse();
         }
         DisposeAsyncState();
+        receivePool?.Dispose();
     }
 
     void LeaveOut(OpenRound context, string id, string reason)

@@ -124,8 +124,14 @@ public static class BulkFrames
     /// <returns>The tensors by name (the caller owns them) and the bytes read.</returns>
     /// <exception cref="TransferException">A refused header, a tensor sent twice or in another set, a payload that does
     /// not decode.</exception>
+    /// <param name="stream">The connection, positioned at the first tensor frame.</param>
+    /// <param name="admit">Null to accept a header, else why not.</param>
+    /// <param name="progress">Called after every read, e.g. to keep a heartbeat alive; may be null.</param>
+    /// <param name="cancellationToken">Stops the transfer.</param>
+    /// <param name="destination">Where an fp32 tensor may be decoded into (<see cref="TensorAssembler.Decoder"/>);
+    /// null = new tensors.</param>
     public static async Task<(Dictionary<string, Tensor> Tensors, long Bytes)> ReadTensorsAsync(Stream stream, Func<TensorHeader, string?> admit, Action? progress,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, Func<TensorHeader, Tensor?>? destination = null)
     {
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         long bytes = 0;
@@ -138,7 +144,7 @@ public static class BulkFrames
                 if (frame.TensorSet.Length > 0) throw new TransferException($"tensor '{header.Name}' names tensor set '{frame.TensorSet}' in a fetch");
                 if (tensors.ContainsKey(header.Name)) throw new TransferException($"tensor '{header.Name}' sent twice");
                 if (admit(header) is { } refusal) throw new TransferException(refusal);
-                using var decoder = TensorAssembler.Decoder(header);
+                using var decoder = TensorAssembler.Decoder(header, destination);
                 await ReadPayloadAsync(stream, decoder, progress, cancellationToken);
                 bytes += decoder.Length;
                 tensors[header.Name] = TensorAssembler.Finish(header.Name, decoder).DetachFromDisposeScope();

@@ -171,7 +171,7 @@ public sealed class TransferException(string message) : Exception(message);
 /// Each header is shown to an admission check before its buffer is allocated, so a hostile sender cannot make the
 /// receiver allocate for a tensor it would refuse anyway.
 /// </summary>
-public sealed class TensorAssembler(Func<TensorHeader, string?> admit) : IDisposable
+public sealed class TensorAssembler(Func<TensorHeader, string?> admit, Func<TensorHeader, Tensor?>? destination = null) : IDisposable
 {
     TensorHeader? current;
     StreamingDecoder? decoder;
@@ -189,7 +189,7 @@ public sealed class TensorAssembler(Func<TensorHeader, string?> admit) : IDispos
             if (current is not null) throw new TransferException($"tensor '{current.Name}' ended after {decoder!.Written} of {current.EncodedBytes} bytes");
             if (header.EncodedBytes < 0 || header.EncodedBytes > int.MaxValue) throw new TransferException($"tensor '{header.Name}' announces {header.EncodedBytes} bytes");
             if (admit(header) is { } refusal) throw new TransferException(refusal);
-            decoder = Decoder(header);
+            decoder = Decoder(header, destination);
             current = header;
         }
         else if (current is null) throw new TransferException("a tensor chunk arrived without a header");
@@ -225,10 +225,27 @@ public sealed class TensorAssembler(Func<TensorHeader, string?> admit) : IDispos
     /// <summary>A decoder for the tensor <paramref name="header"/> announces, once its encoding and length fit its
     /// shape.</summary>
     /// <exception cref="TransferException">An unknown encoding or a length the shape cannot have, naming the tensor.</exception>
-    public static StreamingDecoder Decoder(TensorHeader header)
+    /// <param name="header">The tensor's header, already admitted.</param>
+    /// <param name="destination">Where an uncompressed fp32 tensor of this header's shape may be decoded into (e.g.
+    /// <c>ReceivePool.Rent</c>); asked only for such a tensor, and what it gives belongs to the decoder.</param>
+    public static StreamingDecoder Decoder(TensorHeader header, Func<TensorHeader, Tensor?>? destination = null)
     {
         ArgumentNullException.ThrowIfNull(header);
         if (header.EncodedBytes < 0 || header.EncodedBytes > int.MaxValue) throw new TransferException($"tensor '{header.Name}' announces {header.EncodedBytes} bytes");
+        if (destination is not null && header.Encoding == TransferEncoding.Default.ToString()
+            && header.Shape.Count > 0 && header.Shape.All(d => d > 0) && header.EncodedBytes == 4 * header.Shape.Aggregate(1L, (a, d) => a * d)
+            && destination(header) is { } target)
+        {
+            try
+            {
+                return new StreamingDecoder(TransferEncoding.Default, header.Shape.ToArray(), header.EncodedBytes, target);
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidDataException)
+            {
+                target.Dispose();
+                throw new TransferException($"tensor '{header.Name}': {e.Message}");
+            }
+        }
         try
         {
             return new StreamingDecoder(TransferEncoding.Parse(header.Encoding), header.Shape.ToArray(), header.EncodedBytes);

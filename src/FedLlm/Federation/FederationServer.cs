@@ -136,7 +136,7 @@ public sealed class FederationServer : IDisposable
         }
         finally
         {
-            foreach (var update in updates) update.DisposeTensors();
+            clients.Release(updates);
         }
     }
 

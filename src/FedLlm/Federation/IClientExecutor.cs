@@ -25,6 +25,14 @@ public interface IClientExecutor
     /// <summary>Restores what <see cref="SnapshotState"/> returned, on resume; the tensors stay the caller's.</summary>
     void RestoreState(IReadOnlyDictionary<string, Tensor> state);
 
+    /// <summary>Takes back a round's updates once the server is done with them (aggregated, recorded). The default
+    /// frees them; a networked executor may keep their memory for the next round's uploads, which then land in pages
+    /// the process already has instead of fresh ones.</summary>
+    void Release(IReadOnlyList<ClientUpdate> updates)
+    {
+        foreach (var update in updates) update.DisposeTensors();
+    }
+
     /// <summary>Bytes that crossed the transport in <paramref name="round"/> (to the clients, from them), or null when
     /// nothing crossed one (in-process clients), in which case the server reports the adapter tensors' sizes.</summary>
     (long Sent, long Received)? MeasuredTraffic(int round) => null;

@@ -35,6 +35,9 @@ public sealed class MonitoredClients(IClientExecutor inner, RunMonitor monitor, 
     /// <inheritdoc/>
     public (long Sent, long Received)? MeasuredTraffic(int round) => inner.MeasuredTraffic(round);
 
+    /// <inheritdoc/>
+    public void Release(IReadOnlyList<ClientUpdate> updates) => inner.Release(updates);
+
     /// <summary>Does not dispose the inner executor: its creator owns it.</summary>
     public void Dispose() { }
 }

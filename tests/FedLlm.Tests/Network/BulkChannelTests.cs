@@ -5,7 +5,10 @@ using FedLlm.Federation.Transfer;
 using FedLlm.Network.Client;
 using FedLlm.Network.Protocol;
 using FedLlm.Network.Security;
+using FedLlm.Network.Server;
 using FedLlm.Network.Transfer;
+using FedLlm.Peft;
+using FedLlm.Network;
 using FedLlm.Security;
 using Grpc.Core;
 using static FedLlm.Tests.Federation.FederationTestData;
@@ -162,5 +165,72 @@ public class BulkChannelTests
         Assert.False(FedLlm.Network.ServerConfig.Load(temp.File("off.yaml", "server:\n  roster: [a]\n  bulk_transfer: false\n")).Server.BulkTransfer);
         var typo = Assert.ThrowsAny<Exception>(() => FedLlm.Network.ServerConfig.Load(temp.File("typo.yaml", "server:\n  roster: [a]\n  bulk_transfers: false\n")));
         Assert.Contains("bulk_transfers", typo.Message);
+    }
+}
+
+/// <summary>The receive pool: released tensors are decoded into again, and what arrives is the new upload, never the
+/// old values.</summary>
+public class ReceivePoolTests
+{
+    [Fact]
+    public void The_pool_keeps_float32_tensors_by_shape_within_its_capacity_and_frees_the_rest()
+    {
+        using var pool = new ReceivePool(capacityBytes: 6 * 4);
+        Assert.Null(pool.Rent(new long[] { 2, 3 }));
+        var kept = ones(2, 3);
+        var half = ones(new long[] { 2, 3 }, dtype: ScalarType.BFloat16);
+        var over = ones(1, 1);
+        pool.Return([kept, half, over]);
+        Assert.Equal(24, pool.HeldBytes);
+        Assert.Throws<InvalidOperationException>(() => half.numel()); // not float32: freed at once
+        Assert.Throws<InvalidOperationException>(() => over.numel()); // over capacity: freed
+        Assert.Null(pool.Rent(new long[] { 3, 2 }));
+        Assert.Same(kept, pool.Rent(new long[] { 2, 3 }));
+        Assert.Equal(0, pool.HeldBytes);
+        kept.Dispose();
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_released_updates_memory_receives_the_next_rounds_upload_and_holds_exactly_the_new_values(bool bulk)
+    {
+        var log = new HostileUpdateTests.RecordingLogger();
+        using var clients = new RemoteClients(new RemoteClientsOptions { Roster = ["a"], MinUpdates = 1, RoundDeadline = TimeSpan.FromSeconds(60) }, log);
+        var run = new RunDescription("run-pool", HostileUpdateTests.Base, new LoraOptions { Rank = 1 },
+            new FederationOptions { Rounds = 2, TotalClients = 1, ClientsPerRound = 1 }, new FedLlm.Runs.LocalObjective());
+        await using var host = await FederationHost.StartAsync("127.0.0.1:0", null, clients, run, new InsecureClaimedIdentity(), () => (0, null));
+        var connection = new ServerConnection(host.Address, "a", Insecure: true);
+        using (var channel = connection.Open())
+            await new FedLlm.Network.Protocol.Federation.FederationClient(channel).JoinAsync(new JoinRequest
+                { Protocol = ProtocolInfo.Current, ClientId = "a", ModelFingerprint = HostileUpdateTests.Base.Combined, Task = "sft", ExampleCount = 100 }, connection.Headers());
+        async Task<ClientUpdate> RoundAsync(int round, double[] values)
+        {
+            var pending = clients.TrainRoundAsync(round, [0], Adapter(X0), new ClientInstructions(round, 0.1));
+            var update = new ClientUpdate("a", Adapter(values), 10);
+            SubmitReply reply;
+            if (bulk) reply = await new BulkClient(connection).SubmitAsync(round, update, TransferEncoding.Default, default);
+            else
+            {
+                using var channel = connection.Open();
+                reply = await NetworkClient.SubmitAsync(new FedLlm.Network.Protocol.Federation.FederationClient(channel), connection, round, update, TransferEncoding.Default, default);
+            }
+            Assert.True(reply.Accepted, reply.Reason);
+            update.DisposeTensors();
+            return (await pending.WaitAsync(TimeSpan.FromSeconds(60))).Single();
+        }
+
+        double[] first = [1.5, -2.0, 0.25, 1.0, 3.0];
+        double[] second = [-7.0, 0.5, 2.0, -0.125, 9.0];
+        var one = await RoundAsync(0, first);
+        var kept = one.Weights.Values.ToHashSet(ReferenceEqualityComparer.Instance);
+        clients.Release([one]);
+        Assert.Equal(5 * 4, clients.Received.HeldBytes);
+        var two = await RoundAsync(1, second);
+        // Decoded into the released tensors (the pool is empty again), and they hold the second upload exactly.
+        Assert.Equal(0, clients.Received.HeldBytes);
+        Assert.All(two.Weights.Values, t => Assert.True(kept.Contains(t), "a new tensor, not a released one"));
+        Assert.Equal(second, Flat(two.Weights));
+        clients.Release([two]);
     }
 }

@@ -36,13 +36,29 @@ public sealed class StreamingDecoder : IDisposable
     /// <summary>Prepares to receive a payload of <paramref name="payloadBytes"/> for a float32 tensor of <paramref name="shape"/>.</summary>
     /// <exception cref="InvalidDataException">The length cannot be this encoding of this shape: an uncompressed payload must
     /// measure exactly what the shape needs, a gzip payload at most an eighth more than that.</exception>
-    public StreamingDecoder(TransferEncoding encoding, long[] shape, long payloadBytes)
+    /// <param name="encoding">The payload's transfer encoding.</param>
+    /// <param name="shape">The decoded tensor's shape.</param>
+    /// <param name="payloadBytes">The payload's announced length.</param>
+    /// <param name="destination">For an uncompressed fp32 payload: a contiguous float32 CPU tensor of <paramref
+    /// name="shape"/> to decode into instead of a new one (it becomes the result; the decoder owns it once constructed
+    /// and frees it if the payload never completes); null = a new tensor.</param>
+    /// <exception cref="ArgumentException">A destination for another encoding, shape or dtype (the caller still owns
+    /// it).</exception>
+    public StreamingDecoder(TransferEncoding encoding, long[] shape, long payloadBytes, Tensor? destination = null)
     {
         ArgumentNullException.ThrowIfNull(encoding);
         ArgumentNullException.ThrowIfNull(shape);
         TensorCodec.RequireLittleEndian();
         this.encoding = encoding;
         this.shape = shape;
+        if (destination is not null)
+        {
+            bool fits = destination.dtype == ScalarType.Float32 && destination.device_type == TorchSharp.DeviceType.CPU && destination.is_contiguous()
+                && destination.shape.SequenceEqual(shape);
+            if (!fits)
+                throw new ArgumentException($"the destination ({destination.dtype}, [{string.Join(", ", destination.shape)}]) is not a contiguous float32 CPU tensor of shape {TensorCodec.FormatShape(shape)}", nameof(destination));
+            if (encoding.Gzip || encoding.Precision != TransferPrecision.Float32) throw new ArgumentException($"only an fp32 payload decodes into a destination, not {encoding}", nameof(destination));
+        }
         long count = TensorCodec.ElementCount(shape);
         long rawLength = TensorCodec.EncodedLength(encoding, count);
         if (rawLength > Array.MaxLength)
@@ -62,7 +78,7 @@ public sealed class StreamingDecoder : IDisposable
                 $"({count} elements) needs exactly {rawLength}; it is truncated, padded, or was encoded differently");
         segments = count == 0 ? [] : encoding.Precision switch
         {
-            TransferPrecision.Float32 => [empty(shape, ScalarType.Float32)],
+            TransferPrecision.Float32 => [destination ?? empty(shape, ScalarType.Float32)],
             TransferPrecision.BFloat16 => [empty(shape, ScalarType.BFloat16)],
             TransferPrecision.Float16 => [empty(shape, ScalarType.Float16)],
             TransferPrecision.Int8Blockwise => [empty([TensorCodec.BlockCount(count, encoding.BlockSize)], ScalarType.Float32), empty([count], ScalarType.Int8)],
