@@ -94,6 +94,27 @@ public class PrivacyConfigTests
     }
 
     [Fact]
+    public void A_server_yaml_robust_section_maps_flame_the_same_way()
+    {
+        using var dir = new TempDirectory();
+        var config = FedLlm.Network.ServerConfig.Load(dir.File("server.yaml", """
+            federation:
+              rounds: 3
+            robust:
+              rule: flame
+              flame_noise_lambda: 0.001
+            server:
+              roster: [a, b, c, d]
+            """));
+        var robust = config.ToRunOptions().Robust!;
+        Assert.Equal(RobustRule.Flame, robust.Rule);
+        Assert.Equal(0.001, robust.FlameNoiseLambda);
+        var negative = FedLlm.Network.ServerConfig.Load(dir.File("negative.yaml", "robust: { rule: flame, flame_noise_lambda: -1 }\nserver: { roster: [a, b, c] }\n"));
+        var e = Assert.ThrowsAny<ArgumentException>(() => negative.ToRunOptions().Validate(FederatedRun.DefaultAlgorithms));
+        Assert.Contains("robust.flame_noise_lambda must be finite and ≥ 0", e.Message);
+    }
+
+    [Fact]
     public void The_sections_map_onto_typed_options()
     {
         var options = Options(Federation + """
