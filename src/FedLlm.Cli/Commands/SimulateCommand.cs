@@ -93,13 +93,14 @@ public sealed class SimulateSettings : CommandSettings
     [CommandOption("--privacy-target-unclipped-quantile <Q>")][ConfigKey("privacy.target_unclipped_quantile")][Description("server-adaptive: the share of updates C should leave unclipped.")] public double? PrivacyTargetUnclippedQuantile { get; init; }
     [CommandOption("--privacy-clipping-norm-learning-rate <X>")][ConfigKey("privacy.clipping_norm_learning_rate")][Description("server-adaptive: the geometric learning rate of C.")] public double? PrivacyClippingNormLearningRate { get; init; }
     [CommandOption("--privacy-clipped-count-stddev <X>")][ConfigKey("privacy.clipped_count_stddev")][Description("server-adaptive: noise on the count of clipped updates (unset = m/20).")] public double? PrivacyClippedCountStddev { get; init; }
-    [CommandOption("--robust-rule <RULE>")][ConfigKey("robust.rule")][Description("Robust aggregation: krum, multi-krum, median, trimmed-mean, norm-clip or fltrust; none drops a robust section of the --config file.")] public string? RobustRule { get; init; }
+    [CommandOption("--robust-rule <RULE>")][ConfigKey("robust.rule")][Description("Robust aggregation: krum, multi-krum, median, trimmed-mean, norm-clip, fltrust or flame; none drops a robust section of the --config file.")] public string? RobustRule { get; init; }
     [CommandOption("--robust-byzantine-clients <F>")][ConfigKey("robust.byzantine_clients")][Description("Krum's f (unset = ⌊(m − 3)/2⌋).")] public int? RobustByzantineClients { get; init; }
     [CommandOption("--robust-selected <M>")][ConfigKey("robust.selected")][Description("Multi-Krum's kept updates (unset = m − f).")] public int? RobustSelected { get; init; }
     [CommandOption("--robust-trim-fraction <BETA>")][ConfigKey("robust.trim_fraction")][Description("Trimmed mean's β, trimmed from each end.")] public double? RobustTrimFraction { get; init; }
     [CommandOption("--robust-norm-factor <X>")][ConfigKey("robust.norm_factor")][Description("norm-clip's bound in multiples of the round's median update norm.")] public double? RobustNormFactor { get; init; }
     [CommandOption("--robust-root-examples <N>")][ConfigKey("robust.root_examples")][Description("FLTrust's server root set size.")] public int? RobustRootExamples { get; init; }
     [CommandOption("--robust-root-data <FILE>")][ConfigKey("robust.root_data")][Description("FLTrust's root set file (unset = a sample of the training data).")] public string? RobustRootData { get; init; }
+    [CommandOption("--robust-flame-noise-lambda <LAMBDA>")][ConfigKey("robust.flame_noise_lambda")][Description("FLAME's noise: σ = λ × the round's median update norm.")] public double? RobustFlameNoiseLambda { get; init; }
     [CommandOption("--attack-kind <KIND>")][ConfigKey("attack.kind")][Description("Simulated attackers: sign-flip, scale, gaussian, label-flip or backdoor; none drops an attack section of the --config file.")] public string? AttackKind { get; init; }
     [CommandOption("--attack-fraction <X>")][ConfigKey("attack.fraction")][Description("Fraction of the clients that attack.")] public double? AttackFraction { get; init; }
     [CommandOption("--attack-scale-factor <S>")][ConfigKey("attack.scale_factor")][Description("scale and gaussian attacks: the factor.")] public double? AttackScaleFactor { get; init; }
@@ -299,7 +300,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
             || s.PrivacyClippingNormLearningRate is not null || s.PrivacyClippedCountStddev is not null)
             c.Privacy ??= new RunConfig.PrivacySection();
         if (s.RobustRule is not null || s.RobustByzantineClients is not null || s.RobustSelected is not null || s.RobustTrimFraction is not null
-            || s.RobustNormFactor is not null || s.RobustRootExamples is not null || s.RobustRootData is not null)
+            || s.RobustNormFactor is not null || s.RobustRootExamples is not null || s.RobustRootData is not null || s.RobustFlameNoiseLambda is not null)
             c.Robust ??= new RunConfig.RobustSection();
         if (s.AttackKind is not null || s.AttackFraction is not null || s.AttackScaleFactor is not null || s.AttackTrigger is not null
             || s.AttackTargetAnswer is not null || s.AttackPoisonFraction is not null)

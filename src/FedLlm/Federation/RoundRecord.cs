@@ -84,7 +84,7 @@ public sealed record RoundRecord
 }
 
 /// <summary>One round of robust aggregation.</summary>
-/// <param name="Rule">The rule's name (krum, multi-krum, median, trimmed-mean, median-norm-clipping, fltrust).</param>
+/// <param name="Rule">The rule's name (krum, multi-krum, median, trimmed-mean, median-norm-clipping, fltrust, flame).</param>
 /// <param name="ClientWeights">Each client's share of the round's aggregate (summing to 1; 0 = left out: Krum's rejected
 /// updates, FLTrust's untrusted ones), or null for coordinate-wise rules (median, trimmed mean), where no client has one
 /// weight.</param>

@@ -325,7 +325,8 @@ public sealed class FederatedRun : IDisposable
         strategy = new PayloadAccounting(strategy);
         if (Options.LogLoraProductError) strategy = new ProductErrorLogging(strategy);
         if (Options.Robust is { } robust)
-            strategy = new RobustAggregation(strategy, robust.Create(Math.Min(federation.ClientsPerRound, federation.TotalClients), RootUpdate));
+            strategy = new RobustAggregation(strategy, robust.Create(Math.Min(federation.ClientsPerRound, federation.TotalClients), RootUpdate,
+                NoiseSource.Create(seeding, federation.Seed)));
         if (Options.Privacy is { } privacy)
             strategy = DifferentialPrivacy.Wrap(strategy, privacy, PrivacyPlan!, seeding, federation.Seed);
         // Outermost: it hands the DP mechanism (or the algorithm) the secure aggregate in place of the updates.

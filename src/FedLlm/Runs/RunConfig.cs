@@ -352,7 +352,7 @@ public sealed class RunConfig
     /// <summary>robust: (see Federation.Robust.RobustOptions).</summary>
     public sealed class RobustSection
     {
-        /// <summary>krum, multi-krum, median, trimmed-mean, norm-clip or fltrust.</summary>
+        /// <summary>krum, multi-krum, median, trimmed-mean, norm-clip, fltrust or flame.</summary>
         public string Rule { get; set; } = "median";
 
         /// <summary>Krum's f, the attackers tolerated per round; null = the most the round size allows, ⌊(m −
@@ -375,11 +375,16 @@ public sealed class RunConfig
         /// (simulation only).</summary>
         public string? RootData { get; set; }
 
+        /// <summary>FLAME: the noise's σ in multiples of the round's median update norm (0.01, the paper's value for
+        /// NLP).</summary>
+        public double FlameNoiseLambda { get; set; } = FedLlm.Federation.Robust.RobustOptions.DefaultFlameNoiseLambda;
+
         /// <summary>The typed options; an unknown rule throws <see cref="ArgumentException"/> naming the key.</summary>
         public FedLlm.Federation.Robust.RobustOptions ToOptions() => new()
         {
             Rule = FedLlm.Federation.Robust.RobustOptions.ParseRule(Rule), ByzantineClients = ByzantineClients, Selected = Selected,
             TrimFraction = TrimFraction, NormFactor = NormFactor, RootExamples = RootExamples, RootData = RootData,
+            FlameNoiseLambda = FlameNoiseLambda,
         };
     }
 

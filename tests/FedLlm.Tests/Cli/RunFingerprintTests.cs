@@ -131,4 +131,50 @@ public sealed class ResultsReportRobustnessTests
             Assert.Equal(1, weights.EnumerateObject().Sum(p => p.Value.GetDouble()), 12);
         }
     }
+
+    [Fact]
+    public async Task Results_show_flame_clustering_the_sign_flipper_out_and_its_noise_repeating_with_the_seed()
+    {
+        using var tiny = new FedLlm.Tests.Network.TinyFederation(clients: 4, rounds: 2, localSteps: 1);
+        RunOptions Options(string output) => new()
+        {
+            ModelPath = tiny.ModelDirectory,
+            Threads = 1,
+            Data = new RunDataOptions { TrainPath = tiny.DataFiles[1], Partition = new() { Kind = FedLlm.Data.Partitioning.PartitionKind.Iid } },
+            Federation = tiny.Federation.ToOptions() with { Rounds = 2 },
+            Lora = tiny.Lora,
+            Output = output,
+            Robust = new FedLlm.Federation.Robust.RobustOptions { Rule = FedLlm.Federation.Robust.RobustRule.Flame, FlameNoiseLambda = 0.01 },
+            Attack = new FedLlm.Federation.Attacks.AttackOptions { Kind = FedLlm.Federation.Attacks.AttackKind.SignFlip, Fraction = 0.25 },
+        };
+        var options = Options(tiny.Output);
+        using (var run = FederatedRun.Prepare(options))
+        {
+            var outcome = await run.RunAsync("fedavg");
+            ResultsReport.Write(tiny.Output, [outcome], run.Labels, options.Federation.Seed);
+        }
+
+        var attacker = FedLlm.Federation.Simulation.InProcessClients.ClientId(Assert.Single(RunData.AttackersOf(options)));
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(tiny.Output, "results.json")));
+        var result = json.RootElement.GetProperty("runs")[0];
+        Assert.Equal("flame", result.GetProperty("robust_rule").GetString());
+        foreach (var round in result.GetProperty("rounds").EnumerateArray())
+        {
+            var robust = round.GetProperty("robust");
+            var weights = robust.GetProperty("client_weights");
+            // min_cluster_size ⌊4/2⌋ + 1 = 3: the three honest clients, whose updates share a direction, are the cluster;
+            // the reflected update points away from all of them.
+            Assert.Equal(0, weights.GetProperty(attacker).GetDouble());
+            foreach (var client in weights.EnumerateObject().Where(p => p.Name != attacker))
+                Assert.Equal(1 / 3.0, client.Value.GetDouble(), 12);
+            Assert.Equal("clip_scale", robust.GetProperty("score_name").GetString());
+        }
+
+        // The noise comes from the run seed: a second run in another folder ends with the same adapter, bit for bit.
+        string again = Path.Combine(tiny.Output, "again");
+        using (var run = FederatedRun.Prepare(Options(again)))
+            await run.RunAsync("fedavg");
+        foreach (var file in new[] { "adapter_model.safetensors" })
+            Assert.Equal(File.ReadAllBytes(Path.Combine(tiny.Output, "fedavg", "adapter", file)), File.ReadAllBytes(Path.Combine(again, "fedavg", "adapter", file)));
+    }
 }

@@ -38,6 +38,9 @@ public class PrivacyConfigTests
     [InlineData("robust: { rule: median, trim_fraction: 0.3 }", "robust.trim_fraction only applies")]
     [InlineData("robust: { rule: trimmed-mean, trim_fraction: 0.5 }", "robust.trim_fraction must be in [0, 0.5)")]
     [InlineData("robust: { rule: multi-krum, selected: 9 }", "robust.selected")]
+    [InlineData("robust: { rule: flame, flame_noise_lambda: -0.01 }", "robust.flame_noise_lambda must be finite and ≥ 0, got -0.01")]
+    [InlineData("robust: { rule: median, flame_noise_lambda: 0.001 }", "robust.flame_noise_lambda only applies to flame (rule is median)")]
+    [InlineData("robust: { rule: flame, trim_fraction: 0.1 }", "robust.trim_fraction only applies to trimmed-mean (rule is flame)")]
     [InlineData("attack: { kind: sign-flip, fraction: 1.5 }", "attack.fraction")]
     [InlineData("attack: { kind: backdoor, poison_fraction: 0 }", "attack.poison_fraction")]
     [InlineData("attack: { kind: sign-flip, fraction: 0.01 }", "rounds to no attacker")]
@@ -66,6 +69,49 @@ public class PrivacyConfigTests
         File.WriteAllText(path, Federation + "privacy: { noise_multiplyer: 1 }");
         var error = Assert.Throws<FedLlm.Configuration.ConfigurationException>(() => RunConfig.Load(path));
         Assert.Contains("noise_multiplyer", error.Message);
+    }
+
+    [Fact]
+    public void An_unknown_key_in_the_robust_section_is_refused_naming_it()
+    {
+        using var dir = new TempDirectory();
+        string path = Path.Combine(dir.Path, "run.yaml");
+        File.WriteAllText(path, Federation + "robust: { rule: flame, flame_lambda: 0.001 }");
+        var error = Assert.Throws<FedLlm.Configuration.ConfigurationException>(() => RunConfig.Load(path));
+        Assert.Contains("flame_lambda", error.Message);
+    }
+
+    [Fact]
+    public void Flame_and_its_noise_lambda_map_onto_typed_options()
+    {
+        var options = Options(Federation + "robust: { rule: flame, flame_noise_lambda: 0.001 }");
+        options.Validate(FederatedRun.DefaultAlgorithms);
+        Assert.Equal(RobustRule.Flame, options.Robust!.Rule);
+        Assert.Equal(0.001, options.Robust.FlameNoiseLambda);
+        Assert.Equal(0.01, Options(Federation + "robust: { rule: flame }").Robust!.FlameNoiseLambda);
+        var flame = Assert.IsType<Flame>(options.Robust.Create(5, noise: NoiseSource.FromRunSeed(1)));
+        Assert.Equal(0.001, flame.NoiseLambda);
+    }
+
+    [Fact]
+    public void A_server_yaml_robust_section_maps_flame_the_same_way()
+    {
+        using var dir = new TempDirectory();
+        var config = FedLlm.Network.ServerConfig.Load(dir.File("server.yaml", """
+            federation:
+              rounds: 3
+            robust:
+              rule: flame
+              flame_noise_lambda: 0.001
+            server:
+              roster: [a, b, c, d]
+            """));
+        var robust = config.ToRunOptions().Robust!;
+        Assert.Equal(RobustRule.Flame, robust.Rule);
+        Assert.Equal(0.001, robust.FlameNoiseLambda);
+        var negative = FedLlm.Network.ServerConfig.Load(dir.File("negative.yaml", "robust: { rule: flame, flame_noise_lambda: -1 }\nserver: { roster: [a, b, c] }\n"));
+        var e = Assert.ThrowsAny<ArgumentException>(() => negative.ToRunOptions().Validate(FederatedRun.DefaultAlgorithms));
+        Assert.Contains("robust.flame_noise_lambda must be finite and ≥ 0", e.Message);
     }
 
     [Fact]

@@ -20,6 +20,9 @@ public enum RobustRule
 
     /// <summary><see cref="FlTrust"/>, with the server's root-set update.</summary>
     FlTrust,
+
+    /// <summary><see cref="Robust.Flame"/>: majority cluster, median-norm clipping, noise.</summary>
+    Flame,
 }
 
 /// <summary>
@@ -29,7 +32,7 @@ public enum RobustRule
 public sealed record RobustOptions
 {
     /// <summary>The rules' YAML names, in <see cref="RobustRule"/> order.</summary>
-    public static readonly IReadOnlyList<string> RuleNames = ["krum", "multi-krum", "median", "trimmed-mean", "norm-clip", "fltrust"];
+    public static readonly IReadOnlyList<string> RuleNames = ["krum", "multi-krum", "median", "trimmed-mean", "norm-clip", "fltrust", "flame"];
 
     /// <summary>The rule.</summary>
     public RobustRule Rule { get; init; } = RobustRule.Median;
@@ -52,6 +55,13 @@ public sealed record RobustOptions
     /// <summary>FLTrust: the root set's file (Alpaca schema); null = a seeded sample of the run's training data
     /// (simulation only; a server holds no training data).</summary>
     public string? RootData { get; init; }
+
+    /// <summary>FLAME's λ: the noise on the aggregate has σ = λ·S_t, S_t the round's median update norm (Nguyen et al.
+    /// 2022 use 0.01 for their NLP task, 0.001 for image classification).</summary>
+    public double FlameNoiseLambda { get; init; } = DefaultFlameNoiseLambda;
+
+    /// <summary>The default of <see cref="FlameNoiseLambda"/>.</summary>
+    public const double DefaultFlameNoiseLambda = 0.01;
 
     /// <summary>The YAML name of <paramref name="rule"/>.</summary>
     public static string Name(RobustRule rule) => RuleNames[(int)rule];
@@ -93,14 +103,18 @@ public sealed record RobustOptions
         if (RootExamples <= 0) failures.Add($"robust.root_examples must be positive, got {RootExamples}");
         if (Rule != RobustRule.FlTrust && (RootData is not null || RootExamples != 100))
             failures.Add($"robust.root_data and robust.root_examples only apply to fltrust (rule is {Name(Rule)})");
+        if (!(FlameNoiseLambda >= 0) || double.IsInfinity(FlameNoiseLambda)) failures.Add($"robust.flame_noise_lambda must be finite and ≥ 0, got {FlameNoiseLambda}");
+        if (Rule != RobustRule.Flame && FlameNoiseLambda != DefaultFlameNoiseLambda)
+            failures.Add($"robust.flame_noise_lambda only applies to flame (rule is {Name(Rule)})");
         if (RootData is not null && !File.Exists(RootData)) failures.Add($"robust.root_data: file '{RootData}' not found");
         return failures;
     }
 
     /// <summary>The rule for rounds of <paramref name="clientsPerRound"/> clients; FLTrust takes its root update from
-    /// <paramref name="rootUpdate"/>(round, global).</summary>
+    /// <paramref name="rootUpdate"/>(round, global), FLAME its noise from <paramref name="noise"/>.</summary>
     public IRobustAggregator Create(int clientsPerRound,
-        Func<int, IReadOnlyDictionary<string, TorchSharp.torch.Tensor>, IReadOnlyDictionary<string, TorchSharp.torch.Tensor>>? rootUpdate = null)
+        Func<int, IReadOnlyDictionary<string, TorchSharp.torch.Tensor>, IReadOnlyDictionary<string, TorchSharp.torch.Tensor>>? rootUpdate = null,
+        Privacy.NoiseSource? noise = null)
     {
         int f = EffectiveByzantineClients(clientsPerRound);
         return Rule switch
@@ -111,6 +125,7 @@ public sealed record RobustOptions
             RobustRule.TrimmedMean => new TrimmedMean(TrimFraction),
             RobustRule.NormClip => new MedianNormClipping(NormFactor),
             RobustRule.FlTrust => new FlTrust(rootUpdate ?? throw new ArgumentException("robust.rule fltrust needs the server's root-set training")),
+            RobustRule.Flame => new Flame(FlameNoiseLambda, noise ?? throw new ArgumentException("robust.rule flame needs a noise source")),
             _ => throw new ArgumentOutOfRangeException(nameof(Rule), Rule, null),
         };
     }

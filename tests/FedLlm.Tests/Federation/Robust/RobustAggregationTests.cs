@@ -143,7 +143,7 @@ public class RobustAggregationTests
     static IEnumerable<IRobustAggregator> All() => new IRobustAggregator[]
     {
         new CoordinateMedian(), new TrimmedMean(0.25), new Krum(1), new Krum(1, selected: 3), new MedianNormClipping(),
-        new FlTrust((_, _) => Adapter(new double[] { 1, 1, 1, 0, -1 })),
+        new FlTrust((_, _) => Adapter(new double[] { 1, 1, 1, 0, -1 })), new Flame(0.1, FedLlm.Privacy.NoiseSource.FromRunSeed(5)),
     };
 
     [Fact]
