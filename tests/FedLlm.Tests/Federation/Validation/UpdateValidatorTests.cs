@@ -149,4 +149,25 @@ public class UpdateValidatorTests
     {
         Assert.Throws<ArgumentException>(() => Check(Adapter(Y), limits: new UpdateLimits { MaxUpdateNorm = double.NaN }));
     }
+
+    [Fact]
+    public void The_norm_of_a_large_update_is_the_float64_sum_of_its_float32_squares_and_a_NaN_in_the_last_lanes_is_found()
+    {
+        // 3 M + 5 elements: several parallel pieces and a tail shorter than a vector.
+        const long n = 3_000_005;
+        using var generator = new Generator(11);
+        var global = new Dictionary<string, Tensor> { [KeyA] = randn(new long[] { n }, generator: generator) };
+        var sent = new Dictionary<string, Tensor> { [KeyA] = global[KeyA] + 0.01f * randn(new long[] { n }, generator: generator) };
+        var verdict = UpdateValidator.Validate(global, new ClientUpdate("client-2", sent, 10), UpdateLimits.None);
+        using var squares = (sent[KeyA] - global[KeyA]).pow(2);
+        double expected = Math.Sqrt(squares.sum(ScalarType.Float64).item<double>());
+        Assert.True(verdict.Accepted);
+        Assert.Equal(expected, verdict.UpdateNorm!.Value, expected * 1e-12);
+
+        sent[KeyA][n - 2] = float.NaN;
+        var nan = UpdateValidator.Validate(global, new ClientUpdate("client-2", sent, 10), UpdateLimits.None);
+        Assert.False(nan.Accepted);
+        Assert.Contains("1 NaN value", nan.Reason);
+        foreach (var t in global.Values.Concat(sent.Values)) t.Dispose();
+    }
 }
