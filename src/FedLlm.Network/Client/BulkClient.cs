@@ -39,7 +39,7 @@ public sealed class BulkClient(ServerConnection connection)
             await stream.FlushAsync(cancellationToken);
             var reply = await ReadReplyAsync(stream, cancellationToken);
             if (!reply.Accepted) throw new RpcException(new Status((StatusCode)reply.StatusCode, reply.Reason));
-            var (tensors, _) = await BulkFrames.ReadTensorsAsync(stream, _ => null, null, cancellationToken, reuse is null ? null : h => reuse.Rent(h.Shape));
+            var (tensors, _) = await BulkFrames.ReadTensorsAsync(stream, _ => null, null, cancellationToken, reuse is null ? null : reuse.Rent);
             return tensors;
         }, cancellationToken);
     }
@@ -50,9 +50,7 @@ public sealed class BulkClient(ServerConnection connection)
     public async Task<SubmitReply> SubmitAsync(int round, ClientUpdate update, TransferEncoding encoding, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(update);
-        var header = new UpdateHeader { Round = round, ClientId = update.ClientId, ExampleCount = update.ExampleCount };
-        if (update.Metrics is not null) foreach (var (key, value) in update.Metrics) header.Metrics[key] = value;
-        var bulk = new BulkRequest { ClientId = connection.ClientId, Token = connection.Token ?? "", SubmitUpdate = header };
+        var bulk = new BulkRequest { ClientId = connection.ClientId, Token = connection.Token ?? "", SubmitUpdate = NetworkClient.UpdateHeaderOf(round, update) };
         return await OnChannel(async stream =>
         {
             await BulkFrames.WriteMessageAsync(stream, bulk, cancellationToken);
@@ -68,11 +66,8 @@ public sealed class BulkClient(ServerConnection connection)
             var answer = ReadSubmitReplyAsync(stream, stopWriting, cancellationToken);
             try
             {
-                foreach (var (name, tensor) in update.Weights.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-                    await BulkFrames.WriteTensorsAsync(stream, TensorChunks.Stream(name, tensor, encoding), "", null, stopWriting.Token);
-                foreach (var (setName, set) in update.TensorSets.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-                    foreach (var (name, tensor) in set.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-                        await BulkFrames.WriteTensorsAsync(stream, TensorChunks.Stream(name, tensor, encoding), setName, null, stopWriting.Token);
+                foreach (var (setName, name, tensor) in NetworkClient.InWireOrder(update))
+                    await BulkFrames.WriteTensorsAsync(stream, TensorChunks.Stream(name, tensor, encoding), setName, null, stopWriting.Token);
                 await BulkFrames.WriteEndAsync(stream, stopWriting.Token);
                 await stream.FlushAsync(stopWriting.Token);
             }

@@ -433,7 +433,7 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
     {
         using var _ = call;
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        using var assembler = new TensorAssembler(h => tensors.ContainsKey(h.Name) ? $"tensor '{h.Name}' sent twice" : null, reuse is null ? null : h => reuse.Rent(h.Shape));
+        using var assembler = new TensorAssembler(h => tensors.ContainsKey(h.Name) ? $"tensor '{h.Name}' sent twice" : null, reuse is null ? null : reuse.Rent);
         try
         {
             while (await call.ResponseStream.MoveNext(cancellationToken))
@@ -453,18 +453,14 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
         TransferEncoding encoding, CancellationToken cancellationToken)
     {
         using var call = api.SubmitUpdate(connection.Headers(), cancellationToken: cancellationToken);
-        var header = new UpdateHeader { Round = round, ClientId = update.ClientId, ExampleCount = update.ExampleCount };
-        if (update.Metrics is not null) foreach (var (key, value) in update.Metrics) header.Metrics[key] = value;
         try
         {
-            await call.RequestStream.WriteAsync(new UpdateChunk { Header = header }, cancellationToken);
-            foreach (var (name, tensor) in update.Weights.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            await call.RequestStream.WriteAsync(new UpdateChunk { Header = UpdateHeaderOf(round, update) }, cancellationToken);
+            foreach (var (setName, name, tensor) in InWireOrder(update))
                 foreach (var chunk in TensorChunks.Stream(name, tensor, encoding))
-                    await call.RequestStream.WriteAsync(new UpdateChunk { Weights = chunk }, cancellationToken);
-            foreach (var (setName, set) in update.TensorSets.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-                foreach (var (name, tensor) in set.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-                    foreach (var chunk in TensorChunks.Stream(name, tensor, encoding))
-                        await call.RequestStream.WriteAsync(new UpdateChunk { TensorSet = new TensorSetChunk { TensorSet = setName, Chunk = chunk } }, cancellationToken);
+                    await call.RequestStream.WriteAsync(setName.Length == 0
+                        ? new UpdateChunk { Weights = chunk }
+                        : new UpdateChunk { TensorSet = new TensorSetChunk { TensorSet = setName, Chunk = chunk } }, cancellationToken);
             await call.RequestStream.CompleteAsync();
         }
         catch (Exception e) when (e is RpcException or InvalidOperationException or IOException)
@@ -476,6 +472,23 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
             // restarted server then waited forever for that client's update.
         }
         return await call.ResponseAsync;
+    }
+
+    /// <summary>What an update's header says: round, client, example count, metrics.</summary>
+    internal static UpdateHeader UpdateHeaderOf(int round, ClientUpdate update)
+    {
+        var header = new UpdateHeader { Round = round, ClientId = update.ClientId, ExampleCount = update.ExampleCount };
+        if (update.Metrics is not null) foreach (var (key, value) in update.Metrics) header.Metrics[key] = value;
+        return header;
+    }
+
+    /// <summary>An update's tensors in the order they travel: the weights, then each tensor set, each by name; the set
+    /// name is empty for the weights.</summary>
+    internal static IEnumerable<(string Set, string Name, Tensor Tensor)> InWireOrder(ClientUpdate update)
+    {
+        foreach (var (name, tensor) in update.Weights.OrderBy(kv => kv.Key, StringComparer.Ordinal)) yield return ("", name, tensor);
+        foreach (var (setName, set) in update.TensorSets.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            foreach (var (name, tensor) in set.OrderBy(kv => kv.Key, StringComparer.Ordinal)) yield return (setName, name, tensor);
     }
 
     Task<SubmitReply> SubmitAsync(Protocol.Federation.FederationClient api, int round, ClientUpdate update, TransferEncoding encoding, CancellationToken cancellationToken) =>

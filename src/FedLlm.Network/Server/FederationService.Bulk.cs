@@ -149,7 +149,7 @@ public sealed partial class FederationService
                 else throw new TransferException($"tensor set '{frame.TensorSet}' was not asked for in this round");
                 if (Admit(tensor, round.Global, target, part) is { } refused) throw new TransferException(refused);
                 if (bytes + tensor.EncodedBytes > limit) throw new TransferException($"update exceeds the size limit of {limit} bytes");
-                using var decoder = TensorAssembler.Decoder(tensor, h => clients.Received.Rent(h.Shape));
+                using var decoder = TensorAssembler.Decoder(tensor, clients.Received.Rent);
                 await BulkFrames.ReadPayloadAsync(stream, decoder, () => KeepAlive(id, alive), cancellationToken);
                 bytes += decoder.Length;
                 target[tensor.Name] = TensorAssembler.Finish(tensor.Name, decoder).DetachFromDisposeScope();

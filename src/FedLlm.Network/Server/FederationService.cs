@@ -158,12 +158,7 @@ public sealed partial class FederationService(RemoteClients clients, RunDescript
         {
             await stream.WriteAsync(chunk, context.CancellationToken);
             Interlocked.Add(ref lease.Context.BytesSent, chunk.CalculateSize());
-            // A client reading a large adapter over a slow link is alive even if its heartbeats queue behind the data.
-            if (alive.Elapsed > TimeSpan.FromSeconds(1))
-            {
-                clients.Seen(id);
-                alive.Restart();
-            }
+            KeepAlive(id, alive);
         }
     }
 
@@ -184,9 +179,9 @@ public sealed partial class FederationService(RemoteClients clients, RunDescript
         var weights = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var returned = round.Instructions.ReturnedTensorSets;
         var sets = returned.ToDictionary(name => name, _ => new Dictionary<string, Tensor>(StringComparer.Ordinal), StringComparer.Ordinal);
-        var weightParts = new TensorAssembler(h => Admit(h, round.Global, weights, "weights"), h => clients.Received.Rent(h.Shape));
+        var weightParts = new TensorAssembler(h => Admit(h, round.Global, weights, "weights"), clients.Received.Rent);
         var setParts = returned.ToDictionary(name => name, name => new TensorAssembler(h => Admit(h, round.Global, sets[name], name.Replace('_', ' ')),
-            h => clients.Received.Rent(h.Shape)), StringComparer.Ordinal);
+            clients.Received.Rent), StringComparer.Ordinal);
         try
         {
             var alive = System.Diagnostics.Stopwatch.StartNew();
@@ -194,11 +189,7 @@ public sealed partial class FederationService(RemoteClients clients, RunDescript
             {
                 var message = requestStream.Current;
                 bytes += message.CalculateSize();
-                if (alive.Elapsed > TimeSpan.FromSeconds(1))
-                {
-                    clients.Seen(id);
-                    alive.Restart();
-                }
+                KeepAlive(id, alive);
                 if (bytes > limit) throw new TransferException($"update exceeds the size limit of {limit} bytes");
                 switch (message.PartCase)
                 {
@@ -221,8 +212,7 @@ public sealed partial class FederationService(RemoteClients clients, RunDescript
         catch (Exception e) when (e is TransferException || e is RpcException { StatusCode: StatusCode.ResourceExhausted })
         {
             Interlocked.Add(ref round.BytesReceived, bytes);
-            AdapterTensors.Dispose(weights);
-            foreach (var set in sets.Values) AdapterTensors.Dispose(set);
+            Free(weights, sets);
             return Refuse(id, header.Round, e is RpcException r ? r.Status.Detail : e.Message);
         }
         finally

@@ -48,6 +48,14 @@ public sealed class ReceivePool(long capacityBytes) : IDisposable
         }
     }
 
+    /// <summary>A kept float32 tensor of the shape <paramref name="header"/> announces, or null (<see
+    /// cref="Rent(IEnumerable{long})"/>): what a decoder's destination asks for.</summary>
+    public Tensor? Rent(Protocol.TensorHeader header)
+    {
+        ArgumentNullException.ThrowIfNull(header);
+        return Rent(header.Shape);
+    }
+
     /// <summary>Takes <paramref name="tensors"/> (the pool owns them from now on): contiguous float32 CPU tensors are
     /// kept while they fit, the rest freed.</summary>
     public void Return(IEnumerable<Tensor> tensors)

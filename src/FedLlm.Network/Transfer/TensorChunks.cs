@@ -60,31 +60,38 @@ public static class TensorChunks
             foreach (var chunk in Split(name, tensor, encoding)) yield return chunk;
             yield break;
         }
-        long length = TensorCodec.EncodedLength(encoding, tensor.numel());
-        var header = Header(name, tensor, encoding, length);
+        var header = Header(name, tensor, encoding, TensorCodec.EncodedLength(encoding, tensor.numel()));
         var segments = TensorCodec.EncodeSegments(tensor, encoding);
         try
         {
-            if (length == 0)
-            {
-                yield return new TensorChunk { Header = header };
-                yield break;
-            }
-            bool first = true;
-            foreach (var segment in segments)
-            {
-                var memory = new TensorMemory(segment);
-                for (int offset = 0; offset < memory.Length; offset += MaxChunkBytes)
-                {
-                    var slice = memory.Memory.Slice(offset, Math.Min(MaxChunkBytes, memory.Length - offset));
-                    yield return new TensorChunk { Header = first ? header : null, Data = UnsafeByteOperations.UnsafeWrap(slice) };
-                    first = false;
-                }
-            }
+            foreach (var chunk in OverSegments(header, segments)) yield return chunk;
         }
         finally
         {
             foreach (var segment in segments) segment.Dispose();
+        }
+    }
+
+    /// <summary>Chunks over the native memory of an uncompressed payload's segments (<see
+    /// cref="TensorCodec.EncodeSegments"/>), in order, the first carrying <paramref name="header"/>; a header-only chunk
+    /// for an empty payload. The chunks wrap the segments' memory: they are valid while the segments live.</summary>
+    internal static IEnumerable<TensorChunk> OverSegments(TensorHeader header, IReadOnlyList<Tensor> segments)
+    {
+        if (header.EncodedBytes == 0)
+        {
+            yield return new TensorChunk { Header = header };
+            yield break;
+        }
+        bool first = true;
+        foreach (var segment in segments)
+        {
+            var memory = new TensorMemory(segment);
+            for (int offset = 0; offset < memory.Length; offset += MaxChunkBytes)
+            {
+                var slice = memory.Memory.Slice(offset, Math.Min(MaxChunkBytes, memory.Length - offset));
+                yield return new TensorChunk { Header = first ? header : null, Data = UnsafeByteOperations.UnsafeWrap(slice) };
+                first = false;
+            }
         }
     }
 
@@ -125,26 +132,10 @@ public sealed class EncodedTensors : IDisposable
                     chunks.AddRange(TensorChunks.Split(name, tensor, encoding));
                     continue;
                 }
-                long length = TensorCodec.EncodedLength(encoding, tensor.numel());
-                var header = TensorChunks.Header(name, tensor, encoding, length);
+                var header = TensorChunks.Header(name, tensor, encoding, TensorCodec.EncodedLength(encoding, tensor.numel()));
                 var segments = TensorCodec.EncodeSegments(tensor, encoding);
                 owned.AddRange(segments);
-                if (length == 0)
-                {
-                    chunks.Add(new TensorChunk { Header = header });
-                    continue;
-                }
-                bool first = true;
-                foreach (var segment in segments)
-                {
-                    var memory = new TensorMemory(segment);
-                    for (int offset = 0; offset < memory.Length; offset += TensorChunks.MaxChunkBytes)
-                    {
-                        var slice = memory.Memory.Slice(offset, Math.Min(TensorChunks.MaxChunkBytes, memory.Length - offset));
-                        chunks.Add(new TensorChunk { Header = first ? header : null, Data = UnsafeByteOperations.UnsafeWrap(slice) });
-                        first = false;
-                    }
-                }
+                chunks.AddRange(TensorChunks.OverSegments(header, segments));
             }
         }
         catch
