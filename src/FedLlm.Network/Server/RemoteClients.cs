@@ -279,6 +279,17 @@ public sealed partial class RemoteClients : IClientExecutor, IDisposable
         }
     }
 
+    /// <summary>Roster clients (not removed) that have not yet heard that the run is over. A client away in its
+    /// reconnect backoff when the run ends (a server resumed after its last round was committed ends at once) learns it
+    /// only by polling again; a server that exited first would leave it retrying a listener that is gone.</summary>
+    public int ClientsNotYetToldTheEnd
+    {
+        get
+        {
+            lock (gate) return clients.Values.Count(c => !c.Removed && !c.ToldFinished);
+        }
+    }
+
     /// <summary>Clients that hold an asynchronous task and still send heartbeats. After the last version they are
     /// training one that will never be aggregated, and have not yet heard that the run is over: a server that exited
     /// now would leave them retrying a listener that is gone.</summary>
@@ -444,6 +455,7 @@ public sealed partial class RemoteClients : IClientExecutor, IDisposable
                 if (finished)
                 {
                     clients[clientId].HeldVersion = null; // told: it trains nothing more
+                    clients[clientId].ToldFinished = true;
                     return TaskOffer.RunFinished;
                 }
                 if (stopReason is not null) return TaskOffer.Stopping(stopReason);
@@ -756,6 +768,8 @@ public sealed partial class RemoteClients : IClientExecutor, IDisposable
         /// <summary>Asynchronous mode: seconds since the server started when it took its task.</summary>
         public double TaskStartedAt { get; set; }
         public bool Uploading { get; set; }
+        /// <summary>It polled after the run ended and was told so.</summary>
+        public bool ToldFinished { get; set; }
     }
 }
 

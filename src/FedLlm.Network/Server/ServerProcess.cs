@@ -179,10 +179,22 @@ public static class ServerProcess
             logger.LogInformation("waiting for {Count} clients still training to hear that the run is over", remote.ClientsStillTraining);
         while (remote.ClientsStillTraining > 0 && DateTime.UtcNow < lingerUntil)
             await Task.Delay(TimeSpan.FromMilliseconds(200), CancellationToken.None);
-        // Give polling clients a moment to hear that the run is over before the listener goes away.
+        // Every roster client should hear that the run is over before the listener goes away, including one away in its
+        // reconnect backoff (at most 10 s by default); one that never comes back (a client that died) is not waited for
+        // longer than that.
+        var tellUntil = DateTime.UtcNow + EndOfRunNotice;
+        if (remote.ClientsNotYetToldTheEnd > 0)
+            logger.LogInformation("waiting up to {Seconds:F0} s for {Count} clients to hear that the run is over", EndOfRunNotice.TotalSeconds, remote.ClientsNotYetToldTheEnd);
+        while (remote.ClientsNotYetToldTheEnd > 0 && DateTime.UtcNow < tellUntil)
+            await Task.Delay(TimeSpan.FromMilliseconds(200), CancellationToken.None);
+        // And a moment for the last replies to leave before the listener goes away.
         await Task.Delay(TimeSpan.FromSeconds(Math.Min(3, s.HeartbeatSeconds)), CancellationToken.None);
         return 0;
     }
+
+    /// <summary>How long a finished server waits for clients to hear that the run is over: longer than a client's
+    /// longest reconnect backoff (<see cref="Client.NetworkClientOptions.MaxBackoff"/>'s default) plus a poll.</summary>
+    static readonly TimeSpan EndOfRunNotice = TimeSpan.FromSeconds(15);
 
     static string NormBound(ServerConfig.ServerSection s) =>
         (s.MaxUpdateNorm, s.MaxUpdateNormRatio) switch

@@ -218,6 +218,29 @@ public class FederationProcessTests
         FederationTestData.AssertBitEqual(run.Simulate(), run.FinalAdapter(), "resumed network run vs uninterrupted simulation");
     }
 
+    [Fact]
+    public void A_server_resumed_after_its_last_round_waits_for_a_client_away_in_backoff_to_hear_that_the_run_is_over()
+    {
+        // The run completes; the server is started again on the same output (as after a kill right after the last
+        // commit) and finds nothing left to do. A client that comes back only later (its reconnect backoff) must still
+        // be told the run is over, not left retrying a listener that is gone.
+        using var run = new TinyFederation(clients: 1, strategy: "fedavg", rounds: 1);
+        string yaml = run.WriteServerYaml(port: TinyFederation.FreePort());
+        using (var first = run.StartServer(yaml))
+        using (var client = run.StartClient(0, Address(first)))
+        {
+            Assert.Equal(0, first.WaitForExit(Patience));
+            Assert.Equal(0, client.WaitForExit(Patience));
+        }
+        using var resumed = run.StartServer(yaml);
+        resumed.WaitFor(@"waiting up to 15 s for 1 clients to hear that the run is over", Patience);
+        Thread.Sleep(TimeSpan.FromSeconds(4)); // longer than the fixed pause a finished server used to allow
+        using var late = run.StartClient(0, Address(resumed));
+        Assert.Equal(0, late.WaitForExit(Patience));
+        Assert.Contains(late.Lines, l => l.Contains("the run has finished"));
+        Assert.Equal(0, resumed.WaitForExit(Patience));
+    }
+
     static void AssertBetween(long actual, long payload, long overhead, string what) =>
         Assert.True(actual >= payload && actual <= payload + overhead, $"{what}: {actual} bytes for a payload of {payload} (+ at most {overhead})");
 }
