@@ -97,11 +97,13 @@ public class FedLlmPatchGlibcxxRequirement : Task
                         ushort flags = BitConverter.ToUInt16(elf, (int)aux + 4);
                         if ((flags & VerFlagWeak) != 0) return version + " already weak";
                         flags |= VerFlagWeak;
-                        using (var stream = new FileStream(path, FileMode.Open, FileAccess.Write))
-                        {
-                            stream.Position = aux + 4;
-                            stream.Write(BitConverter.GetBytes(flags), 0, 2);
-                        }
+                        BitConverter.GetBytes(flags).CopyTo(elf, (int)aux + 4);
+                        // A new file, renamed over the old one: the output may be a hard link into the NuGet package
+                        // cache (CreateHardLinksForCopyLocalIfPossible), which must stay as the package shipped it.
+                        var patched = path + ".patched";
+                        File.WriteAllBytes(patched, elf);
+                        File.Delete(path);
+                        File.Move(patched, path);
                         return version + " marked weak";
                     }
                     uint nextAux = BitConverter.ToUInt32(elf, (int)aux + 12);
