@@ -4,4 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 build/install-test-deps.sh
-exec dotnet test "$@"
+# The tests' scratch files (tiny checkpoints, runs, sockets) live in one directory of this run, removed at the end, so
+# repeated runs never fill the machine's /tmp.
+scratch="$(mktemp -d "${TMPDIR:-/tmp}/fedllm-tests.XXXXXX")"
+trap 'rm -rf "$scratch"' EXIT
+export TMPDIR="$scratch"
+dotnet test "$@"
