@@ -15,7 +15,9 @@ public class SandboxEscapeTests
     private static readonly PythonSandbox Sandbox = new(new SandboxOptions { Timeout = TimeSpan.FromSeconds(10), MemoryMegabytes = 256, Workers = 2 });
     private static readonly TimeSpan RawTimeout = TimeSpan.FromSeconds(20);
 
-    private static string HostMarker() => Path.Combine(Path.GetTempPath(), $"fedllm-escape-{Guid.NewGuid():N}");
+    // The host's /tmp itself (not TMPDIR, which test.sh points at a subdirectory): the sandbox mounts its own /tmp
+    // over it, so a write there must land in the sandbox's copy and never on the host.
+    private static string HostMarker() => $"/tmp/fedllm-escape-{Guid.NewGuid():N}";
 
     private static void AssertNotPassed(ExecutionResult result) =>
         Assert.True(result.Status != ExecutionStatus.Passed, $"an escape counted as passed; stderr: {result.StderrTail}");
