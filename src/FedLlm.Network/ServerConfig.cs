@@ -108,6 +108,8 @@ public sealed class ServerConfig
                 throw new ArgumentException("async.client_speeds, async.slow_clients and async.concurrency simulate client speeds in `fedllm simulate`; a server's clients run at their own speed and every idle one trains. Remove them from server.yaml");
             if (Async?.BufferSize is { } k && k > Server.Roster.Count)
                 throw new ArgumentException($"async.buffer_size {k} exceeds the {Server.Roster.Count} clients of server.roster: a client trains each version once, so a version could never fill its buffer");
+            if (Server.MinUpdates is { } minUpdates)
+                throw new ArgumentException($"server.min_updates {minUpdates} with async: FedBuff has no rounds to fill; async.buffer_size is how many updates each aggregation takes. Remove server.min_updates");
             if (Strategy.Algorithms is not ([FedBuff] or ["fedavg"]))
                 throw new ArgumentException($"strategy.algorithms lists {string.Join(", ", Strategy.Algorithms)}, but with async: the server runs {FedBuff}; leave strategy.algorithms out or set it to [{FedBuff}]");
             strategy = new RunConfig.StrategySection { Algorithms = new() { FedBuff } };
@@ -166,8 +168,9 @@ public sealed class ServerConfig
         public List<string> Roster { get; set; } = new();
         /// <summary>How long a round waits for updates (seconds) before it closes with what it has.</summary>
         public double RoundDeadlineSeconds { get; set; } = 600;
-        /// <summary>Fewest updates a round aggregates; below it the round waits for clients to rejoin.</summary>
-        public int MinUpdates { get; set; } = 1;
+        /// <summary>Fewest updates a round aggregates; below it the round waits for clients to rejoin. Unset = 1; refused
+        /// with FedBuff, which has no rounds (async.buffer_size says how many updates an aggregation takes).</summary>
+        public int? MinUpdates { get; set; }
         /// <summary>How often clients send heartbeats, in seconds.</summary>
         public double HeartbeatSeconds { get; set; } = 5;
         /// <summary>Seconds of silence after which a client is left out of the open round; must exceed the heartbeat
@@ -220,7 +223,7 @@ public sealed class ServerConfig
         {
             Roster = Roster,
             RoundDeadline = TimeSpan.FromSeconds(RoundDeadlineSeconds),
-            MinUpdates = MinUpdates,
+            MinUpdates = MinUpdates ?? 1,
             HeartbeatInterval = TimeSpan.FromSeconds(HeartbeatSeconds),
             HeartbeatTimeout = TimeSpan.FromSeconds(HeartbeatTimeoutSeconds),
             MaxUpdateBytes = MaxUpdateBytes,

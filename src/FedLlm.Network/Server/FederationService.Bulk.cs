@@ -25,6 +25,21 @@ public sealed partial class FederationService
     public async Task ServeBulkAsync(Stream stream, X509Certificate2? certificate, string peer, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(stream);
+        using var stall = new TransferStall(cancellationToken, clients.Options.TransferStallTimeout);
+        try
+        {
+            await ServeBulkAsync(stream, certificate, peer, stall);
+        }
+        finally
+        {
+            if (stall.Fired)
+                refusals.Refused("stalled", peer, $"a bulk connection moved no data for {stall.Timeout.TotalSeconds:F0} s; closed");
+        }
+    }
+
+    async Task ServeBulkAsync(Stream stream, X509Certificate2? certificate, string peer, TransferStall stall)
+    {
+        var cancellationToken = stall.Token;
         BulkRequest request;
         try
         {
@@ -47,15 +62,15 @@ public sealed partial class FederationService
             switch (request.TransferCase)
             {
                 case BulkRequest.TransferOneofCase.FetchGlobal:
-                    await ServeFetchAsync(stream, id, request.FetchGlobal, c => c.EncodedGlobal, cancellationToken);
+                    await ServeFetchAsync(stream, id, request.FetchGlobal, c => c.EncodedGlobal, stall);
                     break;
                 case BulkRequest.TransferOneofCase.FetchTensorSet:
                     var fetch = request.FetchTensorSet;
                     await ServeFetchAsync(stream, id, fetch, c => c.EncodedSet(fetch.TensorSet)
-                        ?? throw new RpcException(new Status(StatusCode.NotFound, $"round {RoundRecord.NumberOf(fetch.Round)} has no tensor set '{fetch.TensorSet}'")), cancellationToken);
+                        ?? throw new RpcException(new Status(StatusCode.NotFound, $"round {RoundRecord.NumberOf(fetch.Round)} has no tensor set '{fetch.TensorSet}'")), stall);
                     break;
                 case BulkRequest.TransferOneofCase.SubmitUpdate:
-                    await ReceiveUpdateAsync(stream, id, request, peer, cancellationToken);
+                    await ReceiveUpdateAsync(stream, id, request, stall);
                     break;
                 default:
                     refusals.Refused("protocol", peer, "a bulk request that names no transfer");
@@ -84,8 +99,9 @@ public sealed partial class FederationService
 
     /// <summary>The bulk form of FetchGlobal/FetchTensorSet: the round's chunks, encoded once for every client, written
     /// as raw bytes after each tensor's header.</summary>
-    async Task ServeFetchAsync(Stream stream, string id, FetchRequest request, Func<OpenRound, IReadOnlyList<TensorChunk>> pick, CancellationToken cancellationToken)
+    async Task ServeFetchAsync(Stream stream, string id, FetchRequest request, Func<OpenRound, IReadOnlyList<TensorChunk>> pick, TransferStall stall)
     {
+        var cancellationToken = stall.Token;
         using var lease = clients.Lease(id, request.Round, out string reason)
             ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, reason));
         var chunks = pick(lease.Context);
@@ -93,7 +109,7 @@ public sealed partial class FederationService
         try
         {
             await BulkFrames.WriteMessageAsync(stream, new BulkReply { Accepted = true }, cancellationToken);
-            long sent = await BulkFrames.WriteTensorsAsync(stream, chunks, "", () => KeepAlive(id, alive), cancellationToken);
+            long sent = await BulkFrames.WriteTensorsAsync(stream, chunks, "", () => KeepAlive(id, alive, stall), cancellationToken);
             await BulkFrames.WriteEndAsync(stream, cancellationToken);
             await stream.FlushAsync(cancellationToken);
             Interlocked.Add(ref lease.Context.BytesSent, sent + 4);
@@ -106,18 +122,20 @@ public sealed partial class FederationService
 
     /// <summary>A client reading or sending a large adapter over a slow link is alive even if its heartbeats queue
     /// behind the data.</summary>
-    void KeepAlive(string id, Stopwatch alive)
+    void KeepAlive(string id, Stopwatch alive, TransferStall? stall = null)
     {
         if (alive.Elapsed <= TimeSpan.FromSeconds(1)) return;
         clients.Seen(id);
+        stall?.Progress();
         alive.Restart();
     }
 
     /// <summary>The bulk form of SubmitUpdate: the go-ahead (or the refusal) after the header, then the tensors straight
     /// into their decoders, each header admitted and the size limit checked before its bytes are read; the reply is a
     /// <see cref="SubmitReply"/> frame.</summary>
-    async Task ReceiveUpdateAsync(Stream stream, string id, BulkRequest request, string peer, CancellationToken cancellationToken)
+    async Task ReceiveUpdateAsync(Stream stream, string id, BulkRequest request, TransferStall stall)
     {
+        var cancellationToken = stall.Token;
         var header = request.SubmitUpdate;
         long bytes = 4 + request.CalculateSize();
         var (opened, limit, refusal) = OpenSubmission(id, header, bytes);
@@ -150,7 +168,7 @@ public sealed partial class FederationService
                 if (Admit(tensor, round.Global, target, part) is { } refused) throw new TransferException(refused);
                 if (bytes + tensor.EncodedBytes > limit) throw new TransferException($"update exceeds the size limit of {limit} bytes");
                 using var decoder = TensorAssembler.Decoder(tensor, clients.Received.Rent);
-                await BulkFrames.ReadPayloadAsync(stream, decoder, () => KeepAlive(id, alive), cancellationToken);
+                await BulkFrames.ReadPayloadAsync(stream, decoder, () => KeepAlive(id, alive, stall), cancellationToken);
                 bytes += decoder.Length;
                 target[tensor.Name] = TensorAssembler.Finish(tensor.Name, decoder).DetachFromDisposeScope();
             }
@@ -213,5 +231,36 @@ public sealed partial class FederationService
         {
             // The client hung up or the drain timed out: either way the refusal was written.
         }
+    }
+
+    /// <summary>The connection's cancellation, which also fires when no data has moved for <see cref="Timeout"/>
+    /// (<see cref="RemoteClientsOptions.TransferStallTimeout"/>); each sign of progress restarts the clock.</summary>
+    sealed class TransferStall : IDisposable
+    {
+        readonly CancellationToken connection;
+        readonly CancellationTokenSource source;
+
+        public TransferStall(CancellationToken connection, TimeSpan timeout)
+        {
+            this.connection = connection;
+            Timeout = timeout;
+            source = CancellationTokenSource.CreateLinkedTokenSource(connection);
+            source.CancelAfter(timeout);
+        }
+
+        public TimeSpan Timeout { get; }
+
+        public CancellationToken Token => source.Token;
+
+        /// <summary>Whether the stall, not the connection's end or the server's stop, cancelled the transfer.</summary>
+        public bool Fired => source.IsCancellationRequested && !connection.IsCancellationRequested;
+
+        /// <summary>Data moved: the clock starts again.</summary>
+        public void Progress()
+        {
+            if (!source.IsCancellationRequested) source.CancelAfter(Timeout);
+        }
+
+        public void Dispose() => source.Dispose();
     }
 }

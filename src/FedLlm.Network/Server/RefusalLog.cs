@@ -16,7 +16,7 @@ public sealed class RefusalLog(ILogger logger, ServerMetrics? metrics = null, Ti
     readonly TimeProvider clock = clock ?? TimeProvider.System;
     readonly Dictionary<(string Peer, string Reason), (DateTimeOffset Logged, int Suppressed)> recent = new();
 
-    /// <param name="kind">token, certificate, roster, plaintext, protocol, handshake, stopping, removed, secagg.</param>
+    /// <param name="kind">token, certificate, roster, plaintext, protocol, handshake, stopping, removed, secagg, stalled.</param>
     /// <param name="peer">The remote address (IP:port; the port is dropped for rate limiting, as reconnects change it).</param>
     /// <param name="reason">Why it was refused, as the peer is told.</param>
     public void Refused(string kind, string? peer, string reason)

@@ -47,6 +47,12 @@ public sealed record RemoteClientsOptions
     /// <summary>How long a stopping server lets the open round finish before abandoning it.</summary>
     public TimeSpan StopGrace { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>A bulk connection that moves no data for this long (its request, a tensor's bytes either way) is closed
+    /// and logged: a client that stalls mid-upload must not hold its one upload slot and its share of the upload memory
+    /// budget for ever, nor an idle connection a socket. The bulk channel's counterpart of Kestrel's minimum data rates
+    /// for the RPCs, lenient enough for a link of a few KB/s (one 64 KiB chunk per write).</summary>
+    public TimeSpan TransferStallTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Transfer encoding of what travels in both directions.</summary>
     public TransferEncoding Encoding { get; init; } = TransferEncoding.Default;
 
@@ -83,6 +89,7 @@ public sealed record RemoteClientsOptions
         if (RefusalBackoff < TimeSpan.Zero || MaxRefusalBackoff < RefusalBackoff)
             throw new ArgumentOutOfRangeException(nameof(RefusalBackoff), RefusalBackoff, "the refusal backoff must be ≥ 0 and at most its maximum");
         if (StopGrace < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(StopGrace), StopGrace, "stop_grace_seconds must be ≥ 0");
+        if (TransferStallTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(TransferStallTimeout), TransferStallTimeout, "the transfer stall timeout must be > 0");
         if (MaxStaleness is < 0) throw new ArgumentOutOfRangeException(nameof(MaxStaleness), MaxStaleness, "async.max_staleness must be ≥ 0");
         if (Limits.MaxExampleCount < 1) throw new ArgumentOutOfRangeException(nameof(Limits), Limits.MaxExampleCount, "max_example_count must be ≥ 1");
     }

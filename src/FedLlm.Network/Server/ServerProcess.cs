@@ -121,7 +121,7 @@ public static class ServerProcess
         else
             logger.LogInformation("listening on {Address}; task {Task}, {Algorithm}; roster {Roster}; {Rounds} rounds of {PerRound} clients, min {Min} updates, deadline {Deadline} s",
                 host.Address, options.Objective.Task, algorithm, string.Join(",", s.Roster), federation.Rounds, Math.Min(federation.ClientsPerRound, federation.TotalClients),
-                s.MinUpdates, s.RoundDeadlineSeconds);
+                s.MinUpdates ?? 1, s.RoundDeadlineSeconds);
         onListening?.Invoke(host.Address);
 
         var reporter = new Reporter(r =>

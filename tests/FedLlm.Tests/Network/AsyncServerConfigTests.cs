@@ -45,4 +45,19 @@ public class AsyncServerConfigTests
         var e = Assert.ThrowsAny<ArgumentException>(() => Load(temp, asyncSection, strategy).ToRunOptions().Validate(FedLlm.Runs.FederatedRun.DefaultAlgorithms));
         Assert.Contains(expected, e.Message);
     }
+
+    [Fact]
+    public void Min_updates_is_refused_with_fedbuff_and_means_one_when_unset_in_rounds()
+    {
+        using var temp = new TempDirectory();
+        var withAsync = ServerConfig.Load(temp.File("async.yaml", "async:\n  buffer_size: 2\nserver:\n  roster: [a, b, c]\n  min_updates: 2\n"));
+        var e = Assert.ThrowsAny<ArgumentException>(() => withAsync.ToRunOptions());
+        Assert.Contains("server.min_updates 2 with async", e.Message);
+        Assert.Contains("async.buffer_size", e.Message);
+
+        var rounds = ServerConfig.Load(temp.File("rounds.yaml", "server:\n  roster: [a, b, c]\n"));
+        Assert.Equal(1, rounds.Server.ToOptions().MinUpdates);
+        var two = ServerConfig.Load(temp.File("two.yaml", "server:\n  roster: [a, b, c]\n  min_updates: 2\n"));
+        Assert.Equal(2, two.Server.ToOptions().MinUpdates);
+    }
 }

@@ -234,3 +234,76 @@ public class ReceivePoolTests
         clients.Release([two]);
     }
 }
+
+/// <summary>The bulk channel's stall timeout: a connection that stops moving data is closed and logged, and an upload
+/// cut that way holds nothing afterwards.</summary>
+public class BulkStallTests
+{
+    static readonly double[] Sent = { 1.5, -2.0, 0.25, 1.0, 3.0 };
+
+    [Fact]
+    public async Task A_bulk_connection_that_stops_moving_data_is_closed_and_logged_and_a_stalled_upload_frees_its_slot()
+    {
+        var log = new HostileUpdateTests.RecordingLogger();
+        var refusals = new HostileUpdateTests.RecordingLogger();
+        using var clients = new RemoteClients(new RemoteClientsOptions
+            { Roster = ["a"], MinUpdates = 1, RoundDeadline = TimeSpan.FromSeconds(120), TransferStallTimeout = TimeSpan.FromSeconds(2) }, log);
+        var run = new RunDescription("run-stall", HostileUpdateTests.Base, new LoraOptions { Rank = 1 },
+            new FederationOptions { Rounds = 1, TotalClients = 1, ClientsPerRound = 1 }, new FedLlm.Runs.LocalObjective());
+        await using var host = await FederationHost.StartAsync("127.0.0.1:0", null, clients, run, new InsecureClaimedIdentity(), () => (0, null),
+            extras: new FederationHostExtras { RefusalLogger = refusals });
+        var connection = new ServerConnection(host.Address, "a", Insecure: true);
+        using (var channel = connection.Open())
+            await new FedLlm.Network.Protocol.Federation.FederationClient(channel).JoinAsync(new JoinRequest
+                { Protocol = ProtocolInfo.Current, ClientId = "a", ModelFingerprint = HostileUpdateTests.Base.Combined, Task = "sft", ExampleCount = 100 }, connection.Headers());
+        var address = new Uri(host.Address);
+        async Task<Stream> OpenAsync()
+        {
+            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+            await socket.ConnectAsync(address.Host, address.Port);
+            var stream = new NetworkStream(socket, ownsSocket: true);
+            await stream.WriteAsync(BulkFrames.Preface.ToArray());
+            return stream;
+        }
+        static async Task<double> SecondsUntilClosedAsync(Stream stream)
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            try
+            {
+                while (await stream.ReadAsync(new byte[256]).AsTask().WaitAsync(TimeSpan.FromSeconds(30)) > 0) { }
+            }
+            catch (IOException)
+            {
+                // Reset by the server: closed all the same.
+            }
+            return clock.Elapsed.TotalSeconds;
+        }
+
+        // A connection that sends its preface and then nothing.
+        await using (var idle = await OpenAsync())
+            Assert.InRange(await SecondsUntilClosedAsync(idle), 1.5, 15);
+        await refusals.WaitForAsync(l => l.Contains("refused stalled", StringComparison.Ordinal) && l.Contains("moved no data for 2 s", StringComparison.Ordinal));
+
+        // An upload that stops inside its first tensor: closed, and the client's one upload slot is free again.
+        var pending = clients.TrainRoundAsync(0, [0], Adapter(X0), new ClientInstructions(0, 0.1));
+        var update = new ClientUpdate("a", Adapter(Sent), 10);
+        await using (var stalled = await OpenAsync())
+        {
+            await BulkFrames.WriteMessageAsync(stalled, new BulkRequest { ClientId = "a", SubmitUpdate = new UpdateHeader { Round = 0, ClientId = "a", ExampleCount = 10 } }, default);
+            var go = await BulkFrames.ReadMessageAsync(stalled, BulkReply.Parser, default);
+            Assert.True(go!.Accepted, go.Reason);
+            var (name, tensor) = update.Weights.OrderBy(kv => kv.Key, StringComparer.Ordinal).First();
+            var first = TensorChunks.Stream(name, tensor, TransferEncoding.Default).First();
+            await BulkFrames.WriteMessageAsync(stalled, new BulkTensor { Header = first.Header }, default);
+            await stalled.WriteAsync(first.Data.Memory[..2]);
+            await stalled.FlushAsync();
+            Assert.InRange(await SecondsUntilClosedAsync(stalled), 1.5, 15);
+        }
+        var reply = await new BulkClient(connection).SubmitAsync(0, update, TransferEncoding.Default, default);
+        Assert.True(reply.Accepted, reply.Reason);
+        var taken = (await pending.WaitAsync(TimeSpan.FromSeconds(60))).Single();
+        Assert.Equal(Sent, Flat(taken.Weights));
+        taken.DisposeTensors();
+        update.DisposeTensors();
+    }
+}
