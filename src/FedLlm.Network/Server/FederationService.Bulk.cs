@@ -121,12 +121,12 @@ public sealed partial class FederationService
     }
 
     /// <summary>A client reading or sending a large adapter over a slow link is alive even if its heartbeats queue
-    /// behind the data.</summary>
-    void KeepAlive(string id, Stopwatch alive, TransferStall? stall = null)
+    /// behind the data, and its transfer is not stalled.</summary>
+    void KeepAlive(string id, Stopwatch alive, TransferStall stall)
     {
         if (alive.Elapsed <= TimeSpan.FromSeconds(1)) return;
         clients.Seen(id);
-        stall?.Progress();
+        stall.Progress();
         alive.Restart();
     }
 
@@ -231,36 +231,5 @@ public sealed partial class FederationService
         {
             // The client hung up or the drain timed out: either way the refusal was written.
         }
-    }
-
-    /// <summary>The connection's cancellation, which also fires when no data has moved for <see cref="Timeout"/>
-    /// (<see cref="RemoteClientsOptions.TransferStallTimeout"/>); each sign of progress restarts the clock.</summary>
-    sealed class TransferStall : IDisposable
-    {
-        readonly CancellationToken connection;
-        readonly CancellationTokenSource source;
-
-        public TransferStall(CancellationToken connection, TimeSpan timeout)
-        {
-            this.connection = connection;
-            Timeout = timeout;
-            source = CancellationTokenSource.CreateLinkedTokenSource(connection);
-            source.CancelAfter(timeout);
-        }
-
-        public TimeSpan Timeout { get; }
-
-        public CancellationToken Token => source.Token;
-
-        /// <summary>Whether the stall, not the connection's end or the server's stop, cancelled the transfer.</summary>
-        public bool Fired => source.IsCancellationRequested && !connection.IsCancellationRequested;
-
-        /// <summary>Data moved: the clock starts again.</summary>
-        public void Progress()
-        {
-            if (!source.IsCancellationRequested) source.CancelAfter(Timeout);
-        }
-
-        public void Dispose() => source.Dispose();
     }
 }

@@ -153,13 +153,29 @@ public sealed partial class FederationService(RemoteClients clients, RunDescript
         string id = Identify(context);
         using var lease = clients.Lease(id, request.Round, out string reason)
             ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, reason));
+        using var stall = new TransferStall(context.CancellationToken, clients.Options.TransferStallTimeout);
         var alive = System.Diagnostics.Stopwatch.StartNew();
-        foreach (var chunk in pick(lease.Context))
+        try
         {
-            await stream.WriteAsync(chunk, context.CancellationToken);
-            Interlocked.Add(ref lease.Context.BytesSent, chunk.CalculateSize());
-            KeepAlive(id, alive);
+            foreach (var chunk in pick(lease.Context))
+            {
+                await stream.WriteAsync(chunk, stall.Token);
+                Interlocked.Add(ref lease.Context.BytesSent, chunk.CalculateSize());
+                KeepAlive(id, alive, stall);
+            }
         }
+        catch (OperationCanceledException) when (stall.Fired)
+        {
+            throw Stalled(stall, context.Peer, "fetch");
+        }
+    }
+
+    /// <summary>Logs a transfer that moved no data for the stall timeout and gives the status that ends its call.</summary>
+    RpcException Stalled(TransferStall stall, string? peer, string what)
+    {
+        string reason = $"the {what} moved no data for {stall.Timeout.TotalSeconds:F0} s; closed";
+        refusals.Refused("stalled", peer, reason);
+        return new RpcException(new Status(StatusCode.DeadlineExceeded, reason));
     }
 
     /// <summary>Reads an update stream (header first, then chunks), checks it against the round's bounds while reading,
@@ -167,7 +183,9 @@ public sealed partial class FederationService(RemoteClients clients, RunDescript
     public override async Task<SubmitReply> SubmitUpdate(IAsyncStreamReader<UpdateChunk> requestStream, ServerCallContext context)
     {
         string id = Identify(context);
-        var ct = context.CancellationToken;
+        // gRPC lifts Kestrel's minimum request data rate from streaming calls, so a stall is bounded here.
+        using var stall = new TransferStall(context.CancellationToken, clients.Options.TransferStallTimeout);
+        var ct = stall.Token;
         if (!await requestStream.MoveNext(ct)) return Refuse(id, -1, "empty update stream");
         if (requestStream.Current.PartCase != UpdateChunk.PartOneofCase.Header) return Refuse(id, -1, "an update must start with its header");
         var header = requestStream.Current.Header;
@@ -189,7 +207,7 @@ public sealed partial class FederationService(RemoteClients clients, RunDescript
             {
                 var message = requestStream.Current;
                 bytes += message.CalculateSize();
-                KeepAlive(id, alive);
+                KeepAlive(id, alive, stall);
                 if (bytes > limit) throw new TransferException($"update exceeds the size limit of {limit} bytes");
                 switch (message.PartCase)
                 {
@@ -214,6 +232,18 @@ public sealed partial class FederationService(RemoteClients clients, RunDescript
             Interlocked.Add(ref round.BytesReceived, bytes);
             Free(weights, sets);
             return Refuse(id, header.Round, e is RpcException r ? r.Status.Detail : e.Message);
+        }
+        catch (OperationCanceledException) when (stall.Fired)
+        {
+            Interlocked.Add(ref round.BytesReceived, bytes);
+            Free(weights, sets);
+            throw Stalled(stall, context.Peer, "update stream");
+        }
+        catch
+        {
+            // The call ended otherwise (the client went away): nothing is taken, and what was read is freed.
+            Free(weights, sets);
+            throw;
         }
         finally
         {

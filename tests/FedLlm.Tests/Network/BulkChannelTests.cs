@@ -235,75 +235,130 @@ public class ReceivePoolTests
     }
 }
 
-/// <summary>The bulk channel's stall timeout: a connection that stops moving data is closed and logged, and an upload
-/// cut that way holds nothing afterwards.</summary>
-public class BulkStallTests
+/// <summary>The stall timeout of transfers: a bulk connection or an update stream that stops moving data is closed and
+/// logged, and an upload cut that way holds nothing afterwards (the client's next upload is taken).</summary>
+public class TransferStallTests
 {
     static readonly double[] Sent = { 1.5, -2.0, 0.25, 1.0, 3.0 };
+
+    sealed class Server(RemoteClients clients, FederationHost host, HostileUpdateTests.RecordingLogger refusals) : IAsyncDisposable
+    {
+        public RemoteClients Clients => clients;
+        public HostileUpdateTests.RecordingLogger Refusals => refusals;
+        public ServerConnection Connection { get; } = new(host.Address, "a", Insecure: true);
+        public Uri Address { get; } = new(host.Address);
+
+        /// <summary>A server whose transfers stall out after 2 s, with client a joined.</summary>
+        public static async Task<Server> StartAsync()
+        {
+            var refusals = new HostileUpdateTests.RecordingLogger();
+            var clients = new RemoteClients(new RemoteClientsOptions
+                { Roster = ["a"], MinUpdates = 1, RoundDeadline = TimeSpan.FromSeconds(120), TransferStallTimeout = TimeSpan.FromSeconds(2) }, new HostileUpdateTests.RecordingLogger());
+            var run = new RunDescription("run-stall", HostileUpdateTests.Base, new LoraOptions { Rank = 1 },
+                new FederationOptions { Rounds = 1, TotalClients = 1, ClientsPerRound = 1 }, new FedLlm.Runs.LocalObjective());
+            var host = await FederationHost.StartAsync("127.0.0.1:0", null, clients, run, new InsecureClaimedIdentity(), () => (0, null),
+                extras: new FederationHostExtras { RefusalLogger = refusals });
+            var server = new Server(clients, host, refusals);
+            using (var channel = server.Connection.Open())
+                await new FedLlm.Network.Protocol.Federation.FederationClient(channel).JoinAsync(new JoinRequest
+                    { Protocol = ProtocolInfo.Current, ClientId = "a", ModelFingerprint = HostileUpdateTests.Base.Combined, Task = "sft", ExampleCount = 100 }, server.Connection.Headers());
+            return server;
+        }
+
+        /// <summary>After a stalled upload: the client's next upload (over the bulk channel) is taken whole.</summary>
+        public async Task NextUploadIsTakenAsync(Task<IReadOnlyList<ClientUpdate>> pending, ClientUpdate update)
+        {
+            var reply = await new BulkClient(Connection).SubmitAsync(0, update, TransferEncoding.Default, default);
+            Assert.True(reply.Accepted, reply.Reason);
+            var taken = (await pending.WaitAsync(TimeSpan.FromSeconds(60))).Single();
+            Assert.Equal(Sent, Flat(taken.Weights));
+            taken.DisposeTensors();
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await host.DisposeAsync();
+            clients.Dispose();
+        }
+    }
+
+    static async Task<double> SecondsUntilClosedAsync(Stream stream)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        try
+        {
+            while (await stream.ReadAsync(new byte[256]).AsTask().WaitAsync(TimeSpan.FromSeconds(30)) > 0) { }
+        }
+        catch (IOException)
+        {
+            // Reset by the server: closed all the same.
+        }
+        return clock.Elapsed.TotalSeconds;
+    }
+
+    static async Task<Stream> OpenBulkAsync(Uri address)
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(address.Host, address.Port);
+        var stream = new NetworkStream(socket, ownsSocket: true);
+        await stream.WriteAsync(BulkFrames.Preface.ToArray());
+        return stream;
+    }
+
+    static TensorChunk FirstChunk(ClientUpdate update)
+    {
+        var (name, tensor) = update.Weights.OrderBy(kv => kv.Key, StringComparer.Ordinal).First();
+        return TensorChunks.Stream(name, tensor, TransferEncoding.Default).First();
+    }
 
     [Fact]
     public async Task A_bulk_connection_that_stops_moving_data_is_closed_and_logged_and_a_stalled_upload_frees_its_slot()
     {
-        var log = new HostileUpdateTests.RecordingLogger();
-        var refusals = new HostileUpdateTests.RecordingLogger();
-        using var clients = new RemoteClients(new RemoteClientsOptions
-            { Roster = ["a"], MinUpdates = 1, RoundDeadline = TimeSpan.FromSeconds(120), TransferStallTimeout = TimeSpan.FromSeconds(2) }, log);
-        var run = new RunDescription("run-stall", HostileUpdateTests.Base, new LoraOptions { Rank = 1 },
-            new FederationOptions { Rounds = 1, TotalClients = 1, ClientsPerRound = 1 }, new FedLlm.Runs.LocalObjective());
-        await using var host = await FederationHost.StartAsync("127.0.0.1:0", null, clients, run, new InsecureClaimedIdentity(), () => (0, null),
-            extras: new FederationHostExtras { RefusalLogger = refusals });
-        var connection = new ServerConnection(host.Address, "a", Insecure: true);
-        using (var channel = connection.Open())
-            await new FedLlm.Network.Protocol.Federation.FederationClient(channel).JoinAsync(new JoinRequest
-                { Protocol = ProtocolInfo.Current, ClientId = "a", ModelFingerprint = HostileUpdateTests.Base.Combined, Task = "sft", ExampleCount = 100 }, connection.Headers());
-        var address = new Uri(host.Address);
-        async Task<Stream> OpenAsync()
-        {
-            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
-            await socket.ConnectAsync(address.Host, address.Port);
-            var stream = new NetworkStream(socket, ownsSocket: true);
-            await stream.WriteAsync(BulkFrames.Preface.ToArray());
-            return stream;
-        }
-        static async Task<double> SecondsUntilClosedAsync(Stream stream)
-        {
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            try
-            {
-                while (await stream.ReadAsync(new byte[256]).AsTask().WaitAsync(TimeSpan.FromSeconds(30)) > 0) { }
-            }
-            catch (IOException)
-            {
-                // Reset by the server: closed all the same.
-            }
-            return clock.Elapsed.TotalSeconds;
-        }
+        await using var server = await Server.StartAsync();
 
         // A connection that sends its preface and then nothing.
-        await using (var idle = await OpenAsync())
+        await using (var idle = await OpenBulkAsync(server.Address))
             Assert.InRange(await SecondsUntilClosedAsync(idle), 1.5, 15);
-        await refusals.WaitForAsync(l => l.Contains("refused stalled", StringComparison.Ordinal) && l.Contains("moved no data for 2 s", StringComparison.Ordinal));
+        await server.Refusals.WaitForAsync(l => l.Contains("refused stalled", StringComparison.Ordinal) && l.Contains("moved no data for 2 s", StringComparison.Ordinal));
 
-        // An upload that stops inside its first tensor: closed, and the client's one upload slot is free again.
-        var pending = clients.TrainRoundAsync(0, [0], Adapter(X0), new ClientInstructions(0, 0.1));
+        // An upload that stops inside its first tensor.
+        var pending = server.Clients.TrainRoundAsync(0, [0], Adapter(X0), new ClientInstructions(0, 0.1));
         var update = new ClientUpdate("a", Adapter(Sent), 10);
-        await using (var stalled = await OpenAsync())
+        await using (var stalled = await OpenBulkAsync(server.Address))
         {
             await BulkFrames.WriteMessageAsync(stalled, new BulkRequest { ClientId = "a", SubmitUpdate = new UpdateHeader { Round = 0, ClientId = "a", ExampleCount = 10 } }, default);
             var go = await BulkFrames.ReadMessageAsync(stalled, BulkReply.Parser, default);
             Assert.True(go!.Accepted, go.Reason);
-            var (name, tensor) = update.Weights.OrderBy(kv => kv.Key, StringComparer.Ordinal).First();
-            var first = TensorChunks.Stream(name, tensor, TransferEncoding.Default).First();
+            var first = FirstChunk(update);
             await BulkFrames.WriteMessageAsync(stalled, new BulkTensor { Header = first.Header }, default);
             await stalled.WriteAsync(first.Data.Memory[..2]);
             await stalled.FlushAsync();
             Assert.InRange(await SecondsUntilClosedAsync(stalled), 1.5, 15);
         }
-        var reply = await new BulkClient(connection).SubmitAsync(0, update, TransferEncoding.Default, default);
-        Assert.True(reply.Accepted, reply.Reason);
-        var taken = (await pending.WaitAsync(TimeSpan.FromSeconds(60))).Single();
-        Assert.Equal(Sent, Flat(taken.Weights));
-        taken.DisposeTensors();
+        await server.NextUploadIsTakenAsync(pending, update);
+        update.DisposeTensors();
+    }
+
+    [Fact]
+    public async Task An_update_stream_that_stops_moving_data_ends_with_the_reason_and_frees_its_slot()
+    {
+        await using var server = await Server.StartAsync();
+        var pending = server.Clients.TrainRoundAsync(0, [0], Adapter(X0), new ClientInstructions(0, 0.1));
+        var update = new ClientUpdate("a", Adapter(Sent), 10);
+        using (var channel = server.Connection.Open())
+        {
+            var api = new FedLlm.Network.Protocol.Federation.FederationClient(channel);
+            using var call = api.SubmitUpdate(server.Connection.Headers());
+            await call.RequestStream.WriteAsync(new UpdateChunk { Header = new UpdateHeader { Round = 0, ClientId = "a", ExampleCount = 10 } });
+            await call.RequestStream.WriteAsync(new UpdateChunk { Weights = FirstChunk(update) });
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var error = await Assert.ThrowsAsync<RpcException>(() => call.ResponseAsync.WaitAsync(TimeSpan.FromSeconds(30)));
+            Assert.InRange(clock.Elapsed.TotalSeconds, 1.5, 15);
+            Assert.Equal(StatusCode.DeadlineExceeded, error.StatusCode);
+            Assert.Contains("update stream moved no data for 2 s", error.Status.Detail);
+        }
+        await server.Refusals.WaitForAsync(l => l.Contains("refused stalled", StringComparison.Ordinal));
+        await server.NextUploadIsTakenAsync(pending, update);
         update.DisposeTensors();
     }
 }
