@@ -100,6 +100,9 @@ internal sealed class TinyFederation : IDisposable
         string encoding = "fp32", string extraServer = "")
     {
         var f = Federation;
+        // FedBuff has no rounds to fill, so server.yaml may not set min_updates with an async: section.
+        bool asynchronous = extraServer.Contains("async:", StringComparison.Ordinal);
+        string minimum = minUpdates is { } m ? $"min_updates: {m}" : asynchronous ? "" : $"min_updates: {Roster.Count}";
         string yaml = string.Create(CultureInfo.InvariantCulture, $"""
             task: {Task}
             model:
@@ -125,7 +128,7 @@ internal sealed class TinyFederation : IDisposable
               listen: 127.0.0.1:{port}
               roster: [{string.Join(", ", Roster)}]
               round_deadline_seconds: {deadlineSeconds:R}
-              min_updates: {minUpdates ?? Roster.Count}
+              {minimum}
               heartbeat_seconds: {heartbeatSeconds:R}
               heartbeat_timeout_seconds: {heartbeatTimeoutSeconds:R}
               encoding: {encoding}
