@@ -11,6 +11,7 @@ using FedLlm.Federation.Robust;
 using FedLlm.Federation.SecureAggregation;
 using FedLlm.Federation.Simulation;
 using FedLlm.Federation.Strategies;
+using FedLlm.Io;
 using FedLlm.Privacy;
 using FedLlm.Training;
 using FedLlm.Modeling;
@@ -213,6 +214,7 @@ public sealed class FederatedRun : IDisposable
     public async Task<RunOutcome> RunBufferedAsync(IAsyncClientPool clients, string output, bool resume, IProgress<RoundRecord>? progress = null,
         Action<string>? log = null, CancellationToken cancellationToken = default)
     {
+        using var held = RunDirectoryLock.Acquire(output);
         var own = FingerprintOf(BufferedAsyncServer.AlgorithmName);
         if (resume && new RunStore(output).LatestRound is not null) own.CheckAndRecord(output);
         else own.Write(output);
@@ -237,6 +239,7 @@ public sealed class FederatedRun : IDisposable
     async Task<RunOutcome> RunRoundsAsync(string algorithm, IClientExecutor? executor, string output, bool resume,
         IProgress<RoundRecord>? progress, CancellationToken cancellationToken)
     {
+        using var held = RunDirectoryLock.Acquire(output);
         // Record what determines this run before its first commit; continuing a committed run with other settings is refused.
         var own = FingerprintOf(algorithm);
         if (resume && new RunStore(output).LatestRound is not null) own.CheckAndRecord(output);
