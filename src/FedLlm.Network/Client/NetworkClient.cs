@@ -90,6 +90,8 @@ public sealed class NetworkClient(ServerConnection connection, NetworkClientOpti
     /// reason in one log line. Outages, and a server that is stopping, are waited out with backoff.</summary>
     public async Task<int> RunAsync(CancellationToken cancellationToken = default)
     {
+        // Two client processes on one state_dir would overwrite each other's per-round state.
+        using var held = Io.RunDirectoryLock.Acquire(options.StateDirectory);
         var backoff = TimeSpan.FromMilliseconds(500);
         fingerprint ??= await Task.Run(() => ModelFingerprint.Of(options.ModelDirectory), cancellationToken);
         while (true)

@@ -2,9 +2,10 @@ namespace FedLlm.Io;
 
 /// <summary>
 /// One process at a time writes a run directory: a federated run (simulated or served) holds an exclusive lock on
-/// <see cref="FileName"/> in its output from before its first write to its end. A second process pointed at the same
-/// output — a server restarted while the old one still runs, two simulations with one --output — is refused before it
-/// writes anything, instead of interleaving its rounds, states and metrics with the first one's. The lock is the
+/// <see cref="FileName"/> in its output from before its first write to its end, and a network client on its state_dir.
+/// A second process pointed at the same directory — a server restarted while the old one still runs, two simulations
+/// with one --output, a client started twice — is refused before it writes anything, instead of interleaving its
+/// rounds, states and metrics with the first one's. The lock is the
 /// operating system's (flock on Unix), so a process that dies, even by kill -9, releases it, and resuming works.
 /// </summary>
 public sealed class RunDirectoryLock : IDisposable
@@ -35,8 +36,8 @@ public sealed class RunDirectoryLock : IDisposable
         }
         catch (IOException e) when (e.HResult is WouldBlock or SharingViolation)
         {
-            throw new IOException($"{Path.GetFullPath(directory)} is in use by another FedLlm process (its id is in {path}): two runs writing one " +
-                "directory would mix their rounds and metrics. Stop that process first (a stopped or killed run resumes from its last commit), or choose another output", e);
+            throw new IOException($"{Path.GetFullPath(directory)} is in use by another FedLlm process (its id is in {path}): two processes writing " +
+                "one directory would mix their rounds and state. Stop that process first (a stopped or killed run resumes from its last commit), or choose another directory", e);
         }
         try
         {

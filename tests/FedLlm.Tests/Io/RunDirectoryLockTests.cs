@@ -83,4 +83,18 @@ public sealed class RunDirectoryLockTests : IDisposable
         await run.RunAsync("fedavg");
         Assert.True(File.Exists(Path.Combine(output, "metrics.jsonl")));
     }
+
+    [Fact]
+    public void A_client_whose_state_dir_another_process_holds_exits_2_naming_it_before_connecting()
+    {
+        using var tiny = new FedLlm.Tests.Network.TinyFederation(clients: 1, rounds: 1, localSteps: 1);
+        string stateDir = Path.Combine(tiny.Root, "state", "client-0");
+        using (RunDirectoryLock.Acquire(stateDir))
+        {
+            // Nothing listens at this address: the client must stop on the lock before it tries to connect.
+            using var client = tiny.StartClient(0, "http://127.0.0.1:9");
+            Assert.Equal(2, client.WaitForExit(TimeSpan.FromSeconds(60)));
+            Assert.Contains($"{stateDir} is in use by another FedLlm process", client.Log);
+        }
+    }
 }
