@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using FedLlm.Federation.Transfer;
@@ -61,6 +62,12 @@ public static class TensorChunks
             yield break;
         }
         var header = Header(name, tensor, encoding, TensorCodec.EncodedLength(encoding, tensor.numel()));
+        if (encoding.Precision == TransferPrecision.BFloat16 && tensor.dtype == ScalarType.Float32 && tensor.device_type == TorchSharp.DeviceType.CPU
+            && tensor.is_contiguous() && tensor.numel() > 0)
+        {
+            foreach (var chunk in NarrowedToBFloat16(header, tensor)) yield return chunk;
+            yield break;
+        }
         var segments = TensorCodec.EncodeSegments(tensor, encoding);
         try
         {
@@ -69,6 +76,60 @@ public static class TensorChunks
         finally
         {
             foreach (var segment in segments) segment.Dispose();
+        }
+    }
+
+    /// <summary>bf16 chunks of a contiguous fp32 tensor, each narrowed into one reused buffer as it is asked for: an
+    /// upload in bf16 allocates no bf16 copy of the adapter (whose fresh pages cost more than the narrowing). The
+    /// rounding is libtorch's (nearest, ties to even), so every finite or infinite value gets the bytes of <see
+    /// cref="TensorCodec.Encode"/>; a NaN stays a NaN (libtorch's own NaN bytes differ between its scalar and vector
+    /// paths).</summary>
+    static IEnumerable<TensorChunk> NarrowedToBFloat16(TensorHeader header, Tensor tensor)
+    {
+        var memory = new TensorMemory(tensor);
+        var buffer = ArrayPool<byte>.Shared.Rent(MaxChunkBytes);
+        try
+        {
+            for (int offset = 0; offset < memory.Length; offset += 2 * MaxChunkBytes)
+            {
+                int floats = Math.Min(2 * MaxChunkBytes, memory.Length - offset) / 4;
+                NarrowBFloat16(MemoryMarshal.Cast<byte, uint>(memory.GetSpan().Slice(offset, floats * 4)), MemoryMarshal.Cast<byte, ushort>(buffer.AsSpan(0, floats * 2)));
+                yield return new TensorChunk { Header = offset == 0 ? header : null, Data = UnsafeByteOperations.UnsafeWrap(buffer.AsMemory(0, floats * 2)) };
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    static void NarrowBFloat16(ReadOnlySpan<uint> bits, Span<ushort> into)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var exponentMask = new Vector<uint>(0x7F800000u);
+            var mantissaMask = new Vector<uint>(0x007FFFFFu);
+            var bias = new Vector<uint>(0x7FFFu);
+            var one = new Vector<uint>(1u);
+            var nan = new Vector<uint>(0x7FC0u);
+            for (; i <= bits.Length - 2 * Vector<uint>.Count; i += 2 * Vector<uint>.Count)
+            {
+                var low = Round(new Vector<uint>(bits[i..]));
+                var high = Round(new Vector<uint>(bits[(i + Vector<uint>.Count)..]));
+                Vector.Narrow(low, high).CopyTo(into[i..]);
+            }
+            Vector<uint> Round(Vector<uint> x)
+            {
+                var rounded = (x + bias + ((x >> 16) & one)) >> 16;
+                var isNaN = Vector.Equals(x & exponentMask, exponentMask) & ~Vector.Equals(x & mantissaMask, Vector<uint>.Zero);
+                return Vector.ConditionalSelect(isNaN, nan, rounded);
+            }
+        }
+        for (; i < bits.Length; i++)
+        {
+            uint x = bits[i];
+            into[i] = (x & 0x7F800000u) == 0x7F800000u && (x & 0x007FFFFFu) != 0 ? (ushort)0x7FC0 : (ushort)((x + 0x7FFFu + ((x >> 16) & 1u)) >> 16);
         }
     }
 
@@ -217,19 +278,29 @@ public sealed class TensorAssembler(Func<TensorHeader, string?> admit, Func<Tens
     /// shape.</summary>
     /// <exception cref="TransferException">An unknown encoding or a length the shape cannot have, naming the tensor.</exception>
     /// <param name="header">The tensor's header, already admitted.</param>
-    /// <param name="destination">Where an uncompressed fp32 tensor of this header's shape may be decoded into (e.g.
-    /// <c>ReceivePool.Rent</c>); asked only for such a tensor, and what it gives belongs to the decoder.</param>
+    /// <param name="destination">Where an uncompressed fp32, bf16 or fp16 tensor of this header's shape may be decoded
+    /// into, as float32 (e.g. <c>ReceivePool.Rent</c>); asked only for such a tensor, and what it gives belongs to the
+    /// decoder.</param>
     public static StreamingDecoder Decoder(TensorHeader header, Func<TensorHeader, Tensor?>? destination = null)
     {
         ArgumentNullException.ThrowIfNull(header);
         if (header.EncodedBytes < 0 || header.EncodedBytes > int.MaxValue) throw new TransferException($"tensor '{header.Name}' announces {header.EncodedBytes} bytes");
-        if (destination is not null && header.Encoding == TransferEncoding.Default.ToString()
-            && header.Shape.Count > 0 && header.Shape.All(d => d > 0) && header.EncodedBytes == 4 * header.Shape.Aggregate(1L, (a, d) => a * d)
+        TransferEncoding? encoding = null;
+        try
+        {
+            encoding = TransferEncoding.Parse(header.Encoding);
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException)
+        {
+            // Reported with the tensor's name below.
+        }
+        if (destination is not null && encoding is not null && StreamingDecoder.DecodesInto(encoding)
+            && header.Shape.Count > 0 && header.Shape.All(d => d > 0) && header.EncodedBytes == TensorCodec.EncodedLength(encoding, header.Shape.Aggregate(1L, (a, d) => a * d))
             && destination(header) is { } target)
         {
             try
             {
-                return new StreamingDecoder(TransferEncoding.Default, header.Shape.ToArray(), header.EncodedBytes, target);
+                return new StreamingDecoder(encoding, header.Shape.ToArray(), header.EncodedBytes, target);
             }
             catch (Exception e) when (e is ArgumentException or InvalidDataException)
             {

@@ -202,6 +202,63 @@ public class TensorChunksTests
         Assert.Contains("needs exactly 1200000", length.Message);
     }
 
+    [Theory]
+    [InlineData("bf16", 777)]
+    [InlineData("fp16", 777)]
+    [InlineData("bf16", 3 << 20)]
+    public async Task A_bf16_or_fp16_payload_is_widened_straight_into_a_destination_even_when_reads_split_its_elements(string encodingName, int piece)
+    {
+        var encoding = TransferEncoding.Parse(encodingName);
+        using var original = Sample();
+        var payload = TensorCodec.Encode(original, encoding);
+        using var expected = TensorCodec.Decode(payload, encoding, original.shape);
+        var destination = full(original.shape, float.NaN);
+        var header = new TensorHeader { Name = Name, Dtype = TensorChunks.Float32, Encoding = encoding.ToString(), EncodedBytes = payload.Length };
+        header.Shape.AddRange(original.shape);
+        using var decoder = TensorAssembler.Decoder(header, _ => destination);
+        // Odd-sized reads end inside an element; a read larger than the staging buffer is cut to it.
+        await BulkFrames.ReadPayloadAsync(new Trickle(new MemoryStream(payload), piece), decoder, null, default);
+        using var decoded = decoder.Finish();
+        Assert.Same(destination, decoded);
+        Assert.Equal(expected.bytes.ToArray(), decoded.bytes.ToArray());
+    }
+
+    [Fact]
+    public void A_widening_decoder_that_never_completes_frees_its_destination_and_refuses_a_destination_for_int8()
+    {
+        var encoding = TransferEncoding.Parse("bf16");
+        var destination = zeros(new long[] { 4 });
+        using (var decoder = new StreamingDecoder(encoding, [4], 8, destination))
+            decoder.Write(new byte[3]);
+        Assert.True(destination.IsInvalid);
+        using var other = zeros(new long[] { 4 });
+        Assert.Throws<ArgumentException>(() => new StreamingDecoder(TransferEncoding.Parse("int8:4"), [4], TensorCodec.EncodedLength(TransferEncoding.Parse("int8:4"), 4), other));
+    }
+
+    [Fact]
+    public void Streamed_bf16_rounds_every_special_value_as_libtorch_does_and_keeps_a_nan_a_nan()
+    {
+        float[] values =
+        [
+            0f, -0f, 1f, -1f, float.PositiveInfinity, float.NegativeInfinity, float.MaxValue, float.MinValue, float.Epsilon, -float.Epsilon,
+            1e-40f, BitConverter.UInt32BitsToSingle(0x3F808000), BitConverter.UInt32BitsToSingle(0x3F818000), BitConverter.UInt32BitsToSingle(0x3F807FFF),
+            BitConverter.UInt32BitsToSingle(0x3F808001), BitConverter.UInt32BitsToSingle(0x7F7F8000), float.NaN, BitConverter.UInt32BitsToSingle(0xFFC00001),
+        ];
+        // Enough copies for the vector loop and the scalar tail both to see every value.
+        var many = Enumerable.Range(0, 37).SelectMany(_ => values).ToArray();
+        using var original = tensor(many, new long[] { many.Length });
+        var encoding = TransferEncoding.Parse("bf16");
+        var streamed = TensorChunks.Stream(Name, original, encoding).SelectMany(c => c.Data.ToByteArray()).ToArray();
+        var codec = TensorCodec.Encode(original, encoding);
+        Assert.Equal(codec.Length, streamed.Length);
+        for (int i = 0; i < many.Length; i++)
+        {
+            ushort mine = BitConverter.ToUInt16(streamed, 2 * i), theirs = BitConverter.ToUInt16(codec, 2 * i);
+            if (float.IsNaN(many[i])) Assert.True((mine & 0x7F80) == 0x7F80 && (mine & 0x7F) != 0, $"element {i}: {mine:X4} is not a NaN");
+            else Assert.True(mine == theirs, $"element {i} ({BitConverter.SingleToUInt32Bits(many[i]):X8}): {mine:X4}, libtorch {theirs:X4}");
+        }
+    }
+
     [Fact]
     public void The_decoders_next_buffer_is_the_rest_of_the_current_part_and_advance_moves_across_parts()
     {

@@ -1,4 +1,6 @@
 using System.Buffers;
+using System.Numerics;
+using System.Runtime.InteropServices;
 using static TorchSharp.torch;
 
 namespace FedLlm.Federation.Transfer;
@@ -22,7 +24,18 @@ public sealed class StreamingDecoder : IDisposable
     byte[]? gathered; // gzip: the compressed payload, rented
     int segment; // uncompressed: the part the next byte goes to
     int segmentFilled;
-    bool handedOver; // fp32: the one segment is the result, which the caller now owns
+    bool handedOver; // fp32, or bf16/fp16 into a destination: the result, which the caller now owns
+    // bf16/fp16 into an fp32 destination: received bytes pass through a small rented staging buffer and are widened
+    // into the destination as they arrive, so no 2-byte tensor and no new fp32 tensor is allocated.
+    readonly Tensor? widened;
+    readonly TensorMemory? widenedMemory;
+    byte[]? staging;
+    int carry; // a half element's first byte, kept at the start of staging for the next read
+    long convertedElements;
+
+    /// <summary>Bytes of the staging buffer that widens bf16/fp16 into a destination (even, so pieces end on elements
+    /// unless a read splits one).</summary>
+    public const int StagingBytes = 1 << 20;
 
     /// <summary>Bytes of payload this decoder expects in all.</summary>
     public long Length { get; }
@@ -39,9 +52,9 @@ public sealed class StreamingDecoder : IDisposable
     /// <param name="encoding">The payload's transfer encoding.</param>
     /// <param name="shape">The decoded tensor's shape.</param>
     /// <param name="payloadBytes">The payload's announced length.</param>
-    /// <param name="destination">For an uncompressed fp32 payload: a contiguous float32 CPU tensor of <paramref
-    /// name="shape"/> to decode into instead of a new one (it becomes the result; the decoder owns it once constructed
-    /// and frees it if the payload never completes); null = a new tensor.</param>
+    /// <param name="destination">For an uncompressed fp32, bf16 or fp16 payload: a contiguous float32 CPU tensor of
+    /// <paramref name="shape"/> to decode into instead of a new one (it becomes the result; the decoder owns it once
+    /// constructed and frees it if the payload never completes); null = a new tensor.</param>
     /// <exception cref="ArgumentException">A destination for another encoding, shape or dtype (the caller still owns
     /// it).</exception>
     public StreamingDecoder(TransferEncoding encoding, long[] shape, long payloadBytes, Tensor? destination = null)
@@ -57,7 +70,7 @@ public sealed class StreamingDecoder : IDisposable
                 && destination.shape.SequenceEqual(shape);
             if (!fits)
                 throw new ArgumentException($"the destination ({destination.dtype}, [{string.Join(", ", destination.shape)}]) is not a contiguous float32 CPU tensor of shape {TensorCodec.FormatShape(shape)}", nameof(destination));
-            if (encoding.Gzip || encoding.Precision != TransferPrecision.Float32) throw new ArgumentException($"only an fp32 payload decodes into a destination, not {encoding}", nameof(destination));
+            if (!DecodesInto(encoding)) throw new ArgumentException($"only an uncompressed fp32, bf16 or fp16 payload decodes into a destination, not {encoding}", nameof(destination));
         }
         long count = TensorCodec.ElementCount(shape);
         long rawLength = TensorCodec.EncodedLength(encoding, count);
@@ -76,6 +89,14 @@ public sealed class StreamingDecoder : IDisposable
         if (payloadBytes != rawLength)
             throw new InvalidDataException($"payload has {payloadBytes} bytes, but {encoding} of shape {TensorCodec.FormatShape(shape)} " +
                 $"({count} elements) needs exactly {rawLength}; it is truncated, padded, or was encoded differently");
+        if (destination is not null && encoding.Precision != TransferPrecision.Float32 && count > 0)
+        {
+            widened = destination;
+            widenedMemory = new TensorMemory(destination);
+            staging = ArrayPool<byte>.Shared.Rent(StagingBytes);
+            segments = [];
+            return;
+        }
         segments = count == 0 ? [] : encoding.Precision switch
         {
             TransferPrecision.Float32 => [destination ?? empty(shape, ScalarType.Float32)],
@@ -96,6 +117,7 @@ public sealed class StreamingDecoder : IDisposable
     {
         if (Complete) return Memory<byte>.Empty;
         if (gathered is not null) return gathered.AsMemory((int)Written, (int)(Length - Written));
+        if (staging is not null) return staging.AsMemory(carry, (int)Math.Min(StagingBytes - carry, Length - Written));
         var part = segments[segment];
         var memory = new TensorMemory(part).Memory;
         return memory[segmentFilled..];
@@ -113,6 +135,13 @@ public sealed class StreamingDecoder : IDisposable
             return;
         }
         if (count == 0) return;
+        if (staging is not null)
+        {
+            if (count > Math.Min(StagingBytes - carry, Length - Written)) throw new ArgumentOutOfRangeException(nameof(count), count, "more than the staging buffer's remaining bytes");
+            Written += count;
+            Widen(carry + count);
+            return;
+        }
         long room = segments[segment].bytes.Length - segmentFilled;
         if (count > room) throw new ArgumentOutOfRangeException(nameof(count), count, "more than the current part's remaining bytes");
         Written += count;
@@ -134,6 +163,18 @@ public sealed class StreamingDecoder : IDisposable
         {
             data.CopyTo(gathered.AsSpan((int)Written));
             Written += data.Length;
+            return;
+        }
+        if (staging is not null)
+        {
+            while (!data.IsEmpty)
+            {
+                int n = Math.Min(StagingBytes - carry, data.Length);
+                data[..n].CopyTo(staging.AsSpan(carry));
+                data = data[n..];
+                Written += n;
+                Widen(carry + n);
+            }
             return;
         }
         Written += data.Length;
@@ -159,6 +200,11 @@ public sealed class StreamingDecoder : IDisposable
     {
         if (!Complete) throw new InvalidOperationException($"the payload is incomplete: {Written} of {Length} bytes");
         if (gathered is not null) return TensorCodec.Decode(gathered.AsSpan(0, (int)Length), encoding, shape);
+        if (widened is not null)
+        {
+            handedOver = true;
+            return widened;
+        }
         if (segments.Length == 0) return zeros(shape, ScalarType.Float32);
         if (encoding.Precision == TransferPrecision.Float32)
         {
@@ -177,6 +223,46 @@ public sealed class StreamingDecoder : IDisposable
     {
         if (gathered is not null) ArrayPool<byte>.Shared.Return(gathered);
         gathered = null;
-        if (!handedOver) foreach (var part in segments) part.Dispose();
+        if (staging is not null) ArrayPool<byte>.Shared.Return(staging);
+        staging = null;
+        if (!handedOver)
+        {
+            foreach (var part in segments) part.Dispose();
+            widened?.Dispose();
+        }
+    }
+
+    /// <summary>Whether a payload of <paramref name="encoding"/> can be decoded into a float32 destination.</summary>
+    public static bool DecodesInto(TransferEncoding encoding) =>
+        !encoding.Gzip && encoding.Precision is TransferPrecision.Float32 or TransferPrecision.BFloat16 or TransferPrecision.Float16;
+
+    /// <summary>Widens the whole elements among the first <paramref name="filled"/> staged bytes into the destination,
+    /// after those already widened; a split element's first byte moves to the front for the next read.</summary>
+    void Widen(int filled)
+    {
+        int whole = filled & ~1;
+        var halves = MemoryMarshal.Cast<byte, ushort>(staging.AsSpan(0, whole));
+        var into = MemoryMarshal.Cast<byte, float>(widenedMemory!.GetSpan().Slice((int)(convertedElements * 4), halves.Length * 4));
+        if (encoding.Precision == TransferPrecision.BFloat16) WidenBFloat16(halves, into);
+        else for (int i = 0; i < halves.Length; i++) into[i] = (float)BitConverter.UInt16BitsToHalf(halves[i]);
+        convertedElements += halves.Length;
+        carry = filled - whole;
+        if (carry == 1) staging![0] = staging[filled - 1];
+    }
+
+    /// <summary>bfloat16 is the upper half of a float32: shifting its bits up 16 is the exact conversion (the one
+    /// libtorch makes).</summary>
+    static void WidenBFloat16(ReadOnlySpan<ushort> halves, Span<float> into)
+    {
+        var bits = MemoryMarshal.Cast<float, uint>(into);
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+            for (; i <= halves.Length - Vector<ushort>.Count; i += Vector<ushort>.Count)
+            {
+                Vector.Widen(new Vector<ushort>(halves[i..]), out var low, out var high);
+                (low << 16).CopyTo(bits[i..]);
+                (high << 16).CopyTo(bits[(i + Vector<uint>.Count)..]);
+            }
+        for (; i < halves.Length; i++) bits[i] = (uint)halves[i] << 16;
     }
 }
