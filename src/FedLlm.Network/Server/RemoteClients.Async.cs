@@ -39,7 +39,7 @@ public sealed partial class RemoteClients : IAsyncClientPool
     {
         if (!Asynchronous) throw new InvalidOperationException("Publish needs server options with Asynchronous (async: in server.yaml)");
         var context = new OpenRound(version, instructions, AdapterTensors.Clone(global), new Dictionary<string, IReadOnlyDictionary<string, Tensor>>(StringComparer.Ordinal),
-            options.Roster, options.Encoding);
+            options.Roster, options.Encoding, Received);
         lock (gate)
         {
             if (open is { } previous && previous.Round >= version)

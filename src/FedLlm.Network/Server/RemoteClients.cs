@@ -100,7 +100,7 @@ public sealed partial class RemoteClients : IClientExecutor, IDisposable
 
         var context = new OpenRound(round, instructions, AdapterTensors.Clone(global),
             instructions.TensorSets.ToDictionary(kv => kv.Key, kv => (IReadOnlyDictionary<string, Tensor>)AdapterTensors.Clone(kv.Value), StringComparer.Ordinal),
-            sampled.Select(i => options.Roster[i]).ToList(), options.Encoding);
+            sampled.Select(i => options.Roster[i]).ToList(), options.Encoding, Received);
         var deadline = clock.GetUtcNow() + options.RoundDeadline;
         var opened = clock.GetUtcNow();
         lock (gate)
@@ -832,16 +832,19 @@ public sealed class OpenRound
     /// <param name="tensorSets">The server's copies of the instructions' tensor sets.</param>
     /// <param name="assigned">The roster ids sampled for the round.</param>
     /// <param name="encoding">The transfer encoding of chunks in both directions.</param>
+    /// <param name="encodingPool">Where a bf16/fp16 encoding of the global takes its memory from and returns it to
+    /// (<see cref="EncodedTensors"/>); null = fresh memory each round.</param>
     public OpenRound(int round, ClientInstructions instructions, Dictionary<string, Tensor> global,
-        IReadOnlyDictionary<string, IReadOnlyDictionary<string, Tensor>> tensorSets, IReadOnlyList<string> assigned, Federation.Transfer.TransferEncoding encoding)
+        IReadOnlyDictionary<string, IReadOnlyDictionary<string, Tensor>> tensorSets, IReadOnlyList<string> assigned, Federation.Transfer.TransferEncoding encoding,
+        ReceivePool? encodingPool = null)
     {
         Round = round;
         Instructions = instructions;
         Global = global;
         TensorSets = tensorSets;
         Assigned = assigned;
-        encodedGlobal = new(() => new EncodedTensors(global, encoding));
-        encodedSets = tensorSets.ToDictionary(kv => kv.Key, kv => new Lazy<EncodedTensors>(() => new EncodedTensors(kv.Value, encoding)),
+        encodedGlobal = new(() => new EncodedTensors(global, encoding, encodingPool));
+        encodedSets = tensorSets.ToDictionary(kv => kv.Key, kv => new Lazy<EncodedTensors>(() => new EncodedTensors(kv.Value, encoding, encodingPool)),
             StringComparer.Ordinal);
         long adapterBytes = AdapterTensors.Bytes(global);
         UploadBytes = adapterBytes * (1 + instructions.ReturnedTensorSets.Count);

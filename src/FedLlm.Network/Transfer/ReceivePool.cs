@@ -5,7 +5,8 @@ namespace FedLlm.Network.Transfer;
 /// <summary>
 /// The memory of tensors received in earlier rounds, kept for the next round's: an fp32 tensor its owner is done with
 /// (the server's released updates, <see cref="Server.RemoteClients.Release"/>; a client's last global) is handed to the
-/// decoder of a later transfer of the same shape, which writes into it instead of into a new tensor.
+/// decoder of a later transfer of the same shape, which writes into it instead of into a new tensor; and a round's
+/// bf16/fp16 encoding of the global (<see cref="EncodedTensors"/>) goes back for the next round's encoding.
 /// </summary>
 /// <remarks>
 /// Why: a new tensor is fresh pages that the kernel faults in and zeroes one by one as the upload is written into them;
@@ -33,44 +34,46 @@ public sealed class ReceivePool(long capacityBytes) : IDisposable
         }
     }
 
-    static string Key(IEnumerable<long> shape) => string.Join('x', shape);
+    static string Key(IEnumerable<long> shape, ScalarType dtype) => $"{dtype}:{string.Join('x', shape)}";
 
-    /// <summary>A kept float32 tensor of <paramref name="shape"/> (its values are an old update's: the caller
-    /// overwrites them), or null; the caller owns it.</summary>
-    public Tensor? Rent(IEnumerable<long> shape)
+    static bool Keeps(ScalarType dtype) => dtype is ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16;
+
+    /// <summary>A kept tensor of <paramref name="shape"/> and <paramref name="dtype"/> (its values are an old
+    /// transfer's: the caller overwrites them), or null; the caller owns it.</summary>
+    public Tensor? Rent(IEnumerable<long> shape, ScalarType dtype = ScalarType.Float32)
     {
         lock (gate)
         {
-            if (!free.TryGetValue(Key(shape), out var stack) || stack.Count == 0) return null;
+            if (!free.TryGetValue(Key(shape, dtype), out var stack) || stack.Count == 0) return null;
             var tensor = stack.Pop();
-            held -= tensor.NumberOfElements * 4;
+            held -= tensor.NumberOfElements * tensor.ElementSize;
             return tensor;
         }
     }
 
     /// <summary>A kept float32 tensor of the shape <paramref name="header"/> announces, or null (<see
-    /// cref="Rent(IEnumerable{long})"/>): what a decoder's destination asks for.</summary>
+    /// cref="Rent(IEnumerable{long}, ScalarType)"/>): what a decoder's destination asks for.</summary>
     public Tensor? Rent(Protocol.TensorHeader header)
     {
         ArgumentNullException.ThrowIfNull(header);
         return Rent(header.Shape);
     }
 
-    /// <summary>Takes <paramref name="tensors"/> (the pool owns them from now on): contiguous float32 CPU tensors are
-    /// kept while they fit, the rest freed.</summary>
+    /// <summary>Takes <paramref name="tensors"/> (the pool owns them from now on): contiguous float32, bfloat16 and
+    /// float16 CPU tensors are kept while they fit, the rest freed.</summary>
     public void Return(IEnumerable<Tensor> tensors)
     {
         foreach (var tensor in tensors)
         {
-            bool keep = tensor.dtype == ScalarType.Float32 && tensor.device_type == TorchSharp.DeviceType.CPU && tensor.is_contiguous() && tensor.NumberOfElements > 0;
+            bool keep = Keeps(tensor.dtype) && tensor.device_type == TorchSharp.DeviceType.CPU && tensor.is_contiguous() && tensor.NumberOfElements > 0;
             if (keep)
             {
-                long bytes = tensor.NumberOfElements * 4;
+                long bytes = tensor.NumberOfElements * tensor.ElementSize;
                 lock (gate)
                 {
                     if (held + bytes <= CapacityBytes)
                     {
-                        string key = Key(tensor.shape);
+                        string key = Key(tensor.shape, tensor.dtype);
                         if (!free.TryGetValue(key, out var stack)) free[key] = stack = new Stack<Tensor>();
                         stack.Push(tensor);
                         held += bytes;

@@ -174,13 +174,21 @@ public static class TensorChunks
 public sealed class EncodedTensors : IDisposable
 {
     readonly List<Tensor> owned = new();
+    readonly List<Tensor> reusable = new();
+    readonly ReceivePool? pool;
 
     /// <summary>Every tensor's chunks, in name order: the first of each carries its header.</summary>
     public IReadOnlyList<TensorChunk> Chunks { get; }
 
     /// <summary>Encodes <paramref name="tensors"/> with <paramref name="encoding"/>.</summary>
-    public EncodedTensors(IReadOnlyDictionary<string, Tensor> tensors, TransferEncoding encoding)
+    /// <param name="tensors">What to encode (not changed, and for fp32 shared: it must outlive this).</param>
+    /// <param name="encoding">The transfer encoding.</param>
+    /// <param name="pool">Where a bf16 or fp16 encoding takes its tensors from and gives them back to when disposed (a
+    /// server encodes every round's global: the last round's memory instead of fresh pages); null = allocate and
+    /// free.</param>
+    public EncodedTensors(IReadOnlyDictionary<string, Tensor> tensors, TransferEncoding encoding, ReceivePool? pool = null)
     {
+        this.pool = pool;
         ArgumentNullException.ThrowIfNull(tensors);
         ArgumentNullException.ThrowIfNull(encoding);
         var chunks = new List<TensorChunk>();
@@ -194,6 +202,15 @@ public sealed class EncodedTensors : IDisposable
                     continue;
                 }
                 var header = TensorChunks.Header(name, tensor, encoding, TensorCodec.EncodedLength(encoding, tensor.numel()));
+                if (pool is not null && NarrowedInPlace(encoding) is { } dtype && tensor.dtype == ScalarType.Float32 && tensor.numel() > 0)
+                {
+                    // The same conversion EncodeSegments makes (to() is a copy_ into a new tensor), into kept memory.
+                    var target = pool.Rent(tensor.shape, dtype) ?? empty(tensor.shape, dtype);
+                    reusable.Add(target);
+                    using (no_grad()) target.copy_(tensor);
+                    chunks.AddRange(TensorChunks.OverSegments(header, [target]));
+                    continue;
+                }
                 var segments = TensorCodec.EncodeSegments(tensor, encoding);
                 owned.AddRange(segments);
                 chunks.AddRange(TensorChunks.OverSegments(header, segments));
@@ -207,11 +224,20 @@ public sealed class EncodedTensors : IDisposable
         Chunks = chunks;
     }
 
-    /// <summary>Frees the encoded copies.</summary>
+    static ScalarType? NarrowedInPlace(TransferEncoding encoding) => encoding.Gzip ? null : encoding.Precision switch
+    {
+        TransferPrecision.BFloat16 => ScalarType.BFloat16,
+        TransferPrecision.Float16 => ScalarType.Float16,
+        _ => null,
+    };
+
+    /// <summary>Frees the encoded copies (gives the pool's back to it).</summary>
     public void Dispose()
     {
         foreach (var tensor in owned) tensor.Dispose();
         owned.Clear();
+        pool?.Return(reusable);
+        reusable.Clear();
     }
 }
 

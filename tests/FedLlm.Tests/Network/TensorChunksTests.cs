@@ -235,6 +235,25 @@ public class TensorChunksTests
         Assert.Throws<ArgumentException>(() => new StreamingDecoder(TransferEncoding.Parse("int8:4"), [4], TensorCodec.EncodedLength(TransferEncoding.Parse("int8:4"), 4), other));
     }
 
+    [Theory]
+    [InlineData("bf16", ScalarType.BFloat16)]
+    [InlineData("fp16", ScalarType.Float16)]
+    public void A_rounds_16_bit_encoding_goes_back_to_the_pool_and_the_next_rounds_encoding_reuses_it_with_the_new_values(string encodingName, ScalarType dtype)
+    {
+        var encoding = TransferEncoding.Parse(encodingName);
+        using var pool = new ReceivePool(1L << 30);
+        using var first = Sample();
+        using var second = first * -3 + 1;
+        var one = new EncodedTensors(new Dictionary<string, Tensor> { [Name] = first }, encoding, pool);
+        Assert.Equal(TensorCodec.Encode(first, encoding), one.Chunks.SelectMany(c => c.Data.ToByteArray()));
+        one.Dispose();
+        Assert.Equal(first.NumberOfElements * 2, pool.HeldBytes);
+        using var two = new EncodedTensors(new Dictionary<string, Tensor> { [Name] = second }, encoding, pool);
+        Assert.Equal(0, pool.HeldBytes);
+        Assert.Equal(TensorCodec.Encode(second, encoding), two.Chunks.SelectMany(c => c.Data.ToByteArray()));
+        Assert.Null(pool.Rent(first.shape, dtype));
+    }
+
     [Fact]
     public void Streamed_bf16_rounds_every_special_value_as_libtorch_does_and_keeps_a_nan_a_nan()
     {
