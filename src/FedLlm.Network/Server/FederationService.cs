@@ -186,7 +186,16 @@ public sealed partial class FederationService(RemoteClients clients, RunDescript
         // gRPC lifts Kestrel's minimum request data rate from streaming calls, so a stall is bounded here.
         using var stall = new TransferStall(context.CancellationToken, clients.Options.TransferStallTimeout);
         var ct = stall.Token;
-        if (!await requestStream.MoveNext(ct)) return Refuse(id, -1, "empty update stream");
+        bool any;
+        try
+        {
+            any = await requestStream.MoveNext(ct);
+        }
+        catch (OperationCanceledException) when (stall.Fired)
+        {
+            throw Stalled(stall, context.Peer, "update stream");
+        }
+        if (!any) return Refuse(id, -1, "empty update stream");
         if (requestStream.Current.PartCase != UpdateChunk.PartOneofCase.Header) return Refuse(id, -1, "an update must start with its header");
         var header = requestStream.Current.Header;
         long bytes = requestStream.Current.CalculateSize();

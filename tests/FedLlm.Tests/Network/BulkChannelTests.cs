@@ -358,6 +358,13 @@ public class TransferStallTests
             Assert.Contains("update stream moved no data for 2 s", error.Status.Detail);
         }
         await server.Refusals.WaitForAsync(l => l.Contains("refused stalled", StringComparison.Ordinal));
+        // A stream that never sends its header ends the same way.
+        using (var channel = server.Connection.Open())
+        {
+            using var call = new FedLlm.Network.Protocol.Federation.FederationClient(channel).SubmitUpdate(server.Connection.Headers());
+            var error = await Assert.ThrowsAsync<RpcException>(() => call.ResponseAsync.WaitAsync(TimeSpan.FromSeconds(30)));
+            Assert.Equal(StatusCode.DeadlineExceeded, error.StatusCode);
+        }
         await server.NextUploadIsTakenAsync(pending, update);
         update.DisposeTensors();
     }
