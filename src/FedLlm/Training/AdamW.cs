@@ -1,4 +1,5 @@
 using FedLlm.Runtime;
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -79,23 +80,35 @@ public sealed class AdamW : IDisposable
         double biasCorrection2 = 1 - Math.Pow(Beta2, StepCount);
         double stepSize = lr / biasCorrection1;
         double sqrtBiasCorrection2 = Math.Sqrt(biasCorrection2);
+        // Every scalar and tensor handed to libtorch here is a `using` local, so it lives until the end of the step: a
+        // temporary (a double converted to a Scalar, TorchSharp's own implicit alpha of add_(Scalar), an unnamed
+        // p.grad) is garbage once its handle is read, and its finalizer can free the native object while the call still
+        // reads it — the rare "Unknown scalar type" / use-after-free crashes seen in long runs.
+        using var decay = (1 - lr * WeightDecay).ToScalar();
+        using var beta2 = Beta2.ToScalar();
+        using var oneMinusBeta2 = (1 - Beta2).ToScalar();
+        using var sqrtCorrection = sqrtBiasCorrection2.ToScalar();
+        using var eps = Eps.ToScalar();
+        using var one = 1.0.ToScalar();
+        using var negativeStep = (-stepSize).ToScalar();
         foreach (var (name, p) in parameters)
         {
-            if (p.grad is not { } grad) continue;
+            using var grad = p.grad;
+            if (grad is null) continue;
             if (!moments.TryGetValue(name, out var m))
             {
                 // TorchSharp's *_like put the result on torch's default device unless told, not on the input's.
                 m = (zeros_like(p, device: p.device).DetachFromDisposeScope(), zeros_like(p, device: p.device).DetachFromDisposeScope());
                 moments[name] = m;
             }
-            if (WeightDecay != 0) p.mul_(1 - lr * WeightDecay);
+            if (WeightDecay != 0) p.mul_(decay);
             // lerp_ takes its weight as a tensor; a bare double would become a float64 scalar on torch's default device.
             using var weight = tensor(1 - Beta1, ScalarType.Float64, p.device);
             m.ExpAvg.lerp_(grad, weight);                                     // m ← β1·m + (1−β1)·g
-            m.ExpAvgSq.mul_(Beta2).addcmul_(grad, grad, 1 - Beta2);           // v ← β2·v + (1−β2)·g²
+            m.ExpAvgSq.mul_(beta2).addcmul_(grad, grad, oneMinusBeta2);       // v ← β2·v + (1−β2)·g²
             using var root = m.ExpAvgSq.sqrt();
-            using var denominator = root.div_(sqrtBiasCorrection2).add_(Eps);
-            p.addcdiv_(m.ExpAvg, denominator, -stepSize);
+            root.div_(sqrtCorrection).add_(eps, one);                         // √v̂ + ε
+            p.addcdiv_(m.ExpAvg, root, negativeStep);
         }
     }
 
