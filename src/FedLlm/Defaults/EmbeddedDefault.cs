@@ -93,11 +93,66 @@ public static class EmbeddedDefault
             Path.Combine(dataDir, FinancialSentimentDataset.EvalFileName));
         string marker = Path.Combine(root, "complete");
         if (File.Exists(marker)) return files;
+        // One builder at a time in this process; other processes build in staging folders of their own, and the first
+        // complete folder to be renamed into place wins (see Publish).
+        lock (Building)
+        {
+            if (File.Exists(marker)) return files;
+            log?.Invoke($"building the embedded default in {root} (once)");
+            Build(root);
+        }
+        return files;
+    }
 
-        log?.Invoke($"building the embedded default in {root} (once)");
+    static readonly object Building = new();
+
+    static void Build(string root)
+    {
         // Build beside the target and rename, so an interrupted build never looks complete.
-        string staging = root + $".{Environment.ProcessId}.tmp";
-        if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
+        string staging = root + $".{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
+        try
+        {
+            Write(staging);
+            Publish(staging, root);
+        }
+        finally
+        {
+            if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
+        }
+    }
+
+    /// <summary>Renames the complete <paramref name="staging"/> folder to <paramref name="root"/>, unless another
+    /// process's complete folder got there first; a folder left incomplete by a crash is replaced.</summary>
+    static void Publish(string staging, string root)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(root)!);
+        for (int attempt = 0; ; attempt++)
+        {
+            try
+            {
+                Directory.Move(staging, root);
+                return;
+            }
+            catch (IOException) when (Directory.Exists(root) && attempt < 10)
+            {
+                if (File.Exists(Path.Combine(root, "complete"))) return; // another process's build got there first
+                // A folder an interrupted build left: moved aside first (atomic), so nobody reads it half deleted.
+                string aside = root + $".broken.{Guid.NewGuid():N}";
+                try
+                {
+                    Directory.Move(root, aside);
+                    Directory.Delete(aside, recursive: true);
+                }
+                catch (IOException)
+                {
+                    Thread.Sleep(50); // someone else is replacing it; look again
+                }
+            }
+        }
+    }
+
+    static void Write(string staging)
+    {
         var dataset = FinancialSentimentDataset.Generate();
         dataset.Write(Path.Combine(staging, "data"));
         SentimentPreferenceDataset.Generate(dataset).Write(Path.Combine(staging, "data"));
@@ -107,9 +162,5 @@ public static class EmbeddedDefault
         using (var model = LlamaForCausalLM.CreateRandom(config, seed: 2023, std: 0.02, embeddingStd: EmbeddingStd))
             ModelLoader.Save(Path.Combine(staging, "model"), model);
         File.WriteAllText(Path.Combine(staging, "complete"), Version);
-        if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
-        Directory.CreateDirectory(Path.GetDirectoryName(root)!);
-        Directory.Move(staging, root);
-        return files;
     }
 }
