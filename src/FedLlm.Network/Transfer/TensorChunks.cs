@@ -311,35 +311,18 @@ public sealed class TensorAssembler(Func<TensorHeader, string?> admit, Func<Tens
     {
         ArgumentNullException.ThrowIfNull(header);
         if (header.EncodedBytes < 0 || header.EncodedBytes > int.MaxValue) throw new TransferException($"tensor '{header.Name}' announces {header.EncodedBytes} bytes");
-        TransferEncoding? encoding = null;
+        Tensor? target = null;
         try
         {
-            encoding = TransferEncoding.Parse(header.Encoding);
-        }
-        catch (Exception e) when (e is ArgumentException or FormatException)
-        {
-            // Reported with the tensor's name below.
-        }
-        if (destination is not null && encoding is not null && StreamingDecoder.DecodesInto(encoding)
-            && header.Shape.Count > 0 && header.Shape.All(d => d > 0) && header.EncodedBytes == TensorCodec.EncodedLength(encoding, header.Shape.Aggregate(1L, (a, d) => a * d))
-            && destination(header) is { } target)
-        {
-            try
-            {
-                return new StreamingDecoder(encoding, header.Shape.ToArray(), header.EncodedBytes, target);
-            }
-            catch (Exception e) when (e is ArgumentException or InvalidDataException)
-            {
-                target.Dispose();
-                throw new TransferException($"tensor '{header.Name}': {e.Message}");
-            }
-        }
-        try
-        {
-            return new StreamingDecoder(TransferEncoding.Parse(header.Encoding), header.Shape.ToArray(), header.EncodedBytes);
+            var encoding = TransferEncoding.Parse(header.Encoding);
+            if (destination is not null && StreamingDecoder.DecodesInto(encoding) && header.Shape.Count > 0 && header.Shape.All(d => d > 0)
+                && header.EncodedBytes == TensorCodec.EncodedLength(encoding, header.Shape.Aggregate(1L, (a, d) => a * d)))
+                target = destination(header);
+            return new StreamingDecoder(encoding, header.Shape.ToArray(), header.EncodedBytes, target);
         }
         catch (Exception e) when (e is ArgumentException or InvalidDataException or FormatException or OverflowException)
         {
+            target?.Dispose(); // the decoder owns a destination only once constructed
             throw new TransferException($"tensor '{header.Name}': {e.Message}");
         }
     }
