@@ -32,8 +32,7 @@ public sealed partial class FederationService
         }
         finally
         {
-            if (stall.Fired)
-                refusals.Refused("stalled", peer, $"a bulk connection moved no data for {stall.Timeout.TotalSeconds:F0} s; closed");
+            if (stall.Fired) LogStall(stall, peer, "bulk connection");
         }
     }
 

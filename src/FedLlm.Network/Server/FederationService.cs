@@ -171,11 +171,16 @@ public sealed partial class FederationService(RemoteClients clients, RunDescript
     }
 
     /// <summary>Logs a transfer that moved no data for the stall timeout and gives the status that ends its call.</summary>
-    RpcException Stalled(TransferStall stall, string? peer, string what)
+    RpcException Stalled(TransferStall stall, string? peer, string what) =>
+        new(new Status(StatusCode.DeadlineExceeded, LogStall(stall, peer, what)));
+
+    /// <summary>Logs a transfer (an RPC stream or a bulk connection) that moved no data for the stall timeout; returns
+    /// the reason.</summary>
+    string LogStall(TransferStall stall, string? peer, string what)
     {
         string reason = $"the {what} moved no data for {stall.Timeout.TotalSeconds:F0} s; closed";
         refusals.Refused("stalled", peer, reason);
-        return new RpcException(new Status(StatusCode.DeadlineExceeded, reason));
+        return reason;
     }
 
     /// <summary>Reads an update stream (header first, then chunks), checks it against the round's bounds while reading,
