@@ -93,8 +93,8 @@ public static class EmbeddedDefault
             Path.Combine(dataDir, FinancialSentimentDataset.EvalFileName));
         string marker = Path.Combine(root, "complete");
         if (File.Exists(marker)) return files;
-        // One builder at a time in this process; other processes build in staging folders of their own, and the first
-        // complete folder to be renamed into place wins (see Publish).
+        // One builder at a time in this process; other processes build in staging folders of their own (StagingFolder),
+        // and the first complete folder to be renamed into place wins (see Publish).
         lock (Building)
         {
             if (File.Exists(marker)) return files;
@@ -108,8 +108,13 @@ public static class EmbeddedDefault
 
     static void Build(string root)
     {
-        // Build beside the target and rename, so an interrupted build never looks complete.
-        string staging = root + $".{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
+        // Build beside the target and rename, so an interrupted build never looks complete. The staging folder is this
+        // process's (one builder per process, see Ensure); a killed builder's is removed here.
+        string parent = Path.GetDirectoryName(root)!, name = Path.GetFileName(root);
+        Directory.CreateDirectory(parent);
+        Io.StagingFolder.RemoveStale(parent, name);
+        string staging = Io.StagingFolder.For(parent, name);
+        if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
         try
         {
             Write(staging);
@@ -125,7 +130,6 @@ public static class EmbeddedDefault
     /// process's complete folder got there first; a folder left incomplete by a crash is replaced.</summary>
     static void Publish(string staging, string root)
     {
-        Directory.CreateDirectory(Path.GetDirectoryName(root)!);
         for (int attempt = 0; ; attempt++)
         {
             try
