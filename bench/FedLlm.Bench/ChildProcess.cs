@@ -6,12 +6,14 @@ namespace FedLlm.Bench;
 /// <summary>Runs this benchmark binary again with other arguments and reads the JSON line it prints: one process per measurement, so peak RSS is its own.</summary>
 public static class ChildProcess
 {
-    public static T Run<T>(IEnumerable<string> arguments, TextWriter log) => Run<T>(Environment.ProcessPath!, arguments, log);
+    public static T Run<T>(IEnumerable<string> arguments, TextWriter log, IReadOnlyDictionary<string, string>? environment = null) =>
+        Run<T>(Environment.ProcessPath!, arguments, log, environment);
 
     /// <summary>Runs <paramref name="executable"/> (another build of this benchmark, e.g. the parent commit's) instead.</summary>
-    public static T Run<T>(string executable, IEnumerable<string> arguments, TextWriter log)
+    public static T Run<T>(string executable, IEnumerable<string> arguments, TextWriter log, IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo(executable) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
         foreach (var a in arguments) start.ArgumentList.Add(a);
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {executable}");
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) log.WriteLine(e.Data); };

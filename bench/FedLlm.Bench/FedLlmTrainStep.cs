@@ -100,7 +100,7 @@ public static class FedLlmTrainStep
         double ceiling = GemmCeiling.FlopsPerSecond(SmolLm135M, (long)options.Batch * options.Seq, weights.ComputeDtype);
         return new StepMeasurement
         {
-            Implementation = "fedllm",
+            Implementation = FedLlm.Runtime.AllocatorPolicy.Applied ? "fedllm" : "fedllm, glibc malloc defaults",
             Precision = precision,
             ActivationCheckpointing = activationCheckpointing,
             StepFlops = BenchModels.StepFlops(SmolLm135M, trainableCount, options.Batch, options.Seq),

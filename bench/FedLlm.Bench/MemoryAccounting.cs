@@ -88,10 +88,11 @@ public static class MemoryAccounting
             var shiftedLabels = ids.narrow(1, 1, T - 1).reshape(-1);
             var leaf = shiftedHidden.detach().requires_grad_(true);
             long rowsCount = leaf.shape[0];
-            for (long start = 0; start < rowsCount; start += options.LossChunk)
+            int chunk = Training.LossChunk.Rows(options.LossChunk, model);
+            for (long start = 0; start < rowsCount; start += chunk)
             {
                 using var chunkScope = NewDisposeScope();
-                long length = Math.Min(options.LossChunk, rowsCount - start);
+                long length = Math.Min(chunk, rowsCount - start);
                 var logits = model.Head(leaf.narrow(0, start, length));
                 var logits32 = logits.dtype == ScalarType.Float32 ? logits : logits.to(ScalarType.Float32);
                 var chunkLoss = nn.functional.cross_entropy(logits32, shiftedLabels.narrow(0, start, length), reduction: nn.Reduction.Sum);

@@ -45,7 +45,8 @@ catch (ArgumentException e)
 if (command == "train-step-one")
 {
     // A child of the sweep below: one precision, one process, the measurement as one JSON line on stdout.
-    var one = FedLlmTrainStep.Run(options, options.Precisions[0], options.ActivationCheckpointing[0], Console.Error);
+    // On a thread-pool thread, as the CLI runs training (async Main continues there): glibc treats the process's first thread differently.
+    var one = Task.Run(() => FedLlmTrainStep.Run(options, options.Precisions[0], options.ActivationCheckpointing[0], Console.Error)).GetAwaiter().GetResult();
     Console.WriteLine(JsonSerializer.Serialize(one));
     return 0;
 }
@@ -59,7 +60,12 @@ for (int round = 1; round <= options.Rounds; round++)
     var measured = new List<StepMeasurement>();
     foreach (var precision in options.Precisions)
         foreach (bool checkpointing in options.ActivationCheckpointing)
+        {
             measured.Add(ChildProcess.Run<StepMeasurement>(new[] { "train-step-one" }.Concat(options.ChildArguments(precision, checkpointing)), Console.Error));
+            if (options.AllocatorBaseline) // glibc's own value of a MALLOC_* variable: the library then leaves malloc as glibc set it
+                measured.Add(ChildProcess.Run<StepMeasurement>(new[] { "train-step-one" }.Concat(options.ChildArguments(precision, checkpointing)), Console.Error,
+                    new Dictionary<string, string> { ["MALLOC_ARENA_TEST"] = "8" }));
+        }
     if (!options.SkipPyTorch)
         foreach (var precision in options.Precisions.Where(p => p is "fp32" or "bf16"))
             measured.Add(PyTorchBaseline.Run(options, precision, Console.Error));

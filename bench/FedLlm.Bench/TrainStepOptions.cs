@@ -23,6 +23,9 @@ public sealed record TrainStepOptions
 
     public bool SkipPyTorch { get; init; }
 
+    /// <summary>Also run every FedLlm precision with glibc's allocator defaults (the library's policy not applied).</summary>
+    public bool AllocatorBaseline { get; init; }
+
     /// <summary>Base precisions to measure, each in its own child process (peak RSS is per process): fp32, bf16, int8, nf4.</summary>
     public IReadOnlyList<string> Precisions { get; init; } = new[] { "fp32" };
 
@@ -51,7 +54,7 @@ public sealed record TrainStepOptions
             --seq N         tokens per sequence                    default 512
             --rounds N      alternate FedLlm and PyTorch N times   default 1
             --seed N        weights, adapters, tokens, dropout     default 2023
-            --loss-chunk N  FedLlm loss rows per vocabulary chunk  default TrainingOptions.LossChunkTokens
+            --loss-chunk N  FedLlm loss rows per vocabulary chunk  default 0 = automatic (Training.LossChunk)
             --lora-dropout P LoRA dropout, both sides               default 0.05
             --precisions L  base precisions, comma-separated       default fp32
                             (fp32,bf16,int8,nf4; PyTorch runs fp32 and bf16)
@@ -60,6 +63,8 @@ public sealed record TrainStepOptions
             --compare-activation-checkpointing  measure without and with it
             --checkpoint DIR random checkpoint folder (written once) default /tmp/fedllm-bench-smollm135m-fp32
             --skip-pytorch  measure FedLlm only
+            --allocator-baseline also run FedLlm with glibc's malloc defaults
+                            (MALLOC_ARENA_TEST=8, glibc's own value, so the library leaves malloc alone)
             --python PATH   interpreter for the baseline           default /usr/bin/python3
             --script PATH   the baseline script                    default <bin>/pytorch/train_step.py
             --json PATH     result file ("" = none)                default train-step-result.json
@@ -89,6 +94,7 @@ public sealed record TrainStepOptions
                 "--loss-chunk" => options with { LossChunk = Int() },
                 "--lora-dropout" => options with { LoraDropout = Double() },
                 "--skip-pytorch" => options with { SkipPyTorch = true },
+                "--allocator-baseline" => options with { AllocatorBaseline = true },
                 "--precisions" => options with { Precisions = Precision(Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)) },
                 "--base-dtype" => options with { Precisions = Precision(new[] { Value() }) },
                 "--activation-checkpointing" => options with { ActivationCheckpointing = new[] { true } },
@@ -134,7 +140,7 @@ public sealed record TrainStepOptions
         Positive(Steps, "--steps");
         Positive(Threads, "--threads");
         Positive(Batch, "--batch");
-        Positive(LossChunk, "--loss-chunk");
+        if (LossChunk < 0) throw new ArgumentException($"--loss-chunk must be ≥ 0 (0 = automatic), got {LossChunk}");
         Positive(Rounds, "--rounds");
         if (LoraDropout is < 0 or >= 1) throw new ArgumentException($"--lora-dropout must be in [0, 1), got {LoraDropout}");
         if (Warmup < 0) throw new ArgumentException($"--warmup must be ≥ 0, got {Warmup}");

@@ -20,7 +20,7 @@ public static class PreferenceEvaluation
     /// <param name="batchSize">Pairs per forward pass.</param>
     /// <param name="chunkTokens">Labelled rows projected onto the vocabulary at once.</param>
     public static DpoMetrics Evaluate(LlamaForCausalLM model, IReadOnlyList<PreferencePair> pairs, ReferenceLogProbCache reference,
-        DpoOptions dpo, int padTokenId, int batchSize = 8, int chunkTokens = 1024)
+        DpoOptions dpo, int padTokenId, int batchSize = 8, int chunkTokens = 0)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(pairs);

@@ -8,7 +8,7 @@ namespace FedLlm.Alignment;
 /// prefix, as TRL logs them). One reference cache for all rounds, so π_ref runs once per held-out pair.
 /// </summary>
 public sealed class PreferenceHeldOut(LlamaForCausalLM model, IReadOnlyList<PreferencePair> pairs, DpoOptions dpo, int padTokenId,
-    ReferencePolicy? reference = null, int batchSize = 8, int chunkTokens = 1024) : IDisposable
+    ReferencePolicy? reference = null, int batchSize = 8, int chunkTokens = 0) : IDisposable
 {
     private readonly ReferenceLogProbCache cache = new(reference, ownsPolicy: false);
 

@@ -1,3 +1,4 @@
+using FedLlm.Training;
 using FedLlm.Runtime;
 using FedLlm.Modeling;
 using static TorchSharp.torch;
@@ -23,10 +24,10 @@ public static class SequenceLogProbs
     /// <param name="labels">(R, T) int64, −100 where no log-probability is taken.</param>
     /// <returns>One sum per row (0 for a row without labels).</returns>
     /// <param name="model">The model to score with (no gradients are taken).</param>
-    /// <param name="chunkTokens">Labelled rows projected onto the vocabulary at once.</param>
+    /// <param name="chunkTokens">Labelled rows projected onto the vocabulary at once, 0 = automatic (<see cref="LossChunk"/>).</param>
     public static double[] Compute(LlamaForCausalLM model, Tensor inputIds, Tensor labels, int chunkTokens)
     {
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(chunkTokens);
+        chunkTokens = LossChunk.Rows(chunkTokens, model);
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         var hidden = model.HiddenStates(inputIds);                                   // (R, T, H)
@@ -44,12 +45,12 @@ public static class SequenceLogProbs
     /// <param name="model">The model with LoRA injected, in train mode.</param>
     /// <param name="inputIds">(R, T) int64, right-padded.</param>
     /// <param name="labels">(R, T) int64, −100 where no log-probability is taken.</param>
-    /// <param name="chunkTokens">Labelled rows projected onto the vocabulary at once.</param>
+    /// <param name="chunkTokens">Labelled rows projected onto the vocabulary at once, 0 = automatic (<see cref="LossChunk"/>).</param>
     public static (double[] LogProbs, double Objective) ForwardBackward(
         LlamaForCausalLM model, Tensor inputIds, Tensor labels, Func<Tensor, Tensor> objective, int chunkTokens)
     {
         ArgumentNullException.ThrowIfNull(objective);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(chunkTokens);
+        chunkTokens = LossChunk.Rows(chunkTokens, model);
         using var scope = NewDisposeScope();
         var (hidden, decoder) = Training.CheckpointedDecoder.HiddenStates(model, inputIds, attentionMask: null); // (R, T, H), in the graph
         using var _decoder = decoder;

@@ -67,7 +67,11 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         // The square is disposed at once: left to the step's dispose scope it would outlive its use (0.3 GB per step).
         using var squared = x.square();
         using var meanSquare = squared.mean(new long[] { -1 }, keepdim: true);  // (B, T, 1)
-        using var inverse = (meanSquare + eps).rsqrt_();
+        // Both scalars named: `meanSquare + eps` makes a temporary Scalar and add(Scalar) an implicit alpha of its own,
+        // either of which a finalizer can free while libtorch reads it (see AdamW.Step).
+        using var epsilon = eps.ToScalar();
+        using var one = 1.0.ToScalar();
+        using var inverse = meanSquare.add(epsilon, one).rsqrt_();
         using var normed = x * inverse;
         if (!lifted) return weight * normed;
         using var cast = normed.to(inputDtype);

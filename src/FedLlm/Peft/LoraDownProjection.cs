@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 using static TorchSharp.torch.autograd;
 
@@ -40,7 +41,8 @@ internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjecti
         using var lifted = x.to(dtype); // an alias when x is already in A's dtype
         if (keep is null) return lifted.alias();
         using var masked = lifted * keep;
-        return masked.mul(scale);
+        using var factor = scale.ToScalar(); // named: an implicit Scalar's finalizer can free it mid-call (AdamW.Step)
+        return masked.mul(factor);
     }
 
     /// <inheritdoc/>
@@ -84,7 +86,8 @@ internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjecti
                 else
                 {
                     using var masked = throughA * keep;
-                    using var dropped = masked.mul(scale);
+                    using var factor = scale.ToScalar();
+                    using var dropped = masked.mul(factor);
                     inputGradient = dropped.to(x.dtype, copy: true);
                 }
             }

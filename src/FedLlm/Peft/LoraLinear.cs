@@ -94,7 +94,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             : Plain(x);                                                // (B, T, r)
         using var up = nn.functional.linear(down, lora_B.Weight);      // (B, T, out)
         using var delta = up.to(inputDtype);
-        return result.add_(delta, Scaling);
+        using var scaling = Scaling.ToScalar(); // named: an implicit Scalar's finalizer can free it mid-call (AdamW.Step)
+        return result.add_(delta, scaling);
     }
 
     Tensor Plain(Tensor x)

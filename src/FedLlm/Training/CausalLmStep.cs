@@ -26,8 +26,8 @@ public static class CausalLmStep
     /// <param name="attentionMask">(B, T) or null for right-padded batches (padding sits after every real token, so plain causal attention is exact for them).</param>
     /// <param name="lossScale">Multiplies the gradient, e.g. 1 / accumulation steps.</param>
     /// <param name="model">The model with LoRA injected, in train mode; only the adapters get gradients.</param>
-    /// <param name="chunkTokens">Labelled rows projected onto the vocabulary at once
-    /// (<see cref="TrainingOptions.LossChunkTokens"/>).</param>
+    /// <param name="chunkTokens">Labelled rows projected onto the vocabulary at once, 0 = automatic
+    /// (<see cref="TrainingOptions.LossChunkTokens"/>, <see cref="LossChunk"/>).</param>
     public static (double Loss, long LabelledTokens) ForwardBackward(
         LlamaForCausalLM model, Tensor inputIds, Tensor labels, Tensor? attentionMask, double lossScale, int chunkTokens)
     {
@@ -45,17 +45,21 @@ public static class CausalLmStep
         var selectedLabels = shiftedLabels.index_select(0, rows);                    // (N)
         var leaf = selectedHidden.detach().requires_grad_(true);                     // (N, H), graph stops here
         double lossSum = 0;
-        for (long start = 0; start < labelled; start += chunkTokens)
+        int chunk = LossChunk.Rows(chunkTokens, model);
+        // Named, not implicit: a temporary Scalar's finalizer can free it while libtorch still reads it (AdamW.Step).
+        using var gradientScale = (lossScale / labelled).ToScalar();
+        for (long start = 0; start < labelled; start += chunk)
         {
             using var chunkScope = NewDisposeScope();
-            long length = Math.Min(chunkTokens, labelled - start);
+            long length = Math.Min(chunk, labelled - start);
             var logits = model.Head(leaf.narrow(0, start, length));                 // (n, V)
             var logits32 = logits.dtype == ScalarType.Float64 ? logits : logits.to(ScalarType.Float32);
             var chunkLoss = nn.functional.cross_entropy(logits32, selectedLabels.narrow(0, start, length), reduction: nn.Reduction.Sum);
             lossSum += chunkLoss.ToScalarDouble();
-            (chunkLoss * (lossScale / labelled)).backward();
+            (chunkLoss * gradientScale).backward();
         }
-        selectedHidden.backward(new[] { leaf.grad! });
+        using var leafGradient = leaf.grad!;
+        selectedHidden.backward(new[] { leafGradient });
         decoder?.Backward();
         return (lossSum / labelled, labelled);
     }

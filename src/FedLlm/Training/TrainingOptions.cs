@@ -52,8 +52,9 @@ public sealed record TrainingOptions
     /// <summary>Write a resumable checkpoint every this many optimizer steps; 0 = only at the end.</summary>
     public int SaveEverySteps { get; init; }
 
-    /// <summary>Rows of the output projection computed at once in the loss; bounds the logits held in memory.</summary>
-    public int LossChunkTokens { get; init; } = 1024;
+    /// <summary>Rows of the output projection computed at once in the loss; bounds the logits held in memory. 0 (the
+    /// default): as many rows as keep one chunk's float32 logits within 32 MiB (<see cref="LossChunk"/>).</summary>
+    public int LossChunkTokens { get; init; }
 
     /// <summary>What to do when a step's loss or gradient norm is not finite: stop (default) or skip the step.</summary>
     public NonFiniteAction OnNonFinite { get; init; } = NonFiniteAction.Stop;
@@ -89,7 +90,7 @@ public sealed record TrainingOptions
         Positive(GradientAccumulationSteps, nameof(GradientAccumulationSteps));
         Positive(LearningRate, nameof(LearningRate));
         Positive(MaxSequenceLength, nameof(MaxSequenceLength));
-        Positive(LossChunkTokens, nameof(LossChunkTokens));
+        if (LossChunkTokens < 0) throw new ArgumentOutOfRangeException(nameof(LossChunkTokens), LossChunkTokens, "must be ≥ 0 (0 = automatic)");
         if (WarmupSteps < 0) throw new ArgumentOutOfRangeException(nameof(WarmupSteps), WarmupSteps, "must be ≥ 0");
         if (MaxGradNorm < 0) throw new ArgumentOutOfRangeException(nameof(MaxGradNorm), MaxGradNorm, "must be ≥ 0 (0 = no clipping)");
         if (!Enum.IsDefined(OnNonFinite)) throw new ArgumentOutOfRangeException(nameof(OnNonFinite), OnNonFinite, "must be Stop or Skip");
