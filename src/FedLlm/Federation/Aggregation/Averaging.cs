@@ -114,20 +114,31 @@ public static class Averaging
         }
 
         using var noGrad = torch.no_grad(); // clients may hand in live parameters; no graph must grow from them
-        var result = new Dictionary<string, Tensor>(layout.Count);
-        foreach (var (key, like) in layout)
+        // Every scalar handed to libtorch is named for the whole combination: an implicit one (a double converted to a
+        // Scalar, or the alpha = 1 TorchSharp makes inside `a + b`) can be freed by its finalizer while the native call
+        // still reads it, and a server's other threads allocate enough to make collections frequent (see AdamW.Step).
+        var alphas = coefficients.Select(c => c.ToScalar()).ToArray();
+        try
         {
-            using var scope = torch.NewDisposeScope();
-            var working = TensorMaps.WorkingType(like.dtype);
-            var baseline = reference is null ? null : reference[key].to(working);
-            var sum = torch.zeros(like.shape, working, like.device);
-            for (int k = 0; k < order.Length; k++)
+            var result = new Dictionary<string, Tensor>(layout.Count);
+            foreach (var (key, like) in layout)
             {
-                var value = clients[order[k]].Tensors[key].to(working);
-                sum.add_(baseline is null ? value : value - baseline, coefficients[k]);
+                using var scope = torch.NewDisposeScope();
+                var working = TensorMaps.WorkingType(like.dtype);
+                var baseline = reference is null ? null : reference[key].to(working);
+                var sum = torch.zeros(like.shape, working, like.device);
+                for (int k = 0; k < order.Length; k++)
+                {
+                    var value = clients[order[k]].Tensors[key].to(working);
+                    sum.add_(baseline is null ? value : value - baseline, alphas[k]);
+                }
+                result[key] = sum.to(like.dtype).MoveToOuterDisposeScope();
             }
-            result[key] = sum.to(like.dtype).MoveToOuterDisposeScope();
+            return result;
         }
-        return result;
+        finally
+        {
+            foreach (var alpha in alphas) alpha.Dispose();
+        }
     }
 }

@@ -20,5 +20,5 @@ public sealed class FedAdagrad : FedOpt
     protected override bool OpenFedLlmKeepsMomentum => false;
 
     /// <summary>Adagrad accumulates squares without decay, so its steps shrink as v grows.</summary>
-    protected override Tensor SecondMoment(Tensor previous, Tensor squared) => previous + squared;
+    protected override Tensor SecondMoment(Tensor previous, Tensor squared) => previous.add(squared, Runtime.Scalars.One);
 }

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace FedLlm.Federation.Strategies;
@@ -16,6 +17,11 @@ public sealed class FedAdam : FedOpt
     public override string Name => "fedadam";
 
     /// <summary>An exponential average of the squares.</summary>
-    protected override Tensor SecondMoment(Tensor previous, Tensor squared) =>
-        previous * Options.Beta2 + squared * (1 - Options.Beta2);
+    protected override Tensor SecondMoment(Tensor previous, Tensor squared)
+    {
+        using var beta2 = Options.Beta2.ToScalar(); // named scalars: see Runtime.Scalars
+        using var oneMinusBeta2 = (1 - Options.Beta2).ToScalar();
+        using var decayed = previous.mul(beta2);
+        return decayed.add(squared, oneMinusBeta2);
+    }
 }

@@ -64,6 +64,11 @@ public sealed class FedAvgM : IFederatedStrategy, IDisposable
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
         var delta = Averaging.WeightedMeanOfDifferences(ClientTensors.WeightsOf(updates), Averaging.ExampleCounts(updates), global);
+        // Named scalars for the whole aggregation (see Runtime.Scalars).
+        using var betaScalar = beta.ToScalar();
+        using var oneMinusBeta = (1 - beta).ToScalar();
+        using var stepScalar = (openFedLlm ? 1.0 : serverLearningRate * roundScale).ToScalar();
+        var one = Runtime.Scalars.One;
         var momentum = new Dictionary<string, Tensor>(global.Count);
         var next = new Dictionary<string, Tensor>(global.Count);
         foreach (var (key, x) in global)
@@ -73,10 +78,10 @@ public sealed class FedAvgM : IFederatedStrategy, IDisposable
             var d = delta[key].to(working);
             Tensor m;
             if (openFedLlm)
-                m = state.IsEmpty ? d.clone() : state[MomentumSlot][key] * beta + d * (1 - beta);
+                m = state.IsEmpty ? d.clone() : state[MomentumSlot][key].mul(betaScalar).add(d, oneMinusBeta);
             else
-                m = state.IsEmpty ? d.clone() : state[MomentumSlot][key] * beta + d; // m_{-1} = 0, so m_0 = Δ
-            var x1 = (x.to(working) + m * (openFedLlm ? 1.0 : serverLearningRate * roundScale)).to(x.dtype);
+                m = state.IsEmpty ? d.clone() : state[MomentumSlot][key].mul(betaScalar).add(d, one); // m_{-1} = 0, so m_0 = Δ
+            var x1 = x.to(working).add(m, stepScalar).to(x.dtype);
             momentum[key] = m.MoveToOuterDisposeScope();
             next[key] = x1.MoveToOuterDisposeScope();
         }

@@ -72,6 +72,13 @@ public abstract class FedOpt : IFederatedStrategy, IDisposable
         state.CheckFits(global);
         bool openFedLlm = Options.OpenFedLlmCompatible;
         double beta1 = Options.Beta1, tau = Options.Tau, eta = ServerLearningRate * roundScale;
+        // Named scalars for the whole aggregation (see Runtime.Scalars).
+        using var beta1Scalar = beta1.ToScalar();
+        using var oneMinusBeta1 = (1 - beta1).ToScalar();
+        using var tauScalar = tau.ToScalar();
+        using var tauSquared = (tau * tau).ToScalar();
+        using var etaScalar = eta.ToScalar();
+        var one = Runtime.Scalars.One;
 
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
@@ -88,13 +95,13 @@ public abstract class FedOpt : IFederatedStrategy, IDisposable
             var working = TensorMaps.WorkingType(x.dtype);
             var d = delta[key].to(working);
             var previousM = first ? torch.zeros(x.shape, working, x.device) : state[FirstMomentSlot][key];
-            var previousV = first ? torch.full(x.shape, tau * tau, working, x.device) : state[SecondMomentSlot][key];
+            var previousV = first ? torch.full(x.shape, tauSquared, working, x.device) : state[SecondMomentSlot][key];
 
             var m = openFedLlm && (first || !OpenFedLlmKeepsMomentum)
                 ? d.clone()
-                : previousM * beta1 + d * (1 - beta1);
+                : previousM.mul(beta1Scalar).add(d, oneMinusBeta1);
             var v = SecondMoment(previousV, openFedLlm ? m.square() : d.square());
-            var x1 = (x.to(working) + m * eta / (v.sqrt() + tau)).to(x.dtype);
+            var x1 = x.to(working).add(m.mul(etaScalar).div(v.sqrt().add(tauScalar, one)), one).to(x.dtype);
 
             firstMoment[key] = m.MoveToOuterDisposeScope();
             secondMoment[key] = v.MoveToOuterDisposeScope();

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace FedLlm.Federation.Strategies;
@@ -17,6 +18,12 @@ public sealed class FedYogi : FedOpt
 
     /// <summary>Yogi moves v additively towards the new square, by at most (1 − β2)·square, so that v cannot collapse
     /// after one large round as Adam's multiplicative decay lets it.</summary>
-    protected override Tensor SecondMoment(Tensor previous, Tensor squared) =>
-        previous - squared * (1 - Options.Beta2) * (previous - squared).sign();
+    protected override Tensor SecondMoment(Tensor previous, Tensor squared)
+    {
+        using var oneMinusBeta2 = (1 - Options.Beta2).ToScalar(); // named scalars: see Runtime.Scalars
+        using var gap = previous - squared;
+        using var direction = gap.sign_();
+        using var step = squared.mul(direction).mul_(oneMinusBeta2);
+        return previous - step;
+    }
 }
