@@ -77,18 +77,33 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         lora_B.Weight.zero_();
     }
 
-    /// <summary>base(x) + B·A·dropout(x)·scaling, the adapter in fp32 and the result in the input's dtype; the base
-    /// alone when disabled or merged.</summary>
+    /// <summary>base(x) + B·A·dropout(x)·scaling in the input's dtype, the adapter computed in fp32 (in bf16 from
+    /// fp32 master weights while training over bf16); the base alone when disabled or merged.</summary>
     public override Tensor forward(Tensor x)
     {
         var result = base_layer.forward(x);                       // (B, T, out)
         if (!Enabled || Merged) return result;
         var inputDtype = x.dtype;
         bool dropping = dropout > 0 && training;
-        // Adapter weights stay fp32 whatever the base computes in (bf16, int8...): the activations are cast to them and
-        // back. While training, the node casts and drops inside, so autograd keeps x as it is (shared by q, k and v)
-        // instead of a 4-byte copy per adapter; without gradients (inference) the plain ops are cheaper.
+        // Adapter weights stay fp32 whatever the base computes in (bf16, int8...). In training over bf16 the adapter
+        // computes in bf16 from casts of them (below); otherwise the activations are cast to fp32 and back. While
+        // training, the node casts and drops inside, so autograd keeps x as it is (shared by q, k and v) instead of a
+        // 4-byte copy per adapter; without gradients (inference) the plain ops are cheaper.
         using var keep = dropping ? Keep(x) : null;
+        if (TrainsInInputDtype(inputDtype))
+        {
+            // Training over a bf16 compute dtype (a bf16 base, or int8/NF4 dequantised to bf16): the adapter computes in
+            // bf16 from casts of its fp32 weights, as PEFT runs under HF's bf16 autocast. The fp32 weights stay the
+            // master copy: the casts' backward brings the gradients to them in fp32, and the optimizer updates them there.
+            // No fp32 copy of every adapter input and of its gradient is made, which is most of what a bf16 step's
+            // adapters added to its peak memory (bench/README.md).
+            using var a = lora_A.Weight.to(inputDtype);
+            using var b = lora_B.Weight.to(inputDtype);
+            using var down16 = LoraDownProjection.Apply(x, keep, a, dropping ? 1.0 / (1.0 - dropout) : 1.0); // (B, T, r)
+            using var up16 = nn.functional.linear(down16, b);                                                // (B, T, out)
+            using var scaling16 = Scaling.ToScalar();
+            return result.add_(up16, scaling16);
+        }
         using var down = dropping || (inputDtype != lora_A.Weight.dtype && is_grad_enabled())
             ? LoraDownProjection.Apply(x, keep, lora_A.Weight, dropping ? 1.0 / (1.0 - dropout) : 1.0)
             : Plain(x);                                                // (B, T, r)
@@ -97,6 +112,11 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         using var scaling = Scaling.ToScalar(); // named: an implicit Scalar's finalizer can free it mid-call (AdamW.Step)
         return result.add_(delta, scaling);
     }
+
+    /// <summary>True while training (with gradients) on a bf16 input with fp32 adapter weights: the adapter then
+    /// computes in bf16 (see <see cref="forward"/>). Inference keeps the fp32 adapter path PEFT uses without autocast.</summary>
+    bool TrainsInInputDtype(ScalarType inputDtype) =>
+        training && inputDtype == ScalarType.BFloat16 && lora_A.Weight.dtype == ScalarType.Float32 && is_grad_enabled();
 
     Tensor Plain(Tensor x)
     {

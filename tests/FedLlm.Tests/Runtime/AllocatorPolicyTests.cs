@@ -4,15 +4,8 @@ using static TorchSharp.torch;
 
 namespace FedLlm.Tests.Runtime;
 
-/// <summary>mallinfo2 counts the whole process's allocations, so a test reading it must not run beside others.</summary>
-[CollectionDefinition(Name, DisableParallelization = true)]
-public sealed class AllocatorStatisticsCollection
-{
-    public const string Name = "reads the process's allocator statistics";
-}
-
 /// <summary>The library's allocator policy: freed tensor memory stays in the heap for the next tensor.</summary>
-[Collection(AllocatorStatisticsCollection.Name)]
+[Collection(RunsAloneCollection.Name)] // mallinfo2 counts the whole process's allocations
 public class AllocatorPolicyTests
 {
     // Above glibc's largest adaptive mmap threshold (32 MiB), so mapped on its own by default; within a thread's heap

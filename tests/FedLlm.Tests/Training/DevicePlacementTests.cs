@@ -11,13 +11,6 @@ using static TorchSharp.torch;
 
 namespace FedLlm.Tests.Training;
 
-/// <summary>The default device is process-wide, so these tests must not run beside others.</summary>
-[CollectionDefinition(Name, DisableParallelization = true)]
-public sealed class DefaultDeviceCollection
-{
-    public const string Name = "changes torch's default device";
-}
-
 /// <summary>
 /// Every tensor a library path creates must follow the model's device, or <c>--device cuda</c> fails at the first
 /// CPU-made input (ids, masks, labels, reference values, dropout and sampling generators).
@@ -30,7 +23,7 @@ public sealed class DefaultDeviceCollection
 /// and could not tell a right input from a wrong one. Here everything runs on real data, so each path also runs past
 /// its host syncs (loss values, sampled tokens) and its results are compared with a run under the normal default.
 /// </remarks>
-[Collection(DefaultDeviceCollection.Name)]
+[Collection(RunsAloneCollection.Name)] // the default device is process-wide
 public class DevicePlacementTests
 {
     static LlamaForCausalLM Model(double dropout = 0.1)

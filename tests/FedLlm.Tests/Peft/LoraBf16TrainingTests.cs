@@ -1,0 +1,80 @@
+using FedLlm.Peft;
+using FedLlm.Quantization;
+using static TorchSharp.torch;
+
+namespace FedLlm.Tests.Peft;
+
+/// <summary>Training over a bf16 base: the adapter computes in bf16 from its fp32 master weights.</summary>
+public class LoraBf16TrainingTests
+{
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(0.1)]
+    public void Gradients_reach_the_fp32_weights_and_equal_the_bf16_reference_computation(double dropout)
+    {
+        // Prepare: a bf16 base with an adapter whose B is non-zero, the same mask for the layer and the reference
+        using var weight = randn([24, 40], generator: new Generator(1)).to(ScalarType.BFloat16);
+        var baseLayer = DenseLinear.Create(40, 24, hasBias: false, ScalarType.BFloat16, CPU);
+        using (no_grad()) baseLayer.OverwriteWeight(weight);
+        using var lora = new LoraLinear(baseLayer, new LoraOptions { Rank = 4, Alpha = 8, Dropout = dropout }, new Generator(2));
+        using (no_grad()) lora.LoraB.copy_(randn([24, 4], generator: new Generator(3)) * 0.1);
+        lora.train();
+        using var x0 = randn([2, 6, 40], generator: new Generator(4)).to(ScalarType.BFloat16);
+        using var upstream = randn([2, 6, 24], generator: new Generator(5)).to(ScalarType.BFloat16);
+        using var x = x0.clone().requires_grad_(true);
+
+        // Execute: the layer, then the reference: the same computation written out in bf16 from casts of A and B
+        lora.DropoutGenerator = new Generator(6);
+        using var output = lora.forward(x);
+        output.backward([upstream]);
+        using var gradA = lora.LoraA.grad!.clone();
+        using var gradB = lora.LoraB.grad!.clone();
+        using var a = lora.LoraA.detach().clone().requires_grad_(true);
+        using var b = lora.LoraB.detach().clone().requires_grad_(true);
+        using var xr = x0.clone().requires_grad_(true);
+        using var keep = dropout > 0 ? DropoutMask.Keep(x0, dropout, new Generator(6)) : ones_like(x0, ScalarType.Bool);
+        using var dropped = (xr * keep).mul(1 / (1 - dropout));
+        using var reference = xr.matmul(weight.t())
+            + dropped.matmul(a.to(ScalarType.BFloat16).t()).matmul(b.to(ScalarType.BFloat16).t()) * lora.Scaling;
+        reference.backward([upstream]);
+
+        // Assert: fp32 gradients on the fp32 weights, equal to the reference's; the output and ∂x in bf16
+        Assert.Equal(ScalarType.Float32, lora.LoraA.dtype);
+        Assert.Equal(ScalarType.Float32, gradA.dtype);
+        Assert.Equal(ScalarType.Float32, gradB.dtype);
+        Assert.Equal(ScalarType.BFloat16, output.dtype);
+        Assert.Equal(ScalarType.BFloat16, x.grad!.dtype);
+        Assert.True(gradA.abs().max().item<float>() > 0 && gradB.abs().max().item<float>() > 0, "no gradient to compare");
+        // Computed in bf16, then widened: every value is a bf16 number (the fp32 path's products almost never are)
+        using var roundTrip = gradA.to(ScalarType.BFloat16).to(ScalarType.Float32);
+        Assert.True(roundTrip.eq(gradA).all().item<bool>(), "∂A was not computed in bf16");
+        Assert.True(gradA.allclose(a.grad!, rtol: 1e-2, atol: 1e-2), $"∂A differs by up to {(gradA - a.grad!).abs().max().item<float>()}");
+        Assert.True(gradB.allclose(b.grad!, rtol: 1e-2, atol: 1e-2), $"∂B differs by up to {(gradB - b.grad!).abs().max().item<float>()}");
+        Assert.True(output.to(ScalarType.Float32).allclose(reference.to(ScalarType.Float32), rtol: 1e-2, atol: 1e-2), "output");
+        if (dropout > 0) Assert.False(keep.all().item<bool>(), "the mask must drop something, or the test checks nothing");
+    }
+
+    [Fact]
+    public void Inference_over_bf16_keeps_the_fp32_adapter_path()
+    {
+        // Prepare
+        using var weight = randn([8, 16], generator: new Generator(1)).to(ScalarType.BFloat16);
+        var baseLayer = DenseLinear.Create(16, 8, hasBias: false, ScalarType.BFloat16, CPU);
+        using (no_grad()) baseLayer.OverwriteWeight(weight);
+        using var lora = new LoraLinear(baseLayer, new LoraOptions { Rank = 2, Alpha = 4, Dropout = 0 }, new Generator(2));
+        using (no_grad()) lora.LoraB.copy_(randn([8, 2], generator: new Generator(3)));
+        lora.eval();
+        using var x = randn([3, 16], generator: new Generator(4)).to(ScalarType.BFloat16);
+
+        // Execute
+        Tensor output;
+        using (no_grad()) output = lora.forward(x);
+
+        // Assert: bit for bit what the fp32 adapter path gives (base, then the adapter cast to bf16 and added)
+        using var viaLayerPath = x.matmul(weight.t());
+        using var adapter = x.to(ScalarType.Float32).matmul(lora.LoraA.t()).matmul(lora.LoraB.t()).to(ScalarType.BFloat16);
+        using var exact = viaLayerPath.add_(adapter, lora.Scaling);
+        Assert.True(output.eq(exact).all().item<bool>(), "inference must keep the fp32 adapter path");
+        output.Dispose();
+    }
+}
