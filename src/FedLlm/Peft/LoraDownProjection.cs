@@ -81,15 +81,21 @@ internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjecti
             Tensor? inputGradient = null;
             if ((bool)ctx.get_data(InputNeedsGradientKey))
             {
-                using var throughA = gradOutput.matmul(weight);            // (…, in), A's dtype
-                if (keep is null) inputGradient = throughA.to(x.dtype, copy: true);
-                else
+                Tensor dropped;                                             // (…, in), A's dtype
+                using (var throughA = gradOutput.matmul(weight))
                 {
-                    using var masked = throughA * keep;
-                    using var factor = scale.ToScalar();
-                    using var dropped = masked.mul(factor);
-                    inputGradient = dropped.to(x.dtype, copy: true);
+                    if (keep is null) dropped = throughA.alias();
+                    else
+                    {
+                        // Out of place, as the forward: an in-place multiply by a Scalar rounds the factor to a bf16
+                        // tensor's dtype first, an out-of-place one does not.
+                        using var masked = throughA * keep;
+                        using var factor = scale.ToScalar();
+                        dropped = masked.mul(factor);
+                    }
                 }
+                if (dropped.dtype == x.dtype) inputGradient = dropped;      // no copy when x is in A's dtype
+                else using (dropped) inputGradient = dropped.to(x.dtype);
             }
             returned.Add(weightGradient);
             if (inputGradient is not null) returned.Add(inputGradient);

@@ -15,7 +15,7 @@ internal sealed record JudgeRequest(string Model, string System, string User, do
 /// </summary>
 internal sealed class FakeJudgeServer : IDisposable
 {
-    private readonly HttpListener _listener = new();
+    private readonly HttpListener _listener;
     private readonly Func<JudgeRequest, int, (int Status, string Body)> _handler;
     private readonly ConcurrentDictionary<string, int> _seen = new();
     private readonly Task _loop;
@@ -30,15 +30,18 @@ internal sealed class FakeJudgeServer : IDisposable
             probe.Start();
             Port = ((IPEndPoint)probe.LocalEndpoint).Port;
             probe.Stop();
-            _listener.Prefixes.Clear();
-            _listener.Prefixes.Add($"http://127.0.0.1:{Port}/");
+            // A new listener per attempt: one whose Start failed is disposed and refuses further use.
+            var listener = new HttpListener();
+            listener.Prefixes.Add($"http://127.0.0.1:{Port}/");
             try
             {
-                _listener.Start();
+                listener.Start();
+                _listener = listener;
                 break;
             }
             catch (HttpListenerException) when (attempt < 5)
             {
+                listener.Close();
             }
         }
 
