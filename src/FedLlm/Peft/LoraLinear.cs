@@ -101,17 +101,37 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             using var b = lora_B.Weight.to(inputDtype);
             using var down16 = LoraDownProjection.Apply(x, keep, a, dropping ? 1.0 / (1.0 - dropout) : 1.0); // (B, T, r)
             using var up16 = nn.functional.linear(down16, b);                                                // (B, T, out)
-            using var scaling16 = Scaling.ToScalar();
-            return result.add_(up16, scaling16);
+            return AddScaled(result, up16);
         }
         using var down = dropping || (inputDtype != lora_A.Weight.dtype && is_grad_enabled())
             ? LoraDownProjection.Apply(x, keep, lora_A.Weight, dropping ? 1.0 / (1.0 - dropout) : 1.0)
             : Plain(x);                                                // (B, T, r)
         using var up = nn.functional.linear(down, lora_B.Weight);      // (B, T, out)
         using var delta = up.to(inputDtype);
-        using var scaling = Scaling.ToScalar(); // named: an implicit Scalar's finalizer can free it mid-call (AdamW.Step)
-        return result.add_(delta, scaling);
+        return AddScaled(result, delta);
     }
+
+    /// <summary>result += delta · scaling, with scaling applied as PEFT applies it.</summary>
+    /// <remarks>libtorch rounds an alpha (and an in-place multiplier) to a bf16 or fp16 tensor's dtype before using it,
+    /// while PEFT multiplies out of place, which keeps the scaling in float. The alpha form saves a pass and is exact
+    /// whenever the dtype holds the scaling (α/r = 2 and every power of two); otherwise (rsLoRA's α/√r) the product
+    /// is taken out of place first. Scalars are named: an implicit one's finalizer can free it mid-call (AdamW.Step).</remarks>
+    Tensor AddScaled(Tensor result, Tensor delta)
+    {
+        using var scaling = Scaling.ToScalar();
+        if (HoldsExactly(result.dtype, Scaling)) return result.add_(delta, scaling);
+        using var scaled = delta.mul(scaling);
+        return result.add_(scaled, Runtime.Scalars.One);
+    }
+
+    /// <summary>Whether <paramref name="dtype"/> represents <paramref name="value"/> exactly (float32 and wider: as
+    /// libtorch's float arithmetic sees it, always).</summary>
+    internal static bool HoldsExactly(ScalarType dtype, double value) => dtype switch
+    {
+        ScalarType.BFloat16 => (double)(float)value == value && (BitConverter.SingleToInt32Bits((float)value) & 0xFFFF) == 0,
+        ScalarType.Float16 => (double)(Half)value == value,
+        _ => true,
+    };
 
     /// <summary>True while training (with gradients) on a bf16 input with fp32 adapter weights: the adapter then
     /// computes in bf16 (see <see cref="forward"/>). Inference keeps the fp32 adapter path PEFT uses without autocast.</summary>

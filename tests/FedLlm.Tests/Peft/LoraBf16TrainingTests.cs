@@ -54,6 +54,46 @@ public class LoraBf16TrainingTests
         if (dropout > 0) Assert.False(keep.all().item<bool>(), "the mask must drop something, or the test checks nothing");
     }
 
+    [Theory]
+    [InlineData(ScalarType.BFloat16, 2.0, true)]
+    [InlineData(ScalarType.BFloat16, 0.5, true)]
+    [InlineData(ScalarType.BFloat16, 5.656854249492381, false)] // rsLoRA: 16 / √8
+    [InlineData(ScalarType.BFloat16, 1.1, false)]
+    [InlineData(ScalarType.Float16, 5.656854249492381, false)]
+    [InlineData(ScalarType.Float16, 0.125, true)]
+    [InlineData(ScalarType.Float32, 5.656854249492381, true)]
+    public void A_scaling_is_held_exactly_only_when_the_dtype_can(ScalarType dtype, double scaling, bool exact)
+    {
+        // Execute / Assert
+        Assert.Equal(exact, LoraLinear.HoldsExactly(dtype, scaling));
+    }
+
+    [Fact]
+    public void An_rsLoRA_scaling_over_bf16_is_applied_in_float_as_PEFT_multiplies_not_rounded_to_bf16()
+    {
+        // Prepare: α 16, r 8, rsLoRA: scaling 16/√8, which bf16 cannot hold (as an alpha libtorch would round it)
+        using var weight = randn([8, 16], generator: new Generator(1)).to(ScalarType.BFloat16);
+        var baseLayer = DenseLinear.Create(16, 8, hasBias: false, ScalarType.BFloat16, CPU);
+        using (no_grad()) baseLayer.OverwriteWeight(weight);
+        using var lora = new LoraLinear(baseLayer, new LoraOptions { Rank = 8, Alpha = 16, Dropout = 0, UseRsLora = true }, new Generator(2));
+        using (no_grad()) lora.LoraB.copy_(randn([8, 8], generator: new Generator(3)));
+        lora.eval();
+        using var x = randn([64, 16], generator: new Generator(4)).to(ScalarType.BFloat16);
+
+        // Execute
+        Tensor output;
+        using (no_grad()) output = lora.forward(x);
+
+        // Assert: PEFT's result + lora_B(lora_A(x)) * scaling, the product out of place; not the alpha form
+        using var baseOut = x.matmul(weight.t());
+        using var adapter = x.to(ScalarType.Float32).matmul(lora.LoraA.t()).matmul(lora.LoraB.t()).to(ScalarType.BFloat16);
+        using var peft = baseOut + adapter.mul(lora.Scaling);
+        using var alphaForm = baseOut.add(adapter, lora.Scaling);
+        Assert.False(peft.eq(alphaForm).all().item<bool>(), "the two forms agree here, so the test checks nothing");
+        Assert.True(output.eq(peft).all().item<bool>(), "the rsLoRA scaling was not applied as PEFT applies it");
+        output.Dispose();
+    }
+
     [Fact]
     public void Inference_over_bf16_keeps_the_fp32_adapter_path()
     {
