@@ -68,53 +68,47 @@ public class LoraBf16TrainingTests
         Assert.Equal(exact, LoraLinear.HoldsExactly(dtype, scaling));
     }
 
-    [Fact]
-    public void An_rsLoRA_scaling_over_bf16_is_applied_in_float_as_PEFT_multiplies_not_rounded_to_bf16()
+    [Theory]
+    [InlineData(false)] // α 4, r 2: scaling 2, which bf16 holds
+    [InlineData(true)]  // α 16, r 8, rsLoRA: scaling 16/√8, which bf16 cannot hold (as an alpha libtorch would round it)
+    public void Inference_over_bf16_keeps_the_fp32_adapter_and_applies_the_scaling_as_PEFT_does(bool rsLora)
     {
-        // Prepare: α 16, r 8, rsLoRA: scaling 16/√8, which bf16 cannot hold (as an alpha libtorch would round it)
-        using var weight = randn([8, 16], generator: new Generator(1)).to(ScalarType.BFloat16);
-        var baseLayer = DenseLinear.Create(16, 8, hasBias: false, ScalarType.BFloat16, CPU);
-        using (no_grad()) baseLayer.OverwriteWeight(weight);
-        using var lora = new LoraLinear(baseLayer, new LoraOptions { Rank = 8, Alpha = 16, Dropout = 0, UseRsLora = true }, new Generator(2));
-        using (no_grad()) lora.LoraB.copy_(randn([8, 8], generator: new Generator(3)));
-        lora.eval();
+        // Prepare
+        var (lora, weight) = EvaluatingBf16Layer(rsLora
+            ? new LoraOptions { Rank = 8, Alpha = 16, Dropout = 0, UseRsLora = true }
+            : new LoraOptions { Rank = 2, Alpha = 4, Dropout = 0 });
+        using var _ = lora;
+        using var __ = weight;
         using var x = randn([64, 16], generator: new Generator(4)).to(ScalarType.BFloat16);
 
         // Execute
-        Tensor output;
-        using (no_grad()) output = lora.forward(x);
+        using var output = ForwardWithoutGradients(lora, x);
 
-        // Assert: PEFT's result + lora_B(lora_A(x)) * scaling, the product out of place; not the alpha form
+        // Assert: bit for bit PEFT's result + lora_B(lora_A(x)) · scaling, the adapter in fp32 then cast, the product
+        // out of place; with rsLoRA's scaling that differs from the alpha form
         using var baseOut = x.matmul(weight.t());
         using var adapter = x.to(ScalarType.Float32).matmul(lora.LoraA.t()).matmul(lora.LoraB.t()).to(ScalarType.BFloat16);
         using var peft = baseOut + adapter.mul(lora.Scaling);
         using var alphaForm = baseOut.add(adapter, lora.Scaling);
-        Assert.False(peft.eq(alphaForm).all().item<bool>(), "the two forms agree here, so the test checks nothing");
-        Assert.True(output.eq(peft).all().item<bool>(), "the rsLoRA scaling was not applied as PEFT applies it");
-        output.Dispose();
+        Assert.Equal(!rsLora, peft.eq(alphaForm).all().item<bool>());
+        Assert.True(output.eq(peft).all().item<bool>(), "the adapter or its scaling was not applied as PEFT applies them");
     }
 
-    [Fact]
-    public void Inference_over_bf16_keeps_the_fp32_adapter_path()
+    /// <summary>A 16 → 8 bf16 base with an adapter of <paramref name="options"/> whose B is non-zero, in eval mode.</summary>
+    static (LoraLinear Lora, Tensor Weight) EvaluatingBf16Layer(LoraOptions options)
     {
-        // Prepare
-        using var weight = randn([8, 16], generator: new Generator(1)).to(ScalarType.BFloat16);
+        var weight = randn([8, 16], generator: new Generator(1)).to(ScalarType.BFloat16);
         var baseLayer = DenseLinear.Create(16, 8, hasBias: false, ScalarType.BFloat16, CPU);
         using (no_grad()) baseLayer.OverwriteWeight(weight);
-        using var lora = new LoraLinear(baseLayer, new LoraOptions { Rank = 2, Alpha = 4, Dropout = 0 }, new Generator(2));
-        using (no_grad()) lora.LoraB.copy_(randn([8, 2], generator: new Generator(3)));
+        var lora = new LoraLinear(baseLayer, options, new Generator(2));
+        using (no_grad()) lora.LoraB.copy_(randn([8, options.Rank], generator: new Generator(3)));
         lora.eval();
-        using var x = randn([3, 16], generator: new Generator(4)).to(ScalarType.BFloat16);
+        return (lora, weight);
+    }
 
-        // Execute
-        Tensor output;
-        using (no_grad()) output = lora.forward(x);
-
-        // Assert: bit for bit what the fp32 adapter path gives (base, then the adapter cast to bf16 and added)
-        using var viaLayerPath = x.matmul(weight.t());
-        using var adapter = x.to(ScalarType.Float32).matmul(lora.LoraA.t()).matmul(lora.LoraB.t()).to(ScalarType.BFloat16);
-        using var exact = viaLayerPath.add_(adapter, lora.Scaling);
-        Assert.True(output.eq(exact).all().item<bool>(), "inference must keep the fp32 adapter path");
-        output.Dispose();
+    static Tensor ForwardWithoutGradients(LoraLinear lora, Tensor x)
+    {
+        using var noGrad = no_grad();
+        return lora.forward(x);
     }
 }
