@@ -70,8 +70,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         // Both scalars named: `meanSquare + eps` makes a temporary Scalar and add(Scalar) an implicit alpha of its own,
         // either of which a finalizer can free while libtorch reads it (see AdamW.Step).
         using var epsilon = eps.ToScalar();
-        using var one = 1.0.ToScalar();
-        using var inverse = meanSquare.add(epsilon, one).rsqrt_();
+        using var inverse = meanSquare.add(epsilon, Runtime.Scalars.One).rsqrt_();
         using var normed = x * inverse;
         if (!lifted) return weight * normed;
         using var cast = normed.to(inputDtype);

@@ -20,9 +20,9 @@ namespace FedLlm.Runtime;
 /// 64 MiB, the size of such a heap: glibc keeps that much free at a heap's top). Freed memory is reused by the next
 /// allocation of the same size class, which is what a step that repeats the same shapes asks for. One case stays: a
 /// thread other than the process's first gets a block of more than 64 MiB as a mapping of its own whatever the
-/// settings, so the training loss keeps its chunks below that (<see cref="Training.LossChunk"/>). The peak resident memory stays what the live tensors and their holes need (the
-/// same peak as glibc's default in the measurements); what changes is that it is not returned between steps. An
-/// explicit <see cref="NativeHeap.Trim"/> (after loading a checkpoint) still hands free pages back.</para>
+/// settings, so the training loss keeps its chunks below that (<see cref="Training.LossChunk"/>). The peak resident
+/// memory stays what the live tensors and their holes need (the same peak as glibc's default in the measurements);
+/// what changes is that it is not returned between steps. An explicit <see cref="NativeHeap.Trim"/> (after loading a checkpoint) still hands free pages back.</para>
 /// <para>The user's own setting stands: any MALLOC_* tuning variable, or a glibc.malloc tunable in GLIBC_TUNABLES,
 /// leaves glibc as configured (for example MALLOC_MMAP_THRESHOLD_=1048576 for the leanest resident memory at the cost
 /// of a fault on every use). Elsewhere than glibc (musl, macOS, Windows) this does nothing.</para>
@@ -71,9 +71,6 @@ public static class AllocatorPolicy
             Description = "allocator defaults (no mallopt: not glibc)";
         }
     }
-
-    /// <summary>Call before any direct torch use in code that may run before FedLlm's own (e.g. test fixtures).</summary>
-    public static void EnsureApplied() => RuntimeHelpers.RunModuleConstructor(typeof(AllocatorPolicy).Module.ModuleHandle);
 
     [DllImport("libc", EntryPoint = "mallopt")]
     static extern int mallopt(int parameter, int value);

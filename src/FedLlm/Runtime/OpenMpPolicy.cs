@@ -33,6 +33,7 @@ public static class OpenMpPolicy
         catch (EntryPointNotFoundException) { }
     }
 
-    /// <summary>Call before any direct torch use in code that may run before FedLlm's own (e.g. test fixtures).</summary>
+    /// <summary>Call before any direct torch use in code that may run before FedLlm's own (e.g. test fixtures). Runs the
+    /// module's initializers, so <see cref="AllocatorPolicy"/> is applied too.</summary>
     public static void EnsureApplied() => RuntimeHelpers.RunModuleConstructor(typeof(OpenMpPolicy).Module.ModuleHandle);
 }

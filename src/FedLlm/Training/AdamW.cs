@@ -89,7 +89,6 @@ public sealed class AdamW : IDisposable
         using var oneMinusBeta2 = (1 - Beta2).ToScalar();
         using var sqrtCorrection = sqrtBiasCorrection2.ToScalar();
         using var eps = Eps.ToScalar();
-        using var one = 1.0.ToScalar();
         using var negativeStep = (-stepSize).ToScalar();
         foreach (var (name, p) in parameters)
         {
@@ -107,7 +106,7 @@ public sealed class AdamW : IDisposable
             m.ExpAvg.lerp_(grad, weight);                                     // m ← β1·m + (1−β1)·g
             m.ExpAvgSq.mul_(beta2).addcmul_(grad, grad, oneMinusBeta2);       // v ← β2·v + (1−β2)·g²
             using var root = m.ExpAvgSq.sqrt();
-            root.div_(sqrtCorrection).add_(eps, one);                         // √v̂ + ε
+            root.div_(sqrtCorrection).add_(eps, Scalars.One);                       // √v̂ + ε
             p.addcdiv_(m.ExpAvg, root, negativeStep);
         }
     }
