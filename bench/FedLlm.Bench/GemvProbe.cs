@@ -47,6 +47,11 @@ public static class GemvProbe
                 Report(n, name, "W.mm(xT)", bytes, calls, () => Pick(w).mm(xt));
                 Report(n, name, "bmm, W in 2 row halves", bytes, calls, () => Pick(wHalves).bmm(xColumns));
                 Report(n, name, "bmm, Wt in 2 col halves", bytes, calls, () => xRows.bmm(Pick(wtHalves)));
+                if (rows == 1)
+                {
+                    var xVector = x.squeeze(0);                                                                                  // (in)
+                    Report(n, name, "mv(W, x)", bytes, calls, () => Pick(w).mv(xVector));
+                }
             }
         }
         return 0;

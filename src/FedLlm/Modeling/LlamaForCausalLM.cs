@@ -103,9 +103,9 @@ public sealed class LlamaForCausalLM : nn.Module
         return Head(last);                                                               // (B, V)
     }
 
-    /// <summary>Projects hidden states (…, H) to vocabulary logits (…, V); one row (batch-1 decoding) through
-    /// <see cref="SingleRowLinear"/>.</summary>
-    public Tensor Head(Tensor hidden) => SingleRowLinear.Forward(hidden, HeadWeight);
+    /// <summary>Projects hidden states (…, H) to vocabulary logits (…, V); the few rows of a decode step through
+    /// <see cref="DecodeLinear"/>.</summary>
+    public Tensor Head(Tensor hidden) => DecodeLinear.Forward(hidden, HeadWeight);
 
     /// <summary>
     /// The causal-LM loss of transformers: position t predicts token t+1, cross-entropy averaged over the

@@ -41,9 +41,9 @@ public sealed class DenseLinear : FrozenLinear
     /// <inheritdoc/>
     public override Device Device => weight.device;
 
-    /// <summary>x Wᵀ + b; a single row (a batch-1 decode step) goes through <see cref="SingleRowLinear"/> so that it
-    /// uses every intra-op thread.</summary>
-    public override Tensor forward(Tensor input) => SingleRowLinear.Forward(input, weight, bias);
+    /// <summary>x Wᵀ + b; the few rows of a decode step go through <see cref="DecodeLinear"/> so that the weight
+    /// streams once, on every intra-op thread.</summary>
+    public override Tensor forward(Tensor input) => DecodeLinear.Forward(input, weight, bias);
 
     /// <inheritdoc/>
     public override Tensor DequantizedWeight(ScalarType dtype) => weight.detach().to(dtype, copy: true);

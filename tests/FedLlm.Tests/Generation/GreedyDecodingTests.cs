@@ -57,8 +57,8 @@ public class GreedyDecodingTests
     public void Batch_one_decoding_through_the_row_split_products_gives_the_tokens_of_full_recomputation(bool tied)
     {
         // Prepare: one fp32 prompt, so every decode step is a single row and its projections and head go through
-        // SingleRowLinear (an even vocabulary, so the head splits too); recomputation projects whole prompts with linear.
-        // bf16 single rows stay on linear (SingleRowLinearTests), so its decode path is the one it was.
+        // DecodeLinear (an even vocabulary, so the head splits too); recomputation projects whole prompts with linear.
+        // bf16 single rows stay on linear (DecodeLinearTests), so its decode path is the one it was.
         var config = TinyModels.Llama(tied) with { VocabSize = 96 };
         using var model = LlamaForCausalLM.CreateRandom(config, seed: 12, std: 0.3, embeddingStd: 1.0);
         long[] prompt = [3, 14, 15, 92, 65, 35];

@@ -3,8 +3,8 @@ using static TorchSharp.torch;
 
 namespace FedLlm.Tests.Modeling;
 
-/// <summary><see cref="SingleRowLinear"/>: the row-split product of a decode step against <c>linear</c>.</summary>
-public class SingleRowLinearTests
+/// <summary><see cref="DecodeLinear"/>: the products of a decode step against <c>linear</c>.</summary>
+public class DecodeLinearTests
 {
     [Theory]
     [InlineData(ScalarType.Float32, 1e-6, 1, false)]
@@ -25,7 +25,7 @@ public class SingleRowLinearTests
             using var expected = nn.functional.linear(input, weight, bias);
 
             // Execute
-            using var actual = SingleRowLinear.Forward(input, weight, bias);
+            using var actual = DecodeLinear.Forward(input, weight, bias);
 
             // Assert: the shape of linear's result and its values to the dtype's rounding
             Assert.Equal(expected.shape, actual.shape);
@@ -41,6 +41,49 @@ public class SingleRowLinearTests
         }
     }
 
+    [Theory]
+    [InlineData(2, 1, false)]   // two sequences, one new token each
+    [InlineData(8, 1, true)]    // a batch of eight, the decode benchmark's
+    [InlineData(2, 3, false)]   // a short prefill
+    [InlineData(16, 4, true)]   // 64 rows, the most that take the weight-stationary product
+    public void A_few_rows_agree_with_linear_to_rounding(int batch, int tokens, bool withBias)
+    {
+        // Prepare: 10 output rows and distinct input rows, so a transposed or misplaced result changes the answer
+        using var generator = new Generator(6);
+        using var weight = randn(new long[] { 10, 6 }, generator: generator);             // (out, in)
+        using var bias = withBias ? randn(new long[] { 10 }, generator: generator) : null;
+        using var input = randn(new long[] { batch, tokens, 6 }, generator: generator);   // (B, T, in)
+        using var _ = no_grad();
+        using var expected = nn.functional.linear(input, weight, bias);
+
+        // Execute
+        using var actual = DecodeLinear.Forward(input, weight, bias);
+
+        // Assert: linear's shape, a contiguous result (later views rely on it), its values to fp32 rounding
+        Assert.Equal(expected.shape, actual.shape);
+        Assert.True(actual.is_contiguous());
+        Assert.True(actual.allclose(expected, rtol: 1e-6, atol: 1e-6), $"max difference {(actual - expected).abs().max().item<float>()}");
+    }
+
+    [Fact]
+    public void A_strided_input_of_a_few_rows_agrees_with_linear()
+    {
+        // Prepare: the last position of each sequence, a non-contiguous (B, in) view as LastLogits hands the head
+        using var generator = new Generator(7);
+        using var weight = randn(new long[] { 12, 5 }, generator: generator);
+        using var hidden = randn(new long[] { 3, 4, 5 }, generator: generator);
+        using var last = hidden.select(1, 3);                                              // (3, 5), strides (20, 1)
+        using var _ = no_grad();
+
+        // Execute
+        using var actual = DecodeLinear.Forward(last, weight);
+
+        // Assert
+        using var expected = nn.functional.linear(last, weight);
+        Assert.Equal(new long[] { 3, 12 }, actual.shape);
+        Assert.True(actual.allclose(expected, rtol: 1e-6, atol: 1e-6));
+    }
+
     [Fact]
     public void A_vector_input_gives_a_vector()
     {
@@ -51,7 +94,7 @@ public class SingleRowLinearTests
         using var _ = no_grad();
 
         // Execute
-        using var actual = SingleRowLinear.Forward(input, weight);
+        using var actual = DecodeLinear.Forward(input, weight);
 
         // Assert
         using var expected = weight.mv(input);
@@ -60,32 +103,32 @@ public class SingleRowLinearTests
     }
 
     [Fact]
-    public void Several_rows_an_odd_row_count_bf16_and_recorded_gradients_stay_on_linear_bit_for_bit()
+    public void Many_rows_an_odd_row_count_bf16_and_recorded_gradients_stay_on_linear_bit_for_bit()
     {
-        // Prepare: the training forward must not change, so every case but a gradient-free fp32 single row is linear itself
+        // Prepare: the training forward must not change, so every case but gradient-free fp32 decode rows is linear itself
         using var generator = new Generator(5);
         using var weight = randn(new long[] { 10, 6 }, generator: generator);
         using var oddWeight = randn(new long[] { 9, 6 }, generator: generator);
-        using var rows = randn(new long[] { 2, 3, 6 }, generator: generator);
+        using var rows = randn(new long[] { 5, 13, 6 }, generator: generator);            // 65 rows: more than a decode step
         using var row = randn(new long[] { 1, 1, 6 }, generator: generator);
         using var trackedRow = row.detach().requires_grad_(true);
 
         // Execute and assert
         using (no_grad())
         {
-            using var severalRows = SingleRowLinear.Forward(rows, weight);
+            using var severalRows = DecodeLinear.Forward(rows, weight);
             using var severalRowsLinear = nn.functional.linear(rows, weight);
             Assert.True(severalRows.eq(severalRowsLinear).all().item<bool>());
-            using var oddRows = SingleRowLinear.Forward(row, oddWeight);
+            using var oddRows = DecodeLinear.Forward(row, oddWeight);
             using var oddRowsLinear = nn.functional.linear(row, oddWeight);
             Assert.True(oddRows.eq(oddRowsLinear).all().item<bool>());
             using var bf16Row = row.to(ScalarType.BFloat16);
             using var bf16Weight = weight.to(ScalarType.BFloat16);
-            using var bf16 = SingleRowLinear.Forward(bf16Row, bf16Weight);
+            using var bf16 = DecodeLinear.Forward(bf16Row, bf16Weight);
             using var bf16Linear = nn.functional.linear(bf16Row, bf16Weight);
             Assert.True(bf16.eq(bf16Linear).all().item<bool>());
         }
-        using var tracked = SingleRowLinear.Forward(trackedRow, weight);
+        using var tracked = DecodeLinear.Forward(trackedRow, weight);
         using var trackedLinear = nn.functional.linear(trackedRow, weight);
         Assert.True(tracked.eq(trackedLinear).all().item<bool>());
         Assert.True(tracked.requires_grad);

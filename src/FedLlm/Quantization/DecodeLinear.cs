@@ -1,0 +1,106 @@
+using static TorchSharp.torch;
+
+namespace FedLlm.Quantization;
+
+/// <summary>
+/// y = x Wᵀ + b for the few rows of a decode step (one per sequence), computed so that libtorch streams the weight
+/// once, on all its intra-op threads, instead of through the kernels <c>linear</c> picks for a large batch.
+/// </summary>
+/// <remarks>
+/// A decode step reads every weight once per token, so its products are bound by how fast the weights stream from
+/// memory. For fp32 inputs of few rows, libtorch's <c>linear</c> (x Wᵀ, MKL sgemm with the weight as the right-hand
+/// operand) is slow in two ways that `FedLlm.Bench gemv --rows M` shows:
+/// <list type="bullet">
+/// <item>One row (M = 1) ends in a matrix-vector kernel that runs on one thread whatever <c>torch.set_num_threads</c>
+/// says. <c>bmm</c> over pieces of W's output rows, viewed as a batch (P, out/P, in) × (P, in, 1), hands each piece to
+/// a thread of its own and keeps W in place; the (P, out/P, 1) result, read in order, is the output row.</item>
+/// <item>A few rows (2 ≤ M ≤ <see cref="MaxWeightStationaryRows"/>, a batched decode step) make MKL copy and repack
+/// the whole weight on every call. The same product taken the other way round, W xᵀ (out, M), streams W as the
+/// left-hand operand without the copy; the small (M, out) transpose of its result is the only copy.</item>
+/// </list>
+/// Each output is still one dot product over the whole input row, so results agree with <c>linear</c> to rounding
+/// (not bit for bit: the kernels differ). Training (gradients recorded), bf16 (oneDNN already uses every thread and
+/// does not repack) and larger batches such as a long prefill stay on <c>linear</c>.
+/// </remarks>
+public static class DecodeLinear
+{
+    /// <summary>Above this many rows <c>linear</c> is as fast as the weight-stationary product (equal at 128 rows on
+    /// the SmolLM shapes, `FedLlm.Bench gemv`), and it is the kernel the rest of the model was checked with.</summary>
+    public const int MaxWeightStationaryRows = 64;
+
+    /// <summary>x Wᵀ + b; see the class remarks for which inputs take which kernel.</summary>
+    /// <param name="input">(…, in).</param>
+    /// <param name="weight">(out, in), contiguous.</param>
+    /// <param name="bias">(out), or null.</param>
+    /// <returns>(…, out).</returns>
+    public static Tensor Forward(Tensor input, Tensor weight, Tensor? bias = null)
+    {
+        if (!Applies(input, weight)) return nn.functional.linear(input, weight, bias);
+        long inFeatures = weight.shape[1];
+        long rows = input.NumberOfElements / inFeatures;
+        if (rows == 1)
+        {
+            int pieces = Pieces(weight.shape[0]);
+            if (pieces >= 2) return RowSplit(input, weight, bias, pieces);
+            return nn.functional.linear(input, weight, bias);
+        }
+        if (rows <= MaxWeightStationaryRows) return WeightStationary(input, weight, bias, rows);
+        return nn.functional.linear(input, weight, bias);
+    }
+
+    static bool Applies(Tensor input, Tensor weight)
+    {
+        if (weight.dtype != ScalarType.Float32 || input.dtype != ScalarType.Float32) return false;
+        if (weight.dim() != 2 || input.dim() == 0 || input.shape[^1] != weight.shape[1] || !weight.is_contiguous()) return false;
+        if (input.NumberOfElements == 0) return false;
+        return !(is_grad_enabled() && (input.requires_grad || weight.requires_grad));
+    }
+
+    /// <summary>One row: W's output rows in <paramref name="pieces"/> pieces, one bmm batch entry each.</summary>
+    static Tensor RowSplit(Tensor input, Tensor weight, Tensor? bias, int pieces)
+    {
+        long outFeatures = weight.shape[0], inFeatures = weight.shape[1];
+        using var split = weight.view(pieces, outFeatures / pieces, inFeatures);     // (P, out/P, in)
+        // The column is the row transposed, strides (1, in): built as reshape(1, in, 1) instead (strides (in, 1, 1))
+        // MKL gets a leading dimension of 1 and takes a generic kernel, far slower than linear.
+        using var row = input.reshape(1, inFeatures);                                // (1, in)
+        using var column = row.t();                                                   // (in, 1)
+        using var column3 = column.unsqueeze(0);                                      // (1, in, 1)
+        using var columns = column3.expand(pieces, inFeatures, 1);                    // (P, in, 1), no copy
+        using var product = split.bmm(columns);                                       // (P, out/P, 1)
+        var output = product.view(OutputShape(input, outFeatures));                   // (…, out)
+        if (bias is not null) output.add_(bias);
+        return output;
+    }
+
+    /// <summary>A few rows: (W xᵀ)ᵀ, W as the left-hand operand so that MKL streams it instead of repacking it.</summary>
+    static Tensor WeightStationary(Tensor input, Tensor weight, Tensor? bias, long rows)
+    {
+        long outFeatures = weight.shape[0], inFeatures = weight.shape[1];
+        using var flat = input.reshape(rows, inFeatures);                             // (M, in)
+        using var columns = flat.t();                                                 // (in, M), strides (1, in)
+        using var product = weight.mm(columns);                                       // (out, M)
+        using var transposed = product.t();                                           // (M, out), a view
+        using var contiguous = transposed.contiguous();                               // (M, out)
+        var output = contiguous.view(OutputShape(input, outFeatures));                // (…, out)
+        if (bias is not null) output.add_(bias);
+        return output;
+    }
+
+    static long[] OutputShape(Tensor input, long outFeatures)
+    {
+        var shape = input.shape.ToArray();
+        shape[^1] = outFeatures;
+        return shape;
+    }
+
+    /// <summary>How many pieces W's rows are split into for one row: the intra-op thread count (at least 2: the
+    /// batched kernel is the faster one even on one thread), lowered until it divides the rows; below 2 means "use
+    /// linear".</summary>
+    static int Pieces(long outFeatures)
+    {
+        int pieces = Math.Max(2, get_num_threads());
+        while (pieces >= 2 && outFeatures % pieces != 0) pieces--;
+        return pieces;
+    }
+}
