@@ -12,9 +12,12 @@ namespace FedLlm.Peft;
 /// Written as plain ops, autograd keeps what the A matmul reads for A's gradient: the dropped input, and below fp32
 /// also the fp32 copy of x, each 4 bytes per element and each its own per projection (q, k and v each cast and drop the
 /// same normed input). Here the extra memory is the mask's 1 byte per element; x itself is shared by every adapter that
-/// reads it, and in bf16 it is 2 bytes per element. The forward computes the same ops in the same order as the plain
-/// version (cast, x · keep, · scale, linear), so its output is bitwise the same; the backward computes
-/// ∂A = gᵀ · dropped and ∂x = ((g · A) ⊙ keep · scale) cast back to x's dtype, with g = ∂down.
+/// reads it, and in bf16 it is 2 bytes per element.
+/// Dropout's 1/(1 − p) is applied on the rank-r side, where a tensor has r values per token instead of the input's
+/// width: (x ⊙ keep · s) Aᵀ = s · ((x ⊙ keep) Aᵀ), ∂A = (s·g)ᵀ (x ⊙ keep) and ∂x = ((s·g) A) ⊙ keep, with g = ∂down.
+/// Each of the three then passes over an input-sized tensor once (the masking) instead of twice (masking, then
+/// scaling); results equal the plain cast → dropout → linear to rounding (not bit for bit: the factor is applied to
+/// different values).
 /// </remarks>
 internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjection>
 {
@@ -35,14 +38,20 @@ internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjecti
     /// <param name="scale">1 / (1 − p); ignored without a mask.</param>
     public static Tensor Apply(Tensor x, Tensor? keep, Tensor weight, double scale) => apply(x, keep!, weight, scale);
 
-    /// <summary>What A multiplies: x in A's dtype, dropped when there is a mask; the same ops as the plain version.</summary>
-    static Tensor Input(Tensor x, Tensor? keep, ScalarType dtype, double scale)
+    /// <summary>What A multiplies: x in A's dtype, with the dropped elements zeroed when there is a mask (unscaled: the
+    /// 1/(1 − p) goes to the rank-r side).</summary>
+    static Tensor Masked(Tensor x, Tensor? keep, ScalarType dtype)
     {
         using var lifted = x.to(dtype); // an alias when x is already in A's dtype
-        if (keep is null) return lifted.alias();
-        using var masked = lifted * keep;
+        return keep is null ? lifted.alias() : lifted * keep;
+    }
+
+    /// <summary>t · <paramref name="scale"/>, out of place: an in-place multiply by a Scalar rounds the factor to a bf16
+    /// tensor's dtype first, an out-of-place one does not.</summary>
+    static Tensor Scaled(Tensor t, double scale)
+    {
         using var factor = scale.ToScalar(); // named: an implicit Scalar's finalizer can free it mid-call (AdamW.Step)
-        return masked.mul(factor);
+        return t.mul(factor);
     }
 
     /// <inheritdoc/>
@@ -54,8 +63,10 @@ internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjecti
         ctx.save_data(HasMaskKey, keep is not null);
         ctx.save_data(InputNeedsGradientKey, x.requires_grad);
         ctx.set_materialize_grads(false);
-        using var input = Input(x, keep, weight.dtype, scale);
-        return nn.functional.linear(input, weight); // (…, r)
+        using var masked = Masked(x, keep, weight.dtype);
+        if (keep is null) return nn.functional.linear(masked, weight);      // (…, r)
+        using var down = nn.functional.linear(masked, weight);
+        return Scaled(down, scale);                                          // (…, r)
     }
 
     /// <inheritdoc/>
@@ -72,28 +83,20 @@ internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjecti
             var keep = (bool)ctx.get_data(HasMaskKey) ? saved[2] : null;
             double scale = (double)ctx.get_data(ScaleKey);
             long rank = weight.shape[0], inFeatures = weight.shape[1];
+            // g · s once, on the rank-r side; both gradients then take the masked input or the mask as they are.
+            using var g = keep is null ? gradOutput.alias() : Scaled(gradOutput, scale);   // (…, r)
             Tensor weightGradient;
-            using (var input = Input(x, keep, weight.dtype, scale))
-            using (var g2 = gradOutput.reshape(-1, rank))                   // (N, r)
+            using (var masked = Masked(x, keep, weight.dtype))
+            using (var g2 = g.reshape(-1, rank))                            // (N, r)
             using (var gT = g2.t())                                         // (r, N)
-            using (var d2 = input.reshape(-1, inFeatures))                  // (N, in)
+            using (var d2 = masked.reshape(-1, inFeatures))                 // (N, in)
                 weightGradient = gT.mm(d2);                                 // (r, in)
             Tensor? inputGradient = null;
             if ((bool)ctx.get_data(InputNeedsGradientKey))
             {
                 Tensor dropped;                                             // (…, in), A's dtype
-                using (var throughA = gradOutput.matmul(weight))
-                {
-                    if (keep is null) dropped = throughA.alias();
-                    else
-                    {
-                        // Out of place, as the forward: an in-place multiply by a Scalar rounds the factor to a bf16
-                        // tensor's dtype first, an out-of-place one does not.
-                        using var masked = throughA * keep;
-                        using var factor = scale.ToScalar();
-                        dropped = masked.mul(factor);
-                    }
-                }
+                using (var throughA = g.matmul(weight))
+                    dropped = keep is null ? throughA.alias() : throughA * keep;
                 if (dropped.dtype == x.dtype) inputGradient = dropped;      // no copy when x is in A's dtype
                 else using (dropped) inputGradient = dropped.to(x.dtype);
             }

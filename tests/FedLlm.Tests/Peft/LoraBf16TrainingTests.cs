@@ -48,8 +48,11 @@ public class LoraBf16TrainingTests
         // Computed in bf16, then widened: every value is a bf16 number (the fp32 path's products almost never are)
         using var roundTrip = gradA.to(ScalarType.BFloat16).to(ScalarType.Float32);
         Assert.True(roundTrip.eq(gradA).all().item<bool>(), "∂A was not computed in bf16");
-        Assert.True(gradA.allclose(a.grad!, rtol: 1e-2, atol: 1e-2), $"∂A differs by up to {(gradA - a.grad!).abs().max().item<float>()}");
-        Assert.True(gradB.allclose(b.grad!, rtol: 1e-2, atol: 1e-2), $"∂B differs by up to {(gradB - b.grad!).abs().max().item<float>()}");
+        // bf16 rounds at other places than the reference (dropout's factor on the rank-r side), and a gradient is a sum
+        // whose terms are larger than some results: a few bf16 steps of the largest value
+        double toleranceA = 2e-2 * a.grad!.abs().max().item<float>(), toleranceB = 2e-2 * b.grad!.abs().max().item<float>();
+        Assert.True(gradA.allclose(a.grad!, rtol: 1e-2, atol: toleranceA), $"∂A differs by up to {(gradA - a.grad!).abs().max().item<float>()} (max |∂A| {a.grad!.abs().max().item<float>()})");
+        Assert.True(gradB.allclose(b.grad!, rtol: 1e-2, atol: toleranceB), $"∂B differs by up to {(gradB - b.grad!).abs().max().item<float>()} (max |∂B| {b.grad!.abs().max().item<float>()})");
         Assert.True(output.to(ScalarType.Float32).allclose(reference.to(ScalarType.Float32), rtol: 1e-2, atol: 1e-2), "output");
         if (dropout > 0) Assert.False(keep.all().item<bool>(), "the mask must drop something, or the test checks nothing");
     }

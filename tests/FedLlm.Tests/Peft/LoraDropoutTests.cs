@@ -50,8 +50,11 @@ public class LoraDropoutTests
         using var fused = LoraDownProjection.Apply(x2, keep, a2, 1.0 / (1.0 - p));
         fused.backward([g]);
 
-        // Assert: forward bit for bit (same ops in the same order), gradients to float rounding
-        Assert.True(plain.eq(fused).all().item<bool>());
+        // Assert: forward and gradients to float rounding (the node scales the rank-r side, not the input)
+        Assert.True(plain.allclose(fused, rtol: 1e-5, atol: 1e-6), $"forward differs by {(plain - fused).abs().max().item<float>()}");
+        using var maskedOnly = x0 * keep;
+        using var unscaled = nn.functional.linear(maskedOnly, a0);
+        Assert.False(fused.allclose(unscaled, rtol: 1e-3, atol: 1e-3), "the 1/(1−p) must be applied");
         Assert.True(a1.grad!.allclose(a2.grad!, rtol: 1e-5, atol: 1e-5));
         if (inputNeedsGradient) Assert.True(x1.grad!.allclose(x2.grad!, rtol: 1e-5, atol: 1e-6));
         else Assert.Null(x2.grad);
@@ -82,7 +85,7 @@ public class LoraDropoutTests
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
-    public void On_a_bf16_input_the_node_equals_the_plain_cast_dropout_and_linear_bit_for_bit(bool dropping)
+    public void On_a_bf16_input_the_node_equals_the_plain_cast_dropout_and_linear(bool dropping)
     {
         // Prepare: what LoraLinear built before: x.to(fp32), · keep, · 1/(1−p), linear; x also feeds a frozen matmul,
         // as the base layer's input does, so its gradient is a sum of two
@@ -110,11 +113,23 @@ public class LoraDropoutTests
         using var base2 = nn.functional.linear(x2, w);
         autograd.backward([fused, base2], [g, gBase]);
 
-        // Assert: forward and both gradients bit for bit
-        Assert.True(plain.eq(fused).all().item<bool>());
-        Assert.True(a1.grad!.eq(a2.grad!).all().item<bool>(), "∂A");
+        // Assert: without dropout the same ops, so bit for bit; with it the factor is applied on the rank-r side, so fp32
+        // results agree to float rounding and ∂x (rounded to bf16 after the sum) to one bf16 step
         Assert.Equal(ScalarType.BFloat16, x2.grad!.dtype);
-        Assert.True(x1.grad!.eq(x2.grad!).all().item<bool>(), "∂x");
+        if (!dropping)
+        {
+            Assert.True(plain.eq(fused).all().item<bool>());
+            Assert.True(a1.grad!.eq(a2.grad!).all().item<bool>(), "∂A");
+            Assert.True(x1.grad!.eq(x2.grad!).all().item<bool>(), "∂x");
+        }
+        else
+        {
+            Assert.True(plain.allclose(fused, rtol: 1e-5, atol: 1e-5));
+            Assert.True(a1.grad!.allclose(a2.grad!, rtol: 1e-5, atol: 1e-5), "∂A");
+            using var xGrad1 = x1.grad!.to(ScalarType.Float32);
+            using var xGrad2 = x2.grad!.to(ScalarType.Float32);
+            Assert.True(xGrad1.allclose(xGrad2, rtol: 1e-2, atol: 1e-2), "∂x");
+        }
         if (keep is not null) Assert.False(keep.all().item<bool>(), "the mask must drop something, or the test checks nothing");
     }
 
