@@ -102,10 +102,11 @@ public static class DropoutBenchmark
         });
 
         // Saved for backward per layer: the plain ops keep each projection's dropped float input and its mask; the node keeps
-        // the masks and x, which without dropout linear(x, A) keeps too (one per distinct input: q/k/v share one, gate/up one).
+        // x (and the mask's 16-byte key), which without dropout linear(x, A) keeps too (one per distinct input: q/k/v share
+        // one, gate/up one).
         long tokens = (long)batch * seq;
         long plain = widths.Sum(w => tokens * w * (4L + 1));
-        long fused = widths.Sum(w => tokens * w * 1L) + tokens * (576 + 576 + 576 + 1536) * 4L;
+        long fused = tokens * (576 + 576 + 576 + 1536) * 4L;
         long withoutDropout = tokens * (576 + 576 + 576 + 1536) * 4L;
         Console.WriteLine($"saved per layer by the LoRA down projections: plain ops {plain / 1e6:F1} MB, fused node {fused / 1e6:F1} MB, without dropout {withoutDropout / 1e6:F1} MB; × {layers} layers: {plain * layers / 1e9:F2} / {fused * layers / 1e9:F2} / {withoutDropout * layers / 1e9:F2} GB");
         foreach (var t in inputs.Values) t.Dispose();

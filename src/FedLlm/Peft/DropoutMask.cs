@@ -30,14 +30,24 @@ public static class DropoutMask
     /// <param name="like">The tensor to be dropped out (only its shape and device are read).</param>
     /// <param name="p">Drop probability, in [0, 1).</param>
     /// <param name="generator">Where the mask's key is drawn from (a CPU generator, or one of <paramref name="like"/>'s device).</param>
-    public static Tensor Keep(Tensor like, double p, Generator generator)
+    public static Tensor Keep(Tensor like, double p, Generator generator) => Draw(p, generator).Keep(like);
+
+    /// <summary>Draws the key of one mask from <paramref name="generator"/>: the mask itself can then be made (and made
+    /// again, e.g. in backward) from the key alone.</summary>
+    /// <param name="p">Drop probability, in [0, 1).</param>
+    /// <param name="generator">Where the key is drawn from.</param>
+    public static DropoutKey Draw(double p, Generator generator)
     {
         if (p is < 0 or >= 1 || double.IsNaN(p)) throw new ArgumentOutOfRangeException(nameof(p), p, "dropout probability must be in [0, 1)");
-        ulong key;
-        using (var drawn = randint(0, long.MaxValue, [1], ScalarType.Int64, generator.device, generator: generator))
-            key = (ulong)drawn.cpu().item<long>();
+        using var drawn = randint(0, long.MaxValue, [1], ScalarType.Int64, generator.device, generator: generator);
+        return new DropoutKey((ulong)drawn.cpu().item<long>(), p);
+    }
+
+    /// <summary>The keep-mask of <paramref name="key"/> shaped like <paramref name="like"/>, on its device.</summary>
+    internal static Tensor Keep(Tensor like, DropoutKey key)
+    {
         var mask = empty(like.shape, ScalarType.Bool, CPU);
-        Fill(mask, key, p);
+        Fill(mask, key.Key, key.P);
         if (like.device.type == DeviceType.CPU) return mask;
         using (mask) return mask.to(like.device);
     }
@@ -120,4 +130,17 @@ public static class DropoutMask
             });
         }
     }
+}
+
+/// <summary>What fixes one dropout mask: its counter-based generator's key and the drop probability. 16 bytes instead of
+/// the mask's byte per element, so an autograd node can keep this and make the mask again in backward.</summary>
+/// <param name="Key">The 63-bit SplitMix64 key drawn from a torch generator.</param>
+/// <param name="P">Drop probability, in [0, 1).</param>
+public readonly record struct DropoutKey(ulong Key, double P)
+{
+    /// <summary>Inverted dropout's factor for the kept elements, 1 / (1 − p).</summary>
+    public double Scale => 1.0 / (1.0 - P);
+
+    /// <summary>The bool keep-mask shaped like <paramref name="like"/>, on its device (true = keep).</summary>
+    public Tensor Keep(Tensor like) => DropoutMask.Keep(like, this);
 }

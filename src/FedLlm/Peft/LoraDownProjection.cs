@@ -6,13 +6,16 @@ namespace FedLlm.Peft;
 
 /// <summary>
 /// LoRA's down projection A · dropout(x), computed in A's dtype, as one autograd node that saves x as it came (in the
-/// base layer's dtype), the bool keep-mask and A, and recomputes the cast and the dropped input in backward.
+/// base layer's dtype), A and the dropout mask's key, and recomputes the cast, the mask and the dropped input in backward.
 /// </summary>
 /// <remarks>
 /// Written as plain ops, autograd keeps what the A matmul reads for A's gradient: the dropped input, and below fp32
 /// also the fp32 copy of x, each 4 bytes per element and each its own per projection (q, k and v each cast and drop the
-/// same normed input). Here the extra memory is the mask's 1 byte per element; x itself is shared by every adapter that
-/// reads it, and in bf16 it is 2 bytes per element.
+/// same normed input). Here nothing input-sized is kept but x itself, shared by every adapter that reads it (2 bytes
+/// per element in bf16). The mask is not kept either: it is a pure function of its <see cref="DropoutKey"/>
+/// (<see cref="DropoutMask"/>), drawn again in backward for a few milliseconds per step. Kept, the masks were a byte per
+/// input element (0.29 GB per step of the SmolLM shape), and their small blocks, freed only in backward between the
+/// activations, left the heap holes that made the dropout step's peak RSS 1.8 GiB above the step without dropout.
 /// Dropout's 1/(1 − p) is applied on the rank-r side, where a tensor has r values per token instead of the input's
 /// width: (x ⊙ keep · s) Aᵀ = s · ((x ⊙ keep) Aᵀ), ∂A = (s·g)ᵀ (x ⊙ keep) and ∂x = ((s·g) A) ⊙ keep, with g = ∂down.
 /// Each of the three then passes over an input-sized tensor once (the masking) instead of twice (masking, then
@@ -21,7 +24,7 @@ namespace FedLlm.Peft;
 /// </remarks>
 internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjection>
 {
-    const string ScaleKey = "scale", InputNeedsGradientKey = "x_needs_grad", HasMaskKey = "has_mask";
+    const string KeyKey = "dropout_key", ProbabilityKey = "dropout_p", InputNeedsGradientKey = "x_needs_grad", HasMaskKey = "has_mask";
 
     // The gradients returned by the previous backward call on this thread. libtorch has taken its own references by the
     // time the next node runs; without this, our handles would keep every adapter's input gradient alive until the
@@ -31,12 +34,11 @@ internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjecti
     /// <inheritdoc/>
     public override string Name => nameof(LoraDownProjection);
 
-    /// <summary>(cast(x) ⊙ keep · scale) · Aᵀ in A's dtype, differentiable in x and A.</summary>
+    /// <summary>(cast(x) ⊙ keep · 1/(1 − p)) · Aᵀ in A's dtype, differentiable in x and A.</summary>
     /// <param name="x">The input (…, in), in any floating dtype.</param>
-    /// <param name="keep">Bool mask shaped like x (true = kept), or null for no dropout.</param>
+    /// <param name="dropout">The mask's key (<see cref="DropoutMask.Draw"/>), or null for no dropout.</param>
     /// <param name="weight">A, (r, in).</param>
-    /// <param name="scale">1 / (1 − p); ignored without a mask.</param>
-    public static Tensor Apply(Tensor x, Tensor? keep, Tensor weight, double scale) => apply(x, keep!, weight, scale);
+    public static Tensor Apply(Tensor x, DropoutKey? dropout, Tensor weight) => apply(x, dropout, weight);
 
     /// <summary>What A multiplies: x in A's dtype, with the dropped elements zeroed when there is a mask (unscaled: the
     /// 1/(1 − p) goes to the rank-r side).</summary>
@@ -57,16 +59,21 @@ internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjecti
     /// <inheritdoc/>
     public override Tensor forward(AutogradContext ctx, params object[] vars)
     {
-        var (x, keep, weight, scale) = ((Tensor)vars[0], (Tensor?)vars[1], (Tensor)vars[2], (double)vars[3]);
-        ctx.save_for_backward(keep is null ? [x, weight] : [x, weight, keep]);
-        ctx.save_data(ScaleKey, scale);
-        ctx.save_data(HasMaskKey, keep is not null);
+        var (x, dropout, weight) = ((Tensor)vars[0], (DropoutKey?)vars[1], (Tensor)vars[2]);
+        ctx.save_for_backward([x, weight]);
+        ctx.save_data(HasMaskKey, dropout is not null);
+        if (dropout is { } d)
+        {
+            ctx.save_data(KeyKey, d.Key);
+            ctx.save_data(ProbabilityKey, d.P);
+        }
         ctx.save_data(InputNeedsGradientKey, x.requires_grad);
         ctx.set_materialize_grads(false);
+        using var keep = dropout?.Keep(x);
         using var masked = Masked(x, keep, weight.dtype);
-        if (keep is null) return nn.functional.linear(masked, weight);      // (…, r)
+        if (dropout is null) return nn.functional.linear(masked, weight);    // (…, r)
         using var down = nn.functional.linear(masked, weight);
-        return Scaled(down, scale);                                          // (…, r)
+        return Scaled(down, dropout.Value.Scale);                            // (…, r)
     }
 
     /// <inheritdoc/>
@@ -75,16 +82,18 @@ internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjecti
         returned ??= new List<Tensor>(2);
         foreach (var t in returned) t.Dispose();
         returned.Clear();
-        if (gradOutput is null || gradOutput.IsInvalid) return [null!, null!, null!, null!];
+        if (gradOutput is null || gradOutput.IsInvalid) return [null!, null!, null!];
         var saved = ctx.get_saved_variables();
         try
         {
             var (x, weight) = (saved[0], saved[1]);
-            var keep = (bool)ctx.get_data(HasMaskKey) ? saved[2] : null;
-            double scale = (double)ctx.get_data(ScaleKey);
+            DropoutKey? dropout = (bool)ctx.get_data(HasMaskKey)
+                ? new DropoutKey((ulong)ctx.get_data(KeyKey), (double)ctx.get_data(ProbabilityKey))
+                : null;
+            using var keep = dropout?.Keep(x);                              // the forward's mask, drawn again
             long rank = weight.shape[0], inFeatures = weight.shape[1];
             // g · s once, on the rank-r side; both gradients then take the masked input or the mask as they are.
-            using var g = keep is null ? gradOutput.alias() : Scaled(gradOutput, scale);   // (…, r)
+            using var g = dropout is null ? gradOutput.alias() : Scaled(gradOutput, dropout.Value.Scale);   // (…, r)
             Tensor weightGradient;
             using (var masked = Masked(x, keep, weight.dtype))
             using (var g2 = g.reshape(-1, rank))                            // (N, r)
@@ -102,7 +111,7 @@ internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjecti
             }
             returned.Add(weightGradient);
             if (inputGradient is not null) returned.Add(inputGradient);
-            return [inputGradient!, null!, weightGradient, null!];
+            return [inputGradient!, null!, weightGradient];
         }
         finally
         {

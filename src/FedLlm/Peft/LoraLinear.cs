@@ -89,7 +89,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         // computes in bf16 from casts of them (below); otherwise the activations are cast to fp32 and back. While
         // training, the node casts and drops inside, so autograd keeps x as it is (shared by q, k and v) instead of a
         // 4-byte copy per adapter; without gradients (inference) the plain ops are cheaper.
-        using var keep = dropping ? Keep(x) : null;
+        DropoutKey? mask = dropping ? DrawMask(x) : null;
         if (TrainsInInputDtype(inputDtype))
         {
             // Training over a bf16 compute dtype (a bf16 base, or int8/NF4 dequantised to bf16): the adapter computes in
@@ -99,12 +99,12 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             // adapters added to its peak memory (bench/README.md).
             using var a = lora_A.Weight.to(inputDtype);
             using var b = lora_B.Weight.to(inputDtype);
-            using var down16 = LoraDownProjection.Apply(x, keep, a, dropping ? 1.0 / (1.0 - dropout) : 1.0); // (B, T, r)
+            using var down16 = LoraDownProjection.Apply(x, mask, a);                                             // (B, T, r)
             using var up16 = nn.functional.linear(down16, b);                                                // (B, T, out)
             return AddScaled(result, up16);
         }
         using var down = dropping || (inputDtype != lora_A.Weight.dtype && is_grad_enabled())
-            ? LoraDownProjection.Apply(x, keep, lora_A.Weight, dropping ? 1.0 / (1.0 - dropout) : 1.0)
+            ? LoraDownProjection.Apply(x, mask, lora_A.Weight)
             : Plain(x);                                                // (B, T, r)
         using var up = nn.functional.linear(down, lora_B.Weight);      // (B, T, out)
         using var delta = up.to(inputDtype);
@@ -151,12 +151,13 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     /// </summary>
     public Generator? DropoutGenerator { get; set; }
 
-    /// <summary>Inverted dropout's keep-mask for x (true = kept, probability 1 − p), drawn from
-    /// <see cref="DropoutGenerator"/>; <see cref="LoraDownProjection"/> keeps this 1-byte mask instead of the dropped input.</summary>
-    Tensor Keep(Tensor x)
+    /// <summary>The key of inverted dropout's keep-mask for x (kept with probability 1 − p), drawn from
+    /// <see cref="DropoutGenerator"/>; <see cref="LoraDownProjection"/> makes the mask from it in forward and again in
+    /// backward instead of keeping the mask or the dropped input.</summary>
+    DropoutKey DrawMask(Tensor x)
     {
         DropoutGenerator ??= new Generator(0, x.device); // the mask's key is drawn on the generator's device
-        return DropoutMask.Keep(x, dropout, DropoutGenerator);
+        return DropoutMask.Draw(dropout, DropoutGenerator);
     }
 
     /// <summary>ΔW = B·A·scaling, the one formula merge and unmerge share ([out, in], fp32).</summary>

@@ -5,23 +5,31 @@ using static TorchSharp.torch;
 
 namespace FedLlm.Tests.Peft;
 
-/// <summary>LoRA dropout: the counter-based keep-mask and the down projection that saves the mask, not the dropped input.</summary>
+/// <summary>LoRA dropout: the counter-based keep-mask and the down projection that keeps the mask's key, not the mask or
+/// the dropped input.</summary>
 public class LoraDropoutTests
 {
     [Fact]
     public void The_down_projection_of_a_fixed_mask_matches_a_hand_computed_case()
     {
-        // Prepare: p = 0.5 (scale 2), x = [1 2 3 4], the second element dropped, A picks elements 1+3 and 2+4
+        // Prepare: p = 0.5 (scale 2), x = [1 2 3 4], a key whose mask drops the second element (the first such key, found
+        // through the reference uniforms), A picks elements 1+3 and 2+4
         using var x = tensor(new float[] { 1, 2, 3, 4 }, [1, 4]).requires_grad_(true);
-        using var keep = tensor(new[] { true, false, true, true }, [1, 4]);
+        ulong threshold = DropoutMask.Threshold(0.5);
+        bool[] pattern = [true, false, true, true];
+        ulong key = Enumerable.Range(0, 10_000).Select(k => (ulong)k)
+            .First(k => Enumerable.Range(0, 4).All(i => (DropoutMask.Uniform(k, i) >= threshold) == pattern[i]));
+        var dropout = new DropoutKey(key, 0.5);
         using var a = tensor(new float[] { 1, 0, 1, 0, 0, 1, 0, 1 }, [2, 4]).requires_grad_(true);
 
         // Execute
-        using var down = LoraDownProjection.Apply(x, keep, a, 2.0);
+        using var down = LoraDownProjection.Apply(x, dropout, a);
         using var g = tensor(new float[] { 1, 2 }, [1, 2]);
         down.backward([g]);
 
         // Assert: dropped = [2 0 6 8]; down = [2+6, 0+8]; ∂A = gᵀ·dropped; ∂x = (g·A) ⊙ keep · 2 = [1 2 1 2] ⊙ [1 0 1 1] · 2
+        using var keep = dropout.Keep(x);
+        Assert.Equal(pattern, keep.data<bool>().ToArray());
         Assert.Equal(new float[] { 8, 8 }, down.data<float>().ToArray());
         Assert.Equal(new float[] { 2, 0, 6, 8, 4, 0, 12, 16 }, a.grad!.data<float>().ToArray());
         Assert.Equal(new float[] { 2, 0, 2, 4 }, x.grad!.data<float>().ToArray());
@@ -38,7 +46,8 @@ public class LoraDropoutTests
         using var x0 = randn([2, 3, 40], generator: generator);
         using var a0 = randn([4, 40], generator: generator);
         using var g = randn([2, 3, 4], generator: generator);
-        using var keep = DropoutMask.Keep(x0, p, generator);
+        var dropout = DropoutMask.Draw(p, generator);
+        using var keep = dropout.Keep(x0);
         using var x1 = x0.clone().requires_grad_(inputNeedsGradient);
         using var a1 = a0.clone().requires_grad_(true);
         using var x2 = x0.clone().requires_grad_(inputNeedsGradient);
@@ -47,7 +56,7 @@ public class LoraDropoutTests
         // Execute
         using var plain = nn.functional.linear((x1 * keep).mul(1.0 / (1.0 - p)), a1);
         plain.backward([g]);
-        using var fused = LoraDownProjection.Apply(x2, keep, a2, 1.0 / (1.0 - p));
+        using var fused = LoraDownProjection.Apply(x2, dropout, a2);
         fused.backward([g]);
 
         // Assert: forward and gradients to float rounding (the node scales the rank-r side, not the input)
@@ -69,7 +78,7 @@ public class LoraDropoutTests
         using var a = tensor(new float[] { 1, 0, 1, 0, 0, 1, 0, 1 }, [2, 4]).requires_grad_(true);
 
         // Execute
-        using var down = LoraDownProjection.Apply(x, null, a, 1.0);
+        using var down = LoraDownProjection.Apply(x, null, a);
         using var g = tensor(new float[] { 1, 2 }, [1, 2]);
         down.backward([g]);
 
@@ -96,7 +105,8 @@ public class LoraDropoutTests
         using var a0 = randn([4, 48], generator: generator);
         using var g = randn([2, 5, 4], generator: generator);
         using var gBase = randn([2, 5, 8], generator: generator).to(ScalarType.BFloat16);
-        using var keep = dropping ? DropoutMask.Keep(x0, p, generator) : null;
+        DropoutKey? dropout = dropping ? DropoutMask.Draw(p, generator) : null;
+        using var keep = dropout?.Keep(x0);
         double scale = dropping ? 1.0 / (1.0 - p) : 1.0;
         using var x1 = x0.clone().requires_grad_(true);
         using var a1 = a0.clone().requires_grad_(true);
@@ -109,7 +119,7 @@ public class LoraDropoutTests
         using var plain = nn.functional.linear(dropped, a1);
         using var base1 = nn.functional.linear(x1, w);
         autograd.backward([plain, base1], [g, gBase]);
-        using var fused = LoraDownProjection.Apply(x2, keep, a2, scale);
+        using var fused = LoraDownProjection.Apply(x2, dropout, a2);
         using var base2 = nn.functional.linear(x2, w);
         autograd.backward([fused, base2], [g, gBase]);
 
