@@ -1,3 +1,4 @@
+using FedLlm.Quantization;
 using FedLlm.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -62,11 +63,12 @@ public class SwiGluProductTests
     [Fact]
     public void Without_gradients_the_MLP_computes_what_it_computes_while_training()
     {
-        // Prepare: a random tiny model's first MLP
+        // Prepare: a random tiny model's first MLP, on more rows than a decode step (DecodeLinear's few-row products
+        // differ from linear's in rounding), so both paths' projections are linear and only the SwiGLU product differs
         var config = TinyModels.Llama();
         using var model = LlamaForCausalLM.CreateRandom(config, seed: 3);
         var mlp = model.Model.Layers[0].Mlp;
-        using var x = randn([2, 5, config.HiddenSize], generator: new Generator(4));
+        using var x = randn([2, DecodeLinear.MaxWeightStationaryRows, config.HiddenSize], generator: new Generator(4));
 
         // Execute: the inference path (plain ops) and the training path (the node)
         Tensor inference;
