@@ -81,54 +81,112 @@ public static class DropoutMask
         return z ^ (z >> 31);
     }
 
-    // Elements per piece of the mask's memory: a span is int-indexed. A multiple of the block size, so pieces change
-    // nothing about which element gets which uniform.
-    const long PieceElements = 1L << 30;
-
-    static void Fill(Tensor mask, ulong key, double p)
+    /// <summary>x with the elements <paramref name="key"/>'s mask drops set to zero (unscaled), as x ⊙ keep but in one
+    /// pass and without a mask tensor: a contiguous CPU float32, bfloat16 or float16 x is read once and the result
+    /// written once; anything else goes through <see cref="Keep(Tensor, DropoutKey)"/> and a multiply.</summary>
+    /// <remarks>A dropped element becomes +0 (x ⊙ keep would give −0 for a negative x and NaN for a NaN); the kept
+    /// ones are x's own bits.</remarks>
+    internal static unsafe Tensor Zeroed(Tensor x, DropoutKey key)
     {
-        ulong threshold = Threshold(p);
-        Checkpoints.TensorMemory.ForEachPiece(mask, PieceElements, (bytes, first) => FillPiece(bytes, first, key, threshold));
+        bool direct = x.device.type == DeviceType.CPU && x.is_contiguous()
+            && x.dtype is ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16;
+        if (!direct)
+        {
+            using var keep = Keep(x, key);
+            return x * keep;
+        }
+        var result = empty_like(x);
+        long count = x.numel();
+        if (count == 0) return result;
+        ulong threshold = Threshold(key.P);
+        nint source = Checkpoints.TensorMemory.Address(x), target = Checkpoints.TensorMemory.Address(result);
+        if (x.dtype == ScalarType.Float32)
+            Walk(new SelectFloat32 { Source = (float*)source, Target = (float*)target }, count, key.Key, threshold);
+        else
+            Walk(new SelectHalfWidth { Source = (ushort*)source, Target = (ushort*)target }, count, key.Key, threshold);
+        return result;
     }
 
-    static unsafe void FillPiece(Span<byte> bytes, long offset, ulong key, ulong threshold)
+    static unsafe void Fill(Tensor mask, ulong key, double p)
     {
-        long count = bytes.Length; // 1 byte per bool
-        fixed (byte* start = bytes)
+        if (mask.numel() == 0) return;
+        Walk(new BoolMask { Data = (byte*)Checkpoints.TensorMemory.Address(mask) }, mask.numel(), key, Threshold(p));
+    }
+
+    /// <summary>What the walk does with the keep bits of elements i … i + 7 (bit j = element i + j), or of one element.</summary>
+    interface IKeepSink
+    {
+        void Eight(long i, uint kept);
+        void One(long i, bool kept);
+    }
+
+    unsafe struct BoolMask : IKeepSink
+    {
+        public byte* Data;
+        public void Eight(long i, uint kept) => *(ulong*)(Data + i) = SpreadBits[kept];
+        public void One(long i, bool kept) => Data[i] = (byte)(kept ? 1 : 0);
+    }
+
+    unsafe struct SelectFloat32 : IKeepSink
+    {
+        public float* Source, Target;
+        static readonly Vector256<int> Lanes = Vector256.Create(1, 2, 4, 8, 16, 32, 64, 128);
+        public void Eight(long i, uint kept)
         {
-            byte* data = start;
-            long blocks = (count + BlockElements - 1) / BlockElements;
-            Parallel.For(0L, blocks, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, TorchSharp.torch.get_num_threads()) }, block =>
-            {
-                long first = block * BlockElements;
-                long end = Math.Min(count, first + BlockElements);
-                ulong z = key + (ulong)((offset + first) / 2) * Gamma; // offset is even: pairs never straddle pieces
-                long i = first;
-                if (Vector256.IsHardwareAccelerated && threshold <= uint.MaxValue)
-                {
-                    // Four SplitMix64 outputs at once; as uint lanes they are (low, high) halves in element order.
-                    var states = Vector256.Create(z + Gamma, z + unchecked(2 * Gamma), z + unchecked(3 * Gamma), z + unchecked(4 * Gamma));
-                    var stride = Vector256.Create(unchecked(4 * Gamma));
-                    var limit = Vector256.Create((uint)threshold);
-                    for (; i + 8 <= end; i += 8)
-                    {
-                        var r = Mix(states);
-                        uint kept = Vector256.GreaterThanOrEqual(r.AsUInt32(), limit).ExtractMostSignificantBits();
-                        *(ulong*)(data + i) = SpreadBits[kept];
-                        states += stride;
-                    }
-                    z += (ulong)((i - first) / 2) * Gamma;
-                }
-                for (; i + 1 < end; i += 2)
-                {
-                    z += Gamma;
-                    ulong r = Mix(z);
-                    data[i] = (byte)((uint)r >= threshold ? 1 : 0);
-                    data[i + 1] = (byte)((r >> 32) >= threshold ? 1 : 0);
-                }
-                if (i < end) data[i] = (byte)((uint)Mix(z + Gamma) >= threshold ? 1 : 0);
-            });
+            var keep = Vector256.Equals(Vector256.Create((int)kept) & Lanes, Lanes).AsSingle();
+            Vector256.Store(Vector256.ConditionalSelect(keep, Vector256.Load(Source + i), Vector256<float>.Zero), Target + i);
         }
+        public void One(long i, bool kept) => Target[i] = kept ? Source[i] : 0f;
+    }
+
+    /// <summary>bfloat16 and float16 alike: a kept element's 16 bits are copied, a dropped one becomes +0 (all bits 0).</summary>
+    unsafe struct SelectHalfWidth : IKeepSink
+    {
+        public ushort* Source, Target;
+        static readonly Vector128<ushort> Lanes = Vector128.Create((ushort)1, 2, 4, 8, 16, 32, 64, 128);
+        public void Eight(long i, uint kept)
+        {
+            var keep = Vector128.Equals(Vector128.Create((ushort)kept) & Lanes, Lanes);
+            Vector128.Store(Vector128.ConditionalSelect(keep, Vector128.Load(Source + i), Vector128<ushort>.Zero), Target + i);
+        }
+        public void One(long i, bool kept) => Target[i] = kept ? Source[i] : (ushort)0;
+    }
+
+    /// <summary>Draws the keep bit of every element 0 … count − 1 under <paramref name="key"/> in parallel blocks and
+    /// hands them to <paramref name="sink"/>; which element gets which uniform does not depend on the blocks.</summary>
+    static void Walk<TSink>(TSink sink, long count, ulong key, ulong threshold) where TSink : struct, IKeepSink
+    {
+        long blocks = (count + BlockElements - 1) / BlockElements;
+        Parallel.For(0L, blocks, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, TorchSharp.torch.get_num_threads()) }, block =>
+        {
+            var local = sink;
+            long first = block * BlockElements;
+            long end = Math.Min(count, first + BlockElements);
+            ulong z = key + (ulong)(first / 2) * Gamma; // first is even: pairs never straddle blocks
+            long i = first;
+            if (Vector256.IsHardwareAccelerated && threshold <= uint.MaxValue)
+            {
+                // Four SplitMix64 outputs at once; as uint lanes they are (low, high) halves in element order.
+                var states = Vector256.Create(z + Gamma, z + unchecked(2 * Gamma), z + unchecked(3 * Gamma), z + unchecked(4 * Gamma));
+                var stride = Vector256.Create(unchecked(4 * Gamma));
+                var limit = Vector256.Create((uint)threshold);
+                for (; i + 8 <= end; i += 8)
+                {
+                    var r = Mix(states);
+                    local.Eight(i, Vector256.GreaterThanOrEqual(r.AsUInt32(), limit).ExtractMostSignificantBits());
+                    states += stride;
+                }
+                z += (ulong)((i - first) / 2) * Gamma;
+            }
+            for (; i + 1 < end; i += 2)
+            {
+                z += Gamma;
+                ulong r = Mix(z);
+                local.One(i, (uint)r >= threshold);
+                local.One(i + 1, (r >> 32) >= threshold);
+            }
+            if (i < end) local.One(i, (uint)Mix(z + Gamma) >= threshold);
+        });
     }
 }
 

@@ -13,7 +13,8 @@ namespace FedLlm.Peft;
 /// also the fp32 copy of x, each 4 bytes per element and each its own per projection (q, k and v each cast and drop the
 /// same normed input). Here nothing input-sized is kept but x itself, shared by every adapter that reads it (2 bytes
 /// per element in bf16). The mask is not kept either: it is a pure function of its <see cref="DropoutKey"/>
-/// (<see cref="DropoutMask"/>), drawn again in backward for a few milliseconds per step. Kept, the masks were a byte per
+/// (<see cref="DropoutMask"/>), drawn again in backward for a few milliseconds per step, and never made as a tensor:
+/// <see cref="DropoutMask.Zeroed"/> zeroes the dropped elements in the same pass that draws their bits. Kept, the masks were a byte per
 /// input element (0.29 GB per step of the SmolLM shape), and their small blocks, freed only in backward between the
 /// activations, left the heap holes that made the dropout step's peak RSS 1.8 GiB above the step without dropout.
 /// Dropout's 1/(1 − p) is applied on the rank-r side, where a tensor has r values per token instead of the input's
@@ -42,10 +43,10 @@ internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjecti
 
     /// <summary>What A multiplies: x in A's dtype, with the dropped elements zeroed when there is a mask (unscaled: the
     /// 1/(1 − p) goes to the rank-r side).</summary>
-    static Tensor Masked(Tensor x, Tensor? keep, ScalarType dtype)
+    static Tensor Masked(Tensor x, DropoutKey? dropout, ScalarType dtype)
     {
         using var lifted = x.to(dtype); // an alias when x is already in A's dtype
-        return keep is null ? lifted.alias() : lifted * keep;
+        return dropout is { } d ? DropoutMask.Zeroed(lifted, d) : lifted.alias();
     }
 
     /// <summary>t · <paramref name="scale"/>, out of place: an in-place multiply by a Scalar rounds the factor to a bf16
@@ -69,8 +70,7 @@ internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjecti
         }
         ctx.save_data(InputNeedsGradientKey, x.requires_grad);
         ctx.set_materialize_grads(false);
-        using var keep = dropout?.Keep(x);
-        using var masked = Masked(x, keep, weight.dtype);
+        using var masked = Masked(x, dropout, weight.dtype);
         if (dropout is null) return nn.functional.linear(masked, weight);    // (…, r)
         using var down = nn.functional.linear(masked, weight);
         return Scaled(down, dropout.Value.Scale);                            // (…, r)
@@ -90,12 +90,11 @@ internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjecti
             DropoutKey? dropout = (bool)ctx.get_data(HasMaskKey)
                 ? new DropoutKey((ulong)ctx.get_data(KeyKey), (double)ctx.get_data(ProbabilityKey))
                 : null;
-            using var keep = dropout?.Keep(x);                              // the forward's mask, drawn again
             long rank = weight.shape[0], inFeatures = weight.shape[1];
             // g · s once, on the rank-r side; both gradients then take the masked input or the mask as they are.
             using var g = dropout is null ? gradOutput.alias() : Scaled(gradOutput, dropout.Value.Scale);   // (…, r)
             Tensor weightGradient;
-            using (var masked = Masked(x, keep, weight.dtype))
+            using (var masked = Masked(x, dropout, weight.dtype))           // the forward's mask, drawn again
             using (var g2 = g.reshape(-1, rank))                            // (N, r)
             using (var gT = g2.t())                                         // (r, N)
             using (var d2 = masked.reshape(-1, inFeatures))                 // (N, in)
@@ -105,7 +104,7 @@ internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjecti
             {
                 Tensor dropped;                                             // (…, in), A's dtype
                 using (var throughA = g.matmul(weight))
-                    dropped = keep is null ? throughA.alias() : throughA * keep;
+                    dropped = dropout is { } d ? DropoutMask.Zeroed(throughA, d) : throughA.alias();
                 if (dropped.dtype == x.dtype) inputGradient = dropped;      // no copy when x is in A's dtype
                 else using (dropped) inputGradient = dropped.to(x.dtype);
             }

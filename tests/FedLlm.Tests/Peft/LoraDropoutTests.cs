@@ -185,6 +185,48 @@ public class LoraDropoutTests
         Assert.Equal(214748365UL, DropoutMask.Threshold(0.05)); // ⌈0.05 · 2³²⌉ = ⌈214748364.8⌉
     }
 
+    [Theory]
+    [InlineData(ScalarType.Float32, 3 * 7)]             // fewer than one vector of 8, and an odd tail
+    [InlineData(ScalarType.Float32, (1 << 18) + 13)]    // across the first parallel block's end
+    [InlineData(ScalarType.BFloat16, (1 << 18) + 13)]
+    [InlineData(ScalarType.Float16, 1001)]
+    public void Zeroing_in_one_pass_equals_multiplying_by_the_keys_mask(ScalarType dtype, int elements)
+    {
+        // Prepare: values without zeros, so a dropped element is told apart from a kept one by its value
+        using var generator = new Generator(31);
+        using var uniform = rand([elements], generator: generator);
+        using var x = (uniform + 0.5).to(dtype);
+        var dropout = DropoutMask.Draw(0.3, generator);
+
+        // Execute
+        using var zeroed = DropoutMask.Zeroed(x, dropout);
+
+        // Assert: x's own values where the mask keeps, zeros where it drops, and something dropped
+        using var keep = dropout.Keep(x);
+        using var expected = x * keep;
+        Assert.Equal(dtype, zeroed.dtype);
+        Assert.True(zeroed.eq(expected).all().item<bool>());
+        Assert.False(keep.all().item<bool>(), "the mask must drop something, or the test checks nothing");
+    }
+
+    [Fact]
+    public void Zeroing_a_strided_input_goes_through_the_mask_with_the_same_result()
+    {
+        // Prepare: a transposed (non-contiguous) view, which the one-pass kernel does not read
+        using var generator = new Generator(32);
+        using var base0 = rand([40, 30], generator: generator);
+        using var x = base0.t();
+        var dropout = DropoutMask.Draw(0.5, generator);
+
+        // Execute
+        using var zeroed = DropoutMask.Zeroed(x, dropout);
+
+        // Assert: the mask is of x's logical element order
+        using var keep = dropout.Keep(x);
+        using var expected = x * keep;
+        Assert.True(zeroed.eq(expected).all().item<bool>());
+    }
+
     [Fact]
     public void Successive_masks_differ_and_a_reseeded_generator_repeats_them()
     {
