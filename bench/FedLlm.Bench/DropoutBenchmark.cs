@@ -106,9 +106,8 @@ public static class DropoutBenchmark
         // one, gate/up one).
         long tokens = (long)batch * seq;
         long plain = widths.Sum(w => tokens * w * (4L + 1));
-        long fused = tokens * (576 + 576 + 576 + 1536) * 4L;
-        long withoutDropout = tokens * (576 + 576 + 576 + 1536) * 4L;
-        Console.WriteLine($"saved per layer by the LoRA down projections: plain ops {plain / 1e6:F1} MB, fused node {fused / 1e6:F1} MB, without dropout {withoutDropout / 1e6:F1} MB; × {layers} layers: {plain * layers / 1e9:F2} / {fused * layers / 1e9:F2} / {withoutDropout * layers / 1e9:F2} GB");
+        long node = tokens * (576 + 576 + 576 + 1536) * 4L; // the same with dropout and without
+        Console.WriteLine($"saved per layer by the LoRA down projections: plain ops {plain / 1e6:F1} MB, the node (with or without dropout) {node / 1e6:F1} MB; × {layers} layers: {plain * layers / 1e9:F2} / {node * layers / 1e9:F2} GB");
         foreach (var t in inputs.Values) t.Dispose();
         return 0;
     }

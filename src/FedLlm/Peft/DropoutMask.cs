@@ -47,7 +47,7 @@ public static class DropoutMask
     internal static Tensor Keep(Tensor like, DropoutKey key)
     {
         var mask = empty(like.shape, ScalarType.Bool, CPU);
-        Fill(mask, key.Key, key.P);
+        Fill(mask, key);
         if (like.device.type == DeviceType.CPU) return mask;
         using (mask) return mask.to(like.device);
     }
@@ -107,10 +107,11 @@ public static class DropoutMask
         return result;
     }
 
-    static unsafe void Fill(Tensor mask, ulong key, double p)
+    static unsafe void Fill(Tensor mask, DropoutKey key)
     {
-        if (mask.numel() == 0) return;
-        Walk(new BoolMask { Data = (byte*)Checkpoints.TensorMemory.Address(mask) }, mask.numel(), key, Threshold(p));
+        long count = mask.numel();
+        if (count == 0) return;
+        Walk(new BoolMask { Data = (byte*)Checkpoints.TensorMemory.Address(mask) }, count, key.Key, Threshold(key.P));
     }
 
     /// <summary>What the walk does with the keep bits of elements i … i + 7 (bit j = element i + j), or of one element.</summary>

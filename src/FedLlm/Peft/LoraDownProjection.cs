@@ -14,9 +14,9 @@ namespace FedLlm.Peft;
 /// same normed input). Here nothing input-sized is kept but x itself, shared by every adapter that reads it (2 bytes
 /// per element in bf16). The mask is not kept either: it is a pure function of its <see cref="DropoutKey"/>
 /// (<see cref="DropoutMask"/>), drawn again in backward for a few milliseconds per step, and never made as a tensor:
-/// <see cref="DropoutMask.Zeroed"/> zeroes the dropped elements in the same pass that draws their bits. Kept, the masks were a byte per
-/// input element (0.29 GB per step of the SmolLM shape), and their small blocks, freed only in backward between the
-/// activations, left the heap holes that made the dropout step's peak RSS 1.8 GiB above the step without dropout.
+/// <see cref="DropoutMask.Zeroed"/> zeroes the dropped elements in the same pass that draws their bits. Kept, the masks
+/// were a byte per input element, and their small blocks, freed only in backward between the activations, left holes in
+/// the heap that raised the step's peak memory far beyond their own size (bench/README.md).
 /// Dropout's 1/(1 − p) is applied on the rank-r side, where a tensor has r values per token instead of the input's
 /// width: (x ⊙ keep · s) Aᵀ = s · ((x ⊙ keep) Aᵀ), ∂A = (s·g)ᵀ (x ⊙ keep) and ∂x = ((s·g) A) ⊙ keep, with g = ∂down.
 /// Each of the three then passes over an input-sized tensor once (the masking) instead of twice (masking, then
@@ -25,7 +25,7 @@ namespace FedLlm.Peft;
 /// </remarks>
 internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjection>
 {
-    const string KeyKey = "dropout_key", ProbabilityKey = "dropout_p", InputNeedsGradientKey = "x_needs_grad", HasMaskKey = "has_mask";
+    const string DropoutKeyKey = "dropout", InputNeedsGradientKey = "x_needs_grad";
 
     // The gradients returned by the previous backward call on this thread. libtorch has taken its own references by the
     // time the next node runs; without this, our handles would keep every adapter's input gradient alive until the
@@ -62,12 +62,7 @@ internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjecti
     {
         var (x, dropout, weight) = ((Tensor)vars[0], (DropoutKey?)vars[1], (Tensor)vars[2]);
         ctx.save_for_backward([x, weight]);
-        ctx.save_data(HasMaskKey, dropout is not null);
-        if (dropout is { } d)
-        {
-            ctx.save_data(KeyKey, d.Key);
-            ctx.save_data(ProbabilityKey, d.P);
-        }
+        ctx.save_data(DropoutKeyKey, dropout!); // null without dropout
         ctx.save_data(InputNeedsGradientKey, x.requires_grad);
         ctx.set_materialize_grads(false);
         using var masked = Masked(x, dropout, weight.dtype);
@@ -87,14 +82,12 @@ internal sealed class LoraDownProjection : SingleTensorFunction<LoraDownProjecti
         try
         {
             var (x, weight) = (saved[0], saved[1]);
-            DropoutKey? dropout = (bool)ctx.get_data(HasMaskKey)
-                ? new DropoutKey((ulong)ctx.get_data(KeyKey), (double)ctx.get_data(ProbabilityKey))
-                : null;
+            var dropout = (DropoutKey?)ctx.get_data(DropoutKeyKey);
             long rank = weight.shape[0], inFeatures = weight.shape[1];
-            // g · s once, on the rank-r side; both gradients then take the masked input or the mask as they are.
+            // g · s once, on the rank-r side; both gradients then need only the forward's mask, drawn again from its key.
             using var g = dropout is null ? gradOutput.alias() : Scaled(gradOutput, dropout.Value.Scale);   // (…, r)
             Tensor weightGradient;
-            using (var masked = Masked(x, dropout, weight.dtype))           // the forward's mask, drawn again
+            using (var masked = Masked(x, dropout, weight.dtype))
             using (var g2 = g.reshape(-1, rank))                            // (N, r)
             using (var gT = g2.t())                                         // (r, N)
             using (var d2 = masked.reshape(-1, inFeatures))                 // (N, in)

@@ -89,7 +89,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         // computes in bf16 from casts of them (below); otherwise the activations are cast to fp32 and back. While
         // training, the node casts and drops inside, so autograd keeps x as it is (shared by q, k and v) instead of a
         // 4-byte copy per adapter; without gradients (inference) the plain ops are cheaper.
-        DropoutKey? mask = dropping ? DrawMask(x) : null;
+        DropoutKey? dropoutKey = dropping ? DrawDropoutKey(x) : null;
         if (TrainsInInputDtype(inputDtype))
         {
             // Training over a bf16 compute dtype (a bf16 base, or int8/NF4 dequantised to bf16): the adapter computes in
@@ -99,12 +99,12 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             // adapters added to its peak memory (bench/README.md).
             using var a = lora_A.Weight.to(inputDtype);
             using var b = lora_B.Weight.to(inputDtype);
-            using var down16 = LoraDownProjection.Apply(x, mask, a);                                             // (B, T, r)
+            using var down16 = LoraDownProjection.Apply(x, dropoutKey, a);                                       // (B, T, r)
             using var up16 = nn.functional.linear(down16, b);                                                // (B, T, out)
             return AddScaled(result, up16);
         }
         using var down = dropping || (inputDtype != lora_A.Weight.dtype && is_grad_enabled())
-            ? LoraDownProjection.Apply(x, mask, lora_A.Weight)
+            ? LoraDownProjection.Apply(x, dropoutKey, lora_A.Weight)
             : Plain(x);                                                // (B, T, r)
         using var up = nn.functional.linear(down, lora_B.Weight);      // (B, T, out)
         using var delta = up.to(inputDtype);
@@ -154,7 +154,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     /// <summary>The key of inverted dropout's keep-mask for x (kept with probability 1 − p), drawn from
     /// <see cref="DropoutGenerator"/>; <see cref="LoraDownProjection"/> makes the mask from it in forward and again in
     /// backward instead of keeping the mask or the dropped input.</summary>
-    DropoutKey DrawMask(Tensor x)
+    DropoutKey DrawDropoutKey(Tensor x)
     {
         DropoutGenerator ??= new Generator(0, x.device); // the mask's key is drawn on the generator's device
         return DropoutMask.Draw(dropout, DropoutGenerator);

@@ -116,21 +116,21 @@ public class DecodeLinearTests
         // Execute and assert
         using (no_grad())
         {
-            using var severalRows = DecodeLinear.Forward(rows, weight);
-            using var severalRowsLinear = nn.functional.linear(rows, weight);
-            Assert.True(severalRows.eq(severalRowsLinear).all().item<bool>());
-            using var oddRows = DecodeLinear.Forward(row, oddWeight);
-            using var oddRowsLinear = nn.functional.linear(row, oddWeight);
-            Assert.True(oddRows.eq(oddRowsLinear).all().item<bool>());
+            AssertIsLinear(rows, weight);
+            AssertIsLinear(row, oddWeight);
             using var bf16Row = row.to(ScalarType.BFloat16);
             using var bf16Weight = weight.to(ScalarType.BFloat16);
-            using var bf16 = DecodeLinear.Forward(bf16Row, bf16Weight);
-            using var bf16Linear = nn.functional.linear(bf16Row, bf16Weight);
-            Assert.True(bf16.eq(bf16Linear).all().item<bool>());
+            AssertIsLinear(bf16Row, bf16Weight);
         }
+        AssertIsLinear(trackedRow, weight);
         using var tracked = DecodeLinear.Forward(trackedRow, weight);
-        using var trackedLinear = nn.functional.linear(trackedRow, weight);
-        Assert.True(tracked.eq(trackedLinear).all().item<bool>());
         Assert.True(tracked.requires_grad);
+    }
+
+    static void AssertIsLinear(Tensor input, Tensor weight)
+    {
+        using var actual = DecodeLinear.Forward(input, weight);
+        using var expected = nn.functional.linear(input, weight);
+        Assert.True(actual.eq(expected).all().item<bool>());
     }
 }
