@@ -47,6 +47,7 @@ public static class GemvProbe
                 Report(n, name, "W.mm(xT)", bytes, calls, () => Pick(w).mm(xt));
                 Report(n, name, "bmm, W in 2 row halves", bytes, calls, () => Pick(wHalves).bmm(xColumns));
                 Report(n, name, "bmm, Wt in 2 col halves", bytes, calls, () => xRows.bmm(Pick(wtHalves)));
+                Report(n, name, "DecodeLinear", bytes, calls, () => FedLlm.Quantization.DecodeLinear.Forward(x, Pick(w)));
                 if (rows == 1)
                 {
                     var xVector = x.squeeze(0);                                                                                  // (in)

@@ -1,26 +1,32 @@
+using FedLlm.Checkpoints;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace FedLlm.Quantization;
 
 /// <summary>
-/// y = x Wᵀ + b for the few rows of a decode step (one per sequence), computed so that libtorch streams the weight
-/// once, on all its intra-op threads, instead of through the kernels <c>linear</c> picks for a large batch.
+/// y = x Wᵀ + b for the few rows of a decode step (one per sequence), computed so that each weight streams from memory
+/// once, on every intra-op thread, instead of through the kernels <c>linear</c> picks for a large batch.
 /// </summary>
 /// <remarks>
 /// A decode step reads every weight once per token, so its products are bound by how fast the weights stream from
-/// memory. For fp32 inputs of few rows, libtorch's <c>linear</c> (x Wᵀ, MKL sgemm with the weight as the right-hand
-/// operand) is slow in two ways that `FedLlm.Bench gemv --rows M` shows:
+/// memory and by how fast the threads sharing a product start and finish. `FedLlm.Bench gemv --rows M` shows
+/// libtorch's <c>linear</c> slow in three ways on such inputs: one row (M = 1) ends in a matrix-vector kernel on one
+/// thread whatever <c>torch.set_num_threads</c> says; a few rows make MKL copy and repack the whole weight on every
+/// call; bf16 weights stream at a fraction of fp32's speed. And every product wakes libtorch's sleeping OpenMP threads.
+/// So, for an input with no gradient recorded:
 /// <list type="bullet">
-/// <item>One row (M = 1) ends in a matrix-vector kernel that runs on one thread whatever <c>torch.set_num_threads</c>
-/// says. <c>bmm</c> over pieces of W's output rows, viewed as a batch (P, out/P, in) × (P, in, 1), hands each piece to
-/// a thread of its own and keeps W in place; the (P, out/P, 1) result, read in order, is the output row.</item>
-/// <item>A few rows (2 ≤ M ≤ <see cref="MaxWeightStationaryRows"/>, a batched decode step) make MKL copy and repack
-/// the whole weight on every call. The same product taken the other way round, W xᵀ (out, M), streams W as the
-/// left-hand operand without the copy; the small (M, out) transpose of its result is the only copy.</item>
+/// <item>1 to <see cref="DecodeGemv.MaxRows"/> rows over fp32 or bf16 weights (on a CPU with 256-bit vectors and FMA):
+/// <see cref="DecodeGemv"/>, which streams W in place on threads that stay awake between products.</item>
+/// <item>Otherwise, one fp32 row: <c>bmm</c> over pieces of W's output rows viewed as a batch (P, out/P, in) ×
+/// (P, in, 1), which hands each piece to a thread of its own; the (P, out/P, 1) result, read in order, is the
+/// output row.</item>
+/// <item>Up to <see cref="MaxWeightStationaryRows"/> fp32 rows: W xᵀ (out, M), W as the left-hand operand so that MKL
+/// streams it instead of repacking it; the small (M, out) transpose of its result is the only copy.</item>
 /// </list>
-/// Each output is still one dot product over the whole input row, so results agree with <c>linear</c> to rounding
-/// (not bit for bit: the kernels differ). Training (gradients recorded), bf16 (oneDNN already uses every thread and
-/// does not repack) and larger batches such as a long prefill stay on <c>linear</c>.
+/// Each output is still one dot product over the whole input row, summed in fp32, so results agree with
+/// <c>linear</c> to rounding (not bit for bit: the kernels differ). Training (gradients recorded), other dtypes, other
+/// devices and larger batches such as a long prefill stay on <c>linear</c>.
 /// </remarks>
 public static class DecodeLinear
 {
@@ -38,6 +44,8 @@ public static class DecodeLinear
         if (!Applies(input, weight)) return nn.functional.linear(input, weight, bias);
         long inFeatures = weight.shape[1];
         long rows = input.NumberOfElements / inFeatures;
+        if (rows <= DecodeGemv.MaxRows && DecodeGemv.Supported) return Streamed(input, weight, bias, rows);
+        if (weight.dtype != ScalarType.Float32) return nn.functional.linear(input, weight, bias);
         if (rows == 1)
         {
             int pieces = Pieces(weight.shape[0]);
@@ -50,10 +58,26 @@ public static class DecodeLinear
 
     static bool Applies(Tensor input, Tensor weight)
     {
-        if (weight.dtype != ScalarType.Float32 || input.dtype != ScalarType.Float32) return false;
+        if (weight.dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || input.dtype != weight.dtype) return false;
+        if (weight.device_type != DeviceType.CPU || input.device_type != DeviceType.CPU) return false;
+        if (weight.shape[0] > int.MaxValue || weight.shape[1] > int.MaxValue) return false;
         if (weight.dim() != 2 || input.dim() == 0 || input.shape[^1] != weight.shape[1] || !weight.is_contiguous()) return false;
         if (input.NumberOfElements == 0) return false;
         return !(is_grad_enabled() && (input.requires_grad || weight.requires_grad));
+    }
+
+    /// <summary>1 to <see cref="DecodeGemv.MaxRows"/> rows, fp32 or bf16: <see cref="DecodeGemv"/>.</summary>
+    static unsafe Tensor Streamed(Tensor input, Tensor weight, Tensor? bias, long rows)
+    {
+        int outFeatures = (int)weight.shape[0], inFeatures = (int)weight.shape[1];
+        bool bf16 = weight.dtype == ScalarType.BFloat16;
+        using var x = input.contiguous();
+        var output = empty(OutputShape(input, outFeatures), input.dtype, device: input.device);
+        fixed (byte* xs = x.bytes)
+        fixed (byte* ys = output.bytes)
+            DecodeGemv.Multiply(xs, (int)rows, (void*)TensorMemory.Address(weight), bf16, inFeatures, ys, outFeatures, get_num_threads());
+        if (bias is not null) output.add_(bias);
+        return output;
     }
 
     /// <summary>One row: W's output rows in <paramref name="pieces"/> pieces, one bmm batch entry each.</summary>

@@ -9,7 +9,8 @@ public class DecodeLinearTests
     [Theory]
     [InlineData(ScalarType.Float32, 1e-6, 1, false)]
     [InlineData(ScalarType.Float32, 1e-6, 2, true)]
-    [InlineData(ScalarType.Float32, 1e-6, 3, false)]  // 3 threads do not divide 10 rows: 2 pieces
+    [InlineData(ScalarType.Float32, 1e-6, 3, false)]
+    [InlineData(ScalarType.BFloat16, 1e-2, 2, true)]
     public void One_row_agrees_with_linear_to_rounding(ScalarType dtype, double tolerance, int threads, bool withBias)
     {
         // Prepare: 10 output rows with different values, so that a piece written to the wrong place changes the answer
@@ -45,7 +46,8 @@ public class DecodeLinearTests
     [InlineData(2, 1, false)]   // two sequences, one new token each
     [InlineData(8, 1, true)]    // a batch of eight, the decode benchmark's
     [InlineData(2, 3, false)]   // a short prefill
-    [InlineData(16, 4, true)]   // 64 rows, the most that take the weight-stationary product
+    [InlineData(3, 3, true)]    // 9 rows: the fewest that take MKL's weight-stationary product
+    [InlineData(16, 4, true)]   // 64 rows, the most that do
     public void A_few_rows_agree_with_linear_to_rounding(int batch, int tokens, bool withBias)
     {
         // Prepare: 10 output rows and distinct input rows, so a transposed or misplaced result changes the answer
@@ -103,13 +105,39 @@ public class DecodeLinearTests
     }
 
     [Fact]
-    public void Many_rows_an_odd_row_count_bf16_and_recorded_gradients_stay_on_linear_bit_for_bit()
+    public void Decode_shaped_products_over_fp32_and_bf16_agree_with_linear_to_rounding()
     {
-        // Prepare: the training forward must not change, so every case but gradient-free fp32 decode rows is linear itself
+        // Prepare: SmolLM's k projection (192 × 576), large enough to be shared among threads, one and eight rows
+        using var generator = new Generator(8);
+        using var weight = randn(new long[] { 192, 576 }, generator: generator);
+        using var _ = no_grad();
+        foreach (int rows in new[] { 1, 8 })
+        {
+            using var input = randn(new long[] { rows, 1, 576 }, generator: generator);
+            using var expected = nn.functional.linear(input, weight);
+            using var actual = DecodeLinear.Forward(input, weight);
+            Assert.True(actual.allclose(expected, rtol: 1e-5, atol: 1e-4), $"fp32, {rows} rows: max difference {(actual - expected).abs().max().item<float>()}");
+
+            // bf16: libtorch's bf16 linear also sums in fp32 and rounds once, so the two differ by at most a bf16 step
+            using var weight16 = weight.to(ScalarType.BFloat16);
+            using var input16 = input.to(ScalarType.BFloat16);
+            using var expected16 = nn.functional.linear(input16, weight16).to(ScalarType.Float32);
+            using var actual16 = DecodeLinear.Forward(input16, weight16);
+            Assert.Equal(ScalarType.BFloat16, actual16.dtype);
+            using var actual16As32 = actual16.to(ScalarType.Float32);
+            using var step = expected16.abs() * (2 * Math.Pow(2, -8)) + 1e-6;
+            Assert.True((actual16As32 - expected16).abs().le(step).all().item<bool>(), $"bf16, {rows} rows");
+        }
+    }
+
+    [Fact]
+    public void Many_rows_bf16_beyond_the_decode_rows_and_recorded_gradients_stay_on_linear_bit_for_bit()
+    {
+        // Prepare: the training forward must not change, so only gradient-free decode rows take other kernels
         using var generator = new Generator(5);
         using var weight = randn(new long[] { 10, 6 }, generator: generator);
-        using var oddWeight = randn(new long[] { 9, 6 }, generator: generator);
         using var rows = randn(new long[] { 5, 13, 6 }, generator: generator);            // 65 rows: more than a decode step
+        using var nineRows = randn(new long[] { 9, 1, 6 }, generator: generator);
         using var row = randn(new long[] { 1, 1, 6 }, generator: generator);
         using var trackedRow = row.detach().requires_grad_(true);
 
@@ -117,10 +145,9 @@ public class DecodeLinearTests
         using (no_grad())
         {
             AssertIsLinear(rows, weight);
-            AssertIsLinear(row, oddWeight);
-            using var bf16Row = row.to(ScalarType.BFloat16);
+            using var bf16Rows = nineRows.to(ScalarType.BFloat16);
             using var bf16Weight = weight.to(ScalarType.BFloat16);
-            AssertIsLinear(bf16Row, bf16Weight);
+            AssertIsLinear(bf16Rows, bf16Weight);
         }
         AssertIsLinear(trackedRow, weight);
         using var tracked = DecodeLinear.Forward(trackedRow, weight);
