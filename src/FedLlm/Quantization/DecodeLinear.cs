@@ -60,8 +60,8 @@ public static class DecodeLinear
     {
         if (weight.dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || input.dtype != weight.dtype) return false;
         if (weight.device_type != DeviceType.CPU || input.device_type != DeviceType.CPU) return false;
-        if (weight.shape[0] > int.MaxValue || weight.shape[1] > int.MaxValue) return false;
         if (weight.dim() != 2 || input.dim() == 0 || input.shape[^1] != weight.shape[1] || !weight.is_contiguous()) return false;
+        if (weight.shape[0] > int.MaxValue || weight.shape[1] > int.MaxValue) return false;
         if (input.NumberOfElements == 0) return false;
         return !(is_grad_enabled() && (input.requires_grad || weight.requires_grad));
     }
@@ -76,7 +76,7 @@ public static class DecodeLinear
         fixed (byte* xs = x.bytes)
         fixed (byte* ys = output.bytes)
             DecodeGemv.Multiply(xs, (int)rows, (void*)TensorMemory.Address(weight), bf16, inFeatures, ys, outFeatures, get_num_threads());
-        if (bias is not null) output.add_(bias);
+        if (bias is not null) output.add_(bias, Runtime.Scalars.One);
         return output;
     }
 
