@@ -30,7 +30,7 @@ public static class SpinningWorkers
         void Run(int part, int parts);
     }
 
-    static readonly object Gate = new();
+    static int busy;
     static Worker[] workers = [];
 
     /// <summary>Runs <paramref name="job"/>'s <paramref name="parts"/> parts, part 0 on the calling thread and the
@@ -38,7 +38,8 @@ public static class SpinningWorkers
     public static void Run(IJob job, int parts)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(parts, 1);
-        if (parts == 1 || !Monitor.TryEnter(Gate))
+        // Not a lock: a lock would let a part that itself calls Run re-enter and post to workers still busy with it.
+        if (parts == 1 || Interlocked.CompareExchange(ref busy, 1, 0) != 0)
         {
             for (int part = 0; part < parts; part++) job.Run(part, parts);
             return;
@@ -59,7 +60,7 @@ public static class SpinningWorkers
         }
         finally
         {
-            Monitor.Exit(Gate);
+            Volatile.Write(ref busy, 0);
         }
     }
 

@@ -55,6 +55,32 @@ public class SpinningWorkersTests
     }
 
     [Fact]
+    public void A_part_that_runs_a_job_of_its_own_gets_it_done_alone()
+    {
+        // Execute: part 0 (the caller, holding the workers) starts an inner job of two parts
+        var inner = new RecordingJob();
+        var outer = new NestingJob(inner);
+        SpinningWorkers.Run(outer, 2);
+
+        // Assert: the inner job ran both parts, on the caller's thread, without disturbing the busy worker
+        Assert.Equal(2, inner.Calls);
+        Assert.Equal(inner.ThreadOfPart[0], inner.ThreadOfPart[1]);
+        Assert.Equal(2, outer.Calls);
+    }
+
+    sealed class NestingJob(RecordingJob inner) : SpinningWorkers.IJob
+    {
+        public int Calls;
+
+        public void Run(int part, int parts)
+        {
+            Interlocked.Increment(ref Calls);
+            if (part == 0) SpinningWorkers.Run(inner, 2);
+            else Thread.SpinWait(1000);
+        }
+    }
+
+    [Fact]
     public async Task Workers_that_went_to_sleep_wake_for_the_next_job()
     {
         // Prepare: a first job, then a pause far longer than the spinning
