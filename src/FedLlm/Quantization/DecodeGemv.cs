@@ -20,7 +20,8 @@ namespace FedLlm.Quantization;
 /// </remarks>
 internal static unsafe class DecodeGemv
 {
-    /// <summary>The most input rows taken: beyond it the products are compute-bound and MKL's blocked kernels win.</summary>
+    /// <summary>The most input rows taken, a batched decode step's; larger batches go to MKL's blocked kernels, which
+    /// reuse each loaded weight vector across more rows than these kernels do.</summary>
     public const int MaxRows = 8;
 
     /// <summary>Below this many weight elements one thread does the whole product: handing half of it to another
@@ -38,6 +39,12 @@ internal static unsafe class DecodeGemv
 
     /// <summary>Whether this CPU has the 256-bit vectors and fused multiply-add the kernels are written for.</summary>
     public static bool Supported => Vector256.IsHardwareAccelerated && Avx2.IsSupported && Fma.IsSupported;
+
+    /// <summary>Whether <paramref name="rows"/> rows over a <paramref name="dtype"/> weight are taken here: 1 to
+    /// <see cref="MaxRows"/> over fp32, one over bf16. With more than one bf16 row every weight vector is widened once
+    /// per pair of input rows, and oneDNN's bf16 product was as fast with less CPU (`FedLlm.Bench decode`, batch 8).</summary>
+    public static bool Takes(long rows, TorchSharp.torch.ScalarType dtype) =>
+        Supported && rows >= 1 && (dtype == TorchSharp.torch.ScalarType.Float32 ? rows <= MaxRows : dtype == TorchSharp.torch.ScalarType.BFloat16 && rows == 1);
 
     /// <summary>y (rows, out) = x (rows, in) · W (out, in)ᵀ. All three are contiguous and alive for the call.</summary>
     /// <param name="x">rows × in values.</param>

@@ -16,8 +16,10 @@ namespace FedLlm.Quantization;
 /// call; bf16 weights stream at a fraction of fp32's speed. And every product wakes libtorch's sleeping OpenMP threads.
 /// So, for an input with no gradient recorded:
 /// <list type="bullet">
-/// <item>1 to <see cref="DecodeGemv.MaxRows"/> rows over fp32 or bf16 weights (on a CPU with 256-bit vectors and FMA):
-/// <see cref="DecodeGemv"/>, which streams W in place on threads that stay awake between products.</item>
+/// <item>1 to <see cref="DecodeGemv.MaxRows"/> rows over fp32 weights, or one row over bf16 weights (on a CPU with
+/// 256-bit vectors and FMA): <see cref="DecodeGemv"/>, which streams W in place on threads that stay awake between
+/// products. A few bf16 rows stay on oneDNN, which is as fast there and widens each weight once, not once per pair of
+/// rows.</item>
 /// <item>Otherwise, one fp32 row: <c>bmm</c> over pieces of W's output rows viewed as a batch (P, out/P, in) ×
 /// (P, in, 1), which hands each piece to a thread of its own; the (P, out/P, 1) result, read in order, is the
 /// output row.</item>
@@ -44,7 +46,7 @@ public static class DecodeLinear
         if (!Applies(input, weight)) return nn.functional.linear(input, weight, bias);
         long inFeatures = weight.shape[1];
         long rows = input.NumberOfElements / inFeatures;
-        if (rows <= DecodeGemv.MaxRows && DecodeGemv.Supported) return Streamed(input, weight, bias, rows);
+        if (DecodeGemv.Takes(rows, weight.dtype)) return Streamed(input, weight, bias, rows);
         if (weight.dtype != ScalarType.Float32) return nn.functional.linear(input, weight, bias);
         if (rows == 1)
         {
@@ -66,7 +68,7 @@ public static class DecodeLinear
         return !(is_grad_enabled() && (input.requires_grad || weight.requires_grad));
     }
 
-    /// <summary>1 to <see cref="DecodeGemv.MaxRows"/> rows, fp32 or bf16: <see cref="DecodeGemv"/>.</summary>
+    /// <summary>The rows <see cref="DecodeGemv.Takes"/>: <see cref="DecodeGemv"/>.</summary>
     static unsafe Tensor Streamed(Tensor input, Tensor weight, Tensor? bias, long rows)
     {
         int outFeatures = (int)weight.shape[0], inFeatures = (int)weight.shape[1];
