@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 using FedLlm.Runtime;
 using static TorchSharp.torch;
 
@@ -154,16 +153,7 @@ public sealed partial class SafeTensorsFile
     /// libtorch's conversion computes (NaN payloads included).</summary>
     static ReadOnlySpan<byte> WidenBf16(ReadOnlySpan<byte> bf16, Span<byte> f32)
     {
-        var from = MemoryMarshal.Cast<byte, ushort>(bf16);
-        var to = MemoryMarshal.Cast<byte, uint>(f32);
-        int i = 0;
-        for (; i + Vector256<ushort>.Count <= from.Length; i += Vector256<ushort>.Count)
-        {
-            var (lower, upper) = Vector256.Widen(Vector256.Create(from[i..]));  // 16 x u16 -> 2 x (8 x u32), in order
-            Vector256.ShiftLeft(lower, 16).CopyTo(to[i..]);
-            Vector256.ShiftLeft(upper, 16).CopyTo(to[(i + Vector256<uint>.Count)..]);
-        }
-        for (; i < from.Length; i++) to[i] = (uint)from[i] << 16;
+        BFloat16Bits.Widen(MemoryMarshal.Cast<byte, ushort>(bf16), MemoryMarshal.Cast<byte, float>(f32));
         return f32;
     }
 

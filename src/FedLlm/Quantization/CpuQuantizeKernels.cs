@@ -1,4 +1,5 @@
 using System.Runtime.Intrinsics;
+using FedLlm.Runtime;
 using static TorchSharp.torch;
 
 namespace FedLlm.Quantization;
@@ -120,21 +121,7 @@ internal static class CpuQuantizeKernels
     /// <summary>Values [first, first + count) as float32 (bfloat16 widened exactly: its bits are a float32's upper half).</summary>
     static unsafe void Read(byte* source, bool bf16, long first, int count, Span<float> values)
     {
-        if (bf16)
-        {
-            ushort* bits = (ushort*)source + first;
-            int j = 0;
-            if (Vector256.IsHardwareAccelerated)
-            {
-                for (; j + Vector256<ushort>.Count <= count; j += Vector256<ushort>.Count)
-                {
-                    var (lower, upper) = Vector256.Widen(Vector256.Load(bits + j)); // 16 × u16 -> 2 × (8 × u32)
-                    Vector256.ShiftLeft(lower, 16).AsSingle().CopyTo(values[j..]);
-                    Vector256.ShiftLeft(upper, 16).AsSingle().CopyTo(values[(j + Vector256<uint>.Count)..]);
-                }
-            }
-            for (; j < count; j++) values[j] = BitConverter.Int32BitsToSingle(bits[j] << 16);
-        }
+        if (bf16) BFloat16Bits.Widen(new ReadOnlySpan<ushort>((ushort*)source + first, count), values);
         else new ReadOnlySpan<float>((float*)source + first, count).CopyTo(values);
     }
 

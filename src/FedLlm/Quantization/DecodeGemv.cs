@@ -63,7 +63,7 @@ internal static unsafe class DecodeGemv
         {
             fixed (float* widenedX = widened)
             {
-                if (bf16) WidenBFloat16((ushort*)x, widenedX, rows * inFeatures);
+                if (bf16) BFloat16Bits.Widen(new ReadOnlySpan<ushort>(x, rows * inFeatures), new Span<float>(widenedX, rows * inFeatures));
                 var job = new Job(bf16 ? widenedX : (float*)x, rows, weight, bf16, inFeatures, y, outFeatures);
                 long work = (long)outFeatures * inFeatures;
                 int parts = work < MinParallelWeightElements ? 1 : Math.Clamp(threads, 1, Math.Max(1, outFeatures / WeightRowsPerBlock));
@@ -124,7 +124,7 @@ internal static unsafe class DecodeGemv
 
         void Store(long index, float value)
         {
-            if (bf16) ((ushort*)y)[index] = RoundToBFloat16(value);
+            if (bf16) ((ushort*)y)[index] = BFloat16Bits.Round(value);
             else ((float*)y)[index] = value;
         }
     }
@@ -245,19 +245,5 @@ internal static unsafe class DecodeGemv
             Vector256.ShiftLeft(Avx2.ConvertToVector256Int32(Vector128.Load((ushort*)row + k)), 16).AsSingle();
 
         public static float At(byte* row, int k) => BitConverter.Int32BitsToSingle(((ushort*)row)[k] << 16);
-    }
-
-    static void WidenBFloat16(ushort* from, float* into, int count)
-    {
-        for (int i = 0; i < count; i++) ((uint*)into)[i] = (uint)from[i] << 16;
-    }
-
-    /// <summary>fp32 → bf16 with round to nearest, ties to even; NaN stays a (quiet) NaN.</summary>
-    internal static ushort RoundToBFloat16(float value)
-    {
-        uint bits = BitConverter.SingleToUInt32Bits(value);
-        if (float.IsNaN(value)) return (ushort)((bits >> 16) | 0x40);
-        uint rounding = 0x7FFF + ((bits >> 16) & 1);
-        return (ushort)((bits + rounding) >> 16);
     }
 }

@@ -1,4 +1,5 @@
 using FedLlm.Quantization;
+using FedLlm.Runtime;
 using static TorchSharp.torch;
 
 namespace FedLlm.Tests.Quantization;
@@ -84,8 +85,8 @@ public class DecodeGemvTests
 
         // Execute and assert
         for (int i = 0; i < values.Count; i++)
-            Assert.True(DecodeGemv.RoundToBFloat16(values[i]) == expected[i], $"{values[i]:R}: {DecodeGemv.RoundToBFloat16(values[i]):X4} vs {expected[i]:X4}");
-        ushort nan = DecodeGemv.RoundToBFloat16(float.NaN);
+            Assert.True(BFloat16Bits.Round(values[i]) == expected[i], $"{values[i]:R}: {BFloat16Bits.Round(values[i]):X4} vs {expected[i]:X4}");
+        ushort nan = BFloat16Bits.Round(float.NaN);
         Assert.True(float.IsNaN(BitConverter.Int32BitsToSingle(nan << 16)));
     }
 

@@ -1,6 +1,6 @@
 using System.Buffers;
-using System.Numerics;
 using System.Runtime.InteropServices;
+using FedLlm.Runtime;
 using static TorchSharp.torch;
 
 namespace FedLlm.Federation.Transfer;
@@ -243,26 +243,11 @@ public sealed class StreamingDecoder : IDisposable
         int whole = filled & ~1;
         var halves = MemoryMarshal.Cast<byte, ushort>(staging.AsSpan(0, whole));
         var into = MemoryMarshal.Cast<byte, float>(widenedMemory!.GetSpan().Slice((int)(convertedElements * 4), halves.Length * 4));
-        if (encoding.Precision == TransferPrecision.BFloat16) WidenBFloat16(halves, into);
+        if (encoding.Precision == TransferPrecision.BFloat16) BFloat16Bits.Widen(halves, into);
         else for (int i = 0; i < halves.Length; i++) into[i] = (float)BitConverter.UInt16BitsToHalf(halves[i]);
         convertedElements += halves.Length;
         carry = filled - whole;
         if (carry == 1) staging![0] = staging[filled - 1];
     }
 
-    /// <summary>bfloat16 is the upper half of a float32: shifting its bits up 16 is the exact conversion (the one
-    /// libtorch makes).</summary>
-    static void WidenBFloat16(ReadOnlySpan<ushort> halves, Span<float> into)
-    {
-        var bits = MemoryMarshal.Cast<float, uint>(into);
-        int i = 0;
-        if (Vector.IsHardwareAccelerated)
-            for (; i <= halves.Length - Vector<ushort>.Count; i += Vector<ushort>.Count)
-            {
-                Vector.Widen(new Vector<ushort>(halves[i..]), out var low, out var high);
-                (low << 16).CopyTo(bits[i..]);
-                (high << 16).CopyTo(bits[(i + Vector<uint>.Count)..]);
-            }
-        for (; i < halves.Length; i++) bits[i] = (uint)halves[i] << 16;
-    }
 }
