@@ -78,8 +78,7 @@ public static class DecodeLinear
         fixed (byte* xs = x.bytes)
         fixed (byte* ys = output.bytes)
             DecodeGemv.Multiply(xs, (int)rows, (void*)TensorMemory.Address(weight), bf16, inFeatures, ys, outFeatures, get_num_threads());
-        if (bias is not null) output.add_(bias, Runtime.Scalars.One);
-        return output;
+        return WithBias(output, bias);
     }
 
     /// <summary>One row: W's output rows in <paramref name="pieces"/> pieces, one bmm batch entry each.</summary>
@@ -95,8 +94,7 @@ public static class DecodeLinear
         using var columns = column3.expand(pieces, inFeatures, 1);                    // (P, in, 1), no copy
         using var product = split.bmm(columns);                                       // (P, out/P, 1)
         var output = product.view(OutputShape(input, outFeatures));                   // (…, out)
-        if (bias is not null) output.add_(bias);
-        return output;
+        return WithBias(output, bias);
     }
 
     /// <summary>A few rows: (W xᵀ)ᵀ, W as the left-hand operand so that MKL streams it instead of repacking it.</summary>
@@ -109,7 +107,13 @@ public static class DecodeLinear
         using var transposed = product.t();                                           // (M, out), a view
         using var contiguous = transposed.contiguous();                               // (M, out)
         var output = contiguous.view(OutputShape(input, outFeatures));                // (…, out)
-        if (bias is not null) output.add_(bias);
+        return WithBias(output, bias);
+    }
+
+    /// <summary>Adds the bias in place; alpha is a static Scalar, never a temporary a finalizer could free mid-call.</summary>
+    static Tensor WithBias(Tensor output, Tensor? bias)
+    {
+        if (bias is not null) output.add_(bias, Runtime.Scalars.One);
         return output;
     }
 
