@@ -72,6 +72,7 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITextTokenizer tokeniz
             for (int step = 0; step < options.MaxNewTokens; step++)
             {
                 using var scope = NewDisposeScope();
+                using var threads = model.BeginDecodeStep(input);                        // libtorch's ops on this thread alone
                 var last = model.LastLogits(input, attention, positions, cache);          // (B, V)
                 // NaN logits (a NaN weight, an overflow) would make argmax pick token 0 and sampling fail obscurely.
                 if (!isfinite(last).all().item<bool>())

@@ -32,8 +32,12 @@ public sealed class LlamaForCausalLM : nn.Module
         model = new LlamaModel(config, dtype, Device, baseLayers);
         lm_head = config.TieWordEmbeddings ? null : new DenseLinear(config.HiddenSize, config.VocabSize, false, dtype, Device);
         rotary = new RotaryEmbedding(config, Device);
+        // Judged before any adapter wraps them: whether the base projections are dense (fp32/bf16), not quantised.
+        denseBase = model.Layers.All(l => l.SelfAttention.Projections().Concat(l.Mlp.Projections()).All(p => p.Module is DenseLinear));
         RegisterComponents();
     }
+
+    private readonly bool denseBase;
 
     /// <summary>
     /// Recompute each decoder layer's activations during backward instead of keeping them (HF's
@@ -102,6 +106,15 @@ public sealed class LlamaForCausalLM : nn.Module
         using var last = hidden.select(1, hidden.shape[1] - 1);                         // (B, H)
         return Head(last);                                                               // (B, V)
     }
+
+    /// <summary>Begins the threading of a decode step for <paramref name="inputIds"/> (B, T) on this thread
+    /// (<see cref="Runtime.DecodeThreading"/>) when every product of the step runs on <see cref="DecodeGemv"/>: a CPU
+    /// model with dense weights, B·T rows it takes, no gradient recorded. Otherwise, and for a prefill, nothing changes.
+    /// Dispose the result after the step's sampling.</summary>
+    public Runtime.DecodeThreading.Step BeginDecodeStep(Tensor inputIds) =>
+        denseBase && Device.type == DeviceType.CPU && !is_grad_enabled() && DecodeGemv.Takes(inputIds.shape[0] * inputIds.shape[1], Dtype)
+            ? Runtime.DecodeThreading.Begin()
+            : default;
 
     /// <summary>Projects hidden states (…, H) to vocabulary logits (…, V); the few rows of a decode step through
     /// <see cref="DecodeLinear"/>.</summary>

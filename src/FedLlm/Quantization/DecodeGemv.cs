@@ -30,6 +30,9 @@ internal static unsafe class DecodeGemv
 
     const int WeightRowsPerBlock = 4;
 
+    /// <summary>The most blocks a thread takes at a time: 64 rows, 147 KB of an fp32 weight with 576 columns.</summary>
+    const int MaxChunkBlocks = 16;
+
     /// <summary>How far ahead the kernels prefetch W, in rows (`FedLlm.Bench gemv` showed no clear best between 4 and 16).</summary>
     const int PrefetchRowsAhead = 8;
 
@@ -64,10 +67,9 @@ internal static unsafe class DecodeGemv
             fixed (float* widenedX = widened)
             {
                 if (bf16) BFloat16Bits.Widen(new ReadOnlySpan<ushort>(x, rows * inFeatures), new Span<float>(widenedX, rows * inFeatures));
-                var job = new Job(bf16 ? widenedX : (float*)x, rows, weight, bf16, inFeatures, y, outFeatures);
                 long work = (long)outFeatures * inFeatures;
                 int parts = work < MinParallelWeightElements ? 1 : Math.Clamp(threads, 1, Math.Max(1, outFeatures / WeightRowsPerBlock));
-                SpinningWorkers.Run(job, parts);
+                SpinningWorkers.Run(new Job(bf16 ? widenedX : (float*)x, rows, weight, bf16, inFeatures, y, outFeatures, parts), parts);
             }
         }
         finally
@@ -76,19 +78,27 @@ internal static unsafe class DecodeGemv
         }
     }
 
-    sealed class Job(float* x, int rows, void* weight, bool bf16, int inFeatures, void* y, int outFeatures)
+    sealed class Job(float* x, int rows, void* weight, bool bf16, int inFeatures, void* y, int outFeatures, int parts)
         : SpinningWorkers.IJob
     {
+        // One contiguous run of W per thread, its end taken over by whichever thread finishes first (StealingRanges).
+        readonly StealingRanges blocks = new(
+            (outFeatures + WeightRowsPerBlock - 1) / WeightRowsPerBlock, parts, ChunkBlocks(outFeatures, parts));
+
         public void Run(int part, int parts)
         {
-            // One contiguous share of whole blocks per thread, so each streams one run of W. (Handing out small chunks
-            // as threads ask for them balanced better in theory but measured slower: interleaved runs stream worse.)
-            int blocks = (outFeatures + WeightRowsPerBlock - 1) / WeightRowsPerBlock;
-            int first = (int)((long)blocks * part / parts) * WeightRowsPerBlock;
-            int end = Math.Min(outFeatures, (int)((long)blocks * (part + 1) / parts) * WeightRowsPerBlock);
-            if (bf16) Rows<BFloat16Weight>(first, end);
-            else Rows<Float32Weight>(first, end);
+            while (blocks.TryTake(part, out int first, out int end))
+            {
+                int firstRow = first * WeightRowsPerBlock, endRow = Math.Min(outFeatures, end * WeightRowsPerBlock);
+                if (bf16) Rows<BFloat16Weight>(firstRow, endRow);
+                else Rows<Float32Weight>(firstRow, endRow);
+            }
         }
+
+        /// <summary>Blocks taken at a time: an eighth of a thread's share, at most <see cref="MaxChunkBlocks"/>, so a
+        /// thread that finishes first finds several chunks left to take over.</summary>
+        static int ChunkBlocks(int outFeatures, int parts) =>
+            Math.Clamp((outFeatures + WeightRowsPerBlock - 1) / WeightRowsPerBlock / parts / 8, 1, MaxChunkBlocks);
 
         void Rows<TWeight>(int first, int end) where TWeight : struct, IWeightRow
         {

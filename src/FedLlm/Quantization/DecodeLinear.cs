@@ -77,7 +77,7 @@ public static class DecodeLinear
         var output = empty(OutputShape(input, outFeatures), input.dtype, device: input.device);
         fixed (byte* xs = x.bytes)
         fixed (byte* ys = output.bytes)
-            DecodeGemv.Multiply(xs, (int)rows, (void*)TensorMemory.Address(weight), bf16, inFeatures, ys, outFeatures, get_num_threads());
+            DecodeGemv.Multiply(xs, (int)rows, (void*)TensorMemory.Address(weight), bf16, inFeatures, ys, outFeatures, Runtime.DecodeThreading.ProductThreads);
         return WithBias(output, bias);
     }
 

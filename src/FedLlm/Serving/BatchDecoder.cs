@@ -92,6 +92,7 @@ public sealed class BatchDecoder(AdapterBank adapters, ITextTokenizer tokenizer)
             for (int step = 0; step < budget; step++)
             {
                 using var scope = NewDisposeScope();
+                using var threads = model.BeginDecodeStep(input);                        // libtorch's ops on this thread alone
                 var last = model.LastLogits(input, attention, positions, cache);         // (B, V)
                 var chosen = allGreedy ? last.argmax(-1).data<long>().ToArray() : SampleRows(last, rows);
                 for (int b = 0; b < size; b++) Advance(rows[b], chosen[b], step, cancellationToken);
