@@ -212,10 +212,12 @@ public sealed class LlamaDecoderLayer : nn.Module
     {
         using var normed = input_layernorm.forward(x);
         using var attention = self_attn.Forward(normed, cos, sin, mask, cache);
-        using var h = x + attention;
+        // The residual sums name their alpha: `a + b` makes a temporary Scalar 1 inside TorchSharp, which a finalizer
+        // can free while libtorch reads it (AdamW.Step), and these run twice per layer in every step.
+        using var h = x.add(attention, Runtime.Scalars.One);
         using var normed2 = post_attention_layernorm.forward(h);
         using var feedForward = mlp.forward(normed2);
-        return h + feedForward;
+        return h.add(feedForward, Runtime.Scalars.One);
     }
 }
 

@@ -90,7 +90,7 @@ public sealed class RotaryEmbedding : IDisposable
         using var swapped = x.roll(half, -1);                                         // cat(x₂, x₁)
         using var a = x * cos;
         using var b = swapped * signedSin;
-        return a + b;
+        return a.add(b, Runtime.Scalars.One);   // a named alpha, not TorchSharp's temporary (LlamaDecoderLayer.Forward)
     }
 
     /// <summary>Frees the inverse frequencies.</summary>

@@ -179,7 +179,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         using var _ = no_grad();
         using var delta = DeltaWeight();
         using var current = base_layer.DequantizedWeight(delta.dtype);
-        using var merged = current + delta;
+        using var merged = current.add(delta, Runtime.Scalars.One);
         if (!merged.isfinite().all().item<bool>())
             throw new InvalidOperationException("merging the LoRA adapter would put NaN or Inf into the base weight");
         base_layer.OverwriteWeight(merged);
