@@ -20,6 +20,8 @@ public class DecodeThreadingTests
         try
         {
             // Execute and assert: inside, libtorch has 1 and the products 3; a nested step changes nothing
+            Assert.True(DecodeThreading.Available, "libtorch's omp_set_num_threads was not found");
+            Assert.True(DecodeThreading.SetsMklThreads, "libtorch's MKL_Set_Num_Threads_Local was not found");
             using (DecodeThreading.Begin())
             {
                 Assert.Equal(1, get_num_threads());
@@ -34,6 +36,32 @@ public class DecodeThreadingTests
             set_num_threads(1);
             using (DecodeThreading.Begin()) Assert.Equal(1, DecodeThreading.ProductThreads);
             Assert.Equal(1, get_num_threads());
+        }
+        finally
+        {
+            set_num_threads(before);
+        }
+    }
+
+    [Fact]
+    public void A_thread_that_first_uses_libtorch_during_a_step_gets_the_process_count_not_the_step_s()
+    {
+        // Prepare
+        int before = get_num_threads();
+        set_num_threads(3);
+        try
+        {
+            // Execute: a new thread asks libtorch for its count while this thread decodes
+            int seenByNewThread = 0;
+            using (DecodeThreading.Begin())
+            {
+                var thread = new Thread(() => seenByNewThread = get_num_threads());
+                thread.Start();
+                thread.Join();
+            }
+
+            // Assert: the step changed only this thread's setting (torch.set_num_threads would have given it 1)
+            Assert.Equal(3, seenByNewThread);
         }
         finally
         {
