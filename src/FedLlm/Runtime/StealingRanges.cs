@@ -39,13 +39,14 @@ public sealed class StealingRanges
     /// the front of its own share, or else from the back of another's; false once every share is empty.</summary>
     public bool TryTake(int part, out int start, out int end)
     {
-        if (TryTakeFront(part, out start, out end)) return true;
+        if (TryTakeFrom(part, fromBack: false, out start, out end)) return true;
         for (int i = 1; i < parts; i++)
-            if (TryTakeBack((part + i) % parts, out start, out end)) return true;
+            if (TryTakeFrom((part + i) % parts, fromBack: true, out start, out end)) return true;
         return false;
     }
 
-    bool TryTakeFront(int part, out int start, out int end)
+    /// <summary>A chunk of <paramref name="part"/>'s share: its first (the owner's) or its last (a thief's).</summary>
+    bool TryTakeFrom(int part, bool fromBack, out int start, out int end)
     {
         ref long share = ref shares[part * Stride];
         while (true)
@@ -53,21 +54,9 @@ public sealed class StealingRanges
             long seen = Volatile.Read(ref share);
             (int front, int back) = Unpack(seen);
             if (front >= back) { start = end = 0; return false; }
-            int taken = Math.Min(back, front + chunk);
-            if (Interlocked.CompareExchange(ref share, Pack(taken, back), seen) == seen) { start = front; end = taken; return true; }
-        }
-    }
-
-    bool TryTakeBack(int part, out int start, out int end)
-    {
-        ref long share = ref shares[part * Stride];
-        while (true)
-        {
-            long seen = Volatile.Read(ref share);
-            (int front, int back) = Unpack(seen);
-            if (front >= back) { start = end = 0; return false; }
-            int taken = Math.Max(front, back - chunk);
-            if (Interlocked.CompareExchange(ref share, Pack(front, taken), seen) == seen) { start = taken; end = back; return true; }
+            (start, end) = fromBack ? (Math.Max(front, back - chunk), back) : (front, Math.Min(back, front + chunk));
+            long left = fromBack ? Pack(front, start) : Pack(end, back);
+            if (Interlocked.CompareExchange(ref share, left, seen) == seen) return true;
         }
     }
 
