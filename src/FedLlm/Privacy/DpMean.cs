@@ -89,7 +89,8 @@ public static class DpMean
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
         var mean = TensorMaps.Difference(aggregate.Weights, global);
-        var scaled = mean.ToDictionary(kv => kv.Key, kv => kv.Value * (survivors / m));
+        using var factor = (survivors / m).ToScalar();   // named, not an implicit Scalar a finalizer could free mid-call
+        var scaled = mean.ToDictionary(kv => kv.Key, kv => kv.Value.mul(factor));
         var noisy = GaussianNoise.Add(scaled, noiseMultiplier * clippingNorm / m, generator);
         foreach (var t in noisy.Values) t.MoveToOuterDisposeScope();
         return new DpRoundMean(global.Keys.ToDictionary(k => k, k => noisy[k]), (int)survivors, []);

@@ -23,6 +23,8 @@ public static class GaussianNoise
             throw new ArgumentOutOfRangeException(nameof(standardDeviation), standardDeviation, "the noise standard deviation must be finite and ≥ 0");
 
         using var noGrad = torch.no_grad();
+        // Named Scalars, not implicit ones a finalizer could free mid-call (Runtime.Scalars).
+        using var deviation = standardDeviation.ToScalar();
         var result = new Dictionary<string, Tensor>(tensors.Count);
         foreach (var key in tensors.Keys.OrderBy(k => k, StringComparer.Ordinal))
         {
@@ -30,7 +32,8 @@ public static class GaussianNoise
             var value = tensors[key];
             var working = TensorMaps.WorkingType(value.dtype);
             var noise = torch.randn(value.shape, working, value.device, generator: generator);
-            result[key] = (value.to(working) + noise * standardDeviation).to(value.dtype).MoveToOuterDisposeScope();
+            var scaledNoise = noise.mul(deviation);
+            result[key] = value.to(working).add(scaledNoise, Runtime.Scalars.One).to(value.dtype).MoveToOuterDisposeScope();
         }
         // Keep the caller's key order, which the aggregation code follows.
         return tensors.Keys.ToDictionary(k => k, k => result[k]);

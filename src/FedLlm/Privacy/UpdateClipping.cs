@@ -47,12 +47,13 @@ public static class UpdateClipping
         double scale = clipped ? clippingNorm / norm : 1.0;
 
         using var noGrad = torch.no_grad();
+        using var factor = scale.ToScalar();   // named, not an implicit Scalar a finalizer could free mid-call (Runtime.Scalars)
         var result = new Dictionary<string, Tensor>(update.Count);
         foreach (var (key, value) in update)
         {
             using var scope = torch.NewDisposeScope();
             var working = TensorMaps.WorkingType(value.dtype);
-            result[key] = (value.to(working) * scale).to(value.dtype).MoveToOuterDisposeScope();
+            result[key] = value.to(working).mul(factor).to(value.dtype).MoveToOuterDisposeScope();
         }
         return new ClippedUpdate(result, norm, clipped);
     }

@@ -59,9 +59,10 @@ public sealed class MultiLoraLinear : nn.Module<Tensor, Tensor>
             using var scope = NewDisposeScope();
             var input = rows is null ? x : x.index_select(0, rows);           // (b, T, in)
             var down = nn.functional.linear(input.to(pair.A.dtype), pair.A);   // (b, T, r)
-            var delta = nn.functional.linear(down, pair.B).mul_(pair.Scaling).to(result.dtype); // (b, T, out)
-            if (rows is null) result.add_(delta);
-            else result.index_add_(0, rows, delta, 1);
+            using var scaling = pair.Scaling.ToScalar();   // named, not an implicit Scalar a finalizer could free mid-call (Runtime.Scalars)
+            var delta = nn.functional.linear(down, pair.B).mul_(scaling).to(result.dtype); // (b, T, out)
+            if (rows is null) result.add_(delta, Runtime.Scalars.One);
+            else result.index_add_(0, rows, delta, Runtime.Scalars.One);
         }
         return result;
     }

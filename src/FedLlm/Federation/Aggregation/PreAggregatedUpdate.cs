@@ -34,7 +34,7 @@ public static class PreAggregatedUpdate
         {
             using var scope = torch.NewDisposeScope();
             var working = TensorMaps.WorkingType(x.dtype);
-            weights[key] = (x.to(working) + delta[key].to(working)).to(x.dtype).MoveToOuterDisposeScope();
+            weights[key] = x.to(working).add(delta[key].to(working), Runtime.Scalars.One).to(x.dtype).MoveToOuterDisposeScope();
         }
         return new ClientUpdate(ClientId, weights, Math.Max(exampleCount, 1)); // ≥ 1: FedAvg cannot average a zero weight
     }

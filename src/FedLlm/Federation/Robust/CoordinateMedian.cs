@@ -30,11 +30,12 @@ public sealed class CoordinateMedian : IRobustAggregator
         int n = order.Length;
         using var noGrad = torch.no_grad();
         var result = new Dictionary<string, Tensor>();
+        using var two = 2.0.ToScalar();   // named, not an implicit Scalar a finalizer could free mid-call (Runtime.Scalars)
         foreach (var (key, like) in clients[order[0]].Tensors)
         {
             using var scope = torch.NewDisposeScope();
             var sorted = RobustTensors.Stack(clients, order, key).sort(0).Values; // (n, ...) ascending per coordinate
-            var median = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+            var median = n % 2 == 1 ? sorted[n / 2] : sorted[n / 2 - 1].add(sorted[n / 2], Runtime.Scalars.One).div(two);
             result[key] = median.to(like.dtype).MoveToOuterDisposeScope();
         }
         return result;

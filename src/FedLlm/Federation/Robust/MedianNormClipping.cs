@@ -65,9 +65,10 @@ public sealed class MedianNormClipping : IRobustAggregator
         for (int i = 0; i < clients.Count; i++)
         {
             double scale = norms[i] > bound ? bound / norms[i] : 1.0; // bound = 0 zeroes every non-zero update
+            using var scaleScalar = scale.ToScalar();   // named, not an implicit Scalar a finalizer could free mid-call
             clipped[i] = new ClientTensors(clients[i].ClientId, clients[i].Tensors.ToDictionary(
                 kv => kv.Key,
-                kv => (kv.Value.to(TensorMaps.WorkingType(kv.Value.dtype)) * scale).to(kv.Value.dtype)));
+                kv => kv.Value.to(TensorMaps.WorkingType(kv.Value.dtype)).mul(scaleScalar).to(kv.Value.dtype)));
         }
         var mean = Averaging.WeightedMean(clipped, weights);
         foreach (var t in mean.Values) t.MoveToOuterDisposeScope();

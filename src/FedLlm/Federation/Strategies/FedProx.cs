@@ -79,10 +79,11 @@ public sealed class FedProx : IFederatedStrategy
             // Global weights are constants of the local objective; detaching keeps a live parameter passed as the
             // global from collecting gradients too.
             var squared = (weight - global.detach().to(weight.dtype)).square().sum();
-            sum = sum is null ? squared : sum + squared;
+            sum = sum is null ? squared : sum.add(squared, Runtime.Scalars.One);   // a named alpha (Runtime.Scalars)
             index++;
         }
-        var term = (sum ?? torch.zeros(Array.Empty<long>(), ScalarType.Float32)) * (mu / 2);
+        using var halfMu = (mu / 2).ToScalar();   // named, not an implicit Scalar a finalizer could free mid-call (Runtime.Scalars)
+        var term = (sum ?? torch.zeros(Array.Empty<long>(), ScalarType.Float32)).mul(halfMu);
         return term.MoveToOuterDisposeScope();
     }
 }

@@ -90,7 +90,7 @@ public sealed class Scaffold : IFederatedStrategy, IDisposable
             using var keyScope = torch.NewDisposeScope();
             var working = TensorMaps.WorkingType(like.dtype);
             var previous = state.IsEmpty ? torch.zeros(like.shape, working, like.device) : state[ControlSlot][key];
-            control[key] = (previous + step[key].to(working)).MoveToOuterDisposeScope();
+            control[key] = previous.add(step[key].to(working), Runtime.Scalars.One).MoveToOuterDisposeScope();
         }
 
         state.Commit(new Dictionary<string, Dictionary<string, Tensor>> { [ControlSlot] = control });
@@ -176,13 +176,14 @@ public sealed class Scaffold : IFederatedStrategy, IDisposable
         var newControl = new Dictionary<string, Tensor>(global.Count);
         var delta = new Dictionary<string, Tensor>(global.Count);
         double scale = 1.0 / (localSteps * learningRate);
+        using var scaleScalar = scale.ToScalar();   // named, not an implicit Scalar a finalizer could free mid-call (Runtime.Scalars)
         foreach (var (key, x) in global)
         {
             using var scope = torch.NewDisposeScope();
             var working = TensorMaps.WorkingType(x.dtype);
             var ci = clientControl.TryGetValue(key, out var held) ? held.to(working) : torch.zeros(x.shape, working, x.device);
             var c = serverControl.TryGetValue(key, out var server) ? server.to(working) : torch.zeros(x.shape, working, x.device);
-            var updated = (x.to(working) - local[key].to(working)) * scale - (c - ci);
+            var updated = (x.to(working) - local[key].to(working)).mul(scaleScalar) - (c - ci);
             newControl[key] = updated.to(x.dtype).MoveToOuterDisposeScope();
             delta[key] = (updated - ci).to(x.dtype).MoveToOuterDisposeScope();
         }
@@ -222,8 +223,9 @@ public sealed class ScaffoldClientHooks : IClientHooks
         context.AfterOptimizerStep(lr =>
         {
             using var noGrad = torch.no_grad();
+            using var negativeLr = (-lr).ToScalar();   // named, not an implicit Scalar a finalizer could free mid-call (Runtime.Scalars)
             foreach (var (key, parameter) in trainable)
-                if (correction.TryGetValue(key, out var c)) parameter.add_(c, -lr);
+                if (correction.TryGetValue(key, out var c)) parameter.add_(c, negativeLr);
         });
     }
 
