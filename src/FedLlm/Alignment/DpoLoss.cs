@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace FedLlm.Alignment;
@@ -17,9 +18,14 @@ public static class DpoLoss
         double beta, double labelSmoothing = 0)
     {
         using var scope = NewDisposeScope();
+        // Every Scalar named: an implicit one can be finalised while libtorch reads it (Runtime.Scalars).
+        using var betaScalar = beta.ToScalar();
+        using var negativeBeta = (-beta).ToScalar();
+        using var unsmoothed = (1 - labelSmoothing).ToScalar();
+        using var smoothing = labelSmoothing.ToScalar();
         var logits = (policyChosen - policyRejected) - (referenceChosen - referenceRejected); // (N)
-        var losses = -nn.functional.logsigmoid(logits * beta) * (1 - labelSmoothing);
-        if (labelSmoothing != 0) losses = losses - nn.functional.logsigmoid(logits * -beta) * labelSmoothing;
+        var losses = -nn.functional.logsigmoid(logits.mul(betaScalar)).mul(unsmoothed);
+        if (labelSmoothing != 0) losses = losses - nn.functional.logsigmoid(logits.mul(negativeBeta)).mul(smoothing);
         return losses.MoveToOuterDisposeScope();
     }
 

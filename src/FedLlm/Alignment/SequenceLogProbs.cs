@@ -1,3 +1,4 @@
+using TorchSharp;
 using FedLlm.Training;
 using FedLlm.Runtime;
 using FedLlm.Modeling;
@@ -90,11 +91,13 @@ public static class SequenceLogProbs
         long R = hidden.shape[0], T = hidden.shape[1];
         var shiftedHidden = hidden.narrow(1, 0, T - 1).reshape(-1, hidden.shape[2]); // (R*(T-1), H): position t predicts t+1
         var shiftedLabels = labels.narrow(1, 1, T - 1).reshape(-1);                  // (R*(T-1))
-        var positions = shiftedLabels.ne(PreferenceCollator.IgnoreIndex).nonzero().squeeze(-1); // (N)
+        using var ignored = ((long)PreferenceCollator.IgnoreIndex).ToScalar();   // named (Runtime.Scalars)
+        using var rowLength = (T - 1).ToScalar();
+        var positions = shiftedLabels.ne(ignored).nonzero().squeeze(-1);            // (N)
         return new Labelled(
             shiftedHidden.index_select(0, positions),                                // (N, H)
             shiftedLabels.index_select(0, positions),                                // (N)
-            positions.div(T - 1, rounding_mode: RoundingMode.floor),                 // (N) row of each token
+            positions.div(rowLength, rounding_mode: RoundingMode.floor),             // (N) row of each token
             positions.shape[0], R);
     }
 

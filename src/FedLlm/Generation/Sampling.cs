@@ -16,20 +16,25 @@ public static class Sampling
         var scores = logits.to(ScalarType.Float32);
         if (options.Temperature == 0) return scores.argmax(-1).MoveToOuterDisposeScope();
 
-        scores = scores / options.Temperature;
+        // Every Scalar named: an implicit one can be finalised while libtorch reads it (Runtime.Scalars).
+        using var temperature = options.Temperature.ToScalar();
+        using var negativeInfinity = double.NegativeInfinity.ToScalar();
+        scores = scores.div(temperature);
         if (options.TopK > 0 && options.TopK < scores.shape[^1])
         {
             var kth = scores.topk(options.TopK, -1).values.narrow(-1, options.TopK - 1, 1); // (B, 1)
-            scores = scores.masked_fill(scores < kth, double.NegativeInfinity);
+            scores = scores.masked_fill(scores < kth, negativeInfinity);
         }
         if (options.TopP < 1.0)
         {
             var (sorted, order) = scores.sort(-1, descending: false);                      // ascending, as transformers
             var cumulative = sorted.softmax(-1).cumsum(-1);
-            var removeSorted = cumulative <= (1 - options.TopP);
-            removeSorted.narrow(-1, removeSorted.shape[^1] - 1, 1).fill_(false);           // always keep the best token
+            using var keptMass = (1 - options.TopP).ToScalar();
+            using var keep = false.ToScalar();
+            var removeSorted = cumulative.le(keptMass);
+            removeSorted.narrow(-1, removeSorted.shape[^1] - 1, 1).fill_(keep);            // always keep the best token
             var remove = removeSorted.scatter(-1, order, removeSorted);
-            scores = scores.masked_fill(remove, double.NegativeInfinity);
+            scores = scores.masked_fill(remove, negativeInfinity);
         }
         var probabilities = scores.softmax(-1);
         return multinomial(probabilities, 1, generator: generator).squeeze(-1).MoveToOuterDisposeScope();

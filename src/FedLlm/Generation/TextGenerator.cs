@@ -66,7 +66,7 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITextTokenizer tokeniz
 
         var attention = tensor(mask, new long[] { batch, longest }, device: device);
         var input = tensor(ids, new long[] { batch, longest }, device: device);
-        var positions = (attention.cumsum(1) - 1).clamp_min(0);
+        var positions = attention.cumsum(1).sub(Runtime.Scalars.IntegerOne).clamp_min(Runtime.Scalars.IntegerZero);
         try
         {
             for (int step = 0; step < options.MaxNewTokens; step++)
@@ -89,7 +89,7 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITextTokenizer tokeniz
                 }
                 if (finished.All(f => f)) break;
                 var nextInput = tensor(chosen.Select((c, b) => finished[b] ? pad : c).ToArray(), new long[] { batch, 1 }, device: device);
-                var lastPositions = positions.narrow(1, positions.shape[1] - 1, 1) + 1;
+                var lastPositions = positions.narrow(1, positions.shape[1] - 1, 1).add(Runtime.Scalars.IntegerOne);
                 var newAttention = cat(new[] { attention, ones(batch, 1, dtype: ScalarType.Int64, device: device) }, 1);
                 input.Dispose(); positions.Dispose(); attention.Dispose();
                 input = nextInput.MoveToOuterDisposeScope();

@@ -81,10 +81,17 @@ public sealed class LlamaForCausalLM : nn.Module
     {
         long B = inputIds.shape[0], T = inputIds.shape[1];
         long past = cache?.Length ?? 0;
-        using var positions = positionIds?.alias() ?? arange(past, past + T, ScalarType.Int64, inputIds.device).unsqueeze(0).expand(B, T);
+        using var positions = positionIds?.alias() ?? DefaultPositions(past, B, T, inputIds.device);
         var (cos, sin) = rotary.Tables(positions, Dtype);
         var mask = AttentionMask.Build(attentionMask, T, past, Config.SlidingWindow, inputIds.device);
         return (cos, sin, mask);
+    }
+
+    static Tensor DefaultPositions(long past, long B, long T, Device device)
+    {
+        using var range = Runtime.Scalars.Range(past, past + T, device);   // (T)
+        using var row = range.unsqueeze(0);                                 // (1, T)
+        return row.expand(B, T);
     }
 
     /// <summary>Logits (B, T, V) for every position.</summary>
@@ -192,19 +199,31 @@ public sealed class LlamaForCausalLM : nn.Module
 /// <summary>Builds the boolean attention mask (B, 1, T, S), true where a query may attend to a key.</summary>
 internal static class AttentionMask
 {
+    static bool HasPadding(Tensor paddingMask)
+    {
+        using var zeros = paddingMask.eq(Runtime.Scalars.IntegerZero);
+        using var any = zeros.any();
+        return any.item<bool>();
+    }
+
     /// <returns>null when plain causal attention over the new tokens is exact (no padding, no window, no cache).</returns>
     public static Tensor? Build(Tensor? paddingMask, long T, long past, int? slidingWindow, Device device)
     {
         long S = past + T;
-        bool hasPadding = paddingMask is not null && paddingMask.eq(0).any().item<bool>();
+        bool hasPadding = paddingMask is not null && HasPadding(paddingMask);
         bool windowMatters = slidingWindow is { } w && S > w;
         if (!hasPadding && !windowMatters && (past == 0 || T == 1)) return null;
 
         using var scope = NewDisposeScope();
-        var queryPositions = arange(past, S, ScalarType.Int64, device).unsqueeze(1); // (T, 1)
-        var keyPositions = arange(0, S, ScalarType.Int64, device).unsqueeze(0);      // (1, S)
+        // Every Scalar named (Runtime.Scalars): this runs for every forward that has padding or a window.
+        var queryPositions = Runtime.Scalars.Range(past, S, device).unsqueeze(1);   // (T, 1)
+        var keyPositions = Runtime.Scalars.Range(0, S, device).unsqueeze(0);        // (1, S)
         var allowed = keyPositions <= queryPositions;                                 // (T, S) causal
-        if (slidingWindow is { } window) allowed = allowed & (keyPositions > queryPositions - window);
+        if (slidingWindow is { } window)
+        {
+            using var windowScalar = ((long)window).ToScalar();
+            allowed = allowed & (keyPositions > queryPositions.sub(windowScalar));
+        }
         allowed = allowed.unsqueeze(0).unsqueeze(0);                                  // (1, 1, T, S)
         if (hasPadding)
         {

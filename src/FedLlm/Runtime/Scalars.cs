@@ -14,4 +14,22 @@ public static class Scalars
 {
     /// <summary>1, the alpha of a plain sum: <c>a.add(b, Scalars.One)</c>.</summary>
     public static readonly Scalar One = 1.0.ToScalar();
+
+    /// <summary>The integer 0 (padding in an attention mask, the least position).</summary>
+    public static readonly Scalar IntegerZero = 0L.ToScalar();
+
+    /// <summary>The integer 1 (a position step).</summary>
+    public static readonly Scalar IntegerOne = 1L.ToScalar();
+
+    /// <summary>−100, the label transformers ignores in the loss.</summary>
+    public static readonly Scalar IgnoredLabel = (-100L).ToScalar();
+
+    /// <summary>The int64 range [<paramref name="start"/>, <paramref name="end"/>) on <paramref name="device"/>, its
+    /// bounds as named Scalars (torch.arange takes Scalars, which a long would become implicitly).</summary>
+    public static torch.Tensor Range(long start, long end, torch.Device device)
+    {
+        using var first = start.ToScalar();
+        using var stop = end.ToScalar();
+        return torch.arange(first, stop, torch.ScalarType.Int64, device);
+    }
 }

@@ -86,7 +86,7 @@ public sealed class BatchDecoder(AdapterBank adapters, ITextTokenizer tokenizer)
         using var cache = new KvCache(model.Config, size, longest + budget, model.Dtype, model.Device);
         var attention = tensor(mask, new long[] { size, longest });                      // (B, T)
         var input = tensor(ids, new long[] { size, longest });                           // (B, T)
-        var positions = (attention.cumsum(1) - 1).clamp_min(0);                          // (B, T)
+        var positions = attention.cumsum(1).sub(Runtime.Scalars.IntegerOne).clamp_min(Runtime.Scalars.IntegerZero);                          // (B, T)
         try
         {
             for (int step = 0; step < budget; step++)
@@ -98,7 +98,7 @@ public sealed class BatchDecoder(AdapterBank adapters, ITextTokenizer tokenizer)
                 for (int b = 0; b < size; b++) Advance(rows[b], chosen[b], step, cancellationToken);
                 if (rows.All(r => r.Finished)) break;
                 var nextInput = tensor(chosen.Select((c, b) => rows[b].Finished ? pad : c).ToArray(), new long[] { size, 1 });
-                var lastPositions = positions.narrow(1, positions.shape[1] - 1, 1) + 1;
+                var lastPositions = positions.narrow(1, positions.shape[1] - 1, 1).add(Runtime.Scalars.IntegerOne);
                 var newAttention = cat(new[] { attention, ones(size, 1, dtype: ScalarType.Int64) }, 1);
                 input.Dispose(); positions.Dispose(); attention.Dispose();
                 input = nextInput.MoveToOuterDisposeScope();

@@ -37,7 +37,7 @@ public static class CausalLmStep
         using var _decoder = decoder;
         var shiftedHidden = hidden.narrow(1, 0, T - 1).reshape(-1, hidden.shape[2]); // (B*(T-1), H)
         var shiftedLabels = labels.narrow(1, 1, T - 1).reshape(-1);                  // (B*(T-1))
-        var rows = shiftedLabels.ne(-100).nonzero().squeeze(-1);                     // (N)
+        var rows = shiftedLabels.ne(Runtime.Scalars.IgnoredLabel).nonzero().squeeze(-1); // (N)
         long labelled = rows.shape[0];
         if (labelled == 0) return (0.0, 0);
 
