@@ -45,7 +45,7 @@ public static class AdapterTensors
         {
             using var scope = NewDisposeScope();
             var diff = (tensor - b[key]).to(ScalarType.Float64);
-            diff.pow_(2);
+            diff.mul_(diff);   // x·x, what pow(2) computes, without an implicit Scalar (Runtime.Scalars)
             sum += diff.sum().item<double>();
         }
         return Math.Sqrt(sum);

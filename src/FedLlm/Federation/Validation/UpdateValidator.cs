@@ -123,7 +123,7 @@ public static class UpdateValidator
             && x.device_type == TorchSharp.DeviceType.CPU && y.is_contiguous() && x.is_contiguous() && y.NumberOfElements == x.NumberOfElements)
             return SquaredDistanceFloat32(y, x);
         using var diff = y.detach() - x.detach();
-        diff.pow_(2); // in place: no second tensor-sized buffer
+        diff.mul_(diff); // x·x in place: no second tensor-sized buffer, no implicit Scalar (Runtime.Scalars)
         using var sum = diff.sum(ScalarType.Float64);
         return sum.item<double>();
     }
