@@ -166,7 +166,7 @@ public sealed class LlamaForCausalLM : nn.Module
         using var _ = no_grad();
         foreach (var (name, parameter) in result.named_parameters())
         {
-            if (name.EndsWith("norm.weight", StringComparison.Ordinal)) parameter.fill_(1.0);
+            if (name.EndsWith("norm.weight", StringComparison.Ordinal)) parameter.fill_(Runtime.Scalars.One);
             else if (name.EndsWith(".bias", StringComparison.Ordinal)) parameter.zero_();
             else
             {

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace FedLlm.Modeling;
@@ -28,13 +29,20 @@ public sealed class RotaryEmbedding : IDisposable
         using var scope = NewDisposeScope();
         int dim = config.HeadDim;
         // Same op order as transformers: arange(0, d, 2) as int64 -> float -> / d, then base ** that, then reciprocal.
-        var exponents = arange(0, dim, 2, ScalarType.Int64, device).to(ScalarType.Float32) / dim;
-        var inverse = 1.0f / pow(tensor((float)config.RopeTheta, ScalarType.Float32, device), exponents);
+        // Every Scalar named (Runtime.Scalars); each op is the one TorchSharp's operators made (1/x as reciprocal · 1).
+        using var start = 0L.ToScalar();
+        using var stop = ((long)dim).ToScalar();
+        using var step = 2L.ToScalar();
+        using var dimScalar = dim.ToScalar();
+        using var one = 1.0f.ToScalar();
+        var exponents = arange(start, stop, step, ScalarType.Int64, device).to(ScalarType.Float32).div(dimScalar);
+        var inverse = pow(tensor((float)config.RopeTheta, ScalarType.Float32, device), exponents).reciprocal().mul(one);
         if (config.RopeScaling is { } scaling)
         {
+            using var factor = scaling.Factor.ToScalar();
             inverse = scaling.Type switch
             {
-                "linear" => inverse / scaling.Factor,
+                "linear" => inverse.div(factor),
                 "llama3" => Llama3Scaling(inverse, scaling),
                 _ => throw new ModelConfigException($"rope_scaling type '{scaling.Type}' is not supported"),
             };
@@ -51,11 +59,22 @@ public sealed class RotaryEmbedding : IDisposable
         double oldContext = s.OriginalMaxPositionEmbeddings;
         double lowFreqWavelength = oldContext / s.LowFreqFactor;
         double highFreqWavelength = oldContext / s.HighFreqFactor;
-        var wavelength = 2 * Math.PI / inverse;
-        var scaled = where(wavelength > lowFreqWavelength, inverse / s.Factor, inverse);
-        var smooth = (oldContext / wavelength - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor);
-        var smoothed = (1 - smooth) * scaled / s.Factor + smooth * scaled;
-        var isMedium = (wavelength < highFreqWavelength).logical_not() & (wavelength > lowFreqWavelength).logical_not();
+        // The ops TorchSharp's operators made, with every Scalar named (Runtime.Scalars): c / t is t.reciprocal() · c,
+        // t − c is t + (−c) (the same IEEE result), 1 − t is −t + 1.
+        using var twoPi = (2 * Math.PI).ToScalar();
+        using var low = lowFreqWavelength.ToScalar();
+        using var high = highFreqWavelength.ToScalar();
+        using var factor = s.Factor.ToScalar();
+        using var context = oldContext.ToScalar();
+        using var negativeLowFactor = (-s.LowFreqFactor).ToScalar();
+        using var band = (s.HighFreqFactor - s.LowFreqFactor).ToScalar();
+        using var one = 1.ToScalar();
+        var wavelength = inverse.reciprocal().mul(twoPi);
+        var scaled = where(wavelength.gt(low), inverse.div(factor), inverse);
+        var smooth = wavelength.reciprocal().mul(context).add(negativeLowFactor, Runtime.Scalars.One).div(band);
+        var oneMinusSmooth = smooth.neg().add(one, Runtime.Scalars.One);
+        var smoothed = (oneMinusSmooth * scaled).div(factor).add(smooth * scaled, Runtime.Scalars.One);
+        var isMedium = wavelength.lt(high).logical_not() & wavelength.gt(low).logical_not();
         return where(isMedium, smoothed, scaled);
     }
 

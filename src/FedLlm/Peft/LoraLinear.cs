@@ -73,7 +73,11 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         double bound = 1.0 / Math.Sqrt(base_layer.InFeatures);
         // Drawn on the CPU (the generator's device) whatever the adapter's, so a seed gives the same adapter everywhere.
         using var uniform = rand(lora_A.Weight.shape, lora_A.Weight.dtype, CPU, generator: generator);
-        lora_A.Weight.copy_(uniform * (2 * bound) - bound);
+        // Named Scalars (Runtime.Scalars); u·2b + (−b) is u·2b − b exactly.
+        using var width = (2 * bound).ToScalar();
+        using var negativeBound = (-bound).ToScalar();
+        using var scaled = uniform.mul(width);
+        lora_A.Weight.copy_(scaled.add(negativeBound, Runtime.Scalars.One));
         lora_B.Weight.zero_();
     }
 

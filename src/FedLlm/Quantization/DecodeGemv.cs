@@ -69,7 +69,9 @@ internal static unsafe class DecodeGemv
                 if (bf16) BFloat16Bits.Widen(new ReadOnlySpan<ushort>(x, rows * inFeatures), new Span<float>(widenedX, rows * inFeatures));
                 long work = (long)outFeatures * inFeatures;
                 int parts = work < MinParallelWeightElements ? 1 : Math.Clamp(threads, 1, Math.Max(1, outFeatures / WeightRowsPerBlock));
-                SpinningWorkers.Run(new Job(bf16 ? widenedX : (float*)x, rows, weight, bf16, inFeatures, y, outFeatures, parts), parts);
+                var job = reusableJob ??= new Job();
+                job.Set(bf16 ? widenedX : (float*)x, rows, weight, bf16, inFeatures, y, outFeatures, parts);
+                SpinningWorkers.Run(job, parts);
             }
         }
         finally
@@ -78,12 +80,34 @@ internal static unsafe class DecodeGemv
         }
     }
 
-    sealed class Job(float* x, int rows, void* weight, bool bf16, int inFeatures, void* y, int outFeatures, int parts)
-        : SpinningWorkers.IJob
+    /// <summary>This thread's job, set afresh for each product: the products of a decode step make no garbage.</summary>
+    [ThreadStatic] static Job? reusableJob;
+
+    sealed class Job : SpinningWorkers.IJob
     {
+        float* x;
+        int rows;
+        void* weight;
+        bool bf16;
+        int inFeatures;
+        void* y;
+        int outFeatures;
+
         // One contiguous run of W per thread, its end taken over by whichever thread finishes first (StealingRanges).
-        readonly StealingRanges blocks = new(
-            (outFeatures + WeightRowsPerBlock - 1) / WeightRowsPerBlock, parts, ChunkBlocks(outFeatures, parts));
+        readonly StealingRanges blocks = new(0, 1, 1);
+
+        /// <summary>The product to compute next; the previous one has returned from <see cref="SpinningWorkers.Run"/>.</summary>
+        public void Set(float* x, int rows, void* weight, bool bf16, int inFeatures, void* y, int outFeatures, int parts)
+        {
+            this.x = x;
+            this.rows = rows;
+            this.weight = weight;
+            this.bf16 = bf16;
+            this.inFeatures = inFeatures;
+            this.y = y;
+            this.outFeatures = outFeatures;
+            blocks.Reset((outFeatures + WeightRowsPerBlock - 1) / WeightRowsPerBlock, parts, ChunkBlocks(outFeatures, parts));
+        }
 
         public void Run(int part, int parts)
         {

@@ -18,19 +18,24 @@ public sealed class StealingRanges
     /// another owner's.</summary>
     const int Stride = 8;
 
-    readonly long[] shares;
-    readonly int parts, chunk;
+    long[] shares = [];
+    int parts, chunk;
 
     /// <summary>Shares of [0, <paramref name="count"/>) for <paramref name="parts"/> parts, taken
     /// <paramref name="chunk"/> indices at a time.</summary>
-    public StealingRanges(int count, int parts, int chunk)
+    public StealingRanges(int count, int parts, int chunk) => Reset(count, parts, chunk);
+
+    /// <summary>Starts over with new shares, as the constructor would, reusing this object's memory: a decode step
+    /// splits a few hundred products, and garbage made for each of them would only bring collections (and with them
+    /// finalizers, see <see cref="Scalars"/>) more often. Not while parts are still taking.</summary>
+    public void Reset(int count, int parts, int chunk)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         ArgumentOutOfRangeException.ThrowIfLessThan(parts, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(chunk, 1);
         this.parts = parts;
         this.chunk = chunk;
-        shares = new long[parts * Stride];
+        if (shares.Length < parts * Stride) shares = new long[parts * Stride];
         for (int p = 0; p < parts; p++)
             shares[p * Stride] = Pack((int)((long)count * p / parts), (int)((long)count * (p + 1) / parts));
     }

@@ -161,10 +161,14 @@ public static class TensorCodec
     {
         var absmax = grid.abs().amax([1]); // (blocks,)
         // An all-zero block would divide 0/0; its codes are 0 whatever the divisor, so divide by 1 there.
-        var divisor = where(absmax == 0, ones_like(absmax), absmax).unsqueeze(1); // (blocks, 1)
+        // Every Scalar named: an implicit one can be finalised while libtorch reads it (Runtime.Scalars).
+        using var zero = 0.ToScalar();
+        using var levels = Int8Levels.ToScalar();
+        using var lowest = (-Int8Levels).ToScalar();
+        var divisor = where(absmax.eq(zero), ones_like(absmax), absmax).unsqueeze(1); // (blocks, 1)
         // round() is ties-to-even as torch.round; NaN (from a non-finite block) → 0 only to keep the int8 cast defined,
         // the block's non-finite scale already poisons its decoded values.
-        var codes = (grid / divisor * Int8Levels).round_().clamp_(-Int8Levels, Int8Levels).nan_to_num_(0).to(ScalarType.Int8); // (blocks, B)
+        var codes = (grid / divisor).mul(levels).round_().clamp_(lowest, levels).nan_to_num_(0).to(ScalarType.Int8); // (blocks, B)
         return (absmax.contiguous(), codes.contiguous());
     }
 
