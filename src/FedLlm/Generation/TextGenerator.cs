@@ -89,7 +89,7 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITextTokenizer tokeniz
                 }
                 if (finished.All(f => f)) break;
                 var nextInput = tensor(chosen.Select((c, b) => finished[b] ? pad : c).ToArray(), new long[] { batch, 1 }, device: device);
-                var lastPositions = positions.narrow(1, positions.shape[1] - 1, 1).add(Runtime.Scalars.IntegerOne);
+                var lastPositions = positions.narrow(1, positions.shape[1] - 1, 1).add(Runtime.Scalars.IntegerOne, Runtime.Scalars.IntegerOne);
                 var newAttention = cat(new[] { attention, ones(batch, 1, dtype: ScalarType.Int64, device: device) }, 1);
                 input.Dispose(); positions.Dispose(); attention.Dispose();
                 input = nextInput.MoveToOuterDisposeScope();

@@ -98,7 +98,7 @@ public sealed class BatchDecoder(AdapterBank adapters, ITextTokenizer tokenizer)
                 for (int b = 0; b < size; b++) Advance(rows[b], chosen[b], step, cancellationToken);
                 if (rows.All(r => r.Finished)) break;
                 var nextInput = tensor(chosen.Select((c, b) => rows[b].Finished ? pad : c).ToArray(), new long[] { size, 1 });
-                var lastPositions = positions.narrow(1, positions.shape[1] - 1, 1).add(Runtime.Scalars.IntegerOne);
+                var lastPositions = positions.narrow(1, positions.shape[1] - 1, 1).add(Runtime.Scalars.IntegerOne, Runtime.Scalars.IntegerOne);
                 var newAttention = cat(new[] { attention, ones(size, 1, dtype: ScalarType.Int64) }, 1);
                 input.Dispose(); positions.Dispose(); attention.Dispose();
                 input = nextInput.MoveToOuterDisposeScope();
