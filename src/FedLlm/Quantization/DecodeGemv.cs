@@ -106,7 +106,8 @@ internal static unsafe class DecodeGemv
             this.inFeatures = inFeatures;
             this.y = y;
             this.outFeatures = outFeatures;
-            blocks.Reset((outFeatures + WeightRowsPerBlock - 1) / WeightRowsPerBlock, parts, ChunkBlocks(outFeatures, parts));
+            int blockCount = (outFeatures + WeightRowsPerBlock - 1) / WeightRowsPerBlock;
+            blocks.Reset(blockCount, parts, ChunkBlocks(blockCount, parts));
         }
 
         public void Run(int part, int parts)
@@ -121,8 +122,7 @@ internal static unsafe class DecodeGemv
 
         /// <summary>Blocks taken at a time: an eighth of a thread's share, at most <see cref="MaxChunkBlocks"/>, so a
         /// thread that finishes first finds several chunks left to take over.</summary>
-        static int ChunkBlocks(int outFeatures, int parts) =>
-            Math.Clamp((outFeatures + WeightRowsPerBlock - 1) / WeightRowsPerBlock / parts / 8, 1, MaxChunkBlocks);
+        static int ChunkBlocks(int blockCount, int parts) => Math.Clamp(blockCount / parts / 8, 1, MaxChunkBlocks);
 
         void Rows<TWeight>(int first, int end) where TWeight : struct, IWeightRow
         {
